@@ -1,0 +1,84 @@
+/**
+ * Mailchimp member → Ometria record, pure functions (the table in API_FACTS.md).
+ *
+ * @module
+ */
+import type { Member, MemberStatus } from "../mailchimp/member.ts";
+
+/** Ometria's marketing opt-in values. */
+export type MarketingOptin = "EXPLICITLY_OPTEDIN" | "EXPLICITLY_OPTEDOUT" | "NOT_SPECIFIED";
+
+/** A contact record for `POST /v2/push`. */
+export interface OmetriaContact {
+  "@type": "contact";
+  "@collection": string;
+  id: string;
+  email: string;
+  firstname: string;
+  lastname: string;
+  marketing_optin: MarketingOptin;
+  timestamp_subscribed?: string;
+}
+
+/** A record for the original tool's `POST /record` endpoint. */
+export interface LegacyRecord {
+  id: string;
+  firstname: string;
+  lastname: string;
+  email: string;
+  status: MemberStatus;
+}
+
+/** Either record shape; which one is sent depends on the configured endpoint. */
+export type OmetriaRecord = OmetriaContact | LegacyRecord;
+
+/** The `@collection` used for one Mailchimp list (Ometria recommends one per source). */
+export function collectionFor(listId: string): string {
+  return `mailchimp-${listId}`;
+}
+
+const OPTIN: Record<MemberStatus, MarketingOptin> = {
+  subscribed: "EXPLICITLY_OPTEDIN",
+  unsubscribed: "EXPLICITLY_OPTEDOUT",
+  cleaned: "EXPLICITLY_OPTEDOUT",
+  pending: "NOT_SPECIFIED",
+  transactional: "NOT_SPECIFIED",
+  archived: "NOT_SPECIFIED",
+};
+
+function _name(member: Member, field: "FNAME" | "LNAME"): string {
+  const value = member.merge_fields[field];
+  return typeof value === "string" ? value : "";
+}
+
+/**
+ * Maps a member to an Ometria contact. The record id is Mailchimp's member id (an MD5 of
+ * the lowercased email), which carries no personal data in clear. A subscription event
+ * needs `timestamp_subscribed` on the same record as the opt-in, so it is sent with it.
+ */
+export function toOmetriaContact(member: Member, listId: string): OmetriaContact {
+  const contact: OmetriaContact = {
+    "@type": "contact",
+    "@collection": collectionFor(listId),
+    id: member.id,
+    email: member.email_address,
+    firstname: _name(member, "FNAME"),
+    lastname: _name(member, "LNAME"),
+    marketing_optin: OPTIN[member.status],
+  };
+  if (member.status === "subscribed" && member.timestamp_opt) {
+    contact.timestamp_subscribed = member.timestamp_opt;
+  }
+  return contact;
+}
+
+/** Maps a member to the original tool's `/record` format (status passed through as is). */
+export function toLegacyRecord(member: Member): LegacyRecord {
+  return {
+    id: member.id,
+    firstname: _name(member, "FNAME"),
+    lastname: _name(member, "LNAME"),
+    email: member.email_address,
+    status: member.status,
+  };
+}

@@ -1,0 +1,18 @@
+/**
+ * A small seeded pseudo-random generator (mulberry32) so that simulated data and fault
+ * sequences are the same on every run with the same seed.
+ *
+ * @module
+ */
+
+/** Returns a function yielding floats in [0, 1), fully determined by `seed`. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
