@@ -1,0 +1,383 @@
+import assert from "node:assert/strict";
+import { FakeClock } from "../../lib/clock/clock.ts";
+import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../../lib/sim/ometria_sim.ts";
+
+interface _Answer {
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+
+async function _send(
+  sim: OmetriaSimulator,
+  path: string,
+  body: unknown,
+  headers: Record<string, string>,
+  method = "POST",
+): Promise<_Answer> {
+  const res = await fetch(sim.url + path, {
+    method,
+    headers: { "Content-Type": "application/json", ...headers },
+    ...(method === "GET" ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+  });
+  return { status: res.status, headers: res.headers, body: await res.json() };
+}
+
+function _push(sim: OmetriaSimulator, body: unknown, key = sim.apiKey): Promise<_Answer> {
+  return _send(sim, "/v2/push", body, { "X-Ometria-Auth": key });
+}
+
+function _legacy(sim: OmetriaSimulator, body: unknown, key = sim.apiKey): Promise<_Answer> {
+  return _send(sim, "/record", body, { Authorization: key });
+}
+
+function _errors(sim: OmetriaSimulator): Promise<_Answer> {
+  return _send(sim, "/v2/push/_errors", undefined, { "X-Ometria-Auth": sim.apiKey }, "GET");
+}
+
+function _contact(id: string, fields: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    "@type": "contact",
+    "@collection": "mailchimp-list1",
+    id,
+    email: `${id}@example.com`,
+    firstname: "Ada",
+    lastname: "Lovelace",
+    marketing_optin: "EXPLICITLY_OPTEDIN",
+    ...fields,
+  };
+}
+
+async function _withSim(
+  options: OmetriaSimulatorOptions,
+  fn: (sim: OmetriaSimulator) => Promise<void>,
+): Promise<void> {
+  const sim = await OmetriaSimulator.start({ maxRequestsPerSecond: 0, ...options });
+  try {
+    await fn(sim);
+  } finally {
+    await sim.close();
+  }
+}
+
+Deno.test("OmetriaSimulator answers 401 for a missing or wrong key on both endpoints", async () => {
+  await _withSim({ apiKey: "right" }, async (sim) => {
+    const wrong = await _push(sim, [_contact("a")], "wrong");
+    assert.equal(wrong.status, 401);
+    assert.deepEqual(wrong.body, { status: "error", message: "Unauthorised" });
+    const missing = await _send(sim, "/v2/push", [_contact("a")], {});
+    assert.equal(missing.status, 401);
+    const legacy = await _legacy(sim, [], "Bearer right");
+    assert.equal(legacy.status, 401);
+    const errors = await _send(sim, "/v2/push/_errors", undefined, {}, "GET");
+    assert.equal(errors.status, 401);
+    assert.equal(sim.contacts().size, 0);
+    assert.equal((await _push(sim, [_contact("a")], "right")).status, 202);
+    assert.equal(sim.apiKey, "right");
+  });
+});
+
+Deno.test("OmetriaSimulator answers 400 when the body is not a JSON array", async () => {
+  await _withSim({}, async (sim) => {
+    const object = await _push(sim, _contact("a"));
+    assert.equal(object.status, 400);
+    assert.match((object.body as { message: string }).message, /JSON array/);
+    const invalid = await _push(sim, "[{not json");
+    assert.equal(invalid.status, 400);
+    assert.match((invalid.body as { message: string }).message, /not valid JSON/);
+    const legacy = await _legacy(sim, { id: "a" });
+    assert.equal(legacy.status, 400);
+    assert.equal(sim.contacts().size, 0);
+  });
+});
+
+Deno.test("OmetriaSimulator answers 400 for more than 100 records and stores none", async () => {
+  await _withSim({}, async (sim) => {
+    const records = Array.from({ length: 101 }, (_, i) => _contact(`m${i}`));
+    const push = await _push(sim, records);
+    assert.equal(push.status, 400);
+    assert.match((push.body as { message: string }).message, /Too many records/);
+    const legacy = await _legacy(
+      sim,
+      Array.from({ length: 101 }, (_, i) => ({
+        id: `m${i}`,
+        firstname: "",
+        lastname: "",
+        email: "x@example.com",
+        status: "subscribed",
+      })),
+    );
+    assert.equal(legacy.status, 400);
+    assert.equal(sim.contacts().size, 0);
+    assert.equal(sim.legacyRecords().size, 0);
+    assert.equal(sim.stats.maxBatch, 101);
+    const hundred = await _push(sim, records.slice(0, 100));
+    assert.deepEqual(hundred.body && (hundred.body as { accepted: number }).accepted, 100);
+  });
+});
+
+Deno.test("OmetriaSimulator answers 400 for records of mixed @type", async () => {
+  await _withSim({}, async (sim) => {
+    const res = await _push(sim, [_contact("a"), { "@type": "order", id: "o1" }]);
+    assert.equal(res.status, 400);
+    assert.match((res.body as { message: string }).message, /same @type/);
+    assert.equal(sim.contacts().size, 0);
+  });
+});
+
+Deno.test("OmetriaSimulator rejects a record over 60 KB as too large and keeps the rest", async () => {
+  await _withSim({}, async (sim) => {
+    const big = _contact("big", { properties: { note: "x".repeat(61440) } });
+    const res = await _push(sim, [big, _contact("small")]);
+    assert.equal(res.status, 202);
+    const body = res.body as { accepted: number; rejected: number };
+    assert.equal(body.accepted, 1);
+    assert.equal(body.rejected, 1);
+    assert.deepEqual([...sim.contacts().keys()], ["small"]);
+    const errors = await _errors(sim);
+    assert.deepEqual(errors.body, [{ error_message: "Record is too large", error_path: "[0]" }]);
+  });
+});
+
+Deno.test("OmetriaSimulator rejects invalid records and lists them at /v2/push/_errors", async () => {
+  await _withSim({
+    reject: (record) => record.email === "blocked@example.com" ? "Email is blocked" : undefined,
+  }, async (sim) => {
+    const res = await _push(sim, [
+      _contact("ok"),
+      _contact("bad-email", { email: 42 }),
+      _contact("bad-optin", { marketing_optin: "YES" }),
+      _contact(""),
+      { "@type": "contact", id: "no-collection" },
+      "not an object",
+      _contact("blocked", { email: "blocked@example.com" }),
+      _contact("ok2", { email: undefined }),
+    ]);
+    assert.equal(res.status, 202);
+    const body = res.body as Record<string, unknown>;
+    assert.equal(body.status, "OK");
+    assert.equal(body.accepted, 2);
+    assert.equal(body.rejected, 6);
+    assert.equal(typeof body.request_id, "string");
+    assert.equal(body.request_id, res.headers.get("X-Request-Id"));
+    assert.deepEqual([...sim.contacts().keys()].sort(), ["ok", "ok2"]);
+    const errors = (await _errors(sim)).body as { error_message: string; error_path: string }[];
+    assert.deepEqual(errors.map((e) => e.error_path), [
+      "[1].email",
+      "[2].marketing_optin",
+      "[3].id",
+      "[4].@collection",
+      "[5]",
+      "[6]",
+    ]);
+    assert.equal(errors[5]?.error_message, "Email is blocked");
+    assert.deepEqual(sim.errors(), errors);
+    const stats = sim.stats;
+    assert.equal(stats.recordsReceived, 8);
+    assert.equal(stats.recordsAccepted, 2);
+    assert.equal(stats.recordsRejected, 6);
+
+    sim.setOptions({ reject: undefined });
+    const again = await _push(sim, [_contact("blocked", { email: "blocked@example.com" })]);
+    assert.equal((again.body as { accepted: number }).accepted, 1);
+  });
+});
+
+Deno.test("OmetriaSimulator keeps only the last 100 errors", async () => {
+  await _withSim({}, async (sim) => {
+    const bad = Array.from({ length: 100 }, (_, i) => _contact(`b${i}`, { email: 1 }));
+    await _push(sim, bad);
+    await _push(sim, bad.slice(0, 5));
+    const errors = (await _errors(sim)).body as { error_path: string }[];
+    assert.equal(errors.length, 100);
+    assert.equal(errors[0]?.error_path, "[5].email");
+    assert.equal(errors[99]?.error_path, "[4].email");
+  });
+});
+
+Deno.test("OmetriaSimulator upserts: the latest write wins, @merge keeps unset fields", async () => {
+  await _withSim({}, async (sim) => {
+    await _push(sim, [_contact("a", { firstname: "First", properties: { x: 1 } })]);
+    await _push(sim, [{ "@type": "contact", "@collection": "mailchimp-list1", id: "a" }]);
+    assert.deepEqual(sim.contacts().get("a"), {
+      "@type": "contact",
+      "@collection": "mailchimp-list1",
+      id: "a",
+    });
+    await _push(sim, [_contact("b", { firstname: "Old", lastname: "Name" })]);
+    await _push(sim, [{
+      "@type": "contact",
+      "@collection": "mailchimp-list1",
+      id: "b",
+      "@merge": true,
+      firstname: "New",
+    }]);
+    const b = sim.contacts().get("b");
+    assert.equal(b?.firstname, "New");
+    assert.equal(b?.lastname, "Name");
+    assert.equal(b?.email, "b@example.com");
+    // The same batch twice (a retried request) still stores one record per id.
+    const batch = [_contact("c"), _contact("d")];
+    await _push(sim, batch);
+    await _push(sim, batch);
+    assert.equal(sim.contacts().size, 4);
+  });
+});
+
+Deno.test("OmetriaSimulator keeps collections apart", async () => {
+  await _withSim({}, async (sim) => {
+    await _push(sim, [_contact("same", { "@collection": "mailchimp-A", firstname: "A" })]);
+    await _push(sim, [_contact("same", { "@collection": "mailchimp-B", firstname: "B" })]);
+    assert.equal(sim.contacts("mailchimp-A").get("same")?.firstname, "A");
+    assert.equal(sim.contacts("mailchimp-B").get("same")?.firstname, "B");
+    assert.equal(sim.contacts("mailchimp-C").size, 0);
+    assert.equal(sim.contacts().size, 1);
+  });
+});
+
+Deno.test("OmetriaSimulator /record answers 201 and stores the latest record per id", async () => {
+  await _withSim({}, async (sim) => {
+    const record = {
+      id: "m1",
+      firstname: "Ada",
+      lastname: "",
+      email: "ada@example.com",
+      status: "subscribed",
+    };
+    const first = await _legacy(sim, [record]);
+    assert.equal(first.status, 201);
+    assert.deepEqual(first.body, { status: "Ok", response: 1 });
+    assert.ok(first.headers.get("X-Request-Id"));
+    await _legacy(sim, [{ ...record, status: "unsubscribed" }]);
+    assert.deepEqual(sim.legacyRecords().get("m1"), { ...record, status: "unsubscribed" });
+    const bad = await _legacy(sim, [{ ...record, id: "m2" }, { id: "m3", email: "x" }]);
+    assert.equal(bad.status, 400);
+    assert.equal(sim.legacyRecords().size, 1);
+    const stats = sim.stats;
+    assert.equal(stats.recordRequests, 3);
+    assert.equal(stats.recordsReceived, 2);
+  });
+});
+
+Deno.test("OmetriaSimulator answers 429 beyond the requests allowed in one clock second", async () => {
+  const clock = new FakeClock();
+  await _withSim({ clock, maxRequestsPerSecond: 2 }, async (sim) => {
+    assert.equal((await _push(sim, [_contact("a")])).status, 202);
+    assert.equal((await _legacy(sim, [])).status, 201);
+    const limited = await _push(sim, [_contact("b")]);
+    assert.equal(limited.status, 429);
+    assert.equal(limited.headers.get("Retry-After"), "1");
+    assert.deepEqual(limited.body, { status: "error", message: "Rate limit exceeded" });
+    assert.equal(sim.contacts().has("b"), false);
+    await clock.tick(999);
+    assert.equal((await _push(sim, [_contact("b")])).status, 429);
+    await clock.tick(1);
+    assert.equal((await _push(sim, [_contact("b")])).status, 202);
+    assert.equal(sim.contacts().has("b"), true);
+    assert.equal(sim.stats.maxRequestsInOneSecond, 2);
+    assert.equal(sim.stats.status429, 2);
+
+    sim.setOptions({ maxRequestsPerSecond: 0 });
+    for (let i = 0; i < 5; i++) assert.equal((await _legacy(sim, [])).status, 201);
+    assert.equal(sim.stats.maxRequestsInOneSecond, 6);
+    sim.resetStats();
+    assert.equal(sim.stats.requests, 0);
+    assert.equal(sim.stats.maxRequestsInOneSecond, 0);
+  });
+});
+
+Deno.test("OmetriaSimulator reports its queue and answers 429 when it is full", async () => {
+  const clock = new FakeClock();
+  await _withSim({ clock, queueLimit: 150, ingestPerSecond: 100 }, async (sim) => {
+    const batch = (prefix: string) => Array.from({ length: 100 }, (_, i) => _contact(prefix + i));
+    const first = await _push(sim, batch("a"));
+    assert.equal(first.status, 202);
+    assert.equal(first.headers.get("X-QueueSize-Limit"), "150");
+    assert.equal(first.headers.get("X-QueueSize-Remaining"), "50");
+    const full = await _push(sim, batch("b"));
+    assert.equal(full.status, 429);
+    assert.equal(full.headers.get("X-QueueSize-Limit"), "150");
+    assert.equal(full.headers.get("X-QueueSize-Remaining"), "50");
+    assert.equal(full.headers.get("Retry-After"), "1");
+    assert.equal(sim.contacts().size, 100);
+    await clock.tick(500);
+    const half = await _push(sim, batch("c").slice(0, 10));
+    assert.equal(half.status, 202);
+    assert.equal(half.headers.get("X-QueueSize-Remaining"), "90");
+    await clock.tick(10_000);
+    const drained = await _push(sim, batch("b"));
+    assert.equal(drained.status, 202);
+    assert.equal(drained.headers.get("X-QueueSize-Remaining"), "50");
+    assert.equal(sim.contacts().size, 210);
+    assert.equal(sim.stats.status429, 1);
+  });
+});
+
+Deno.test("OmetriaSimulator answers injected 500 and 503 faults without doing the work", async () => {
+  await _withSim({ faults: { retryAfterSeconds: 7 } }, async (sim) => {
+    sim.faults.queue(500, 503, 429);
+    const error = await _push(sim, [_contact("a")]);
+    assert.equal(error.status, 500);
+    assert.equal(error.headers.get("Retry-After"), null);
+    assert.equal((error.body as { status: string }).status, "error");
+    assert.ok(error.headers.get("X-Request-Id"));
+    const unavailable = await _push(sim, [_contact("a")]);
+    assert.equal(unavailable.status, 503);
+    assert.equal(unavailable.headers.get("Retry-After"), "7");
+    const throttled = await _push(sim, [_contact("a")]);
+    assert.equal(throttled.status, 429);
+    assert.equal(throttled.headers.get("Retry-After"), "7");
+    assert.equal(sim.contacts().size, 0);
+    assert.equal((await _push(sim, [_contact("a")])).status, 202);
+    assert.equal(sim.faults.injected.get(503), 1);
+    assert.equal(sim.stats.status429, 1);
+  });
+});
+
+Deno.test("OmetriaSimulator stores a dropped push although the client's body read fails", async () => {
+  await _withSim({}, async (sim) => {
+    sim.faults.queue("drop");
+    const res = await fetch(sim.url + "/v2/push", {
+      method: "POST",
+      headers: { "X-Ometria-Auth": sim.apiKey },
+      body: JSON.stringify([_contact("landed")]),
+    });
+    assert.ok(res.headers.get("X-Request-Id"));
+    await assert.rejects(() => res.json());
+    assert.equal(sim.contacts().get("landed")?.email, "landed@example.com");
+  });
+});
+
+Deno.test("OmetriaSimulator delays a slow fault on its clock and close() never waits", async () => {
+  const clock = new FakeClock();
+  await _withSim({ clock, faults: { slowMs: 3000 } }, async (sim) => {
+    sim.faults.queue("slow");
+    const pending = _push(sim, [_contact("slow")]);
+    while (clock.pendingTimers === 0) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(sim.contacts().size, 0);
+    await clock.tick(3000);
+    assert.equal((await pending).status, 202);
+    assert.equal(sim.contacts().has("slow"), true);
+
+    sim.setOptions({ latencyMs: 1000 });
+    const stuck = _push(sim, [_contact("stuck")]);
+    while (clock.pendingTimers === 0) await new Promise((r) => setTimeout(r, 1));
+    await sim.close();
+    assert.equal((await stuck).status, 503);
+    assert.equal(sim.contacts().has("stuck"), false);
+  });
+});
+
+Deno.test("OmetriaSimulator answers 404 for unknown paths, with a request id", async () => {
+  await _withSim({}, async (sim) => {
+    const res = await _send(sim, "/v1/other", [], {});
+    assert.equal(res.status, 404);
+    assert.ok(res.headers.get("X-Request-Id"));
+    const wrongMethod = await _send(sim, "/v2/push", undefined, {}, "GET");
+    assert.equal(wrongMethod.status, 405);
+  });
+});
+
+Deno.test("OmetriaSimulator start() refuses a negative limit", async () => {
+  await assert.rejects(() => OmetriaSimulator.start({ queueLimit: -1 }), RangeError);
+});
