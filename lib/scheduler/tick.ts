@@ -1,0 +1,158 @@
+/**
+ * One tick: decide which connections are due, then run them, closest to their threshold
+ * first, at most `concurrency` at a time. Knows nothing about HTTP: the caller hands in how
+ * to count changes and how to run one connection.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
+import type { RunResult } from "../engine/run_connection.ts";
+import type { ConnectionState } from "../state/schema.ts";
+import type { StateStore } from "../state/store.ts";
+import { deadlineOf, decideDue, type DueDecision, retryDelayMs } from "./due.ts";
+
+/** A connection as the scheduler sees it. */
+export interface ScheduledConnection {
+  id: string;
+  listId: string;
+  thresholdSeconds: number;
+}
+
+/** Options of {@linkcode tick}. */
+export interface TickOptions<C extends ScheduledConnection> {
+  connections: readonly C[];
+  store: StateStore;
+  clock: Clock;
+  logger: Logger;
+  /** Runs at once (MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS). */
+  concurrency: number;
+  /** BULK_MEMBER_COUNT: more changes than this make a list due. */
+  bulkMemberCount: number;
+  minutesPerBulk: number;
+  tickSeconds: number;
+  /** `--force`: ignore the rules this tick. */
+  force?: boolean;
+  /** Counts members changed since a Mailchimp time. */
+  countChanged(connection: C, sinceMs: number, signal?: AbortSignal): Promise<number>;
+  /** Runs one connection (the engine). */
+  run(connection: C): Promise<RunResult>;
+  /** Called after each run with the state it left. */
+  afterRun?(connection: C, result: RunResult, state: ConnectionState | undefined): Promise<void>;
+  /** Stops starting new runs (graceful shutdown). */
+  signal?: AbortSignal;
+}
+
+/** What one connection did in a tick. */
+export type TickEntry =
+  | { id: string; ran: true; reason: string; result: RunResult }
+  | { id: string; ran: false; reason: string; error?: string };
+
+/** What a tick did, per connection. */
+export interface TickResult {
+  entries: TickEntry[];
+  /** True when any run failed or any due check failed. */
+  failed: boolean;
+}
+
+async function _pool<T>(
+  items: readonly T[],
+  concurrency: number,
+  signal: AbortSignal | undefined,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length && !signal?.aborted) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/** Runs one tick over every connection; never throws for a single connection's failure. */
+export async function tick<C extends ScheduledConnection>(
+  options: TickOptions<C>,
+): Promise<TickResult> {
+  const { connections, store, clock, logger, signal } = options;
+  const states = new Map((await store.list()).map((s) => [s.id, s]));
+  const now = clock.now();
+  const entries: TickEntry[] = [];
+  const due: { connection: C; reason: string; deadline: number }[] = [];
+  const checks: { connection: C; sinceMs: number }[] = [];
+
+  for (const connection of connections) {
+    const state = states.get(connection.id);
+    const decision: DueDecision = decideDue(state, now, {
+      thresholdSeconds: connection.thresholdSeconds,
+      minutesPerBulk: options.minutesPerBulk,
+      tickSeconds: options.tickSeconds,
+    }, options.force);
+    if (decision.kind === "due") {
+      due.push({
+        connection,
+        reason: decision.reason,
+        deadline: deadlineOf(state, connection.thresholdSeconds),
+      });
+    } else if (decision.kind === "check") {
+      checks.push({ connection, sinceMs: decision.sinceMs });
+    } else {
+      entries.push({ id: connection.id, ran: false, reason: decision.reason });
+    }
+  }
+
+  let failed = false;
+  // Counting changes is one small Mailchimp request per connection; the per-key limiter in
+  // the client keeps these within Mailchimp's connection limit.
+  await _pool(checks, 10 * Math.max(1, options.concurrency), signal, async (check) => {
+    try {
+      const changed = await options.countChanged(check.connection, check.sinceMs, signal);
+      if (changed > options.bulkMemberCount) {
+        due.push({
+          connection: check.connection,
+          reason: "bulk",
+          deadline: deadlineOf(states.get(check.connection.id), check.connection.thresholdSeconds),
+        });
+      } else {
+        entries.push({ id: check.connection.id, ran: false, reason: "fresh" });
+      }
+    } catch (error) {
+      failed = true;
+      const message = error instanceof Error ? error.message : String(error);
+      logger.warning("Could not count changes of {connection}: {error}", {
+        connection: check.connection.id,
+        error: message,
+      });
+      entries.push({ id: check.connection.id, ran: false, reason: "check-failed", error: message });
+    }
+  });
+
+  due.sort((a, b) => a.deadline - b.deadline);
+  await _pool(due, options.concurrency, signal, async ({ connection, reason }) => {
+    const lease = await store.acquire(connection.id);
+    if (!lease) {
+      entries.push({ id: connection.id, ran: false, reason: "held-elsewhere" });
+      return;
+    }
+    try {
+      logger.debug("Starting a run of {connection} ({reason})", {
+        connection: connection.id,
+        reason,
+      });
+      const result = await options.run(connection);
+      let state = await store.get(connection.id);
+      if (result.outcome === "failed" && state) {
+        state = {
+          ...state,
+          retry_at: new Date(clock.now() + retryDelayMs(state.failures)).toISOString(),
+        };
+        await store.put(state);
+      }
+      if (result.outcome === "failed") failed = true;
+      entries.push({ id: connection.id, ran: true, reason, result });
+      await options.afterRun?.(connection, result, state);
+    } finally {
+      await lease.release();
+    }
+  });
+  await store.flush();
+  return { entries, failed };
+}
