@@ -1,0 +1,451 @@
+/**
+ * Alerts for connections that fall behind: one alert when an incident starts, a reminder
+ * every `repeatMinutes` while it lasts, one "recovered" when it ends. The decision is made
+ * from the connection's persisted alert memory (`state.alert`), so a restart during an
+ * incident does not alert again, and a process that finds a connection behind with no record
+ * of having alerted alerts at once.
+ *
+ * Every alert is a log line with a stable event name (`connection.behind`,
+ * `connection.recovered`) and, when a webhook URL is configured, a JSON POST delivered in the
+ * background: a bounded queue, sent in order, retried with backoff on the injected clock. A
+ * slow or dead webhook never slows the sync; {@linkcode AlertManager.drain} waits for it at
+ * shutdown. The webhook URL may carry a secret token: only its origin is ever logged.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
+import type { ConnectionState } from "../state/schema.ts";
+import { freshnessOf } from "./freshness.ts";
+
+/** Stable names of alert events, used in log messages and webhook payloads. */
+export type AlertEvent = "connection.behind" | "connection.recovered";
+
+/** The JSON body POSTed to the webhook for every alert. */
+export interface AlertPayload {
+  event: AlertEvent;
+  /** The connection's id. */
+  connection: string;
+  list_id: string;
+  /** Lag at the time of the alert; null when unknown. */
+  lag_seconds: number | null;
+  threshold_seconds: number;
+  fresh_as_of: string | null;
+  last_error: string | null;
+  /** Present (true) only on a reminder of an incident already alerted. */
+  reminder?: true;
+}
+
+/** Retry policy of webhook deliveries. */
+export interface AlertRetryOptions {
+  /** Attempts per delivery, the first included. @default {5} */
+  maxAttempts?: number;
+  /** Backoff before the second attempt; doubles for each further one. @default {1000} */
+  minDelayMs?: number;
+  /** Upper bound of one backoff (and of an honoured `Retry-After`). @default {60000} */
+  maxDelayMs?: number;
+  /** Wall-clock time one POST may take before it is abandoned and retried. @default {10000} */
+  timeoutMs?: number;
+}
+
+/** Options of {@linkcode AlertManager}. */
+export interface AlertManagerOptions {
+  /** Time source for decisions and backoff. */
+  clock: Clock;
+  /** Where alerts and delivery problems are logged. */
+  logger: Logger;
+  /** Used for webhook POSTs. @default {globalThis.fetch} */
+  fetch?: typeof globalThis.fetch;
+  /** Where alerts are POSTed as JSON; logs only when absent. May contain a secret token. */
+  webhookUrl?: string;
+  /** Minutes between reminders while a connection stays behind. @default {240} */
+  repeatMinutes?: number;
+  /** Retry policy of webhook deliveries. */
+  retry?: AlertRetryOptions;
+  /** Deliveries kept waiting at most; beyond it the oldest is dropped. @default {1000} */
+  maxPending?: number;
+}
+
+/** What {@linkcode AlertManager.evaluate} needs to know about a connection's configuration. */
+export interface AlertConnection {
+  id: string;
+  list_id: string;
+  threshold_seconds: number;
+}
+
+/** Options of {@linkcode AlertManager.evaluate}. */
+export interface EvaluateOptions {
+  /**
+   * When the program first saw the connection (epoch ms), for a connection that never
+   * completed a run. @default {when this manager first evaluated the connection}
+   */
+  firstSeenMs?: number;
+}
+
+/** Alert memory of one connection, as stored in `ConnectionState.alert`. */
+export type AlertMemory = ConnectionState["alert"];
+
+interface _Delivery {
+  payload: AlertPayload;
+}
+
+/**
+ * Decides when to alert about connections that are behind, logs the alerts and delivers them
+ * to an optional webhook in the background. `evaluate()` is synchronous and cheap (safe to
+ * call for thousands of connections per tick); the caller persists the alert memory it
+ * returns. Call {@linkcode AlertManager.drain} then {@linkcode AlertManager.close} at shutdown.
+ */
+export class AlertManager {
+  #clock: Clock;
+  #logger: Logger;
+  #fetch: typeof globalThis.fetch;
+  #webhookUrl: string | undefined;
+  #webhookOrigin: string | undefined;
+  #repeatMs: number;
+  #maxAttempts: number;
+  #minDelayMs: number;
+  #maxDelayMs: number;
+  #timeoutMs: number;
+  #maxPending: number;
+  #queue: _Delivery[] = [];
+  #worker: Promise<void> | undefined;
+  #closer = new AbortController();
+  #firstSeen = new Map<string, number>();
+
+  constructor(options: AlertManagerOptions) {
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#repeatMs = _positive("repeatMinutes", options.repeatMinutes ?? 240) * 60_000;
+    this.#maxAttempts = Math.floor(_positive("retry.maxAttempts", options.retry?.maxAttempts ?? 5));
+    this.#minDelayMs = _nonNegative("retry.minDelayMs", options.retry?.minDelayMs ?? 1000);
+    this.#maxDelayMs = _nonNegative("retry.maxDelayMs", options.retry?.maxDelayMs ?? 60_000);
+    this.#timeoutMs = _positive("retry.timeoutMs", options.retry?.timeoutMs ?? 10_000);
+    this.#maxPending = Math.floor(_positive("maxPending", options.maxPending ?? 1000));
+    if (this.#minDelayMs > this.#maxDelayMs) {
+      throw new RangeError(
+        `Cannot create AlertManager as 'retry.minDelayMs' must be <= 'retry.maxDelayMs': current values ${this.#minDelayMs} and ${this.#maxDelayMs}`,
+      );
+    }
+    if (options.webhookUrl !== undefined) {
+      let url: URL;
+      try {
+        url = new URL(options.webhookUrl);
+      } catch {
+        // The URL is not repeated in the message: it may hold a secret token.
+        throw new TypeError("Cannot create AlertManager as 'webhookUrl' is not a valid URL");
+      }
+      if (url.protocol !== "http:" && url.protocol !== "https:") {
+        throw new TypeError(
+          `Cannot create AlertManager as 'webhookUrl' must be http or https: current scheme ${url.protocol}`,
+        );
+      }
+      this.#webhookUrl = options.webhookUrl;
+      this.#webhookOrigin = url.origin;
+    }
+  }
+
+  /** Webhook deliveries waiting or in progress. */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * Decides whether `conn` needs an alert now, sends it (log line at once, webhook in the
+   * background) and returns the alert memory to persist in `state.alert`:
+   * - behind, no incident recorded → `connection.behind`; `behind_since` and
+   *   `last_alert_at` become now;
+   * - behind, incident recorded → nothing until `repeatMinutes` after `last_alert_at`, then
+   *   the same event with `reminder: true`, and `last_alert_at` becomes now;
+   * - not behind, incident recorded → `connection.recovered`, memory cleared;
+   * - otherwise the memory is returned unchanged.
+   */
+  evaluate(
+    conn: AlertConnection,
+    state: ConnectionState,
+    options: EvaluateOptions = {},
+  ): AlertMemory {
+    const nowMs = this.#clock.now();
+    let firstSeenMs = options.firstSeenMs ?? this.#firstSeen.get(conn.id);
+    if (firstSeenMs === undefined) {
+      firstSeenMs = nowMs;
+      this.#firstSeen.set(conn.id, nowMs);
+    }
+    const freshness = freshnessOf(state, {
+      nowMs,
+      thresholdSeconds: conn.threshold_seconds,
+      firstSeenMs,
+    });
+    const memory = state.alert;
+    const nowIso = new Date(nowMs).toISOString();
+    const payload = (event: AlertEvent): AlertPayload => ({
+      event,
+      connection: conn.id,
+      list_id: conn.list_id,
+      lag_seconds: freshness.lag_seconds,
+      threshold_seconds: freshness.threshold_seconds,
+      fresh_as_of: freshness.fresh_as_of,
+      last_error: state.last_error,
+    });
+
+    if (freshness.behind) {
+      if (memory.behind_since === null) {
+        this.#alert(payload("connection.behind"), nowIso);
+        return { behind_since: nowIso, last_alert_at: nowIso };
+      }
+      const lastMs = Date.parse(memory.last_alert_at ?? memory.behind_since);
+      // An unreadable time counts as "long ago": a reminder too many beats silence.
+      if (Number.isNaN(lastMs) || nowMs - lastMs >= this.#repeatMs) {
+        this.#alert({ ...payload("connection.behind"), reminder: true }, memory.behind_since);
+        return { behind_since: memory.behind_since, last_alert_at: nowIso };
+      }
+      return { behind_since: memory.behind_since, last_alert_at: memory.last_alert_at };
+    }
+    if (memory.behind_since !== null) {
+      this.#alert(payload("connection.recovered"), memory.behind_since);
+      return { behind_since: null, last_alert_at: null };
+    }
+    return { behind_since: memory.behind_since, last_alert_at: memory.last_alert_at };
+  }
+
+  /**
+   * Waits until every queued webhook delivery has been sent or given up. Resolves true when
+   * the queue is empty, false when `signal` aborted first (deliveries then go on in the
+   * background until {@linkcode AlertManager.close}).
+   */
+  async drain(signal?: AbortSignal): Promise<boolean> {
+    while (this.#worker !== undefined) {
+      if (signal?.aborted) return false;
+      if (!signal) {
+        await this.#worker;
+        continue;
+      }
+      let onAbort = () => {};
+      const aborted = new Promise<void>((resolve) => {
+        onAbort = () => resolve();
+        signal.addEventListener("abort", onAbort, { once: true });
+      });
+      try {
+        await Promise.race([this.#worker, aborted]);
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
+    }
+    return this.#queue.length === 0;
+  }
+
+  /**
+   * Stops delivering: aborts the POST or backoff in progress, drops what is still queued
+   * (with a warning naming how many) and resolves once the background worker has stopped.
+   * Alerts evaluated afterwards are logged but not POSTed.
+   */
+  async close(): Promise<void> {
+    if (!this.#closer.signal.aborted) {
+      this.#closer.abort(new Error("AlertManager closed"));
+      if (this.#queue.length > 0) {
+        this.#logger.warn(
+          "alert.webhook.dropped {count} pending webhook deliveries dropped at close",
+          {
+            event: "alert.webhook.dropped",
+            count: this.#queue.length,
+            webhook: this.#webhookOrigin,
+          },
+        );
+      }
+      this.#queue = [];
+    }
+    await this.#worker;
+  }
+
+  /** Same as {@linkcode AlertManager.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #alert(payload: AlertPayload, behindSince: string): void {
+    const properties = {
+      ...payload,
+      reminder: payload.reminder ?? false,
+      behind_since: behindSince,
+    };
+    if (payload.event === "connection.behind") {
+      this.#logger.error(
+        "connection.behind {connection} (list {list_id}): lag {lag_seconds}s exceeds threshold {threshold_seconds}s, fresh as of {fresh_as_of}, behind since {behind_since}, reminder {reminder}",
+        properties,
+      );
+    } else {
+      // WARN rather than INFO so that whoever watches warnings sees each incident end too.
+      this.#logger.warn(
+        "connection.recovered {connection} (list {list_id}): lag {lag_seconds}s within threshold {threshold_seconds}s, fresh as of {fresh_as_of}, behind since {behind_since}",
+        properties,
+      );
+    }
+    if (this.#webhookUrl !== undefined && !this.#closer.signal.aborted) this.#enqueue(payload);
+  }
+
+  #enqueue(payload: AlertPayload): void {
+    if (this.#queue.length >= this.#maxPending) {
+      // The head may be in flight; dropping the next oldest keeps the worker's bookkeeping
+      // simple and loses an alert that is already stale anyway.
+      const dropAt = this.#worker !== undefined && this.#queue.length > 1 ? 1 : 0;
+      const [dropped] = this.#queue.splice(dropAt, 1);
+      this.#logger.warn(
+        "alert.webhook.dropped {dropped_event} for {connection}: more than {max_pending} deliveries pending",
+        {
+          event: "alert.webhook.dropped",
+          dropped_event: dropped?.payload.event,
+          connection: dropped?.payload.connection,
+          max_pending: this.#maxPending,
+          webhook: this.#webhookOrigin,
+        },
+      );
+    }
+    this.#queue.push({ payload });
+    this.#worker ??= this.#work().finally(() => {
+      this.#worker = undefined;
+    });
+  }
+
+  async #work(): Promise<void> {
+    // Deliveries go one at a time, in order, so a receiver never sees "recovered" before
+    // the "behind" it ends.
+    while (this.#queue.length > 0 && !this.#closer.signal.aborted) {
+      const delivery = this.#queue[0]!;
+      await this.#deliver(delivery);
+      if (this.#queue[0] === delivery) this.#queue.shift();
+    }
+  }
+
+  async #deliver(delivery: _Delivery): Promise<void> {
+    const { payload } = delivery;
+    const body = JSON.stringify(payload);
+    const closed = this.#closer.signal;
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      if (closed.aborted) return;
+      let problem: string;
+      let retryAfterMs: number | undefined;
+      let retryable = true;
+      try {
+        const response = await this.#post(body);
+        await response.body?.cancel();
+        if (response.ok) {
+          this.#logger.debug("alert.webhook.sent {alert_event} for {connection} to {webhook}", {
+            event: "alert.webhook.sent",
+            alert_event: payload.event,
+            connection: payload.connection,
+            webhook: this.#webhookOrigin,
+            attempt,
+          });
+          return;
+        }
+        problem = `HTTP ${response.status}`;
+        retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+        retryAfterMs = _retryAfterMs(response.headers.get("retry-after"), this.#clock.now());
+      } catch (error) {
+        if (closed.aborted) return;
+        problem = this.#redact(
+          error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        );
+      }
+      const last = attempt >= this.#maxAttempts || !retryable;
+      if (last) {
+        this.#logger.error(
+          "alert.webhook.failed {alert_event} for {connection} to {webhook} after {attempts} attempt(s): {problem}",
+          {
+            event: "alert.webhook.failed",
+            alert_event: payload.event,
+            connection: payload.connection,
+            webhook: this.#webhookOrigin,
+            attempts: attempt,
+            problem,
+          },
+        );
+        return;
+      }
+      const backoff = Math.min(this.#maxDelayMs, this.#minDelayMs * 2 ** (attempt - 1));
+      // Full jitter in [backoff/2, backoff]: many instances alerting at once do not retry in step.
+      const jittered = backoff / 2 + Math.random() * (backoff / 2);
+      const delayMs = Math.min(this.#maxDelayMs, Math.max(jittered, retryAfterMs ?? 0));
+      this.#logger.warn(
+        "alert.webhook.retry {alert_event} for {connection} to {webhook}: {problem}, attempt {attempt} of {max_attempts}, retrying in {delay_ms}ms",
+        {
+          event: "alert.webhook.retry",
+          alert_event: payload.event,
+          connection: payload.connection,
+          webhook: this.#webhookOrigin,
+          attempt,
+          max_attempts: this.#maxAttempts,
+          delay_ms: Math.round(delayMs),
+          problem,
+        },
+      );
+      try {
+        await this.#clock.sleep(delayMs, closed);
+      } catch {
+        return; // closed while backing off
+      }
+    }
+  }
+
+  async #post(body: string): Promise<Response> {
+    // The timeout bounds real network I/O, so it runs on wall-clock time rather than on the
+    // injected clock (a FakeClock with autoAdvance would otherwise fire it at once). The
+    // timer is cleared as soon as the response headers arrive, so it never outlives a POST.
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new Error(`timed out after ${this.#timeoutMs}ms`)),
+      this.#timeoutMs,
+    );
+    try {
+      return await this.#fetch(this.#webhookUrl!, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+        signal: AbortSignal.any([timeout.signal, this.#closer.signal]),
+      });
+    } catch (error) {
+      if (timeout.signal.aborted) throw timeout.signal.reason;
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Removes the webhook URL (it may hold a secret) from an error text, keeping its origin. */
+  #redact(text: string): string {
+    const url = this.#webhookUrl!;
+    let out = text.replaceAll(url, this.#webhookOrigin!);
+    try {
+      out = out.replaceAll(new URL(url).href, this.#webhookOrigin!);
+    } catch {
+      // already validated in the constructor
+    }
+    return out;
+  }
+}
+
+function _retryAfterMs(header: string | null, nowMs: number): number | undefined {
+  if (header === null) return undefined;
+  const seconds = Number(header);
+  if (header.trim() !== "" && Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
+}
+
+function _positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new RangeError(
+      `Cannot create AlertManager as '${name}' must be > 0: current value ${value}`,
+    );
+  }
+  return value;
+}
+
+function _nonNegative(name: string, value: number): number {
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(
+      `Cannot create AlertManager as '${name}' must be >= 0: current value ${value}`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,205 @@
+/**
+ * The status report: one entry per configured connection, built from the state document, as
+ * JSON for machines (`status --json`) and as an aligned table for people.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { ConnectionState } from "../state/schema.ts";
+import { freshnessOf } from "./freshness.ts";
+
+const isoTime = z.iso.datetime({ offset: true });
+
+/** Status of a connection in the report. */
+export const connectionStatusSchema = z.enum(["never", "ok", "failed", "running"]).describe(
+  "never: no run has finished; ok / failed: outcome of the last run; running: a run started " +
+    "after the last one finished and has not completed (in progress, or interrupted and to be " +
+    "resumed by the next run).",
+);
+
+/** The last finished run of a connection, as shown in the report. */
+export const statusLastRunSchema = z.object({
+  started_at: isoTime.describe("When the run started (our clock)."),
+  finished_at: isoTime.describe("When the run finished (our clock)."),
+  outcome: z.enum(["ok", "failed"]).describe("How the run ended."),
+  read: z.number().int().nonnegative().describe("Members read from Mailchimp."),
+  pushed: z.number().int().nonnegative().describe("Members accepted by Ometria."),
+  rejected: z.number().int().nonnegative().describe("Members Ometria rejected."),
+  duration_ms: z.number().nonnegative().describe("Duration of the run in milliseconds."),
+});
+
+/**
+ * One connection in the status report (`status --json` prints `{ "connections": [...] }` of
+ * these). Lag follows the freshness rule: now − (fresh_as_of ?? first seen), where first seen
+ * is the earliest recorded run start; behind = lag_seconds > threshold_seconds.
+ */
+export const statusEntrySchema = z.object({
+  id: z.string().min(1).describe("The connection's id."),
+  list_id: z.string().min(1).describe("The Mailchimp list it syncs."),
+  status: connectionStatusSchema,
+  fresh_as_of: isoTime.nullable().describe(
+    "Mailchimp time up to which Ometria is complete; null before the first completed run.",
+  ),
+  lag_seconds: z.number().int().nonnegative().nullable().describe(
+    "Seconds since fresh_as_of (or since the first run started); null when never run.",
+  ),
+  threshold_seconds: z.number().nonnegative().describe("Lag above which the connection is behind."),
+  behind: z.boolean().describe("True when lag_seconds > threshold_seconds."),
+  behind_since: isoTime.nullable().describe(
+    "When the current behind incident was first alerted; null when none.",
+  ),
+  last_error: z.string().nullable().describe("Error of the last failed run, if any."),
+  last_run: statusLastRunSchema.nullable().describe("The last finished run; null when none."),
+  retry_at: isoTime.nullable().describe("Earliest retry of a failed connection (our clock)."),
+}).describe("One connection in the status report.");
+
+/** The whole status report. */
+export const statusReportSchema = z.object({
+  connections: z.array(statusEntrySchema),
+}).describe("Status of every configured connection, in configuration order.");
+
+/** One connection in the status report. */
+export type StatusEntry = z.infer<typeof statusEntrySchema>;
+/** The whole status report. */
+export type StatusReport = z.infer<typeof statusReportSchema>;
+
+/** A configured connection and its stored state (absent when it never ran). */
+export interface StatusRow {
+  id: string;
+  list_id: string;
+  threshold_seconds: number;
+  state?: ConnectionState | undefined;
+}
+
+/**
+ * Builds the status report of `rows` at `nowMs`, in the order given. Pure: it reads only the
+ * rows, so `status` can run beside a live daemon on a copy of the state.
+ */
+export function buildStatusReport(rows: readonly StatusRow[], nowMs: number): StatusReport {
+  return {
+    connections: rows.map((row): StatusEntry => {
+      const state = row.state;
+      const freshness = freshnessOf(state, { nowMs, thresholdSeconds: row.threshold_seconds });
+      const last = state?.last_run ?? null;
+      return {
+        id: row.id,
+        list_id: row.list_id,
+        status: _status(state),
+        fresh_as_of: freshness.fresh_as_of,
+        lag_seconds: freshness.lag_seconds,
+        threshold_seconds: row.threshold_seconds,
+        behind: freshness.behind,
+        behind_since: state?.alert.behind_since ?? null,
+        last_error: state?.last_error ?? null,
+        last_run: last === null ? null : {
+          started_at: last.started_at,
+          finished_at: last.finished_at,
+          outcome: last.outcome,
+          read: last.read,
+          pushed: last.pushed,
+          rejected: last.rejected,
+          duration_ms: last.duration_ms,
+        },
+        retry_at: state?.retry_at ?? null,
+      };
+    }),
+  };
+}
+
+function _status(state: ConnectionState | undefined): StatusEntry["status"] {
+  if (state === undefined) return "never";
+  if (state.run !== null) {
+    const started = Date.parse(state.run.started_at);
+    const finished = state.last_run ? Date.parse(state.last_run.finished_at) : Number.NaN;
+    // A failed run may keep its progress for the retry: that connection is failed, not running.
+    if (Number.isNaN(finished) || started >= finished) return "running";
+  }
+  return state.status;
+}
+
+/**
+ * Formats a duration in seconds for people: `45s`, `3m`, `2h 5m`, `3d 4h`; `-` when null.
+ * Coarse on purpose: a lag is read at a glance.
+ */
+export function formatLag(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds)) return "-";
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86_400) {
+    const m = Math.floor((s % 3600) / 60);
+    return m === 0 ? `${Math.floor(s / 3600)}h` : `${Math.floor(s / 3600)}h ${m}m`;
+  }
+  const h = Math.floor((s % 86_400) / 3600);
+  return h === 0 ? `${Math.floor(s / 86_400)}d` : `${Math.floor(s / 86_400)}d ${h}h`;
+}
+
+/** Options of {@linkcode formatStatusTable}. */
+export interface FormatStatusTableOptions {
+  /** Longest last error shown; longer ones end with "…". @default {60} */
+  errorWidth?: number;
+}
+
+/**
+ * Formats a status report as an aligned plain-text table for a terminal: connection, list,
+ * status, fresh as of, lag and threshold (human units), a `BEHIND` marker, the last run's
+ * numbers and the last error on one line, truncated. Control characters in ids and errors
+ * are replaced, so stored text cannot drive the terminal.
+ */
+export function formatStatusTable(
+  report: StatusReport,
+  options: FormatStatusTableOptions = {},
+): string {
+  if (report.connections.length === 0) return "No connections configured.\n";
+  const errorWidth = Math.max(1, options.errorWidth ?? 60);
+  const header = [
+    "CONNECTION",
+    "LIST",
+    "STATUS",
+    "FRESH AS OF",
+    "LAG",
+    "THRESHOLD",
+    "BEHIND",
+    "LAST RUN",
+    "LAST ERROR",
+  ];
+  const rows = report.connections.map((e) => [
+    _clean(e.id),
+    _clean(e.list_id),
+    e.status,
+    e.fresh_as_of === null ? "-" : _shortTime(e.fresh_as_of),
+    formatLag(e.lag_seconds),
+    formatLag(e.threshold_seconds),
+    e.behind ? "BEHIND" : "-",
+    e.last_run === null
+      ? "-"
+      : `${e.last_run.outcome} ${
+        _shortTime(e.last_run.finished_at)
+      } read ${e.last_run.read} pushed ${e.last_run.pushed} rejected ${e.last_run.rejected} in ${
+        _seconds(e.last_run.duration_ms)
+      }`,
+    e.last_error === null ? "-" : _truncate(_clean(e.last_error), errorWidth),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return [line(header), ...rows.map(line)].join("\n") + "\n";
+}
+
+function _shortTime(iso: string): string {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? iso : new Date(ms).toISOString().slice(0, 19) + "Z";
+}
+
+function _seconds(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : formatLag(ms / 1000);
+}
+
+function _clean(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").trim();
+}
+
+function _truncate(text: string, width: number): string {
+  return text.length <= width ? text : text.slice(0, width - 1) + "…";
+}
