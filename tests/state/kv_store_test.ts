@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { FakeClock } from "../../lib/clock/clock.ts";
+import { KvStore } from "../../lib/state/kv_store.ts";
+import { StateError } from "../../lib/state/store.ts";
+import { sampleState, withTempDir } from "./_helpers.ts";
+
+const LEASE_MS = 60_000;
+
+Deno.test("KvStore round-trips connection state", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.kv`;
+    const store = await KvStore.open(path, { clock: new FakeClock() });
+    assert.equal(store.kind, "kv");
+    assert.equal(await store.get("a"), undefined);
+    await store.put(sampleState("b"));
+    await store.put(sampleState("a"));
+    await store.put(sampleState("c"));
+    await store.delete("c");
+    await store.flush();
+    await store.close();
+
+    const again = await KvStore.open(path, { clock: new FakeClock() });
+    assert.deepEqual(await again.get("a"), sampleState("a"));
+    assert.deepEqual((await again.list()).map((s) => s.id), ["a", "b"]);
+    await again.close();
+  });
+});
+
+Deno.test("KvStore reports a damaged connection state as StateError", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.kv`;
+    const kv = await Deno.openKv(path);
+    await kv.set(["connections", "a"], { id: "a", watermark: 5 });
+    kv.close();
+    const store = await KvStore.open(path, { clock: new FakeClock() });
+    const error = await store.get("a").then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof StateError);
+    assert.match(error.message, /connection a .* is damaged: list_id: .*; watermark:/);
+    await store.close();
+  });
+});
+
+Deno.test("KvStore lets only one of two stores on one database hold a connection", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.kv`;
+    const clock = new FakeClock();
+    const one = await KvStore.open(path, { clock, leaseMs: LEASE_MS });
+    const two = await KvStore.open(path, { clock, leaseMs: LEASE_MS });
+
+    const [a, b] = await Promise.all([one.acquire("c1"), two.acquire("c1")]);
+    assert.equal([a, b].filter((l) => l !== undefined).length, 1, "exactly one wins a race");
+    const lease = a ?? b;
+    assert.ok(lease);
+    const [holder, other] = a ? [one, two] : [two, one];
+
+    assert.equal(await other.acquire("c1"), undefined);
+    assert.equal(await holder.acquire("c1"), undefined, "not twice in one process either");
+    assert.ok(await other.acquire("c2"), "other connections stay free");
+
+    await lease.release();
+    await lease.release();
+    const taken = await other.acquire("c1");
+    assert.ok(taken, "a released lease can be taken");
+    assert.equal(await holder.acquire("c1"), undefined);
+
+    await one.close();
+    await two.close();
+  });
+});
+
+Deno.test("KvStore renews a held lease so it does not expire", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.kv`;
+    const clock = new FakeClock();
+    const holder = await KvStore.open(path, { clock, leaseMs: LEASE_MS });
+    const other = await KvStore.open(path, { clock, leaseMs: LEASE_MS });
+    const lease = await holder.acquire("c1");
+    assert.ok(lease);
+    // Three lease lengths, with a renewal every third of one.
+    for (let i = 0; i < 9; i++) {
+      await clock.tick(LEASE_MS / 3);
+      // Let the renewal's KV round trip finish before time moves on.
+      for (let j = 0; j < 20; j++) await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.equal(await other.acquire("c1"), undefined);
+    await lease.release();
+    assert.equal(clock.pendingTimers, 0, "release stops the renewal timer");
+    await holder.close();
+    await other.close();
+  });
+});
+
+Deno.test("KvStore takes over a lease whose holder stopped renewing", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.kv`;
+    // The holder's clock never moves, so it never renews: a hung or dead process.
+    const stuck = new FakeClock();
+    const clock = new FakeClock();
+    const dead = await KvStore.open(path, { clock: stuck, leaseMs: LEASE_MS });
+    const alive = await KvStore.open(path, { clock, leaseMs: LEASE_MS });
+    const old = await dead.acquire("c1");
+    assert.ok(old);
+
+    await clock.tick(LEASE_MS - 1);
+    assert.equal(await alive.acquire("c1"), undefined, "not before it expires");
+    await clock.tick(2);
+    const lease = await alive.acquire("c1");
+    assert.ok(lease, "an expired lease can be taken over");
+
+    // The old holder letting go late must not free the new holder's lease.
+    await old.release();
+    const third = await KvStore.open(path, { clock, leaseMs: LEASE_MS });
+    assert.equal(await third.acquire("c1"), undefined);
+    await lease.release();
+    assert.ok(await third.acquire("c1"));
+
+    await dead.close();
+    await alive.close();
+    await third.close();
+  });
+});
+
+Deno.test("KvStore close() releases its leases", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.kv`;
+    const clock = new FakeClock();
+    const one = await KvStore.open(path, { clock });
+    const two = await KvStore.open(path, { clock });
+    assert.ok(await one.acquire("c1"));
+    await one.close();
+    assert.equal(clock.pendingTimers, 0);
+    assert.ok(await two.acquire("c1"));
+    await two.close();
+  });
+});
