@@ -1,0 +1,413 @@
+/**
+ * The Mailchimp Marketing API v3 client: Basic auth, members paging parameters, a shared
+ * per-key connection limit, retries of transient failures, problem+json errors and zod
+ * validation of every answer.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
+import { mailchimpBaseUrlFor } from "../config/mailchimp_url.ts";
+import type { ConcurrencyLimiter } from "../http/concurrency_limiter.ts";
+import {
+  bodySnippet,
+  describeZodError,
+  type HttpExchange,
+  HttpTimeoutError,
+  isRetryableStatus,
+  parseJson,
+  requestText,
+} from "../http/request_json.ts";
+import { parseRetryAfter, retry, type RetryPolicy } from "../http/retry.ts";
+import { quietLogger } from "../log/logging.ts";
+import { MailchimpError } from "./errors.ts";
+import { type Member, MEMBER_FIELDS, membersPageSchema, type MemberStatus } from "./member.ts";
+import { formatMailchimpTime } from "./time.ts";
+
+/**
+ * The API base of a key's account, `https://{dc}.api.mailchimp.com/3.0`, with `dc` the key's
+ * suffix after its last `-` (`…-us9` → `us9`), else `dataCenter`. Throws a `TypeError` when
+ * neither names a data center.
+ */
+export function mailchimpBaseUrl(apiKey: string, dataCenter?: string): string {
+  const url = mailchimpBaseUrlFor(apiKey, dataCenter);
+  if (url === undefined) {
+    throw new TypeError(
+      "Cannot tell the Mailchimp data center: the API key has no '-<dc>' suffix (like '-us9') " +
+        `and no data center was given${
+          dataCenter === undefined ? "" : ` (got ${JSON.stringify(dataCenter)})`
+        }`,
+    );
+  }
+  return url;
+}
+
+/** One HTTP exchange with Mailchimp, for metrics; reported after every attempt. */
+export interface MailchimpRequestEvent {
+  /** Method and path, e.g. `GET /lists/abc/members`. */
+  endpoint: string;
+  /** HTTP status; undefined when no answer came (network error, timeout). */
+  status: number | undefined;
+  /** Clock time of the attempt. */
+  durationMs: number;
+  /** Attempt number, from 1. */
+  attempt: number;
+}
+
+/** Options of {@linkcode MailchimpClient}. */
+export interface MailchimpClientOptions {
+  /** The API key (sent only in the `Authorization` header). */
+  apiKey: string;
+  /** API base including `/3.0`, e.g. from {@linkcode mailchimpBaseUrl} or a simulator. */
+  baseUrl: string;
+  /** @default {globalThis.fetch} */
+  fetch?: typeof globalThis.fetch;
+  /** Time of timeouts, backoff and durations. */
+  clock: Clock;
+  /** Where retries are logged. @default {quietLogger()} */
+  logger?: Logger;
+  /**
+   * The key's shared connection limit (see `MailchimpLimiters`): every attempt holds a slot
+   * while in flight, never while backing off.
+   */
+  limiter: ConcurrencyLimiter;
+  /** Retry tuning (attempts, budget, delays, jitter, `onFailedAttempt`). */
+  retry?: RetryPolicy;
+  /**
+   * Per-attempt limit for the whole answer, in milliseconds. Mailchimp itself gives up at
+   * 120 s, but a page of at most 1000 members restricted with `fields` comes back in
+   * seconds; 30 s is half the default retry budget, so a stalled attempt still gets a retry.
+   * @default {30_000}
+   */
+  timeoutMs?: number;
+  /** Called after every attempt (metrics). */
+  onRequest?: (event: MailchimpRequestEvent) => void;
+}
+
+/** List details from `GET /lists/{id}`. */
+export interface MailchimpList {
+  /** List id. */
+  id: string;
+  /** List name. */
+  name: string;
+  /** Subscribed members. */
+  member_count: number;
+  /** Unsubscribed members. */
+  unsubscribe_count: number;
+  /** Cleaned members. */
+  cleaned_count: number;
+}
+
+/** Query of {@linkcode MailchimpClient.getMembers}. */
+export interface MembersQuery {
+  /** Page size, 1 to 1000. */
+  count: number;
+  /** Members to skip. @default {0} */
+  offset?: number;
+  /** `since_last_changed`, epoch ms (sent as UTC whole seconds). */
+  sinceMs?: number;
+  /** `before_last_changed`, epoch ms (sent as UTC whole seconds). */
+  beforeMs?: number;
+  /** Only members with this status. */
+  status?: MemberStatus;
+  /** Sort field. */
+  sortField?: "last_changed";
+  /** Sort direction. */
+  sortDir?: "ASC" | "DESC";
+  /** Ask only for `total_items` (no members): a cheap count. */
+  fieldsOnlyTotal?: boolean;
+}
+
+/** A page of members. */
+export interface MembersResult {
+  /** The members of this page, validated. */
+  members: Member[];
+  /** Members matching the query in all pages. */
+  totalItems: number;
+  /** Mailchimp's clock from the `Date` header, epoch ms; undefined when absent. */
+  serverTimeMs: number | undefined;
+}
+
+const _MAX_COUNT = 1000;
+
+const _pingSchema = z.object({ health_status: z.string() });
+
+const _listSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  stats: z.object({
+    member_count: z.number(),
+    unsubscribe_count: z.number(),
+    cleaned_count: z.number(),
+  }),
+});
+
+const _totalSchema = z.object({ total_items: z.number().int().nonnegative() });
+
+const _problemSchema = z.object({
+  title: z.string().optional(),
+  detail: z.string().optional(),
+});
+
+/**
+ * Talks to one Mailchimp account with one API key. Every attempt goes through the key's
+ * shared {@linkcode ConcurrencyLimiter}; network errors, timeouts, 408, 429, 5xx and a bare
+ * 403 (Mailchimp's heavy throttling) are retried, other errors and malformed answers throw a
+ * {@linkcode MailchimpError} at once. Giving up on retries throws a `RetryError` whose
+ * `cause` is the last `MailchimpError`.
+ */
+export class MailchimpClient {
+  #baseUrl: string;
+  #authorization: string;
+  #fetch: typeof globalThis.fetch;
+  #clock: Clock;
+  #logger: Logger;
+  #limiter: ConcurrencyLimiter;
+  #retry: RetryPolicy;
+  #timeoutMs: number;
+  #onRequest: ((event: MailchimpRequestEvent) => void) | undefined;
+
+  constructor(options: MailchimpClientOptions) {
+    if (!options.apiKey) throw new TypeError("Cannot create a Mailchimp client without an API key");
+    this.#baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.#authorization = `Basic ${_base64(`anystring:${options.apiKey}`)}`;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#clock = options.clock;
+    this.#logger = options.logger ?? quietLogger();
+    this.#limiter = options.limiter;
+    this.#retry = options.retry ?? {};
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    if (!(this.#timeoutMs > 0)) {
+      throw new RangeError(
+        `Cannot create a Mailchimp client as 'timeoutMs' must be > 0: current value ${this.#timeoutMs}`,
+      );
+    }
+    this.#onRequest = options.onRequest;
+  }
+
+  /** `GET /ping`: checks the key and the connection; resolves with the health status. */
+  async ping(signal?: AbortSignal): Promise<string> {
+    const { value } = await this.#get("/ping", new URLSearchParams(), _pingSchema, signal);
+    return value.health_status;
+  }
+
+  /** `GET /lists/{id}`: the list's name and member counts. */
+  async getList(listId: string, signal?: AbortSignal): Promise<MailchimpList> {
+    const query = new URLSearchParams({
+      fields: "id,name,stats.member_count,stats.unsubscribe_count,stats.cleaned_count",
+    });
+    const { value } = await this.#get(`/lists/${_segment(listId)}`, query, _listSchema, signal);
+    return {
+      id: value.id,
+      name: value.name,
+      member_count: value.stats.member_count,
+      unsubscribe_count: value.stats.unsubscribe_count,
+      cleaned_count: value.stats.cleaned_count,
+    };
+  }
+
+  /**
+   * `GET /lists/{id}/members`: one page. Times are sent as UTC whole seconds
+   * (`YYYY-MM-DDTHH:MM:SS+00:00`) whatever the machine's zone, since Mailchimp ignores the
+   * offset and misreads fractions; `fields` always restricts the answer to what the sync
+   * uses.
+   */
+  async getMembers(listId: string, q: MembersQuery, signal?: AbortSignal): Promise<MembersResult> {
+    if (!Number.isInteger(q.count) || q.count < 1 || q.count > _MAX_COUNT) {
+      throw new RangeError(
+        `Cannot get members as 'count' must be an integer from 1 to ${_MAX_COUNT}: current value ${q.count}`,
+      );
+    }
+    if (q.offset !== undefined && (!Number.isInteger(q.offset) || q.offset < 0)) {
+      throw new RangeError(
+        `Cannot get members as 'offset' must be an integer >= 0: current value ${q.offset}`,
+      );
+    }
+    const query = new URLSearchParams({ count: String(q.count) });
+    if (q.offset !== undefined) query.set("offset", String(q.offset));
+    if (q.sinceMs !== undefined) query.set("since_last_changed", formatMailchimpTime(q.sinceMs));
+    if (q.beforeMs !== undefined) {
+      query.set("before_last_changed", formatMailchimpTime(q.beforeMs));
+    }
+    if (q.status !== undefined) query.set("status", q.status);
+    if (q.sortField !== undefined) query.set("sort_field", q.sortField);
+    if (q.sortDir !== undefined) query.set("sort_dir", q.sortDir);
+    const path = `/lists/${_segment(listId)}/members`;
+    if (q.fieldsOnlyTotal) {
+      query.set("fields", "total_items");
+      const { value, headers } = await this.#get(path, query, _totalSchema, signal);
+      return { members: [], totalItems: value.total_items, serverTimeMs: _date(headers) };
+    }
+    query.set("fields", MEMBER_FIELDS.join(","));
+    const { value, headers } = await this.#get(path, query, membersPageSchema, signal);
+    return { members: value.members, totalItems: value.total_items, serverTimeMs: _date(headers) };
+  }
+
+  async #get<S extends z.ZodType>(
+    path: string,
+    query: URLSearchParams,
+    schema: S,
+    signal: AbortSignal | undefined,
+  ): Promise<{ value: z.output<S>; headers: Headers }> {
+    const endpoint = `GET ${path}`;
+    const search = query.toString();
+    const url = `${this.#baseUrl}${path}${search ? `?${search}` : ""}`;
+    const { onFailedAttempt, ...policy } = this.#retry;
+    return await retry(
+      (attempt, sig) =>
+        this.#limiter.run(async () => {
+          const exchange = await this.#exchange(url, endpoint, attempt, sig);
+          return { value: this.#parse(exchange, endpoint, schema), headers: exchange.headers };
+        }, sig),
+      {
+        ...policy,
+        clock: this.#clock,
+        signal,
+        shouldRetry: (error) => error instanceof MailchimpError && error.retryable,
+        retryAfterMs: (error) => error instanceof MailchimpError ? error.retryAfterMs : undefined,
+        onFailedAttempt: (info) => {
+          this.#logger.warn(
+            "Mailchimp {endpoint} attempt {attempt} failed, retrying in {delayMs} ms: {error}",
+            {
+              endpoint,
+              attempt: info.attempt,
+              delayMs: info.delayMs,
+              error: info.error instanceof Error ? info.error.message : String(info.error),
+            },
+          );
+          onFailedAttempt?.(info);
+        },
+      },
+    );
+  }
+
+  /** One attempt: the answer, or a MailchimpError for no answer or an error status. */
+  async #exchange(
+    url: string,
+    endpoint: string,
+    attempt: number,
+    signal: AbortSignal,
+  ): Promise<HttpExchange> {
+    const started = this.#clock.now();
+    let exchange: HttpExchange;
+    try {
+      exchange = await requestText(url, {
+        fetch: this.#fetch,
+        clock: this.#clock,
+        timeoutMs: this.#timeoutMs,
+        signal,
+        headers: { Authorization: this.#authorization, Accept: "application/json" },
+      });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.#report({
+        endpoint,
+        status: undefined,
+        durationMs: this.#clock.now() - started,
+        attempt,
+      });
+      const why = error instanceof HttpTimeoutError
+        ? error.message
+        : `no answer (${error instanceof Error ? error.message : String(error)})`;
+      throw new MailchimpError({
+        message: `Mailchimp ${endpoint} failed: ${why}`,
+        endpoint,
+        retryable: true,
+        cause: error,
+      });
+    }
+    this.#report({ endpoint, status: exchange.status, durationMs: exchange.durationMs, attempt });
+    if (exchange.status < 200 || exchange.status > 299) {
+      throw this.#statusError(exchange, endpoint);
+    }
+    return exchange;
+  }
+
+  #statusError(exchange: HttpExchange, endpoint: string): MailchimpError {
+    const { status, headers, text } = exchange;
+    const requestId = headers.get("x-request-id") ?? undefined;
+    const json = parseJson(text);
+    const problem = json.ok ? _problemSchema.safeParse(json.value) : undefined;
+    const title = problem?.success ? problem.data.title : undefined;
+    const detail = problem?.success ? problem.data.detail : undefined;
+    const hasProblem = title !== undefined || detail !== undefined;
+    const said = hasProblem
+      ? [title, detail].filter((s) => s !== undefined && s !== "").join(" — ")
+      : text.trim()
+      ? bodySnippet(text)
+      : "(empty body)";
+    const id = requestId ? `, request id ${requestId}` : "";
+    // Heavy throttling has been seen as a 403 without Mailchimp's problem body.
+    const retryable = isRetryableStatus(status) || (status === 403 && !hasProblem);
+    let message: string;
+    if (status === 401) {
+      message =
+        `Mailchimp rejected the API key (401): ${said}. Check MAILCHIMP_API_KEY (${endpoint}${id})`;
+    } else {
+      message = `Mailchimp ${endpoint} failed: ${status} ${said}${
+        requestId ? ` (request id ${requestId})` : ""
+      }`;
+    }
+    return new MailchimpError({
+      message,
+      endpoint,
+      status,
+      title,
+      detail,
+      requestId,
+      retryable,
+      retryAfterMs: parseRetryAfter(headers.get("retry-after"), this.#clock.now()),
+    });
+  }
+
+  #parse<S extends z.ZodType>(exchange: HttpExchange, endpoint: string, schema: S): z.output<S> {
+    const json = parseJson(exchange.text);
+    let what: string;
+    if (json.ok) {
+      const parsed = schema.safeParse(json.value);
+      if (parsed.success) return parsed.data;
+      what = describeZodError(parsed.error);
+    } else {
+      what = json.message;
+    }
+    const requestId = exchange.headers.get("x-request-id") ?? undefined;
+    throw new MailchimpError({
+      message: `Mailchimp ${endpoint} returned a malformed response: ${what}${
+        requestId ? ` (request id ${requestId})` : ""
+      }`,
+      endpoint,
+      status: exchange.status,
+      requestId,
+      retryable: false,
+    });
+  }
+
+  #report(event: MailchimpRequestEvent): void {
+    try {
+      this.#onRequest?.(event);
+    } catch (error) {
+      // Metrics must never break a request.
+      this.#logger.warn("onRequest hook failed: {error}", { error: String(error) });
+    }
+  }
+}
+
+function _base64(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+function _segment(id: string): string {
+  if (!id) throw new TypeError("Cannot build a Mailchimp path with an empty list id");
+  return encodeURIComponent(id);
+}
+
+function _date(headers: Headers): number | undefined {
+  const value = headers.get("date");
+  if (!value) return undefined;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : ms;
+}

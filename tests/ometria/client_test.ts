@@ -1,0 +1,335 @@
+import assert from "node:assert/strict";
+import { type Clock, FakeClock, systemClock } from "../../lib/clock/clock.ts";
+import { RateLimiter } from "../../lib/http/rate_limiter.ts";
+import { RetryError } from "../../lib/http/retry.ts";
+import type { LegacyRecord, OmetriaContact } from "../../lib/mapping/contact.ts";
+import {
+  batches,
+  OmetriaClient,
+  type OmetriaClientOptions,
+  OmetriaError,
+} from "../../lib/ometria/client.ts";
+import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../../lib/sim/ometria_sim.ts";
+
+/**
+ * A hand-written clock for tests that must honour long waits without sleeping: waits shorter
+ * than `blockAtMs` advance the time at once; longer ones (request timeouts) only end when
+ * aborted. Every instant wait is recorded.
+ */
+class InstantClock implements Clock {
+  #now = Date.UTC(2026, 0, 1);
+  readonly sleeps: number[] = [];
+  constructor(readonly blockAtMs: number) {}
+  now(): number {
+    return this.#now;
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (ms >= this.blockAtMs) {
+      return new Promise((_, reject) =>
+        signal?.addEventListener("abort", () => reject(signal.reason), { once: true })
+      );
+    }
+    this.sleeps.push(ms);
+    this.#now += Math.max(0, ms);
+    return Promise.resolve();
+  }
+}
+
+function contact(id: string, fields: Partial<OmetriaContact> = {}): OmetriaContact {
+  return {
+    "@type": "contact",
+    "@collection": "mailchimp-list1",
+    id,
+    email: `${id}@example.com`,
+    firstname: "Ada",
+    lastname: "Lovelace",
+    marketing_optin: "EXPLICITLY_OPTEDIN",
+    ...fields,
+  };
+}
+
+function legacy(id: string): LegacyRecord {
+  return { id, firstname: "Ada", lastname: "", email: `${id}@example.com`, status: "cleaned" };
+}
+
+/** A simulator without its rate limit (tests of other things must not hit it by chance). */
+function startSim(options: OmetriaSimulatorOptions = {}): Promise<OmetriaSimulator> {
+  return OmetriaSimulator.start({ maxRequestsPerSecond: 0, ...options });
+}
+
+function client(
+  sim: { url: string; apiKey: string },
+  options: Partial<OmetriaClientOptions> = {},
+): OmetriaClient {
+  const clock = options.clock ?? systemClock;
+  return new OmetriaClient({
+    apiKey: sim.apiKey,
+    baseUrl: sim.url,
+    endpoint: "push",
+    clock,
+    rateLimiter: new RateLimiter({ perSecond: 1000, clock }),
+    // Real clock, tiny backoff: retries cost a few ms.
+    retry: { minDelayMs: 1, maxDelayMs: 2 },
+    ...options,
+  });
+}
+
+Deno.test("batches() splits into slices of at most size", () => {
+  const items = Array.from({ length: 250 }, (_, i) => i);
+  const split = batches(items, 100);
+  assert.deepEqual(split.map((b) => b.length), [100, 100, 50]);
+  assert.deepEqual(split.flat(), items);
+  assert.deepEqual(batches([], 100), []);
+  assert.throws(() => batches(items, 0), RangeError);
+});
+
+Deno.test("OmetriaClient pushes contacts that the simulator stores", async () => {
+  const sim = await startSim();
+  try {
+    const records = Array.from({ length: 100 }, (_, i) => contact(`m${i}`));
+    const result = await client(sim).push(records, { label: "list1 page 1" });
+    assert.equal(result.accepted, 100);
+    assert.equal(result.rejected, 0);
+    assert.deepEqual(result.tooLarge, []);
+    assert.equal(result.errors, undefined);
+    assert.equal(typeof result.requestId, "string");
+    assert.equal(typeof result.queueRemaining, "number");
+    const stored = sim.contacts("mailchimp-list1");
+    assert.equal(stored.size, 100);
+    assert.equal(stored.get("m7")?.email, "m7@example.com");
+    assert.equal(sim.stats.maxBatch, 100);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient refuses more than maxBatchSize records with RangeError", async () => {
+  const sim = await startSim();
+  try {
+    const records = Array.from({ length: 101 }, (_, i) => contact(`m${i}`));
+    await assert.rejects(client(sim).push(records), RangeError);
+    await assert.rejects(client(sim, { maxBatchSize: 10 }).push(records.slice(0, 11)), RangeError);
+    assert.equal(sim.stats.requests, 0);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient writes the legacy /record format with a raw Authorization key", async () => {
+  const sim = await startSim();
+  try {
+    const result = await client(sim, { endpoint: "record" }).push([legacy("a"), legacy("b")]);
+    assert.equal(result.accepted, 2);
+    assert.equal(result.rejected, 0);
+    assert.equal(sim.stats.recordRequests, 1);
+    assert.deepEqual(sim.legacyRecords().get("b"), legacy("b"));
+    assert.equal(sim.contacts().size, 0);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient reports rejected records with messages from _errors", async () => {
+  const sim = await startSim({
+    reject: (record) => String(record.email).startsWith("bad") ? "email is not valid" : undefined,
+  });
+  try {
+    const result = await client(sim).push([
+      contact("ok1"),
+      contact("bad1", { email: "bad1" }),
+      contact("ok2"),
+    ], { label: "list1 page 2" });
+    assert.equal(result.accepted, 2);
+    assert.equal(result.rejected, 1);
+    assert.deepEqual(result.errors, ["[1]: email is not valid"]);
+    assert.equal(sim.contacts().has("bad1"), false);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient does not send a record over maxRecordBytes", async () => {
+  const sim = await startSim();
+  try {
+    const huge = contact("huge", { firstname: "x".repeat(70_000) });
+    const result = await client(sim).push([contact("a"), huge, contact("b")]);
+    assert.deepEqual(result.tooLarge, ["huge"]);
+    assert.equal(result.accepted, 2);
+    assert.equal(result.rejected, 1);
+    assert.equal(sim.stats.recordsReceived, 2, "the large record never left");
+    assert.deepEqual([...sim.contacts().keys()].sort(), ["a", "b"]);
+
+    const only = await client(sim).push([huge]);
+    assert.deepEqual(only, { accepted: 0, rejected: 1, tooLarge: ["huge"] });
+    assert.equal(sim.stats.pushRequests, 1, "nothing to send, no request");
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient retries a 429 after its Retry-After and pauses the limiter", async () => {
+  const sim = await startSim({ faults: { retryAfterSeconds: 2 } });
+  try {
+    sim.faults.queue(429, 503);
+    const clock = new InstantClock(600_000);
+    const rateLimiter = new RateLimiter({ perSecond: 1000, clock });
+    const delays: number[] = [];
+    const result = await client(sim, {
+      clock,
+      rateLimiter,
+      timeoutMs: 600_000,
+      retry: { onFailedAttempt: ({ delayMs }) => delays.push(delayMs) },
+    }).push([contact("a")]);
+    assert.equal(result.accepted, 1);
+    assert.deepEqual(delays, [2000, 2000]);
+    assert.equal(sim.stats.requests, 3);
+    assert.equal(sim.contacts().size, 1);
+    // The 429 (at the clock's start) paused every user of the limiter for 2 s.
+    assert.equal(rateLimiter.pausedUntil, Date.UTC(2026, 0, 1) + 2000);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient retries 5xx and gives up with RetryError after maxAttempts", async () => {
+  const sim = await startSim();
+  try {
+    sim.faults.queue(500, 502, 504, 500);
+    const error = await client(sim, { retry: { maxAttempts: 3, minDelayMs: 1, maxDelayMs: 2 } })
+      .push([contact("a")], { label: "list1 page 9" })
+      .then(() => assert.fail("should have given up"), (e: unknown) => e);
+    assert.ok(error instanceof RetryError);
+    assert.equal(error.attempts, 3);
+    assert.ok(error.cause instanceof OmetriaError);
+    assert.equal(error.cause.status, 504);
+    assert.match(error.message, /Ometria POST \/v2\/push for batch "list1 page 9" failed: 504/);
+    assert.equal(sim.stats.requests, 3);
+    assert.equal(sim.contacts().size, 0);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient retries a dropped response and the data is stored once", async () => {
+  const sim = await startSim();
+  try {
+    sim.faults.queue("drop");
+    const records = [contact("a"), contact("b"), contact("c")];
+    const result = await client(sim).push(records);
+    assert.equal(result.accepted, 3);
+    assert.equal(sim.stats.pushRequests, 2, "the first answer was lost, the push resent");
+    assert.equal(sim.stats.recordsReceived, 6);
+    assert.equal(sim.contacts().size, 3, "an upsert: resending stores each record once");
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient explains a wrong API key without retrying", async () => {
+  const sim = await startSim();
+  try {
+    const error = await client({ url: sim.url, apiKey: "wrong" }).push([contact("a")]).then(
+      () => assert.fail("should have thrown"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof OmetriaError);
+    assert.equal(error.status, 401);
+    assert.equal(error.endpoint, "POST /v2/push");
+    assert.match(error.message, /Ometria rejected the API key \(401\): check OMETRIA_API_KEY/);
+    assert.doesNotMatch(error.message, /wrong/, "the key never appears");
+    assert.equal(sim.stats.requests, 1);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient keeps every clock second within the rate limit with 50 concurrent batches", async () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1, 0, 0, 0, 400));
+  const sim = await OmetriaSimulator.start({ clock, maxRequestsPerSecond: 8 });
+  let inFlight = 0;
+  const counting: typeof fetch = (input, init) => {
+    inFlight++;
+    return fetch(input, init).finally(() => inFlight--);
+  };
+  try {
+    const ometria = client(sim, {
+      clock,
+      rateLimiter: new RateLimiter({ perSecond: 8, clock }),
+      fetch: counting,
+    });
+    const records = Array.from({ length: 500 }, (_, i) => contact(`m${i}`));
+    let done = 0;
+    const all = batches(records, 10).map((batch) => ometria.push(batch).finally(() => done++));
+    // Time only moves when no request is on the wire, so the simulator sees each request in
+    // the clock second the limiter let it start.
+    while (done < all.length) {
+      do await new Promise((r) => setTimeout(r, 1)); while (inFlight > 0);
+      if (done < all.length) await clock.tick(1000);
+    }
+    const results = await Promise.all(all);
+    assert.equal(results.reduce((n, r) => n + r.accepted, 0), 500);
+    assert.equal(sim.stats.status429, 0);
+    assert.equal(sim.stats.pushRequests, 50);
+    assert.equal(sim.stats.maxRequestsInOneSecond, 8);
+    assert.equal(sim.contacts().size, 500);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient pauses the rate limiter when the ingest queue runs low", async () => {
+  const clock = new FakeClock();
+  const sim = await startSim({ clock, queueLimit: 100, ingestPerSecond: 0 });
+  try {
+    const rateLimiter = new RateLimiter({ perSecond: 100, clock });
+    const result = await client(sim, { clock, rateLimiter }).push(
+      Array.from({ length: 95 }, (_, i) => contact(`m${i}`)),
+    );
+    assert.equal(result.queueRemaining, 5);
+    // 5 left of a 10-record threshold: half way, so a 3 s pause.
+    assert.equal(rateLimiter.pausedUntil, clock.now() + 3000);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient turns a malformed answer into a clear error without retrying", async (t) => {
+  let requests = 0;
+  let body = "";
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
+    requests++;
+    await req.body?.cancel();
+    return new Response(body, { status: 202, headers: { "X-Request-Id": "req-9" } });
+  });
+  try {
+    const fixture = { url: `http://127.0.0.1:${server.addr.port}`, apiKey: "k" };
+    for (
+      const [name, text, expected] of [
+        ["not JSON", "<html>Bad gateway</html>", /the body is not JSON/],
+        ["wrong shape", '{"status":"OK","accepted":"1"}', /accepted: Invalid input/],
+      ] as const
+    ) {
+      await t.step(name, async () => {
+        body = text;
+        requests = 0;
+        const error = await client(fixture).push([contact("a")], { label: "p1" }).then(
+          () => assert.fail("should have thrown"),
+          (e: unknown) => e,
+        );
+        assert.ok(error instanceof OmetriaError);
+        assert.equal(error.retryable, false);
+        assert.equal(error.status, 202);
+        assert.equal(error.requestId, "req-9");
+        assert.match(
+          error.message,
+          /Ometria POST \/v2\/push for batch "p1" returned a malformed response \(202\)/,
+        );
+        assert.match(error.message, expected);
+        assert.equal(requests, 1);
+      });
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
