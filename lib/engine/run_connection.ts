@@ -290,10 +290,11 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   /** Reads the whole tie group at `t` whatever the order of ties; see the module comment. */
   const readTieGroup = async (t: number): Promise<Member[]> => {
     const tie = new Map<string, Member>();
-    let previousTotal: number | undefined;
+    // Ids seen since total_items last changed: while it stays the same nobody left the group
+    // (nobody can join a past second), so these ids all belong to one unchanging set.
+    let seen = new Set<string>();
+    let total: number | undefined;
     for (let pass = 1; pass <= maxTiePasses; pass++) {
-      const seen = new Set<string>();
-      const totals = new Set<number>();
       let offset = 0;
       for (;;) {
         const page = await fetchPage({
@@ -302,7 +303,8 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
           offset,
           count: 1000,
         });
-        totals.add(page.totalItems);
+        if (page.totalItems !== total) seen = new Set();
+        total = page.totalItems;
         for (const m of page.members) {
           seen.add(m.id);
           if (_lastChanged(m) === t) tie.set(m.id, m);
@@ -310,15 +312,8 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
         offset += page.members.length;
         if (page.members.length < 1000 || offset >= page.totalItems) break;
       }
-      const total = [...totals][0]!;
-      if (totals.size === 1 && total === previousTotal && seen.size >= total) {
-        return [...tie.values()];
-      }
-      if (totals.size === 1 && previousTotal === undefined && seen.size >= total) {
-        return [...tie.values()];
-      }
-      previousTotal = totals.size === 1 ? total : undefined;
-      log.debug("Tie group at {at}: pass {pass} saw {seen} of {total}; reading again", {
+      if (seen.size >= total!) return [...tie.values()].sort((a, b) => a.id < b.id ? -1 : 1);
+      log.debug("Tie group at {at}: pass {pass} has seen {seen} of {total}; reading again", {
         at: formatMailchimpTime(t),
         pass,
         seen: seen.size,

@@ -1,0 +1,235 @@
+import assert from "node:assert/strict";
+import { assertInSync, startWorld, T0 } from "../_world.ts";
+
+const LIST = "list000001";
+const HOUR = 3_600_000;
+
+Deno.test("runConnection() copies a whole list, then only what changed", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 2_500, seed: 1, lastChangedTo: T0 - HOUR });
+    const service = world.service([LIST], { pageSize: 1000 });
+
+    const full = await service.runOnce(LIST);
+    assert.equal(full.outcome, "ok");
+    assert.equal(full.read, 2_500);
+    assert.equal(full.pushed, 2_500, "nothing is pushed twice in a clean run");
+    assert.equal(world.ometria.stats.recordsReceived, 2_500);
+    assertInSync(world, LIST);
+    const state = await world.store.get(LIST);
+    assert.equal(state?.fresh_as_of, full.upper);
+    assert.equal(state?.run, null);
+
+    world.clock.set(T0 + 10_000);
+    world.mailchimp.resetStats();
+    world.ometria.resetStats();
+    const idle = await service.runOnce(LIST);
+    assert.equal(idle.outcome, "ok");
+    assert.equal(world.mailchimp.stats.requests, 1, "nothing changed: one Mailchimp request");
+    assert.equal(world.ometria.stats.requests, 0, "nothing changed: no Ometria request");
+    assert.ok(Date.parse(idle.upper!) > Date.parse(full.upper!), "freshness moves on");
+
+    const changed = world.mailchimp.changeMembers(LIST, 25, 9);
+    world.clock.set(T0 + 20_000);
+    world.ometria.resetStats();
+    const some = await service.runOnce(LIST);
+    assert.equal(some.read, changed.length);
+    assert.equal(world.ometria.stats.recordsReceived, changed.length);
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
+
+for (const sinceInclusive of [true, false]) {
+  for (const beforeInclusive of [true, false]) {
+    for (const tieOrder of ["insertion", "random"] as const) {
+      Deno.test(
+        `runConnection() reads ties larger than a page (since ${
+          sinceInclusive ? "inclusive" : "exclusive"
+        }, before ${beforeInclusive ? "inclusive" : "exclusive"}, ${tieOrder} order)`,
+        async () => {
+          const world = await startWorld({
+            mailchimp: { sinceInclusive, beforeInclusive, tieOrder },
+          });
+          try {
+            world.mailchimp.addList(LIST, {
+              members: 300,
+              seed: 2,
+              lastChangedTo: T0 - 3 * HOUR,
+              tieGroups: [
+                { at: T0 - 2 * HOUR, size: 2_300 },
+                { at: T0 - 2 * HOUR + 1000, size: 150 },
+                { at: T0 - HOUR, size: 1_000 },
+              ],
+            });
+            const service = world.service([LIST], { pageSize: 1000 });
+            const result = await service.runOnce(LIST);
+            assert.equal(result.outcome, "ok", result.error);
+            assert.equal(result.read, 3_750);
+            assertInSync(world, LIST);
+
+            // A second window that starts inside a tie's second still misses nobody.
+            world.clock.set(T0 + 5_000);
+            world.mailchimp.changeMembers(LIST, 40, 4);
+            world.clock.set(T0 + 6_000);
+            const again = await service.runOnce(LIST);
+            assert.equal(again.outcome, "ok", again.error);
+            assertInSync(world, LIST);
+          } finally {
+            await world.close();
+          }
+        },
+      );
+    }
+  }
+}
+
+Deno.test("runConnection() misses nobody when members change and join while it reads", async () => {
+  let churn = () => {};
+  const world = await startWorld({ mailchimp: { onMembersRequest: () => churn() } });
+  try {
+    world.mailchimp.addList(LIST, { members: 3_000, seed: 3, lastChangedTo: T0 - HOUR });
+    const service = world.service([LIST], { pageSize: 200 });
+    // Before every page some members change (they leave the window: their new last_changed
+    // is after U) and new ones join: the case that makes offset paging skip members.
+    let n = 0;
+    churn = () => {
+      world.clock.set(world.clock.now() + 1_000);
+      world.mailchimp.changeMembers(LIST, 7, 100 + n);
+      world.mailchimp.upsertMember(LIST, { email: `new.${n++}@example.com`, FNAME: "New" });
+    };
+    const first = await service.runOnce(LIST);
+    churn = () => {};
+    assert.equal(first.outcome, "ok", first.error);
+    assert.ok(n >= 15, `members changed during ${n} requests`);
+    // Everything changed before U is in Ometria.
+    const upper = Date.parse(first.upper!);
+    const contacts = world.ometria.contacts(`mailchimp-${LIST}`);
+    const missing = world.mailchimp.truth(LIST).filter((m) =>
+      Date.parse(m.last_changed) < upper && !contacts.has(m.id)
+    );
+    assert.equal(missing.length, 0);
+
+    world.clock.set(world.clock.now() + 5_000);
+    const second = await service.runOnce(LIST);
+    assert.equal(second.outcome, "ok", second.error);
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() completes through 5% faults on both APIs", async () => {
+  const world = await startWorld({
+    mailchimp: {
+      faults: { rate: 0.05, kinds: [429, 500, 503, "drop", "slow", 403], seed: 5, slowMs: 90_000 },
+    },
+    ometria: { faults: { rate: 0.05, kinds: [429, 500, 503, "drop", "slow"], seed: 6 } },
+  });
+  try {
+    world.mailchimp.addList(LIST, { members: 4_000, seed: 4, lastChangedTo: T0 - HOUR });
+    const service = world.service([LIST], { pageSize: 250 });
+    const result = await service.runOnce(LIST);
+    assert.equal(result.outcome, "ok", result.error);
+    assert.ok(world.mailchimp.faults.injected.size > 0 && world.ometria.faults.injected.size > 0);
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() rides out a 429 storm and keeps Mailchimp within 10 connections", async () => {
+  const world = await startWorld({ mailchimp: { latencyMs: 20 } });
+  try {
+    world.mailchimp.addList(LIST, { members: 1_500, seed: 5, lastChangedTo: T0 - HOUR });
+    world.mailchimp.faults.queue(...Array<429>(6).fill(429));
+    world.ometria.faults.queue(...Array<429>(6).fill(429));
+    const service = world.service([LIST], { pageSize: 100 });
+    const result = await service.runOnce(LIST);
+    assert.equal(result.outcome, "ok", result.error);
+    assert.ok(world.mailchimp.stats.maxInFlight <= 10);
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() resumes an interrupted run from its checkpoint", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 3_000, seed: 6, lastChangedTo: T0 - HOUR });
+    const service = world.service([LIST], { pageSize: 500, pushConcurrency: 1 });
+    const hard = new AbortController();
+    let pushes = 0;
+    world.ometria.setOptions({
+      reject: () => {
+        if (++pushes === 1_234) hard.abort(new Error("crash"));
+        return undefined;
+      },
+    });
+    const interrupted = await service.runOnce(LIST, undefined, hard.signal);
+    assert.equal(interrupted.outcome, "aborted");
+    const state = await world.store.get(LIST);
+    assert.ok(state?.run?.cursor, "a checkpoint was recorded");
+    assert.equal(state?.watermark, null);
+    world.ometria.setOptions({ reject: undefined });
+
+    world.ometria.resetStats();
+    const resumed = await service.runOnce(LIST);
+    assert.equal(resumed.outcome, "ok", resumed.error);
+    const resent = world.ometria.stats.recordsReceived;
+    assert.ok(
+      resent <= 3_000 - 1_200 + 100,
+      `acknowledged batches are not pushed again (pushed ${resent})`,
+    );
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() reports rejected records naming the batch", async () => {
+  const world = await startWorld({
+    ometria: { reject: (r) => (String(r.email).startsWith("a") ? "bad email" : undefined) },
+  });
+  try {
+    world.mailchimp.addList(LIST);
+    world.mailchimp.upsertMember(LIST, { email: "ann@example.com" });
+    world.mailchimp.upsertMember(LIST, { email: "bob@example.com" });
+    world.clock.set(T0 + 5_000);
+    const result = await world.service([LIST]).runOnce(LIST);
+    assert.equal(result.outcome, "failed");
+    assert.equal(result.rejected, 1);
+    assert.match(result.error!, /rejected 1 record\(s\) in list000001 batch 1\/1/);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() fails cleanly on a wrong key and an unknown list", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 10 });
+    const badKey = world.service([]);
+    const wrong =
+      new (badKey.constructor as typeof import("../../lib/app/sync_service.ts").SyncService)({
+        connections: [world.connection(LIST, {
+          mailchimp: { apiKey: "nope-us1", baseUrl: world.mailchimp.url },
+        })],
+        store: world.store,
+        clock: world.clock,
+        logger: (await import("../../lib/log/logging.ts")).quietLogger(),
+      });
+    const denied = await wrong.runOnce(LIST);
+    assert.equal(denied.outcome, "failed");
+    assert.match(denied.error!, /Mailchimp rejected the API key \(401\)/);
+
+    const unknown = await world.service(["nolist0001"]).runOnce("nolist0001");
+    assert.equal(unknown.outcome, "failed");
+    assert.match(unknown.error!, /nolist0001/);
+    assert.match(unknown.error!, /Resource Not Found/);
+  } finally {
+    await world.close();
+  }
+});
