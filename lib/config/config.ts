@@ -58,6 +58,8 @@ export interface Config {
   mailchimpMaxConnections: number;
   mailchimpRetryMaxSeconds: number;
   mailchimpTimeoutSeconds: number;
+  /** Seconds taken off Mailchimp's clock for a window's upper bound. */
+  mailchimpClockMarginSeconds: number;
   ometriaMaxRequestsPerSecond: number;
   alertWebhookUrl: string | undefined;
   alertRepeatMinutes: number;
@@ -200,7 +202,8 @@ export const envSchema = z.object({
     }),
   MAILCHIMP_MAX_CONNECTIONS: intVar("MAILCHIMP_MAX_CONNECTIONS", 10, 1, 10),
   MAILCHIMP_RETRY_MAX_SECONDS: intVar("MAILCHIMP_RETRY_MAX_SECONDS", 60, 1),
-  MAILCHIMP_TIMEOUT_SECONDS: intVar("MAILCHIMP_TIMEOUT_SECONDS", 60, 1, 120),
+  MAILCHIMP_TIMEOUT_SECONDS: intVar("MAILCHIMP_TIMEOUT_SECONDS", 30, 1, 120),
+  MAILCHIMP_CLOCK_MARGIN_SECONDS: intVar("MAILCHIMP_CLOCK_MARGIN_SECONDS", 60, 0, 3600),
   OMETRIA_MAX_REQUESTS_PER_SECOND: intVar("OMETRIA_MAX_REQUESTS_PER_SECOND", 8, 1, 1000),
   SYNC_SCHEDULE: z.string().trim().optional(),
   ALERT_WEBHOOK_URL: urlVar("ALERT_WEBHOOK_URL"),
@@ -400,6 +403,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       mailchimpMaxConnections: env.MAILCHIMP_MAX_CONNECTIONS,
       mailchimpRetryMaxSeconds: env.MAILCHIMP_RETRY_MAX_SECONDS,
       mailchimpTimeoutSeconds: env.MAILCHIMP_TIMEOUT_SECONDS,
+      mailchimpClockMarginSeconds: env.MAILCHIMP_CLOCK_MARGIN_SECONDS,
       ometriaMaxRequestsPerSecond: env.OMETRIA_MAX_REQUESTS_PER_SECOND,
       alertWebhookUrl: env.ALERT_WEBHOOK_URL,
       alertRepeatMinutes: env.ALERT_REPEAT_MINUTES,

@@ -40,7 +40,7 @@ export const ROOT_CATEGORY = "sync";
 export async function setupLogging(options: LoggingOptions = {}): Promise<Logger> {
   const formatter = options.format === "json"
     ? getJsonLinesFormatter({ properties: "flatten" })
-    : getTextFormatter({ timestamp: "date-time-tz", level: "ABBR" });
+    : getTextFormatter({ timestamp: "date-time-tz", level: "ABBR", value: "bare" });
   const sinks: Record<string, Sink> = {
     console: getConsoleSink({
       formatter,

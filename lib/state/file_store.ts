@@ -48,6 +48,13 @@ export interface FileStoreOptions {
    * @default {localTimeZoneOffsetMinutes} (this process's time zone)
    */
   legacyTimeZoneOffsetMinutes?: ((naiveMs: number) => number) | undefined;
+  /**
+   * Read without taking the lock and never write (for `status`, which must work while the
+   * daemon holds the file; writes are atomic renames, so a reader always sees a whole
+   * document). `put` and `delete` reject.
+   * @default {false}
+   */
+  readOnly?: boolean | undefined;
 }
 
 // How often a locked file is tried again while waiting for it.
@@ -76,6 +83,7 @@ export class FileStore implements StateStore {
   #dirty = false;
   #closed = false;
   #writes = 0;
+  #readOnly: boolean;
   #timer: AbortController | undefined;
   // Every write is chained onto this one, so that at most one is in flight and they land in
   // order.
@@ -83,7 +91,7 @@ export class FileStore implements StateStore {
 
   private constructor(
     path: string,
-    lockFile: Deno.FsFile,
+    lockFile: Deno.FsFile | undefined,
     loaded: _Loaded,
     options: FileStoreOptions,
   ) {
@@ -95,7 +103,8 @@ export class FileStore implements StateStore {
     this.#connections = loaded.connections;
     this.#legacyBytes = loaded.legacyBytes;
     // A migrated document is written at the next flush, so the switch happens once.
-    this.#dirty = loaded.legacyBytes !== undefined;
+    this.#readOnly = options.readOnly ?? false;
+    this.#dirty = !this.#readOnly && loaded.legacyBytes !== undefined;
   }
 
   /**
@@ -104,12 +113,14 @@ export class FileStore implements StateStore {
    * the file cannot be read, is damaged, or has a version this program does not know.
    */
   static async open(path: string, options: FileStoreOptions): Promise<FileStore> {
-    const lockFile = await _lock(path, options.clock, options.lockTimeoutMs ?? 1000);
+    const lockFile = options.readOnly
+      ? undefined
+      : await _lock(path, options.clock, options.lockTimeoutMs ?? 1000);
     try {
       const loaded = await _load(path, options);
       return new FileStore(path, lockFile, loaded, options);
     } catch (error) {
-      await _unlock(lockFile);
+      if (lockFile) await _unlock(lockFile);
       throw error;
     }
   }
@@ -140,7 +151,7 @@ export class FileStore implements StateStore {
 
   put(state: ConnectionState): Promise<void> {
     return Promise.try(() => {
-      this.#checkOpen();
+      this.#checkWritable();
       // Validating here keeps an invalid value from ever reaching the document on disk.
       const copy = connectionStateSchema.parse(state);
       this.#connections[copy.id] = copy;
@@ -150,7 +161,7 @@ export class FileStore implements StateStore {
 
   delete(id: string): Promise<void> {
     return Promise.try(() => {
-      this.#checkOpen();
+      this.#checkWritable();
       if (id in this.#connections) {
         delete this.#connections[id];
         this.#changed();
@@ -189,6 +200,15 @@ export class FileStore implements StateStore {
 
   #checkOpen(): void {
     if (this.#closed) throw new Error(`Cannot use the state file ${this.location}: it is closed`);
+  }
+
+  #checkWritable(): void {
+    this.#checkOpen();
+    if (this.#readOnly) {
+      throw new StateError(
+        `Cannot change the state file ${this.location}: it was opened read-only`,
+      );
+    }
   }
 
   #changed(): void {

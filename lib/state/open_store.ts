@@ -24,6 +24,8 @@ export interface OpenStoreOptions {
    * may not and no `--state` is given, state is kept in memory.
    */
   canUseFiles: boolean;
+  /** Open a state file without its lock and never write it (`status`). @default {false} */
+  readOnly?: boolean;
 }
 
 /**
@@ -37,8 +39,11 @@ export async function openStore(
   options: OpenStoreOptions,
 ): Promise<StateStore> {
   const { clock, logger } = options;
+  const readOnly = options.readOnly ?? false;
   if (spec === undefined) {
-    if (options.canUseFiles) return await FileStore.open(DEFAULT_STATE_PATH, { clock, logger });
+    if (options.canUseFiles) {
+      return await FileStore.open(DEFAULT_STATE_PATH, { clock, logger, readOnly });
+    }
     logger.warn(
       "State is kept in memory only: progress will not survive a restart. Run with " +
         "--allow-read --allow-write (or --state kv:<path>) to keep it.",
@@ -50,5 +55,5 @@ export async function openStore(
     const path = spec.slice("kv:".length);
     return await KvStore.open(path === "" ? undefined : path, { clock, logger });
   }
-  return await FileStore.open(spec, { clock, logger });
+  return await FileStore.open(spec, { clock, logger, readOnly });
 }

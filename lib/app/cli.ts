@@ -1,0 +1,226 @@
+/**
+ * The commands behind `main.ts`: sync (once or as a daemon), status and reset. Everything
+ * the process provides — fetch, clock, logger, output, cron, signals as AbortSignals — is
+ * handed in, and every command returns its exit code instead of exiting.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
+import type { Config } from "../config/config.ts";
+import { AlertManager } from "../freshness/alerts.ts";
+import { Metrics, serveMetrics } from "../freshness/metrics.ts";
+import { buildStatusReport, formatStatusTable } from "../freshness/status_report.ts";
+import type { StateStore } from "../state/store.ts";
+import { SyncService } from "./sync_service.ts";
+import type { TickResult } from "../scheduler/tick.ts";
+
+/** Exit codes: 0 all good, 1 a list failed (or is behind, for `status --check`), 2 usage. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+/** A cron registration function with `Deno.cron`'s shape. */
+export type CronFn = (
+  name: string,
+  schedule: string,
+  options: { signal?: AbortSignal },
+  handler: () => Promise<void>,
+) => Promise<void>;
+
+/** What the commands need from the process. */
+export interface CliDeps {
+  clock: Clock;
+  logger: Logger;
+  fetch: typeof globalThis.fetch;
+  store: StateStore;
+  /** Writes to standard output (status output, summaries). */
+  write: (text: string) => void;
+  /** Schedules ticks (Deno.cron). */
+  cron: CronFn;
+  /** Aborted on the first SIGINT/SIGTERM: start nothing new, finish what is in flight. */
+  stop: AbortSignal;
+  /** Aborted when the grace period is over: abandon requests in flight. */
+  hardStop: AbortSignal;
+}
+
+/** Runs the command the config names and returns the exit code. */
+export async function runCommand(config: Config, deps: CliDeps): Promise<number> {
+  switch (config.command) {
+    case "status":
+      return await statusCommand(config, deps);
+    case "reset":
+      return await resetCommand(config, deps);
+    case "sync":
+      return await syncCommand(config, deps);
+    default:
+      throw new RangeError(`Cannot run '${config.command}' here: main.ts dispatches it`);
+  }
+}
+
+/** `status [--json] [--check] [ids…]`: per connection its freshness and last run. */
+export async function statusCommand(config: Config, deps: CliDeps): Promise<number> {
+  const states = await deps.store.list();
+  const byId = new Map(states.map((s) => [s.id, s]));
+  const filter = new Set(config.listIds);
+  const rows = config.connections.length > 0
+    ? config.connections.map((c) => ({
+      id: c.id,
+      list_id: c.listId,
+      threshold_seconds: c.thresholdSeconds,
+      state: byId.get(c.id),
+    }))
+    : states
+      .filter((s) => filter.size === 0 || filter.has(s.id) || filter.has(s.list_id))
+      .map((s) => ({
+        id: s.id,
+        list_id: s.list_id,
+        threshold_seconds: config.thresholdMinutes * 60,
+        state: s,
+      }));
+  for (const id of filter) {
+    if (!rows.some((r) => r.id === id || r.list_id === id)) {
+      rows.push({
+        id,
+        list_id: id,
+        threshold_seconds: config.thresholdMinutes * 60,
+        state: undefined,
+      });
+    }
+  }
+  const report = buildStatusReport(
+    rows.map((
+      r,
+    ) => (r.state ? r : { id: r.id, list_id: r.list_id, threshold_seconds: r.threshold_seconds })),
+    deps.clock.now(),
+  );
+  if (config.json) deps.write(JSON.stringify(report, null, 2) + "\n");
+  else if (report.connections.length === 0) {
+    deps.write(`No connection has state in ${deps.store.location} yet.\n`);
+  } else deps.write(formatStatusTable(report) + "\n");
+  if (config.check && report.connections.some((c) => c.behind)) return EXIT.failed;
+  return EXIT.ok;
+}
+
+/** `reset <ids…>`: forgets watermarks and checkpoints, so the next run is a full sync. */
+export async function resetCommand(config: Config, deps: CliDeps): Promise<number> {
+  const states = await deps.store.list();
+  let missing = 0;
+  for (const id of config.listIds) {
+    const matches = states.filter((s) => s.id === id || s.list_id === id);
+    if (matches.length === 0) {
+      deps.write(`${id}: no state in ${deps.store.location}; nothing to reset.\n`);
+      missing++;
+      continue;
+    }
+    for (const s of matches) {
+      await deps.store.put({ ...s, watermark: null, run: null, fresh_as_of: s.fresh_as_of });
+      deps.write(`${s.id}: watermark forgotten; the next run reads the whole list.\n`);
+    }
+  }
+  await deps.store.flush();
+  return missing > 0 && missing === config.listIds.length ? EXIT.failed : EXIT.ok;
+}
+
+/** Builds the service for a config (shared by sync and the daemon). */
+export function serviceFor(
+  config: Config,
+  deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store">,
+  extras: { alerts?: AlertManager; metrics?: Metrics } = {},
+): SyncService {
+  return new SyncService({
+    connections: config.connections,
+    store: deps.store,
+    clock: deps.clock,
+    logger: deps.logger,
+    fetch: deps.fetch,
+    maxConcurrentRuns: config.maxConcurrentRuns,
+    pageSize: config.pageSize,
+    bulkMemberCount: config.bulkMemberCount,
+    minutesPerBulk: config.minutesPerBulk,
+    tickSeconds: config.pollingSeconds,
+    mailchimpMaxConnections: config.mailchimpMaxConnections,
+    mailchimpRetryMaxSeconds: config.mailchimpRetryMaxSeconds,
+    mailchimpTimeoutSeconds: config.mailchimpTimeoutSeconds,
+    marginSeconds: config.mailchimpClockMarginSeconds,
+    ometriaMaxRequestsPerSecond: config.ometriaMaxRequestsPerSecond,
+    ...extras,
+  });
+}
+
+function _tickFailed(result: TickResult): boolean {
+  return result.failed;
+}
+
+/**
+ * Sync: with `--once` one tick and exit 0/1; otherwise the daemon — a tick now, then ticks
+ * from cron until a stop signal, never two ticks at once.
+ */
+export async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
+  const { logger, clock } = deps;
+  const alerts = new AlertManager({
+    clock,
+    logger,
+    fetch: deps.fetch,
+    repeatMinutes: config.alertRepeatMinutes,
+    ...(config.alertWebhookUrl ? { webhookUrl: config.alertWebhookUrl } : {}),
+  });
+  const metrics = new Metrics();
+  const service = serviceFor(config, deps, { alerts, metrics });
+  let metricsServer: { close(): Promise<void> } | undefined;
+  try {
+    if (config.metricsPort !== undefined) {
+      const server = serviceMetrics(config, metrics, deps);
+      metricsServer = server;
+      logger.info("Metrics at {url}", { url: server.url });
+    }
+    const runTick = () =>
+      service.tick({ force: config.force, signal: deps.stop, hardSignal: deps.hardStop });
+    if (config.once) {
+      const result = await runTick();
+      return _tickFailed(result) ? EXIT.failed : EXIT.ok;
+    }
+
+    logger.info("Daemon started for {count} connection(s); ticks on cron '{schedule}'", {
+      count: config.connections.length,
+      schedule: config.schedule,
+    });
+    let running: Promise<unknown> | undefined = runTick().finally(() => running = undefined);
+    const cronAbort = new AbortController();
+    deps.stop.addEventListener("abort", () => cronAbort.abort(), { once: true });
+    const cronDone = deps.cron(
+      "mailchimp-ometria-sync tick",
+      config.schedule,
+      { signal: cronAbort.signal },
+      async () => {
+        if (running || deps.stop.aborted) {
+          logger.debug("Skipping a tick: the previous one is still running");
+          return;
+        }
+        running = runTick().finally(() => running = undefined);
+        await running;
+      },
+    );
+    await new Promise<void>((resolve) => {
+      if (deps.stop.aborted) resolve();
+      deps.stop.addEventListener("abort", () => resolve(), { once: true });
+    });
+    logger.info("Stopping: no new runs start; waiting for batches in flight");
+    cronAbort.abort();
+    await running;
+    await cronDone.catch(() => {});
+    return EXIT.ok;
+  } finally {
+    await deps.store.flush();
+    await alerts.drain(deps.hardStop);
+    await alerts.close();
+    await metricsServer?.close();
+  }
+}
+
+function serviceMetrics(config: Config, metrics: Metrics, deps: CliDeps) {
+  return serveMetrics({
+    metrics,
+    hostname: config.metricsHost,
+    port: config.metricsPort!,
+    health: () => ({ ok: !deps.stop.aborted }),
+  });
+}

@@ -1,0 +1,252 @@
+/**
+ * The sync service: connections wired to their API clients, the engine, the scheduler,
+ * freshness alerts and metrics. `main.ts` builds one from the config with the real fetch,
+ * clock, logger and store; the demo, the benchmark and the tests build one against the
+ * simulators.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
+import type { ConnectionConfig } from "../config/config.ts";
+import { runConnection, type RunResult } from "../engine/run_connection.ts";
+import type { AlertManager } from "../freshness/alerts.ts";
+import { freshnessOf } from "../freshness/freshness.ts";
+import type { Metrics } from "../freshness/metrics.ts";
+import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
+import { RateLimiter } from "../http/rate_limiter.ts";
+import { MailchimpClient } from "../mailchimp/client.ts";
+import { OmetriaClient } from "../ometria/client.ts";
+import type { ConnectionState } from "../state/schema.ts";
+import type { StateStore } from "../state/store.ts";
+import { tick, type TickResult } from "../scheduler/tick.ts";
+
+/** Options of {@linkcode SyncService}. */
+export interface SyncServiceOptions {
+  connections: readonly ConnectionConfig[];
+  store: StateStore;
+  clock: Clock;
+  logger: Logger;
+  /** @default {globalThis.fetch} */
+  fetch?: typeof globalThis.fetch;
+  /** MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS. @default {2} */
+  maxConcurrentRuns?: number;
+  /** Members per Mailchimp page (≤ 1000). @default {1000} */
+  pageSize?: number;
+  /** BULK_MEMBER_COUNT. @default {5000} */
+  bulkMemberCount?: number;
+  /** MINUTES_NEEDED_TO_PERFORM_A_PARTIAL_SYNC_OF_A_SINGLE_BULK. @default {1} */
+  minutesPerBulk?: number;
+  /** Seconds between ticks. @default {60} */
+  tickSeconds?: number;
+  /** Mailchimp requests in flight per key (≤ 10). @default {10} */
+  mailchimpMaxConnections?: number;
+  /** Give up a failing Mailchimp request after this long. @default {60} */
+  mailchimpRetryMaxSeconds?: number;
+  /** Per-attempt Mailchimp timeout. @default {30} */
+  mailchimpTimeoutSeconds?: number;
+  /** Ometria requests per second per account. @default {8} */
+  ometriaMaxRequestsPerSecond?: number;
+  /** Ometria requests in flight per run. @default {4} */
+  pushConcurrency?: number;
+  /** Seconds taken off Mailchimp's clock for a window's upper bound. @default {60} */
+  marginSeconds?: number;
+  alerts?: AlertManager;
+  metrics?: Metrics;
+  /** Called after every acknowledged batch of a run. */
+  onProgress?: (connectionId: string, progress: { read: number; pushed: number }) => void;
+}
+
+interface _Wired {
+  config: ConnectionConfig;
+  mailchimp: MailchimpClient;
+  ometria: OmetriaClient;
+}
+
+/**
+ * Runs ticks over a fixed set of connections. One Mailchimp limiter per key and one
+ * Ometria rate limiter per account are shared by every connection using them.
+ */
+export class SyncService {
+  readonly #options: SyncServiceOptions;
+  readonly #wired: _Wired[];
+  readonly #byId: Map<string, _Wired>;
+  /** When this process first saw each connection (for the lag of never-synced ones). */
+  readonly #firstSeen = new Map<string, number>();
+
+  constructor(options: SyncServiceOptions) {
+    this.#options = options;
+    const limiters = new MailchimpLimiters();
+    const rateLimiters = new Map<string, RateLimiter>();
+    const fetchFn = options.fetch ?? globalThis.fetch;
+    const { clock, logger, metrics } = options;
+    this.#wired = options.connections.map((config) => {
+      const mailchimp = new MailchimpClient({
+        apiKey: config.mailchimp.apiKey,
+        baseUrl: config.mailchimp.baseUrl,
+        fetch: fetchFn,
+        clock,
+        logger,
+        limiter: limiters.for(config.mailchimp.apiKey, options.mailchimpMaxConnections ?? 10),
+        retry: { maxElapsedMs: (options.mailchimpRetryMaxSeconds ?? 60) * 1000 },
+        timeoutMs: (options.mailchimpTimeoutSeconds ?? 30) * 1000,
+        ...(metrics ? { onRequest: (e) => metrics.countRequest("mailchimp", e.status ?? 0) } : {}),
+      });
+      const accountKey = `${config.ometria.baseUrl}\u0000${config.ometria.apiKey}`;
+      let rateLimiter = rateLimiters.get(accountKey);
+      if (!rateLimiter) {
+        rateLimiter = new RateLimiter({
+          perSecond: options.ometriaMaxRequestsPerSecond ?? 8,
+          clock,
+        });
+        rateLimiters.set(accountKey, rateLimiter);
+      }
+      const ometria = new OmetriaClient({
+        apiKey: config.ometria.apiKey,
+        baseUrl: config.ometria.baseUrl,
+        endpoint: config.ometria.endpoint,
+        fetch: fetchFn,
+        clock,
+        logger,
+        rateLimiter,
+        ...(metrics ? { onRequest: (e) => metrics.countRequest("ometria", e.status ?? 0) } : {}),
+      });
+      return { config, mailchimp, ometria };
+    });
+    this.#byId = new Map(this.#wired.map((w) => [w.config.id, w]));
+    for (const w of this.#wired) this.#firstSeen.set(w.config.id, clock.now());
+  }
+
+  /** The connections this service runs. */
+  get connections(): readonly ConnectionConfig[] {
+    return this.#wired.map((w) => w.config);
+  }
+
+  /** Runs one connection now, whatever the rules say (demo, tests). */
+  async runOnce(id: string, signal?: AbortSignal, hardSignal?: AbortSignal): Promise<RunResult> {
+    const wired = this.#byId.get(id);
+    if (!wired) throw new RangeError(`Cannot run '${id}': no such connection`);
+    return await this.#run(wired, signal, hardSignal);
+  }
+
+  /**
+   * One tick: due connections run (closest to their threshold first), then every
+   * connection's freshness is evaluated for alerts and metrics.
+   */
+  async tick(
+    options: { force?: boolean; signal?: AbortSignal; hardSignal?: AbortSignal } = {},
+  ): Promise<TickResult> {
+    const o = this.#options;
+    const result = await tick({
+      connections: this.#wired.map((w) => ({
+        id: w.config.id,
+        listId: w.config.listId,
+        thresholdSeconds: w.config.thresholdSeconds,
+        wired: w,
+      })),
+      store: o.store,
+      clock: o.clock,
+      logger: o.logger,
+      concurrency: o.maxConcurrentRuns ?? 2,
+      bulkMemberCount: o.bulkMemberCount ?? 5000,
+      minutesPerBulk: o.minutesPerBulk ?? 1,
+      tickSeconds: o.tickSeconds ?? 60,
+      force: options.force ?? false,
+      ...(options.signal ? { signal: options.signal } : {}),
+      countChanged: async (c, sinceMs, signal) => {
+        const page = await c.wired.mailchimp.getMembers(c.listId, {
+          count: 1,
+          sinceMs,
+          fieldsOnlyTotal: true,
+        }, signal);
+        return page.totalItems;
+      },
+      run: (c) => this.#run(c.wired, options.signal, options.hardSignal),
+    });
+    await this.evaluateFreshness();
+    return result;
+  }
+
+  /** Evaluates every connection's lag: alerts (once per incident) and metrics. */
+  async evaluateFreshness(): Promise<void> {
+    const { store, clock, alerts, metrics } = this.#options;
+    if (!alerts && !metrics) return;
+    const states = new Map((await store.list()).map((s) => [s.id, s]));
+    const now = clock.now();
+    for (const w of this.#wired) {
+      const state = states.get(w.config.id);
+      const f = freshnessOf(state, {
+        nowMs: now,
+        thresholdSeconds: w.config.thresholdSeconds,
+        firstSeenMs: this.#firstSeen.get(w.config.id) ?? now,
+      });
+      metrics?.setConnection(w.config.id, { lag_seconds: f.lag_seconds, behind: f.behind });
+      if (alerts && state) {
+        const alert = alerts.evaluate(
+          {
+            id: w.config.id,
+            list_id: w.config.listId,
+            threshold_seconds: w.config.thresholdSeconds,
+          },
+          state,
+          { firstSeenMs: this.#firstSeen.get(w.config.id) ?? now },
+        );
+        if (
+          alert.behind_since !== state.alert.behind_since ||
+          alert.last_alert_at !== state.alert.last_alert_at
+        ) {
+          await store.put({ ...state, alert });
+        }
+      }
+    }
+  }
+
+  async #run(w: _Wired, signal?: AbortSignal, hardSignal?: AbortSignal): Promise<RunResult> {
+    const o = this.#options;
+    const result = await runConnection({
+      connection: { id: w.config.id, listId: w.config.listId },
+      mailchimp: w.mailchimp,
+      ometria: w.ometria,
+      endpoint: w.config.ometria.endpoint,
+      store: o.store,
+      clock: o.clock,
+      logger: o.logger,
+      pageSize: o.pageSize ?? 1000,
+      pushConcurrency: o.pushConcurrency ?? 4,
+      marginSeconds: o.marginSeconds ?? 60,
+      ...(signal ? { signal } : {}),
+      ...(hardSignal ? { hardSignal } : {}),
+      ...(o.onProgress ? { onProgress: (p) => o.onProgress!(w.config.id, p) } : {}),
+    });
+    this.#logSummary(w.config, result);
+    o.metrics?.recordRun(w.config.id, {
+      pushed: result.pushed,
+      durationMs: result.durationMs,
+      ok: result.outcome === "ok",
+    });
+    return result;
+  }
+
+  #logSummary(config: ConnectionConfig, r: RunResult): void {
+    const props = {
+      connection: config.id,
+      list_id: config.listId,
+      outcome: r.outcome,
+      read: r.read,
+      pushed: r.pushed,
+      rejected: r.rejected,
+      duration_ms: Math.round(r.durationMs),
+      mailchimp_requests: r.mailchimpRequests,
+      ometria_requests: r.ometriaRequests,
+      fresh_as_of: r.upper ?? null,
+      error: r.error ?? null,
+    };
+    const text =
+      "List {list_id}: {outcome}, read {read}, pushed {pushed}, rejected {rejected} in {duration_ms} ms";
+    if (r.outcome === "failed") this.#options.logger.error(text + ": {error}", props);
+    else this.#options.logger.info(text, props);
+  }
+}
+
+/** The state of a connection, or undefined (re-exported for callers of the service). */
+export type { ConnectionState };

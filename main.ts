@@ -1,0 +1,133 @@
+/**
+ * mailchimp-ometria-sync: keeps Ometria's contacts identical to Mailchimp audiences.
+ *
+ * The only module that touches the process: it reads `Deno.args` and `Deno.env`, installs
+ * the signal handlers, wires the real fetch, clock, logger and store, and decides the exit
+ * code (0 ok, 1 a list failed, 2 usage, configuration or state errors).
+ *
+ * @module
+ */
+import { loadConfig, USAGE } from "./lib/config/config.ts";
+import { systemClock } from "./lib/clock/clock.ts";
+import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
+import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
+import { StateError, type StateStore } from "./lib/state/store.ts";
+import { EXIT, runCommand } from "./lib/app/cli.ts";
+import { runDemo } from "./lib/app/demo.ts";
+import { runSimulate } from "./lib/sim/simulate.ts";
+import { runBench } from "./lib/app/bench.ts";
+
+const GRACE_MS = 8_000;
+
+function canUseFiles(path: string): boolean {
+  return Deno.permissions.querySync({ name: "read", path }).state === "granted" &&
+    Deno.permissions.querySync({ name: "write", path }).state === "granted";
+}
+
+function envObject(): Record<string, string | undefined> {
+  if (Deno.permissions.querySync({ name: "env" }).state !== "granted") return {};
+  return Deno.env.toObject();
+}
+
+async function main(): Promise<number> {
+  const env = envObject();
+  const result = await loadConfig({
+    env,
+    args: Deno.args,
+    readTextFile: (path) => Deno.readTextFile(path),
+  });
+  if (!result.ok) {
+    if (result.help) {
+      console.log(USAGE);
+      return EXIT.ok;
+    }
+    console.error(
+      `Cannot start:\n${result.errors.map((e) => `  - ${e}`).join("\n")}\n\n${USAGE}`,
+    );
+    return EXIT.usage;
+  }
+  const config = result.config;
+
+  const logger = await setupLogging({
+    level: config.logLevel,
+    file: config.logFile && canUseFiles(config.logFile) ? config.logFile : undefined,
+    format: config.logFormat,
+  });
+  if (config.command === "sync") { for (const warning of config.warnings) logger.warn(warning); }
+
+  const stop = new AbortController();
+  const hardStop = new AbortController();
+  let signals = 0;
+  const onSignal = (name: Deno.Signal) => () => {
+    signals++;
+    if (signals === 1) {
+      logger.info("{signal} received: finishing batches in flight, then exiting", {
+        signal: name,
+      });
+      stop.abort(new Error(`${name} received`));
+      Deno.unrefTimer(setTimeout(() => hardStop.abort(new Error("grace period over")), GRACE_MS));
+    } else {
+      // The state file is only ever replaced atomically, so leaving now keeps it valid.
+      console.error(`${name} received again: exiting now.`);
+      Deno.exit(130);
+    }
+  };
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((name) => {
+    const handler = onSignal(name);
+    Deno.addSignalListener(name, handler);
+    return [name, handler] as const;
+  });
+
+  try {
+    if (config.command === "demo") {
+      return await runDemo({
+        logger,
+        clock: systemClock,
+        write: (t) => Deno.stdout.writeSync(new TextEncoder().encode(t)),
+        isTerminal: Deno.stdout.isTerminal(),
+        signal: stop.signal,
+      });
+    }
+    if (config.command === "simulate") {
+      return await runSimulate({ logger, write: (t) => console.log(t), signal: stop.signal });
+    }
+    if (config.command === "bench") {
+      return await runBench({ logger, write: (t) => console.log(t), signal: stop.signal });
+    }
+    let store: StateStore;
+    try {
+      store = await openStore(config.state, {
+        clock: systemClock,
+        logger,
+        canUseFiles: canUseFiles(config.state ?? DEFAULT_STATE_PATH),
+        readOnly: config.command === "status",
+      });
+    } catch (error) {
+      if (error instanceof StateError) {
+        logger.fatal(error.message);
+        return EXIT.usage;
+      }
+      throw error;
+    }
+    try {
+      return await runCommand(config, {
+        clock: systemClock,
+        logger,
+        fetch: globalThis.fetch,
+        store,
+        write: (text) => Deno.stdout.writeSync(new TextEncoder().encode(text)),
+        cron: (name, schedule, options, handler) =>
+          Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler),
+        stop: stop.signal,
+        hardStop: hardStop.signal,
+      });
+    } finally {
+      await store.close();
+    }
+  } finally {
+    for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+    await shutdownLogging();
+  }
+}
+
+Deno.exitCode = await main();

@@ -1,0 +1,60 @@
+/** Runs main.ts as a subprocess, the way users run it. */
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** Permissions the CLI is run with in tests (what `deno task sync` grants, plus temp dirs). */
+export const CLI_PERMISSIONS = [
+  "--allow-net=127.0.0.1",
+  "--allow-env",
+  "--allow-read",
+  "--allow-write",
+];
+
+/** What a finished CLI process did. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The environment a CLI subprocess gets: nothing from ours but what Deno needs. */
+export function cliEnv(extra: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1", LOG_FILE: "", LOGGING_LEVEL: "INFO" };
+  for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...extra };
+}
+
+/** Starts the CLI; the caller waits for it, reads it or kills it. */
+export function spawnCli(
+  args: string[],
+  env: Record<string, string>,
+  options: { cwd?: string; permissions?: string[] } = {},
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...(options.permissions ?? CLI_PERMISSIONS), MAIN, ...args],
+    env: cliEnv(env),
+    clearEnv: true,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Runs the CLI to completion. */
+export async function runCli(
+  args: string[],
+  env: Record<string, string>,
+  options: { cwd?: string; permissions?: string[] } = {},
+): Promise<CliResult> {
+  const output = await spawnCli(args, env, options).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
