@@ -92,6 +92,24 @@ const LOG_LEVELS: Record<string, LogLevel> = {
   FATAL: "fatal",
 };
 
+function _shown(value: string | undefined): string {
+  // A value in the wrong place may be a key pasted into the wrong variable or argument:
+  // long values are described, never echoed.
+  if (value === undefined) return "unset";
+  return value.length <= 16 ? `"${value}"` : `a ${value.length}-character value (not shown)`;
+}
+
+function _cronEvery(seconds: number): { minutes: number; cron: string } {
+  // Cron's minute field only counts to 59 (Deno.cron rejects "*/60"): longer intervals
+  // become whole hours, at most a day.
+  const minutes = Math.max(1, Math.round(seconds / 60));
+  if (minutes === 1) return { minutes, cron: "* * * * *" };
+  if (minutes < 60) return { minutes, cron: `*/${minutes} * * * *` };
+  const hours = Math.min(24, Math.round(minutes / 60));
+  const cron = hours === 1 ? "0 * * * *" : hours === 24 ? "0 0 * * *" : `0 */${hours} * * *`;
+  return { minutes: hours * 60, cron };
+}
+
 function intVar(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) {
   return z
     .string()
@@ -104,7 +122,7 @@ function intVar(name: string, fallback: number, min: number, max = Number.MAX_SA
           code: "custom",
           message: `${name} must be a whole number${
             max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`
-          }; it is "${v}". Fix or unset it (default ${fallback}).`,
+          }; it is ${_shown(v)}. Fix or unset it (default ${fallback}).`,
         });
         return z.NEVER;
       }
@@ -161,7 +179,9 @@ export const envSchema = z.object({
       if (!level) {
         ctx.addIssue({
           code: "custom",
-          message: `LOGGING_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL; it is "${v}".`,
+          message: `LOGGING_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL; it is ${
+            _shown(v)
+          }.`,
         });
         return z.NEVER;
       }
@@ -176,7 +196,7 @@ export const envSchema = z.object({
       if (f !== "text" && f !== "json") {
         ctx.addIssue({
           code: "custom",
-          message: `LOG_FORMAT must be "text" or "json"; it is "${v}".`,
+          message: `LOG_FORMAT must be "text" or "json"; it is ${_shown(v)}.`,
         });
         return z.NEVER;
       }
@@ -194,7 +214,9 @@ export const envSchema = z.object({
         ctx.addIssue({
           code: "custom",
           message:
-            `OMETRIA_ENDPOINT must be "push" (POST /v2/push) or "record" (the original tool's POST /record); it is "${v}".`,
+            `OMETRIA_ENDPOINT must be "push" (POST /v2/push) or "record" (the original tool's POST /record); it is ${
+              _shown(v)
+            }.`,
         });
         return z.NEVER;
       }
@@ -217,7 +239,7 @@ export const envSchema = z.object({
       if (!Number.isInteger(n) || n < 0 || n > 65535) {
         ctx.addIssue({
           code: "custom",
-          message: `METRICS_PORT must be a port number; it is "${v}".`,
+          message: `METRICS_PORT must be a port number; it is ${_shown(v)}.`,
         });
         return z.NEVER;
       }
@@ -276,16 +298,12 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     positionals = positionals.slice(1);
   }
 
-  const envResult = envSchema.safeParse(sources.env);
-  if (!envResult.success) {
-    for (const issue of envResult.error.issues) errors.push(issue.message);
-  }
-  const env = envResult.success ? envResult.data : undefined;
+  const env = _parseEnv(sources.env, errors);
 
   for (const id of positionals) {
     if (!LIST_ID.test(id)) {
       errors.push(
-        `"${id}" is not a Mailchimp list id (letters, digits, "-" and "_" only). ` +
+        `${_shown(id)} is not a Mailchimp list id (letters, digits, "-" and "_" only). ` +
           `Pass list ids as arguments, e.g. main.ts a1b2c3d4e5.`,
       );
     }
@@ -296,59 +314,56 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
 
   const needsConnections = command === "sync";
   const connections: ConnectionConfig[] = [];
-  const thresholdMinutes = env?.NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA ??
-    120;
+  const thresholdMinutes = env.NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA;
 
-  if (env) {
-    if (parsed.values.connections !== undefined) {
-      const fileConnections = await _readConnectionsFile(
-        parsed.values.connections,
-        sources,
-        env,
-        thresholdMinutes,
-        errors,
-      );
-      const wanted = new Set(positionals);
-      for (const c of fileConnections) {
-        if (wanted.size === 0 || wanted.has(c.id) || wanted.has(c.listId)) connections.push(c);
+  if (parsed.values.connections !== undefined) {
+    const fileConnections = await _readConnectionsFile(
+      parsed.values.connections,
+      sources,
+      env,
+      thresholdMinutes,
+      errors,
+    );
+    const wanted = new Set(positionals);
+    for (const c of fileConnections) {
+      if (wanted.size === 0 || wanted.has(c.id) || wanted.has(c.listId)) connections.push(c);
+    }
+  } else if (positionals.length > 0 && (needsConnections || command === "status")) {
+    const mailchimpKey = env.MAILCHIMP_API_KEY;
+    const ometriaKey = env.OMETRIA_API_KEY;
+    if (needsConnections) {
+      if (!mailchimpKey) {
+        errors.push(
+          "MAILCHIMP_API_KEY is not set: export your Mailchimp API key (Account → Extras → API keys), e.g. MAILCHIMP_API_KEY=abc…-us9.",
+        );
       }
-    } else if (positionals.length > 0 && (needsConnections || command === "status")) {
-      const mailchimpKey = env.MAILCHIMP_API_KEY;
-      const ometriaKey = env.OMETRIA_API_KEY;
-      if (needsConnections) {
-        if (!mailchimpKey) {
-          errors.push(
-            "MAILCHIMP_API_KEY is not set: export your Mailchimp API key (Account → Extras → API keys), e.g. MAILCHIMP_API_KEY=abc…-us9.",
-          );
-        }
-        if (!ometriaKey) {
-          errors.push(
-            "OMETRIA_API_KEY is not set: export your Ometria Data API key (Settings → API keys).",
-          );
-        }
+      if (!ometriaKey) {
+        errors.push(
+          "OMETRIA_API_KEY is not set: export your Ometria Data API key (Settings → API keys).",
+        );
       }
-      let mailchimpBase = env.MAILCHIMP_BASE_URL;
-      if (mailchimpBase === undefined && mailchimpKey) {
-        mailchimpBase = mailchimpBaseUrlFor(mailchimpKey, env.DATA_CENTER);
-        if (mailchimpBase === undefined) {
-          errors.push(
-            "Cannot tell the Mailchimp data center: MAILCHIMP_API_KEY has no '-<dc>' suffix and DATA_CENTER is not set. Set DATA_CENTER (e.g. us9) or MAILCHIMP_BASE_URL.",
-          );
-        }
+    }
+    let mailchimpBase = env.MAILCHIMP_BASE_URL;
+    if (mailchimpBase === undefined && mailchimpKey) {
+      mailchimpBase = mailchimpBaseUrlFor(mailchimpKey, env.DATA_CENTER);
+      if (mailchimpBase === undefined) {
+        errors.push(
+          "Cannot tell the Mailchimp data center: MAILCHIMP_API_KEY has no '-<dc>' suffix and DATA_CENTER is not set. Set DATA_CENTER (e.g. us9) or MAILCHIMP_BASE_URL.",
+        );
       }
-      for (const listId of new Set(positionals)) {
-        connections.push({
-          id: listId,
-          listId,
-          mailchimp: { apiKey: mailchimpKey ?? "", baseUrl: mailchimpBase ?? "" },
-          ometria: {
-            apiKey: ometriaKey ?? "",
-            baseUrl: env.OMETRIA_BASE_URL ?? "https://api.ometria.com",
-            endpoint: env.OMETRIA_ENDPOINT,
-          },
-          thresholdSeconds: thresholdMinutes * 60,
-        });
-      }
+    }
+    for (const listId of new Set(positionals)) {
+      connections.push({
+        id: listId,
+        listId,
+        mailchimp: { apiKey: mailchimpKey ?? "", baseUrl: mailchimpBase ?? "" },
+        ometria: {
+          apiKey: ometriaKey ?? "",
+          baseUrl: env.OMETRIA_BASE_URL ?? "https://api.ometria.com",
+          endpoint: env.OMETRIA_ENDPOINT,
+        },
+        thresholdSeconds: thresholdMinutes * 60,
+      });
     }
   }
 
@@ -363,7 +378,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (parsed.values.json && command !== "status") errors.push("--json only applies to status.");
   if (parsed.values.check && command !== "status") errors.push("--check only applies to status.");
 
-  if (errors.length > 0 || !env) return { ok: false, errors };
+  if (errors.length > 0) return { ok: false, errors };
 
   const pageSize = Math.min(env.BULK_MEMBER_COUNT, MAILCHIMP_MAX_PAGE_SIZE);
   if (env.BULK_MEMBER_COUNT > MAILCHIMP_MAX_PAGE_SIZE) {
@@ -371,10 +386,10 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       `BULK_MEMBER_COUNT=${env.BULK_MEMBER_COUNT} still decides when a list is due, but Mailchimp pages hold at most ${MAILCHIMP_MAX_PAGE_SIZE} members, so pages are read ${MAILCHIMP_MAX_PAGE_SIZE} at a time.`,
     );
   }
-  const pollingMinutes = Math.max(1, Math.round(env.POLLING_TIME_IN_SECONDS / 60));
-  if (env.SYNC_SCHEDULE === undefined && env.POLLING_TIME_IN_SECONDS % 60 !== 0) {
+  const polling = _cronEvery(env.POLLING_TIME_IN_SECONDS);
+  if (env.SYNC_SCHEDULE === undefined && env.POLLING_TIME_IN_SECONDS !== polling.minutes * 60) {
     warnings.push(
-      `POLLING_TIME_IN_SECONDS=${env.POLLING_TIME_IN_SECONDS} is rounded to ${pollingMinutes} minute(s): ticks are driven by cron, whose unit is the minute.`,
+      `POLLING_TIME_IN_SECONDS=${env.POLLING_TIME_IN_SECONDS} is rounded to ${polling.minutes} minute(s): ticks are driven by cron, whose unit is the minute (whole hours beyond 59 minutes).`,
     );
   }
 
@@ -395,8 +410,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       minutesPerBulk: env.MINUTES_NEEDED_TO_PERFORM_A_PARTIAL_SYNC_OF_A_SINGLE_BULK,
       thresholdMinutes,
       pollingSeconds: env.POLLING_TIME_IN_SECONDS,
-      schedule: env.SYNC_SCHEDULE ??
-        (pollingMinutes === 1 ? "* * * * *" : `*/${pollingMinutes} * * * *`),
+      schedule: env.SYNC_SCHEDULE ?? polling.cron,
       logLevel: env.LOGGING_LEVEL,
       logFile: env.LOG_FILE === undefined ? "log_file.log" : env.LOG_FILE.trim() || undefined,
       logFormat: env.LOG_FORMAT,
@@ -412,6 +426,21 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       warnings,
     },
   };
+}
+
+function _parseEnv(
+  raw: Record<string, string | undefined>,
+  errors: string[],
+): z.infer<typeof envSchema> {
+  const result = envSchema.safeParse(raw);
+  if (result.success) return result.data;
+  for (const issue of result.error.issues) errors.push(issue.message);
+  // Go on with defaults in place of the broken values, so that the other problems (missing
+  // keys, the connections file…) are reported in the same message rather than one by one.
+  const broken = new Set(result.error.issues.map((issue) => String(issue.path[0])));
+  return envSchema.parse(
+    Object.fromEntries(Object.entries(raw).filter(([name]) => !broken.has(name))),
+  );
 }
 
 async function _readConnectionsFile(
@@ -437,11 +466,11 @@ async function _readConnectionsFile(
   try {
     json = JSON.parse(text);
   } catch (error) {
-    errors.push(
-      `The connections file ${path} is not valid JSON: ${
-        error instanceof Error ? error.message : String(error)
-      }.`,
-    );
+    // V8 quotes the text around the error ("…key_env": abc…"), which may be a key pasted
+    // into the file: only the message before that excerpt is shown.
+    const message = (error instanceof Error ? error.message : String(error))
+      .replace(/,?\s*(?:\.\.\.)?".*$/s, "");
+    errors.push(`The connections file ${path} is not valid JSON: ${message}.`);
     return [];
   }
   const result = connectionsFileSchema.safeParse(json);

@@ -331,18 +331,29 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   let errorText: string | undefined;
   try {
     let stalled = 0;
+    /** Lower edge of the next page's query: every member before it is pushed or pushing. */
+    let lower = cursor;
+    const request = () => {
+      const sinceMs = lower === undefined ? undefined : sinceInclusive ? lower : lower - SECOND;
+      const page = fetchPage({ sinceMs, beforeMs: upper, count: pageSize });
+      // Marked as handled now: a prefetch may fail while the previous page is being pushed,
+      // and its error is only looked at when the loop gets to it.
+      page.catch(() => {});
+      return { sinceMs, page };
+    };
+    let next = request();
     for (;;) {
-      const sinceMs = cursor === undefined ? undefined : sinceInclusive ? cursor : cursor - SECOND;
-      const page = await fetchPage({ sinceMs, beforeMs: upper, count: pageSize });
+      const { sinceMs } = next;
+      const page = await next.page;
       if (upper === undefined) {
         const serverTime = page.serverTimeMs;
         if (serverTime === undefined) {
           log.warning("Mailchimp sent no Date header; using our clock for the window's bound");
         }
         upper = Math.floor(((serverTime ?? clock.now()) - marginMs) / SECOND) * SECOND;
-        if (cursor !== undefined && upper <= cursor) {
+        if (lower !== undefined && upper <= lower) {
           // Our margin reaches back before the watermark: nothing can be complete yet.
-          upper = cursor;
+          upper = lower;
         }
       }
       const raw = page.members;
@@ -357,18 +368,18 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       if (!sinceInclusive && sinceMs !== undefined && times.includes(sinceMs)) {
         sinceInclusive = true;
       }
-      const lower = cursor ?? -Infinity;
+      const from = lower ?? -Infinity;
       const exhausted = raw.length < pageSize || times.some((t) => t >= upper!);
       const lastTime = times[times.length - 1];
       let doneBefore: number;
       let take: Member[];
       if (exhausted || lastTime === undefined) {
         doneBefore = upper;
-        take = raw.filter((_, i) => times[i]! >= lower && times[i]! < upper!);
-      } else if (lastTime > lower) {
+        take = raw.filter((_, i) => times[i]! >= from && times[i]! < upper!);
+      } else if (lastTime > from) {
         doneBefore = lastTime;
-        take = raw.filter((_, i) => times[i]! >= lower && times[i]! < lastTime);
-      } else if (lastTime === lower) {
+        take = raw.filter((_, i) => times[i]! >= from && times[i]! < lastTime);
+      } else if (lastTime === from) {
         take = await readTieGroup(lastTime);
         doneBefore = lastTime + SECOND;
       } else {
@@ -378,13 +389,18 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
           throw new Error(`Mailchimp's paging made no progress for list ${connection.listId}`);
         }
         sinceInclusive = true;
+        next = request();
         continue;
       }
       stalled = 0;
       counts.read += take.length;
+      const last = doneBefore >= upper;
+      lower = doneBefore;
+      // The next page only depends on where this one ends, so it is read while this one is
+      // pushed; the cursor still moves only with acknowledgements.
+      if (!last) next = request();
       if (take.length > 0 || doneBefore !== cursor) await pushSorted(take, doneBefore);
-      if (doneBefore >= upper) break;
-      checkStop();
+      if (last) break;
     }
   } catch (error) {
     if (error instanceof _Aborted || (hardSignal?.aborted && error === hardSignal.reason)) {

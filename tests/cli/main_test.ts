@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { FakeClock } from "../../lib/clock/clock.ts";
+import { collectionFor } from "../../lib/mapping/contact.ts";
+import { compareCopies } from "../../lib/sim/compare.ts";
+import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
+import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
+import { stateDocumentSchema } from "../../lib/state/schema.ts";
+import { runCli } from "./_cli.ts";
+
+const MINUTE = 60_000;
+
+async function sims(clock = new FakeClock(Date.now())) {
+  const mailchimp = await MailchimpSimulator.start({ clock });
+  const ometria = await OmetriaSimulator.start({ maxRequestsPerSecond: 0 });
+  const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
+  return {
+    mailchimp,
+    ometria,
+    dir,
+    clock,
+    state: `${dir}/sync_jobs.json`,
+    env: {
+      MAILCHIMP_API_KEY: mailchimp.apiKey,
+      MAILCHIMP_BASE_URL: mailchimp.url,
+      OMETRIA_API_KEY: ometria.apiKey,
+      OMETRIA_BASE_URL: ometria.url,
+    },
+    async close() {
+      await mailchimp.close();
+      await ometria.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+function assertSynced(
+  mailchimp: MailchimpSimulator,
+  ometria: OmetriaSimulator,
+  listId: string,
+): void {
+  const c = compareCopies(mailchimp.truth(listId), ometria.contacts(collectionFor(listId)), listId);
+  assert.deepEqual([c.missing.length, c.stale.length, c.extra.length], [0, 0, 0]);
+}
+
+Deno.test("main.ts exits 2 naming every missing key", async () => {
+  const result = await runCli(["--once", "abc123"], {});
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /MAILCHIMP_API_KEY is not set/);
+  assert.match(result.stderr, /OMETRIA_API_KEY is not set/);
+});
+
+Deno.test("main.ts exits 2 for an unknown flag and a malformed setting, reporting both", async () => {
+  const result = await runCli(["--frobnicate", "abc123"], {
+    MAILCHIMP_API_KEY: "secretsecret-us1",
+    OMETRIA_API_KEY: "k",
+  });
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--frobnicate/);
+  const both = await runCli(["--once", "abc123"], {
+    MAILCHIMP_API_KEY: "secretsecret-us1",
+    OMETRIA_API_KEY: "k",
+    BULK_MEMBER_COUNT: "lots",
+    OMETRIA_ENDPOINT: "ftp",
+  });
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /BULK_MEMBER_COUNT/);
+  assert.match(both.stderr, /OMETRIA_ENDPOINT/);
+  assert.doesNotMatch(both.stderr, /secretsecret/);
+});
+
+Deno.test("main.ts --once syncs every list over HTTP and reports it in status", async () => {
+  const w = await sims();
+  try {
+    const old = Date.now() - 10 * MINUTE;
+    w.mailchimp.addList("lista00001", { members: 1_200, seed: 1, lastChangedTo: old });
+    w.mailchimp.addList("listb00002", { members: 300, seed: 2, lastChangedTo: old });
+    const result = await runCli(
+      ["--once", "--state", w.state, "lista00001", "listb00002"],
+      w.env,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /List lista00001: ok, read 1200, pushed 1200, rejected 0/);
+    assert.match(result.stderr, /List listb00002: ok, read 300, pushed 300, rejected 0/);
+    assertSynced(w.mailchimp, w.ometria, "lista00001");
+    assertSynced(w.mailchimp, w.ometria, "listb00002");
+
+    const doc = stateDocumentSchema.parse(JSON.parse(await Deno.readTextFile(w.state)));
+    assert.ok(doc.connections.lista00001?.fresh_as_of);
+    assert.doesNotMatch(JSON.stringify(doc), new RegExp(w.mailchimp.apiKey), "no secrets in state");
+
+    const status = await runCli(["status", "--json", "--check", "--state", w.state], {});
+    assert.equal(status.code, 0, status.stderr);
+    const report = JSON.parse(status.stdout);
+    assert.deepEqual(
+      report.connections.map((c: { id: string; behind: boolean; status: string }) => [
+        c.id,
+        c.status,
+        c.behind,
+      ]),
+      [["lista00001", "ok", false], ["listb00002", "ok", false]],
+    );
+
+    const reset = await runCli(["reset", "--state", w.state, "lista00001"], {});
+    assert.equal(reset.code, 0, reset.stderr);
+    const afterReset = stateDocumentSchema.parse(JSON.parse(await Deno.readTextFile(w.state)));
+    assert.equal(afterReset.connections.lista00001?.watermark, null);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts: a wrong Mailchimp key fails the run with exit 1 and says so", async () => {
+  const w = await sims();
+  try {
+    w.mailchimp.addList("lista00001", { members: 5 });
+    const result = await runCli(["--once", "--state", w.state, "lista00001"], {
+      ...w.env,
+      MAILCHIMP_API_KEY: "wrongkey-us1",
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /Mailchimp rejected the API key \(401\)/);
+    assert.doesNotMatch(result.stderr, /wrongkey/);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts: an unknown list fails with its id while the other lists sync", async () => {
+  const w = await sims();
+  try {
+    w.mailchimp.addList("lista00001", { members: 50, lastChangedTo: Date.now() - 5 * MINUTE });
+    const result = await runCli(["--once", "--state", w.state, "nosuchlist", "lista00001"], w.env);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /nosuchlist.*Resource Not Found/);
+    assertSynced(w.mailchimp, w.ometria, "lista00001");
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts exits 2 on a damaged state file and leaves it untouched", async () => {
+  const w = await sims();
+  try {
+    const damaged = '{"version": 1, "connections": {"x": {"id": 5}}';
+    await Deno.writeTextFile(w.state, damaged);
+    const result = await runCli(["--once", "--state", w.state, "lista00001"], w.env);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, new RegExp(w.state.replaceAll("/", "\\/")));
+    assert.equal(await Deno.readTextFile(w.state), damaged);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts migrates the original tool's sync_jobs.json and syncs from it", async () => {
+  const w = await sims();
+  try {
+    const now = Date.now();
+    w.mailchimp.addList("lista00001", {
+      members: 400,
+      seed: 3,
+      lastChangedTo: now - 3 * 60 * MINUTE,
+    });
+    const changed = w.mailchimp.changeMembers("lista00001", 5, 1);
+    w.clock.set(now + 5_000);
+    const legacyTime = new Date(now - 2 * MINUTE);
+    const pad = (n: number) => String(n).padStart(2, "0");
+    const naive = `${legacyTime.getFullYear()}-${pad(legacyTime.getMonth() + 1)}-${
+      pad(legacyTime.getDate())
+    }T${pad(legacyTime.getHours())}:${pad(legacyTime.getMinutes())}:${
+      pad(legacyTime.getSeconds())
+    }.123456`;
+    const legacy = JSON.stringify({
+      lista00001: {
+        job_details: { list_id: "lista00001", last_sync_date_time: naive },
+        status: 2,
+        "user readable status": "PARTIALLY_SYNCED",
+      },
+    });
+    await Deno.writeTextFile(w.state, legacy);
+    // The imported copy is fresh (2 minutes): force the tick to see its watermark used.
+    const result = await runCli(["--once", "--force", "--state", w.state, "lista00001"], {
+      ...w.env,
+      MAILCHIMP_CLOCK_MARGIN_SECONDS: "0",
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await Deno.readTextFile(`${w.state}.bak`), legacy);
+    // Only the members changed within the safety margin before the imported time are read.
+    const contacts = w.ometria.contacts(collectionFor("lista00001"));
+    for (const m of changed) assert.ok(contacts.has(m.id));
+    assert.ok(contacts.size < 400, `an incremental run, not a full one (${contacts.size})`);
+  } finally {
+    await w.close();
+  }
+});

@@ -1,0 +1,128 @@
+/**
+ * The CLI as a process: killed with SIGKILL at random moments, stopped with SIGTERM in the
+ * middle of a run, and started twice on one state file. These wait on real subprocesses, so
+ * they poll briefly instead of using the fake clock.
+ */
+import assert from "node:assert/strict";
+import { collectionFor } from "../../lib/mapping/contact.ts";
+import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
+import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
+import { seededRandom } from "../../lib/sim/random.ts";
+import { compareCopies } from "../../lib/sim/compare.ts";
+import { stateDocumentSchema } from "../../lib/state/schema.ts";
+import { runCli, spawnCli } from "./_cli.ts";
+
+const LIST = "crash00001";
+const MINUTE = 60_000;
+
+async function world(members: number, latencyMs: number) {
+  const mailchimp = await MailchimpSimulator.start({ latencyMs });
+  const ometria = await OmetriaSimulator.start({ maxRequestsPerSecond: 0 });
+  mailchimp.addList(LIST, { members, seed: 9, lastChangedTo: Date.now() - 10 * MINUTE });
+  const dir = await Deno.makeTempDir({ prefix: "process_test_" });
+  return {
+    mailchimp,
+    ometria,
+    state: `${dir}/sync_jobs.json`,
+    env: {
+      MAILCHIMP_API_KEY: mailchimp.apiKey,
+      MAILCHIMP_BASE_URL: mailchimp.url,
+      OMETRIA_API_KEY: ometria.apiKey,
+      OMETRIA_BASE_URL: ometria.url,
+      BULK_MEMBER_COUNT: "100",
+      MAILCHIMP_CLOCK_MARGIN_SECONDS: "0",
+      OMETRIA_MAX_REQUESTS_PER_SECOND: "1000",
+    },
+    async close() {
+      await mailchimp.close();
+      await ometria.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+async function until(condition: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function readState(path: string) {
+  return stateDocumentSchema.parse(JSON.parse(await Deno.readTextFile(path)));
+}
+
+Deno.test("main.ts killed with SIGKILL at random moments loses nobody", async () => {
+  const w = await world(20_000, 10);
+  const random = seededRandom(2026);
+  try {
+    let killed = 0;
+    for (let i = 0; i < 8; i++) {
+      // Members keep changing between the crashes, as they do in real life.
+      w.mailchimp.changeMembers(LIST, 30, i + 1);
+      const child = spawnCli(["--once", "--force", "--state", w.state, LIST], w.env);
+      const delay = 150 + Math.floor(random() * 600);
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+          killed++;
+        } catch { /* already exited */ }
+      }, delay);
+      const status = await child.status;
+      clearTimeout(timer);
+      await child.stdout.cancel();
+      await child.stderr.cancel();
+      assert.ok(status.success || status.signal === "SIGKILL", `run ${i}: ${status.code}`);
+      // Whatever moment the kill came, the state on disk is a complete, valid document.
+      await Deno.stat(w.state).then(() => readState(w.state), () => undefined);
+    }
+    assert.ok(killed >= 4, `at least half the runs were killed (${killed})`);
+
+    await new Promise((r) => setTimeout(r, 1_100)); // leave the second of the last change
+    const final = await runCli(["--once", "--force", "--state", w.state, LIST], w.env);
+    assert.equal(final.code, 0, final.stderr);
+    const upper = Date.parse((await readState(w.state)).connections[LIST]!.fresh_as_of!);
+    const truth = w.mailchimp.truth(LIST).filter((m) => Date.parse(m.last_changed) < upper);
+    const c = compareCopies(truth, w.ometria.contacts(collectionFor(LIST)), LIST);
+    assert.equal(truth.length, 20_000);
+    assert.deepEqual({ missing: c.missing.length, stale: c.stale.length }, {
+      missing: 0,
+      stale: 0,
+    });
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts: a second process on the same state file exits 2; SIGTERM stops the first cleanly", async () => {
+  const w = await world(30_000, 5);
+  try {
+    const daemon = spawnCli(["--state", w.state, LIST], w.env);
+    await until(() => w.ometria.stats.recordsReceived >= 1_000, "the daemon to push");
+
+    const second = await runCli(["--once", "--state", w.state, LIST], w.env);
+    assert.equal(second.code, 2);
+    assert.match(second.stderr, new RegExp(`in use by another process \\(pid ${daemon.pid}\\)`));
+
+    const stopAsked = Date.now();
+    daemon.kill("SIGTERM");
+    const status = await daemon.status;
+    const stderr = new TextDecoder().decode(
+      await new Response(daemon.stderr).arrayBuffer(),
+    );
+    await daemon.stdout.cancel();
+    assert.equal(status.code, 0, stderr);
+    assert.ok(Date.now() - stopAsked < 10_000, "exits within 10 seconds");
+    assert.ok(w.ometria.stats.recordsReceived < 30_000, "it stopped in the middle of the run");
+
+    const saved = (await readState(w.state)).connections[LIST]!;
+    assert.ok(saved.run?.cursor, "the checkpoint was saved");
+    const resumed = await runCli(["--once", "--state", w.state, LIST], w.env);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const c = compareCopies(w.mailchimp.truth(LIST), w.ometria.contacts(collectionFor(LIST)), LIST);
+    assert.deepEqual([c.missing.length, c.stale.length], [0, 0]);
+  } finally {
+    await w.close();
+  }
+});

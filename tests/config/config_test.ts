@@ -1,0 +1,468 @@
+import assert from "node:assert/strict";
+import { type Config, type ConfigSources, loadConfig } from "../../lib/config/config.ts";
+
+const KEYS = {
+  MAILCHIMP_API_KEY: "0123456789abcdef0123456789abcdef-us9",
+  OMETRIA_API_KEY: "om-key",
+};
+/** A recognisable fake key: no error message may ever contain it. */
+const SECRET = "SECRETKEY0123456789abcdef012345-us7";
+
+async function ok(sources: Partial<ConfigSources>): Promise<Config> {
+  const result = await loadConfig({ env: {}, args: [], ...sources });
+  assert.ok(result.ok, `expected a config, got: ${result.ok ? "" : result.errors.join(" | ")}`);
+  return result.config;
+}
+
+async function errors(sources: Partial<ConfigSources>): Promise<string[]> {
+  const result = await loadConfig({ env: {}, args: [], ...sources });
+  assert.equal(result.ok, false, "expected configuration errors");
+  return result.ok ? [] : result.errors;
+}
+
+function fileReader(files: Record<string, string>): (path: string) => Promise<string> {
+  return (path) => {
+    const text = files[path];
+    return text === undefined
+      ? Promise.reject(new Deno.errors.NotFound(`No such file: ${path}`))
+      : Promise.resolve(text);
+  };
+}
+
+Deno.test("loadConfig() applies the original tool's defaults", async () => {
+  const config = await ok({ env: KEYS, args: ["a1b2c3d4e5"] });
+  assert.equal(config.command, "sync");
+  assert.equal(config.maxConcurrentRuns, 2);
+  assert.equal(config.bulkMemberCount, 5000);
+  assert.equal(config.minutesPerBulk, 1);
+  assert.equal(config.thresholdMinutes, 120);
+  assert.equal(config.pollingSeconds, 60);
+  assert.equal(config.schedule, "* * * * *");
+  assert.equal(config.logLevel, "debug");
+  assert.equal(config.logFile, "log_file.log");
+  assert.equal(config.pageSize, 1000);
+  assert.deepEqual(config.listIds, ["a1b2c3d4e5"]);
+  assert.deepEqual(config.connections, [{
+    id: "a1b2c3d4e5",
+    listId: "a1b2c3d4e5",
+    mailchimp: { apiKey: KEYS.MAILCHIMP_API_KEY, baseUrl: "https://us9.api.mailchimp.com/3.0" },
+    ometria: { apiKey: "om-key", baseUrl: "https://api.ometria.com", endpoint: "push" },
+    thresholdSeconds: 7200,
+  }]);
+});
+
+Deno.test("loadConfig() reads every variable of the original tool", async () => {
+  const config = await ok({
+    env: {
+      ...KEYS,
+      MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS: "4",
+      BULK_MEMBER_COUNT: "800",
+      MINUTES_NEEDED_TO_PERFORM_A_PARTIAL_SYNC_OF_A_SINGLE_BULK: "3",
+      NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA: "45",
+      POLLING_TIME_IN_SECONDS: "300",
+      LOGGING_LEVEL: "WARNING",
+      LOG_FILE: "sync.log",
+    },
+    args: ["list1", "list2", "list1"],
+  });
+  assert.equal(config.maxConcurrentRuns, 4);
+  assert.equal(config.bulkMemberCount, 800);
+  assert.equal(config.pageSize, 800);
+  assert.equal(config.minutesPerBulk, 3);
+  assert.equal(config.thresholdMinutes, 45);
+  assert.equal(config.pollingSeconds, 300);
+  assert.equal(config.logLevel, "warning");
+  assert.equal(config.logFile, "sync.log");
+  assert.deepEqual(config.warnings, []);
+  assert.deepEqual(config.connections.map((c) => [c.id, c.thresholdSeconds]), [
+    ["list1", 2700],
+    ["list2", 2700],
+  ]);
+});
+
+Deno.test("loadConfig() maps every LOGGING_LEVEL and an empty LOG_FILE disables the file", async (t) => {
+  const levels = {
+    DEBUG: "debug",
+    INFO: "info",
+    WARNING: "warning",
+    ERROR: "error",
+    CRITICAL: "fatal",
+    info: "info",
+  } as const;
+  for (const [name, level] of Object.entries(levels)) {
+    await t.step(`${name} → ${level}`, async () => {
+      const config = await ok({ env: { ...KEYS, LOGGING_LEVEL: name }, args: ["l1"] });
+      assert.equal(config.logLevel, level);
+    });
+  }
+  assert.equal((await ok({ env: { ...KEYS, LOG_FILE: "" }, args: ["l1"] })).logFile, undefined);
+  const bad = await errors({ env: { ...KEYS, LOGGING_LEVEL: "LOUD" }, args: ["l1"] });
+  assert.equal(bad.length, 1);
+  assert.match(
+    bad[0]!,
+    /LOGGING_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL; it is "LOUD"/,
+  );
+});
+
+Deno.test("loadConfig() finds Mailchimp's data center from the key, else DATA_CENTER", async () => {
+  const base = async (env: Record<string, string>) =>
+    (await ok({ env: { OMETRIA_API_KEY: "o", ...env }, args: ["l1"] })).connections[0]!.mailchimp
+      .baseUrl;
+  assert.equal(await base({ MAILCHIMP_API_KEY: "abc-us9" }), "https://us9.api.mailchimp.com/3.0");
+  assert.equal(
+    await base({ MAILCHIMP_API_KEY: "abc", DATA_CENTER: "us12" }),
+    "https://us12.api.mailchimp.com/3.0",
+  );
+  assert.equal(
+    await base({ MAILCHIMP_API_KEY: "abc-us9", DATA_CENTER: "us12" }),
+    "https://us9.api.mailchimp.com/3.0",
+    "the key's own suffix names its account's data center",
+  );
+  assert.equal(
+    await base({ MAILCHIMP_API_KEY: "abc-us9", MAILCHIMP_BASE_URL: "http://127.0.0.1:8081/3.0/" }),
+    "http://127.0.0.1:8081/3.0",
+  );
+  const noDc = await errors({
+    env: { MAILCHIMP_API_KEY: "abc", OMETRIA_API_KEY: "o" },
+    args: ["l1"],
+  });
+  assert.equal(noDc.length, 1);
+  assert.match(noDc[0]!, /DATA_CENTER is not set/);
+});
+
+Deno.test("loadConfig() reads OMETRIA_BASE_URL and OMETRIA_ENDPOINT", async () => {
+  const config = await ok({
+    env: { ...KEYS, OMETRIA_BASE_URL: "http://127.0.0.1:8082/", OMETRIA_ENDPOINT: "record" },
+    args: ["l1"],
+  });
+  assert.deepEqual(config.connections[0]!.ometria, {
+    apiKey: "om-key",
+    baseUrl: "http://127.0.0.1:8082",
+    endpoint: "record",
+  });
+  const push = await ok({ env: { ...KEYS, OMETRIA_ENDPOINT: "push" }, args: ["l1"] });
+  assert.equal(push.connections[0]!.ometria.endpoint, "push");
+  const bad = await errors({ env: { ...KEYS, OMETRIA_ENDPOINT: "bulk" }, args: ["l1"] });
+  assert.equal(bad.length, 1);
+  assert.match(bad[0]!, /OMETRIA_ENDPOINT must be "push" .* or "record" .*; it is "bulk"/);
+});
+
+Deno.test("loadConfig() caps the page size at 1000 with exactly one warning", async () => {
+  const big = await ok({ env: { ...KEYS, BULK_MEMBER_COUNT: "2500" }, args: ["l1"] });
+  assert.equal(big.bulkMemberCount, 2500, "BULK_MEMBER_COUNT still decides when a list is due");
+  assert.equal(big.pageSize, 1000);
+  assert.equal(big.warnings.length, 1);
+  assert.match(big.warnings[0]!, /BULK_MEMBER_COUNT=2500 .* at most 1000/);
+
+  const exact = await ok({ env: { ...KEYS, BULK_MEMBER_COUNT: "1000" }, args: ["l1"] });
+  assert.equal(exact.pageSize, 1000);
+  assert.deepEqual(exact.warnings, []);
+  const small = await ok({ env: { ...KEYS, BULK_MEMBER_COUNT: "10" }, args: ["l1"] });
+  assert.equal(small.pageSize, 10);
+  assert.deepEqual(small.warnings, []);
+});
+
+Deno.test("loadConfig() reports every problem at once", async () => {
+  const found = await errors({
+    env: {
+      BULK_MEMBER_COUNT: "lots",
+      OMETRIA_ENDPOINT: "bulk",
+      MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS: "0",
+    },
+    args: ["l1", "not a list!"],
+  });
+  const expected = [
+    /BULK_MEMBER_COUNT must be a whole number of at least 1; it is "lots"/,
+    /OMETRIA_ENDPOINT must be/,
+    /MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS must be a whole number from 1 to 1000; it is "0"/,
+    /MAILCHIMP_API_KEY is not set/,
+    /OMETRIA_API_KEY is not set/,
+    /"not a list!" is not a Mailchimp list id/,
+  ];
+  for (const pattern of expected) {
+    assert.ok(found.some((e) => pattern.test(e)), `${pattern} in ${JSON.stringify(found)}`);
+  }
+  assert.equal(found.length, expected.length);
+});
+
+Deno.test("loadConfig() names the missing key variables", async () => {
+  assert.deepEqual(
+    (await errors({ env: { OMETRIA_API_KEY: "o" }, args: ["l1"] })).map((e) => e.split(":")[0]),
+    ["MAILCHIMP_API_KEY is not set"],
+  );
+  assert.deepEqual(
+    (await errors({ env: { MAILCHIMP_API_KEY: "a-us1", OMETRIA_API_KEY: " " }, args: ["l1"] }))
+      .map((e) => e.split(":")[0]),
+    ["OMETRIA_API_KEY is not set"],
+  );
+  const none = await errors({ env: KEYS, args: [] });
+  assert.match(none[0]!, /No lists to sync/);
+});
+
+Deno.test("loadConfig() rejects an unknown flag and a value on a switch", async () => {
+  const unknown = await errors({ env: KEYS, args: ["--nope", "l1"] });
+  assert.deepEqual(unknown, ["Unknown option '--nope'."]);
+  const valued = await errors({ env: KEYS, args: ["--once=yes", "l1"] });
+  assert.match(valued[0]!, /--once/);
+});
+
+Deno.test("loadConfig() never puts a key into an error message", async (t) => {
+  const places: [string, Partial<ConfigSources>][] = [
+    ["OMETRIA_ENDPOINT", { env: { ...KEYS, OMETRIA_ENDPOINT: SECRET }, args: ["l1"] }],
+    ["LOGGING_LEVEL", { env: { ...KEYS, LOGGING_LEVEL: SECRET }, args: ["l1"] }],
+    ["LOG_FORMAT", { env: { ...KEYS, LOG_FORMAT: SECRET }, args: ["l1"] }],
+    ["BULK_MEMBER_COUNT", { env: { ...KEYS, BULK_MEMBER_COUNT: SECRET }, args: ["l1"] }],
+    ["METRICS_PORT", { env: { ...KEYS, METRICS_PORT: SECRET }, args: ["l1"] }],
+    ["MAILCHIMP_BASE_URL", { env: { ...KEYS, MAILCHIMP_BASE_URL: SECRET }, args: ["l1"] }],
+    ["ALERT_WEBHOOK_URL", {
+      env: { ...KEYS, ALERT_WEBHOOK_URL: `ftp://x/?token=${SECRET}` },
+      args: ["l1"],
+    }],
+    ["a key without data center", {
+      env: { MAILCHIMP_API_KEY: "SECRETKEY0123456789abcdef", OMETRIA_API_KEY: "o" },
+      args: ["l1"],
+    }],
+    ["an env assignment as an argument", {
+      env: KEYS,
+      args: [`MAILCHIMP_API_KEY=${SECRET}`],
+    }],
+    ["an unknown flag's value", { env: KEYS, args: [`--mailchimp-api-key=${SECRET}`, "l1"] }],
+    ["the connections file, unquoted", {
+      env: KEYS,
+      args: ["--connections", "c.json"],
+      readTextFile: fileReader({
+        "c.json":
+          `{"connections": [{"id": "a", "list_id": "l1", "mailchimp_api_key_env": ${SECRET}}]}`,
+      }),
+    }],
+    ["the connections file, as a variable name", {
+      env: KEYS,
+      args: ["--connections", "c.json"],
+      readTextFile: fileReader({
+        "c.json": JSON.stringify({
+          connections: [{
+            id: "a",
+            list_id: "l1",
+            mailchimp_api_key_env: SECRET,
+            ometria_api_key_env: "OMETRIA_API_KEY",
+          }],
+        }),
+      }),
+    }],
+    ["the connections file, as an extra field", {
+      env: KEYS,
+      args: ["--connections", "c.json"],
+      readTextFile: fileReader({
+        "c.json": JSON.stringify({
+          connections: [{
+            id: "a",
+            list_id: "l1",
+            mailchimp_api_key_env: "MAILCHIMP_API_KEY",
+            ometria_api_key_env: "OMETRIA_API_KEY",
+            mailchimp_api_key: SECRET,
+          }],
+        }),
+      }),
+    }],
+  ];
+  for (const [place, sources] of places) {
+    await t.step(place, async () => {
+      const found = await errors(sources);
+      assert.ok(found.length > 0);
+      for (const message of found) {
+        assert.ok(!message.includes("SECRETKEY"), `key shown in: ${message}`);
+      }
+    });
+  }
+});
+
+Deno.test("loadConfig() answers --help and -h", async () => {
+  for (const flag of ["--help", "-h"]) {
+    const result = await loadConfig({ env: {}, args: [flag] });
+    assert.deepEqual(result, { ok: false, errors: [], help: true });
+  }
+});
+
+Deno.test("loadConfig() reads the status and reset subcommands without keys", async () => {
+  const status = await ok({ args: ["status", "--json", "--check", "l1"] });
+  assert.equal(status.command, "status");
+  assert.equal(status.json, true);
+  assert.equal(status.check, true);
+  assert.deepEqual(status.listIds, ["l1"]);
+
+  const all = await ok({ args: ["status"] });
+  assert.deepEqual(all.listIds, []);
+
+  const reset = await ok({ args: ["reset", "l1", "l2"] });
+  assert.equal(reset.command, "reset");
+  assert.deepEqual(reset.listIds, ["l1", "l2"]);
+
+  assert.match((await errors({ args: ["reset"] }))[0]!, /reset needs the list ids/);
+  assert.match((await errors({ env: KEYS, args: ["--json", "l1"] }))[0]!, /--json only applies/);
+  const sync = await ok({ env: KEYS, args: ["--once", "--force", "--state", "memory:", "l1"] });
+  assert.deepEqual([sync.once, sync.force, sync.state], [true, true, "memory:"]);
+});
+
+const CONNECTIONS = JSON.stringify({
+  connections: [
+    {
+      id: "uk-shop",
+      list_id: "a1b2c3d4e5",
+      mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
+      ometria_api_key_env: "OMETRIA_KEY_UK",
+    },
+    {
+      id: "de-shop",
+      list_id: "f6g7h8i9j0",
+      mailchimp_api_key_env: "MAILCHIMP_KEY_DE",
+      ometria_api_key_env: "OMETRIA_KEY_DE",
+      threshold_minutes: 60,
+      ometria_endpoint: "record",
+      ometria_base_url: "http://127.0.0.1:9000/",
+    },
+  ],
+});
+const CONNECTION_KEYS = {
+  MAILCHIMP_KEY_UK: "uk0123-us4",
+  OMETRIA_KEY_UK: "om-uk",
+  MAILCHIMP_KEY_DE: "de0123-us20",
+  OMETRIA_KEY_DE: "om-de",
+};
+
+Deno.test("loadConfig() reads a connections file with keys from the named variables", async () => {
+  const config = await ok({
+    env: { ...CONNECTION_KEYS, OMETRIA_ENDPOINT: "push" },
+    args: ["--connections", "c.json"],
+    readTextFile: fileReader({ "c.json": CONNECTIONS }),
+  });
+  assert.deepEqual(config.connections, [
+    {
+      id: "uk-shop",
+      listId: "a1b2c3d4e5",
+      mailchimp: { apiKey: "uk0123-us4", baseUrl: "https://us4.api.mailchimp.com/3.0" },
+      ometria: { apiKey: "om-uk", baseUrl: "https://api.ometria.com", endpoint: "push" },
+      thresholdSeconds: 7200,
+    },
+    {
+      id: "de-shop",
+      listId: "f6g7h8i9j0",
+      mailchimp: { apiKey: "de0123-us20", baseUrl: "https://us20.api.mailchimp.com/3.0" },
+      ometria: { apiKey: "om-de", baseUrl: "http://127.0.0.1:9000", endpoint: "record" },
+      thresholdSeconds: 3600,
+    },
+  ]);
+
+  const one = await ok({
+    env: CONNECTION_KEYS,
+    args: ["--connections", "c.json", "de-shop"],
+    readTextFile: fileReader({ "c.json": CONNECTIONS }),
+  });
+  assert.deepEqual(one.connections.map((c) => c.id), ["de-shop"]);
+});
+
+Deno.test("loadConfig() names the variable a connection's key is missing from", async () => {
+  const found = await errors({
+    env: { ...CONNECTION_KEYS, OMETRIA_KEY_DE: "" },
+    args: ["--connections", "c.json"],
+    readTextFile: fileReader({ "c.json": CONNECTIONS }),
+  });
+  assert.equal(found.length, 1);
+  assert.match(found[0]!, /connections\.1 \(de-shop\).*OMETRIA_KEY_DE .* is not set/);
+});
+
+Deno.test("loadConfig() rejects a connections file with duplicate ids", async () => {
+  const entry = {
+    id: "shop",
+    list_id: "a1b2c3d4e5",
+    mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
+    ometria_api_key_env: "OMETRIA_KEY_UK",
+  };
+  const found = await errors({
+    env: CONNECTION_KEYS,
+    args: ["--connections", "c.json"],
+    readTextFile: fileReader({
+      "c.json": JSON.stringify({ connections: [entry, { ...entry, list_id: "other" }] }),
+    }),
+  });
+  assert.deepEqual(found, [
+    `Connections file c.json, connections.1 (shop): the id "shop" is used twice.`,
+  ]);
+});
+
+Deno.test("loadConfig() rejects a connections file that is not JSON, unreadable or has unknown fields", async () => {
+  const bad = await errors({
+    env: CONNECTION_KEYS,
+    args: ["--connections", "c.json"],
+    readTextFile: fileReader({ "c.json": `{"connections": [` }),
+  });
+  assert.equal(bad.length, 1);
+  assert.match(bad[0]!, /^The connections file c\.json is not valid JSON: /);
+
+  const missing = await errors({
+    env: CONNECTION_KEYS,
+    args: ["--connections", "gone.json"],
+    readTextFile: fileReader({}),
+  });
+  assert.match(missing[0]!, /^Cannot read the connections file gone\.json: /);
+
+  const unknown = await errors({
+    env: CONNECTION_KEYS,
+    args: ["--connections", "c.json"],
+    readTextFile: fileReader({
+      "c.json": JSON.stringify({
+        connections: [{
+          id: "uk",
+          list_id: "a1b2c3d4e5",
+          mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
+          ometria_api_key_env: "OMETRIA_KEY_UK",
+          thresold_minutes: 60,
+        }],
+        version: 2,
+      }),
+    }),
+  });
+  assert.ok(unknown.some((e) => /connections\.0: .*thresold_minutes/.test(e)), unknown.join());
+  assert.ok(unknown.some((e) => /\(top level\): .*version/.test(e)), unknown.join());
+});
+
+Deno.test("loadConfig() derives the cron schedule from POLLING_TIME_IN_SECONDS or SYNC_SCHEDULE", async (t) => {
+  const cases: [string, string, number][] = [
+    ["60", "* * * * *", 0],
+    ["300", "*/5 * * * *", 0],
+    ["90", "*/2 * * * *", 1],
+    ["20", "* * * * *", 1],
+    ["3600", "0 * * * *", 0],
+    ["7200", "0 */2 * * *", 0],
+    ["5400", "0 */2 * * *", 1],
+    ["86400", "0 0 * * *", 0],
+  ];
+  for (const [seconds, schedule, warnings] of cases) {
+    await t.step(`${seconds} s → ${schedule}`, async () => {
+      const config = await ok({
+        env: { ...KEYS, BULK_MEMBER_COUNT: "100", POLLING_TIME_IN_SECONDS: seconds },
+        args: ["l1"],
+      });
+      assert.equal(config.schedule, schedule);
+      assert.equal(config.pollingSeconds, Number(seconds));
+      assert.equal(config.warnings.length, warnings, config.warnings.join());
+      // The daemon hands the schedule to Deno.cron, which throws for one it cannot run.
+      const stop = new AbortController();
+      const registered = Deno.cron(`schedule_${seconds}`, config.schedule, {
+        signal: stop.signal,
+      }, () => {});
+      stop.abort();
+      await registered;
+    });
+  }
+  const cron = await ok({
+    env: {
+      ...KEYS,
+      BULK_MEMBER_COUNT: "100",
+      POLLING_TIME_IN_SECONDS: "90",
+      SYNC_SCHEDULE: "0 3 * * *",
+    },
+    args: ["l1"],
+  });
+  assert.equal(cron.schedule, "0 3 * * *");
+  assert.deepEqual(cron.warnings, []);
+});
