@@ -121,6 +121,13 @@ async function main(): Promise<number> {
         stop: stop.signal,
         hardStop: hardStop.signal,
       });
+    } catch (error) {
+      // Not a list's failure (those are reported per list): the program itself could not go
+      // on, e.g. the state could not be written. What was saved before stays valid.
+      logger.fatal("Stopped: {error}", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return EXIT.failed;
     } finally {
       await store.close();
     }

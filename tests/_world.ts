@@ -70,7 +70,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
         store,
         clock,
         logger: quietLogger(),
-        marginSeconds: 0,
+        marginSeconds: 2,
         ...serviceOptions,
       }),
     close: async () => {

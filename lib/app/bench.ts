@@ -102,7 +102,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
         logger,
         ometriaMaxRequestsPerSecond: rate,
         pushConcurrency: 8,
-        marginSeconds: 0,
+        marginSeconds: 2,
       });
       const memory = new _PeakMemory();
       const full = await service.runOnce(id, options.signal);
@@ -131,7 +131,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
       );
 
       mailchimp.changeMembers(id, Math.round(members / 100), 3);
-      await systemClock.sleep(1100);
+      await systemClock.sleep(3000);
       mailchimp.resetStats();
       ometria.resetStats();
       const some = await service.runOnce(id, options.signal);
@@ -167,7 +167,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
         logger,
         maxConcurrentRuns: 10,
         ometriaMaxRequestsPerSecond: Math.max(rate, 1000),
-        marginSeconds: 0,
+        marginSeconds: 2,
       });
       const memory = new _PeakMemory();
       let t0 = performance.now();

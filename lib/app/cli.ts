@@ -13,7 +13,6 @@ import { Metrics, serveMetrics } from "../freshness/metrics.ts";
 import { buildStatusReport, formatStatusTable } from "../freshness/status_report.ts";
 import type { StateStore } from "../state/store.ts";
 import { SyncService } from "./sync_service.ts";
-import type { TickResult } from "../scheduler/tick.ts";
 
 /** Exit codes: 0 all good, 1 a list failed (or is behind, for `status --check`), 2 usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -146,10 +145,6 @@ export function serviceFor(
   });
 }
 
-function _tickFailed(result: TickResult): boolean {
-  return result.failed;
-}
-
 /**
  * Sync: with `--once` one tick and exit 0/1; otherwise the daemon — a tick now, then ticks
  * from cron until a stop signal, never two ticks at once.
@@ -176,14 +171,22 @@ export async function syncCommand(config: Config, deps: CliDeps): Promise<number
       service.tick({ force: config.force, signal: deps.stop, hardSignal: deps.hardStop });
     if (config.once) {
       const result = await runTick();
-      return _tickFailed(result) ? EXIT.failed : EXIT.ok;
+      return result.failed ? EXIT.failed : EXIT.ok;
     }
 
     logger.info("Daemon started for {count} connection(s); ticks on cron '{schedule}'", {
       count: config.connections.length,
       schedule: config.schedule,
     });
-    let running: Promise<unknown> | undefined = runTick().finally(() => running = undefined);
+    // A tick never throws for one connection; anything else (the store failing) is logged
+    // and the daemon carries on with the next tick.
+    const guardedTick = () =>
+      runTick().catch((error) => {
+        logger.error("A tick failed: {error}", {
+          error: error instanceof Error ? error.message : String(error),
+        });
+      });
+    let running: Promise<unknown> | undefined = guardedTick().finally(() => running = undefined);
     const cronAbort = new AbortController();
     deps.stop.addEventListener("abort", () => cronAbort.abort(), { once: true });
     const cronDone = deps.cron(
@@ -191,11 +194,15 @@ export async function syncCommand(config: Config, deps: CliDeps): Promise<number
       config.schedule,
       { signal: cronAbort.signal },
       async () => {
-        if (running || deps.stop.aborted) {
+        if (deps.stop.aborted) return;
+        if (running) {
+          // A long run must not hide a connection falling behind: alerts and metrics are
+          // still evaluated on schedule.
           logger.debug("Skipping a tick: the previous one is still running");
+          await service.evaluateFreshness();
           return;
         }
-        running = runTick().finally(() => running = undefined);
+        running = guardedTick().finally(() => running = undefined);
         await running;
       },
     );

@@ -73,6 +73,8 @@ export class SyncService {
   readonly #byId: Map<string, _Wired>;
   /** When this process first saw each connection (for the lag of never-synced ones). */
   readonly #firstSeen = new Map<string, number>();
+  /** When each connection's changes were last counted (spreads counting over ticks). */
+  readonly #checkedAt = new Map<string, number>();
 
   constructor(options: SyncServiceOptions) {
     this.#options = options;
@@ -137,7 +139,11 @@ export class SyncService {
     options: { force?: boolean; signal?: AbortSignal; hardSignal?: AbortSignal } = {},
   ): Promise<TickResult> {
     const o = this.#options;
+    // Before the runs too: a program that starts and finds a connection behind alerts at
+    // once, not after a long first tick.
+    await this.evaluateFreshness();
     const result = await tick({
+      checkedAt: this.#checkedAt,
       connections: this.#wired.map((w) => ({
         id: w.config.id,
         listId: w.config.listId,

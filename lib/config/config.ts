@@ -225,7 +225,7 @@ export const envSchema = z.object({
   MAILCHIMP_MAX_CONNECTIONS: intVar("MAILCHIMP_MAX_CONNECTIONS", 10, 1, 10),
   MAILCHIMP_RETRY_MAX_SECONDS: intVar("MAILCHIMP_RETRY_MAX_SECONDS", 60, 1),
   MAILCHIMP_TIMEOUT_SECONDS: intVar("MAILCHIMP_TIMEOUT_SECONDS", 30, 1, 120),
-  MAILCHIMP_CLOCK_MARGIN_SECONDS: intVar("MAILCHIMP_CLOCK_MARGIN_SECONDS", 60, 0, 3600),
+  MAILCHIMP_CLOCK_MARGIN_SECONDS: intVar("MAILCHIMP_CLOCK_MARGIN_SECONDS", 60, 2, 3600),
   OMETRIA_MAX_REQUESTS_PER_SECOND: intVar("OMETRIA_MAX_REQUESTS_PER_SECOND", 8, 1, 1000),
   SYNC_SCHEDULE: z.string().trim().optional(),
   ALERT_WEBHOOK_URL: urlVar("ALERT_WEBHOOK_URL"),
@@ -323,6 +323,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       env,
       thresholdMinutes,
       errors,
+      needsConnections,
     );
     const wanted = new Set(positionals);
     for (const c of fileConnections) {
@@ -381,7 +382,11 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (errors.length > 0) return { ok: false, errors };
 
   const pageSize = Math.min(env.BULK_MEMBER_COUNT, MAILCHIMP_MAX_PAGE_SIZE);
-  if (env.BULK_MEMBER_COUNT > MAILCHIMP_MAX_PAGE_SIZE) {
+  // The default (5000) is above the page limit too; only a value the user chose is worth a
+  // warning.
+  if (
+    env.BULK_MEMBER_COUNT > MAILCHIMP_MAX_PAGE_SIZE && sources.env.BULK_MEMBER_COUNT !== undefined
+  ) {
     warnings.push(
       `BULK_MEMBER_COUNT=${env.BULK_MEMBER_COUNT} still decides when a list is due, but Mailchimp pages hold at most ${MAILCHIMP_MAX_PAGE_SIZE} members, so pages are read ${MAILCHIMP_MAX_PAGE_SIZE} at a time.`,
     );
@@ -449,6 +454,7 @@ async function _readConnectionsFile(
   env: z.infer<typeof envSchema>,
   thresholdMinutes: number,
   errors: string[],
+  requireKeys: boolean,
 ): Promise<ConnectionConfig[]> {
   let text: string;
   try {
@@ -489,12 +495,12 @@ async function _readConnectionsFile(
     seen.add(entry.id);
     const mailchimpKey = sources.env[entry.mailchimp_api_key_env]?.trim();
     const ometriaKey = sources.env[entry.ometria_api_key_env]?.trim();
-    if (!mailchimpKey) {
+    if (!mailchimpKey && requireKeys) {
       errors.push(
         `${where}: the environment variable ${entry.mailchimp_api_key_env} (its Mailchimp key) is not set.`,
       );
     }
-    if (!ometriaKey) {
+    if (!ometriaKey && requireKeys) {
       errors.push(
         `${where}: the environment variable ${entry.ometria_api_key_env} (its Ometria key) is not set.`,
       );

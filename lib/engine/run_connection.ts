@@ -7,67 +7,54 @@
  *
  * - Times. Mailchimp stamps `last_changed` in whole seconds. The window's upper bound U is
  *   Mailchimp's own clock (the `Date` header of the run's first response) minus a safety
- *   margin, so no member can still receive a `last_changed` below U once the run has seen it
- *   (a change is stamped "now", and now > U). The run covers `lower ≤ last_changed < U`;
- *   the edges are enforced on our side, so whether Mailchimp treats `since_last_changed` or
- *   `before_last_changed` as inclusive does not matter: we ask for one second more than we
- *   need (`since = T − 1 s`) and drop what is outside. Once a response shows a member at
- *   exactly the `since` we sent, Mailchimp is known to be inclusive and we ask for `T`.
- * - Keyset paging. Every page is requested from offset 0 with `since` = the cursor T, sorted
- *   by `last_changed` ascending. One response is one consistent snapshot, so if its last
- *   member has `last_changed = t`, every member with `T ≤ last_changed < t` is in that
- *   response: those are pushed and the cursor moves to t. Members sharing t are deferred to
- *   the next page, which starts at t. Offsets over a changing set (members moving out of
- *   the window when they change mid-run) are never trusted, so nobody is skipped; a member
- *   that changes mid-run leaves the window with `last_changed ≥ U` and is the next run's.
+ *   margin of at least 2 s, so no member can still receive a `last_changed` below U + 1 s
+ *   once the run has seen it (a change is stamped "now", and now > U + 1 s). A response
+ *   without a `Date` header fails the run: our clock may be ahead of Mailchimp's. The run
+ *   covers `lower ≤ last_changed < U`; the edges are enforced on our side, so whether
+ *   Mailchimp treats `since_last_changed` or `before_last_changed` as inclusive does not
+ *   matter: we ask for one second more than we need (`since = T − 1 s`) and drop what is
+ *   outside. Once a response shows a member at exactly the `since` we sent, Mailchimp is
+ *   known to be inclusive and we ask for `T`.
+ * - Keyset paging (window_reader.ts). Every page is requested from offset 0 with `since` =
+ *   the cursor T, sorted by `last_changed` ascending. One response is one consistent
+ *   snapshot, so if its last member has `last_changed = t`, every member with
+ *   `T ≤ last_changed < t` is in that response: those are pushed and the cursor moves to t.
+ *   Members sharing t are deferred to the next page, which starts at t. Offsets over a
+ *   changing set (members moving out of the window when they change mid-run) are never
+ *   trusted, so nobody is skipped; a member that changes mid-run leaves the window with
+ *   `last_changed ≥ U` and is the next run's. The next page is requested while the current
+ *   one is pushed: it depends only on where the current one ends.
  * - Ties larger than a page (bulk imports). When a full page holds nothing but the tie group
  *   at T, the group is read on its own (`since ≈ T`, `before = T + 1 s`) with offsets, in as
- *   many passes as it takes until the ids seen equal `total_items` with `total_items`
- *   unchanged since the previous pass. Nobody can join a past tie group, so a constant total
- *   means nobody left it either, and a complete set of ids is proof whatever the order of
- *   ties (stable or not). Then the cursor moves to T + 1 s.
- * - Checkpoints. The cursor means "every member of the window with `last_changed` < cursor is
- *   acknowledged by Ometria". It moves only over a contiguous prefix of acknowledged batches
- *   (batches are in `last_changed` order). A restarted run starts a new window at the cursor,
- *   so a crash between any two requests costs at most re-reading and re-pushing the
- *   unacknowledged part (pushes are idempotent upserts). The watermark (= fresh_as_of) moves
- *   to U only when the whole window is acknowledged.
+ *   many passes as it takes until the ids seen since `total_items` last changed cover
+ *   `total_items`. Nobody can join the seconds T − 1 s … T + 1 s (they are before U + 1 s),
+ *   so a constant total means nobody left either, and a complete set of ids is proof
+ *   whatever the order of ties (stable or not). Then the cursor moves to T + 1 s.
+ * - Archived members. Whether the default listing includes them is not confirmed. Until a
+ *   listing of this list has shown one, each run first reads the window with
+ *   `status=archived` and pushes what it finds; that pass never moves the cursor, so a crash
+ *   in or after it cannot leave an archived member behind the cursor.
+ * - Checkpoints (push_in_order.ts). The cursor means "every member of the window with
+ *   `last_changed` < cursor is acknowledged by Ometria". It moves only over a contiguous
+ *   prefix of acknowledged batches (batches are in `last_changed` order). A restarted run
+ *   starts a new window at the cursor, so a crash between any two requests costs at most
+ *   re-reading and re-pushing the unacknowledged part (pushes are idempotent upserts). The
+ *   watermark (= fresh_as_of) moves to U only when the whole window is acknowledged.
  * - Cost. A run where nothing changed sends one Mailchimp request (the first page, which also
- *   gives U) and no Ometria request; in a clean run no member is pushed twice.
+ *   gives U) and no Ometria request — two Mailchimp requests while archived members still
+ *   have to be read on their own; in a clean run no member version is pushed twice.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
-import type { Member } from "../mailchimp/member.ts";
-import { formatMailchimpTime, parseMailchimpTime } from "../mailchimp/time.ts";
-import { type OmetriaRecord, toLegacyRecord, toOmetriaContact } from "../mapping/contact.ts";
 import { type ConnectionState, newConnectionState, type RunProgress } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
+import type { MembersSource, RecordsSink } from "./members_source.ts";
+import { pushInOrder, StoppedError } from "./push_in_order.ts";
+import { WindowReader } from "./window_reader.ts";
 
-/** The part of the Mailchimp client the engine uses. */
-export interface MembersSource {
-  getMembers(
-    listId: string,
-    query: {
-      count: number;
-      offset?: number;
-      sinceMs?: number;
-      beforeMs?: number;
-      sortField?: "last_changed";
-      sortDir?: "ASC" | "DESC";
-    },
-    signal?: AbortSignal,
-  ): Promise<{ members: Member[]; totalItems: number; serverTimeMs?: number | undefined }>;
-}
-
-/** The part of the Ometria client the engine uses. */
-export interface RecordsSink {
-  push(
-    records: OmetriaRecord[],
-    options?: { signal?: AbortSignal; label?: string },
-  ): Promise<{ accepted: number; rejected: number; tooLarge?: string[]; errors?: string[] }>;
-}
+export type { MembersSource, RecordsSink } from "./members_source.ts";
 
 /** Options of {@linkcode runConnection}. */
 export interface RunConnectionOptions {
@@ -87,12 +74,12 @@ export interface RunConnectionOptions {
   pushConcurrency?: number;
   /**
    * Seconds taken off Mailchimp's clock for U, so late-stamped changes still land in the
-   * next window. @default {60}
+   * next window; at least 2 (see the tie-group argument above). @default {60}
    */
   marginSeconds?: number;
   /** Most passes over one tie group before the run gives up. @default {20} */
   maxTiePasses?: number;
-  /** Stops the run between requests (graceful shutdown): progress is kept. */
+  /** Stops the run between requests and batches (graceful shutdown): progress is kept. */
   signal?: AbortSignal;
   /** Aborts requests in flight (hard stop); progress up to the last checkpoint is kept. */
   hardSignal?: AbortSignal;
@@ -103,6 +90,8 @@ export interface RunConnectionOptions {
 /** What a run did. */
 export interface RunResult {
   outcome: "ok" | "failed" | "aborted";
+  /** True when the whole window was acknowledged (the watermark moved to U). */
+  completed: boolean;
   /** Members read from Mailchimp that were inside the window. */
   read: number;
   pushed: number;
@@ -117,18 +106,6 @@ export interface RunResult {
 
 class _Aborted extends Error {}
 
-const SECOND = 1000;
-
-function _lastChanged(member: Member): number {
-  const t = parseMailchimpTime(member.last_changed);
-  if (t === undefined) {
-    throw new TypeError(
-      `Mailchimp returned member ${member.id} with an unreadable last_changed "${member.last_changed}"`,
-    );
-  }
-  return t;
-}
-
 function _iso(ms: number): string {
   return new Date(ms).toISOString();
 }
@@ -138,38 +115,28 @@ function _iso(ms: number): string {
  * failures: they become `outcome: "failed"` with the error, and the checkpoint stays.
  */
 export async function runConnection(options: RunConnectionOptions): Promise<RunResult> {
-  const {
-    connection,
-    mailchimp,
-    ometria,
-    store,
-    clock,
-    logger,
-    signal,
-    hardSignal,
-  } = options;
+  const { connection, store, clock, logger, signal, hardSignal } = options;
   const pageSize = options.pageSize ?? 1000;
-  const batchSize = options.batchSize ?? 100;
-  const pushConcurrency = options.pushConcurrency ?? 4;
-  const marginMs = (options.marginSeconds ?? 60) * SECOND;
-  const maxTiePasses = options.maxTiePasses ?? 20;
-  const endpoint = options.endpoint ?? "push";
+  const marginSeconds = options.marginSeconds ?? 60;
   const log = logger.with({ connection: connection.id, list_id: connection.listId });
-
-  if (pageSize < 1 || pageSize > 1000) {
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) {
     throw new RangeError(`Cannot run as 'pageSize' must be 1..1000: current value ${pageSize}`);
+  }
+  if (!(marginSeconds >= 2)) {
+    throw new RangeError(
+      `Cannot run as 'marginSeconds' must be >= 2: current value ${marginSeconds}`,
+    );
   }
 
   const started = clock.now();
   let state: ConnectionState = (await store.get(connection.id)) ??
     newConnectionState(connection.id, connection.listId);
   const resumed = state.run;
-  const watermarkMs = state.watermark ? Date.parse(state.watermark) : undefined;
-  const resumeCursorMs = resumed?.cursor ? Date.parse(resumed.cursor) : undefined;
   /** Every window member with last_changed < cursor is acknowledged (undefined: none yet). */
-  let cursor: number | undefined = resumeCursorMs ?? (resumed ? undefined : watermarkMs);
-  let upper: number | undefined;
-  let sinceInclusive = false;
+  let cursor: number | undefined = resumed
+    ? (resumed.cursor ? Date.parse(resumed.cursor) : undefined)
+    : (state.watermark ? Date.parse(state.watermark) : undefined);
+  const lowerEdge = cursor;
   const counts = {
     read: resumed?.read ?? 0,
     pushed: resumed?.pushed ?? 0,
@@ -184,14 +151,24 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     });
   }
 
-  const checkStop = () => {
-    if (signal?.aborted || hardSignal?.aborted) throw new _Aborted();
-  };
+  const reader = new WindowReader({
+    listId: connection.listId,
+    source: options.mailchimp,
+    logger: log,
+    pageSize,
+    marginMs: marginSeconds * 1000,
+    maxTiePasses: options.maxTiePasses ?? 20,
+    hardSignal,
+    beforeRequest: () => {
+      if (signal?.aborted || hardSignal?.aborted) throw new _Aborted();
+      counts.mailchimpRequests++;
+    },
+  });
 
   const persistProgress = async () => {
-    if (upper === undefined) return;
+    if (reader.upper === undefined) return;
     const run: RunProgress = {
-      upper: _iso(upper),
+      upper: _iso(reader.upper),
       cursor: cursor === undefined ? null : _iso(cursor),
       started_at: resumed?.started_at ?? _iso(started),
       read: counts.read,
@@ -202,208 +179,72 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     await store.put(state);
   };
 
-  const fetchPage = async (query: {
-    sinceMs?: number | undefined;
-    beforeMs?: number | undefined;
-    offset?: number;
-    count: number;
-  }) => {
-    checkStop();
-    counts.mailchimpRequests++;
-    const q: Parameters<MembersSource["getMembers"]>[1] = {
-      count: query.count,
-      sortField: "last_changed",
-      sortDir: "ASC",
-    };
-    if (query.offset) q.offset = query.offset;
-    if (query.sinceMs !== undefined) q.sinceMs = query.sinceMs;
-    if (query.beforeMs !== undefined) q.beforeMs = query.beforeMs;
-    return await mailchimp.getMembers(connection.listId, q, hardSignal);
+  const ometria: RecordsSink = {
+    push: (records, o) => {
+      counts.ometriaRequests++;
+      return options.ometria.push(records, o);
+    },
   };
-
-  /** Pushes members (sorted by last_changed) and advances the cursor to `doneBefore`. */
-  const pushSorted = async (members: Member[], doneBefore: number) => {
-    const records = members.map((m) =>
-      endpoint === "push" ? toOmetriaContact(m, connection.listId) : toLegacyRecord(m)
-    );
-    const batches: { records: OmetriaRecord[]; firstChanged: number }[] = [];
-    for (let i = 0; i < records.length; i += batchSize) {
-      batches.push({
-        records: records.slice(i, i + batchSize),
-        firstChanged: _lastChanged(members[i]!),
-      });
-    }
-    const acked = new Array<boolean>(batches.length).fill(false);
-    let contiguous = 0;
-    let next = 0;
-    let failure: unknown;
-    const worker = async () => {
-      while (failure === undefined && next < batches.length) {
-        const index = next++;
-        const batch = batches[index]!;
-        counts.ometriaRequests++;
-        const label = `${connection.id} batch ${index + 1}/${batches.length} (from ${
-          formatMailchimpTime(batch.firstChanged)
-        })`;
-        try {
-          // Pushes are not cancelled by a graceful stop: an in-flight batch is allowed to
-          // finish so its acknowledgement can be checkpointed.
-          const result = await ometria.push(
-            batch.records,
-            hardSignal ? { signal: hardSignal, label } : { label },
-          );
-          const rejected = result.rejected;
-          if (rejected > 0) {
-            counts.rejected += rejected;
-            rejectedBatches.push(label);
-            log.error("Ometria rejected {rejected} record(s) of {batch}: {errors}", {
-              rejected,
-              batch: label,
-              errors: (result.errors ?? []).join("; ") || "no detail given",
-            });
-          }
-          counts.pushed += batch.records.length - rejected;
-        } catch (error) {
-          failure ??= error;
-          return;
-        }
-        acked[index] = true;
-        const before = contiguous;
-        while (contiguous < batches.length && acked[contiguous]) contiguous++;
-        if (contiguous > before) {
-          cursor = contiguous === batches.length ? doneBefore : batches[contiguous]!.firstChanged;
-          await persistProgress();
-          options.onProgress?.({ read: counts.read, pushed: counts.pushed });
-        }
-      }
-    };
-    await Promise.all(
-      Array.from({ length: Math.min(pushConcurrency, batches.length) }, worker),
-    );
-    if (failure !== undefined) throw failure;
-    if (batches.length === 0) {
-      cursor = doneBefore;
-      await persistProgress();
-    }
-  };
-
-  /** Reads the whole tie group at `t` whatever the order of ties; see the module comment. */
-  const readTieGroup = async (t: number): Promise<Member[]> => {
-    const tie = new Map<string, Member>();
-    // Ids seen since total_items last changed: while it stays the same nobody left the group
-    // (nobody can join a past second), so these ids all belong to one unchanging set.
-    let seen = new Set<string>();
-    let total: number | undefined;
-    for (let pass = 1; pass <= maxTiePasses; pass++) {
-      let offset = 0;
-      for (;;) {
-        const page = await fetchPage({
-          sinceMs: sinceInclusive ? t : t - SECOND,
-          beforeMs: t + SECOND,
-          offset,
-          count: 1000,
+  const push = (
+    members: Parameters<typeof pushInOrder>[0],
+    doneBefore: number,
+    movesCursor: boolean,
+  ) =>
+    pushInOrder(members, doneBefore, {
+      sink: ometria,
+      endpoint: options.endpoint ?? "push",
+      connectionId: connection.id,
+      listId: connection.listId,
+      logger: log,
+      batchSize: options.batchSize ?? 100,
+      concurrency: options.pushConcurrency ?? 4,
+      signal,
+      hardSignal,
+      onAcknowledged: async (reach, pushed, rejected) => {
+        counts.pushed += pushed;
+        counts.rejected += rejected;
+        if (movesCursor) cursor = reach;
+        await persistProgress();
+        options.onProgress?.({ read: counts.read, pushed: counts.pushed });
+      },
+      onRejected: (label, rejected, errors) => {
+        rejectedBatches.push(label);
+        log.error("Ometria rejected {rejected} record(s) of {batch}: {errors}", {
+          rejected,
+          batch: label,
+          errors: errors.join("; ") || "no detail given",
         });
-        if (page.totalItems !== total) seen = new Set();
-        total = page.totalItems;
-        for (const m of page.members) {
-          seen.add(m.id);
-          if (_lastChanged(m) === t) tie.set(m.id, m);
-        }
-        offset += page.members.length;
-        if (page.members.length < 1000 || offset >= page.totalItems) break;
-      }
-      if (seen.size >= total!) return [...tie.values()].sort((a, b) => a.id < b.id ? -1 : 1);
-      log.debug("Tie group at {at}: pass {pass} has seen {seen} of {total}; reading again", {
-        at: formatMailchimpTime(t),
-        pass,
-        seen: seen.size,
-        total,
-      });
-    }
-    throw new Error(
-      `Could not read every member changed at ${
-        formatMailchimpTime(t)
-      } in ${maxTiePasses} passes (Mailchimp's order of members sharing one last_changed keeps changing); the run will be retried.`,
-    );
-  };
+      },
+    });
 
   let outcome: RunResult["outcome"] = "ok";
   let errorText: string | undefined;
   try {
-    let stalled = 0;
-    /** Lower edge of the next page's query: every member before it is pushed or pushing. */
-    let lower = cursor;
-    const request = () => {
-      const sinceMs = lower === undefined ? undefined : sinceInclusive ? lower : lower - SECOND;
-      const page = fetchPage({ sinceMs, beforeMs: upper, count: pageSize });
-      // Marked as handled now: a prefetch may fail while the previous page is being pushed,
-      // and its error is only looked at when the loop gets to it.
-      page.catch(() => {});
-      return { sinceMs, page };
-    };
-    let next = request();
-    for (;;) {
-      const { sinceMs } = next;
-      const page = await next.page;
-      if (upper === undefined) {
-        const serverTime = page.serverTimeMs;
-        if (serverTime === undefined) {
-          log.warning("Mailchimp sent no Date header; using our clock for the window's bound");
-        }
-        upper = Math.floor(((serverTime ?? clock.now()) - marginMs) / SECOND) * SECOND;
-        if (lower !== undefined && upper <= lower) {
-          // Our margin reaches back before the watermark: nothing can be complete yet.
-          upper = lower;
-        }
+    /** Archived members pushed by the archived pass, by id, with their last_changed. */
+    const archivedPushed = new Map<string, string>();
+    if (state.archived_in_listing !== true) {
+      // Until Mailchimp has shown that its default listing includes archived members, they
+      // are read on their own first. This pass never moves the cursor, so a crash in it or
+      // after it cannot leave an archived member behind it.
+      for await (const slice of reader.slices(lowerEdge, "archived")) {
+        counts.read += slice.members.length;
+        for (const m of slice.members) archivedPushed.set(m.id, m.last_changed);
+        if (slice.members.length > 0) await push(slice.members, slice.doneBefore, false);
       }
-      const raw = page.members;
-      const times = raw.map(_lastChanged);
-      for (let i = 1; i < times.length; i++) {
-        if (times[i]! < times[i - 1]!) {
-          throw new TypeError(
-            `Mailchimp returned members out of last_changed order for list ${connection.listId}`,
-          );
-        }
-      }
-      if (!sinceInclusive && sinceMs !== undefined && times.includes(sinceMs)) {
-        sinceInclusive = true;
-      }
-      const from = lower ?? -Infinity;
-      const exhausted = raw.length < pageSize || times.some((t) => t >= upper!);
-      const lastTime = times[times.length - 1];
-      let doneBefore: number;
-      let take: Member[];
-      if (exhausted || lastTime === undefined) {
-        doneBefore = upper;
-        take = raw.filter((_, i) => times[i]! >= from && times[i]! < upper!);
-      } else if (lastTime > from) {
-        doneBefore = lastTime;
-        take = raw.filter((_, i) => times[i]! >= from && times[i]! < lastTime);
-      } else if (lastTime === from) {
-        take = await readTieGroup(lastTime);
-        doneBefore = lastTime + SECOND;
-      } else {
-        // A full page of members before the cursor: Mailchimp's `since` must be inclusive
-        // (now noted), so the next request starts at the cursor itself.
-        if (++stalled > 2) {
-          throw new Error(`Mailchimp's paging made no progress for list ${connection.listId}`);
-        }
-        sinceInclusive = true;
-        next = request();
-        continue;
-      }
-      stalled = 0;
-      counts.read += take.length;
-      const last = doneBefore >= upper;
-      lower = doneBefore;
-      // The next page only depends on where this one ends, so it is read while this one is
-      // pushed; the cursor still moves only with acknowledgements.
-      if (!last) next = request();
-      if (take.length > 0 || doneBefore !== cursor) await pushSorted(take, doneBefore);
-      if (last) break;
+    }
+    for await (const slice of reader.slices(cursor)) {
+      // The same version of a member is not sent twice in one run.
+      const members = archivedPushed.size === 0
+        ? slice.members
+        : slice.members.filter((m) => archivedPushed.get(m.id) !== m.last_changed);
+      counts.read += members.length;
+      await push(members, slice.doneBefore, true);
     }
   } catch (error) {
-    if (error instanceof _Aborted || (hardSignal?.aborted && error === hardSignal.reason)) {
+    if (
+      error instanceof _Aborted || error instanceof StoppedError ||
+      (hardSignal?.aborted && error === hardSignal.reason)
+    ) {
       outcome = "aborted";
     } else {
       outcome = "failed";
@@ -411,7 +252,11 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     }
   }
 
-  const finished = clock.now();
+  const finished = Math.max(started, clock.now());
+  const upper = reader.upper;
+  const completed = outcome === "ok" && upper !== undefined && cursor !== undefined &&
+    cursor >= upper;
+  if (reader.sawArchived) state = { ...state, archived_in_listing: true };
   if (outcome === "ok" && counts.rejected > 0) {
     outcome = "failed";
     errorText = `Ometria rejected ${counts.rejected} record(s) in ${
@@ -428,29 +273,23 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     mailchimp_requests: counts.mailchimpRequests,
     ometria_requests: counts.ometriaRequests,
   };
-  const completed = cursor !== undefined && upper !== undefined && cursor >= upper;
   if (completed) {
-    // The whole window is acknowledged: even a run whose records were rejected (Ometria
-    // received them and will not take them as they are) moves on, and reports the rejection.
+    // The whole window is acknowledged. Records Ometria rejected (it received them and will
+    // not take them as they are; resending the same record cannot help) are reported as a
+    // failed outcome, but the connection itself is healthy and moves on without backoff.
     state = {
       ...state,
       watermark: _iso(upper!),
       fresh_as_of: _iso(upper!),
       run: null,
-    };
-  } else if (outcome !== "aborted") {
-    await persistProgress();
-  }
-  if (outcome === "ok") {
-    state = {
-      ...state,
       status: "ok",
       failures: 0,
       retry_at: null,
-      last_error: null,
-      last_run: { ...summary, outcome: "ok" },
+      last_error: errorText ?? null,
+      last_run: { ...summary, outcome: outcome === "ok" ? "ok" : "failed" },
     };
   } else if (outcome === "failed") {
+    await persistProgress();
     state = {
       ...state,
       status: "failed",
@@ -464,6 +303,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
 
   const result: RunResult = {
     outcome,
+    completed,
     read: counts.read,
     pushed: counts.pushed,
     rejected: counts.rejected,

@@ -41,6 +41,19 @@ export interface TickOptions<C extends ScheduledConnection> {
   afterRun?(connection: C, result: RunResult, state: ConnectionState | undefined): Promise<void>;
   /** Stops starting new runs (graceful shutdown). */
   signal?: AbortSignal;
+  /**
+   * When each connection's changes were last counted; updated by the tick. Counting starts
+   * with the connections counted longest ago, so when there are more of them than one tick
+   * can count, every connection still gets its turn.
+   */
+  checkedAt?: Map<string, number>;
+  /**
+   * Time a tick may spend counting changes before it leaves the rest for the next tick, in
+   * milliseconds. Counting costs one Mailchimp request per connection; with thousands of
+   * connections on one key it must not make a tick overrun its interval.
+   * @default {tickSeconds * 500} (half the interval)
+   */
+  checkBudgetMs?: number;
 }
 
 /** What one connection did in a tick. */
@@ -66,6 +79,10 @@ async function _pool<T>(
     while (next < items.length && !signal?.aborted) await work(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+function _text(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** Runs one tick over every connection; never throws for a single connection's failure. */
@@ -102,7 +119,17 @@ export async function tick<C extends ScheduledConnection>(
   let failed = false;
   // Counting changes is one small Mailchimp request per connection; the per-key limiter in
   // the client keeps these within Mailchimp's connection limit.
+  const checkedAt = options.checkedAt ?? new Map<string, number>();
+  checks.sort((a, b) =>
+    (checkedAt.get(a.connection.id) ?? -Infinity) - (checkedAt.get(b.connection.id) ?? -Infinity)
+  );
+  const checkDeadline = now + (options.checkBudgetMs ?? options.tickSeconds * 500);
   await _pool(checks, 10 * Math.max(1, options.concurrency), signal, async (check) => {
+    if (clock.now() > checkDeadline) {
+      entries.push({ id: check.connection.id, ran: false, reason: "check-deferred" });
+      return;
+    }
+    checkedAt.set(check.connection.id, clock.now());
     try {
       const changed = await options.countChanged(check.connection, check.sinceMs, signal);
       if (changed > options.bulkMemberCount) {
@@ -127,7 +154,16 @@ export async function tick<C extends ScheduledConnection>(
 
   due.sort((a, b) => a.deadline - b.deadline);
   await _pool(due, options.concurrency, signal, async ({ connection, reason }) => {
-    const lease = await store.acquire(connection.id);
+    // One connection's trouble (even a store that refuses a write) never ends the tick for
+    // the others.
+    let lease;
+    try {
+      lease = await store.acquire(connection.id);
+    } catch (error) {
+      failed = true;
+      entries.push({ id: connection.id, ran: false, reason: "lease-failed", error: _text(error) });
+      return;
+    }
     if (!lease) {
       entries.push({ id: connection.id, ran: false, reason: "held-elsewhere" });
       return;
@@ -139,7 +175,9 @@ export async function tick<C extends ScheduledConnection>(
       });
       const result = await options.run(connection);
       let state = await store.get(connection.id);
-      if (result.outcome === "failed" && state) {
+      // A run that failed before completing its window backs off; one whose window completed
+      // (e.g. with records Ometria rejected) carries on by the usual rules.
+      if (result.outcome === "failed" && !result.completed && state) {
         state = {
           ...state,
           retry_at: new Date(clock.now() + retryDelayMs(state.failures)).toISOString(),
@@ -149,6 +187,13 @@ export async function tick<C extends ScheduledConnection>(
       if (result.outcome === "failed") failed = true;
       entries.push({ id: connection.id, ran: true, reason, result });
       await options.afterRun?.(connection, result, state);
+    } catch (error) {
+      failed = true;
+      logger.error("The run of {connection} could not finish: {error}", {
+        connection: connection.id,
+        error: _text(error),
+      });
+      entries.push({ id: connection.id, ran: false, reason: "run-crashed", error: _text(error) });
     } finally {
       await lease.release();
     }

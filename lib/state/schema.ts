@@ -71,6 +71,11 @@ export const connectionStateSchema = z.object({
   retry_at: isoTime.nullable().default(null),
   last_run: runSummarySchema.nullable().default(null),
   last_error: z.string().nullable().default(null),
+  /**
+   * Whether Mailchimp's default member listing includes archived members for this list:
+   * true once seen; until then each run also reads the window with `status=archived`.
+   */
+  archived_in_listing: z.boolean().nullable().default(null),
   /** Where the state came from when it was migrated from the original tool. */
   imported_from: z.string().nullable().default(null),
   alert: alertStateSchema.default({ behind_since: null, last_alert_at: null }),

@@ -72,7 +72,7 @@ for (const sinceInclusive of [true, false]) {
             // A second window that starts inside a tie's second still misses nobody.
             world.clock.set(T0 + 5_000);
             world.mailchimp.changeMembers(LIST, 40, 4);
-            world.clock.set(T0 + 6_000);
+            world.clock.set(T0 + 8_000);
             const again = await service.runOnce(LIST);
             assert.equal(again.outcome, "ok", again.error);
             assertInSync(world, LIST);
@@ -229,6 +229,73 @@ Deno.test("runConnection() fails cleanly on a wrong key and an unknown list", as
     assert.equal(unknown.outcome, "failed");
     assert.match(unknown.error!, /nolist0001/);
     assert.match(unknown.error!, /Resource Not Found/);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() syncs archiving when Mailchimp leaves archived members out of its listing", async () => {
+  const world = await startWorld({ mailchimp: { archivedInDefaultListing: false } });
+  try {
+    world.mailchimp.addList(LIST);
+    world.mailchimp.upsertMember(LIST, { email: "ann@example.com", status: "subscribed" });
+    world.mailchimp.upsertMember(LIST, { email: "bob@example.com", status: "subscribed" });
+    world.clock.set(T0 + 5_000);
+    const service = world.service([LIST]);
+    assert.equal((await service.runOnce(LIST)).outcome, "ok");
+    world.mailchimp.upsertMember(LIST, { email: "ann@example.com", status: "archived" });
+    world.clock.set(T0 + 10_000);
+    const second = await service.runOnce(LIST);
+    assert.equal(second.outcome, "ok", second.error);
+    const ann = [...world.ometria.contacts(`mailchimp-${LIST}`).values()]
+      .find((c) => c.email === "ann@example.com");
+    assert.equal(ann?.marketing_optin, "NOT_SPECIFIED");
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() stops on a missing Date header rather than trust another clock", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 20, lastChangedTo: T0 - HOUR });
+    // A proxy that drops the Date header on the way back.
+    const noDate: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      const headers = new Headers(response.headers);
+      headers.delete("date");
+      return new Response(response.body, { status: response.status, headers });
+    };
+    const result = await world.service([LIST], { fetch: noDate }).runOnce(LIST);
+    assert.equal(result.outcome, "failed");
+    assert.match(result.error!, /no Date header/);
+    assert.equal((await world.store.get(LIST))?.watermark, null);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() stops between batches on a graceful stop and resumes from there", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 1_000, seed: 8, lastChangedTo: T0 - HOUR });
+    const service = world.service([LIST], { pushConcurrency: 1 });
+    const stop = new AbortController();
+    let batches = 0;
+    world.ometria.setOptions({
+      reject: () => {
+        if (++batches === 150) stop.abort();
+        return undefined;
+      },
+    });
+    const stopped = await service.runOnce(LIST, stop.signal);
+    assert.equal(stopped.outcome, "aborted");
+    assert.ok(world.ometria.stats.recordsReceived <= 200, "no batch starts after the stop");
+    world.ometria.setOptions({ reject: undefined });
+    const resumed = await service.runOnce(LIST);
+    assert.equal(resumed.outcome, "ok", resumed.error);
+    assertInSync(world, LIST);
   } finally {
     await world.close();
   }

@@ -219,9 +219,11 @@ Deno.test("tick() starts the connections closest to their threshold first, two a
     const result = await service.tick();
     assert.equal(result.entries.length, 6);
     for (const e of result.entries) assert.deepEqual([e.ran, e.reason], [true, "lag"]);
-    // Each run is one request (nothing changed), so requests show the order runs started.
-    assert.equal(started.length, 6);
-    const pairs = [0, 2, 4].map((i) => started.slice(i, i + 2).sort());
+    // The first request of each list shows the order runs started (a run of a list whose
+    // listing has not shown an archived member yet also reads the archived ones first).
+    const order = started.filter((id, i) => started.indexOf(id) === i);
+    assert.equal(order.length, 6);
+    const pairs = [0, 2, 4].map((i) => order.slice(i, i + 2).sort());
     assert.deepEqual(pairs, [
       ["list00000b", "list00000d"],
       ["list00000a", "list00000f"],
