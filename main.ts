@@ -92,7 +92,26 @@ async function main(): Promise<number> {
       return await runSimulate({ logger, write: (t) => console.log(t), signal: stop.signal });
     }
     if (config.command === "bench") {
-      return await runBench({ logger, write: (t) => console.log(t), signal: stop.signal });
+      const baseEnv: Record<string, string> = {};
+      for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
+        if (env[name] !== undefined) baseEnv[name] = env[name]!;
+      }
+      return await runBench({
+        logger,
+        write: (t) => console.log(t),
+        baseEnv,
+        command: {
+          executable: Deno.execPath(),
+          args: [
+            "run",
+            "--allow-net=127.0.0.1",
+            "--allow-env",
+            "--allow-read",
+            "--allow-write",
+            new URL(import.meta.url).pathname,
+          ],
+        },
+      });
     }
     let store: StateStore;
     try {

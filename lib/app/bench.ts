@@ -1,29 +1,29 @@
 /**
- * `deno task bench`: measured numbers, not a test. Two scenarios against the in-process
- * simulators with 50 ms of Mailchimp latency:
+ * `deno task bench`: measured numbers, not a test. The simulators run in this process with
+ * 50 ms of Mailchimp latency; the sync runs as the real CLI in a child process, so its time,
+ * peak memory (the child's VmHWM) and requests are the program's own, not the simulators'.
  *
- * 1. one 100,000-member list: a full run (time, members/s, peak memory), then the requests
- *    of a run with nothing changed and of a run with 1% changed;
- * 2. 10,000 connections of 100 members each: a first tick, a tick with nothing changed,
- *    peak memory and requests per tick.
+ * 1. One 100,000-member list: a full run (time, members/s, peak memory), then the requests
+ *    of a run with nothing changed and of a run with 1% changed.
+ * 2. 10,000 connections of 100 members each (a connections file, one key): a first tick, a
+ *    tick with nothing changed, peak memory and requests per tick.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { systemClock } from "../clock/clock.ts";
-import type { ConnectionConfig } from "../config/config.ts";
 import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
-import { MemoryStore } from "../state/memory_store.ts";
-import { SyncService } from "./sync_service.ts";
 
 /** Options of {@linkcode runBench}. */
 export interface BenchOptions {
   logger: Logger;
   write: (text: string) => void;
-  signal?: AbortSignal;
+  /** The program to measure: `deno run … main.ts` as an argument list. */
+  command: { executable: string; args: string[] };
+  /** Environment the child needs besides the simulators' keys (PATH, HOME, DENO_DIR). */
+  baseEnv: Record<string, string>;
   /** Members of scenario 1's list. @default {100_000} */
   members?: number;
   /** Connections of scenario 2. @default {10_000} */
@@ -33,25 +33,75 @@ export interface BenchOptions {
 }
 
 const LATENCY_MS = 50;
+const MINUTE = 60_000;
 
-class _PeakMemory {
-  peak = 0;
-  #id: ReturnType<typeof setInterval>;
-  constructor() {
-    this.sample();
-    this.#id = setInterval(() => this.sample(), 50);
-  }
-  sample() {
-    this.peak = Math.max(this.peak, Deno.memoryUsage().rss);
-  }
-  stop(): number {
-    clearInterval(this.#id);
-    this.sample();
-    return this.peak;
+interface _Measured {
+  code: number;
+  seconds: number;
+  peakRssBytes: number | undefined;
+  mailchimpRequests: number;
+  ometriaRequests: number;
+  /** 429 answers among them (both APIs). */
+  throttled: number;
+}
+
+const mib = (bytes: number | undefined) =>
+  bytes === undefined ? "n/a" : `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
+const n = (value: number) => value.toLocaleString("en-US");
+
+/**
+ * The child's resident memory in bytes, from `ps` (Deno only lets a fully privileged
+ * process read another process's /proc files); sampled, so a peak between samples is missed.
+ */
+async function _rss(pid: number): Promise<number | undefined> {
+  try {
+    const out = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)] }).output();
+    const kb = Number(new TextDecoder().decode(out.stdout).trim());
+    return Number.isFinite(kb) && kb > 0 ? kb * 1024 : undefined;
+  } catch {
+    return undefined;
   }
 }
 
-const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
+/** Runs the CLI once, sampling its peak memory until it exits. */
+async function _measure(
+  options: BenchOptions,
+  sims: { mailchimp: MailchimpSimulator; ometria: OmetriaSimulator },
+  args: string[],
+  env: Record<string, string>,
+): Promise<_Measured> {
+  sims.mailchimp.resetStats();
+  sims.ometria.resetStats();
+  const started = performance.now();
+  const child = new Deno.Command(options.command.executable, {
+    args: [...options.command.args, ...args],
+    env: { ...options.baseEnv, ...env },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let peak: number | undefined;
+  let finished = false;
+  const status = child.status.finally(() => finished = true);
+  const errors = new Response(child.stderr).text();
+  while (!finished) {
+    const sample = await _rss(child.pid);
+    if (sample !== undefined) peak = Math.max(peak ?? 0, sample);
+    await Promise.race([status, new Promise((r) => setTimeout(r, 100))]);
+  }
+  const { code } = await status;
+  const stderr = await errors;
+  if (code !== 0) options.write(`  (exit ${code}) ${stderr.split("\n").slice(-4).join(" | ")}`);
+  return {
+    code,
+    seconds: (performance.now() - started) / 1000,
+    peakRssBytes: peak,
+    mailchimpRequests: sims.mailchimp.stats.requests,
+    ometriaRequests: sims.ometria.stats.requests,
+    throttled: sims.mailchimp.stats.status429 + sims.ometria.stats.status429,
+  };
+}
 
 async function _sims(ometriaRate: number) {
   const mailchimp = await MailchimpSimulator.start({ latencyMs: LATENCY_MS });
@@ -63,144 +113,142 @@ async function _sims(ometriaRate: number) {
   return { mailchimp, ometria };
 }
 
-function _connection(
-  id: string,
-  mailchimp: MailchimpSimulator,
-  ometria: OmetriaSimulator,
-): ConnectionConfig {
-  return {
-    id,
-    listId: id,
-    mailchimp: { apiKey: mailchimp.apiKey, baseUrl: mailchimp.url },
-    ometria: { apiKey: ometria.apiKey, baseUrl: ometria.url, endpoint: "push" },
-    thresholdSeconds: 7200,
-  };
-}
-
-/** Runs both scenarios and prints their numbers; returns 0, or 1 if a copy was wrong. */
+/** Runs both scenarios and prints their numbers; returns 0, or 1 if anything failed. */
 export async function runBench(options: BenchOptions): Promise<number> {
-  const { write, logger } = options;
+  const { write } = options;
   const rate = options.ometriaRate ?? 100;
   const members = options.members ?? 100_000;
   const count = options.connections ?? 10_000;
   let ok = true;
+  const dir = await Deno.makeTempDir({ prefix: "bench_" });
   write(`deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores`);
   write(
-    `Simulators in-process; Mailchimp latency ${LATENCY_MS} ms; Ometria account limit ${rate} req/s\n`,
+    `Simulators in-process with ${LATENCY_MS} ms Mailchimp latency; the sync runs as the CLI in a child process\n`,
   );
-
-  // Scenario 1: one big list.
-  {
-    const { mailchimp, ometria } = await _sims(rate);
-    try {
-      const id = "bench00001";
-      mailchimp.addList(id, { members, seed: 11 });
-      const service = new SyncService({
-        connections: [_connection(id, mailchimp, ometria)],
-        store: new MemoryStore(),
-        clock: systemClock,
-        logger,
-        ometriaMaxRequestsPerSecond: rate,
-        pushConcurrency: 8,
-        marginSeconds: 2,
-      });
-      const memory = new _PeakMemory();
-      const full = await service.runOnce(id, options.signal);
-      const peak = memory.stop();
-      const seconds = full.durationMs / 1000;
-      write(`Scenario 1: one list of ${members.toLocaleString("en-US")} members`);
-      write(
-        `  full run: ${seconds.toFixed(1)} s, ${
-          Math.round(full.pushed / seconds).toLocaleString("en-US")
-        } members/s, peak RSS ${
-          mib(peak)
-        }, ${full.mailchimpRequests} Mailchimp + ${full.ometriaRequests} Ometria requests (${full.outcome})`,
-      );
-      write(
-        `  (Ometria's default limit of 8 req/s would bound a full run at ${
-          Math.round(members / 800)
-        } s: 100 records × 8 requests per second)`,
-      );
-
-      await systemClock.sleep(1100);
-      mailchimp.resetStats();
-      ometria.resetStats();
-      const idle = await service.runOnce(id, options.signal);
-      write(
-        `  nothing changed: ${mailchimp.stats.requests} Mailchimp + ${ometria.stats.requests} Ometria requests, ${idle.durationMs} ms`,
-      );
-
-      mailchimp.changeMembers(id, Math.round(members / 100), 3);
-      await systemClock.sleep(3000);
-      mailchimp.resetStats();
-      ometria.resetStats();
-      const some = await service.runOnce(id, options.signal);
-      write(
-        `  1% changed (${some.read} members): ${mailchimp.stats.requests} Mailchimp + ${ometria.stats.requests} Ometria requests, ${some.durationMs} ms`,
-      );
-      const c = compareCopies(mailchimp.truth(id), ometria.contacts(collectionFor(id)), id);
-      write(
-        `  copy: ${c.missing.length} missing, ${c.stale.length} stale, ${c.extra.length} extra\n`,
-      );
-      ok &&= c.missing.length === 0 && c.stale.length === 0;
-    } finally {
-      await mailchimp.close();
-      await ometria.close();
-    }
-  }
-
-  // Scenario 2: many small connections.
-  {
-    const { mailchimp, ometria } = await _sims(Math.max(rate, 1000));
-    try {
-      const connections: ConnectionConfig[] = [];
-      for (let i = 0; i < count; i++) {
-        const id = `conn${String(i).padStart(6, "0")}`;
-        mailchimp.addList(id, { members: 100, seed: 1000 + i });
-        connections.push(_connection(id, mailchimp, ometria));
+  try {
+    // Scenario 1: one big list.
+    {
+      const sims = await _sims(rate);
+      try {
+        const id = "bench00001";
+        sims.mailchimp.addList(id, { members, seed: 11, lastChangedTo: Date.now() - MINUTE });
+        const env = {
+          MAILCHIMP_API_KEY: sims.mailchimp.apiKey,
+          MAILCHIMP_BASE_URL: sims.mailchimp.url,
+          OMETRIA_API_KEY: sims.ometria.apiKey,
+          OMETRIA_BASE_URL: sims.ometria.url,
+          OMETRIA_MAX_REQUESTS_PER_SECOND: String(rate),
+          MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
+          LOGGING_LEVEL: "INFO",
+          LOG_FILE: "",
+        };
+        const args = ["--once", "--force", "--state", `${dir}/one.json`, id];
+        const full = await _measure(options, sims, args, env);
+        write(`Scenario 1: one list of ${n(members)} members (Ometria account: ${rate} req/s)`);
+        write(
+          `  full run:        ${full.seconds.toFixed(1)} s, ${
+            n(Math.round(members / full.seconds))
+          } members/s, peak RSS ${
+            mib(full.peakRssBytes)
+          }, ${full.mailchimpRequests} Mailchimp + ${full.ometriaRequests} Ometria requests (${full.throttled} answered 429)`,
+        );
+        write(
+          `                   (at Ometria's default 8 req/s, pushing alone would take ${
+            Math.round(members / 800)
+          } s)`,
+        );
+        const idle = await _measure(options, sims, args, env);
+        write(
+          `  nothing changed: ${idle.mailchimpRequests} Mailchimp + ${idle.ometriaRequests} Ometria requests, ${
+            idle.seconds.toFixed(1)
+          } s (process start included)`,
+        );
+        sims.mailchimp.changeMembers(id, Math.round(members / 100), 3);
+        await new Promise((r) => setTimeout(r, 3_000)); // past the 2-second margin
+        const some = await _measure(options, sims, args, env);
+        write(
+          `  1% changed:      ${some.mailchimpRequests} Mailchimp + ${some.ometriaRequests} Ometria requests, ${
+            some.seconds.toFixed(1)
+          } s`,
+        );
+        const c = compareCopies(
+          sims.mailchimp.truth(id),
+          sims.ometria.contacts(collectionFor(id)),
+          id,
+        );
+        write(
+          `  copy: ${c.missing.length} missing, ${c.stale.length} stale, ${c.extra.length} extra\n`,
+        );
+        ok &&= full.code === 0 && idle.code === 0 && some.code === 0 &&
+          c.missing.length + c.stale.length === 0;
+      } finally {
+        await sims.mailchimp.close();
+        await sims.ometria.close();
       }
-      const store = new MemoryStore();
-      const service = new SyncService({
-        connections,
-        store,
-        clock: systemClock,
-        logger,
-        maxConcurrentRuns: 10,
-        ometriaMaxRequestsPerSecond: Math.max(rate, 1000),
-        marginSeconds: 2,
-      });
-      const memory = new _PeakMemory();
-      let t0 = performance.now();
-      const first = await service.tick({ ...(options.signal ? { signal: options.signal } : {}) });
-      const firstMs = performance.now() - t0;
-      const firstMc = mailchimp.stats.requests;
-      const firstOm = ometria.stats.requests;
-      mailchimp.resetStats();
-      ometria.resetStats();
-      t0 = performance.now();
-      const idle = await service.tick({ ...(options.signal ? { signal: options.signal } : {}) });
-      const idleMs = performance.now() - t0;
-      const peak = memory.stop();
-      const ran = first.entries.filter((e) => e.ran).length;
-      write(`Scenario 2: ${count.toLocaleString("en-US")} connections of 100 members`);
-      write(
-        `  first tick: ${
-          (firstMs / 1000).toFixed(1)
-        } s, ${ran} runs, ${firstMc} Mailchimp + ${firstOm} Ometria requests${
-          first.failed ? " (some failed)" : ""
-        }`,
-      );
-      write(
-        `  nothing changed: ${(idleMs / 1000).toFixed(1)} s, ${
-          idle.entries.filter((e) => e.ran).length
-        } runs, ${mailchimp.stats.requests} Mailchimp + ${ometria.stats.requests} Ometria requests`,
-      );
-      write(`  peak RSS ${mib(peak)}`);
-      ok &&= !first.failed;
-    } finally {
-      await mailchimp.close();
-      await ometria.close();
     }
+
+    // Scenario 2: many small connections on one Mailchimp key and one Ometria account.
+    {
+      const manyRate = Math.max(rate, 1000);
+      const sims = await _sims(manyRate);
+      try {
+        const entries = [];
+        for (let i = 0; i < count; i++) {
+          const id = `conn${String(i).padStart(6, "0")}`;
+          sims.mailchimp.addList(id, {
+            members: 100,
+            seed: 1000 + i,
+            lastChangedTo: Date.now() - MINUTE,
+          });
+          entries.push({
+            id,
+            list_id: id,
+            mailchimp_api_key_env: "MAILCHIMP_API_KEY",
+            ometria_api_key_env: "OMETRIA_API_KEY",
+          });
+        }
+        const file = `${dir}/connections.json`;
+        await Deno.writeTextFile(file, JSON.stringify({ connections: entries }));
+        const env = {
+          MAILCHIMP_API_KEY: sims.mailchimp.apiKey,
+          MAILCHIMP_BASE_URL: sims.mailchimp.url,
+          OMETRIA_API_KEY: sims.ometria.apiKey,
+          OMETRIA_BASE_URL: sims.ometria.url,
+          OMETRIA_MAX_REQUESTS_PER_SECOND: String(manyRate),
+          MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS: "20",
+          LOGGING_LEVEL: "WARNING",
+          LOG_FILE: "",
+        };
+        const args = ["--once", "--connections", file, "--state", `${dir}/many.json`];
+        const first = await _measure(options, sims, args, env);
+        write(
+          `Scenario 2: ${
+            n(count)
+          } connections of 100 members (one key; 20 lists at once; Ometria ${manyRate} req/s)`,
+        );
+        write(
+          `  first tick:      ${first.seconds.toFixed(1)} s, ${
+            n(first.mailchimpRequests)
+          } Mailchimp + ${n(first.ometriaRequests)} Ometria requests, peak RSS ${
+            mib(first.peakRssBytes)
+          }`,
+        );
+        const idle = await _measure(options, sims, args, env);
+        write(
+          `  nothing changed: ${idle.seconds.toFixed(1)} s, ${
+            n(idle.mailchimpRequests)
+          } Mailchimp + ${n(idle.ometriaRequests)} Ometria requests, peak RSS ${
+            mib(idle.peakRssBytes)
+          }`,
+        );
+        ok &&= first.code === 0 && idle.code === 0;
+      } finally {
+        await sims.mailchimp.close();
+        await sims.ometria.close();
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
   return ok ? 0 : 1;
 }

@@ -73,6 +73,11 @@ export class SyncService {
   readonly #byId: Map<string, _Wired>;
   /** When this process first saw each connection (for the lag of never-synced ones). */
   readonly #firstSeen = new Map<string, number>();
+  /**
+   * Whether Mailchimp's default listing includes archived members: the API's behaviour, so
+   * what one list showed holds for all (saves every other list its archived pass).
+   */
+  #archivedInListing = false;
   /** When each connection's changes were last counted (spreads counting over ticks). */
   readonly #checkedAt = new Map<string, number>();
 
@@ -142,6 +147,9 @@ export class SyncService {
     // Before the runs too: a program that starts and finds a connection behind alerts at
     // once, not after a long first tick.
     await this.evaluateFreshness();
+    if (!this.#archivedInListing) {
+      this.#archivedInListing = (await o.store.list()).some((s) => s.archived_in_listing);
+    }
     const result = await tick({
       checkedAt: this.#checkedAt,
       connections: this.#wired.map((w) => ({
@@ -214,6 +222,7 @@ export class SyncService {
       mailchimp: w.mailchimp,
       ometria: w.ometria,
       endpoint: w.config.ometria.endpoint,
+      archivedInListing: this.#archivedInListing,
       store: o.store,
       clock: o.clock,
       logger: o.logger,
@@ -224,6 +233,7 @@ export class SyncService {
       ...(hardSignal ? { hardSignal } : {}),
       ...(o.onProgress ? { onProgress: (p) => o.onProgress!(w.config.id, p) } : {}),
     });
+    if (result.sawArchivedInListing) this.#archivedInListing = true;
     this.#logSummary(w.config, result);
     o.metrics?.recordRun(w.config.id, {
       pushed: result.pushed,

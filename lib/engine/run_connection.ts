@@ -85,6 +85,12 @@ export interface RunConnectionOptions {
   hardSignal?: AbortSignal;
   /** Called after every acknowledged batch. */
   onProgress?: (progress: { read: number; pushed: number }) => void;
+  /**
+   * Mailchimp's default listing is known (from another list) to include archived members:
+   * skip the separate archived pass. It is the API's behaviour, not a list's.
+   * @default {false}
+   */
+  archivedInListing?: boolean;
 }
 
 /** What a run did. */
@@ -102,6 +108,8 @@ export interface RunResult {
   /** U of the run (Mailchimp time, ISO) once known. */
   upper?: string;
   error?: string;
+  /** True when this run's listing showed archived members among the others. */
+  sawArchivedInListing: boolean;
 }
 
 class _Aborted extends Error {}
@@ -222,7 +230,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   try {
     /** Archived members pushed by the archived pass, by id, with their last_changed. */
     const archivedPushed = new Map<string, string>();
-    if (state.archived_in_listing !== true) {
+    if (state.archived_in_listing !== true && options.archivedInListing !== true) {
       // Until Mailchimp has shown that its default listing includes archived members, they
       // are read on their own first. This pass never moves the cursor, so a crash in it or
       // after it cannot leave an archived member behind it.
@@ -310,6 +318,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     durationMs: finished - started,
     mailchimpRequests: counts.mailchimpRequests,
     ometriaRequests: counts.ometriaRequests,
+    sawArchivedInListing: reader.sawArchived,
   };
   if (upper !== undefined) result.upper = _iso(upper);
   if (errorText !== undefined) result.error = errorText;

@@ -79,6 +79,8 @@ Deno.test("main.ts --once syncs every list over HTTP and reports it in status", 
       w.env,
     );
     assert.equal(result.code, 0, result.stderr);
+    assert.doesNotMatch(result.stderr, new RegExp(w.mailchimp.apiKey), "no secrets in logs");
+    assert.doesNotMatch(result.stderr, new RegExp(w.ometria.apiKey), "no secrets in logs");
     assert.match(result.stderr, /List lista00001: ok, read 1200, pushed 1200, rejected 0/);
     assert.match(result.stderr, /List listb00002: ok, read 300, pushed 300, rejected 0/);
     assertSynced(w.mailchimp, w.ometria, "lista00001");
@@ -189,6 +191,45 @@ Deno.test("main.ts migrates the original tool's sync_jobs.json and syncs from it
     const contacts = w.ometria.contacts(collectionFor("lista00001"));
     for (const m of changed) assert.ok(contacts.has(m.id));
     assert.ok(contacts.size < 400, `an incremental run, not a full one (${contacts.size})`);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts without file permissions keeps state in memory and says so once", async () => {
+  const w = await sims();
+  try {
+    w.mailchimp.addList("lista00001", { members: 30, lastChangedTo: Date.now() - 5 * MINUTE });
+    const result = await runCli(["--once", "lista00001"], w.env, {
+      permissions: ["--allow-net=127.0.0.1", "--allow-env"],
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr.match(/State is kept in memory only/g)?.length, 1);
+    assert.match(result.stderr, /--allow-read --allow-write/);
+    assertSynced(w.mailchimp, w.ometria, "lista00001");
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts writes JSON lines with LOG_FORMAT=json and appends to LOG_FILE", async () => {
+  const w = await sims();
+  try {
+    w.mailchimp.addList("lista00001", { members: 30, lastChangedTo: Date.now() - 5 * MINUTE });
+    const logFile = `${w.dir}/sync.log`;
+    const result = await runCli(["--once", "--state", w.state, "lista00001"], {
+      ...w.env,
+      LOG_FORMAT: "json",
+      LOG_FILE: logFile,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stderr.trim().split("\n");
+    const records = lines.map((line) => JSON.parse(line));
+    // One JSON object per line, properties flattened beside the message.
+    const summary = records.find((r) => r.list_id === "lista00001" && "pushed" in r);
+    assert.equal(summary?.pushed, 30);
+    assert.equal(summary?.level, "INFO");
+    assert.equal((await Deno.readTextFile(logFile)).trim().split("\n").length, lines.length);
   } finally {
     await w.close();
   }

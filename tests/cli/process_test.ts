@@ -15,9 +15,12 @@ import { runCli, spawnCli } from "./_cli.ts";
 const LIST = "crash00001";
 const MINUTE = 60_000;
 
-async function world(members: number, latencyMs: number) {
+async function world(members: number, latencyMs: number, ometriaLatencyMs = 0) {
   const mailchimp = await MailchimpSimulator.start({ latencyMs });
-  const ometria = await OmetriaSimulator.start({ maxRequestsPerSecond: 0 });
+  const ometria = await OmetriaSimulator.start({
+    maxRequestsPerSecond: 0,
+    latencyMs: ometriaLatencyMs,
+  });
   mailchimp.addList(LIST, { members, seed: 9, lastChangedTo: Date.now() - 10 * MINUTE });
   const dir = await Deno.makeTempDir({ prefix: "process_test_" });
   return {
@@ -123,6 +126,29 @@ Deno.test("main.ts: a second process on the same state file exits 2; SIGTERM sto
     assert.equal(resumed.code, 0, resumed.stderr);
     const c = compareCopies(w.mailchimp.truth(LIST), w.ometria.contacts(collectionFor(LIST)), LIST);
     assert.deepEqual([c.missing.length, c.stale.length], [0, 0]);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts: a second SIGTERM exits at once and the state file stays valid", async () => {
+  // Ometria answers slowly, so the graceful stop (which lets pushes in flight finish) takes
+  // seconds, and the second signal arrives while it is still waiting.
+  const w = await world(30_000, 5, 3_000);
+  try {
+    const daemon = spawnCli(["--state", w.state, LIST], w.env);
+    await until(() => w.ometria.stats.requests >= 2, "the daemon to push");
+    daemon.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+    const stopAsked = Date.now();
+    daemon.kill("SIGTERM");
+    const status = await daemon.status;
+    await daemon.stdout.cancel();
+    await daemon.stderr.cancel();
+    assert.equal(status.code, 130);
+    assert.ok(Date.now() - stopAsked < 1_000, "at once");
+    // Whatever was written is a whole document; a missing file is fine too.
+    await Deno.stat(w.state).then(() => readState(w.state), () => undefined);
   } finally {
     await w.close();
   }

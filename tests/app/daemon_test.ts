@@ -1,0 +1,78 @@
+/**
+ * The daemon in-process: ticks come from the cron function it is handed, metrics are served
+ * when METRICS_PORT is set, and a stop signal ends it cleanly.
+ */
+import assert from "node:assert/strict";
+import { runCommand } from "../../lib/app/cli.ts";
+import { loadConfig } from "../../lib/config/config.ts";
+import { assertInSync, startWorld, T0 } from "../_world.ts";
+import { captureLogs } from "../freshness/_helpers.ts";
+
+const LIST = "daemon0001";
+
+Deno.test("the daemon ticks now, then on cron, serves metrics and stops on a signal", async () => {
+  const world = await startWorld();
+  using logs = captureLogs();
+  try {
+    world.mailchimp.addList(LIST, { members: 40, lastChangedTo: T0 - 60_000 });
+    const loaded = await loadConfig({
+      env: {
+        MAILCHIMP_API_KEY: world.mailchimp.apiKey,
+        MAILCHIMP_BASE_URL: world.mailchimp.url,
+        OMETRIA_API_KEY: world.ometria.apiKey,
+        OMETRIA_BASE_URL: world.ometria.url,
+        MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
+        POLLING_TIME_IN_SECONDS: "300",
+        METRICS_PORT: "0",
+      },
+      args: [LIST],
+    });
+    assert.ok(loaded.ok);
+    const stop = new AbortController();
+    let handler: (() => Promise<void>) | undefined;
+    let schedule = "";
+    const done = runCommand(loaded.config, {
+      clock: world.clock,
+      logger: logs.logger,
+      fetch,
+      store: world.store,
+      write: () => {},
+      cron: (_name, cronSchedule, options, cronHandler) => {
+        schedule = cronSchedule;
+        handler = cronHandler;
+        return new Promise((resolve) => options.signal?.addEventListener("abort", () => resolve()));
+      },
+      stop: stop.signal,
+      hardStop: new AbortController().signal,
+    });
+    // The first tick runs at once.
+    for (let i = 0; i < 500 && !(await world.store.get(LIST))?.fresh_as_of; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok((await world.store.get(LIST))?.fresh_as_of, "the first tick synced the list");
+    assert.equal(schedule, "*/5 * * * *");
+    assertInSync(world, LIST);
+
+    // A cron tick after members changed and the lag approached the threshold.
+    world.mailchimp.changeMembers(LIST, 5, 1);
+    world.clock.set(world.clock.now() + 119 * 60_000);
+    await handler!();
+    assertInSync(world, LIST);
+
+    const url = logs.records
+      .map((r) => r.properties["url"])
+      .find((u): u is string => typeof u === "string" && u.startsWith("http://127.0.0.1"));
+    assert.ok(url, "the metrics URL was logged");
+    const metrics = await (await fetch(new URL("/metrics", url))).text();
+    assert.match(metrics, new RegExp(`sync_connection_behind\\{connection="${LIST}"\\} 0`));
+    assert.match(metrics, /sync_mailchimp_requests_total/);
+    const health = await fetch(new URL("/healthz", url));
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+
+    stop.abort();
+    assert.equal(await done, 0);
+  } finally {
+    await world.close();
+  }
+});
