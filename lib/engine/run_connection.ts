@@ -306,8 +306,10 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       last_run: { ...summary, outcome: "failed" },
     };
   }
+  // Not flushed here: the store coalesces writes (a full rewrite per run would be quadratic
+  // with thousands of connections), the tick flushes at its end, and a write lost to a crash
+  // only makes the next run resend what this one acknowledged.
   await store.put(state);
-  await store.flush();
 
   const result: RunResult = {
     outcome,
