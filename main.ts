@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { loadConfig, USAGE } from "./lib/config/config.ts";
+import { deployArgs, loadConfig, scheduleFromEnv, USAGE } from "./lib/config/config.ts";
 import { systemClock } from "./lib/clock/clock.ts";
 import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
 import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
@@ -29,11 +29,10 @@ function envObject(): Record<string, string | undefined> {
   return Deno.env.toObject();
 }
 
-async function main(): Promise<number> {
-  const env = envObject();
+async function main(args: string[], env: Record<string, string | undefined>): Promise<number> {
   const result = await loadConfig({
     env,
-    args: Deno.args,
+    args,
     readTextFile: (path) => Deno.readTextFile(path),
   });
   if (!result.ok) {
@@ -72,7 +71,7 @@ async function main(): Promise<number> {
       Deno.exit(130);
     }
   };
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((name) => {
+  const handlers = onDeploy ? [] : (["SIGINT", "SIGTERM"] as const).map((name) => {
     const handler = onSignal(name);
     Deno.addSignalListener(name, handler);
     return [name, handler] as const;
@@ -156,4 +155,16 @@ async function main(): Promise<number> {
   }
 }
 
-Deno.exitCode = await main();
+const env = envObject();
+// On Deno Deploy a cron must be registered before anything is awaited, and there are no
+// arguments or files: each cron invocation is one `--once` tick configured from the
+// environment, with the state in the platform's KV.
+const onDeploy = env.DENO_DEPLOYMENT_ID !== undefined;
+if (onDeploy) {
+  Deno.cron("mailchimp-ometria-sync", scheduleFromEnv(env), async () => {
+    const code = await main(deployArgs(env), { LOG_FILE: "", ...env });
+    if (code !== EXIT.ok) console.error(`The tick ended with exit code ${code}`);
+  });
+} else {
+  Deno.exitCode = await main(Deno.args, env);
+}

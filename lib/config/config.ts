@@ -110,6 +110,32 @@ function _cronEvery(seconds: number): { minutes: number; cron: string } {
   return { minutes: hours * 60, cron };
 }
 
+/**
+ * The cron schedule of the ticks from the environment alone (SYNC_SCHEDULE, else
+ * POLLING_TIME_IN_SECONDS rounded to what cron can express). Synchronous, for Deno Deploy,
+ * where a cron must be registered before anything is awaited.
+ */
+export function scheduleFromEnv(env: Record<string, string | undefined>): string {
+  const explicit = env.SYNC_SCHEDULE?.trim();
+  if (explicit) return explicit;
+  const seconds = Number(env.POLLING_TIME_IN_SECONDS ?? 60);
+  return _cronEvery(Number.isFinite(seconds) && seconds > 0 ? seconds : 60).cron;
+}
+
+/**
+ * The arguments of one Deno Deploy tick, from the environment (Deploy passes no arguments):
+ * `--once` over SYNC_LIST_IDS (comma or space separated) or SYNC_CONNECTIONS_FILE, with the
+ * state in the platform's KV unless SYNC_STATE says otherwise.
+ */
+export function deployArgs(env: Record<string, string | undefined>): string[] {
+  const args = ["--once", "--state", env.SYNC_STATE?.trim() || "kv:"];
+  if (env.SYNC_CONNECTIONS_FILE?.trim()) {
+    args.push("--connections", env.SYNC_CONNECTIONS_FILE.trim());
+  }
+  args.push(...(env.SYNC_LIST_IDS ?? "").split(/[\s,]+/).filter((id) => id !== ""));
+  return args;
+}
+
 function intVar(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) {
   return z
     .string()

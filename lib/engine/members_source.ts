@@ -4,24 +4,12 @@
  *
  * @module
  */
-import type { Member, MemberStatus } from "../mailchimp/member.ts";
+import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
 import type { OmetriaRecord } from "../mapping/contact.ts";
 
 /** The part of the Mailchimp client the engine uses. */
 export interface MembersSource {
-  getMembers(
-    listId: string,
-    query: {
-      count: number;
-      offset?: number;
-      sinceMs?: number;
-      beforeMs?: number;
-      status?: MemberStatus;
-      sortField?: "last_changed";
-      sortDir?: "ASC" | "DESC";
-    },
-    signal?: AbortSignal,
-  ): Promise<{ members: Member[]; totalItems: number; serverTimeMs?: number | undefined }>;
+  getMembers(listId: string, query: MembersQuery, signal?: AbortSignal): Promise<MembersResult>;
 }
 
 /** The part of the Ometria client the engine uses. */

@@ -8,6 +8,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Member, MemberStatus } from "../mailchimp/member.ts";
 import { formatMailchimpTime, parseMailchimpTime } from "../mailchimp/time.ts";
+import type { MembersQuery } from "../mailchimp/client.ts";
 import type { MembersSource } from "./members_source.ts";
 
 const SECOND = 1000;
@@ -159,7 +160,7 @@ export class WindowReader {
     status?: MemberStatus | undefined;
   }) {
     this.#o.beforeRequest();
-    const q: Parameters<MembersSource["getMembers"]>[1] = {
+    const q: MembersQuery = {
       count: query.count,
       sortField: "last_changed",
       sortDir: "ASC",

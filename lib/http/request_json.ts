@@ -86,6 +86,13 @@ export async function requestText(url: string, options: RequestTextOptions): Pro
   }
 }
 
+/** Says why a request got no answer: a timeout, or the network error itself. */
+export function noAnswerText(error: unknown): string {
+  return error instanceof HttpTimeoutError
+    ? error.message
+    : `no answer (${error instanceof Error ? error.message : String(error)})`;
+}
+
 /** Statuses worth another attempt on any API: 408, 429 and every 5xx. */
 export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || (status >= 500 && status <= 599);

@@ -14,8 +14,8 @@ import {
   bodySnippet,
   describeZodError,
   type HttpExchange,
-  HttpTimeoutError,
   isRetryableStatus,
+  noAnswerText,
   parseJson,
   requestText,
 } from "../http/request_json.ts";
@@ -307,9 +307,7 @@ export class MailchimpClient {
         durationMs: this.#clock.now() - started,
         attempt,
       });
-      const why = error instanceof HttpTimeoutError
-        ? error.message
-        : `no answer (${error instanceof Error ? error.message : String(error)})`;
+      const why = noAnswerText(error);
       throw new MailchimpError({
         message: `Mailchimp ${endpoint} failed: ${why}`,
         endpoint,

@@ -13,8 +13,8 @@ import {
   bodySnippet,
   describeZodError,
   type HttpExchange,
-  HttpTimeoutError,
   isRetryableStatus,
+  noAnswerText,
   parseJson,
   requestText,
 } from "../http/request_json.ts";
@@ -352,9 +352,7 @@ export class OmetriaClient {
         durationMs: this.#clock.now() - started,
         attempt,
       });
-      const why = error instanceof HttpTimeoutError
-        ? error.message
-        : `no answer (${error instanceof Error ? error.message : String(error)})`;
+      const why = noAnswerText(error);
       throw new OmetriaError({
         message: `Ometria ${endpoint}${_batch(label)} failed: ${why}`,
         endpoint,

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { type Config, type ConfigSources, loadConfig } from "../../lib/config/config.ts";
+import {
+  type Config,
+  type ConfigSources,
+  deployArgs,
+  loadConfig,
+  scheduleFromEnv,
+} from "../../lib/config/config.ts";
 
 const KEYS = {
   MAILCHIMP_API_KEY: "0123456789abcdef0123456789abcdef-us9",
@@ -465,4 +471,19 @@ Deno.test("loadConfig() derives the cron schedule from POLLING_TIME_IN_SECONDS o
   });
   assert.equal(cron.schedule, "0 3 * * *");
   assert.deepEqual(cron.warnings, []);
+});
+
+Deno.test("scheduleFromEnv() and deployArgs() configure a Deno Deploy tick from the environment", async () => {
+  assert.equal(scheduleFromEnv({}), "* * * * *");
+  assert.equal(scheduleFromEnv({ POLLING_TIME_IN_SECONDS: "600" }), "*/10 * * * *");
+  assert.equal(scheduleFromEnv({ SYNC_SCHEDULE: "15 * * * *" }), "15 * * * *");
+  const args = deployArgs({ SYNC_LIST_IDS: "abc123, def456 ghi789" });
+  assert.deepEqual(args, ["--once", "--state", "kv:", "abc123", "def456", "ghi789"]);
+  const loaded = await loadConfig({
+    env: { MAILCHIMP_API_KEY: "k-us1", OMETRIA_API_KEY: "o" },
+    args,
+  });
+  assert.ok(loaded.ok);
+  assert.equal(loaded.config.state, "kv:");
+  assert.deepEqual(loaded.config.connections.map((c) => c.listId), ["abc123", "def456", "ghi789"]);
 });

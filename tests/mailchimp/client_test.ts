@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type Clock, FakeClock, systemClock } from "../../lib/clock/clock.ts";
+import { InstantClock } from "../_instant_clock.ts";
+import { FakeClock, systemClock } from "../../lib/clock/clock.ts";
 import { ConcurrencyLimiter } from "../../lib/http/concurrency_limiter.ts";
 import { RetryError } from "../../lib/http/retry.ts";
 import {
@@ -10,31 +11,6 @@ import {
 } from "../../lib/mailchimp/client.ts";
 import { MailchimpError } from "../../lib/mailchimp/errors.ts";
 import { MailchimpSimulator, type MailchimpSimulatorOptions } from "../../lib/sim/mailchimp_sim.ts";
-
-/**
- * A hand-written clock for tests that must honour long waits without sleeping: waits shorter
- * than `blockAtMs` advance the time at once; longer ones (request timeouts) only end when
- * aborted. Every instant wait is recorded.
- */
-class InstantClock implements Clock {
-  #now = Date.UTC(2026, 0, 1);
-  readonly sleeps: number[] = [];
-  constructor(readonly blockAtMs: number) {}
-  now(): number {
-    return this.#now;
-  }
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (ms >= this.blockAtMs) {
-      return new Promise((_, reject) =>
-        signal?.addEventListener("abort", () => reject(signal.reason), { once: true })
-      );
-    }
-    this.sleeps.push(ms);
-    this.#now += Math.max(0, ms);
-    return Promise.resolve();
-  }
-}
 
 /** What the client put on the wire, seen through the fetch it was handed. */
 interface Sent {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type Clock, FakeClock, systemClock } from "../../lib/clock/clock.ts";
+import { InstantClock } from "../_instant_clock.ts";
+import { FakeClock, systemClock } from "../../lib/clock/clock.ts";
 import { RateLimiter } from "../../lib/http/rate_limiter.ts";
 import { RetryError } from "../../lib/http/retry.ts";
 import type { LegacyRecord, OmetriaContact } from "../../lib/mapping/contact.ts";
@@ -10,31 +11,6 @@ import {
   OmetriaError,
 } from "../../lib/ometria/client.ts";
 import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../../lib/sim/ometria_sim.ts";
-
-/**
- * A hand-written clock for tests that must honour long waits without sleeping: waits shorter
- * than `blockAtMs` advance the time at once; longer ones (request timeouts) only end when
- * aborted. Every instant wait is recorded.
- */
-class InstantClock implements Clock {
-  #now = Date.UTC(2026, 0, 1);
-  readonly sleeps: number[] = [];
-  constructor(readonly blockAtMs: number) {}
-  now(): number {
-    return this.#now;
-  }
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    if (ms >= this.blockAtMs) {
-      return new Promise((_, reject) =>
-        signal?.addEventListener("abort", () => reject(signal.reason), { once: true })
-      );
-    }
-    this.sleeps.push(ms);
-    this.#now += Math.max(0, ms);
-    return Promise.resolve();
-  }
-}
 
 function contact(id: string, fields: Partial<OmetriaContact> = {}): OmetriaContact {
   return {
