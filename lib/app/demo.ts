@@ -62,7 +62,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       }],
       store: new MemoryStore(),
       clock,
-      logger,
+      logger: logger.getChild("demo"),
       ometriaMaxRequestsPerSecond: OMETRIA_RATE,
       pushConcurrency: 8,
       // One clock (the simulator's) stamps members and answers Date: the smallest margin

@@ -71,6 +71,8 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<Logger
         lowestLevel: options.level ?? "info",
         sinks: Object.keys(sinks),
       },
+      // The demo draws its own progress and summary; its runs only log problems.
+      { category: [ROOT_CATEGORY, "demo"], lowestLevel: "warning" },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
     ],
   });

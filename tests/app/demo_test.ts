@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { runDemo } from "../../lib/app/demo.ts";
+import { FakeClock } from "../../lib/clock/clock.ts";
+import { captureLogs } from "../freshness/_helpers.ts";
+
+Deno.test("runDemo() syncs, changes 1%, re-syncs and proves the copies identical", async () => {
+  using logs = captureLogs();
+  let out = "";
+  const code = await runDemo({
+    logger: logs.logger,
+    clock: new FakeClock(Date.now(), { autoAdvance: true }),
+    write: (text) => out += text,
+    isTerminal: true,
+    members: 3_000,
+  });
+  assert.equal(code, 0, out);
+  assert.match(out, /Full sync: ok, read 3,000, pushed 3,000/);
+  assert.match(out, /30 members changed in Mailchimp \(1%\)/);
+  assert.match(out, /Incremental sync: ok, read 30, pushed 30/);
+  assert.match(
+    out,
+    /✔ Ometria holds exactly what Mailchimp holds: 3,000 members, 0 missing, 0 stale/,
+  );
+});
