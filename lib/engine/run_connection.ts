@@ -139,6 +139,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   const started = clock.now();
   let state: ConnectionState = (await store.get(connection.id)) ??
     newConnectionState(connection.id, connection.listId);
+  if (state.first_seen_at === null) state = { ...state, first_seen_at: _iso(started) };
   const resumed = state.run;
   /** Every window member with last_changed < cursor is acknowledged (undefined: none yet). */
   let cursor: number | undefined = resumed

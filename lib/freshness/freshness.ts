@@ -62,6 +62,7 @@ export function freshnessOf(
   const freshAsOf = state?.fresh_as_of ?? null;
   const referenceMs = freshAsOf !== null ? _parse(freshAsOf) : _earliest(
     options.firstSeenMs,
+    _parse(state?.first_seen_at),
     _parse(state?.run?.started_at),
     _parse(state?.last_run?.started_at),
   );

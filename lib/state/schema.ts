@@ -76,6 +76,11 @@ export const connectionStateSchema = z.object({
    * true once seen; until then each run also reads the window with `status=archived`.
    */
   archived_in_listing: z.boolean().nullable().default(null),
+  /**
+   * When a run of this connection was first attempted (our clock): the lag of a connection
+   * that never completed a run counts from here, across restarts.
+   */
+  first_seen_at: isoTime.nullable().default(null),
   /** Where the state came from when it was migrated from the original tool. */
   imported_from: z.string().nullable().default(null),
   alert: alertStateSchema.default({ behind_since: null, last_alert_at: null }),

@@ -30,7 +30,7 @@ Deno.test("a connection kept failing alerts exactly once, then sends recovered",
       alerts,
       tickSeconds: 60,
       connections: [world.connection(LIST, { thresholdSeconds: 30 * 60 })],
-    } as never);
+    });
     const tickAt = async (ms: number) => {
       world.clock.set(ms);
       return await service.tick();
@@ -68,7 +68,7 @@ Deno.test("a connection kept failing alerts exactly once, then sends recovered",
       const again = world.service([LIST], {
         alerts: restarted,
         connections: [world.connection(LIST, { thresholdSeconds: 30 * 60 })],
-      } as never);
+      });
       world.clock.set(start + 201 * MINUTE);
       await again.tick();
       await restarted.drain();
@@ -131,7 +131,7 @@ Deno.test("syncing goes on while the webhook receiver is down", async () => {
     const service = world.service([LIST], {
       alerts,
       connections: [world.connection(LIST, { thresholdSeconds: 60 })],
-    } as never);
+    });
     // Never synced for 10 minutes against a 1-minute threshold: behind, so it alerts (to a
     // dead receiver) and still syncs.
     const state = await world.store.get(LIST);
@@ -143,6 +143,38 @@ Deno.test("syncing goes on while the webhook receiver is down", async () => {
     assert.equal(await alerts.drain(AbortSignal.timeout(5_000)), true);
   } finally {
     await alerts.close();
+    await world.close();
+  }
+});
+
+Deno.test("a connection that never synced counts its lag from its first attempt, across restarts", async () => {
+  const world = await startWorld();
+  const receiver = startReceiver("ok");
+  try {
+    const connection = world.connection(LIST, {
+      thresholdSeconds: 30 * 60,
+      mailchimp: { apiKey: "wrong-us1", baseUrl: world.mailchimp.url },
+    });
+    world.mailchimp.addList(LIST, { members: 5 });
+    const start = world.clock.now();
+    const first = alertsFor(world, receiver.url);
+    await world.service([LIST], { alerts: first, connections: [connection] }).tick();
+    await first.close();
+    assert.equal(receiver.bodies.length, 0, "not behind yet");
+
+    // A new process 40 minutes later: it has never seen the connection itself.
+    world.clock.set(start + 40 * MINUTE);
+    const second = alertsFor(world, receiver.url);
+    try {
+      await world.service([LIST], { alerts: second, connections: [connection] }).tick();
+      await second.drain();
+      assert.deepEqual(receiver.bodies.map((b) => b.event), ["connection.behind"]);
+      assert.match(String(receiver.bodies[0]!.last_error), /rejected the API key/);
+    } finally {
+      await second.close();
+    }
+  } finally {
+    await receiver.close();
     await world.close();
   }
 });
