@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t mailchimp-ometria-sync .
-# Run:   docker run --rm -v "$PWD/data:/app" -e MAILCHIMP_API_KEY -e OMETRIA_API_KEY \
+# Run:   docker run --rm -v sync-data:/app -e MAILCHIMP_API_KEY -e OMETRIA_API_KEY \
 #          mailchimp-ometria-sync <list_id…>
 
 ARG DENO_VERSION=2.9.6
@@ -35,4 +35,7 @@ USER nonroot
 # Exec form: the binary is PID 1 and receives SIGTERM itself; it installs handlers, finishes
 # the batches in flight, saves its state and exits within 10 seconds.
 STOPSIGNAL SIGTERM
+# Unhealthy when any list is behind its threshold (status reads the state without its lock).
+HEALTHCHECK --interval=5m --timeout=30s --start-period=10m \
+  CMD ["/usr/local/bin/mailchimp-ometria-sync", "status", "--check"]
 ENTRYPOINT ["/usr/local/bin/mailchimp-ometria-sync"]

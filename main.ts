@@ -47,11 +47,19 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   }
   const config = result.config;
 
+  const logFileAllowed = config.logFile !== undefined && canUseFiles(config.logFile);
   const logger = await setupLogging({
     level: config.logLevel,
-    file: config.logFile && canUseFiles(config.logFile) ? config.logFile : undefined,
+    file: logFileAllowed ? config.logFile : undefined,
     format: config.logFormat,
   });
+  if (config.logFile !== undefined && !logFileAllowed && env.LOG_FILE !== undefined) {
+    logger.warn(
+      "LOG_FILE={path} is not written: this process may not write there. Grant " +
+        "--allow-read --allow-write for it, or unset LOG_FILE.",
+      { path: config.logFile },
+    );
+  }
   if (config.command === "sync") { for (const warning of config.warnings) logger.warn(warning); }
 
   const stop = new AbortController();
@@ -92,7 +100,9 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     }
     if (config.command === "bench") {
       const baseEnv: Record<string, string> = {};
-      for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
+      for (
+        const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"]
+      ) {
         if (env[name] !== undefined) baseEnv[name] = env[name]!;
       }
       return await runBench({

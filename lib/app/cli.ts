@@ -14,6 +14,9 @@ import { buildStatusReport, formatStatusTable } from "../freshness/status_report
 import type { StateStore } from "../state/store.ts";
 import { SyncService } from "./sync_service.ts";
 
+/** How long queued alerts may still be delivered when the program ends. */
+const ALERT_DRAIN_MS = 5_000;
+
 /** Exit codes: 0 all good, 1 a list failed (or is behind, for `status --check`), 2 usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
@@ -72,7 +75,7 @@ export async function statusCommand(config: Config, deps: CliDeps): Promise<numb
       .map((s) => ({
         id: s.id,
         list_id: s.list_id,
-        threshold_seconds: config.thresholdMinutes * 60,
+        threshold_seconds: s.threshold_seconds ?? config.thresholdMinutes * 60,
         state: s,
       }));
   for (const id of filter) {
@@ -116,7 +119,8 @@ export async function resetCommand(config: Config, deps: CliDeps): Promise<numbe
     }
   }
   await deps.store.flush();
-  return missing > 0 && missing === config.listIds.length ? EXIT.failed : EXIT.ok;
+  // The known ones are reset; an unknown id is still a mistake worth a non-zero exit.
+  return missing > 0 ? EXIT.failed : EXIT.ok;
 }
 
 /** Builds the service for a config (shared by sync and the daemon). */
@@ -174,10 +178,6 @@ export async function syncCommand(config: Config, deps: CliDeps): Promise<number
       return result.failed ? EXIT.failed : EXIT.ok;
     }
 
-    logger.info("Daemon started for {count} connection(s); ticks on cron '{schedule}'", {
-      count: config.connections.length,
-      schedule: config.schedule,
-    });
     // A tick never throws for one connection; anything else (the store failing) is logged
     // and the daemon carries on with the next tick.
     const guardedTick = () =>
@@ -186,38 +186,57 @@ export async function syncCommand(config: Config, deps: CliDeps): Promise<number
           error: error instanceof Error ? error.message : String(error),
         });
       });
-    let running: Promise<unknown> | undefined = guardedTick().finally(() => running = undefined);
+    let running: Promise<unknown> | undefined;
     const cronAbort = new AbortController();
     deps.stop.addEventListener("abort", () => cronAbort.abort(), { once: true });
-    const cronDone = deps.cron(
-      "mailchimp-ometria-sync tick",
-      config.schedule,
-      { signal: cronAbort.signal },
-      async () => {
-        if (deps.stop.aborted) return;
-        if (running) {
-          // A long run must not hide a connection falling behind: alerts and metrics are
-          // still evaluated on schedule.
-          logger.debug("Skipping a tick: the previous one is still running");
-          await service.evaluateFreshness();
-          return;
-        }
-        running = guardedTick().finally(() => running = undefined);
-        await running;
-      },
-    );
-    await new Promise<void>((resolve) => {
-      if (deps.stop.aborted) resolve();
-      deps.stop.addEventListener("abort", () => resolve(), { once: true });
-    });
-    logger.info("Stopping: no new runs start; waiting for batches in flight");
-    cronAbort.abort();
-    await running;
-    await cronDone.catch(() => {});
-    return EXIT.ok;
+    try {
+      // Registered before the first tick, so a schedule cron refuses stops the program
+      // before it has started anything.
+      const cronDone = deps.cron(
+        "mailchimp-ometria-sync tick",
+        config.schedule,
+        { signal: cronAbort.signal },
+        async () => {
+          if (deps.stop.aborted) return;
+          if (running) {
+            // A long run must not hide a connection falling behind: alerts and metrics are
+            // still evaluated on schedule.
+            logger.debug("Skipping a tick: the previous one is still running");
+            await service.evaluateFreshness();
+            return;
+          }
+          running = guardedTick().finally(() => running = undefined);
+          await running;
+        },
+      );
+      logger.info("Daemon started for {count} connection(s); ticks on cron '{schedule}'", {
+        count: config.connections.length,
+        schedule: config.schedule,
+      });
+      running = guardedTick().finally(() => running = undefined);
+      await new Promise<void>((resolve) => {
+        if (deps.stop.aborted) resolve();
+        deps.stop.addEventListener("abort", () => resolve(), { once: true });
+      });
+      logger.info("Stopping: no new runs start; waiting for batches in flight");
+      cronAbort.abort();
+      await cronDone.catch(() => {});
+      return EXIT.ok;
+    } finally {
+      cronAbort.abort();
+      await running;
+    }
   } finally {
     await deps.store.flush();
-    await alerts.drain(deps.hardStop);
+    // Alerts still queued get a few seconds (a dead webhook must not hold up a --once run
+    // or a shutdown); what is left is logged as dropped by close().
+    const grace = new AbortController();
+    const timer = setTimeout(() => grace.abort(), ALERT_DRAIN_MS);
+    try {
+      await alerts.drain(AbortSignal.any([deps.hardStop, grace.signal]));
+    } finally {
+      clearTimeout(timer);
+    }
     await alerts.close();
     await metricsServer?.close();
   }

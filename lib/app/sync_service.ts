@@ -91,6 +91,7 @@ export class SyncService {
       const mailchimp = new MailchimpClient({
         apiKey: config.mailchimp.apiKey,
         baseUrl: config.mailchimp.baseUrl,
+        ...(config.mailchimp.keyName ? { keyName: config.mailchimp.keyName } : {}),
         fetch: fetchFn,
         clock,
         logger,
@@ -112,6 +113,7 @@ export class SyncService {
         apiKey: config.ometria.apiKey,
         baseUrl: config.ometria.baseUrl,
         endpoint: config.ometria.endpoint,
+        ...(config.ometria.keyName ? { keyName: config.ometria.keyName } : {}),
         fetch: fetchFn,
         clock,
         logger,
@@ -218,7 +220,11 @@ export class SyncService {
   async #run(w: _Wired, signal?: AbortSignal, hardSignal?: AbortSignal): Promise<RunResult> {
     const o = this.#options;
     const result = await runConnection({
-      connection: { id: w.config.id, listId: w.config.listId },
+      connection: {
+        id: w.config.id,
+        listId: w.config.listId,
+        thresholdSeconds: w.config.thresholdSeconds,
+      },
       mailchimp: w.mailchimp,
       ometria: w.ometria,
       endpoint: w.config.ometria.endpoint,

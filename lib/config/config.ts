@@ -24,8 +24,9 @@ export interface ConnectionConfig {
   /** Stable identifier (the list id for lists given on the command line). */
   id: string;
   listId: string;
-  mailchimp: { apiKey: string; baseUrl: string };
-  ometria: { apiKey: string; baseUrl: string; endpoint: "push" | "record" };
+  /** `keyName`: the environment variable the key came from (for messages). */
+  mailchimp: { apiKey: string; baseUrl: string; keyName?: string };
+  ometria: { apiKey: string; baseUrl: string; endpoint: "push" | "record"; keyName?: string };
   /** Lag beyond which the connection is behind, in seconds. */
   thresholdSeconds: number;
 }
@@ -99,15 +100,31 @@ function _shown(value: string | undefined): string {
   return value.length <= 16 ? `"${value}"` : `a ${value.length}-character value (not shown)`;
 }
 
+function _nearest(value: number, choices: readonly number[]): number {
+  // Ties go up, like Math.round.
+  return choices.reduce((best, c) => Math.abs(c - value) <= Math.abs(best - value) ? c : best);
+}
+
 function _cronEvery(seconds: number): { minutes: number; cron: string } {
-  // Cron's minute field only counts to 59 (Deno.cron rejects "*/60"): longer intervals
-  // become whole hours, at most a day.
-  const minutes = Math.max(1, Math.round(seconds / 60));
-  if (minutes === 1) return { minutes, cron: "* * * * *" };
-  if (minutes < 60) return { minutes, cron: `*/${minutes} * * * *` };
-  const hours = Math.min(24, Math.round(minutes / 60));
+  // Cron steps restart at every hour (or day), so only divisors of 60 minutes (or 24 hours)
+  // give evenly spaced ticks; "*/7" would tick at :56 and again at :00. The nearest such
+  // interval is used (with a warning when it differs).
+  const wanted = Math.max(1, seconds / 60);
+  if (wanted < 45) {
+    const minutes = _nearest(wanted, [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30]);
+    return { minutes, cron: minutes === 1 ? "* * * * *" : `*/${minutes} * * * *` };
+  }
+  const hours = _nearest(wanted / 60, [1, 2, 3, 4, 6, 8, 12, 24]);
   const cron = hours === 1 ? "0 * * * *" : hours === 24 ? "0 0 * * *" : `0 */${hours} * * *`;
   return { minutes: hours * 60, cron };
+}
+
+const _CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+
+/** True for a five-field cron expression of numbers, ranges, lists and steps. */
+function _isCron(text: string): boolean {
+  const fields = text.trim().split(/\s+/);
+  return fields.length === 5 && fields.every((f) => _CRON_FIELD.test(f));
 }
 
 /**
@@ -253,7 +270,15 @@ export const envSchema = z.object({
   MAILCHIMP_TIMEOUT_SECONDS: intVar("MAILCHIMP_TIMEOUT_SECONDS", 30, 1, 120),
   MAILCHIMP_CLOCK_MARGIN_SECONDS: intVar("MAILCHIMP_CLOCK_MARGIN_SECONDS", 60, 2, 3600),
   OMETRIA_MAX_REQUESTS_PER_SECOND: intVar("OMETRIA_MAX_REQUESTS_PER_SECOND", 8, 1, 1000),
-  SYNC_SCHEDULE: z.string().trim().optional(),
+  SYNC_SCHEDULE: z
+    .string()
+    .trim()
+    .optional()
+    .refine(
+      (v) => v === undefined || v === "" || _isCron(v),
+      'SYNC_SCHEDULE must be a five-field cron expression such as "*/5 * * * *" (minute, hour, day, month, weekday; UTC).',
+    )
+    .transform((v) => (v ? v : undefined)),
   ALERT_WEBHOOK_URL: urlVar("ALERT_WEBHOOK_URL"),
   ALERT_REPEAT_MINUTES: intVar("ALERT_REPEAT_MINUTES", 240, 1),
   METRICS_PORT: z
@@ -543,11 +568,16 @@ async function _readConnectionsFile(
     out.push({
       id: entry.id,
       listId: entry.list_id,
-      mailchimp: { apiKey: mailchimpKey ?? "", baseUrl: mailchimpBase ?? "" },
+      mailchimp: {
+        apiKey: mailchimpKey ?? "",
+        baseUrl: mailchimpBase ?? "",
+        keyName: entry.mailchimp_api_key_env,
+      },
       ometria: {
         apiKey: ometriaKey ?? "",
         baseUrl: entry.ometria_base_url ?? env.OMETRIA_BASE_URL ?? "https://api.ometria.com",
         endpoint: entry.ometria_endpoint ?? env.OMETRIA_ENDPOINT,
+        keyName: entry.ometria_api_key_env,
       },
       thresholdSeconds: (entry.threshold_minutes ?? thresholdMinutes) * 60,
     });

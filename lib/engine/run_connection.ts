@@ -58,7 +58,8 @@ export type { MembersSource, RecordsSink } from "./members_source.ts";
 
 /** Options of {@linkcode runConnection}. */
 export interface RunConnectionOptions {
-  connection: { id: string; listId: string };
+  /** `thresholdSeconds` is recorded in the state for `status`. */
+  connection: { id: string; listId: string; thresholdSeconds?: number };
   mailchimp: MembersSource;
   ometria: RecordsSink;
   /** Which record format to send. @default {"push"} */
@@ -140,6 +141,9 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   let state: ConnectionState = (await store.get(connection.id)) ??
     newConnectionState(connection.id, connection.listId);
   if (state.first_seen_at === null) state = { ...state, first_seen_at: _iso(started) };
+  if (connection.thresholdSeconds !== undefined) {
+    state = { ...state, threshold_seconds: connection.thresholdSeconds };
+  }
   const resumed = state.run;
   /** Every window member with last_changed < cursor is acknowledged (undefined: none yet). */
   let cursor: number | undefined = resumed

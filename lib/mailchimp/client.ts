@@ -83,6 +83,11 @@ export interface MailchimpClientOptions {
   timeoutMs?: number;
   /** Called after every attempt (metrics). */
   onRequest?: (event: MailchimpRequestEvent) => void;
+  /**
+   * Where the user set the key, named in messages about it (never the key itself).
+   * @default {"MAILCHIMP_API_KEY"}
+   */
+  keyName?: string;
 }
 
 /** List details from `GET /lists/{id}`. */
@@ -166,6 +171,7 @@ export class MailchimpClient {
   #limiter: ConcurrencyLimiter;
   #retry: RetryPolicy;
   #timeoutMs: number;
+  #keyName: string;
   #onRequest: ((event: MailchimpRequestEvent) => void) | undefined;
 
   constructor(options: MailchimpClientOptions) {
@@ -178,6 +184,7 @@ export class MailchimpClient {
     this.#limiter = options.limiter;
     this.#retry = options.retry ?? {};
     this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#keyName = options.keyName ?? "MAILCHIMP_API_KEY";
     if (!(this.#timeoutMs > 0)) {
       throw new RangeError(
         `Cannot create a Mailchimp client as 'timeoutMs' must be > 0: current value ${this.#timeoutMs}`,
@@ -341,7 +348,7 @@ export class MailchimpClient {
     let message: string;
     if (status === 401) {
       message =
-        `Mailchimp rejected the API key (401): ${said}. Check MAILCHIMP_API_KEY (${endpoint}${id})`;
+        `Mailchimp rejected the API key (401): ${said}. Check ${this.#keyName} (${endpoint}${id})`;
     } else {
       message = `Mailchimp ${endpoint} failed: ${status} ${said}${
         requestId ? ` (request id ${requestId})` : ""

@@ -63,6 +63,11 @@ export interface OmetriaClientOptions {
   maxRecordBytes?: number;
   /** Called after every attempt (metrics). */
   onRequest?: (event: OmetriaRequestEvent) => void;
+  /**
+   * Where the user set the key, named in messages about it (never the key itself).
+   * @default {"OMETRIA_API_KEY"}
+   */
+  keyName?: string;
 }
 
 /** Options of {@linkcode OmetriaClient.push}. */
@@ -197,6 +202,7 @@ export class OmetriaClient {
   #rateLimiter: RateLimiter;
   #retry: RetryPolicy;
   #timeoutMs: number;
+  #keyName: string;
   #maxBatchSize: number;
   #maxRecordBytes: number;
   #onRequest: ((event: OmetriaRequestEvent) => void) | undefined;
@@ -212,6 +218,7 @@ export class OmetriaClient {
     this.#rateLimiter = options.rateLimiter;
     this.#retry = options.retry ?? {};
     this.#timeoutMs = _positive("timeoutMs", options.timeoutMs ?? 30_000);
+    this.#keyName = options.keyName ?? "OMETRIA_API_KEY";
     this.#maxBatchSize = _positive("maxBatchSize", options.maxBatchSize ?? 100);
     this.#maxRecordBytes = _positive("maxRecordBytes", options.maxRecordBytes ?? 61_440);
     this.#onRequest = options.onRequest;
@@ -395,13 +402,13 @@ export class OmetriaClient {
     const id = requestId ? ` (request id ${requestId})` : "";
     let message: string;
     if (status === 401) {
-      message = `Ometria rejected the API key (401): check OMETRIA_API_KEY (${endpoint}${
+      message = `Ometria rejected the API key (401): check ${this.#keyName} (${endpoint}${
         _batch(label)
       }: ${said}${id})`;
     } else if (status === 403) {
       message = `Ometria refused ${endpoint}${
         _batch(label)
-      } (403): check that OMETRIA_API_KEY may write data: ${said}${id}`;
+      } (403): check that ${this.#keyName} may write data: ${said}${id}`;
     } else if (status === 400 || status === 413 || status === 422) {
       message = `Ometria refused the whole batch at ${endpoint}${
         _batch(label)

@@ -199,5 +199,20 @@ export async function tick<C extends ScheduledConnection>(
     }
   });
   await store.flush();
+  const ran = entries.filter((e) => e.ran);
+  logger.info(
+    "Tick: {ran} run(s) ({failedRuns} failed) of {total} connection(s); {waiting} not due",
+    {
+      ran: ran.length,
+      failedRuns: ran.filter((e) => e.ran && e.result.outcome === "failed").length,
+      total: connections.length,
+      waiting: entries.length - ran.length,
+    },
+  );
+  for (const e of entries) {
+    if (!e.ran) {
+      logger.debug("{connection} not run: {reason}", { connection: e.id, reason: e.reason });
+    }
+  }
   return { entries, failed };
 }

@@ -379,15 +379,18 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Loaded> 
       marginMinutes: options.legacyMarginMinutes,
       timeZoneOffsetMinutes: options.legacyTimeZoneOffsetMinutes,
     });
-    options.logger?.warn(
-      "Importing {count} connection(s) from the original tool's state file {path}; " +
-        "watermarks are moved back {minutes} minutes, so some members are sent again.",
-      {
-        count: Object.keys(connections).length,
-        path,
-        minutes: options.legacyMarginMinutes ?? 60,
-      },
-    );
+    // Read-only (status) shows the imported state without importing anything.
+    if (!options.readOnly) {
+      options.logger?.warn(
+        "Importing {count} connection(s) from the original tool's state file {path}; " +
+          "watermarks are moved back {minutes} minutes, so some members are sent again.",
+        {
+          count: Object.keys(connections).length,
+          path,
+          minutes: options.legacyMarginMinutes ?? 60,
+        },
+      );
+    }
     return { connections, legacyBytes: bytes };
   }
   const parsed = stateDocumentSchema.safeParse(value);

@@ -46,7 +46,8 @@ export async function openStore(
     }
     logger.warn(
       "State is kept in memory only: progress will not survive a restart. Run with " +
-        "--allow-read --allow-write (or --state kv:<path>) to keep it.",
+        "--allow-read --allow-write (for ./sync_jobs.json, or for the path of --state <file> " +
+        "or --state kv:<path>) to keep it.",
     );
     return new MemoryStore();
   }

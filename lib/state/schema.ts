@@ -77,6 +77,11 @@ export const connectionStateSchema = z.object({
    */
   archived_in_listing: z.boolean().nullable().default(null),
   /**
+   * The connection's threshold when it last ran, so `status --check` judges it by its own
+   * threshold even without the connections file that set it.
+   */
+  threshold_seconds: z.number().positive().nullable().default(null),
+  /**
    * When a run of this connection was first attempted (our clock): the lag of a connection
    * that never completed a run counts from here, across restarts.
    */

@@ -17,10 +17,33 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * What a child Deno needs from our environment: where it lives and caches, and how this
+ * machine reaches the registry (certificates, proxies) in case it must download something.
+ */
+export const PASSED_THROUGH = [
+  "PATH",
+  "HOME",
+  "DENO_DIR",
+  "TMPDIR",
+  "DENO_CERT",
+  "DENO_TLS_CA_STORE",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "NODE_EXTRA_CA_CERTS",
+  "NPM_CONFIG_REGISTRY",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+];
+
 /** The environment a CLI subprocess gets: nothing from ours but what Deno needs. */
 export function cliEnv(extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = { NO_COLOR: "1", LOG_FILE: "", LOGGING_LEVEL: "INFO" };
-  for (const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
+  for (const name of PASSED_THROUGH) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }

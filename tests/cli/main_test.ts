@@ -234,3 +234,106 @@ Deno.test("main.ts writes JSON lines with LOG_FORMAT=json and appends to LOG_FIL
     await w.close();
   }
 });
+
+Deno.test("main.ts status --check exits 1 when a list is behind its own threshold", async () => {
+  const w = await sims(new FakeClock(Date.now() - 20 * MINUTE));
+  try {
+    w.mailchimp.addList("lista00001", { members: 10, lastChangedTo: Date.now() - 30 * MINUTE });
+    const synced = await runCli(["--once", "--state", w.state, "lista00001"], {
+      ...w.env,
+      NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA: "5",
+    });
+    assert.equal(synced.code, 0, synced.stderr);
+    // Mailchimp's clock said 20 minutes ago: the copy is complete up to then, 15 minutes
+    // beyond this list's 5-minute threshold. status judges it by the threshold it ran with.
+    const status = await runCli(["status", "--json", "--check", "--state", w.state], {});
+    assert.equal(status.code, 1, status.stderr);
+    const [entry] = JSON.parse(status.stdout).connections;
+    assert.equal(entry.threshold_seconds, 300);
+    assert.equal(entry.behind, true);
+    assert.ok(entry.lag_seconds >= 20 * 60);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("main.ts syncs a connections file: own keys, own accounts, both endpoints", async () => {
+  const mailchimpA = await MailchimpSimulator.start({
+    apiKey: "keyA0000000000000000000000000000-us1",
+  });
+  const mailchimpB = await MailchimpSimulator.start({
+    apiKey: "keyB0000000000000000000000000000-us2",
+  });
+  const ometriaA = await OmetriaSimulator.start({ apiKey: "ometriaA", maxRequestsPerSecond: 0 });
+  const ometriaB = await OmetriaSimulator.start({ apiKey: "ometriaB", maxRequestsPerSecond: 0 });
+  const dir = await Deno.makeTempDir({ prefix: "cli_connections_" });
+  try {
+    const old = Date.now() - 10 * MINUTE;
+    mailchimpA.addList("shopuk0001", { members: 120, seed: 1, lastChangedTo: old });
+    mailchimpB.addList("shopde0001", { members: 80, seed: 2, lastChangedTo: old });
+    const file = `${dir}/connections.json`;
+    await Deno.writeTextFile(
+      file,
+      JSON.stringify({
+        connections: [
+          {
+            id: "uk",
+            list_id: "shopuk0001",
+            mailchimp_api_key_env: "MC_UK",
+            ometria_api_key_env: "OM_UK",
+            mailchimp_base_url: mailchimpA.url,
+            ometria_base_url: ometriaA.url,
+          },
+          {
+            id: "de",
+            list_id: "shopde0001",
+            mailchimp_api_key_env: "MC_DE",
+            ometria_api_key_env: "OM_DE",
+            mailchimp_base_url: mailchimpB.url,
+            ometria_base_url: ometriaB.url,
+            ometria_endpoint: "record",
+            threshold_minutes: 30,
+          },
+        ],
+      }),
+    );
+    const env = {
+      MC_UK: mailchimpA.apiKey,
+      OM_UK: ometriaA.apiKey,
+      MC_DE: mailchimpB.apiKey,
+      OM_DE: "wrong-key",
+    };
+    const state = `${dir}/state.json`;
+    const failed = await runCli(["--once", "--connections", file, "--state", state], env);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /Ometria rejected the API key \(401\): check OM_DE/);
+    assert.doesNotMatch(failed.stderr, /wrong-key|keyA000|keyB000|ometriaA/);
+
+    const result = await runCli(["--once", "--force", "--connections", file, "--state", state], {
+      ...env,
+      OM_DE: ometriaB.apiKey,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const uk = compareCopies(
+      mailchimpA.truth("shopuk0001"),
+      ometriaA.contacts(collectionFor("shopuk0001")),
+      "shopuk0001",
+    );
+    assert.deepEqual([uk.missing.length, uk.stale.length, uk.extra.length], [0, 0, 0]);
+    const de = compareCopies(
+      mailchimpB.truth("shopde0001"),
+      ometriaB.legacyRecords() as unknown as Map<string, Record<string, unknown>>,
+      "shopde0001",
+      "record",
+    );
+    assert.deepEqual([de.missing.length, de.stale.length, de.extra.length], [0, 0, 0]);
+    const doc = stateDocumentSchema.parse(JSON.parse(await Deno.readTextFile(state)));
+    assert.equal(doc.connections.de?.threshold_seconds, 1800);
+  } finally {
+    await mailchimpA.close();
+    await mailchimpB.close();
+    await ometriaA.close();
+    await ometriaB.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -345,15 +345,33 @@ Deno.test("loadConfig() reads a connections file with keys from the named variab
     {
       id: "uk-shop",
       listId: "a1b2c3d4e5",
-      mailchimp: { apiKey: "uk0123-us4", baseUrl: "https://us4.api.mailchimp.com/3.0" },
-      ometria: { apiKey: "om-uk", baseUrl: "https://api.ometria.com", endpoint: "push" },
+      mailchimp: {
+        apiKey: "uk0123-us4",
+        baseUrl: "https://us4.api.mailchimp.com/3.0",
+        keyName: "MAILCHIMP_KEY_UK",
+      },
+      ometria: {
+        apiKey: "om-uk",
+        baseUrl: "https://api.ometria.com",
+        endpoint: "push",
+        keyName: "OMETRIA_KEY_UK",
+      },
       thresholdSeconds: 7200,
     },
     {
       id: "de-shop",
       listId: "f6g7h8i9j0",
-      mailchimp: { apiKey: "de0123-us20", baseUrl: "https://us20.api.mailchimp.com/3.0" },
-      ometria: { apiKey: "om-de", baseUrl: "http://127.0.0.1:9000", endpoint: "record" },
+      mailchimp: {
+        apiKey: "de0123-us20",
+        baseUrl: "https://us20.api.mailchimp.com/3.0",
+        keyName: "MAILCHIMP_KEY_DE",
+      },
+      ometria: {
+        apiKey: "om-de",
+        baseUrl: "http://127.0.0.1:9000",
+        endpoint: "record",
+        keyName: "OMETRIA_KEY_DE",
+      },
       thresholdSeconds: 3600,
     },
   ]);
@@ -486,4 +504,13 @@ Deno.test("scheduleFromEnv() and deployArgs() configure a Deno Deploy tick from 
   assert.ok(loaded.ok);
   assert.equal(loaded.config.state, "kv:");
   assert.deepEqual(loaded.config.connections.map((c) => c.listId), ["abc123", "def456", "ghi789"]);
+});
+
+Deno.test("loadConfig() refuses a SYNC_SCHEDULE cron cannot run and spaces ticks evenly", async () => {
+  const bad = await loadConfig({ env: { ...KEYS, SYNC_SCHEDULE: "every minute" }, args: ["abc"] });
+  assert.equal(bad.ok, false);
+  assert.match(!bad.ok ? bad.errors.join() : "", /SYNC_SCHEDULE must be a five-field cron/);
+  const seven = await ok({ env: { ...KEYS, POLLING_TIME_IN_SECONDS: "420" }, args: ["abc"] });
+  assert.equal(seven.schedule, "*/6 * * * *", "7 minutes would tick unevenly across the hour");
+  assert.equal(seven.warnings.length, 1);
 });

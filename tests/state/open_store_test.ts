@@ -64,7 +64,8 @@ Deno.test("openStore keeps state in memory with a warning when files cannot be u
     assert.equal(
       renderRecord(records[0]!),
       "State is kept in memory only: progress will not survive a restart. Run with " +
-        "--allow-read --allow-write (or --state kv:<path>) to keep it.",
+        "--allow-read --allow-write (for ./sync_jobs.json, or for the path of --state <file> " +
+        "or --state kv:<path>) to keep it.",
     );
   });
 });
