@@ -153,3 +153,25 @@ Deno.test("main.ts: a second SIGTERM exits at once and the state file stays vali
     await w.close();
   }
 });
+
+Deno.test("main.ts: two processes on one Deno KV never run the same list at once", async () => {
+  const w = await world(3_000, 20);
+  try {
+    const kv = `kv:${w.state}.kv`;
+    const first = spawnCli(["--once", "--state", kv, LIST], w.env);
+    await until(() => w.mailchimp.stats.requests >= 1, "the first process to start its run");
+    const second = await runCli(["--once", "--state", kv, LIST], {
+      ...w.env,
+      LOGGING_LEVEL: "DEBUG",
+    });
+    const status = await first.status;
+    await first.stdout.cancel();
+    await first.stderr.cancel();
+    assert.equal(status.code, 0);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, /crash00001 not run: held-elsewhere/);
+    assert.equal(w.ometria.stats.recordsReceived, 3_000, "every member pushed once");
+  } finally {
+    await w.close();
+  }
+});
