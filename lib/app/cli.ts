@@ -59,7 +59,7 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
 }
 
 /** `status [--json] [--check] [ids…]`: per connection its freshness and last run. */
-export async function statusCommand(config: Config, deps: CliDeps): Promise<number> {
+async function statusCommand(config: Config, deps: CliDeps): Promise<number> {
   const states = await deps.store.list();
   const byId = new Map(states.map((s) => [s.id, s]));
   const filter = new Set(config.listIds);
@@ -88,12 +88,7 @@ export async function statusCommand(config: Config, deps: CliDeps): Promise<numb
       });
     }
   }
-  const report = buildStatusReport(
-    rows.map((
-      r,
-    ) => (r.state ? r : { id: r.id, list_id: r.list_id, threshold_seconds: r.threshold_seconds })),
-    deps.clock.now(),
-  );
+  const report = buildStatusReport(rows, deps.clock.now());
   if (config.json) deps.write(JSON.stringify(report, null, 2) + "\n");
   else if (report.connections.length === 0) {
     deps.write(`No connection has state in ${deps.store.location} yet.\n`);
@@ -103,7 +98,7 @@ export async function statusCommand(config: Config, deps: CliDeps): Promise<numb
 }
 
 /** `reset <ids…>`: forgets watermarks and checkpoints, so the next run is a full sync. */
-export async function resetCommand(config: Config, deps: CliDeps): Promise<number> {
+async function resetCommand(config: Config, deps: CliDeps): Promise<number> {
   const states = await deps.store.list();
   let missing = 0;
   for (const id of config.listIds) {
@@ -114,7 +109,8 @@ export async function resetCommand(config: Config, deps: CliDeps): Promise<numbe
       continue;
     }
     for (const s of matches) {
-      await deps.store.put({ ...s, watermark: null, run: null, fresh_as_of: s.fresh_as_of });
+      // fresh_as_of stays: Ometria is still complete up to then until the full run ends.
+      await deps.store.put({ ...s, watermark: null, run: null });
       deps.write(`${s.id}: watermark forgotten; the next run reads the whole list.\n`);
     }
   }
@@ -124,7 +120,7 @@ export async function resetCommand(config: Config, deps: CliDeps): Promise<numbe
 }
 
 /** Builds the service for a config (shared by sync and the daemon). */
-export function serviceFor(
+function serviceFor(
   config: Config,
   deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store">,
   extras: { alerts?: AlertManager; metrics?: Metrics } = {},
@@ -153,7 +149,7 @@ export function serviceFor(
  * Sync: with `--once` one tick and exit 0/1; otherwise the daemon — a tick now, then ticks
  * from cron until a stop signal, never two ticks at once.
  */
-export async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
+async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
   const { logger, clock } = deps;
   const alerts = new AlertManager({
     clock,

@@ -147,12 +147,13 @@ export class SyncService {
   ): Promise<TickResult> {
     const o = this.#options;
     // Before the runs too: a program that starts and finds a connection behind alerts at
-    // once, not after a long first tick.
-    await this.evaluateFreshness();
-    if (!this.#archivedInListing) {
-      this.#archivedInListing = (await o.store.list()).some((s) => s.archived_in_listing);
-    }
+    // once, not after a long first tick. One listing serves this, the archived-listing
+    // knowledge and the scheduler.
+    const states = await o.store.list();
+    await this.evaluateFreshness(states);
+    this.#archivedInListing ||= states.some((s) => s.archived_in_listing);
     const result = await tick({
+      states,
       checkedAt: this.#checkedAt,
       connections: this.#wired.map((w) => ({
         id: w.config.id,
@@ -183,36 +184,37 @@ export class SyncService {
     return result;
   }
 
-  /** Evaluates every connection's lag: alerts (once per incident) and metrics. */
-  async evaluateFreshness(): Promise<void> {
+  /**
+   * Evaluates every connection's lag: alerts (once per incident) and metrics. `snapshot` is
+   * a `store.list()` the caller already has (one listing per tick is enough).
+   */
+  async evaluateFreshness(snapshot?: readonly ConnectionState[]): Promise<void> {
     const { store, clock, alerts, metrics } = this.#options;
     if (!alerts && !metrics) return;
-    const states = new Map((await store.list()).map((s) => [s.id, s]));
+    const states = new Map((snapshot ?? await store.list()).map((s) => [s.id, s]));
     const now = clock.now();
     for (const w of this.#wired) {
       const state = states.get(w.config.id);
+      const firstSeenMs = this.#firstSeen.get(w.config.id) ?? now;
       const f = freshnessOf(state, {
         nowMs: now,
         thresholdSeconds: w.config.thresholdSeconds,
-        firstSeenMs: this.#firstSeen.get(w.config.id) ?? now,
+        firstSeenMs,
       });
       metrics?.setConnection(w.config.id, { lag_seconds: f.lag_seconds, behind: f.behind });
-      if (alerts && state) {
-        const alert = alerts.evaluate(
-          {
-            id: w.config.id,
-            list_id: w.config.listId,
-            threshold_seconds: w.config.thresholdSeconds,
-          },
-          state,
-          { firstSeenMs: this.#firstSeen.get(w.config.id) ?? now },
-        );
-        if (
-          alert.behind_since !== state.alert.behind_since ||
-          alert.last_alert_at !== state.alert.last_alert_at
-        ) {
-          await store.put({ ...state, alert });
-        }
+      if (!alerts || !state) continue;
+      const alert = alerts.evaluate(
+        { id: w.config.id, list_id: w.config.listId, threshold_seconds: w.config.thresholdSeconds },
+        state,
+        { firstSeenMs },
+      );
+      if (
+        alert.behind_since !== state.alert.behind_since ||
+        alert.last_alert_at !== state.alert.last_alert_at
+      ) {
+        // Only the alert memory changes: a run may have moved the rest on since the listing.
+        const current = await store.get(w.config.id);
+        if (current) await store.put({ ...current, alert });
       }
     }
   }
@@ -269,6 +271,3 @@ export class SyncService {
     else this.#options.logger.info(text, props);
   }
 }
-
-/** The state of a connection, or undefined (re-exported for callers of the service). */
-export type { ConnectionState };

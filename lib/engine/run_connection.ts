@@ -54,8 +54,6 @@ import type { MembersSource, RecordsSink } from "./members_source.ts";
 import { pushInOrder, StoppedError } from "./push_in_order.ts";
 import { WindowReader } from "./window_reader.ts";
 
-export type { MembersSource, RecordsSink } from "./members_source.ts";
-
 /** Options of {@linkcode runConnection}. */
 export interface RunConnectionOptions {
   /** `thresholdSeconds` is recorded in the state for `status`. */
@@ -178,6 +176,14 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     },
   });
 
+  // The alert memory belongs to the freshness evaluation, which may update it while this run
+  // is in progress (a skipped cron tick still evaluates): every write keeps the stored one.
+  const save = async () => {
+    const stored = await store.get(connection.id);
+    if (stored) state = { ...state, alert: stored.alert };
+    await store.put(state);
+  };
+
   const persistProgress = async () => {
     if (reader.upper === undefined) return;
     const run: RunProgress = {
@@ -189,7 +195,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       rejected: counts.rejected,
     };
     state = { ...state, run };
-    await store.put(state);
+    await save();
   };
 
   const ometria: RecordsSink = {
@@ -314,7 +320,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   // Not flushed here: the store coalesces writes (a full rewrite per run would be quadratic
   // with thousands of connections), the tick flushes at its end, and a write lost to a crash
   // only makes the next run resend what this one acknowledged.
-  await store.put(state);
+  await save();
 
   const result: RunResult = {
     outcome,

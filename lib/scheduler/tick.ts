@@ -37,8 +37,8 @@ export interface TickOptions<C extends ScheduledConnection> {
   countChanged(connection: C, sinceMs: number, signal?: AbortSignal): Promise<number>;
   /** Runs one connection (the engine). */
   run(connection: C): Promise<RunResult>;
-  /** Called after each run with the state it left. */
-  afterRun?(connection: C, result: RunResult, state: ConnectionState | undefined): Promise<void>;
+  /** The store's states as listed at the start of the tick (listed here when absent). */
+  states?: readonly ConnectionState[];
   /** Stops starting new runs (graceful shutdown). */
   signal?: AbortSignal;
   /**
@@ -90,7 +90,7 @@ export async function tick<C extends ScheduledConnection>(
   options: TickOptions<C>,
 ): Promise<TickResult> {
   const { connections, store, clock, logger, signal } = options;
-  const states = new Map((await store.list()).map((s) => [s.id, s]));
+  const states = new Map((options.states ?? await store.list()).map((s) => [s.id, s]));
   const now = clock.now();
   const entries: TickEntry[] = [];
   const due: { connection: C; reason: string; deadline: number }[] = [];
@@ -186,7 +186,6 @@ export async function tick<C extends ScheduledConnection>(
       }
       if (result.outcome === "failed") failed = true;
       entries.push({ id: connection.id, ran: true, reason, result });
-      await options.afterRun?.(connection, result, state);
     } catch (error) {
       failed = true;
       logger.error("The run of {connection} could not finish: {error}", {

@@ -178,3 +178,46 @@ Deno.test("a connection that never synced counts its lag from its first attempt,
     await world.close();
   }
 });
+
+Deno.test("an alert recorded while a long run is in progress is not undone by that run", async () => {
+  let during: () => Promise<void> = () => Promise.resolve();
+  const world = await startWorld({ mailchimp: { onMembersRequest: () => during() } });
+  const receiver = startReceiver("ok");
+  const alerts = alertsFor(world, receiver.url);
+  try {
+    world.mailchimp.addList(LIST, { members: 3_000, lastChangedTo: world.clock.now() - MINUTE });
+    const service = world.service([LIST], { alerts, pageSize: 200 });
+    assert.equal((await service.runOnce(LIST)).outcome, "ok");
+
+    // Three hours later (threshold two), many members changed: the next run is long, and
+    // the daemon evaluates freshness on every skipped cron tick while it goes on.
+    world.clock.set(world.clock.now() + 3 * 60 * MINUTE);
+    for (let second = 0; second < 10; second++) {
+      world.mailchimp.changeMembers(LIST, 250, second);
+      world.clock.set(world.clock.now() + 1_000);
+    }
+    world.clock.set(world.clock.now() + 5_000);
+    let evaluations = 0;
+    during = async () => {
+      evaluations++;
+      await service.evaluateFreshness();
+    };
+    const long = await service.runOnce(LIST);
+    during = () => Promise.resolve();
+    assert.equal(long.outcome, "ok");
+    assert.ok(evaluations >= 10);
+    await alerts.drain();
+    assert.deepEqual(receiver.bodies.map((b) => b.event), ["connection.behind"]);
+
+    await service.evaluateFreshness();
+    await alerts.drain();
+    assert.deepEqual(receiver.bodies.map((b) => b.event), [
+      "connection.behind",
+      "connection.recovered",
+    ]);
+  } finally {
+    await alerts.close();
+    await receiver.close();
+    await world.close();
+  }
+});
