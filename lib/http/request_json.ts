@@ -1,6 +1,7 @@
 /**
- * One HTTP exchange with a timeout, read to the end, plus the small helpers both
- * API clients need to judge the answer (retryable statuses, JSON and zod messages).
+ * One HTTP exchange with a timeout, read to the end, plus the small helpers that
+ * `apiRequest` and the API clients' status rules need to judge an answer (retryable
+ * statuses, JSON and zod messages).
  *
  * @module
  */

@@ -11,15 +11,14 @@ import type { Clock } from "../clock/clock.ts";
 import { mailchimpBaseUrlFor } from "../config/mailchimp_url.ts";
 import type { ConcurrencyLimiter } from "../http/concurrency_limiter.ts";
 import {
-  bodySnippet,
-  describeZodError,
-  type HttpExchange,
-  isRetryableStatus,
-  noAnswerText,
-  parseJson,
-  requestText,
-} from "../http/request_json.ts";
-import { parseRetryAfter, retry, type RetryPolicy } from "../http/retry.ts";
+  type ApiAnswer,
+  type ApiErrorAnswer,
+  apiRequest,
+  type ApiRequestEvent,
+  type ApiSettings,
+} from "../http/api_request.ts";
+import { bodySnippet, isRetryableStatus, parseJson } from "../http/request_json.ts";
+import type { RetryPolicy } from "../http/retry.ts";
 import { quietLogger } from "../log/logging.ts";
 import { MailchimpError } from "./errors.ts";
 import { type Member, MEMBER_FIELDS, membersPageSchema, type MemberStatus } from "./member.ts";
@@ -44,16 +43,7 @@ export function mailchimpBaseUrl(apiKey: string, dataCenter?: string): string {
 }
 
 /** One HTTP exchange with Mailchimp, for metrics; reported after every attempt. */
-export interface MailchimpRequestEvent {
-  /** Method and path, e.g. `GET /lists/abc/members`. */
-  endpoint: string;
-  /** HTTP status; undefined when no answer came (network error, timeout). */
-  status: number | undefined;
-  /** Clock time of the attempt. */
-  durationMs: number;
-  /** Attempt number, from 1. */
-  attempt: number;
-}
+export type MailchimpRequestEvent = ApiRequestEvent;
 
 /** Options of {@linkcode MailchimpClient}. */
 export interface MailchimpClientOptions {
@@ -163,34 +153,35 @@ const _problemSchema = z.object({
  * `cause` is the last `MailchimpError`.
  */
 export class MailchimpClient {
-  #baseUrl: string;
+  #api: ApiSettings;
   #authorization: string;
-  #fetch: typeof globalThis.fetch;
-  #clock: Clock;
-  #logger: Logger;
-  #limiter: ConcurrencyLimiter;
-  #retry: RetryPolicy;
-  #timeoutMs: number;
   #keyName: string;
-  #onRequest: ((event: MailchimpRequestEvent) => void) | undefined;
 
   constructor(options: MailchimpClientOptions) {
     if (!options.apiKey) throw new TypeError("Cannot create a Mailchimp client without an API key");
-    this.#baseUrl = options.baseUrl.replace(/\/+$/, "");
-    this.#authorization = `Basic ${_base64(`anystring:${options.apiKey}`)}`;
-    this.#fetch = options.fetch ?? globalThis.fetch;
-    this.#clock = options.clock;
-    this.#logger = options.logger ?? quietLogger();
-    this.#limiter = options.limiter;
-    this.#retry = options.retry ?? {};
-    this.#timeoutMs = options.timeoutMs ?? 30_000;
-    this.#keyName = options.keyName ?? "MAILCHIMP_API_KEY";
-    if (!(this.#timeoutMs > 0)) {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!(timeoutMs > 0)) {
       throw new RangeError(
-        `Cannot create a Mailchimp client as 'timeoutMs' must be > 0: current value ${this.#timeoutMs}`,
+        `Cannot create a Mailchimp client as 'timeoutMs' must be > 0: current value ${timeoutMs}`,
       );
     }
-    this.#onRequest = options.onRequest;
+    this.#authorization = `Basic ${_base64(`anystring:${options.apiKey}`)}`;
+    this.#keyName = options.keyName ?? "MAILCHIMP_API_KEY";
+    const { limiter } = options;
+    this.#api = {
+      api: "Mailchimp",
+      baseUrl: options.baseUrl.replace(/\/+$/, ""),
+      fetch: options.fetch ?? globalThis.fetch,
+      clock: options.clock,
+      logger: options.logger ?? quietLogger(),
+      timeoutMs,
+      retry: options.retry ?? {},
+      // The slot is held while a request is in flight, never while backing off.
+      gate: (attempt, signal) => limiter.run(attempt, signal),
+      onRequest: options.onRequest,
+      newError: (init) => new MailchimpError(init),
+      statusError: (answer) => this.#statusError(answer),
+    };
   }
 
   /** `GET /ping`: checks the key and the connection; resolves with the health status. */
@@ -243,95 +234,35 @@ export class MailchimpClient {
     const path = `/lists/${_segment(listId)}/members`;
     if (q.fieldsOnlyTotal) {
       query.set("fields", "total_items");
-      const { value, headers } = await this.#get(path, query, _totalSchema, signal);
-      return { members: [], totalItems: value.total_items, serverTimeMs: _date(headers) };
+      const { value, exchange } = await this.#get(path, query, _totalSchema, signal);
+      return { members: [], totalItems: value.total_items, serverTimeMs: _date(exchange.headers) };
     }
     query.set("fields", MEMBER_FIELDS.join(","));
-    const { value, headers } = await this.#get(path, query, membersPageSchema, signal);
-    return { members: value.members, totalItems: value.total_items, serverTimeMs: _date(headers) };
+    const { value, exchange } = await this.#get(path, query, membersPageSchema, signal);
+    return {
+      members: value.members,
+      totalItems: value.total_items,
+      serverTimeMs: _date(exchange.headers),
+    };
   }
 
-  async #get<S extends z.ZodType>(
+  #get<S extends z.ZodType>(
     path: string,
     query: URLSearchParams,
     schema: S,
     signal: AbortSignal | undefined,
-  ): Promise<{ value: z.output<S>; headers: Headers }> {
-    const endpoint = `GET ${path}`;
-    const search = query.toString();
-    const url = `${this.#baseUrl}${path}${search ? `?${search}` : ""}`;
-    const { onFailedAttempt, ...policy } = this.#retry;
-    return await retry(
-      (attempt, sig) =>
-        this.#limiter.run(async () => {
-          const exchange = await this.#exchange(url, endpoint, attempt, sig);
-          return { value: this.#parse(exchange, endpoint, schema), headers: exchange.headers };
-        }, sig),
-      {
-        ...policy,
-        clock: this.#clock,
-        signal,
-        shouldRetry: (error) => error instanceof MailchimpError && error.retryable,
-        retryAfterMs: (error) => error instanceof MailchimpError ? error.retryAfterMs : undefined,
-        onFailedAttempt: (info) => {
-          this.#logger.warn(
-            "Mailchimp {endpoint} attempt {attempt} failed, retrying in {delayMs} ms: {error}",
-            {
-              endpoint,
-              attempt: info.attempt,
-              delayMs: info.delayMs,
-              error: info.error instanceof Error ? info.error.message : String(info.error),
-            },
-          );
-          onFailedAttempt?.(info);
-        },
-      },
-    );
+  ): Promise<ApiAnswer<z.output<S>>> {
+    return apiRequest(path, schema, {
+      ...this.#api,
+      query,
+      headers: { Authorization: this.#authorization, Accept: "application/json" },
+      signal,
+    });
   }
 
-  /** One attempt: the answer, or a MailchimpError for no answer or an error status. */
-  async #exchange(
-    url: string,
-    endpoint: string,
-    attempt: number,
-    signal: AbortSignal,
-  ): Promise<HttpExchange> {
-    const started = this.#clock.now();
-    let exchange: HttpExchange;
-    try {
-      exchange = await requestText(url, {
-        fetch: this.#fetch,
-        clock: this.#clock,
-        timeoutMs: this.#timeoutMs,
-        signal,
-        headers: { Authorization: this.#authorization, Accept: "application/json" },
-      });
-    } catch (error) {
-      if (signal.aborted) throw error;
-      this.#report({
-        endpoint,
-        status: undefined,
-        durationMs: this.#clock.now() - started,
-        attempt,
-      });
-      const why = noAnswerText(error);
-      throw new MailchimpError({
-        message: `Mailchimp ${endpoint} failed: ${why}`,
-        endpoint,
-        retryable: true,
-        cause: error,
-      });
-    }
-    this.#report({ endpoint, status: exchange.status, durationMs: exchange.durationMs, attempt });
-    if (exchange.status < 200 || exchange.status > 299) {
-      throw this.#statusError(exchange, endpoint);
-    }
-    return exchange;
-  }
-
-  #statusError(exchange: HttpExchange, endpoint: string): MailchimpError {
-    const { status, headers, text } = exchange;
-    const requestId = headers.get("x-request-id") ?? undefined;
+  /** Mailchimp's rule for an error answer: its problem's words and whether to retry. */
+  #statusError(answer: ApiErrorAnswer): MailchimpError {
+    const { exchange: { status, text }, endpoint, requestId, retryAfterMs } = answer;
     const json = parseJson(text);
     const problem = json.ok ? _problemSchema.safeParse(json.value) : undefined;
     const title = problem?.success ? problem.data.title : undefined;
@@ -362,39 +293,8 @@ export class MailchimpClient {
       detail,
       requestId,
       retryable,
-      retryAfterMs: parseRetryAfter(headers.get("retry-after"), this.#clock.now()),
+      retryAfterMs,
     });
-  }
-
-  #parse<S extends z.ZodType>(exchange: HttpExchange, endpoint: string, schema: S): z.output<S> {
-    const json = parseJson(exchange.text);
-    let what: string;
-    if (json.ok) {
-      const parsed = schema.safeParse(json.value);
-      if (parsed.success) return parsed.data;
-      what = describeZodError(parsed.error);
-    } else {
-      what = json.message;
-    }
-    const requestId = exchange.headers.get("x-request-id") ?? undefined;
-    throw new MailchimpError({
-      message: `Mailchimp ${endpoint} returned a malformed response: ${what}${
-        requestId ? ` (request id ${requestId})` : ""
-      }`,
-      endpoint,
-      status: exchange.status,
-      requestId,
-      retryable: false,
-    });
-  }
-
-  #report(event: MailchimpRequestEvent): void {
-    try {
-      this.#onRequest?.(event);
-    } catch (error) {
-      // Metrics must never break a request.
-      this.#logger.warn("onRequest hook failed: {error}", { error: String(error) });
-    }
   }
 }
 

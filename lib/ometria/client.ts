@@ -8,17 +8,21 @@
 import { z } from "zod";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import { ApiError, type ApiErrorInit } from "../http/api_error.ts";
+import {
+  type ApiErrorAnswer,
+  apiRequest,
+  type ApiRequestEvent,
+  type ApiSettings,
+} from "../http/api_request.ts";
 import type { RateLimiter } from "../http/rate_limiter.ts";
 import {
   bodySnippet,
-  describeZodError,
   type HttpExchange,
   isRetryableStatus,
-  noAnswerText,
   parseJson,
-  requestText,
 } from "../http/request_json.ts";
-import { parseRetryAfter, retry, type RetryPolicy } from "../http/retry.ts";
+import type { RetryPolicy } from "../http/retry.ts";
 import { quietLogger } from "../log/logging.ts";
 import type { OmetriaRecord } from "../mapping/contact.ts";
 
@@ -26,16 +30,7 @@ import type { OmetriaRecord } from "../mapping/contact.ts";
 export type OmetriaEndpoint = "push" | "record";
 
 /** One HTTP exchange with Ometria, for metrics; reported after every attempt. */
-export interface OmetriaRequestEvent {
-  /** Method and path, e.g. `POST /v2/push`. */
-  endpoint: string;
-  /** HTTP status; undefined when no answer came (network error, timeout). */
-  status: number | undefined;
-  /** Clock time of the attempt. */
-  durationMs: number;
-  /** Attempt number, from 1. */
-  attempt: number;
-}
+export type OmetriaRequestEvent = ApiRequestEvent;
 
 /** Options of {@linkcode OmetriaClient}. */
 export interface OmetriaClientOptions {
@@ -97,62 +92,20 @@ export interface PushResult {
   errors?: string[];
 }
 
-/** What {@linkcode OmetriaError} is built from. */
-export interface OmetriaErrorInit {
-  /** Full message. */
-  message: string;
-  /** Method and path, e.g. `POST /v2/push` (never the key). */
-  endpoint: string;
-  /** HTTP status; undefined when no answer came. */
-  status?: number | undefined;
-  /** Ometria's request id (header `X-Request-Id` or the body's `request_id`). */
-  requestId?: string | undefined;
-  /** Whether another attempt may succeed. */
-  retryable?: boolean;
-  /** How long the server asked to wait (`Retry-After`), in milliseconds. */
-  retryAfterMs?: number | undefined;
-  /** The underlying error (network error, timeout). */
-  cause?: unknown;
-}
+/** What {@linkcode OmetriaError} is built from; `requestId` may come from the body. */
+export type OmetriaErrorInit = ApiErrorInit;
 
 /**
  * An Ometria request that failed: an error answer, no answer (`status` undefined) or an
  * answer that is not what the API documents. The message names the endpoint and the batch
  * and says what to do, e.g. "Ometria rejected the API key (401): check OMETRIA_API_KEY".
+ * It is an {@linkcode ApiError}, so code common to both APIs can catch that instead.
  */
-export class OmetriaError extends Error {
-  /** Method and path, e.g. `POST /v2/push`. */
-  readonly endpoint: string;
-  /** HTTP status; undefined when no answer came. */
-  readonly status: number | undefined;
-  /** Ometria's request id. */
-  readonly requestId: string | undefined;
-  /** Whether another attempt may succeed. */
-  readonly retryable: boolean;
-  /** How long the server asked to wait, in milliseconds. */
-  readonly retryAfterMs: number | undefined;
-
+export class OmetriaError extends ApiError {
   constructor(init: OmetriaErrorInit) {
-    super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
+    super(init);
     this.name = "OmetriaError";
-    this.endpoint = init.endpoint;
-    this.status = init.status;
-    this.requestId = init.requestId;
-    this.retryable = init.retryable ?? false;
-    this.retryAfterMs = init.retryAfterMs;
   }
-}
-
-/** Splits `items` into consecutive slices of at most `size` (the last may be shorter). */
-export function batches<T>(items: readonly T[], size: number): T[][] {
-  if (!Number.isInteger(size) || size < 1) {
-    throw new RangeError(
-      `Cannot split into batches as 'size' must be an integer >= 1: current value ${size}`,
-    );
-  }
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }
 
 const _pushSchema = z.object({
@@ -193,35 +146,43 @@ const _QUEUE_LOW = 0.1;
  * once; giving up on retries throws a `RetryError` whose `cause` is the last one.
  */
 export class OmetriaClient {
+  #api: ApiSettings;
   #apiKey: string;
-  #baseUrl: string;
   #endpoint: OmetriaEndpoint;
-  #fetch: typeof globalThis.fetch;
-  #clock: Clock;
   #logger: Logger;
   #rateLimiter: RateLimiter;
-  #retry: RetryPolicy;
-  #timeoutMs: number;
   #keyName: string;
   #maxBatchSize: number;
   #maxRecordBytes: number;
-  #onRequest: ((event: OmetriaRequestEvent) => void) | undefined;
 
   constructor(options: OmetriaClientOptions) {
     if (!options.apiKey) throw new TypeError("Cannot create an Ometria client without an API key");
+    const timeoutMs = _positive("timeoutMs", options.timeoutMs ?? 30_000);
     this.#apiKey = options.apiKey;
-    this.#baseUrl = (options.baseUrl ?? "https://api.ometria.com").replace(/\/+$/, "");
     this.#endpoint = options.endpoint;
-    this.#fetch = options.fetch ?? globalThis.fetch;
-    this.#clock = options.clock;
     this.#logger = options.logger ?? quietLogger();
     this.#rateLimiter = options.rateLimiter;
-    this.#retry = options.retry ?? {};
-    this.#timeoutMs = _positive("timeoutMs", options.timeoutMs ?? 30_000);
     this.#keyName = options.keyName ?? "OMETRIA_API_KEY";
     this.#maxBatchSize = _positive("maxBatchSize", options.maxBatchSize ?? 100);
     this.#maxRecordBytes = _positive("maxRecordBytes", options.maxRecordBytes ?? 61_440);
-    this.#onRequest = options.onRequest;
+    const { rateLimiter } = options;
+    this.#api = {
+      api: "Ometria",
+      baseUrl: (options.baseUrl ?? "https://api.ometria.com").replace(/\/+$/, ""),
+      fetch: options.fetch ?? globalThis.fetch,
+      clock: options.clock,
+      logger: this.#logger,
+      timeoutMs,
+      retry: options.retry ?? {},
+      gate: async (attempt, signal) => {
+        await rateLimiter.acquire(signal);
+        return await attempt();
+      },
+      onAnswer: (exchange) => this.#watchQueue(exchange.headers),
+      onRequest: options.onRequest,
+      newError: (init) => new OmetriaError(init),
+      statusError: (answer) => this.#statusError(answer),
+    };
   }
 
   /** Most records per {@linkcode OmetriaClient.push}. */
@@ -233,7 +194,9 @@ export class OmetriaClient {
    * Sends one batch of at most `maxBatchSize` records (a `RangeError` otherwise). Records
    * whose JSON exceeds `maxRecordBytes` are not sent: they are logged as errors, listed in
    * `tooLarge` and counted as rejected. When Ometria rejects records, up to 5 messages of
-   * `GET /v2/push/_errors` come back in `errors`, best effort.
+   * `GET /v2/push/_errors` come back in `errors`, best effort. A `/v2/push` answer whose
+   * `accepted` and `rejected` do not add up to the records sent throws a non-retryable
+   * {@linkcode OmetriaError}: it acknowledges nothing.
    */
   async push(records: readonly OmetriaRecord[], opts: PushOptions = {}): Promise<PushResult> {
     if (records.length > this.#maxBatchSize) {
@@ -242,135 +205,66 @@ export class OmetriaClient {
       );
     }
     const { signal, label } = opts;
-    const toSend: OmetriaRecord[] = [];
+    const texts: string[] = [];
     const tooLarge: string[] = [];
-    const encoder = new TextEncoder();
     for (const record of records) {
-      const bytes = encoder.encode(JSON.stringify(record)).length;
-      if (bytes > this.#maxRecordBytes) {
-        tooLarge.push(record.id);
-        this.#logger.error(
-          "Ometria record {id}{batch} is too large to send ({bytes} bytes, at most {max}): skipped",
-          { id: record.id, batch: _batch(label), bytes, max: this.#maxRecordBytes },
-        );
-      } else {
-        toSend.push(record);
+      const text = JSON.stringify(record);
+      const bytes = _oversize(text, this.#maxRecordBytes);
+      if (bytes === undefined) {
+        texts.push(text);
+        continue;
       }
+      tooLarge.push(record.id);
+      this.#logger.error(
+        "Ometria record {id}{batch} is too large to send ({bytes} bytes, at most {max}): skipped",
+        { id: record.id, batch: _batch(label), bytes, max: this.#maxRecordBytes },
+      );
     }
-    if (toSend.length === 0) return { accepted: 0, rejected: tooLarge.length, tooLarge };
+    const result: PushResult = { accepted: 0, rejected: tooLarge.length, tooLarge };
+    if (texts.length === 0) return result;
 
-    const path = this.#endpoint === "push" ? "/v2/push" : "/record";
-    const endpoint = `POST ${path}`;
-    const body = JSON.stringify(toSend);
-    const headers: Record<string, string> = { "Content-Type": "application/json" };
-    if (this.#endpoint === "push") headers["X-Ometria-Auth"] = this.#apiKey;
-    else headers["Authorization"] = this.#apiKey;
-
+    const auth = this.#endpoint === "push"
+      ? { "X-Ometria-Auth": this.#apiKey }
+      : { Authorization: this.#apiKey };
     // A POST is retried, even after an answer was lost, only because a push is an idempotent
     // upsert on (@type, @collection, id): writing the same record twice stores one record.
-    const exchange = await this.#withRetry(
-      endpoint,
-      label,
+    const request = {
+      ...this.#api,
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...auth },
+      body: `[${texts.join(",")}]`,
+      context: _batch(label),
       signal,
-      (attempt, sig) =>
-        this.#send(`${this.#baseUrl}${path}`, endpoint, label, attempt, sig, {
-          method: "POST",
-          headers,
-          body,
-        }),
-    );
-
-    const result: PushResult = { accepted: 0, rejected: tooLarge.length, tooLarge };
-    const queueRemaining = _number(exchange.headers.get("x-queuesize-remaining"));
-    if (queueRemaining !== undefined) result.queueRemaining = queueRemaining;
-    const headerId = exchange.headers.get("x-request-id") ?? undefined;
+    };
     if (this.#endpoint === "record") {
-      this.#parse(exchange, endpoint, label, _recordSchema);
-      result.accepted = toSend.length;
-      if (headerId !== undefined) result.requestId = headerId;
-      return result;
+      const { exchange } = await apiRequest("/record", _recordSchema, request);
+      return _withHeaders({ ...result, accepted: texts.length }, exchange, undefined);
     }
-    const answer = this.#parse(exchange, endpoint, label, _pushSchema);
-    result.accepted = answer.accepted;
-    result.rejected += answer.rejected;
-    const requestId = answer.request_id ?? headerId;
-    if (requestId !== undefined) result.requestId = requestId;
-    if (answer.rejected > 0) {
+    const { value, exchange } = await apiRequest("/v2/push", _pushSchema, request);
+    _withHeaders(result, exchange, value.request_id);
+    const acknowledged = value.accepted + value.rejected;
+    if (acknowledged !== texts.length) {
+      // Records Ometria did not count may be lost: the cursor must not pass them.
+      const id = result.requestId ? ` (request id ${result.requestId})` : "";
+      throw new OmetriaError({
+        message:
+          `Ometria POST /v2/push${
+            _batch(label)
+          } acknowledged ${acknowledged} of ${texts.length} records (accepted ${value.accepted}, ` +
+          `rejected ${value.rejected}): the batch is not counted as delivered${id}`,
+        endpoint: "POST /v2/push",
+        status: exchange.status,
+        requestId: result.requestId,
+        retryable: false,
+      });
+    }
+    result.accepted = value.accepted;
+    result.rejected += value.rejected;
+    if (value.rejected > 0) {
       const errors = await this.#recentErrors(label, signal);
       if (errors !== undefined) result.errors = errors;
     }
     return result;
-  }
-
-  #withRetry(
-    endpoint: string,
-    label: string | undefined,
-    signal: AbortSignal | undefined,
-    fn: (attempt: number, signal: AbortSignal) => Promise<HttpExchange>,
-  ): Promise<HttpExchange> {
-    const { onFailedAttempt, ...policy } = this.#retry;
-    return retry(fn, {
-      ...policy,
-      clock: this.#clock,
-      signal,
-      shouldRetry: (error) => error instanceof OmetriaError && error.retryable,
-      retryAfterMs: (error) => error instanceof OmetriaError ? error.retryAfterMs : undefined,
-      onFailedAttempt: (info) => {
-        this.#logger.warn(
-          "Ometria {endpoint}{batch} attempt {attempt} failed, retrying in {delayMs} ms: {error}",
-          {
-            endpoint,
-            batch: _batch(label),
-            attempt: info.attempt,
-            delayMs: info.delayMs,
-            error: info.error instanceof Error ? info.error.message : String(info.error),
-          },
-        );
-        onFailedAttempt?.(info);
-      },
-    });
-  }
-
-  /** One attempt: waits for the rate limiter, sends, and turns error answers into errors. */
-  async #send(
-    url: string,
-    endpoint: string,
-    label: string | undefined,
-    attempt: number,
-    signal: AbortSignal,
-    init: { method: string; headers: Record<string, string>; body?: string },
-  ): Promise<HttpExchange> {
-    await this.#rateLimiter.acquire(signal);
-    const started = this.#clock.now();
-    let exchange: HttpExchange;
-    try {
-      exchange = await requestText(url, {
-        fetch: this.#fetch,
-        clock: this.#clock,
-        timeoutMs: this.#timeoutMs,
-        signal,
-        ...init,
-      });
-    } catch (error) {
-      if (signal.aborted) throw error;
-      this.#report({
-        endpoint,
-        status: undefined,
-        durationMs: this.#clock.now() - started,
-        attempt,
-      });
-      const why = noAnswerText(error);
-      throw new OmetriaError({
-        message: `Ometria ${endpoint}${_batch(label)} failed: ${why}`,
-        endpoint,
-        retryable: true,
-        cause: error,
-      });
-    }
-    this.#report({ endpoint, status: exchange.status, durationMs: exchange.durationMs, attempt });
-    this.#watchQueue(exchange.headers);
-    if (exchange.status >= 200 && exchange.status <= 299) return exchange;
-    throw this.#statusError(exchange, endpoint, label);
   }
 
   /** Pauses everyone for 1 to 5 s, the lower the queue the longer, when it is nearly full. */
@@ -388,10 +282,9 @@ export class OmetriaClient {
     this.#rateLimiter.pause(pauseMs);
   }
 
-  #statusError(exchange: HttpExchange, endpoint: string, label: string | undefined): OmetriaError {
-    const { status, headers, text } = exchange;
-    const requestId = headers.get("x-request-id") ?? undefined;
-    const retryAfterMs = parseRetryAfter(headers.get("retry-after"), this.#clock.now());
+  /** Ometria's rule for an error answer: its wording, and a 429 pauses everyone. */
+  #statusError(answer: ApiErrorAnswer): OmetriaError {
+    const { exchange: { status, text }, endpoint, context, requestId, retryAfterMs } = answer;
     if (status === 429) this.#rateLimiter.pause(retryAfterMs ?? 1000);
     const json = parseJson(text);
     const parsed = json.ok ? _errorBodySchema.safeParse(json.value) : undefined;
@@ -402,19 +295,16 @@ export class OmetriaClient {
     const id = requestId ? ` (request id ${requestId})` : "";
     let message: string;
     if (status === 401) {
-      message = `Ometria rejected the API key (401): check ${this.#keyName} (${endpoint}${
-        _batch(label)
-      }: ${said}${id})`;
+      message =
+        `Ometria rejected the API key (401): check ${this.#keyName} (${endpoint}${context}: ${said}${id})`;
     } else if (status === 403) {
-      message = `Ometria refused ${endpoint}${
-        _batch(label)
-      } (403): check that ${this.#keyName} may write data: ${said}${id}`;
+      message =
+        `Ometria refused ${endpoint}${context} (403): check that ${this.#keyName} may write data: ${said}${id}`;
     } else if (status === 400 || status === 413 || status === 422) {
-      message = `Ometria refused the whole batch at ${endpoint}${
-        _batch(label)
-      } (${status}): ${said}; fix the records and run again${id}`;
+      message =
+        `Ometria refused the whole batch at ${endpoint}${context} (${status}): ${said}; fix the records and run again${id}`;
     } else {
-      message = `Ometria ${endpoint}${_batch(label)} failed: ${status} ${said}${id}`;
+      message = `Ometria ${endpoint}${context} failed: ${status} ${said}${id}`;
     }
     return new OmetriaError({
       message,
@@ -426,54 +316,22 @@ export class OmetriaClient {
     });
   }
 
-  #parse<S extends z.ZodType>(
-    exchange: HttpExchange,
-    endpoint: string,
-    label: string | undefined,
-    schema: S,
-  ): z.output<S> {
-    const json = parseJson(exchange.text);
-    let what: string;
-    if (json.ok) {
-      const parsed = schema.safeParse(json.value);
-      if (parsed.success) return parsed.data;
-      what = describeZodError(parsed.error);
-    } else {
-      what = json.message;
-    }
-    const requestId = exchange.headers.get("x-request-id") ?? undefined;
-    throw new OmetriaError({
-      message: `Ometria ${endpoint}${
-        _batch(label)
-      } returned a malformed response (${exchange.status}): ${what}${
-        requestId ? ` (request id ${requestId})` : ""
-      }`,
-      endpoint,
-      status: exchange.status,
-      requestId,
-      retryable: false,
-    });
-  }
-
   /** The latest messages of `GET /v2/push/_errors`, or undefined when they cannot be had. */
   async #recentErrors(
     label: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<string[] | undefined> {
-    const endpoint = "GET /v2/push/_errors";
     try {
-      // One attempt only: these messages explain a failure, they are not worth a delay.
-      const exchange = await this.#send(
-        `${this.#baseUrl}/v2/push/_errors`,
-        endpoint,
-        label,
-        1,
-        signal ?? new AbortController().signal,
-        { method: "GET", headers: { "X-Ometria-Auth": this.#apiKey } },
-      );
-      const errors = this.#parse(exchange, endpoint, label, _errorsSchema);
+      const { value } = await apiRequest("/v2/push/_errors", _errorsSchema, {
+        ...this.#api,
+        // One attempt only: these messages explain a failure, they are not worth a delay.
+        retry: false,
+        headers: { "X-Ometria-Auth": this.#apiKey },
+        context: _batch(label),
+        signal,
+      });
       // The list is oldest first: the last entries are the likeliest to be this batch's.
-      return errors.slice(-5).map((e) =>
+      return value.slice(-5).map((e) =>
         e.error_path ? `${e.error_path}: ${e.error_message}` : e.error_message
       );
     } catch (error) {
@@ -485,15 +343,30 @@ export class OmetriaClient {
       return undefined;
     }
   }
+}
 
-  #report(event: OmetriaRequestEvent): void {
-    try {
-      this.#onRequest?.(event);
-    } catch (error) {
-      // Metrics must never break a request.
-      this.#logger.warn("onRequest hook failed: {error}", { error: String(error) });
-    }
-  }
+/** Adds what the answer's headers say (queue room, request id) to `result`, and returns it. */
+function _withHeaders(
+  result: PushResult,
+  exchange: HttpExchange,
+  bodyRequestId: string | undefined,
+): PushResult {
+  const queueRemaining = _number(exchange.headers.get("x-queuesize-remaining"));
+  if (queueRemaining !== undefined) result.queueRemaining = queueRemaining;
+  const requestId = bodyRequestId ?? exchange.headers.get("x-request-id") ?? undefined;
+  if (requestId !== undefined) result.requestId = requestId;
+  return result;
+}
+
+const _utf8 = new TextEncoder();
+
+/** The UTF-8 size of `text` when it is above `max`, else undefined. */
+function _oversize(text: string, max: number): number | undefined {
+  // A UTF-16 unit is at most 3 bytes of UTF-8 (a surrogate pair, 2 units, is 4): most
+  // records are far below the limit and need no encoding to know it.
+  if (text.length * 3 <= max) return undefined;
+  const bytes = _utf8.encode(text).length;
+  return bytes > max ? bytes : undefined;
 }
 
 function _batch(label: string | undefined): string {

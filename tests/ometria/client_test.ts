@@ -4,8 +4,8 @@ import { FakeClock, systemClock } from "../../lib/clock/clock.ts";
 import { RateLimiter } from "../../lib/http/rate_limiter.ts";
 import { RetryError } from "../../lib/http/retry.ts";
 import type { LegacyRecord, OmetriaContact } from "../../lib/mapping/contact.ts";
+import { ApiError } from "../../lib/http/api_error.ts";
 import {
-  batches,
   OmetriaClient,
   type OmetriaClientOptions,
   OmetriaError,
@@ -51,14 +51,20 @@ function client(
   });
 }
 
-Deno.test("batches() splits into slices of at most size", () => {
-  const items = Array.from({ length: 250 }, (_, i) => i);
-  const split = batches(items, 100);
-  assert.deepEqual(split.map((b) => b.length), [100, 100, 50]);
-  assert.deepEqual(split.flat(), items);
-  assert.deepEqual(batches([], 100), []);
-  assert.throws(() => batches(items, 0), RangeError);
-});
+/** A fixture server answering every request with `answer`, recording the bodies it got. */
+function fixture(answer: () => Response) {
+  const bodies: string[] = [];
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
+    bodies.push(await req.text());
+    return answer();
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    apiKey: "k",
+    bodies,
+    close: () => server.shutdown(),
+  };
+}
 
 Deno.test("OmetriaClient pushes contacts that the simulator stores", async () => {
   const sim = await startSim();
@@ -236,7 +242,10 @@ Deno.test("OmetriaClient keeps every clock second within the rate limit with 50 
     });
     const records = Array.from({ length: 500 }, (_, i) => contact(`m${i}`));
     let done = 0;
-    const all = batches(records, 10).map((batch) => ometria.push(batch).finally(() => done++));
+    const all = Array.from(
+      { length: 50 },
+      (_, i) => ometria.push(records.slice(i * 10, i * 10 + 10)).finally(() => done++),
+    );
     // Time only moves when no request is on the wire, so the simulator sees each request in
     // the clock second the limiter let it start.
     while (done < all.length) {
@@ -307,5 +316,61 @@ Deno.test("OmetriaClient turns a malformed answer into a clear error without ret
     }
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("OmetriaClient does not count a push whose accepted + rejected misses records", async () => {
+  const server = fixture(() =>
+    Response.json({ status: "OK", request_id: "req-3", accepted: 0, rejected: 0 }, {
+      status: 202,
+    })
+  );
+  try {
+    const error = await client(server).push([contact("a"), contact("b")], { label: "p7" }).then(
+      () => assert.fail("should have thrown"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof OmetriaError);
+    assert.ok(error instanceof ApiError);
+    assert.equal(error.name, "OmetriaError");
+    assert.equal(error.retryable, false);
+    assert.equal(error.status, 202);
+    assert.equal(error.requestId, "req-3");
+    assert.match(
+      error.message,
+      /^Ometria POST \/v2\/push for batch "p7" acknowledged 0 of 2 records \(accepted 0, rejected 0\)/,
+    );
+    assert.equal(server.bodies.length, 1, "not retried");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("OmetriaClient sends the batch as one JSON array of the records", async () => {
+  const server = fixture(() => Response.json({ status: "OK", accepted: 3, rejected: 0 }));
+  try {
+    const records = [contact("a"), contact("é", { firstname: "Zoë 🦜" }), contact("c")];
+    const result = await client(server).push(records);
+    assert.equal(result.accepted, 3);
+    assert.deepEqual(server.bodies, [JSON.stringify(records)]);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("OmetriaClient measures maxRecordBytes in UTF-8 bytes, not characters", async () => {
+  const server = fixture(() => Response.json({ status: "OK", accepted: 1, rejected: 0 }));
+  try {
+    const base = JSON.stringify(contact("a", { firstname: "" })).length;
+    // 100 two-byte characters: 100 more characters but 200 more bytes.
+    const record = contact("a", { firstname: "é".repeat(100) });
+    const bytes = base + 200;
+    const fits = await client(server, { maxRecordBytes: bytes }).push([record]);
+    assert.deepEqual(fits.tooLarge, []);
+    const over = await client(server, { maxRecordBytes: bytes - 1 }).push([record]);
+    assert.deepEqual(over.tooLarge, ["a"]);
+    assert.equal(server.bodies.length, 1, "the too-large record was not sent");
+  } finally {
+    await server.close();
   }
 });
