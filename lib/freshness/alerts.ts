@@ -13,6 +13,8 @@
  *
  * @module
  */
+import { isRetryableStatus } from "../http/request_json.ts";
+import { parseRetryAfter } from "../http/retry.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import type { ConnectionState } from "../state/schema.ts";
@@ -339,8 +341,8 @@ export class AlertManager {
           return;
         }
         problem = `HTTP ${response.status}`;
-        retryable = response.status === 408 || response.status === 429 || response.status >= 500;
-        retryAfterMs = _retryAfterMs(response.headers.get("retry-after"), this.#clock.now());
+        retryable = isRetryableStatus(response.status);
+        retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), this.#clock.now());
       } catch (error) {
         if (closed.aborted) return;
         problem = this.#redact(
@@ -422,14 +424,6 @@ export class AlertManager {
     }
     return out;
   }
-}
-
-function _retryAfterMs(header: string | null, nowMs: number): number | undefined {
-  if (header === null) return undefined;
-  const seconds = Number(header);
-  if (header.trim() !== "" && Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
 }
 
 function _positive(name: string, value: number): number {

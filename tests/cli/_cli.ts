@@ -81,3 +81,16 @@ export async function runCli(
     stderr: decoder.decode(output.stderr),
   };
 }
+
+/** The variables that point the CLI at a pair of simulators. */
+export function simulatorEnv(
+  mailchimp: { apiKey: string; url: string },
+  ometria: { apiKey: string; url: string },
+): Record<string, string> {
+  return {
+    MAILCHIMP_API_KEY: mailchimp.apiKey,
+    MAILCHIMP_BASE_URL: mailchimp.url,
+    OMETRIA_API_KEY: ometria.apiKey,
+    OMETRIA_BASE_URL: ometria.url,
+  };
+}

@@ -5,7 +5,7 @@ import { compareCopies } from "../../lib/sim/compare.ts";
 import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { stateDocumentSchema } from "../../lib/state/schema.ts";
-import { runCli } from "./_cli.ts";
+import { runCli, simulatorEnv } from "./_cli.ts";
 
 const MINUTE = 60_000;
 
@@ -19,12 +19,7 @@ async function sims(clock = new FakeClock(Date.now())) {
     dir,
     clock,
     state: `${dir}/sync_jobs.json`,
-    env: {
-      MAILCHIMP_API_KEY: mailchimp.apiKey,
-      MAILCHIMP_BASE_URL: mailchimp.url,
-      OMETRIA_API_KEY: ometria.apiKey,
-      OMETRIA_BASE_URL: ometria.url,
-    },
+    env: simulatorEnv(mailchimp, ometria),
     async close() {
       await mailchimp.close();
       await ometria.close();

@@ -10,7 +10,7 @@ import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { seededRandom } from "../../lib/sim/random.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
 import { stateDocumentSchema } from "../../lib/state/schema.ts";
-import { runCli, spawnCli } from "./_cli.ts";
+import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
 
 const LIST = "crash00001";
 const MINUTE = 60_000;
@@ -28,10 +28,7 @@ async function world(members: number, latencyMs: number, ometriaLatencyMs = 0) {
     ometria,
     state: `${dir}/sync_jobs.json`,
     env: {
-      MAILCHIMP_API_KEY: mailchimp.apiKey,
-      MAILCHIMP_BASE_URL: mailchimp.url,
-      OMETRIA_API_KEY: ometria.apiKey,
-      OMETRIA_BASE_URL: ometria.url,
+      ...simulatorEnv(mailchimp, ometria),
       BULK_MEMBER_COUNT: "100",
       MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
       OMETRIA_MAX_REQUESTS_PER_SECOND: "1000",
