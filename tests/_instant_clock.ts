@@ -3,8 +3,9 @@ import type { Clock } from "../lib/clock/clock.ts";
 
 /**
  * A hand-written clock for tests that must honour long waits without sleeping: waits shorter
- * than `blockAtMs` advance the time at once; longer ones (request timeouts) only end when
- * aborted. Every instant wait is recorded.
+ * than `blockAtMs` (backoff) advance the time at once; longer ones (a simulator's slow answer)
+ * only end when aborted, so the client's real-time timeout is what ends them. Every instant
+ * wait is recorded.
  */
 export class InstantClock implements Clock {
   #now = Date.UTC(2026, 0, 1);
