@@ -14,6 +14,8 @@ export interface MembersSource {
 
 /** The part of the Ometria client the engine uses. */
 export interface RecordsSink {
+  /** Most records one `push` takes (the client's own limit, so the two cannot disagree). */
+  readonly maxBatchSize: number;
   push(
     records: OmetriaRecord[],
     options?: { signal?: AbortSignal; label?: string },

@@ -67,8 +67,6 @@ export interface RunConnectionOptions {
   logger: Logger;
   /** Members per Mailchimp page (≤ 1000). @default {1000} */
   pageSize?: number;
-  /** Records per Ometria request (≤ 100). @default {100} */
-  batchSize?: number;
   /** Ometria requests in flight at once for this run. @default {4} */
   pushConcurrency?: number;
   /**
@@ -199,6 +197,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   };
 
   const ometria: RecordsSink = {
+    maxBatchSize: options.ometria.maxBatchSize,
     push: (records, o) => {
       counts.ometriaRequests++;
       return options.ometria.push(records, o);
@@ -215,7 +214,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       connectionId: connection.id,
       listId: connection.listId,
       logger: log,
-      batchSize: options.batchSize ?? 100,
+      batchSize: options.ometria.maxBatchSize,
       concurrency: options.pushConcurrency ?? 4,
       signal,
       hardSignal,
