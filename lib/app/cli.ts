@@ -12,6 +12,7 @@ import { AlertManager } from "../freshness/alerts.ts";
 import { Metrics, serveMetrics } from "../freshness/metrics.ts";
 import { buildStatusReport, formatStatusTable } from "../freshness/status_report.ts";
 import type { StateStore } from "../state/store.ts";
+import { record } from "../state/transitions.ts";
 import { SyncService } from "./sync_service.ts";
 
 /** How long queued alerts may still be delivered when the program ends. */
@@ -109,8 +110,7 @@ async function resetCommand(config: Config, deps: CliDeps): Promise<number> {
       continue;
     }
     for (const s of matches) {
-      // fresh_as_of stays: Ometria is still complete up to then until the full run ends.
-      await deps.store.put({ ...s, watermark: null, run: null });
+      await record(deps.store, { id: s.id, listId: s.list_id }, { type: "reset" });
       deps.write(`${s.id}: watermark forgotten; the next run reads the whole list.\n`);
     }
   }

@@ -19,6 +19,7 @@ import { MailchimpClient } from "../mailchimp/client.ts";
 import { OmetriaClient } from "../ometria/client.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
+import { nextState } from "../state/transitions.ts";
 import { tick, type TickResult } from "../scheduler/tick.ts";
 
 /** Options of {@linkcode SyncService}. */
@@ -213,8 +214,7 @@ export class SyncService {
         alert.last_alert_at !== state.alert.last_alert_at
       ) {
         // Only the alert memory changes: a run may have moved the rest on since the listing.
-        const current = await store.get(w.config.id);
-        if (current) await store.put({ ...current, alert });
+        await store.update(w.config.id, (s) => s && nextState(s, { type: "alert", alert }));
       }
     }
   }

@@ -48,8 +48,9 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
-import { type ConnectionState, newConnectionState, type RunProgress } from "../state/schema.ts";
+import type { ConnectionState, RunProgress } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
+import { record } from "../state/transitions.ts";
 import type { MembersSource, RecordsSink } from "./members_source.ts";
 import { pushInOrder, StoppedError } from "./push_in_order.ts";
 import { WindowReader } from "./window_reader.ts";
@@ -134,12 +135,12 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   }
 
   const started = clock.now();
-  let state: ConnectionState = (await store.get(connection.id)) ??
-    newConnectionState(connection.id, connection.listId);
-  if (state.first_seen_at === null) state = { ...state, first_seen_at: _iso(started) };
-  if (connection.thresholdSeconds !== undefined) {
-    state = { ...state, threshold_seconds: connection.thresholdSeconds };
-  }
+  const conn = { id: connection.id, listId: connection.listId };
+  const state: ConnectionState = await record(store, conn, {
+    type: "run-started",
+    at: started,
+    thresholdSeconds: connection.thresholdSeconds,
+  });
   const resumed = state.run;
   /** Every window member with last_changed < cursor is acknowledged (undefined: none yet). */
   let cursor: number | undefined = resumed
@@ -174,17 +175,8 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     },
   });
 
-  // The alert memory belongs to the freshness evaluation, which may update it while this run
-  // is in progress (a skipped cron tick still evaluates): every write keeps the stored one.
-  const save = async () => {
-    const stored = await store.get(connection.id);
-    if (stored) state = { ...state, alert: stored.alert };
-    await store.put(state);
-  };
-
-  const persistProgress = async () => {
-    if (reader.upper === undefined) return;
-    const run: RunProgress = {
+  const progress = (): RunProgress | null =>
+    reader.upper === undefined ? null : {
       upper: _iso(reader.upper),
       cursor: cursor === undefined ? null : _iso(cursor),
       started_at: resumed?.started_at ?? _iso(started),
@@ -192,8 +184,9 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       pushed: counts.pushed,
       rejected: counts.rejected,
     };
-    state = { ...state, run };
-    await save();
+  const persistProgress = async () => {
+    const run = progress();
+    if (run) await record(store, conn, { type: "progress", run });
   };
 
   const ometria: RecordsSink = {
@@ -274,7 +267,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   const upper = reader.upper;
   const completed = outcome === "ok" && upper !== undefined && cursor !== undefined &&
     cursor >= upper;
-  if (reader.sawArchived) state = { ...state, archived_in_listing: true };
+  if (reader.sawArchived) await record(store, conn, { type: "archived-in-listing" });
   if (outcome === "ok" && counts.rejected > 0) {
     outcome = "failed";
     errorText = `Ometria rejected ${counts.rejected} record(s) in ${
@@ -291,35 +284,30 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     mailchimp_requests: counts.mailchimpRequests,
     ometria_requests: counts.ometriaRequests,
   };
+  // Not flushed here: the store coalesces writes (a full rewrite per run would be quadratic
+  // with thousands of connections), the tick flushes at its end, and a write lost to a crash
+  // only makes the next run resend what this one acknowledged.
   if (completed) {
     // The whole window is acknowledged. Records Ometria rejected (it received them and will
     // not take them as they are; resending the same record cannot help) are reported as a
     // failed outcome, but the connection itself is healthy and moves on without backoff.
-    state = {
-      ...state,
-      watermark: _iso(upper!),
-      fresh_as_of: _iso(upper!),
-      run: null,
-      status: "ok",
-      failures: 0,
-      retry_at: null,
-      last_error: errorText ?? null,
-      last_run: { ...summary, outcome: outcome === "ok" ? "ok" : "failed" },
-    };
+    await record(store, conn, {
+      type: "run-completed",
+      upperMs: upper!,
+      error: errorText ?? null,
+      summary: { ...summary, outcome: outcome === "ok" ? "ok" : "failed" },
+    });
   } else if (outcome === "failed") {
-    await persistProgress();
-    state = {
-      ...state,
-      status: "failed",
-      failures: state.failures + 1,
-      last_error: errorText ?? "unknown error",
-      last_run: { ...summary, outcome: "failed" },
-    };
+    await record(store, conn, {
+      type: "run-failed",
+      at: finished,
+      run: progress(),
+      error: errorText ?? "unknown error",
+      summary: { ...summary, outcome: "failed" },
+    });
+  } else {
+    await record(store, conn, { type: "run-aborted", run: progress() });
   }
-  // Not flushed here: the store coalesces writes (a full rewrite per run would be quadratic
-  // with thousands of connections), the tick flushes at its end, and a write lost to a crash
-  // only makes the next run resend what this one acknowledged.
-  await save();
 
   const result: RunResult = {
     outcome,

@@ -25,14 +25,6 @@ export interface DueRules {
 }
 
 /**
- * Backoff before retrying a failed connection: 1 minute, doubling, at most 30 minutes.
- * `failures` counts consecutive failed runs (≥ 1).
- */
-export function retryDelayMs(failures: number): number {
-  return Math.min(30, 2 ** Math.max(0, failures - 1)) * MINUTE;
-}
-
-/**
  * Decides whether a connection runs now, from its state alone where possible:
  * never synced → run; an interrupted run → resume; failed → retry once its backoff passed;
  * lag (plus the time one pending bulk needs and one tick) reaching the threshold → run;

@@ -10,7 +10,7 @@ import type { Clock } from "../clock/clock.ts";
 import type { RunResult } from "../engine/run_connection.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
-import { deadlineOf, decideDue, type DueDecision, retryDelayMs } from "./due.ts";
+import { deadlineOf, decideDue, type DueDecision } from "./due.ts";
 
 /** A connection as the scheduler sees it. */
 export interface ScheduledConnection {
@@ -173,17 +173,8 @@ export async function tick<C extends ScheduledConnection>(
         connection: connection.id,
         reason,
       });
+      // The run records its own outcome, backoff included (state/transitions.ts).
       const result = await options.run(connection);
-      let state = await store.get(connection.id);
-      // A run that failed before completing its window backs off; one whose window completed
-      // (e.g. with records Ometria rejected) carries on by the usual rules.
-      if (result.outcome === "failed" && !result.completed && state) {
-        state = {
-          ...state,
-          retry_at: new Date(clock.now() + retryDelayMs(state.failures)).toISOString(),
-        };
-        await store.put(state);
-      }
       if (result.outcome === "failed") failed = true;
       entries.push({ id: connection.id, ran: true, reason, result });
     } catch (error) {

@@ -17,8 +17,9 @@ import {
   type StateDocument,
   stateDocumentSchema,
 } from "./schema.ts";
-import { _acquireLocal } from "./memory_store.ts";
-import { type Lease, StateError, type StateStore } from "./store.ts";
+import { FileLedger } from "./ledgers.ts";
+import { _acquireLocal, _checkId } from "./memory_store.ts";
+import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
 
 /** Options of {@linkcode FileStore.open}. */
 export interface FileStoreOptions {
@@ -149,24 +150,28 @@ export class FileStore implements StateStore {
     });
   }
 
-  put(state: ConnectionState): Promise<void> {
+  update(
+    id: string,
+    fn: (current: ConnectionState | undefined) => ConnectionState | undefined,
+  ): Promise<ConnectionState | undefined> {
     return Promise.try(() => {
       this.#checkWritable();
+      const current = this.#connections[id];
+      const next = fn(current === undefined ? undefined : structuredClone(current));
+      if (next === undefined) return current === undefined ? undefined : structuredClone(current);
       // Validating here keeps an invalid value from ever reaching the document on disk.
-      const copy = connectionStateSchema.parse(state);
-      this.#connections[copy.id] = copy;
+      const copy = connectionStateSchema.parse(next);
+      _checkId(id, copy);
+      this.#connections[id] = copy;
       this.#changed();
+      return structuredClone(copy);
     });
   }
 
-  delete(id: string): Promise<void> {
-    return Promise.try(() => {
-      this.#checkWritable();
-      if (id in this.#connections) {
-        delete this.#connections[id];
-        this.#changed();
-      }
-    });
+  ledger(id: string): Ledger {
+    // One file per connection in a folder beside the state file; the name is the id made
+    // safe for any file system.
+    return new FileLedger(`${this.location}.ledger/${encodeURIComponent(id)}.ids`);
   }
 
   flush(): Promise<void> {

@@ -9,7 +9,13 @@ import type { Logger } from "@logtape/logtape";
 import { z } from "zod";
 import type { Clock } from "../clock/clock.ts";
 import { type ConnectionState, connectionStateSchema, describeIssues } from "./schema.ts";
-import { type Lease, StateError, type StateStore } from "./store.ts";
+import { KvLedger } from "./ledgers.ts";
+import { _checkId } from "./memory_store.ts";
+import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
+
+// Conflicting writers are rare (a tick's run and the freshness evaluation of one
+// connection); this many lost races in a row means something is wrong.
+const _UPDATE_ATTEMPTS = 50;
 
 /** Options of {@linkcode KvStore.open}. */
 export interface KvStoreOptions {
@@ -93,15 +99,33 @@ export class KvStore implements StateStore {
     return entries.map((entry) => this.#validate(String(entry.key[1]), entry.value));
   }
 
-  async put(state: ConnectionState): Promise<void> {
+  async update(
+    id: string,
+    fn: (current: ConnectionState | undefined) => ConnectionState | undefined,
+  ): Promise<ConnectionState | undefined> {
     this.#checkOpen();
-    const copy = connectionStateSchema.parse(state);
-    await _retryBusy(() => this.#kv.set(["connections", copy.id], copy));
+    const key = ["connections", id];
+    // Read, apply, and write only if nobody wrote in between (the versionstamp check);
+    // otherwise read again. Deno KV's own docs do counters this way.
+    for (let attempt = 0; attempt < _UPDATE_ATTEMPTS; attempt++) {
+      const entry = await _retryBusy(() => this.#kv.get<unknown>(key));
+      const current = entry.value === null ? undefined : this.#validate(id, entry.value);
+      const next = fn(current);
+      if (next === undefined) return current;
+      const copy = connectionStateSchema.parse(next);
+      _checkId(id, copy);
+      const result = await _retryBusy(() => this.#kv.atomic().check(entry).set(key, copy).commit());
+      if (result.ok) return copy;
+    }
+    throw new StateError(
+      `Cannot update connection ${id} in ${this.location}: it changed under every one of ` +
+        `${_UPDATE_ATTEMPTS} attempts (too many processes writing it at once?)`,
+    );
   }
 
-  async delete(id: string): Promise<void> {
+  ledger(id: string): Ledger {
     this.#checkOpen();
-    await _retryBusy(() => this.#kv.delete(["connections", id]));
+    return new KvLedger(this.#kv, id, _retryBusy);
   }
 
   flush(): Promise<void> {

@@ -5,7 +5,8 @@
  * @module
  */
 import { type ConnectionState, connectionStateSchema } from "./schema.ts";
-import type { Lease, StateStore } from "./store.ts";
+import { MemoryLedger } from "./ledgers.ts";
+import type { Lease, Ledger, StateStore } from "./store.ts";
 
 /**
  * Keeps connection state in a map. Nothing survives a restart, and no other process can see
@@ -17,6 +18,7 @@ export class MemoryStore implements StateStore {
   readonly location = "memory";
   #connections = new Map<string, ConnectionState>();
   #held = new Map<string, symbol>();
+  #ledgers = new Map<string, MemoryLedger>();
 
   get(id: string): Promise<ConnectionState | undefined> {
     const state = this.#connections.get(id);
@@ -31,18 +33,27 @@ export class MemoryStore implements StateStore {
     );
   }
 
-  put(state: ConnectionState): Promise<void> {
+  update(
+    id: string,
+    fn: (current: ConnectionState | undefined) => ConnectionState | undefined,
+  ): Promise<ConnectionState | undefined> {
     // Promise.try: a validation error rejects the promise instead of throwing at the call.
     return Promise.try(() => {
+      const current = this.#connections.get(id);
+      const next = fn(current === undefined ? undefined : structuredClone(current));
+      if (next === undefined) return current === undefined ? undefined : structuredClone(current);
       // parse() both validates and copies, like a file round trip would.
-      const copy = connectionStateSchema.parse(state);
-      this.#connections.set(copy.id, copy);
+      const copy = connectionStateSchema.parse(next);
+      _checkId(id, copy);
+      this.#connections.set(id, copy);
+      return structuredClone(copy);
     });
   }
 
-  delete(id: string): Promise<void> {
-    this.#connections.delete(id);
-    return Promise.resolve();
+  ledger(id: string): Ledger {
+    let ledger = this.#ledgers.get(id);
+    if (!ledger) this.#ledgers.set(id, ledger = new MemoryLedger());
+    return ledger;
   }
 
   flush(): Promise<void> {
@@ -74,4 +85,11 @@ export function _acquireLocal(held: Map<string, symbol>, id: string): Lease | un
       return Promise.resolve();
     },
   };
+}
+
+/** Refuses a state whose id is not the key it is stored under. Shared by the stores. */
+export function _checkId(id: string, state: ConnectionState): void {
+  if (state.id !== id) {
+    throw new TypeError(`Cannot store the state of '${state.id}' as connection '${id}'`);
+  }
 }

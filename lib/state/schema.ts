@@ -50,6 +50,50 @@ export const alertStateSchema = z.object({
   last_alert_at: isoTime.nullable().default(null),
 });
 
+/**
+ * A member that could not be read, mapped or accepted: the rest of its list goes on, and it
+ * is tried again on every run until it goes through (see `lib/engine/quarantine.ts`).
+ */
+export const quarantineEntrySchema = z.object({
+  /** Mailchimp's member id (subscriber hash); null when Mailchimp served none we could use. */
+  id: z.string().nullable(),
+  /** Why the member is held, in words a person can act on. */
+  reason: z.string(),
+  /** When it was first quarantined (our clock). */
+  first_seen_at: isoTime,
+  /** When it was last tried (our clock). */
+  last_tried_at: isoTime,
+  /** How many times it has been tried. */
+  attempts: z.number().int().nonnegative().default(1),
+});
+
+/** What the last reconciliation of a connection found and repaired. */
+export const reconcileSummarySchema = z.object({
+  /** When it finished (our clock). */
+  at: isoTime,
+  /** Ids Mailchimp lists now. */
+  mailchimp_members: z.number().int().nonnegative(),
+  /** Ids this program had pushed to Ometria (the ledger) before reconciling. */
+  ledger_members: z.number().int().nonnegative(),
+  /** Ids pushed before but absent now (deleted, or an old id left by an email change). */
+  orphans: z.number().int().nonnegative(),
+  /** Members in Mailchimp that the ledger lacked (polling should never miss one). */
+  missing: z.number().int().nonnegative(),
+  /** Orphans opted out in Ometria and members pushed by this reconciliation. */
+  repaired: z.number().int().nonnegative(),
+  /** A few of the orphan ids, for the status output. */
+  orphan_ids: z.array(z.string()).default([]),
+});
+
+/**
+ * Mailchimp's clock as last seen, with ours at the same moment: a later run that finds
+ * Mailchimp's clock behind where it should be (a step back) can tell how far to read again.
+ */
+export const clockSeenSchema = z.object({
+  mailchimp_at: isoTime,
+  local_at: isoTime,
+});
+
 /** Everything remembered about one connection. */
 export const connectionStateSchema = z.object({
   id: z.string().min(1),
@@ -89,6 +133,12 @@ export const connectionStateSchema = z.object({
   /** Where the state came from when it was migrated from the original tool. */
   imported_from: z.string().nullable().default(null),
   alert: alertStateSchema.default({ behind_since: null, last_alert_at: null }),
+  /** Members held back from Ometria, with the reason; retried on every run. */
+  quarantine: z.array(quarantineEntrySchema).default([]),
+  /** The last reconciliation; null before the first. */
+  last_reconcile: reconcileSummarySchema.nullable().default(null),
+  /** Mailchimp's clock at the start of the last run (step-back detection). */
+  clock_seen: clockSeenSchema.nullable().default(null),
 });
 
 /** Everything remembered about one connection. */
@@ -97,6 +147,12 @@ export type ConnectionState = z.infer<typeof connectionStateSchema>;
 export type RunProgress = z.infer<typeof runProgressSchema>;
 /** The numbers of a finished run. */
 export type RunSummary = z.infer<typeof runSummarySchema>;
+/** Alerting memory of one connection. */
+export type AlertState = z.infer<typeof alertStateSchema>;
+/** A quarantined member. */
+export type QuarantineEntry = z.infer<typeof quarantineEntrySchema>;
+/** What a reconciliation found. */
+export type ReconcileSummary = z.infer<typeof reconcileSummarySchema>;
 
 /** The whole state document as stored. */
 export const stateDocumentSchema = z.object({

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { IdSet } from "./id_set.ts";
 import type { ConnectionState } from "./schema.ts";
 
 /** A claim on one connection: while held, no other process runs it. */
@@ -12,9 +13,25 @@ export interface Lease {
 }
 
 /**
- * Where connection state lives. `put` may be coalesced in memory (a lost write only makes a
- * restarted run resend acknowledged members, which is safe); `flush` makes every earlier
- * `put` durable, and a written document is always complete and valid.
+ * The ids this program has pushed to Ometria for one connection, kept so that reconciliation
+ * can find orphans: ids pushed before and absent from Mailchimp now. Ids are recorded before
+ * they are pushed (write-ahead), so a crash can only leave an id that never reached Ometria
+ * in the ledger, never the other way round; opting out such an id is harmless.
+ */
+export interface Ledger {
+  /** Records `ids` durably; resolves before the caller pushes them. */
+  add(ids: readonly string[]): Promise<void>;
+  /** Every id recorded, as a compact sorted set. */
+  load(): Promise<IdSet>;
+  /** Replaces the ledger with exactly `ids`, atomically (after a reconciliation). */
+  replace(ids: IdSet): Promise<void>;
+}
+
+/**
+ * Where connection state lives. A connection's state changes only through `update` with
+ * the pure transition of `transitions.ts`. Updates may be coalesced in memory (a lost write
+ * only makes a restarted run resend acknowledged members, which is safe); `flush` makes every
+ * earlier update durable, and a written document is always complete and valid.
  */
 export interface StateStore {
   /** `file`, `memory` or `kv`. */
@@ -25,11 +42,19 @@ export interface StateStore {
   get(id: string): Promise<ConnectionState | undefined>;
   /** Every connection's state. */
   list(): Promise<ConnectionState[]>;
-  /** Records a connection's state (durable by the next `flush` at the latest). */
-  put(state: ConnectionState): Promise<void>;
-  /** Forgets a connection's state entirely. */
-  delete(id: string): Promise<void>;
-  /** Makes every earlier `put` durable. */
+  /**
+   * Replaces connection `id`'s state with `fn(current)` atomically, and returns the new state
+   * (the current one when `fn` returns undefined, which changes nothing). `fn` must be pure:
+   * a store shared by several processes calls it again when another writer got there first.
+   * Durable by the next `flush` at the latest.
+   */
+  update(
+    id: string,
+    fn: (current: ConnectionState | undefined) => ConnectionState | undefined,
+  ): Promise<ConnectionState | undefined>;
+  /** The ledger of ids pushed for connection `id`. */
+  ledger(id: string): Ledger;
+  /** Makes every earlier `update` durable. */
   flush(): Promise<void>;
   /**
    * Claims a connection so no other process runs it at the same time; undefined when another

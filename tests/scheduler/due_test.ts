@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { deadlineOf, decideDue, type DueRules, retryDelayMs } from "../../lib/scheduler/due.ts";
+import { deadlineOf, decideDue, type DueRules } from "../../lib/scheduler/due.ts";
+import { retryDelayMs } from "../../lib/state/transitions.ts";
 import { type ConnectionState, newConnectionState } from "../../lib/state/schema.ts";
 
 const MINUTE = 60_000;

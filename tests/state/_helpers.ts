@@ -7,6 +7,12 @@
 import { configure, getLogger, type Logger, type LogRecord, reset } from "@logtape/logtape";
 import { newConnectionState } from "../../lib/state/schema.ts";
 import type { ConnectionState } from "../../lib/state/schema.ts";
+import type { StateStore } from "../../lib/state/store.ts";
+
+/** Stores `state` as it is (test set-up; the program itself only applies transitions). */
+export function put(store: StateStore, state: ConnectionState): Promise<unknown> {
+  return store.update(state.id, () => state);
+}
 
 /** Runs `fn` with a fresh temporary folder, removed afterwards. */
 export async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import { FileStore } from "../../lib/state/file_store.ts";
 import { StateError } from "../../lib/state/store.ts";
-import { sampleState, withTempDir } from "./_helpers.ts";
+import { put, sampleState, withTempDir } from "./_helpers.ts";
 
 const FIXTURE = new URL("./fixtures/open_file_store.ts", import.meta.url).pathname;
 const PROJECT_ROOT = new URL("../../", import.meta.url).pathname;
@@ -35,10 +35,8 @@ Deno.test("FileStore round-trips connection state through the file", async () =>
     const clock = new FakeClock();
     const store = await FileStore.open(path, { clock });
     assert.equal(await store.get("a"), undefined);
-    await store.put(sampleState("b"));
-    await store.put(sampleState("a"));
-    await store.put(sampleState("c"));
-    await store.delete("c");
+    await put(store, sampleState("b"));
+    await put(store, sampleState("a"));
     await store.close();
 
     const document = JSON.parse(await Deno.readTextFile(path));
@@ -56,7 +54,7 @@ Deno.test("FileStore get() and list() return copies the caller cannot change the
   await withTempDir(async (dir) => {
     const store = await FileStore.open(`${dir}/s.json`, { clock: new FakeClock() });
     const state = sampleState("a");
-    await store.put(state);
+    await put(store, state);
     state.status = "failed";
     const got = await store.get("a");
     assert.ok(got);
@@ -72,7 +70,7 @@ Deno.test("FileStore coalesces many puts into one write after coalesceMs", async
     const path = `${dir}/sync_jobs.json`;
     const clock = new FakeClock();
     const store = await FileStore.open(path, { clock, coalesceMs: 1000 });
-    for (let i = 0; i < 50; i++) await store.put(sampleState(`c${i % 5}`));
+    for (let i = 0; i < 50; i++) await put(store, sampleState(`c${i % 5}`));
     await clock.tick(999);
     assert.equal(store.writes, 0);
     assert.equal(clock.pendingTimers, 1);
@@ -94,7 +92,7 @@ Deno.test("FileStore flush() writes at once and cancels the pending write", asyn
     const path = `${dir}/sync_jobs.json`;
     const clock = new FakeClock();
     const store = await FileStore.open(path, { clock });
-    await store.put(sampleState("a"));
+    await put(store, sampleState("a"));
     await store.flush();
     assert.equal(store.writes, 1);
     assert.equal(clock.pendingTimers, 0);
@@ -102,7 +100,7 @@ Deno.test("FileStore flush() writes at once and cancels the pending write", asyn
     await store.flush();
     assert.equal(store.writes, 1, "a clean store is not written again");
 
-    await store.put(sampleState("b"));
+    await put(store, sampleState("b"));
     await store.close();
     assert.equal(store.writes, 2, "close() flushes");
     assert.equal(clock.pendingTimers, 0);
@@ -118,7 +116,7 @@ Deno.test("FileStore writes a complete document and leaves no temporary files", 
     // Writes racing each other: each flush must leave a whole, parseable document.
     const flushes: Promise<void>[] = [];
     for (let i = 0; i < 20; i++) {
-      await store.put(sampleState(`c${i}`));
+      await put(store, sampleState(`c${i}`));
       flushes.push(store.flush());
     }
     await Promise.all(flushes);
@@ -240,7 +238,7 @@ Deno.test("FileStore makes a second process on the same file exit with a message
   await withTempDir(async (dir) => {
     const path = `${dir}/sync_jobs.json`;
     const store = await FileStore.open(path, { clock: new FakeClock() });
-    await store.put(sampleState("a"));
+    await put(store, sampleState("a"));
     await store.flush();
 
     const blocked = await runFixture(path);
@@ -263,11 +261,11 @@ Deno.test("FileStore makes a second process on the same file exit with a message
 Deno.test("FileStore rejects an invalid state and any use after close()", async () => {
   await withTempDir(async (dir) => {
     const store = await FileStore.open(`${dir}/s.json`, { clock: new FakeClock() });
-    await assert.rejects(store.put({ ...sampleState("a"), failures: -1 }), /failures/);
+    await assert.rejects(put(store, { ...sampleState("a"), failures: -1 }), /failures/);
     assert.equal(await store.get("a"), undefined);
     await store.close();
     await store.close();
-    await assert.rejects(store.put(sampleState("a")), /is closed/);
+    await assert.rejects(put(store, sampleState("a")), /is closed/);
     await assert.rejects(store.list(), /is closed/);
   });
 });

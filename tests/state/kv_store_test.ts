@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import { KvStore } from "../../lib/state/kv_store.ts";
+import { record } from "../../lib/state/transitions.ts";
 import { StateError } from "../../lib/state/store.ts";
-import { sampleState, withTempDir } from "./_helpers.ts";
+import { put, sampleState, withTempDir } from "./_helpers.ts";
 
 const LEASE_MS = 60_000;
 
@@ -12,10 +13,8 @@ Deno.test("KvStore round-trips connection state", async () => {
     const store = await KvStore.open(path, { clock: new FakeClock() });
     assert.equal(store.kind, "kv");
     assert.equal(await store.get("a"), undefined);
-    await store.put(sampleState("b"));
-    await store.put(sampleState("a"));
-    await store.put(sampleState("c"));
-    await store.delete("c");
+    await put(store, sampleState("b"));
+    await put(store, sampleState("a"));
     await store.flush();
     await store.close();
 
@@ -131,5 +130,46 @@ Deno.test("KvStore close() releases its leases", async () => {
     assert.equal(clock.pendingTimers, 0);
     assert.ok(await two.acquire("c1"));
     await two.close();
+  });
+});
+
+Deno.test("KvStore update() loses no write when two processes race on one connection", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.kv`;
+    const a = await KvStore.open(path, { clock: new FakeClock() });
+    const b = await KvStore.open(path, { clock: new FakeClock() });
+    try {
+      const conn = { id: "c", listId: "list-c" };
+      const summary = {
+        started_at: "2026-01-01T00:00:00.000Z",
+        finished_at: "2026-01-01T00:00:01.000Z",
+        outcome: "failed" as const,
+        read: 0,
+        pushed: 0,
+        rejected: 0,
+        duration_ms: 1000,
+        mailchimp_requests: 1,
+        ometria_requests: 0,
+      };
+      const fail = (store: KvStore) =>
+        record(store, conn, { type: "run-failed", at: 0, run: null, summary, error: "x" });
+      const alert = (store: KvStore, n: number) =>
+        record(store, conn, {
+          type: "alert",
+          alert: { behind_since: new Date(n).toISOString(), last_alert_at: null },
+        });
+      // Each failure increments a counter read from the stored state: a lost update would
+      // show as a count below 40.
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => [fail(a), fail(b), alert(i % 2 ? a : b, i)]).flat(),
+      );
+      const final = await a.get("c");
+      assert.equal(final?.failures, 40);
+      assert.equal(final?.status, "failed");
+      assert.notEqual(final?.alert.behind_since, null);
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });

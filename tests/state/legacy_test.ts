@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import { FileStore } from "../../lib/state/file_store.ts";
 import { LEGACY_FAILED_MESSAGE, parseLegacyTime } from "../../lib/state/legacy.ts";
-import { renderRecord, withLogger, withTempDir } from "./_helpers.ts";
+import { put, renderRecord, withLogger, withTempDir } from "./_helpers.ts";
 
 // The exact shape the original tool's SyncJobEncoder writes (json.dump(..., indent=4)).
 const LEGACY_FILE = `{
@@ -113,7 +113,7 @@ Deno.test("FileStore migrates the original tool's sync_jobs.json with a backup",
     // Opened again it is an ordinary document: no second migration, no second backup.
     const again = await FileStore.open(path, { clock });
     assert.deepEqual(await again.get("1a2d7ebf82"), ok);
-    await again.put({ ...ok, status: "failed" });
+    await put(again, { ...ok, status: "failed" });
     await again.close();
     await assert.rejects(Deno.stat(`${path}.bak.1`), Deno.errors.NotFound);
   });

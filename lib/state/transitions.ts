@@ -1,0 +1,191 @@
+/**
+ * The one owner of a connection's state: every change is an event applied by the pure
+ * function {@linkcode nextState}, through `StateStore.update`, so no module reads a record,
+ * changes a field and writes it back on its own (on Deno KV, `update` is a
+ * versionstamp-checked write that is retried on conflict, which is why this must be pure).
+ *
+ * @module
+ */
+import {
+  type AlertState,
+  type ConnectionState,
+  newConnectionState,
+  type QuarantineEntry,
+  type ReconcileSummary,
+  type RunProgress,
+  type RunSummary,
+} from "./schema.ts";
+import type { StateStore } from "./store.ts";
+
+const _MINUTE = 60_000;
+
+/** Most quarantined members remembered per connection; beyond that a run cannot complete. */
+export const QUARANTINE_LIMIT = 10_000;
+
+/**
+ * Backoff before retrying a failed connection: 1 minute, doubling, at most 30 minutes.
+ * `failures` counts consecutive failed runs (≥ 1).
+ */
+export function retryDelayMs(failures: number): number {
+  return Math.min(30, 2 ** Math.max(0, failures - 1)) * _MINUTE;
+}
+
+/** A member to hold back, as the engine found it. */
+export interface QuarantineFinding {
+  id: string | null;
+  reason: string;
+}
+
+/** Everything that can happen to a connection's state. Times are epoch ms. */
+export type ConnectionEvent =
+  /** A run begins: remembers the threshold and when the connection was first attempted. */
+  | { type: "run-started"; at: number; thresholdSeconds?: number | undefined }
+  /** Mailchimp's clock was read at the start of a run. */
+  | { type: "clock-seen"; mailchimpMs: number; localMs: number }
+  /** Acknowledged progress inside a window (the checkpoint). */
+  | { type: "progress"; run: RunProgress }
+  /** Mailchimp's clock stepped back: the next window starts no later than `lowerMs`. */
+  | { type: "rewind"; lowerMs: number }
+  /** The whole window up to `upperMs` is acknowledged or quarantined. */
+  | {
+    type: "run-completed";
+    upperMs: number;
+    summary: RunSummary;
+    error: string | null;
+  }
+  /** The run stopped short of its window; the checkpoint in `run` (if any) stays. */
+  | { type: "run-failed"; at: number; run: RunProgress | null; summary: RunSummary; error: string }
+  /** A stop signal ended the run; the checkpoint stays. */
+  | { type: "run-aborted"; run: RunProgress | null }
+  /** Mailchimp's default listing showed an archived member. */
+  | { type: "archived-in-listing" }
+  /** The freshness evaluation changed the alert memory. */
+  | { type: "alert"; alert: AlertState }
+  /** `reset`: the next run reads the whole list. */
+  | { type: "reset" }
+  /**
+   * Members held back (`add`) and members that went through or are gone (`release`, by id).
+   * `seenAt` is when this happened; `forgetUnidentified` drops entries without an id (a full
+   * read of the list did not meet them again).
+   */
+  | {
+    type: "quarantine";
+    at: number;
+    add: readonly QuarantineFinding[];
+    release: readonly string[];
+    forgetUnidentified?: boolean;
+  }
+  /** A reconciliation finished. */
+  | { type: "reconciled"; summary: ReconcileSummary };
+
+function _iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** The state after `event`. Pure: the same inputs always give the same output. */
+export function nextState(state: ConnectionState, event: ConnectionEvent): ConnectionState {
+  switch (event.type) {
+    case "run-started":
+      return {
+        ...state,
+        first_seen_at: state.first_seen_at ?? _iso(event.at),
+        threshold_seconds: event.thresholdSeconds ?? state.threshold_seconds,
+      };
+    case "clock-seen":
+      return {
+        ...state,
+        clock_seen: { mailchimp_at: _iso(event.mailchimpMs), local_at: _iso(event.localMs) },
+      };
+    case "progress":
+      return { ...state, run: event.run };
+    case "rewind": {
+      const lower = (iso: string | null) =>
+        iso !== null && Date.parse(iso) > event.lowerMs ? _iso(event.lowerMs) : iso;
+      return {
+        ...state,
+        watermark: lower(state.watermark),
+        run: state.run ? { ...state.run, cursor: lower(state.run.cursor) } : null,
+      };
+    }
+    case "run-completed":
+      return {
+        ...state,
+        watermark: _iso(event.upperMs),
+        fresh_as_of: _iso(event.upperMs),
+        run: null,
+        status: "ok",
+        failures: 0,
+        retry_at: null,
+        last_error: event.error,
+        last_run: event.summary,
+      };
+    case "run-failed": {
+      const failures = state.failures + 1;
+      return {
+        ...state,
+        run: event.run ?? state.run,
+        status: "failed",
+        failures,
+        retry_at: _iso(event.at + retryDelayMs(failures)),
+        last_error: event.error,
+        last_run: event.summary,
+      };
+    }
+    case "run-aborted":
+      return { ...state, run: event.run ?? state.run };
+    case "archived-in-listing":
+      return { ...state, archived_in_listing: true };
+    case "alert":
+      return { ...state, alert: event.alert };
+    case "reset":
+      // fresh_as_of stays: Ometria is still complete up to then until the full run ends.
+      return { ...state, watermark: null, run: null };
+    case "quarantine":
+      return { ...state, quarantine: _quarantine(state.quarantine, event) };
+    case "reconciled":
+      return { ...state, last_reconcile: event.summary };
+  }
+}
+
+function _quarantine(
+  entries: readonly QuarantineEntry[],
+  event: Extract<ConnectionEvent, { type: "quarantine" }>,
+): QuarantineEntry[] {
+  const at = _iso(event.at);
+  const released = new Set(event.release);
+  const byKey = new Map<string, QuarantineEntry>();
+  const keyOf = (id: string | null, reason: string) => id ?? `?${reason}`;
+  for (const e of entries) {
+    if (e.id !== null && released.has(e.id)) continue;
+    if (e.id === null && event.forgetUnidentified) continue;
+    byKey.set(keyOf(e.id, e.reason), e);
+  }
+  for (const f of event.add) {
+    const key = keyOf(f.id, f.reason);
+    const old = byKey.get(key);
+    byKey.set(key, {
+      id: f.id,
+      reason: f.reason,
+      first_seen_at: old?.first_seen_at ?? at,
+      last_tried_at: at,
+      attempts: (old?.attempts ?? 0) + 1,
+    });
+  }
+  return [...byKey.values()].slice(0, QUARANTINE_LIMIT);
+}
+
+/**
+ * Applies `event` to connection `id` in `store` (creating its state when it has none) and
+ * returns the new state.
+ */
+export async function record(
+  store: StateStore,
+  connection: { id: string; listId: string },
+  event: ConnectionEvent,
+): Promise<ConnectionState> {
+  const next = await store.update(
+    connection.id,
+    (current) => nextState(current ?? newConnectionState(connection.id, connection.listId), event),
+  );
+  return next!;
+}

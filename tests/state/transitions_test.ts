@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import { type ConnectionState, newConnectionState } from "../../lib/state/schema.ts";
+import { nextState, retryDelayMs } from "../../lib/state/transitions.ts";
+import { IdSet } from "../../lib/state/id_set.ts";
+import { FileLedger, MemoryLedger } from "../../lib/state/ledgers.ts";
+import { KvStore } from "../../lib/state/kv_store.ts";
+import { FakeClock } from "../../lib/clock/clock.ts";
+import { withTempDir } from "./_helpers.ts";
+
+const T0 = Date.parse("2026-03-01T10:00:00Z");
+const summary = {
+  started_at: "2026-03-01T10:00:00.000Z",
+  finished_at: "2026-03-01T10:00:01.000Z",
+  outcome: "failed" as const,
+  read: 1,
+  pushed: 0,
+  rejected: 0,
+  duration_ms: 1000,
+  mailchimp_requests: 1,
+  ometria_requests: 1,
+};
+
+Deno.test("nextState() backs a failed connection off and a completed run clears it", () => {
+  let s = newConnectionState("c", "l");
+  s = nextState(s, { type: "run-failed", at: T0, run: null, summary, error: "boom" });
+  s = nextState(s, { type: "run-failed", at: T0, run: null, summary, error: "boom" });
+  assert.equal(s.failures, 2);
+  assert.equal(s.retry_at, new Date(T0 + retryDelayMs(2)).toISOString());
+  s = nextState(s, {
+    type: "run-completed",
+    upperMs: T0,
+    error: null,
+    summary: { ...summary, outcome: "ok" },
+  });
+  assert.deepEqual([s.failures, s.retry_at, s.status, s.watermark], [
+    0,
+    null,
+    "ok",
+    "2026-03-01T10:00:00.000Z",
+  ]);
+});
+
+Deno.test("nextState() rewinds the watermark and the cursor, never forwards", () => {
+  let s: ConnectionState = {
+    ...newConnectionState("c", "l"),
+    watermark: "2026-03-01T10:00:00.000Z",
+    run: {
+      upper: "2026-03-01T11:00:00.000Z",
+      cursor: "2026-03-01T10:30:00.000Z",
+      started_at: "2026-03-01T11:00:00.000Z",
+      read: 0,
+      pushed: 0,
+      rejected: 0,
+    },
+  };
+  s = nextState(s, { type: "rewind", lowerMs: T0 + 60_000 });
+  assert.equal(s.watermark, "2026-03-01T10:00:00.000Z");
+  assert.equal(s.run?.cursor, "2026-03-01T10:01:00.000Z");
+});
+
+Deno.test("nextState() keeps one quarantine entry per member and releases by id", () => {
+  let s = newConnectionState("c", "l");
+  s = nextState(s, {
+    type: "quarantine",
+    at: T0,
+    add: [{ id: "a", reason: "bad status" }, { id: null, reason: "no id" }],
+    release: [],
+  });
+  s = nextState(s, {
+    type: "quarantine",
+    at: T0 + 1000,
+    add: [{ id: "a", reason: "bad status" }],
+    release: [],
+  });
+  assert.equal(s.quarantine.length, 2);
+  const a = s.quarantine.find((e) => e.id === "a")!;
+  assert.deepEqual([a.attempts, a.first_seen_at], [2, new Date(T0).toISOString()]);
+  s = nextState(s, { type: "quarantine", at: T0, add: [], release: ["a"] });
+  assert.deepEqual(s.quarantine.map((e) => e.id), [null]);
+  s = nextState(s, { type: "quarantine", at: T0, add: [], release: [], forgetUnidentified: true });
+  assert.equal(s.quarantine.length, 0);
+});
+
+const ID = (n: number) => n.toString(16).padStart(32, "0");
+
+Deno.test("IdSet sorts, de-duplicates and subtracts packed ids", () => {
+  const a = IdSet.of([ID(3), ID(1), ID(2), ID(3)]);
+  const b = IdSet.of([ID(2), ID(4)]);
+  assert.equal(a.size, 3);
+  assert.deepEqual([...a], [ID(1), ID(2), ID(3)]);
+  assert.deepEqual(a.minus(b), [ID(1), ID(3)]);
+  assert.ok(a.has(ID(2)) && !a.has(ID(4)) && !a.has("not-an-id"));
+  assert.throws(() => IdSet.of(["x"]), /32 lowercase hex/);
+});
+
+Deno.test("every ledger backend records, loads and replaces ids", async () => {
+  await withTempDir(async (dir) => {
+    const kv = await KvStore.open(`${dir}/s.kv`, { clock: new FakeClock() });
+    try {
+      for (
+        const ledger of [new MemoryLedger(), new FileLedger(`${dir}/l/c.ids`), kv.ledger("c")]
+      ) {
+        await ledger.add([ID(5), ID(1)]);
+        await ledger.add([ID(1), ID(9)]);
+        assert.deepEqual([...await ledger.load()], [ID(1), ID(5), ID(9)]);
+        await ledger.replace(IdSet.of([ID(9), ID(7)]));
+        assert.deepEqual([...await ledger.load()], [ID(7), ID(9)]);
+        await ledger.add([ID(2)]);
+        assert.deepEqual([...await ledger.load()], [ID(2), ID(7), ID(9)]);
+      }
+    } finally {
+      await kv.close();
+    }
+  });
+});
+
+Deno.test("FileLedger ignores a partial id left by a crash during an append", async () => {
+  await withTempDir(async (dir) => {
+    const ledger = new FileLedger(`${dir}/c.ids`);
+    await ledger.add([ID(1)]);
+    await Deno.writeFile(`${dir}/c.ids`, new Uint8Array([1, 2, 3]), { append: true });
+    assert.deepEqual([...await ledger.load()], [ID(1)]);
+  });
+});
