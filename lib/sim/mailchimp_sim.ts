@@ -211,7 +211,7 @@ export interface MailchimpSimulatorStats {
   memberRequests: number;
   /** Members listing answers that were torn (see `tearPages`). */
   tornPages: number;
-  /** Every torn page, oldest first. */
+  /** The torn pages, oldest first (the last 1000, so a long random run stays small). */
   tears: TornPage[];
   /** Requests being answered now. */
   inFlight: number;
@@ -737,7 +737,9 @@ export class MailchimpSimulator {
       records.push(changed);
     }
     this.stats.tornPages++;
-    this.stats.tears.push({ listId: list.id, id: changed.id, position, mode });
+    const tears = this.stats.tears;
+    tears.push({ listId: list.id, id: changed.id, position, mode });
+    if (tears.length > 1000) tears.splice(0, tears.length - 1000);
     return { total: page.total, records };
   }
 
