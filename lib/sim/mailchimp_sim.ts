@@ -4,8 +4,11 @@
  * API_FACTS.md): auth, problem+json errors, the members listing with its paging, fields,
  * filters and sorting, the 10-connection limit, and every behaviour that is not confirmed
  * (inclusive or exclusive `since`, tie order, archived members in the default listing) as
- * a switch. Lists of a million members are served in O(log n + page) per request (see
- * `_member_index.ts`).
+ * a switch, and so is each misbehaviour the docs do not rule out: pages torn by a member
+ * changing while they are written, a wrong `total_items`, a clock stepped back, a member
+ * re-keyed by an email change or deleted for good, a member served malformed. Lists of a
+ * million members are served in O(log n + page) per request while no such fault is active
+ * (see `_member_index.ts`).
  *
  * @module
  */
@@ -29,6 +32,7 @@ import {
   generateMembers,
   memberId,
   newMember,
+  renamedMember,
   uniqueEmailIdOf,
 } from "./member_data.ts";
 import { seededRandom } from "./random.ts";
@@ -68,6 +72,40 @@ export interface MailchimpSimulatorOptions {
   maxConnections?: number;
   /** Delay before answering every request, in milliseconds (via `clock.sleep`). @default {0} */
   latencyMs?: number;
+  /**
+   * Milliseconds added to `clock` for everything the simulator stamps: `last_changed` of
+   * every change, the `Date` header, the default range of `addList`. Setting it to
+   * -600000 while serving steps Mailchimp's clock back ten minutes (members changed
+   * afterwards get older stamps than members changed before), which no doc rules out.
+   * @default {0}
+   */
+  clockOffsetMs?: number;
+  /**
+   * Added to the true `total_items` of every members listing answer (the result is clamped
+   * to >= 0): negative plays a count that is too low, positive one that is too high.
+   * @default {0}
+   */
+  totalItemsError?: number;
+  /**
+   * When > 0, every members listing answer also adds a seeded random integer drawn
+   * uniformly from [-totalItemsJitter, totalItemsJitter] to `total_items` (then clamped).
+   * @default {0}
+   */
+  totalItemsJitter?: number;
+  /**
+   * Probability in [0, 1] that a members listing answer with at least one member is torn
+   * (see {@linkcode MailchimpSimulator.tearPages}); queued tears come first.
+   * @default {0}
+   */
+  tornPageRate?: number;
+  /** How random tears (`tornPageRate`) and `tearPages` without a mode tear a page. @default {"stamp"} */
+  tornPageMode?: TornPageMode;
+  /**
+   * Seed of the torn-page draws (which answer, which member, its new names) and of
+   * `totalItemsJitter`; setting it with `setOptions` restarts both sequences.
+   * @default {1}
+   */
+  quirkSeed?: number;
   /** Random faults (see `faults.ts`); tests can also queue faults on `faults`. @default {{}} */
   faults?: FaultPlan;
   /**
@@ -90,7 +128,35 @@ export type MailchimpSimulatorSettings = Pick<
   | "latencyMs"
   | "archivedInDefaultListing"
   | "maxConnections"
+  | "clockOffsetMs"
+  | "totalItemsError"
+  | "totalItemsJitter"
+  | "tornPageRate"
+  | "tornPageMode"
+  | "quirkSeed"
 >;
+
+/**
+ * How a torn members page shows the member that changed while it was written out:
+ * - `"stamp"`: at its old position, with its new state and new `last_changed` (so a
+ *   `last_changed`-sorted page is out of order, and a bounded window can hold a member
+ *   stamped at or after its `before_last_changed`);
+ * - `"move"`: left out at its old position and appended at the end of the page with its
+ *   new state (as if the writer met it again after its change).
+ */
+export type TornPageMode = "stamp" | "move";
+
+/** One torn page, as recorded in {@linkcode MailchimpSimulatorStats.tears}. */
+export interface TornPage {
+  /** The list whose page was torn. */
+  listId: string;
+  /** Id of the member that changed while the page was written. */
+  id: string;
+  /** Its 0-based position in the page as computed before the tear. */
+  position: number;
+  /** How the page shows it. */
+  mode: TornPageMode;
+}
 
 /** Options of {@linkcode MailchimpSimulator.addList}. */
 export interface AddListOptions {
@@ -128,6 +194,11 @@ export interface SimMember {
   contact_id: string;
   /** Unique email id. */
   unique_email_id: string;
+  /**
+   * Only in `truth` of a member served malformed (`corruptMember`): the raw values served
+   * instead of the true ones above (a key with value `undefined` is left out when served).
+   */
+  malformed?: Record<string, unknown>;
 }
 
 /** Request counters of a simulator, reset by {@linkcode MailchimpSimulator.resetStats}. */
@@ -136,6 +207,12 @@ export interface MailchimpSimulatorStats {
   requests: number;
   /** Requests received for a members listing. */
   membersRequests: number;
+  /** Requests received for one member (`GET /lists/{id}/members/{subscriber_hash}`). */
+  memberRequests: number;
+  /** Members listing answers that were torn (see `tearPages`). */
+  tornPages: number;
+  /** The torn pages, oldest first (the last 1000, so a long random run stays small). */
+  tears: TornPage[];
   /** Requests being answered now. */
   inFlight: number;
   /** Most requests in flight at once (rejected ones included: what the client attempted). */
@@ -166,17 +243,21 @@ interface _List {
   name: string;
   index: MemberIndex;
   nextChangeSeed: number;
+  /** Raw field values served instead of the true ones, by member id (`corruptMember`). */
+  corrupt: Map<string, Record<string, unknown>>;
 }
 
 type _Route =
   | { kind: "ping" }
   | { kind: "list"; listId: string }
-  | { kind: "members"; listId: string };
+  | { kind: "members"; listId: string }
+  | { kind: "member"; listId: string; hash: string };
 
 /**
  * A Mailchimp API simulator listening on 127.0.0.1. Start it with
  * {@linkcode MailchimpSimulator.start}, seed lists with `addList`, change members with
- * `upsertMember`/`changeMembers`/`deleteMember`, compare with `truth`, and `close` it.
+ * `upsertMember`/`changeMembers`/`deleteMember`/`changeEmail`, misbehave with
+ * `tearPages`/`corruptMember`/`setOptions`, compare with `truth`, and `close` it.
  * Clock going backwards: a change stamped earlier than existing ones keeps its true
  * `last_changed` and is sorted into place at the next read (an O(n log n) rebuild).
  */
@@ -191,6 +272,9 @@ export class MailchimpSimulator {
   readonly stats: MailchimpSimulatorStats = {
     requests: 0,
     membersRequests: 0,
+    memberRequests: 0,
+    tornPages: 0,
+    tears: [],
     inFlight: 0,
     maxInFlight: 0,
     status429: 0,
@@ -206,6 +290,9 @@ export class MailchimpSimulator {
   #closed: Promise<void> | undefined;
   #hookCalls = 0;
   #tieRandom: () => number;
+  #tearRandom: () => number;
+  #totalRandom: () => number;
+  #tearQueue: TornPageMode[] = [];
 
   private constructor(options: MailchimpSimulatorOptions) {
     this.apiKey = options.apiKey ?? _DEFAULT_KEY;
@@ -217,9 +304,16 @@ export class MailchimpSimulator {
       latencyMs: 0,
       archivedInDefaultListing: true,
       maxConnections: 10,
+      clockOffsetMs: 0,
+      totalItemsError: 0,
+      totalItemsJitter: 0,
+      tornPageRate: 0,
+      tornPageMode: "stamp",
+      quirkSeed: 1,
     }, options);
     this.#onMembersRequest = options.onMembersRequest;
     this.#tieRandom = seededRandom(options.tieSeed ?? 1);
+    [this.#tearRandom, this.#totalRandom] = _quirkRandoms(this.#settings.quirkSeed);
     this.faults = new FaultInjector(options.faults);
     this.#server = Deno.serve({
       hostname: options.hostname ?? "127.0.0.1",
@@ -240,6 +334,26 @@ export class MailchimpSimulator {
   /** Changes behaviour switches while serving (later requests see them). */
   setOptions(partial: Partial<MailchimpSimulatorSettings>): void {
     this.#settings = _settings(this.#settings, partial);
+    if (partial.quirkSeed !== undefined) {
+      [this.#tearRandom, this.#totalRandom] = _quirkRandoms(partial.quirkSeed);
+    }
+  }
+
+  /**
+   * Tears the next `n` members listing answers that carry at least one member (an empty
+   * page does not use a tear up), before any random tear of `tornPageRate`. In a torn
+   * answer, one member of the computed page, chosen by the seeded random anywhere in the
+   * page, really changes in the list while the page is written: new names, `last_changed`
+   * = now (clock plus `clockOffsetMs`), and the page shows it as `mode` says (see
+   * {@linkcode TornPageMode}). `total_items` stays what was counted before the change.
+   * Applies to every listing order. Throws a RangeError unless `n` is an integer >= 0.
+   */
+  tearPages(n: number, options: { mode?: TornPageMode } = {}): void {
+    if (!Number.isInteger(n) || n < 0) {
+      throw new RangeError(`Cannot tear pages as 'n' must be an integer >= 0: current value ${n}`);
+    }
+    const mode = options.mode ?? this.#settings.tornPageMode;
+    for (let i = 0; i < n; i++) this.#tearQueue.push(mode);
   }
 
   /**
@@ -250,7 +364,7 @@ export class MailchimpSimulator {
     if (this.#lists.has(listId)) {
       throw new RangeError(`Cannot add list '${listId}' as it already exists`);
     }
-    const now = this.#clock.now();
+    const now = this.#now();
     const records = generateMembers({
       count: opts.members ?? 0,
       seed: opts.seed ?? 1,
@@ -265,6 +379,7 @@ export class MailchimpSimulator {
       name: opts.name ?? `Simulated list ${listId}`,
       index,
       nextChangeSeed: (opts.seed ?? 1) * 7919 + 1,
+      corrupt: new Map(),
     });
   }
 
@@ -296,7 +411,7 @@ export class MailchimpSimulator {
         changed: now,
         opt: m.status === "subscribed" && old.status !== "subscribed" ? now : old.opt,
       };
-    list.index.put(record);
+    this.#store(list, record);
     return _toSimMember(record);
   }
 
@@ -326,19 +441,88 @@ export class MailchimpSimulator {
     const now = this.#nowSeconds();
     return chosen.map((old) => {
       const record = changedMember(old, random, now);
-      list.index.put(record);
+      this.#store(list, record);
       return _toSimMember(record);
     });
   }
 
   /** Deletes the member with this email permanently (it simply disappears); no-op if absent. */
   deleteMember(listId: string, email: string): void {
-    this.#list(listId).index.delete(memberId(email));
+    const list = this.#list(listId);
+    const id = memberId(email);
+    list.index.delete(id);
+    list.corrupt.delete(id);
   }
 
-  /** Every live member of the list, in creation order. */
+  /**
+   * Changes a member's email address, as Mailchimp's "upemail": the id is the MD5 of the
+   * lowercased address, so the member disappears under its old id (listings, `GET` of the
+   * old hash, `truth`) and appears under the new one, last in creation order, with the same
+   * status, names and opt-in time and `last_changed` = now. A change of case only keeps the
+   * id. Throws a RangeError when no member has `oldEmail` or another member has `newEmail`,
+   * a TypeError when `newEmail` is not an address. Returns the member's new state.
+   */
+  changeEmail(listId: string, oldEmail: string, newEmail: string): SimMember {
+    const list = this.#list(listId);
+    if (!newEmail.includes("@")) {
+      throw new TypeError(`Cannot change email as 'newEmail' is not an address: '${newEmail}'`);
+    }
+    const old = list.index.get(memberId(oldEmail));
+    if (old === undefined) {
+      throw new RangeError(`Cannot change email as list '${listId}' has no member '${oldEmail}'`);
+    }
+    const id = memberId(newEmail);
+    if (id !== old.id) {
+      if (list.index.get(id) !== undefined) {
+        throw new RangeError(
+          `Cannot change email of '${oldEmail}' as list '${listId}' already has '${newEmail}'`,
+        );
+      }
+      list.index.delete(old.id);
+      list.corrupt.delete(old.id);
+    }
+    const record: MemberRecord = { ...old, id, email: newEmail, changed: this.#nowSeconds() };
+    this.#store(list, record);
+    return _toSimMember(record);
+  }
+
+  /**
+   * Serves the member with this email malformed from now on, in listings and in `GET` of
+   * the member: each key of `overrides` replaces that field's value in what is served, raw
+   * (e.g. `{ status: "weird" }`, `{ email_address: null }`, `{ last_changed: "not a date" }`);
+   * a key whose value is `undefined` is left out (`{ id: undefined }`). Overrides of member
+   * fields the request did not select are not served; unknown keys (unexpected extra fields)
+   * always are. Sorting and filtering still use the member's true state, and `truth` reports
+   * the overrides as `malformed`. A later change of the member (upsert, `changeMembers`, a
+   * torn page, `changeEmail`) or `uncorruptMember` restores normal serving. Calling it again
+   * replaces the overrides. Throws a RangeError when no member has this email.
+   */
+  corruptMember(listId: string, email: string, overrides: Record<string, unknown>): void {
+    const list = this.#list(listId);
+    const id = memberId(email);
+    if (list.index.get(id) === undefined) {
+      throw new RangeError(`Cannot corrupt member as list '${listId}' has no member '${email}'`);
+    }
+    list.corrupt.set(id, { ...overrides });
+  }
+
+  /** Serves the member with this email normally again; no-op if it is not corrupted. */
+  uncorruptMember(listId: string, email: string): void {
+    this.#list(listId).corrupt.delete(memberId(email));
+  }
+
+  /**
+   * Every live member of the list, in creation order, in its true state; a member served
+   * malformed (`corruptMember`) also carries the served overrides as `malformed`.
+   */
   truth(listId: string): SimMember[] {
-    return this.#list(listId).index.all().map(_toSimMember);
+    const list = this.#list(listId);
+    return list.index.all().map((r) => {
+      const member = _toSimMember(r);
+      const overrides = list.corrupt.get(r.id);
+      if (overrides !== undefined) member.malformed = { ...overrides };
+      return member;
+    });
   }
 
   /** Zeroes the counters (`inFlight` stays true; `maxInFlight` restarts from it). */
@@ -346,6 +530,9 @@ export class MailchimpSimulator {
     const s = this.stats;
     s.requests = 0;
     s.membersRequests = 0;
+    s.memberRequests = 0;
+    s.tornPages = 0;
+    s.tears = [];
     s.maxInFlight = s.inFlight;
     s.status429 = 0;
     s.byPath.clear();
@@ -366,8 +553,19 @@ export class MailchimpSimulator {
     return list;
   }
 
+  /** The simulated Mailchimp's time: the clock stepped by `clockOffsetMs`. */
+  #now(): number {
+    return this.#clock.now() + this.#settings.clockOffsetMs;
+  }
+
   #nowSeconds(): number {
-    return Math.floor(this.#clock.now() / 1000);
+    return Math.floor(this.#now() / 1000);
+  }
+
+  /** Stores a member's new state; any change ends malformed serving (`corruptMember`). */
+  #store(list: _List, record: MemberRecord): void {
+    list.index.put(record);
+    if (list.corrupt.size > 0) list.corrupt.delete(record.id);
   }
 
   async #handle(req: Request): Promise<Response> {
@@ -378,6 +576,7 @@ export class MailchimpSimulator {
     stats.requests++;
     stats.byPath.set(url.pathname, (stats.byPath.get(url.pathname) ?? 0) + 1);
     if (route?.kind === "members") stats.membersRequests++;
+    if (route?.kind === "member") stats.memberRequests++;
     stats.inFlight++;
     stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
     try {
@@ -434,6 +633,7 @@ export class MailchimpSimulator {
     const list = this.#lists.get(route.listId);
     if (list === undefined) return this.#notFound(requestId);
     if (route.kind === "list") return this.#json(_listJson(list), requestId);
+    if (route.kind === "member") return this.#member(list, route.hash, url.searchParams, requestId);
     return await this.#members(list, url.searchParams, requestId);
   }
 
@@ -477,7 +677,80 @@ export class MailchimpSimulator {
     } else {
       result = _scanPage(list.index.all(), window, page, query.sortField);
     }
-    return this.#json(_pageJson(list.id, result, query.selection), requestId);
+    const tear = this.#nextTear(result.records.length);
+    if (tear !== undefined) result = this.#tear(list, result, tear);
+    const total = this.#reportedTotal(result.total);
+    return this.#json(
+      _pageJson(list, { total, records: result.records }, query.selection),
+      requestId,
+    );
+  }
+
+  /**
+   * `GET /lists/{id}/members/{subscriber_hash}`: the hash is the member id (MD5 of the
+   * lowercased email); an email is accepted too, as Mailchimp does. Member fields sit at
+   * the top level, so `fields` names them without the `members.` prefix.
+   */
+  #member(list: _List, hash: string, params: URLSearchParams, requestId: string): Response {
+    const id = hash.includes("@") ? memberId(hash) : hash.toLowerCase();
+    const record = list.index.get(id);
+    if (record === undefined) return this.#notFound(requestId);
+    const selection = _memberSelection(
+      _list(params.get("fields")),
+      _list(params.get("exclude_fields")) ?? [],
+    );
+    const extras: string[] = [];
+    if (selection.top.has("list_id")) extras.push(`"list_id":${JSON.stringify(list.id)}`);
+    if (selection.top.has("_links")) extras.push(`"_links":[]`);
+    const json = _servedMemberJson(record, selection.memberFields, list.corrupt);
+    const body = extras.length === 0
+      ? json
+      : json === "{}"
+      ? `{${extras.join(",")}}`
+      : `${json.slice(0, -1)},${extras.join(",")}}`;
+    return this.#json(body, requestId);
+  }
+
+  /** The tear mode of the listing answer being written, if it is to be torn. */
+  #nextTear(members: number): TornPageMode | undefined {
+    if (members === 0) return undefined;
+    const queued = this.#tearQueue.shift();
+    if (queued !== undefined) return queued;
+    const rate = this.#settings.tornPageRate;
+    return rate > 0 && this.#tearRandom() < rate ? this.#settings.tornPageMode : undefined;
+  }
+
+  /**
+   * Changes one member of the computed page for real (new names, `last_changed` = now) and
+   * shows it as `mode` says; `total` was counted before the change and stays.
+   */
+  #tear(list: _List, page: RecordPage, mode: TornPageMode): RecordPage {
+    const random = this.#tearRandom;
+    const records = page.records.slice();
+    const position = Math.floor(random() * records.length);
+    const changed = renamedMember(records[position]!, random, this.#nowSeconds());
+    this.#store(list, changed);
+    if (mode === "stamp") {
+      records[position] = changed;
+    } else {
+      records.splice(position, 1);
+      records.push(changed);
+    }
+    this.stats.tornPages++;
+    const tears = this.stats.tears;
+    tears.push({ listId: list.id, id: changed.id, position, mode });
+    if (tears.length > 1000) tears.splice(0, tears.length - 1000);
+    return { total: page.total, records };
+  }
+
+  /** `total_items` as answered: the true count stepped by `totalItemsError` and jitter. */
+  #reportedTotal(total: number): number {
+    const { totalItemsError, totalItemsJitter } = this.#settings;
+    if (totalItemsError === 0 && totalItemsJitter === 0) return total;
+    const jitter = totalItemsJitter === 0
+      ? 0
+      : Math.floor(this.#totalRandom() * (2 * totalItemsJitter + 1)) - totalItemsJitter;
+    return Math.max(0, total + totalItemsError + jitter);
   }
 
   #authorized(header: string | null): boolean {
@@ -532,7 +805,7 @@ export class MailchimpSimulator {
   }
 
   #stamp(response: Response, requestId: string): Response {
-    response.headers.set("date", new Date(this.#clock.now()).toUTCString());
+    response.headers.set("date", new Date(this.#now()).toUTCString());
     response.headers.set("x-request-id", requestId);
     return response;
   }
@@ -552,6 +825,26 @@ function _settings(
       `Cannot configure the simulator as 'maxConnections' must be an integer >= 1: current value ${next.maxConnections}`,
     );
   }
+  if (!(next.tornPageRate >= 0 && next.tornPageRate <= 1)) {
+    throw new RangeError(
+      `Cannot configure the simulator as 'tornPageRate' must be in [0, 1]: current value ${next.tornPageRate}`,
+    );
+  }
+  if (next.tornPageMode !== "stamp" && next.tornPageMode !== "move") {
+    throw new RangeError(
+      `Cannot configure the simulator as 'tornPageMode' must be "stamp" or "move": current value ${next.tornPageMode}`,
+    );
+  }
+  for (const key of ["totalItemsError", "totalItemsJitter", "clockOffsetMs"] as const) {
+    const value = next[key];
+    if (!Number.isInteger(value) || (key === "totalItemsJitter" && value < 0)) {
+      throw new RangeError(
+        `Cannot configure the simulator as '${key}' must be an integer${
+          key === "totalItemsJitter" ? " >= 0" : ""
+        }: current value ${value}`,
+      );
+    }
+  }
   if (!(next.latencyMs >= 0)) {
     throw new RangeError(
       `Cannot configure the simulator as 'latencyMs' must be >= 0: current value ${next.latencyMs}`,
@@ -560,16 +853,24 @@ function _settings(
   return next;
 }
 
+/** Two independent sequences from one seed: tears, and `total_items` jitter. */
+function _quirkRandoms(seed: number): [() => number, () => number] {
+  return [seededRandom(seed), seededRandom((seed ^ 0x5bd1e995) >>> 0)];
+}
+
 function _route(pathname: string): _Route | undefined {
-  const m = /^\/3\.0\/(?:(ping)|lists\/([^/]+)(\/members)?)\/?$/.exec(pathname);
+  const m = /^\/3\.0\/(?:(ping)|lists\/([^/]+)(\/members(?:\/([^/]+))?)?)\/?$/.exec(pathname);
   if (m === null) return undefined;
   if (m[1] !== undefined) return { kind: "ping" };
   let listId: string;
+  let hash: string | undefined;
   try {
     listId = decodeURIComponent(m[2]!);
+    hash = m[4] === undefined ? undefined : decodeURIComponent(m[4]);
   } catch {
     return undefined;
   }
+  if (hash !== undefined) return { kind: "member", listId, hash };
   return m[3] === undefined ? { kind: "list", listId } : { kind: "members", listId };
 }
 
@@ -700,6 +1001,22 @@ function _selection(fields: string[] | undefined, exclude: string[]): _Selection
 }
 
 /**
+ * Applies `fields`/`exclude_fields` to a single member's answer, where member fields sit at
+ * the top level (`fields=id,email_address,merge_fields`) next to `list_id` and `_links`.
+ */
+function _memberSelection(fields: string[] | undefined, exclude: string[]): _Selection {
+  const excluded = new Set(exclude);
+  const asked = (name: string): boolean =>
+    fields === undefined || fields.some((f) => f === name || f.startsWith(name + "."));
+  let memberFields = 0;
+  _MEMBER_FIELDS.forEach((name, bit) => {
+    if (asked(name) && !excluded.has(name)) memberFields |= 1 << bit;
+  });
+  const top = new Set(["list_id", "_links"].filter((f) => asked(f) && !excluded.has(f)));
+  return { top, memberFields };
+}
+
+/**
  * Parses `since_last_changed`/`before_last_changed` as Mailchimp does: the wall-clock
  * digits are read as UTC whatever the offset says (a `+` sent unencoded arrives as a
  * space and is accepted too). Returns whole seconds, `"fractional"` for a value with
@@ -763,13 +1080,17 @@ function _scanPage(
 
 // ---- JSON ---------------------------------------------------------------------------
 
-function _pageJson(listId: string, page: RecordPage, selection: _Selection): string {
+function _pageJson(list: _List, page: RecordPage, selection: _Selection): string {
   const parts: string[] = [];
   if (selection.top.has("members")) {
     const f = selection.memberFields;
-    parts.push(`"members":[${page.records.map((r) => _memberJson(r, f)).join(",")}]`);
+    const corrupt = list.corrupt;
+    const members = corrupt.size === 0
+      ? page.records.map((r) => _memberJson(r, f))
+      : page.records.map((r) => _servedMemberJson(r, f, corrupt));
+    parts.push(`"members":[${members.join(",")}]`);
   }
-  if (selection.top.has("list_id")) parts.push(`"list_id":${JSON.stringify(listId)}`);
+  if (selection.top.has("list_id")) parts.push(`"list_id":${JSON.stringify(list.id)}`);
   if (selection.top.has("total_items")) parts.push(`"total_items":${page.total}`);
   if (selection.top.has("_links")) parts.push(`"_links":[]`);
   return `{${parts.join(",")}}`;
@@ -790,6 +1111,28 @@ function _memberJson(r: MemberRecord, f: number): string {
   if (f & _F_OPT) s += `,"timestamp_opt":"${_formatOptional(r.opt)}"`;
   if (f & _F_CHANGED) s += `,"last_changed":"${_formatSeconds(r.changed)}"`;
   return s === "" ? "{}" : `{${s.slice(1)}}`;
+}
+
+/**
+ * One member as served: its true JSON, or, for a member served malformed, that JSON with
+ * the overrides applied (selected member fields replaced or removed, unknown keys added).
+ */
+function _servedMemberJson(
+  r: MemberRecord,
+  f: number,
+  corrupt: ReadonlyMap<string, Record<string, unknown>>,
+): string {
+  const json = _memberJson(r, f);
+  const overrides = corrupt.get(r.id);
+  if (overrides === undefined) return json;
+  const member = JSON.parse(json) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(overrides)) {
+    const bit = (_MEMBER_FIELDS as readonly string[]).indexOf(key);
+    if (bit >= 0 && (f & (1 << bit)) === 0) continue;
+    if (value === undefined) delete member[key];
+    else member[key] = value;
+  }
+  return JSON.stringify(member);
 }
 
 function _listJson(list: _List): string {

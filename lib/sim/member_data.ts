@@ -163,6 +163,25 @@ export function changedMember(
 }
 
 /**
+ * `member` renamed at `nowSec`: new first and/or last names drawn from `random`, always
+ * different from the old pair, status untouched so that the member stays in any
+ * status-filtered listing it was in (what a torn page needs).
+ */
+export function renamedMember(
+  member: MemberRecord,
+  random: () => number,
+  nowSec: number,
+): MemberRecord {
+  let fname = member.fname;
+  let lname = member.lname;
+  while (fname === member.fname && lname === member.lname) {
+    fname = _pick(FIRST_NAMES, random);
+    lname = _pick(LAST_NAMES, random);
+  }
+  return { ...member, fname, lname, changed: nowSec };
+}
+
+/**
  * A member created by hand (`upsertMember`): given email and names, `timestamp_opt` set
  * when subscribed, no signup time.
  */

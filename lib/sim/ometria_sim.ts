@@ -2,15 +2,17 @@
  * A local stand-in for the Ometria Data API (`POST /v2/push`, `GET /v2/push/_errors`) and for
  * the original tool's legacy `POST /record` endpoint. It plays what the real service is known
  * to do (auth, 100-record batches, 60 KB records, per-second rate limit, an ingest queue that
- * backs up, upserts on `@type`/`@collection`/`id`) and lets tests script faults, so that the
- * client and the engine can be proven against it over real HTTP.
+ * backs up, upserts on `@type`/`@collection`/`id`, `@merge` of partial records) and what its
+ * docs do not rule out (a lower batch limit answered 413, records rejected one by one behind
+ * a 2xx), and lets tests script faults, so that the client and the engine can be proven
+ * against it over real HTTP.
  *
  * @module
  */
 import { type Clock, systemClock } from "../clock/clock.ts";
 import { droppedResponse, FaultInjector, type FaultPlan } from "./faults.ts";
 
-/** The largest batch Ometria accepts in one request. */
+/** The largest batch Ometria documents for one request (the default `maxBatchRecords`). */
 export const OMETRIA_MAX_BATCH = 100;
 
 /** The largest record, in bytes of its JSON, that Ometria accepts ("Record is too large"). */
@@ -48,11 +50,21 @@ export interface OmetriaSimulatorOptions {
   ingestPerSecond?: number;
   /** Delay added to every answer, through `clock.sleep`. @default {0} */
   latencyMs?: number;
+  /**
+   * The largest array of records one request may carry, on `/v2/push` and `/record`: a
+   * larger one is answered `413 {"message":"Request Entity Too Large"}` (as an account
+   * limit or a proxy in front of Ometria would) and nothing of it is stored. Lower it
+   * while serving to play an account whose limit is below the documented 100.
+   * @default {100}
+   */
+  maxBatchRecords?: number;
   /** Random fault plan; faults can also be queued later through `faults`. @default {{}} */
   faults?: FaultPlan;
   /**
-   * Extra validation: returns an error message to reject a record that is otherwise valid
-   * (it then counts in `rejected` and is listed at `GET /v2/push/_errors`).
+   * Per-record rejection on `/v2/push`: returns an error message to reject a record that
+   * is otherwise valid. The request is still answered 2xx; the record counts in `rejected`,
+   * is not stored, and is listed at `GET /v2/push/_errors` with path `[index]`. Records over
+   * 60 KB are always rejected ("Record is too large") before this is asked.
    */
   reject?: ((record: Record<string, unknown>) => string | undefined) | undefined;
 }
@@ -75,7 +87,7 @@ export interface LegacyRecord {
   lastname: string;
   /** Email address. */
   email: string;
-  /** Mailchimp status string, as is. */
+  /** Mailchimp status string, as is; any string is stored (e.g. `"deleted"` for an orphan). */
   status: string;
 }
 
@@ -95,6 +107,8 @@ export interface OmetriaSimulatorStats {
   recordsRejected: number;
   /** 429 answers, whether from the rate limit, the queue or an injected fault. */
   status429: number;
+  /** 413 answers: requests with more than `maxBatchRecords` records. */
+  status413: number;
   /** Largest array seen in one request, even one refused for being over 100. */
   maxBatch: number;
   /**
@@ -134,6 +148,7 @@ export class OmetriaSimulator {
   #queueLimit: number;
   #ingestPerSecond: number;
   #latencyMs: number;
+  #maxBatchRecords: number;
   #reject: _Reject | undefined;
 
   #store = new Map<string, Record<string, unknown>>();
@@ -157,6 +172,7 @@ export class OmetriaSimulator {
     this.#queueLimit = _count("queueLimit", options.queueLimit, 50000);
     this.#ingestPerSecond = _count("ingestPerSecond", options.ingestPerSecond, 20000);
     this.#latencyMs = _count("latencyMs", options.latencyMs, 0);
+    this.#maxBatchRecords = _count("maxBatchRecords", options.maxBatchRecords, OMETRIA_MAX_BATCH);
     this.#reject = options.reject;
     this.#queuedAt = this.#clock.now();
     const hostname = options.hostname ?? "127.0.0.1";
@@ -183,9 +199,15 @@ export class OmetriaSimulator {
   /** Changes limits and validation while running; they apply from the next request. */
   setOptions(
     partial: Partial<
-      Pick<OmetriaSimulatorOptions, "maxRequestsPerSecond" | "latencyMs" | "queueLimit" | "reject">
+      Pick<
+        OmetriaSimulatorOptions,
+        "maxRequestsPerSecond" | "latencyMs" | "queueLimit" | "maxBatchRecords" | "reject"
+      >
     >,
   ): void {
+    if (partial.maxBatchRecords !== undefined) {
+      this.#maxBatchRecords = _count("maxBatchRecords", partial.maxBatchRecords, OMETRIA_MAX_BATCH);
+    }
     if (partial.maxRequestsPerSecond !== undefined) {
       this.#maxRequestsPerSecond = _count("maxRequestsPerSecond", partial.maxRequestsPerSecond, 8);
     }
@@ -331,7 +353,7 @@ export class OmetriaSimulator {
     const body = await _readArray(req);
     if (body instanceof Response) return body;
     this.#seeBatch(body.length);
-    if (body.length > OMETRIA_MAX_BATCH) return _tooMany(body.length);
+    if (body.length > this.#maxBatchRecords) return this.#tooLarge();
 
     const types = new Set<unknown>();
     for (const record of body) if (_isObject(record)) types.add(record["@type"]);
@@ -393,9 +415,12 @@ export class OmetriaSimulator {
   #upsert(record: Record<string, unknown>): void {
     const collection = typeof record["@collection"] === "string" ? record["@collection"] : "";
     const key = `${record["@type"]}\u0000${collection}\u0000${record.id}`;
-    const previous = record["@merge"] === true ? this.#store.get(key) : undefined;
-    // A shallow merge: Ometria documents "@merge" as keeping the fields a record leaves unset.
-    this.#store.set(key, previous ? { ...previous, ...record } : record);
+    const { "@merge": merge, ...fields } = record;
+    const previous = merge === true ? this.#store.get(key) : undefined;
+    // A shallow merge: Ometria documents "@merge" as keeping the fields a record leaves unset
+    // (an opted-out orphan sent as id + marketing_optin keeps its email and names). The
+    // directive itself is not data, so it is not stored.
+    this.#store.set(key, previous ? { ...previous, ...fields } : fields);
   }
 
   #drain(now: number): void {
@@ -418,7 +443,7 @@ export class OmetriaSimulator {
     const body = await _readArray(req);
     if (body instanceof Response) return body;
     this.#seeBatch(body.length);
-    if (body.length > OMETRIA_MAX_BATCH) return _tooMany(body.length);
+    if (body.length > this.#maxBatchRecords) return this.#tooLarge();
     const records: LegacyRecord[] = [];
     for (let i = 0; i < body.length; i++) {
       const item = body[i];
@@ -442,6 +467,11 @@ export class OmetriaSimulator {
     return _json(201, { status: "Ok", response: 1 });
   }
 
+  #tooLarge(): Response {
+    this.#stats.status413++;
+    return _json(413, { message: "Request Entity Too Large" });
+  }
+
   #seeBatch(size: number): void {
     if (size > this.#stats.maxBatch) this.#stats.maxBatch = size;
   }
@@ -456,6 +486,7 @@ function _emptyStats(): OmetriaSimulatorStats {
     recordsAccepted: 0,
     recordsRejected: 0,
     status429: 0,
+    status413: 0,
     maxBatch: 0,
     maxRequestsInOneSecond: 0,
   };
@@ -545,10 +576,6 @@ function _json(status: number, body: unknown, headers: Record<string, string> = 
 
 function _badRequest(message: string): Response {
   return _json(400, { status: "error", message });
-}
-
-function _tooMany(count: number): Response {
-  return _badRequest(`Too many records: ${count} in one request, at most ${OMETRIA_MAX_BATCH}`);
 }
 
 function _unauthorised(): Response {

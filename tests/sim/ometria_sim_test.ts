@@ -91,12 +91,12 @@ Deno.test("OmetriaSimulator answers 400 when the body is not a JSON array", asyn
   });
 });
 
-Deno.test("OmetriaSimulator answers 400 for more than 100 records and stores none", async () => {
+Deno.test("OmetriaSimulator answers 413 for more than 100 records and stores none", async () => {
   await _withSim({}, async (sim) => {
     const records = Array.from({ length: 101 }, (_, i) => _contact(`m${i}`));
     const push = await _push(sim, records);
-    assert.equal(push.status, 400);
-    assert.match((push.body as { message: string }).message, /Too many records/);
+    assert.equal(push.status, 413);
+    assert.deepEqual(push.body, { message: "Request Entity Too Large" });
     const legacy = await _legacy(
       sim,
       Array.from({ length: 101 }, (_, i) => ({
@@ -107,10 +107,11 @@ Deno.test("OmetriaSimulator answers 400 for more than 100 records and stores non
         status: "subscribed",
       })),
     );
-    assert.equal(legacy.status, 400);
+    assert.equal(legacy.status, 413);
     assert.equal(sim.contacts().size, 0);
     assert.equal(sim.legacyRecords().size, 0);
     assert.equal(sim.stats.maxBatch, 101);
+    assert.equal(sim.stats.status413, 2);
     const hundred = await _push(sim, records.slice(0, 100));
     assert.deepEqual(hundred.body && (hundred.body as { accepted: number }).accepted, 100);
   });
@@ -380,4 +381,100 @@ Deno.test("OmetriaSimulator answers 404 for unknown paths, with a request id", a
 
 Deno.test("OmetriaSimulator start() refuses a negative limit", async () => {
   await assert.rejects(() => OmetriaSimulator.start({ queueLimit: -1 }), RangeError);
+});
+
+Deno.test("OmetriaSimulator maxBatchRecords lowers the batch limit while serving", async () => {
+  await _withSim({ maxBatchRecords: 10 }, async (sim) => {
+    const records = Array.from({ length: 11 }, (_, i) => _contact(`m${i}`));
+    const tooLarge = await _push(sim, records);
+    assert.equal(tooLarge.status, 413);
+    assert.deepEqual(tooLarge.body, { message: "Request Entity Too Large" });
+    assert.ok(tooLarge.headers.get("X-Request-Id"));
+    assert.equal(sim.contacts().size, 0);
+    assert.equal(sim.errors().length, 0, "a refused request is not a validation error");
+    assert.equal((await _push(sim, records.slice(0, 10))).status, 202);
+    sim.setOptions({ maxBatchRecords: 3 });
+    assert.equal((await _push(sim, records.slice(0, 4))).status, 413);
+    const legacy = await _legacy(
+      sim,
+      records.slice(0, 4).map((r) => ({
+        id: r.id,
+        firstname: "",
+        lastname: "",
+        email: "x@example.com",
+        status: "subscribed",
+      })),
+    );
+    assert.equal(legacy.status, 413);
+    assert.equal(sim.legacyRecords().size, 0);
+    sim.setOptions({ maxBatchRecords: 100 });
+    assert.equal((await _push(sim, records)).status, 202);
+    assert.equal(sim.contacts().size, 11);
+    assert.equal(sim.stats.status413, 3);
+    assert.throws(() => sim.setOptions({ maxBatchRecords: -1 }), RangeError);
+  });
+});
+
+Deno.test("OmetriaSimulator rejects chosen records behind a 2xx, set while serving", async () => {
+  await _withSim({}, async (sim) => {
+    sim.setOptions({
+      reject: (r) => r.id === "refused" ? "Contact refused by account rules" : undefined,
+    });
+    const big = _contact("big", { properties: { note: "é".repeat(40_000) } });
+    const res = await _push(sim, [_contact("kept"), _contact("refused"), big]);
+    assert.equal(res.status, 202);
+    assert.deepEqual(
+      [(res.body as { accepted: number }).accepted, (res.body as { rejected: number }).rejected],
+      [1, 2],
+    );
+    assert.deepEqual([...sim.contacts().keys()], ["kept"]);
+    assert.deepEqual((await _errors(sim)).body, [
+      { error_message: "Contact refused by account rules", error_path: "[1]" },
+      { error_message: "Record is too large", error_path: "[2]" },
+    ]);
+  });
+});
+
+Deno.test("OmetriaSimulator merges a partial opted-out orphan into the stored contact", async () => {
+  await _withSim({}, async (sim) => {
+    await _push(sim, [_contact("gone", { properties: { source: "mailchimp" } })]);
+    const orphan = {
+      "@type": "contact",
+      "@collection": "mailchimp-list1",
+      "@merge": true,
+      id: "gone",
+      marketing_optin: "EXPLICITLY_OPTEDOUT",
+      properties: { mailchimp_deleted: true },
+    };
+    const res = await _push(sim, [orphan]);
+    assert.equal(res.status, 202);
+    assert.deepEqual(sim.contacts("mailchimp-list1").get("gone"), {
+      "@type": "contact",
+      "@collection": "mailchimp-list1",
+      id: "gone",
+      email: "gone@example.com",
+      firstname: "Ada",
+      lastname: "Lovelace",
+      marketing_optin: "EXPLICITLY_OPTEDOUT",
+      properties: { mailchimp_deleted: true },
+    });
+    // Without @merge the record replaces the stored one.
+    const { "@merge": _merge, ...whole } = orphan;
+    await _push(sim, [whole]);
+    assert.equal(sim.contacts().get("gone")?.email, undefined);
+    assert.equal(sim.contacts().get("gone")?.marketing_optin, "EXPLICITLY_OPTEDOUT");
+    // An orphan never stored before is stored as sent.
+    await _push(sim, [{ ...orphan, id: "never" }]);
+    assert.equal(sim.contacts().get("never")?.marketing_optin, "EXPLICITLY_OPTEDOUT");
+  });
+});
+
+Deno.test("OmetriaSimulator /record stores a deleted status for an orphan", async () => {
+  await _withSim({}, async (sim) => {
+    const record = { id: "m1", firstname: "A", lastname: "B", email: "a@example.com" };
+    await _legacy(sim, [{ ...record, status: "subscribed" }]);
+    const res = await _legacy(sim, [{ ...record, status: "deleted" }]);
+    assert.equal(res.status, 201);
+    assert.deepEqual(sim.legacyRecords().get("m1"), { ...record, status: "deleted" });
+  });
 });
