@@ -8,7 +8,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Member } from "../mailchimp/member.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
 import { type OmetriaRecord, toLegacyRecord, toOmetriaContact } from "../mapping/contact.ts";
-import type { RecordsSink } from "./members_source.ts";
+import type { RecordsSink, SinkResult } from "./ports.ts";
 import { lastChangedOf } from "./window_reader.ts";
 
 /** Thrown when a graceful stop left batches of the slice unsent. */
@@ -37,8 +37,11 @@ export interface PushInOrderOptions {
    * `last_changed` before `doneBefore` is acknowledged.
    */
   onAcknowledged: (doneBefore: number, pushed: number, rejected: number) => Promise<void>;
-  /** Called for every batch with rejected records (label names the batch). */
-  onRejected: (label: string, rejected: number, errors: string[]) => void;
+  /**
+   * Called for every batch with records not taken (label names the batch), and for members
+   * that cannot be mapped to a record (label "mapping"), each with the reason.
+   */
+  onRejected: (label: string, rejected: { id: string; reason: string }[]) => void;
 }
 
 /**
@@ -56,15 +59,22 @@ export async function pushInOrder(
     return;
   }
   const batches: { records: OmetriaRecord[]; firstChanged: number }[] = [];
+  const unmappable: { id: string; reason: string }[] = [];
   for (let i = 0; i < members.length; i += batchSize) {
     const slice = members.slice(i, i + batchSize);
-    batches.push({
-      records: slice.map((m) =>
-        options.endpoint === "push" ? toOmetriaContact(m, listId) : toLegacyRecord(m)
-      ),
-      firstChanged: lastChangedOf(slice[0]!),
-    });
+    const records: OmetriaRecord[] = [];
+    for (const m of slice) {
+      try {
+        records.push(
+          options.endpoint === "push" ? toOmetriaContact(m, listId) : toLegacyRecord(m),
+        );
+      } catch (error) {
+        unmappable.push({ id: m.id, reason: `cannot be mapped to an Ometria record: ${error}` });
+      }
+    }
+    batches.push({ records, firstChanged: lastChangedOf(slice[0]!) });
   }
+  if (unmappable.length > 0) options.onRejected("mapping", unmappable);
   const done = new Array<{ pushed: number; rejected: number } | undefined>(batches.length);
   let contiguous = 0;
   let next = 0;
@@ -80,11 +90,15 @@ export async function pushInOrder(
         formatMailchimpTime(batch.firstChanged)
       })`;
       try {
-        const result = await options.sink.push(
-          batch.records,
-          hardSignal ? { signal: hardSignal, label } : { label },
-        );
-        if (result.rejected > 0) options.onRejected(label, result.rejected, result.errors ?? []);
+        const result = batch.records.length === 0
+          ? { accepted: 0, rejected: 0 }
+          : await options.sink.push(
+            batch.records,
+            hardSignal ? { signal: hardSignal, label } : { label },
+          );
+        if (result.rejected > 0) {
+          options.onRejected(label, _rejectedRecords(batch.records, result));
+        }
         done[index] = {
           pushed: batch.records.length - result.rejected,
           rejected: result.rejected,
@@ -95,12 +109,13 @@ export async function pushInOrder(
       }
       let pushed = 0;
       let rejected = 0;
+      const before = contiguous;
       while (contiguous < batches.length && done[contiguous]) {
         pushed += done[contiguous]!.pushed;
         rejected += done[contiguous]!.rejected;
         contiguous++;
       }
-      if (pushed + rejected > 0) {
+      if (contiguous > before) {
         const reach = contiguous === batches.length
           ? doneBefore
           : batches[contiguous]!.firstChanged;
@@ -113,4 +128,29 @@ export async function pushInOrder(
   await reporting;
   if (failure !== undefined) throw failure;
   if (contiguous < batches.length) throw new StoppedError();
+}
+
+/**
+ * Which records of a batch were not taken, with why. A sink that cannot tell which (an
+ * account-wide error list only) has every record of the batch not known to be too large held
+ * back: sending them again is safe, and holding back one that went through costs only a
+ * retry.
+ */
+function _rejectedRecords(
+  records: readonly OmetriaRecord[],
+  result: SinkResult,
+): { id: string; reason: string }[] {
+  if (result.rejectedRecords) return result.rejectedRecords;
+  const tooLarge = new Set(result.tooLarge ?? []);
+  const out = [...tooLarge].map((id) => ({
+    id,
+    reason: "the record is over Ometria's 60 KB limit",
+  }));
+  if (result.rejected > tooLarge.size) {
+    const why = `Ometria rejected ${result.rejected - tooLarge.size} record(s) of its batch${
+      result.errors?.length ? `: ${result.errors.join("; ")}` : ""
+    }`;
+    for (const r of records) if (!tooLarge.has(r.id)) out.push({ id: r.id, reason: why });
+  }
+  return out;
 }

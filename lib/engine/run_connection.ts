@@ -1,57 +1,40 @@
 /**
- * One run of the engine over one connection: read the window of changed members from
- * Mailchimp, push them to Ometria in batches, checkpoint after every acknowledged batch,
- * and move the watermark when the whole window is done.
+ * One run of the engine over one connection: try the quarantined members again, read the
+ * window of changed members from Mailchimp, push them to Ometria in batches, checkpoint after
+ * every acknowledged batch, and move the watermark when the whole window is done.
  *
- * Why it is lossless (invariants 1–3 of DESIGN.md):
+ * Why it is lossless — the full argument is docs/ARCHITECTURE.md, "Why nothing is lost":
  *
- * - Times. Mailchimp stamps `last_changed` in whole seconds. The window's upper bound U is
- *   Mailchimp's own clock (the `Date` header of the run's first response) minus a safety
- *   margin of at least 2 s, so no member can still receive a `last_changed` below U + 1 s
- *   once the run has seen it (a change is stamped "now", and now > U + 1 s). A response
- *   without a `Date` header fails the run: our clock may be ahead of Mailchimp's. The run
- *   covers `lower ≤ last_changed < U`; the edges are enforced on our side, so whether
- *   Mailchimp treats `since_last_changed` or `before_last_changed` as inclusive does not
- *   matter: we ask for one second more than we need (`since = T − 1 s`) and drop what is
- *   outside. Once a response shows a member at exactly the `since` we sent, Mailchimp is
- *   known to be inclusive and we ask for `T`.
- * - Keyset paging (window_reader.ts). Every page is requested from offset 0 with `since` =
- *   the cursor T, sorted by `last_changed` ascending. One response is one consistent
- *   snapshot, so if its last member has `last_changed = t`, every member with
- *   `T ≤ last_changed < t` is in that response: those are pushed and the cursor moves to t.
- *   Members sharing t are deferred to the next page, which starts at t. Offsets over a
- *   changing set (members moving out of the window when they change mid-run) are never
- *   trusted, so nobody is skipped; a member that changes mid-run leaves the window with
- *   `last_changed ≥ U` and is the next run's. The next page is requested while the current
- *   one is pushed: it depends only on where the current one ends.
- * - Ties larger than a page (bulk imports). When a full page holds nothing but the tie group
- *   at T, the group is read on its own (`since ≈ T`, `before = T + 1 s`) with offsets, in as
- *   many passes as it takes until the ids seen since `total_items` last changed cover
- *   `total_items`. Nobody can join the seconds T − 1 s … T + 1 s (they are before U + 1 s),
- *   so a constant total means nobody left either, and a complete set of ids is proof
- *   whatever the order of ties (stable or not). Then the cursor moves to T + 1 s.
- * - Archived members. Whether the default listing includes them is not confirmed. Until a
- *   listing of this list has shown one, each run first reads the window with
- *   `status=archived` and pushes what it finds; that pass never moves the cursor, so a crash
- *   in or after it cannot leave an archived member behind the cursor.
- * - Checkpoints (push_in_order.ts). The cursor means "every member of the window with
- *   `last_changed` < cursor is acknowledged by Ometria". It moves only over a contiguous
- *   prefix of acknowledged batches (batches are in `last_changed` order). A restarted run
- *   starts a new window at the cursor, so a crash between any two requests costs at most
- *   re-reading and re-pushing the unacknowledged part (pushes are idempotent upserts). The
- *   watermark (= fresh_as_of) moves to U only when the whole window is acknowledged.
- * - Cost. A run where nothing changed sends one Mailchimp request (the first page, which also
- *   gives U) and no Ometria request — two Mailchimp requests while archived members still
- *   have to be read on their own; in a clean run no member version is pushed twice.
+ * - Times. U is Mailchimp's own clock (the `Date` of the run's first answer) minus a margin
+ *   of at least 2 s. The window is `lower ≤ last_changed < U`, its edges enforced on our side.
+ * - No answer is taken as one snapshot (window_reader.ts). Only a short page ends a window; a
+ *   full page proves only the seconds before its last one; a page that cannot be one
+ *   moment's sorted listing is torn and read again; a tie group is complete only when passes
+ *   over it, while it provably stood still, cover every position. `total_items` is a hint.
+ * - Mailchimp's clock. Each run remembers Mailchimp's clock and ours; a later run that finds
+ *   Mailchimp's clock behind by more than the margin warns and starts its window early enough
+ *   to cover every change stamped in the stepped-back time.
+ * - Nothing is dropped. A member that cannot be read, mapped or accepted is quarantined —
+ *   recorded before the cursor passes it — and tried again by id on every run until it goes
+ *   through or is gone; while anything is quarantined the run's outcome is a failure.
+ * - Checkpoints (push_in_order.ts). The cursor moves only over a contiguous prefix of
+ *   acknowledged (or quarantined) batches; the watermark moves to U only when the whole
+ *   window is. A crash costs re-reading and re-pushing the unacknowledged part.
+ * - Ids pushed are written to the ledger before the push, so reconciliation
+ *   (reconcile.ts) can opt out every id that later disappears from Mailchimp.
+ * - Cost. A run where nothing changed sends one Mailchimp request (two while archived
+ *   members still have to be read on their own) and no Ometria request.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import type { InvalidMember, Member } from "../mailchimp/member.ts";
+import { formatMailchimpTime } from "../mailchimp/time.ts";
 import type { ConnectionState, RunProgress } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
-import { record } from "../state/transitions.ts";
-import type { MembersSource, RecordsSink } from "./members_source.ts";
+import { type QuarantineFinding, record } from "../state/transitions.ts";
+import type { MembersSource, RecordsSink } from "./ports.ts";
 import { pushInOrder, StoppedError } from "./push_in_order.ts";
 import { WindowReader } from "./window_reader.ts";
 
@@ -72,11 +55,13 @@ export interface RunConnectionOptions {
   pushConcurrency?: number;
   /**
    * Seconds taken off Mailchimp's clock for U, so late-stamped changes still land in the
-   * next window; at least 2 (see the tie-group argument above). @default {60}
+   * next window; at least 2 (see the tie-group argument). @default {60}
    */
   marginSeconds?: number;
   /** Most passes over one tie group before the run gives up. @default {20} */
   maxTiePasses?: number;
+  /** Quarantined members tried again per run (one Mailchimp request each). @default {200} */
+  quarantineRetries?: number;
   /** Stops the run between requests and batches (graceful shutdown): progress is kept. */
   signal?: AbortSignal;
   /** Aborts requests in flight (hard stop); progress up to the last checkpoint is kept. */
@@ -96,10 +81,12 @@ export interface RunResult {
   outcome: "ok" | "failed" | "aborted";
   /** True when the whole window was acknowledged (the watermark moved to U). */
   completed: boolean;
-  /** Members read from Mailchimp that were inside the window. */
+  /** Members read from Mailchimp by this run that were inside the window. */
   read: number;
   pushed: number;
   rejected: number;
+  /** Members in quarantine when the run ended. */
+  quarantined: number;
   durationMs: number;
   mailchimpRequests: number;
   ometriaRequests: number;
@@ -141,25 +128,46 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     at: started,
     thresholdSeconds: connection.thresholdSeconds,
   });
+  const ledger = store.ledger(connection.id);
   const resumed = state.run;
   /** Every window member with last_changed < cursor is acknowledged (undefined: none yet). */
   let cursor: number | undefined = resumed
     ? (resumed.cursor ? Date.parse(resumed.cursor) : undefined)
     : (state.watermark ? Date.parse(state.watermark) : undefined);
-  const lowerEdge = cursor;
-  const counts = {
-    read: resumed?.read ?? 0,
-    pushed: resumed?.pushed ?? 0,
-    rejected: resumed?.rejected ?? 0,
-    mailchimpRequests: 0,
-    ometriaRequests: 0,
-  };
-  const rejectedBatches: string[] = [];
+  const fullRead = cursor === undefined;
+  const counts = { read: 0, pushed: 0, rejected: 0, mailchimpRequests: 0, ometriaRequests: 0 };
   if (resumed) {
     log.info("Resuming an interrupted run from {cursor}", {
       cursor: resumed.cursor ?? "the beginning",
     });
   }
+  const beforeRequest = () => {
+    if (signal?.aborted || hardSignal?.aborted) throw new _Aborted();
+    counts.mailchimpRequests++;
+  };
+
+  // Quarantine bookkeeping: what is held now, and what this run adds and releases. Additions
+  // are recorded before the checkpoint that passes them (see `checkpoint`).
+  const held = new Set(state.quarantine.flatMap((e) => e.id === null ? [] : [e.id]));
+  let pendingHold: QuarantineFinding[] = [];
+  const hold = (findings: readonly QuarantineFinding[]) => {
+    for (const f of findings) {
+      pendingHold.push(f);
+      if (f.id !== null) held.add(f.id);
+    }
+  };
+  const recordHolds = async (release: readonly string[] = []) => {
+    if (pendingHold.length === 0 && release.length === 0) return;
+    const add = pendingHold;
+    pendingHold = [];
+    for (const id of release) held.delete(id);
+    for (const f of add) {
+      log.warn("Member {id} quarantined: {reason}", { id: f.id ?? "(no id)", reason: f.reason });
+    }
+    await record(store, conn, { type: "quarantine", at: clock.now(), add, release });
+  };
+  const holdInvalid = (invalid: readonly InvalidMember[]) =>
+    hold(invalid.map((m) => ({ id: m.id, reason: m.reason })));
 
   const reader = new WindowReader({
     listId: connection.listId,
@@ -169,9 +177,12 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     marginMs: marginSeconds * 1000,
     maxTiePasses: options.maxTiePasses ?? 20,
     hardSignal,
-    beforeRequest: () => {
-      if (signal?.aborted || hardSignal?.aborted) throw new _Aborted();
-      counts.mailchimpRequests++;
+    beforeRequest,
+    rewind: (serverTimeMs, lower) => {
+      const to = _rewindFor(state, serverTimeMs, lower, clock.now(), marginSeconds * 1000, log);
+      // The main pass starts from the cursor too, whichever pass met the clock first.
+      if (to !== undefined && cursor !== undefined && to < cursor) cursor = to;
+      return to;
     },
   });
 
@@ -184,7 +195,8 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       pushed: counts.pushed,
       rejected: counts.rejected,
     };
-  const persistProgress = async () => {
+  const checkpoint = async () => {
+    await recordHolds();
     const run = progress();
     if (run) await record(store, conn, { type: "progress", run });
   };
@@ -196,12 +208,12 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       return options.ometria.push(records, o);
     },
   };
-  const push = (
-    members: Parameters<typeof pushInOrder>[0],
-    doneBefore: number,
-    movesCursor: boolean,
-  ) =>
-    pushInOrder(members, doneBefore, {
+  /** Pushes members (sorted by last_changed) up to `doneBefore`; resolves once all went. */
+  const push = async (members: readonly Member[], doneBefore: number, movesCursor: boolean) => {
+    // Write-ahead: an id is in the ledger before Ometria can have it.
+    if (members.length > 0) await ledger.add(members.map((m) => m.id));
+    const rejectedIds = new Set<string>();
+    await pushInOrder(members, doneBefore, {
       sink: ometria,
       endpoint: options.endpoint ?? "push",
       connectionId: connection.id,
@@ -215,32 +227,39 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
         counts.pushed += pushed;
         counts.rejected += rejected;
         if (movesCursor) cursor = reach;
-        await persistProgress();
+        await checkpoint();
         options.onProgress?.({ read: counts.read, pushed: counts.pushed });
       },
-      onRejected: (label, rejected, errors) => {
-        rejectedBatches.push(label);
-        log.error("Ometria rejected {rejected} record(s) of {batch}: {errors}", {
-          rejected,
+      onRejected: (label, rejected) => {
+        for (const r of rejected) rejectedIds.add(r.id);
+        hold(rejected.map((r) => ({ id: r.id, reason: r.reason })));
+        log.error("{count} record(s) of {batch} not taken by Ometria: {reasons}", {
+          count: rejected.length,
           batch: label,
-          errors: errors.join("; ") || "no detail given",
+          reasons: [...new Set(rejected.map((r) => r.reason))].slice(0, 3).join("; "),
         });
       },
     });
+    // Held members that went through this time leave quarantine.
+    const through = members.filter((m) => held.has(m.id) && !rejectedIds.has(m.id));
+    if (through.length > 0) await recordHolds(through.map((m) => m.id));
+  };
 
   let outcome: RunResult["outcome"] = "ok";
   let errorText: string | undefined;
   try {
+    await _retryQuarantine();
     /** Archived members pushed by the archived pass, by id, with their last_changed. */
     const archivedPushed = new Map<string, string>();
     if (state.archived_in_listing !== true && options.archivedInListing !== true) {
       // Until Mailchimp has shown that its default listing includes archived members, they
       // are read on their own first. This pass never moves the cursor, so a crash in it or
       // after it cannot leave an archived member behind it.
-      for await (const slice of reader.slices(lowerEdge, "archived")) {
+      for await (const slice of reader.slices(cursor, "archived")) {
         counts.read += slice.members.length;
+        holdInvalid(slice.invalid);
         for (const m of slice.members) archivedPushed.set(m.id, m.last_changed);
-        if (slice.members.length > 0) await push(slice.members, slice.doneBefore, false);
+        await push(slice.members, slice.doneBefore, false);
       }
     }
     for await (const slice of reader.slices(cursor)) {
@@ -249,6 +268,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
         ? slice.members
         : slice.members.filter((m) => archivedPushed.get(m.id) !== m.last_changed);
       counts.read += members.length;
+      holdInvalid(slice.invalid);
       await push(members, slice.doneBefore, true);
     }
   } catch (error) {
@@ -263,16 +283,57 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     }
   }
 
+  /** Tries every quarantined member with an id again, as it is now in Mailchimp. */
+  async function _retryQuarantine(): Promise<void> {
+    const ids = state.quarantine.flatMap((e) => e.id === null ? [] : [e.id])
+      .slice(0, options.quarantineRetries ?? 200);
+    if (ids.length === 0) return;
+    log.info("Trying {count} quarantined member(s) again", { count: ids.length });
+    const members: Member[] = [];
+    const gone: string[] = [];
+    for (const id of ids) {
+      beforeRequest();
+      const now = await options.mailchimp.getMember(connection.listId, id, hardSignal);
+      if (now === undefined) gone.push(id); // deleted or re-keyed: reconciliation's part
+      else if ("invalid" in now) hold([{ id, reason: now.invalid.reason }]);
+      else members.push(now.member);
+    }
+    await recordHolds(gone);
+    // Not in last_changed order, and never moving the cursor: doneBefore is irrelevant.
+    if (members.length > 0) await push(members, 0, false);
+    await recordHolds();
+  }
+
   const finished = Math.max(started, clock.now());
   const upper = reader.upper;
   const completed = outcome === "ok" && upper !== undefined && cursor !== undefined &&
     cursor >= upper;
-  if (reader.sawArchived) await record(store, conn, { type: "archived-in-listing" });
-  if (outcome === "ok" && counts.rejected > 0) {
+  const findings = {
+    archivedInListing: reader.sawArchived,
+    clockSeen: reader.serverTimeMs === undefined
+      ? undefined
+      : { mailchimpMs: reader.serverTimeMs, localMs: started },
+  };
+  await recordHolds();
+  let quarantine = (await store.get(connection.id))?.quarantine ?? [];
+  if (completed && fullRead && quarantine.some((e) => e.id === null)) {
+    // A full read of the list has met every member it could: an unidentifiable member it
+    // did not meet again is gone.
+    const after = await record(store, conn, {
+      type: "quarantine",
+      at: finished,
+      add: [],
+      release: [],
+      forgetUnidentifiedBefore: started,
+    });
+    quarantine = after.quarantine;
+  }
+  if (outcome === "ok" && quarantine.length > 0) {
+    // Never "ok" over a member that was not delivered.
     outcome = "failed";
-    errorText = `Ometria rejected ${counts.rejected} record(s) in ${
-      rejectedBatches.slice(0, 3).join(", ")
-    }${rejectedBatches.length > 3 ? ` and ${rejectedBatches.length - 3} more batch(es)` : ""}`;
+    const shown = quarantine.slice(0, 3).map((e) => `${e.id ?? "(no id)"}: ${e.reason}`);
+    errorText = `${quarantine.length} member(s) quarantined, not in Ometria as they are in ` +
+      `Mailchimp (${shown.join("; ")}${quarantine.length > 3 ? "; …" : ""}); see status`;
   }
   const summary = {
     started_at: resumed?.started_at ?? _iso(started),
@@ -284,15 +345,14 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     mailchimp_requests: counts.mailchimpRequests,
     ometria_requests: counts.ometriaRequests,
   };
-  // Not flushed here: the store coalesces writes (a full rewrite per run would be quadratic
-  // with thousands of connections), the tick flushes at its end, and a write lost to a crash
-  // only makes the next run resend what this one acknowledged.
+  // Not flushed here: the store may coalesce writes, the tick flushes at its end, and a
+  // write lost to a crash only makes the next run resend what this one acknowledged.
   if (completed) {
-    // The whole window is acknowledged. Records Ometria rejected (it received them and will
-    // not take them as they are; resending the same record cannot help) are reported as a
-    // failed outcome, but the connection itself is healthy and moves on without backoff.
+    // The whole window is acknowledged or held in quarantine. The connection is healthy and
+    // moves on without backoff; the quarantine makes the outcome a failure until it empties.
     await record(store, conn, {
       type: "run-completed",
+      ...findings,
       upperMs: upper!,
       error: errorText ?? null,
       summary: { ...summary, outcome: outcome === "ok" ? "ok" : "failed" },
@@ -300,13 +360,14 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   } else if (outcome === "failed") {
     await record(store, conn, {
       type: "run-failed",
+      ...findings,
       at: finished,
       run: progress(),
       error: errorText ?? "unknown error",
       summary: { ...summary, outcome: "failed" },
     });
   } else {
-    await record(store, conn, { type: "run-aborted", run: progress() });
+    await record(store, conn, { type: "run-aborted", ...findings, run: progress() });
   }
 
   const result: RunResult = {
@@ -315,6 +376,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     read: counts.read,
     pushed: counts.pushed,
     rejected: counts.rejected,
+    quarantined: quarantine.length,
     durationMs: finished - started,
     mailchimpRequests: counts.mailchimpRequests,
     ometriaRequests: counts.ometriaRequests,
@@ -323,4 +385,51 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   if (upper !== undefined) result.upper = _iso(upper);
   if (errorText !== undefined) result.error = errorText;
   return result;
+}
+
+/**
+ * Where a window must start when Mailchimp's clock stepped back, or undefined. The last run
+ * saw Mailchimp at `clock_seen.mailchimp_at` when ours said `local_at`; without a step,
+ * Mailchimp would now say that plus the time passed on ours. A shortfall (the step) larger
+ * than the margin means changes since then may be stamped before the lower edge: the window
+ * starts where the last run's Mailchimp time falls on the stepped-back clock. Our own clock
+ * stepping forward looks the same and only makes us read more; stepping back hides nothing.
+ */
+function _rewindFor(
+  state: ConnectionState,
+  serverTimeMs: number,
+  lower: number | undefined,
+  localNowMs: number,
+  marginMs: number,
+  log: Logger,
+): number | undefined {
+  if (lower === undefined) return undefined;
+  const seen = state.clock_seen;
+  let step: number;
+  let from: number;
+  if (seen) {
+    const then = Date.parse(seen.mailchimp_at);
+    step = then + Math.max(0, localNowMs - Date.parse(seen.local_at)) - serverTimeMs;
+    from = then - step;
+  } else {
+    // No earlier reading: only a clock behind the lower edge itself shows the step.
+    step = lower + marginMs - serverTimeMs;
+    from = serverTimeMs - marginMs - step;
+  }
+  if (step <= marginMs) return undefined;
+  const rewound = Math.floor(from / 1000) * 1000 - 1000;
+  if (rewound >= lower) return undefined;
+  log.warn(
+    "Mailchimp's clock for {connection} is behind: it says {mailchimp}, {step} s behind what " +
+      "the last run saw, and behind the watermark {watermark}; reading again from {from} so " +
+      "changes stamped in the stepped-back time are not missed",
+    {
+      connection: state.id,
+      mailchimp: new Date(serverTimeMs).toISOString(),
+      step: Math.round(step / 1000),
+      watermark: formatMailchimpTime(lower),
+      from: formatMailchimpTime(rewound),
+    },
+  );
+  return rewound;
 }

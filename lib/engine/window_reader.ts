@@ -1,24 +1,36 @@
 /**
  * Reads one window of a list — the members whose `last_changed` lies in [lower, U) — as a
  * sequence of slices in `last_changed` order, each complete up to its `doneBefore` bound.
- * See the comment at the top of `run_connection.ts` for why no member can be skipped.
+ * See docs/ARCHITECTURE.md ("Why nothing is lost") for the argument; in short, nothing in
+ * an answer is trusted beyond what the pages themselves prove:
+ *
+ * - Only a short page (fewer members than asked for) ends the window. A full page always
+ *   means there may be more, whatever `total_items` says.
+ * - A page that cannot be one moment's sorted listing — members out of order, a member
+ *   before the `since` we sent, past the `before` we sent, or twice — is torn (a member
+ *   changed while Mailchimp wrote it out): it is read again, never concluded from.
+ * - A tie group (more members sharing one second than a page holds) is complete only when
+ *   the passes read over it, while it provably did not change, cover every position.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Member, MemberStatus } from "../mailchimp/member.ts";
+import type { InvalidMember, Member, MemberStatus } from "../mailchimp/member.ts";
 import { formatMailchimpTime, parseMailchimpTime } from "../mailchimp/time.ts";
-import type { MembersQuery } from "../mailchimp/client.ts";
-import type { MembersSource } from "./members_source.ts";
+import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
+import type { MembersSource } from "./ports.ts";
 
 const SECOND = 1000;
+const _TIE_PAGE = 1000;
 
 /**
  * Every member of the window with `doneBefore_prev ≤ last_changed < doneBefore` (sorted by
  * `last_changed`). `last` is true for the slice that ends the window (`doneBefore = U`).
+ * `invalid` are members served malformed in the pages behind this slice (to quarantine).
  */
 export interface WindowSlice {
   members: Member[];
+  invalid: InvalidMember[];
   doneBefore: number;
   last: boolean;
 }
@@ -30,14 +42,22 @@ export interface WindowReaderOptions {
   logger: Logger;
   /** Members per page (≤ 1000). */
   pageSize: number;
-  /** Seconds taken off Mailchimp's clock for U. */
+  /** Milliseconds taken off Mailchimp's clock for U. */
   marginMs: number;
   /** Most passes over one tie group. */
   maxTiePasses: number;
+  /** Most torn answers in a row for one request before the run gives up. @default {10} */
+  maxTornRetries?: number;
   /** Aborts requests in flight. */
   hardSignal?: AbortSignal | undefined;
   /** Called before every request; throws to stop between requests. */
   beforeRequest: () => void;
+  /**
+   * Called once, with Mailchimp's clock from the first answer and the lower edge asked for;
+   * returns a lower edge to read from instead when Mailchimp's clock stepped back (see
+   * run_connection.ts), or undefined to go on.
+   */
+  rewind?: (serverTimeMs: number, lower: number | undefined) => number | undefined;
 }
 
 /** The `last_changed` of a member in epoch ms (whole seconds). */
@@ -51,6 +71,27 @@ export function lastChangedOf(member: Member): number {
   return t;
 }
 
+/** Why a page cannot be one moment's sorted listing, or undefined when it can. */
+function _tear(
+  page: MembersResult,
+  times: readonly number[],
+  sinceMs: number | undefined,
+  beforeMs: number | undefined,
+): string | undefined {
+  const ids = new Set<string>();
+  for (let i = 0; i < times.length; i++) {
+    const t = times[i]!;
+    if (i > 0 && t < times[i - 1]!) return "members out of last_changed order";
+    if (sinceMs !== undefined && t < sinceMs) return "a member changed before since_last_changed";
+    // `before` may be inclusive: a member exactly at it is not a tear.
+    if (beforeMs !== undefined && t > beforeMs) return "a member changed after before_last_changed";
+    const id = page.members[i]!.id;
+    if (ids.has(id)) return `member ${id} twice`;
+    ids.add(id);
+  }
+  return undefined;
+}
+
 /**
  * Pages through windows of one list. The first response of the reader fixes U (Mailchimp's
  * `Date` less the margin); what it learns about Mailchimp (inclusive `since`, archived
@@ -59,10 +100,14 @@ export function lastChangedOf(member: Member): number {
 export class WindowReader {
   /** The window's upper bound U, once the first response fixed it. */
   upper: number | undefined;
+  /** Mailchimp's clock in the first response. */
+  serverTimeMs: number | undefined;
   /** True once a response showed that `since_last_changed` is inclusive. */
   sinceInclusive = false;
   /** True once the default listing returned an archived member. */
   sawArchived = false;
+  /** Torn answers read again so far. */
+  tornPages = 0;
   readonly #o: WindowReaderOptions;
 
   constructor(options: WindowReaderOptions) {
@@ -76,23 +121,26 @@ export class WindowReader {
    */
   async *slices(lower: number | undefined, status?: MemberStatus): AsyncGenerator<WindowSlice> {
     const o = this.#o;
+    const maxTorn = o.maxTornRetries ?? 10;
     let stalled = 0;
+    let torn = 0;
     const request = () => {
       const sinceMs = lower === undefined
         ? undefined
         : this.sinceInclusive
         ? lower
         : lower - SECOND;
-      const page = this.#fetch({ sinceMs, beforeMs: this.upper, count: o.pageSize, status });
+      const beforeMs = this.upper;
+      const page = this.#fetch({ sinceMs, beforeMs, count: o.pageSize, status });
       // Marked as handled now: a prefetch may fail while the caller works on the previous
       // slice, and its error is only looked at when the loop gets to it.
       page.catch(() => {});
-      return { sinceMs, page };
+      return { sinceMs, beforeMs, page };
     };
     let next = request();
     for (;;) {
-      const { sinceMs } = next;
-      const page = await next.page;
+      const { sinceMs, beforeMs, page: pending } = next;
+      const page = await pending;
       if (this.upper === undefined) {
         if (page.serverTimeMs === undefined) {
           // Our own clock may be ahead of Mailchimp's: a bound taken from it could pass
@@ -101,53 +149,88 @@ export class WindowReader {
             `Mailchimp's answer for list ${o.listId} had no Date header, so the window cannot be bounded safely`,
           );
         }
+        this.serverTimeMs = page.serverTimeMs;
         this.upper = Math.floor((page.serverTimeMs - o.marginMs) / SECOND) * SECOND;
-        // A margin reaching back before the lower edge: nothing new can be complete yet.
+        const rewound = o.rewind?.(page.serverTimeMs, lower);
+        if (rewound !== undefined && (lower === undefined || rewound < lower)) {
+          lower = rewound;
+          next = request();
+          continue;
+        }
+        // Within the margin (two runs close together): nothing new can be complete yet.
         if (lower !== undefined && this.upper < lower) this.upper = lower;
       }
       const upper = this.upper;
       const raw = page.members;
       const times = raw.map(lastChangedOf);
-      for (let i = 1; i < times.length; i++) {
-        if (times[i]! < times[i - 1]!) {
-          throw new TypeError(
-            `Mailchimp returned members out of last_changed order for list ${o.listId}`,
+      const tear = _tear(page, times, sinceMs, beforeMs);
+      if (tear !== undefined) {
+        this.tornPages++;
+        if (++torn > maxTorn) {
+          throw new Error(
+            `Mailchimp's pages of list ${o.listId} kept changing while being read (${maxTorn} torn answers in a row, last: ${tear}); nothing after ${
+              lower === undefined ? "the beginning" : formatMailchimpTime(lower)
+            } is counted as synced, and the run will be retried`,
           );
         }
+        o.logger.debug("A page of list {list} was torn ({tear}): reading it again", {
+          list: o.listId,
+          tear,
+        });
+        next = request();
+        continue;
       }
+      torn = 0;
       if (status === undefined && raw.some((m) => m.status === "archived")) this.sawArchived = true;
       if (!this.sinceInclusive && sinceMs !== undefined && times.includes(sinceMs)) {
         this.sinceInclusive = true;
       }
       const from = lower ?? -Infinity;
-      const exhausted = raw.length < o.pageSize || times.some((t) => t >= upper);
-      const lastTime = times[times.length - 1];
+      const inWindow = (t: number) => t >= from && t < upper;
+      let members = raw.filter((_, i) => inWindow(times[i]!));
+      let invalid = page.invalid;
       let doneBefore: number;
-      let members: Member[];
-      if (exhausted || lastTime === undefined) {
+      if (page.size < o.pageSize) {
+        // A short page: every member of [lower, U) that did not change while it was read is
+        // in it, and one that changed is stamped at or after U: the window is complete.
         doneBefore = upper;
-        members = raw.filter((_, i) => times[i]! >= from && times[i]! < upper);
-      } else if (lastTime > from) {
-        doneBefore = lastTime;
-        members = raw.filter((_, i) => times[i]! >= from && times[i]! < lastTime);
-      } else if (lastTime === from) {
-        members = await this.#readTieGroup(lastTime, status);
-        doneBefore = lastTime + SECOND;
       } else {
-        // A full page of members before the lower edge: Mailchimp's `since` must be
-        // inclusive (now noted), so the next request starts at the edge itself.
-        if (++stalled > 2) {
-          throw new Error(`Mailchimp's paging made no progress for list ${o.listId}`);
+        let lastIn = -Infinity;
+        for (let i = times.length - 1; i >= 0; i--) {
+          if (inWindow(times[i]!)) {
+            lastIn = times[i]!;
+            break;
+          }
         }
-        this.sinceInclusive = true;
-        next = request();
-        continue;
+        if (lastIn === -Infinity) {
+          if (++stalled > 3) {
+            throw new Error(`Mailchimp's paging made no progress for list ${o.listId}`);
+          }
+          // A full page without a member of the window: before the lower edge (Mailchimp's
+          // `since` is inclusive, now noted) or at or after U (the first, unbounded request).
+          // The next request is bounded on both sides.
+          if (times.some((t) => t < from)) this.sinceInclusive = true;
+          next = request();
+          continue;
+        }
+        if (lastIn > from) {
+          // A full page proves only what lies before its last second: the members sharing
+          // that second may go on in the next page, which starts there.
+          doneBefore = lastIn;
+          members = members.filter((m) => lastChangedOf(m) < lastIn);
+        } else {
+          // Nothing but the tie group at the lower edge fills a whole page.
+          const group = await this.#readTieGroup(from, status);
+          members = group.members;
+          invalid = [...invalid, ...group.invalid];
+          doneBefore = from + SECOND;
+        }
       }
       stalled = 0;
       const last = doneBefore >= upper;
       lower = doneBefore;
       if (!last) next = request();
-      yield { members, doneBefore, last };
+      yield { members, invalid, doneBefore, last };
       if (last) return;
     }
   }
@@ -172,42 +255,84 @@ export class WindowReader {
     return this.#o.source.getMembers(this.#o.listId, q, this.#o.hardSignal);
   }
 
-  /** Reads the whole tie group at `t` whatever the order of ties; see run_connection.ts. */
-  async #readTieGroup(t: number, status: MemberStatus | undefined): Promise<Member[]> {
+  /**
+   * Reads the whole tie group at second `t`, whatever the order of ties. A pass reads pages
+   * at offsets 0, 1000, … until a short page; its positions are what the pages held. Nobody
+   * can join a past second, so the group only shrinks (a member that changes leaves it), and
+   * a pass ending with as many positions as the pass before shows that nobody left between
+   * the two ends: such a pass read an unchanging group. The ids read by consecutive such
+   * passes are all in that group; once they number as many as its positions, every member
+   * has been read. `total_items` is never needed, and a wrong one changes nothing.
+   */
+  async #readTieGroup(
+    t: number,
+    status: MemberStatus | undefined,
+  ): Promise<{ members: Member[]; invalid: InvalidMember[] }> {
     const tie = new Map<string, Member>();
-    // Ids seen since total_items last changed: while it stays the same nobody left the group
-    // (nobody can join a past second), so these ids all belong to one unchanging set.
+    const invalid = new Map<string, InvalidMember>();
+    let previous: number | undefined;
     let seen = new Set<string>();
-    let total: number | undefined;
+    let counts = "";
     for (let pass = 1; pass <= this.#o.maxTiePasses; pass++) {
-      let offset = 0;
-      for (;;) {
+      const ids = new Set<string>();
+      let positions = 0;
+      let anonymous = 0;
+      let left = false;
+      let total: number | undefined;
+      for (let offset = 0;;) {
         const page = await this.#fetch({
           sinceMs: this.sinceInclusive ? t : t - SECOND,
           beforeMs: t + SECOND,
           offset,
-          count: 1000,
+          count: _TIE_PAGE,
           status,
         });
-        if (page.totalItems !== total) seen = new Set();
         total = page.totalItems;
+        positions += page.size;
         for (const m of page.members) {
-          seen.add(m.id);
-          if (lastChangedOf(m) === t) tie.set(m.id, m);
+          const at = lastChangedOf(m);
+          if (at === t) {
+            tie.set(m.id, m);
+            ids.add(m.id);
+          } else if (at > t + SECOND) {
+            // It changed while the pass ran (a torn page): the group did not stand still.
+            left = true;
+            ids.add(m.id);
+          } else positions--; // the second before or after, when an edge is inclusive
         }
-        offset += page.members.length;
-        if (page.members.length < 1000 || offset >= page.totalItems) break;
+        for (const m of page.invalid) {
+          if (m.id === null) anonymous++;
+          else {
+            ids.add(m.id);
+            invalid.set(m.id, m);
+          }
+        }
+        if (page.size < _TIE_PAGE) break;
+        offset += page.size;
       }
-      if (seen.size >= total!) return [...tie.values()];
+      positions -= anonymous;
+      counts = `${positions} members in pages, total_items ${total}`;
+      if (left || previous !== positions) {
+        seen = new Set();
+        previous = left ? undefined : positions;
+      } else {
+        for (const id of ids) seen.add(id);
+        if (seen.size === positions) {
+          return {
+            members: [...tie.values()].filter((m) => seen.has(m.id)),
+            invalid: [...invalid.values()],
+          };
+        }
+      }
       this.#o.logger.debug(
-        "Tie group at {at}: pass {pass} has seen {seen} of {total}; reading again",
-        { at: formatMailchimpTime(t), pass, seen: seen.size, total },
+        "Tie group at {at}: pass {pass} has {positions} positions, {seen} ids proven; reading again",
+        { at: formatMailchimpTime(t), pass, positions, seen: seen.size },
       );
     }
     throw new Error(
-      `Could not read every member changed at ${
+      `Could not prove that every member changed at ${
         formatMailchimpTime(t)
-      } in ${this.#o.maxTiePasses} passes (Mailchimp's order of members sharing one last_changed keeps changing); the run will be retried.`,
+      } was read in ${this.#o.maxTiePasses} passes (${counts}; Mailchimp's order of members sharing one last_changed, or the group itself, kept changing); nothing from that second on is counted as synced, and the run will be retried`,
     );
   }
 }

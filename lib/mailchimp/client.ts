@@ -21,7 +21,14 @@ import { bodySnippet, isRetryableStatus, parseJson } from "../http/request_json.
 import type { RetryPolicy } from "../http/retry.ts";
 import { quietLogger } from "../log/logging.ts";
 import { MailchimpError } from "./errors.ts";
-import { type Member, MEMBER_FIELDS, membersPageSchema, type MemberStatus } from "./member.ts";
+import {
+  type InvalidMember,
+  type Member,
+  MEMBER_FIELDS,
+  membersPageSchema,
+  type MemberStatus,
+  parseMember,
+} from "./member.ts";
 import { formatMailchimpTime } from "./time.ts";
 
 /**
@@ -116,8 +123,12 @@ export interface MembersQuery {
 
 /** A page of members. */
 export interface MembersResult {
-  /** The members of this page, validated. */
+  /** The members of this page that are valid, in the page's order. */
   members: Member[];
+  /** The members of this page Mailchimp served malformed (to quarantine). */
+  invalid: InvalidMember[];
+  /** Members in the page, valid or not (a full page has `count`). */
+  size: number;
   /** Members matching the query in all pages. */
   totalItems: number;
   /** Mailchimp's clock from the `Date` header, epoch ms; undefined when absent. */
@@ -139,6 +150,11 @@ const _listSchema = z.object({
 });
 
 const _totalSchema = z.object({ total_items: z.number().int().nonnegative() });
+
+const _idsSchema = z.object({
+  members: z.array(z.object({ id: z.unknown() })),
+  total_items: z.number().int().nonnegative(),
+});
 
 const _problemSchema = z.object({
   title: z.string().optional(),
@@ -235,14 +251,84 @@ export class MailchimpClient {
     if (q.fieldsOnlyTotal) {
       query.set("fields", "total_items");
       const { value, exchange } = await this.#get(path, query, _totalSchema, signal);
-      return { members: [], totalItems: value.total_items, serverTimeMs: _date(exchange.headers) };
+      return {
+        members: [],
+        invalid: [],
+        size: 0,
+        totalItems: value.total_items,
+        serverTimeMs: _date(exchange.headers),
+      };
     }
     query.set("fields", MEMBER_FIELDS.join(","));
     const { value, exchange } = await this.#get(path, query, membersPageSchema, signal);
+    const members: Member[] = [];
+    const invalid: InvalidMember[] = [];
+    for (const raw of value.members) {
+      const parsed = parseMember(raw);
+      if ("member" in parsed) members.push(parsed.member);
+      else invalid.push(parsed.invalid);
+    }
     return {
-      members: value.members,
+      members,
+      invalid,
+      size: value.members.length,
       totalItems: value.total_items,
       serverTimeMs: _date(exchange.headers),
+    };
+  }
+
+  /**
+   * `GET /lists/{id}/members/{subscriber_hash}`: one member as it is now, or undefined when
+   * Mailchimp has no such member (deleted permanently, or re-keyed by an email change).
+   */
+  async getMember(
+    listId: string,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<{ member: Member } | { invalid: InvalidMember } | undefined> {
+    const query = new URLSearchParams({
+      fields: MEMBER_FIELDS.filter((f) => f.startsWith("members.")).map((f) => f.slice(8)).join(
+        ",",
+      ),
+    });
+    try {
+      const { value } = await this.#get(
+        `/lists/${_segment(listId)}/members/${_segment(id)}`,
+        query,
+        z.unknown(),
+        signal,
+      );
+      return parseMember(value);
+    } catch (error) {
+      if (error instanceof MailchimpError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * One page of a list's member ids, in Mailchimp's default order (`fields=members.id`):
+   * about 40 KB for 1000 ids, which is what makes reconciliation cheap.
+   */
+  async getMemberIds(
+    listId: string,
+    q: { offset: number; count: number },
+    signal?: AbortSignal,
+  ): Promise<{ ids: string[]; size: number; totalItems: number }> {
+    const query = new URLSearchParams({
+      count: String(q.count),
+      offset: String(q.offset),
+      fields: "members.id,total_items",
+    });
+    const { value } = await this.#get(
+      `/lists/${_segment(listId)}/members`,
+      query,
+      _idsSchema,
+      signal,
+    );
+    return {
+      ids: value.members.map((m) => m.id).filter((id): id is string => typeof id === "string"),
+      size: value.members.length,
+      totalItems: value.total_items,
     };
   }
 
@@ -280,6 +366,12 @@ export class MailchimpClient {
     if (status === 401) {
       message =
         `Mailchimp rejected the API key (401): ${said}. Check ${this.#keyName} (${endpoint}${id})`;
+    } else if (status === 404 && /^GET \/lists\/[^/]+(\/members)?$/.test(endpoint)) {
+      const list = decodeURIComponent(endpoint.split("/")[2]!);
+      message = `Mailchimp has no list "${list}" (${endpoint} answered 404 ${said}): check ` +
+        `the list id, and that the API key belongs to the account that owns it${
+          requestId ? ` (request id ${requestId})` : ""
+        }`;
     } else {
       message = `Mailchimp ${endpoint} failed: ${status} ${said}${
         requestId ? ` (request id ${requestId})` : ""

@@ -42,46 +42,92 @@ export function packIds(ids: readonly string[]): Uint8Array {
   return bytes;
 }
 
-function _compare(a: Uint8Array, i: number, b: Uint8Array, j: number): number {
-  for (let k = 0; k < ID_BYTES; k++) {
+// Ids are compared as four 32-bit words (the platform's byte order): any total order serves
+// a set, as long as sorting, searching and merging all use the same one.
+function _compare(a: Uint32Array, i: number, b: Uint32Array, j: number): number {
+  for (let k = 0; k < 4; k++) {
     const d = a[i + k]! - b[j + k]!;
     if (d !== 0) return d;
   }
   return 0;
 }
 
+function _swap(w: Uint32Array, i: number, j: number): void {
+  for (let k = 0; k < 4; k++) {
+    const t = w[i + k]!;
+    w[i + k] = w[j + k]!;
+    w[j + k] = t;
+  }
+}
+
+// In-place quicksort of 4-word records (median of three, insertion sort for short runs): no
+// index array and no second buffer, so sorting a million ids needs no memory beyond them.
+function _sort(w: Uint32Array, lo: number, hi: number): void {
+  while (hi - lo > 16) {
+    const mid = lo + ((hi - lo) >> 1);
+    if (_compare(w, mid * 4, w, lo * 4) < 0) _swap(w, mid * 4, lo * 4);
+    if (_compare(w, hi * 4, w, lo * 4) < 0) _swap(w, hi * 4, lo * 4);
+    if (_compare(w, hi * 4, w, mid * 4) < 0) _swap(w, hi * 4, mid * 4);
+    _swap(w, mid * 4, (hi - 1) * 4);
+    const pivot = (hi - 1) * 4;
+    let i = lo;
+    let j = hi - 1;
+    for (;;) {
+      while (_compare(w, (++i) * 4, w, pivot) < 0);
+      while (_compare(w, (--j) * 4, w, pivot) > 0);
+      if (i >= j) break;
+      _swap(w, i * 4, j * 4);
+    }
+    _swap(w, i * 4, (hi - 1) * 4);
+    // Recurse into the smaller side, loop over the larger: the stack stays O(log n).
+    if (i - lo < hi - i) {
+      _sort(w, lo, i - 1);
+      lo = i + 1;
+    } else {
+      _sort(w, i + 1, hi);
+      hi = i - 1;
+    }
+  }
+  for (let i = lo + 1; i <= hi; i++) {
+    for (let j = i; j > lo && _compare(w, j * 4, w, (j - 1) * 4) < 0; j--) {
+      _swap(w, j * 4, (j - 1) * 4);
+    }
+  }
+}
+
 /** A sorted set of member ids in one buffer. Immutable once built. */
 export class IdSet {
   /** `size` ids of 16 bytes, sorted, distinct. */
   readonly bytes: Uint8Array;
+  #words: Uint32Array;
 
-  private constructor(bytes: Uint8Array) {
-    this.bytes = bytes;
+  private constructor(words: Uint32Array) {
+    this.#words = words;
+    this.bytes = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
   }
 
   /** The empty set. */
   static empty(): IdSet {
-    return new IdSet(new Uint8Array(0));
+    return new IdSet(new Uint32Array(0));
   }
 
   /**
    * Builds a set from packed ids in any order, with repeats (e.g. a ledger file's appends).
-   * `packed` is not kept.
+   * Sorts `packed` in place when it is aligned, so the caller must not use it afterwards.
    */
   static fromPacked(packed: Uint8Array): IdSet {
     const n = Math.floor(packed.length / ID_BYTES);
-    const order = new Uint32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
-    order.sort((x, y) => _compare(packed, x * ID_BYTES, packed, y * ID_BYTES));
-    const out = new Uint8Array(n * ID_BYTES);
+    const aligned = packed.byteOffset % 4 === 0 ? packed : packed.slice();
+    const w = new Uint32Array(aligned.buffer, aligned.byteOffset, n * 4);
+    if (n > 1) _sort(w, 0, n - 1);
     let size = 0;
-    for (let k = 0; k < n; k++) {
-      const from = order[k]! * ID_BYTES;
-      if (size > 0 && _compare(out, (size - 1) * ID_BYTES, packed, from) === 0) continue;
-      out.set(packed.subarray(from, from + ID_BYTES), size * ID_BYTES);
+    for (let i = 0; i < n; i++) {
+      if (size > 0 && _compare(w, (size - 1) * 4, w, i * 4) === 0) continue;
+      if (size !== i) w.copyWithin(size * 4, i * 4, i * 4 + 4);
       size++;
     }
-    return new IdSet(out.slice(0, size * ID_BYTES));
+    // A copy of the distinct part, so a large buffer with many repeats is not kept.
+    return new IdSet(size === n ? w : w.slice(0, size * 4));
   }
 
   /** Builds a set from ids given as text. */
@@ -91,7 +137,7 @@ export class IdSet {
 
   /** Number of ids. */
   get size(): number {
-    return this.bytes.length / ID_BYTES;
+    return this.#words.length / 4;
   }
 
   /** Whether `id` is in the set (binary search). */
@@ -99,11 +145,12 @@ export class IdSet {
     if (!_HEX.test(id)) return false;
     const probe = new Uint8Array(ID_BYTES);
     packId(id, probe, 0);
+    const p = new Uint32Array(probe.buffer);
     let lo = 0;
     let hi = this.size - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const c = _compare(this.bytes, mid * ID_BYTES, probe, 0);
+      const c = _compare(this.#words, mid * 4, p, 0);
       if (c === 0) return true;
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;
@@ -119,19 +166,19 @@ export class IdSet {
   /** The ids of this set that are not in `other` (a merge of two sorted buffers). */
   minus(other: IdSet): string[] {
     const out: string[] = [];
-    const a = this.bytes;
-    const b = other.bytes;
+    const a = this.#words;
+    const b = other.#words;
     let i = 0;
     let j = 0;
     while (i < a.length) {
       const c = j < b.length ? _compare(a, i, b, j) : -1;
       if (c < 0) {
-        out.push(unpackId(a, i));
-        i += ID_BYTES;
+        out.push(unpackId(this.bytes, i * 4));
+        i += 4;
       } else if (c === 0) {
-        i += ID_BYTES;
-        j += ID_BYTES;
-      } else j += ID_BYTES;
+        i += 4;
+        j += 4;
+      } else j += 4;
     }
     return out;
   }

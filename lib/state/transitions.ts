@@ -36,44 +36,64 @@ export interface QuarantineFinding {
   reason: string;
 }
 
+/** What a run learnt about Mailchimp, recorded with its outcome. */
+export interface RunFindings {
+  /** Mailchimp's clock in the run's first answer, and ours when the run started. */
+  clockSeen?: { mailchimpMs: number; localMs: number } | undefined;
+  /** The default listing showed an archived member. */
+  archivedInListing?: boolean | undefined;
+}
+
+function _seen(state: ConnectionState, f: RunFindings): ConnectionState {
+  return {
+    ...state,
+    archived_in_listing: f.archivedInListing ? true : state.archived_in_listing,
+    clock_seen: f.clockSeen
+      ? { mailchimp_at: _iso(f.clockSeen.mailchimpMs), local_at: _iso(f.clockSeen.localMs) }
+      : state.clock_seen,
+  };
+}
+
 /** Everything that can happen to a connection's state. Times are epoch ms. */
 export type ConnectionEvent =
   /** A run begins: remembers the threshold and when the connection was first attempted. */
   | { type: "run-started"; at: number; thresholdSeconds?: number | undefined }
-  /** Mailchimp's clock was read at the start of a run. */
-  | { type: "clock-seen"; mailchimpMs: number; localMs: number }
   /** Acknowledged progress inside a window (the checkpoint). */
   | { type: "progress"; run: RunProgress }
   /** Mailchimp's clock stepped back: the next window starts no later than `lowerMs`. */
   | { type: "rewind"; lowerMs: number }
   /** The whole window up to `upperMs` is acknowledged or quarantined. */
-  | {
+  | ({
     type: "run-completed";
     upperMs: number;
     summary: RunSummary;
     error: string | null;
-  }
+  } & RunFindings)
   /** The run stopped short of its window; the checkpoint in `run` (if any) stays. */
-  | { type: "run-failed"; at: number; run: RunProgress | null; summary: RunSummary; error: string }
+  | ({
+    type: "run-failed";
+    at: number;
+    run: RunProgress | null;
+    summary: RunSummary;
+    error: string;
+  } & RunFindings)
   /** A stop signal ended the run; the checkpoint stays. */
-  | { type: "run-aborted"; run: RunProgress | null }
-  /** Mailchimp's default listing showed an archived member. */
-  | { type: "archived-in-listing" }
+  | ({ type: "run-aborted"; run: RunProgress | null } & RunFindings)
   /** The freshness evaluation changed the alert memory. */
   | { type: "alert"; alert: AlertState }
   /** `reset`: the next run reads the whole list. */
   | { type: "reset" }
   /**
    * Members held back (`add`) and members that went through or are gone (`release`, by id).
-   * `seenAt` is when this happened; `forgetUnidentified` drops entries without an id (a full
-   * read of the list did not meet them again).
+   * `at` is when this happened; `forgetUnidentifiedBefore` drops entries without an id last
+   * met before then (a full read of the list did not meet them again).
    */
   | {
     type: "quarantine";
     at: number;
     add: readonly QuarantineFinding[];
     release: readonly string[];
-    forgetUnidentified?: boolean;
+    forgetUnidentifiedBefore?: number;
   }
   /** A reconciliation finished. */
   | { type: "reconciled"; summary: ReconcileSummary };
@@ -85,17 +105,16 @@ function _iso(ms: number): string {
 /** The state after `event`. Pure: the same inputs always give the same output. */
 export function nextState(state: ConnectionState, event: ConnectionEvent): ConnectionState {
   switch (event.type) {
-    case "run-started":
+    case "run-started": {
+      const threshold = event.thresholdSeconds ?? state.threshold_seconds;
+      // Unchanged is returned as is, so `record` writes nothing.
+      if (state.first_seen_at !== null && threshold === state.threshold_seconds) return state;
       return {
         ...state,
         first_seen_at: state.first_seen_at ?? _iso(event.at),
-        threshold_seconds: event.thresholdSeconds ?? state.threshold_seconds,
+        threshold_seconds: threshold,
       };
-    case "clock-seen":
-      return {
-        ...state,
-        clock_seen: { mailchimp_at: _iso(event.mailchimpMs), local_at: _iso(event.localMs) },
-      };
+    }
     case "progress":
       return { ...state, run: event.run };
     case "rewind": {
@@ -109,7 +128,7 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
     }
     case "run-completed":
       return {
-        ...state,
+        ..._seen(state, event),
         watermark: _iso(event.upperMs),
         fresh_as_of: _iso(event.upperMs),
         run: null,
@@ -122,7 +141,7 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
     case "run-failed": {
       const failures = state.failures + 1;
       return {
-        ...state,
+        ..._seen(state, event),
         run: event.run ?? state.run,
         status: "failed",
         failures,
@@ -132,9 +151,7 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
       };
     }
     case "run-aborted":
-      return { ...state, run: event.run ?? state.run };
-    case "archived-in-listing":
-      return { ...state, archived_in_listing: true };
+      return { ..._seen(state, event), run: event.run ?? state.run };
     case "alert":
       return { ...state, alert: event.alert };
     case "reset":
@@ -157,7 +174,10 @@ function _quarantine(
   const keyOf = (id: string | null, reason: string) => id ?? `?${reason}`;
   for (const e of entries) {
     if (e.id !== null && released.has(e.id)) continue;
-    if (e.id === null && event.forgetUnidentified) continue;
+    if (
+      e.id === null && event.forgetUnidentifiedBefore !== undefined &&
+      Date.parse(e.last_tried_at) < event.forgetUnidentifiedBefore
+    ) continue;
     byKey.set(keyOf(e.id, e.reason), e);
   }
   for (const f of event.add) {
@@ -183,9 +203,10 @@ export async function record(
   connection: { id: string; listId: string },
   event: ConnectionEvent,
 ): Promise<ConnectionState> {
-  const next = await store.update(
-    connection.id,
-    (current) => nextState(current ?? newConnectionState(connection.id, connection.listId), event),
-  );
+  const next = await store.update(connection.id, (current) => {
+    const base = current ?? newConnectionState(connection.id, connection.listId);
+    const changed = nextState(base, event);
+    return changed === base && current !== undefined ? undefined : changed;
+  });
   return next!;
 }

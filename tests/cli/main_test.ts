@@ -128,7 +128,7 @@ Deno.test("main.ts: an unknown list fails with its id while the other lists sync
     w.mailchimp.addList("lista00001", { members: 50, lastChangedTo: Date.now() - 5 * MINUTE });
     const result = await runCli(["--once", "--state", w.state, "nosuchlist", "lista00001"], w.env);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /nosuchlist.*Resource Not Found/);
+    assert.match(result.stderr, /nosuchlist.*check the list id/);
     assertSynced(w.mailchimp, w.ometria, "lista00001");
   } finally {
     await w.close();

@@ -201,7 +201,9 @@ Deno.test("runConnection() reports rejected records naming the batch", async () 
     const result = await world.service([LIST]).runOnce(LIST);
     assert.equal(result.outcome, "failed");
     assert.equal(result.rejected, 1);
-    assert.match(result.error!, /rejected 1 record\(s\) in list000001 batch 1\/1/);
+    assert.match(result.error!, /member\(s\) quarantined/);
+    const held = (await world.store.get(LIST))!.quarantine;
+    assert.ok(held.some((e) => e.reason.includes("bad email")), JSON.stringify(held));
   } finally {
     await world.close();
   }
@@ -228,7 +230,7 @@ Deno.test("runConnection() fails cleanly on a wrong key and an unknown list", as
     const unknown = await world.service(["nolist0001"]).runOnce("nolist0001");
     assert.equal(unknown.outcome, "failed");
     assert.match(unknown.error!, /nolist0001/);
-    assert.match(unknown.error!, /Resource Not Found/);
+    assert.match(unknown.error!, /check the list id/);
   } finally {
     await world.close();
   }

@@ -232,7 +232,7 @@ Deno.test("MailchimpClient turns a 404 problem into a MailchimpError with title,
     assert.match(error.requestId ?? "", /^[0-9a-f-]{36}$/);
     assert.equal(
       error.message,
-      `Mailchimp GET /lists/nope/members failed: 404 Resource Not Found — The requested resource could not be found. (request id ${error.requestId})`,
+      `Mailchimp has no list "nope" (GET /lists/nope/members answered 404 Resource Not Found — The requested resource could not be found.): check the list id, and that the API key belongs to the account that owns it (request id ${error.requestId})`,
     );
     assert.equal(sim.stats.requests, 1);
   } finally {
@@ -399,11 +399,8 @@ Deno.test("MailchimpClient reports a malformed answer clearly and does not retry
       const [name, text, expected] of [
         [
           "wrong shape",
-          JSON.stringify({
-            members: [member("subscribed"), member("x"), member("x"), member("weird"), member("")],
-            total_items: 5,
-          }),
-          /returned a malformed response: members\[1\]\.status: Invalid option.*\(and 1 more\)/,
+          JSON.stringify({ members: "none", total_items: 5 }),
+          /returned a malformed response: members: /,
         ],
         ["not JSON", "<html>oops</html>", /returned a malformed response: the body is not JSON/],
         ["empty", "", /returned a malformed response: the body is empty/],
@@ -422,6 +419,23 @@ Deno.test("MailchimpClient reports a malformed answer clearly and does not retry
         assert.equal(server.requests - before, 1);
       });
     }
+    await t.step("malformed members are returned apart, the rest of the page kept", async () => {
+      const good = { ...member("subscribed"), id: "0".repeat(32) };
+      body = JSON.stringify({
+        members: [good, member("weird"), { ...good, id: "1".repeat(32), email_address: "" }],
+        total_items: 3,
+      });
+      const page = await client(server).getMembers("x", { count: 5 });
+      assert.deepEqual(page.members.map((m) => m.id), ["0".repeat(32)]);
+      assert.equal(page.size, 3);
+      assert.deepEqual(page.invalid.map((m) => m.id), [
+        // No usable id: the hash of the email stands in.
+        "b418773a2c51fb9777a1648346fa7394",
+        "1".repeat(32),
+      ]);
+      assert.match(page.invalid[0]!.reason, /status .*got "weird"/);
+      assert.match(page.invalid[1]!.reason, /email_address is not an email address/);
+    });
   } finally {
     await server.close();
   }

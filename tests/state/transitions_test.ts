@@ -77,7 +77,13 @@ Deno.test("nextState() keeps one quarantine entry per member and releases by id"
   assert.deepEqual([a.attempts, a.first_seen_at], [2, new Date(T0).toISOString()]);
   s = nextState(s, { type: "quarantine", at: T0, add: [], release: ["a"] });
   assert.deepEqual(s.quarantine.map((e) => e.id), [null]);
-  s = nextState(s, { type: "quarantine", at: T0, add: [], release: [], forgetUnidentified: true });
+  s = nextState(s, {
+    type: "quarantine",
+    at: T0,
+    add: [],
+    release: [],
+    forgetUnidentifiedBefore: T0 + 5000,
+  });
   assert.equal(s.quarantine.length, 0);
 });
 

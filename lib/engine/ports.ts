@@ -1,0 +1,50 @@
+/**
+ * What the engine needs from the two APIs: the Mailchimp client and the Ometria client
+ * satisfy these, and so would anything else that speaks the same.
+ *
+ * @module
+ */
+import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
+import type { InvalidMember, Member } from "../mailchimp/member.ts";
+import type { OmetriaRecord } from "../mapping/contact.ts";
+
+/** The part of the Mailchimp client the engine uses. */
+export interface MembersSource {
+  /** One page of a list's members. */
+  getMembers(listId: string, query: MembersQuery, signal?: AbortSignal): Promise<MembersResult>;
+  /** One member as it is now; undefined when Mailchimp has none with that id. */
+  getMember(
+    listId: string,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<{ member: Member } | { invalid: InvalidMember } | undefined>;
+  /** One page of a list's member ids, in Mailchimp's default order. */
+  getMemberIds(
+    listId: string,
+    query: { offset: number; count: number },
+    signal?: AbortSignal,
+  ): Promise<{ ids: string[]; size: number; totalItems: number }>;
+}
+
+/** What Ometria said about one batch. */
+export interface SinkResult {
+  accepted: number;
+  /** Records not taken (rejected by Ometria or not sent as too large). */
+  rejected: number;
+  /** Ids of records not sent because they are too large. */
+  tooLarge?: string[];
+  /** Each record not taken, with the reason, when the sink can tell which. */
+  rejectedRecords?: { id: string; reason: string }[];
+  /** Ometria's recent error messages, when records were rejected. */
+  errors?: string[];
+}
+
+/** The part of the Ometria client the engine uses. */
+export interface RecordsSink {
+  /** Most records one `push` takes (the client's own limit, so the two cannot disagree). */
+  readonly maxBatchSize: number;
+  push(
+    records: OmetriaRecord[],
+    options?: { signal?: AbortSignal; label?: string },
+  ): Promise<SinkResult>;
+}
