@@ -9,6 +9,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import type { ConnectionConfig } from "../config/config.ts";
+import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.ts";
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
 import type { AlertManager } from "../freshness/alerts.ts";
 import { freshnessOf } from "../freshness/freshness.ts";
@@ -56,6 +57,13 @@ export interface SyncServiceOptions {
   metrics?: Metrics;
   /** Called after every acknowledged batch of a run. */
   onProgress?: (connectionId: string, progress: { read: number; pushed: number }) => void;
+  /**
+   * Hours between reconciliations of a connection (RECONCILE_EVERY_HOURS), done by ticks;
+   * 0 turns them off. @default {24}
+   */
+  reconcileEveryHours?: number;
+  /** Called when a reconciliation finds the copy had diverged (orphans, missed members). */
+  onDiverged?: (connection: ConnectionConfig, result: ReconcileResult) => void;
 }
 
 interface _Wired {
@@ -153,7 +161,7 @@ export class SyncService {
     const states = await o.store.list();
     await this.evaluateFreshness(states);
     this.#archivedInListing ||= states.some((s) => s.archived_in_listing);
-    const result = await tick({
+    const result: TickResult = await tick({
       states,
       checkedAt: this.#checkedAt,
       connections: this.#wired.map((w) => ({
@@ -181,8 +189,74 @@ export class SyncService {
       },
       run: (c) => this.#run(c.wired, options.signal, options.hardSignal),
     });
+    if (!options.signal?.aborted) {
+      const due = await this.#reconcileDue();
+      const outcomes = await this.reconcile(due.map((w) => w.config.id), options.signal);
+      if (outcomes.some((r) => r.outcome === "failed")) result.failed = true;
+    }
     await this.evaluateFreshness();
     return result;
+  }
+
+  /**
+   * Reconciles the connections `ids` now (all when empty), each under its lease, at most
+   * `maxConcurrentRuns` at once. A connection another process holds is skipped.
+   */
+  async reconcile(
+    ids: readonly string[] = [],
+    signal?: AbortSignal,
+  ): Promise<(ReconcileResult & { id: string })[]> {
+    const o = this.#options;
+    const chosen = ids.length === 0 ? this.#wired : ids.map((id) => {
+      const w = this.#byId.get(id);
+      if (!w) throw new RangeError(`Cannot reconcile '${id}': no such connection`);
+      return w;
+    });
+    const results: (ReconcileResult & { id: string })[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < chosen.length && !signal?.aborted) {
+        const w = chosen[next++]!;
+        const lease = await o.store.acquire(w.config.id);
+        if (!lease) continue;
+        try {
+          const result = await reconcileConnection({
+            connection: { id: w.config.id, listId: w.config.listId },
+            mailchimp: w.mailchimp,
+            ometria: w.ometria,
+            endpoint: w.config.ometria.endpoint,
+            store: o.store,
+            clock: o.clock,
+            logger: o.logger,
+            pushConcurrency: o.pushConcurrency ?? 4,
+            ...(signal ? { signal } : {}),
+          });
+          results.push({ ...result, id: w.config.id });
+          if (result.summary) o.metrics?.recordReconcile(w.config.id, result.summary);
+          if (result.diverged) o.onDiverged?.(w.config, result);
+        } finally {
+          await lease.release();
+        }
+      }
+    };
+    const n = Math.min(o.maxConcurrentRuns ?? 2, chosen.length);
+    await Promise.all(Array.from({ length: n }, worker));
+    await o.store.flush();
+    return results;
+  }
+
+  /** Connections whose last reconciliation (or first sight) is RECONCILE_EVERY_HOURS ago. */
+  async #reconcileDue(): Promise<_Wired[]> {
+    const hours = this.#options.reconcileEveryHours ?? 24;
+    if (!(hours > 0)) return [];
+    const states = new Map((await this.#options.store.list()).map((s) => [s.id, s]));
+    const now = this.#options.clock.now();
+    return this.#wired.filter((w) => {
+      const s = states.get(w.config.id);
+      if (!s || s.watermark === null || s.run !== null) return false;
+      const since = s.last_reconcile?.at ?? s.first_seen_at;
+      return since === null || now - Date.parse(since) >= hours * 3_600_000;
+    });
   }
 
   /**
@@ -202,7 +276,11 @@ export class SyncService {
         thresholdSeconds: w.config.thresholdSeconds,
         firstSeenMs,
       });
-      metrics?.setConnection(w.config.id, { lag_seconds: f.lag_seconds, behind: f.behind });
+      metrics?.setConnection(w.config.id, {
+        lag_seconds: f.lag_seconds,
+        behind: f.behind,
+        quarantined: state?.quarantine.length ?? 0,
+      });
       if (!alerts || !state) continue;
       const alert = alerts.evaluate(
         { id: w.config.id, list_id: w.config.listId, threshold_seconds: w.config.thresholdSeconds },

@@ -97,7 +97,7 @@ export async function pushInOrder(
             hardSignal ? { signal: hardSignal, label } : { label },
           );
         if (result.rejected > 0) {
-          options.onRejected(label, _rejectedRecords(batch.records, result));
+          options.onRejected(label, rejectedRecords(batch.records, result));
         }
         done[index] = {
           pushed: batch.records.length - result.rejected,
@@ -136,7 +136,7 @@ export async function pushInOrder(
  * back: sending them again is safe, and holding back one that went through costs only a
  * retry.
  */
-function _rejectedRecords(
+export function rejectedRecords(
   records: readonly OmetriaRecord[],
   result: SinkResult,
 ): { id: string; reason: string }[] {

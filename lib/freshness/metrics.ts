@@ -12,6 +12,9 @@
  * - `sync_mailchimp_requests_total{status}`, `sync_ometria_requests_total{status}` counters
  *   (`status="error"` for a request that got no response)
  * - `sync_http_429_total{api}` counter
+ * - `sync_connection_quarantined{connection}` gauge (members held back from Ometria)
+ * - `sync_reconcile_orphans_total{connection}`, `sync_reconcile_missed_total{connection}`,
+ *   `sync_reconcile_repaired_total{connection}` counters (what reconciliation found and fixed)
  *
  * @module
  */
@@ -28,6 +31,10 @@ interface _ConnectionRecord {
   durationSumSeconds: number;
   runs: number;
   failures: number;
+  quarantined: number;
+  orphans: number;
+  missed: number;
+  repaired: number;
 }
 
 /** Metrics registry of one sync process. All methods are cheap and synchronous. */
@@ -39,11 +46,23 @@ export class Metrics {
   };
   #http429: Record<MetricsApi, number> = { mailchimp: 0, ometria: 0 };
 
-  /** Records the current freshness of a connection (from `freshnessOf`). */
-  setConnection(id: string, freshness: { lag_seconds: number | null; behind: boolean }): void {
+  /** Records the current freshness of a connection (from `freshnessOf`) and its quarantine. */
+  setConnection(
+    id: string,
+    freshness: { lag_seconds: number | null; behind: boolean; quarantined?: number },
+  ): void {
     const record = this.#record(id);
     record.lagSeconds = freshness.lag_seconds;
     record.behind = freshness.behind;
+    if (freshness.quarantined !== undefined) record.quarantined = freshness.quarantined;
+  }
+
+  /** Records what a reconciliation found (orphans, missed members) and repaired. */
+  recordReconcile(id: string, found: { orphans: number; missing: number; repaired: number }): void {
+    const record = this.#record(id);
+    record.orphans += found.orphans;
+    record.missed += found.missing;
+    record.repaired += found.repaired;
   }
 
   /** Records a finished run: members pushed, how long it took, whether it succeeded. */
@@ -96,6 +115,14 @@ export class Metrics {
     }
     family("sync_run_failures_total", "counter", "Runs that ended in failure.");
     for (const r of records) out += `sync_run_failures_total{${r.label}} ${r.failures}\n`;
+    family("sync_connection_quarantined", "gauge", "Members held back from Ometria.");
+    for (const r of records) out += `sync_connection_quarantined{${r.label}} ${r.quarantined}\n`;
+    family("sync_reconcile_orphans_total", "counter", "Ids gone from Mailchimp found.");
+    for (const r of records) out += `sync_reconcile_orphans_total{${r.label}} ${r.orphans}\n`;
+    family("sync_reconcile_missed_total", "counter", "Members polling had missed.");
+    for (const r of records) out += `sync_reconcile_missed_total{${r.label}} ${r.missed}\n`;
+    family("sync_reconcile_repaired_total", "counter", "Orphans opted out, missed pushed.");
+    for (const r of records) out += `sync_reconcile_repaired_total{${r.label}} ${r.repaired}\n`;
     for (const api of ["mailchimp", "ometria"] as const) {
       const name = `sync_${api}_requests_total`;
       const title = api === "mailchimp" ? "Mailchimp" : "Ometria";
@@ -122,6 +149,10 @@ export class Metrics {
         durationSumSeconds: 0,
         runs: 0,
         failures: 0,
+        quarantined: 0,
+        orphans: 0,
+        missed: 0,
+        repaired: 0,
       };
       this.#connections.set(id, record);
     }

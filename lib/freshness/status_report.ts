@@ -51,6 +51,25 @@ export const statusEntrySchema = z.object({
   last_error: z.string().nullable().describe("Error of the last failed run, if any."),
   last_run: statusLastRunSchema.nullable().describe("The last finished run; null when none."),
   retry_at: isoTime.nullable().describe("Earliest retry of a failed connection (our clock)."),
+  quarantined: z.number().int().nonnegative().describe(
+    "Members held back from Ometria (malformed in Mailchimp, or not taken by Ometria); " +
+      "tried again on every run. Above 0, runs end as failed.",
+  ),
+  quarantine: z.array(z.object({
+    id: z.string().nullable(),
+    reason: z.string(),
+    first_seen_at: isoTime,
+    attempts: z.number().int(),
+  })).describe("The first 20 quarantined members, with why."),
+  last_reconciled_at: isoTime.nullable().describe(
+    "When the last reconciliation finished; null before the first.",
+  ),
+  orphans: z.number().int().nonnegative().nullable().describe(
+    "Ids the last reconciliation found gone from Mailchimp (and opted out); null before it.",
+  ),
+  missed: z.number().int().nonnegative().nullable().describe(
+    "Members the last reconciliation found never pushed (polling should never miss one).",
+  ),
 }).describe("One connection in the status report.");
 
 /** The whole status report. */
@@ -101,6 +120,16 @@ export function buildStatusReport(rows: readonly StatusRow[], nowMs: number): St
           duration_ms: last.duration_ms,
         },
         retry_at: state?.retry_at ?? null,
+        quarantined: state?.quarantine.length ?? 0,
+        quarantine: (state?.quarantine ?? []).slice(0, 20).map((e) => ({
+          id: e.id,
+          reason: e.reason,
+          first_seen_at: e.first_seen_at,
+          attempts: e.attempts,
+        })),
+        last_reconciled_at: state?.last_reconcile?.at ?? null,
+        orphans: state?.last_reconcile?.orphans ?? null,
+        missed: state?.last_reconcile?.missing ?? null,
       };
     }),
   };
@@ -161,6 +190,7 @@ export function formatStatusTable(
     "THRESHOLD",
     "BEHIND",
     "LAST RUN",
+    "HELD",
     "LAST ERROR",
   ];
   const rows = report.connections.map((e) => [
@@ -178,12 +208,36 @@ export function formatStatusTable(
       } read ${e.last_run.read} pushed ${e.last_run.pushed} rejected ${e.last_run.rejected} in ${
         _seconds(e.last_run.duration_ms)
       }`,
+    e.quarantined === 0 ? "-" : String(e.quarantined),
     e.last_error === null ? "-" : _truncate(_clean(e.last_error), errorWidth),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
-  return [line(header), ...rows.map(line)].join("\n") + "\n";
+  // Below the table, per connection: the members held back and why, and what the last
+  // reconciliation repaired, so nothing that diverges is only a number.
+  const details: string[] = [];
+  for (const e of report.connections) {
+    if (e.quarantined > 0) {
+      details.push(`\n${_clean(e.id)}: ${e.quarantined} member(s) quarantined:`);
+      for (const q of e.quarantine) {
+        details.push(
+          `  ${q.id ?? "(no id)"}  since ${_shortTime(q.first_seen_at)}, ${q.attempts} ` +
+            `attempt(s): ${_truncate(_clean(q.reason), 120)}`,
+        );
+      }
+      if (e.quarantined > e.quarantine.length) {
+        details.push(`  …and ${e.quarantined - e.quarantine.length} more (status --json)`);
+      }
+    }
+    if (e.last_reconciled_at !== null && (e.orphans! > 0 || e.missed! > 0)) {
+      details.push(
+        `\n${_clean(e.id)}: reconciled ${_shortTime(e.last_reconciled_at)}: ${e.orphans} ` +
+          `orphan(s) opted out, ${e.missed} member(s) polling had missed pushed`,
+      );
+    }
+  }
+  return [line(header), ...rows.map(line), ...details].join("\n") + "\n";
 }
 
 function _shortTime(iso: string): string {

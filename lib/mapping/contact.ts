@@ -29,8 +29,54 @@ export interface LegacyRecord {
   status: MemberStatus;
 }
 
-/** Either record shape; which one is sent depends on the configured endpoint. */
-export type OmetriaRecord = OmetriaContact | LegacyRecord;
+/**
+ * A partial contact that opts out a member who is gone from Mailchimp (deleted, or an old id
+ * left by an email change); `@merge` keeps what Ometria already holds of it.
+ */
+export interface OrphanContact {
+  "@type": "contact";
+  "@collection": string;
+  "@merge": true;
+  id: string;
+  marketing_optin: "EXPLICITLY_OPTEDOUT";
+  properties: { mailchimp_removed_at: string };
+}
+
+/** The original tool's `/record` format for a member who is gone from Mailchimp. */
+export interface OrphanLegacyRecord {
+  id: string;
+  firstname: "";
+  lastname: "";
+  email: "";
+  status: "deleted";
+}
+
+/** Any record shape; which one is sent depends on the configured endpoint. */
+export type OmetriaRecord = OmetriaContact | LegacyRecord | OrphanContact | OrphanLegacyRecord;
+
+/**
+ * The record that opts out member `id`, gone from Mailchimp since `removedAt` (ISO) at the
+ * latest. Opted out rather than left alone: a contact Ometria keeps opted in would go on
+ * receiving marketing Mailchimp no longer allows (a GDPR erasure is the usual reason).
+ */
+export function toOrphanRecord(
+  id: string,
+  listId: string,
+  endpoint: "push" | "record",
+  removedAt: string,
+): OrphanContact | OrphanLegacyRecord {
+  if (endpoint === "record") {
+    return { id, firstname: "", lastname: "", email: "", status: "deleted" };
+  }
+  return {
+    "@type": "contact",
+    "@collection": collectionFor(listId),
+    "@merge": true,
+    id,
+    marketing_optin: "EXPLICITLY_OPTEDOUT",
+    properties: { mailchimp_removed_at: removedAt },
+  };
+}
 
 /** The `@collection` used for one Mailchimp list (Ometria recommends one per source). */
 export function collectionFor(listId: string): string {

@@ -163,6 +163,36 @@ export class IdSet {
     for (let i = 0; i < this.bytes.length; i += ID_BYTES) yield unpackId(this.bytes, i);
   }
 
+  /** This set with the ids of `remove` taken out and those of `add` put in (one merge). */
+  edit(remove: IdSet, add: IdSet): IdSet {
+    const a = this.#words;
+    const r = remove.#words;
+    const b = add.#words;
+    const out = new Uint32Array(a.length + b.length);
+    let n = 0;
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    const take = (w: Uint32Array, at: number) => {
+      if (n === 0 || _compare(out, n - 4, w, at) !== 0) {
+        out.set(w.subarray(at, at + 4), n);
+        n += 4;
+      }
+    };
+    while (i < a.length || k < b.length) {
+      const fromA = k >= b.length || (i < a.length && _compare(a, i, b, k) <= 0);
+      if (fromA) {
+        while (j < r.length && _compare(r, j, a, i) < 0) j += 4;
+        if (!(j < r.length && _compare(r, j, a, i) === 0)) take(a, i);
+        i += 4;
+      } else {
+        take(b, k);
+        k += 4;
+      }
+    }
+    return new IdSet(out.slice(0, n));
+  }
+
   /** The ids of this set that are not in `other` (a merge of two sorted buffers). */
   minus(other: IdSet): string[] {
     const out: string[] = [];

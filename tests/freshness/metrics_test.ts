@@ -53,7 +53,7 @@ Deno.test("Metrics.render() writes valid exposition text with HELP, TYPE and esc
   // Every family is declared once.
   const types = text.split("\n").filter((l) => l.startsWith("# TYPE ")).map((l) => l.split(" ")[2]);
   assert.equal(new Set(types).size, types.length);
-  assert.equal(types.length, 8);
+  assert.equal(types.length, 12);
 
   metrics.removeConnection("shop-eu");
   assert.doesNotMatch(metrics.render(), /shop-eu/);

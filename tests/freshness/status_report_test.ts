@@ -91,6 +91,11 @@ Deno.test("buildStatusReport() reports status, lag, behind flags and the last ru
       duration_ms: 4_000,
     },
     retry_at: null,
+    quarantined: 0,
+    quarantine: [],
+    last_reconciled_at: null,
+    orphans: null,
+    missed: null,
   });
 
   assert.equal(late!.status, "failed");
@@ -168,7 +173,7 @@ Deno.test("formatStatusTable() aligns columns, marks behind connections and trun
   assert.equal(late!.slice(behindAt, behindAt + 6), "BEHIND");
   assert.equal(fresh!.slice(behindAt, behindAt + 1), "-");
   assert.match(fresh!, /ok 2026-01-01T11:57:10Z read 120 pushed 118 rejected 2 in 4\.0s/);
-  assert.match(absent!, /^absent\s+L3\s+never\s+-\s+-\s+10m\s+-\s+-\s+-$/);
+  assert.match(absent!, /^absent\s+L3\s+never\s+-\s+-\s+10m\s+-\s+-\s+-\s+-$/);
   assert.match(busy!, /^busy\s+L4\s+running\s/);
   // The error is on one line, cut to 40 characters with an ellipsis.
   const error = late!.slice(header.indexOf("LAST ERROR"));
