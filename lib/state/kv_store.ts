@@ -17,14 +17,25 @@ import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts
 // connection); this many lost races in a row means something is wrong.
 const _UPDATE_ATTEMPTS = 50;
 
+/**
+ * How long a lease lasts without renewal, in milliseconds: a killed holder blocks its
+ * connections for at most this long. It is renewed every third of this (5 s) while the run
+ * lives. Processes sharing one database compare `expires_at` on their own clocks, so their
+ * clocks must agree to well within this (NTP does).
+ */
+export const DEFAULT_LEASE_MS = 15_000;
+
 /** Options of {@linkcode KvStore.open}. */
 export interface KvStoreOptions {
   /** Decides when leases expire and when they are renewed. */
   clock: Clock;
   /**
    * How long a lease lasts without renewal: how long a connection stays blocked after its
-   * holder died. The holder renews it every third of this.
-   * @default {60000}
+   * holder died. The holder renews it every third of this. Short, because a holder that is
+   * killed (Deno Deploy kills an isolate 5 s after its SIGINT) cannot give its leases back,
+   * and its lists must not be skipped for long; a third of it between renewals still leaves
+   * two missed renewals before another process may take over.
+   * @default {15000}
    */
   leaseMs?: number | undefined;
   /** Where a lost lease or a failed renewal is reported. */
@@ -64,7 +75,7 @@ export class KvStore implements StateStore {
     this.#kv = kv;
     this.location = location;
     this.#clock = options.clock;
-    this.#leaseMs = options.leaseMs ?? 60_000;
+    this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.#logger = options.logger;
   }
 
