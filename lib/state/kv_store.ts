@@ -9,6 +9,7 @@ import type { Logger } from "@logtape/logtape";
 import { z } from "zod";
 import type { Clock } from "../clock/clock.ts";
 import { type ConnectionState, connectionStateSchema, describeIssues } from "./schema.ts";
+import { explainKvConnectError, isKvConnectUrl, kvConnectLocation } from "./kv_connect.ts";
 import { KvLedger } from "./ledgers.ts";
 import { _checkId } from "./memory_store.ts";
 import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
@@ -80,18 +81,27 @@ export class KvStore implements StateStore {
   }
 
   /**
-   * Opens the Deno KV database at `path`, or the platform's default one (on Deno Deploy, the
+   * Opens the Deno KV database at `path` (a file, or an `https://` KV Connect URL with the
+   * token in `DENO_KV_ACCESS_TOKEN`), or the platform's default one (on Deno Deploy, the
    * project's database) when `path` is undefined. Throws {@linkcode StateError} when it
    * cannot be opened.
    */
   static async open(path: string | undefined, options: KvStoreOptions): Promise<KvStore> {
-    const location = path === undefined ? "the default Deno KV database" : `Deno KV ${path}`;
+    const remote = path !== undefined && isKvConnectUrl(path);
+    const location = path === undefined
+      ? "the default Deno KV database"
+      : remote
+      ? `remote Deno KV ${kvConnectLocation(path)}`
+      : `Deno KV ${path}`;
     if (options.leaseMs !== undefined && !(options.leaseMs > 0)) {
       throw new RangeError(`Cannot use a lease of ${options.leaseMs} ms: it must be > 0`);
     }
     try {
       return new KvStore(await Deno.openKv(path), location, options);
     } catch (error) {
+      // A remote server's answer is copied into Deno's error (and its cause), so for remote
+      // databases neither is kept: the explanation is all that is shown.
+      if (remote) throw new StateError(explainKvConnectError(kvConnectLocation(path), error));
       throw new StateError(`Cannot open ${location}: ${_message(error)}.`, { cause: error });
     }
   }
