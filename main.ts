@@ -7,12 +7,13 @@
  *
  * @module
  */
-import { deployArgs, loadConfig, scheduleFromEnv, USAGE } from "./lib/config/config.ts";
+import { loadConfig, USAGE } from "./lib/config/config.ts";
 import { systemClock } from "./lib/clock/clock.ts";
 import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
 import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
 import { StateError, type StateStore } from "./lib/state/store.ts";
 import { EXIT, runCommand } from "./lib/app/cli.ts";
+import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
 import { runDemo } from "./lib/app/demo.ts";
 import { runSimulate } from "./lib/sim/simulate.ts";
 import { runBench } from "./lib/app/bench.ts";
@@ -25,8 +26,13 @@ function canUseFiles(path: string): boolean {
 }
 
 function envObject(): Record<string, string | undefined> {
-  if (Deno.permissions.querySync({ name: "env" }).state !== "granted") return {};
-  return Deno.env.toObject();
+  let granted = true;
+  try {
+    granted = Deno.permissions.querySync({ name: "env" }).state === "granted";
+  } catch {
+    // Deno Deploy has no permissions API, and grants the environment.
+  }
+  return granted ? Deno.env.toObject() : {};
 }
 
 async function main(args: string[], env: Record<string, string | undefined>): Promise<number> {
@@ -166,14 +172,51 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
 }
 
 const env = envObject();
-// On Deno Deploy a cron must be registered before anything is awaited, and there are no
-// arguments or files: each cron invocation is one `--once` tick configured from the
-// environment, with the state in the platform's KV.
-const onDeploy = env.DENO_DEPLOYMENT_ID !== undefined;
+const onDeploy = isDeploy(env);
 if (onDeploy) {
-  Deno.cron("mailchimp-ometria-sync", scheduleFromEnv(env), async () => {
-    const code = await main(deployArgs(env), { LOG_FILE: "", ...env });
-    if (code !== EXIT.ok) console.error(`The tick ended with exit code ${code}`);
+  // Deploy sees only crons and servers registered before the first await, so startDeploy
+  // registers both synchronously. Deploy sends SIGINT and kills 5 s later: the first signal
+  // stops new runs, and DEPLOY_GRACE_MS later requests in flight are abandoned, so runs save
+  // their checkpoints and give their KV leases back before the kill.
+  const stop = new AbortController();
+  const hardStop = new AbortController();
+  const onDeploySignal = (name: Deno.Signal) => () => {
+    if (stop.signal.aborted) return hardStop.abort(new Error(`${name} received again`));
+    console.error(`${name} received: finishing batches in flight, then stopping`);
+    stop.abort(new Error(`${name} received`));
+    Deno.unrefTimer(
+      setTimeout(() => hardStop.abort(new Error("grace period over")), DEPLOY_GRACE_MS),
+    );
+  };
+  const listeners = (["SIGINT", "SIGTERM"] as const).flatMap((name) => {
+    const listener = onDeploySignal(name);
+    try {
+      Deno.addSignalListener(name, listener);
+      return [[name, listener] as const];
+    } catch {
+      return []; // a platform without this signal never sends it
+    }
+  });
+  // PORT is for running the Deploy entry locally (tests); Deploy routes to its own port.
+  const listen = env.PORT === undefined ? {} : { port: Number(env.PORT) };
+  startDeploy({
+    env,
+    clock: systemClock,
+    fetch: globalThis.fetch,
+    readTextFile: (path) => Deno.readTextFile(path),
+    cron: (name, schedule, options, handler) =>
+      Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler),
+    serve: (handler) =>
+      Deno.serve({
+        ...listen,
+        onListen: ({ hostname, port }) =>
+          console.error(`Serving /healthz, /status.json and /metrics on ${hostname}:${port}`),
+      }, handler),
+    stop: stop.signal,
+    hardStop: hardStop.signal,
+    writeError: (line) => console.error(line),
+  }).finished.finally(() => {
+    for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
   });
 } else {
   Deno.exitCode = await main(Deno.args, env);

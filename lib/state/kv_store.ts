@@ -9,6 +9,7 @@ import type { Logger } from "@logtape/logtape";
 import { z } from "zod";
 import type { Clock } from "../clock/clock.ts";
 import { type ConnectionState, connectionStateSchema, describeIssues } from "./schema.ts";
+import { explainKvConnectError, isKvConnectUrl, kvConnectLocation } from "./kv_connect.ts";
 import { KvLedger } from "./ledgers.ts";
 import { _checkId } from "./memory_store.ts";
 import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
@@ -17,14 +18,25 @@ import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts
 // connection); this many lost races in a row means something is wrong.
 const _UPDATE_ATTEMPTS = 50;
 
+/**
+ * How long a lease lasts without renewal, in milliseconds: a killed holder blocks its
+ * connections for at most this long. It is renewed every third of this (5 s) while the run
+ * lives. Processes sharing one database compare `expires_at` on their own clocks, so their
+ * clocks must agree to well within this (NTP does).
+ */
+export const DEFAULT_LEASE_MS = 15_000;
+
 /** Options of {@linkcode KvStore.open}. */
 export interface KvStoreOptions {
   /** Decides when leases expire and when they are renewed. */
   clock: Clock;
   /**
    * How long a lease lasts without renewal: how long a connection stays blocked after its
-   * holder died. The holder renews it every third of this.
-   * @default {60000}
+   * holder died. The holder renews it every third of this. Short, because a holder that is
+   * killed (Deno Deploy kills an isolate 5 s after its SIGINT) cannot give its leases back,
+   * and its lists must not be skipped for long; a third of it between renewals still leaves
+   * two missed renewals before another process may take over.
+   * @default {15000}
    */
   leaseMs?: number | undefined;
   /** Where a lost lease or a failed renewal is reported. */
@@ -64,23 +76,32 @@ export class KvStore implements StateStore {
     this.#kv = kv;
     this.location = location;
     this.#clock = options.clock;
-    this.#leaseMs = options.leaseMs ?? 60_000;
+    this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.#logger = options.logger;
   }
 
   /**
-   * Opens the Deno KV database at `path`, or the platform's default one (on Deno Deploy, the
+   * Opens the Deno KV database at `path` (a file, or an `https://` KV Connect URL with the
+   * token in `DENO_KV_ACCESS_TOKEN`), or the platform's default one (on Deno Deploy, the
    * project's database) when `path` is undefined. Throws {@linkcode StateError} when it
    * cannot be opened.
    */
   static async open(path: string | undefined, options: KvStoreOptions): Promise<KvStore> {
-    const location = path === undefined ? "the default Deno KV database" : `Deno KV ${path}`;
+    const remote = path !== undefined && isKvConnectUrl(path);
+    const location = path === undefined
+      ? "the default Deno KV database"
+      : remote
+      ? `remote Deno KV ${kvConnectLocation(path)}`
+      : `Deno KV ${path}`;
     if (options.leaseMs !== undefined && !(options.leaseMs > 0)) {
       throw new RangeError(`Cannot use a lease of ${options.leaseMs} ms: it must be > 0`);
     }
     try {
       return new KvStore(await Deno.openKv(path), location, options);
     } catch (error) {
+      // A remote server's answer is copied into Deno's error (and its cause), so for remote
+      // databases neither is kept: the explanation is all that is shown.
+      if (remote) throw new StateError(explainKvConnectError(kvConnectLocation(path), error));
       throw new StateError(`Cannot open ${location}: ${_message(error)}.`, { cause: error });
     }
   }

@@ -1,0 +1,252 @@
+/**
+ * Deno Deploy mode: one `Deno.cron` whose every invocation is one `--once` tick configured
+ * from the environment, and one HTTP handler (`/healthz`, `/status.json`, `/metrics`) that
+ * answers from the shared Deno KV state. `main.ts` calls {@linkcode startDeploy} synchronously
+ * at the top level, because Deploy only sees crons and the HTTP handler registered before
+ * the module's first await; the asynchronous set-up (config, logging, KV) runs behind them
+ * and each tick or request waits for it.
+ *
+ * Shutdown: Deploy sends SIGINT and kills the isolate 5 s later. `main.ts` turns the signal
+ * into `stop` (no new runs; batches in flight finish) and, {@linkcode DEPLOY_GRACE_MS} later,
+ * `hardStop` (requests in flight are abandoned), so a run ends, saves its checkpoint and
+ * gives its KV lease back before the kill; a lease the kill still catches lapses after 15 s.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
+import { type Config, deployArgs, loadConfig, scheduleFromEnv } from "../config/config.ts";
+import { setupLogging, shutdownLogging } from "../log/logging.ts";
+import { openStore } from "../state/open_store.ts";
+import type { StateStore } from "../state/store.ts";
+import { type CronFn, EXIT, runCommand } from "./cli.ts";
+import { deployHandler } from "./deploy_http.ts";
+
+/**
+ * Time between the stop signal and abandoning requests in flight on Deploy: under the
+ * platform's 5 s between SIGINT and the kill, leaving 2 s to save checkpoints, release
+ * leases and close the database.
+ */
+export const DEPLOY_GRACE_MS = 3_000;
+
+/** The name of the Deploy cron (the platform's dashboard shows it). */
+export const DEPLOY_CRON_NAME = "mailchimp-ometria-sync";
+
+/**
+ * True when running on Deno Deploy: `DENO_DEPLOYMENT_ID` (Deploy Classic and Deploy) or
+ * `DENO_DEPLOY` (Deploy) is set to something. Either is enough, so a platform that drops one
+ * of them still runs the Deploy entry rather than a daemon waiting for arguments.
+ */
+export function isDeploy(env: Record<string, string | undefined>): boolean {
+  return (env.DENO_DEPLOYMENT_ID ?? "") !== "" || (env.DENO_DEPLOY ?? "") !== "";
+}
+
+/** A started HTTP server, as `Deno.serve` returns it. */
+export interface DeployServer {
+  /** Stops accepting requests and resolves when those in flight are answered. */
+  shutdown(): Promise<void>;
+}
+
+/** What {@linkcode startDeploy} needs from the process (`main.ts` provides it). */
+export interface DeployDeps {
+  /**
+   * The environment. Read for the configuration (as `deployArgs` describes) and for
+   * `SYNC_TICK_AT_START`: when `1`, one tick also runs as soon as the isolate starts (a smoke
+   * test of a deployment, and how the tests run a tick, since a cron fires only on schedule).
+   */
+  env: Record<string, string | undefined>;
+  clock: Clock;
+  fetch: typeof globalThis.fetch;
+  /** Reads a file shipped with the deployment (`SYNC_CONNECTIONS_FILE`). */
+  readTextFile: (path: string) => Promise<string>;
+  /** Registers the cron (`Deno.cron`); must register before it returns. */
+  cron: CronFn;
+  /** Serves the handler (`Deno.serve`); must register before it returns. */
+  serve: (handler: (request: Request) => Promise<Response>) => DeployServer;
+  /** Aborted on the first SIGINT/SIGTERM: no new runs, then everything shuts down. */
+  stop: AbortSignal;
+  /** Aborted when the grace period is over: abandon requests in flight. */
+  hardStop: AbortSignal;
+  /** Writes a line to the platform's console (problems found before logging is set up). */
+  writeError: (line: string) => void;
+}
+
+/** A started Deploy entry. */
+export interface DeployApp {
+  /**
+   * Runs one tick now (what each cron invocation does) and resolves with its exit code; while
+   * a tick runs, a second call returns that tick's result instead of starting another.
+   */
+  tick(): Promise<number>;
+  /**
+   * Resolves after `stop`, once the cron is unregistered, the tick in flight has ended, the
+   * server has shut down and the store (with its leases) is closed.
+   */
+  finished: Promise<void>;
+}
+
+type _Ready =
+  | {
+    ok: true;
+    config: Config;
+    logger: Logger;
+    store: StateStore;
+    handler: (request: Request) => Promise<Response>;
+  }
+  | { ok: false; errors: string[] };
+
+/**
+ * Registers the cron and the HTTP handler at once, then loads the configuration from
+ * `deps.env`, sets up logging and opens the store in the background. `METRICS_PORT` is not
+ * used here: a listener per tick would not work on Deploy, and the handler already serves
+ * `/metrics` and `/healthz`. A configuration that does not load makes every tick do nothing
+ * and `/healthz` answer 503 with the problems (which name variables, never their values).
+ */
+export function startDeploy(deps: DeployDeps): DeployApp {
+  const cronAbort = new AbortController();
+  const ready = _prepare(deps);
+  let running: Promise<number> | undefined;
+  const tick = (): Promise<number> => {
+    running ??= _tick(ready, deps).finally(() => running = undefined);
+    return running;
+  };
+
+  const schedule = scheduleFromEnv(deps.env);
+  let cronDone: Promise<void>;
+  try {
+    cronDone = deps.cron(DEPLOY_CRON_NAME, schedule, { signal: cronAbort.signal }, async () => {
+      if (deps.stop.aborted) return;
+      await tick();
+    });
+  } catch (error) {
+    cronDone = Promise.reject(error);
+  }
+  cronDone = cronDone.catch((error) => {
+    deps.writeError(
+      `Cannot schedule ticks on '${schedule}' (SYNC_SCHEDULE or POLLING_TIME_IN_SECONDS): ${
+        _message(error)
+      }`,
+    );
+  });
+
+  const server = deps.serve(async (request) => {
+    const r = await ready;
+    if (r.ok) return await r.handler(request);
+    return Response.json({ ok: false, detail: r.errors }, {
+      status: 503,
+      headers: { "cache-control": "no-store" },
+    });
+  });
+
+  if (deps.env.SYNC_TICK_AT_START === "1") void tick();
+
+  const finished = (async () => {
+    await new Promise<void>((resolve) => {
+      if (deps.stop.aborted) resolve();
+      deps.stop.addEventListener("abort", () => resolve(), { once: true });
+    });
+    cronAbort.abort();
+    await cronDone;
+    await running;
+    await server.shutdown();
+    const r = await ready;
+    if (r.ok) {
+      // Closing the store gives back any lease still held (see KvStore.close).
+      await r.store.close().catch((error) => {
+        r.logger.error("Cannot close {location}: {error}", {
+          location: r.store.location,
+          error: _message(error),
+        });
+      });
+      r.logger.info("Stopped");
+      await shutdownLogging();
+    }
+  })();
+  return { tick, finished };
+}
+
+async function _prepare(deps: DeployDeps): Promise<_Ready> {
+  try {
+    const result = await loadConfig({
+      // Deploy has no files to log to; its console is the log.
+      env: { LOG_FILE: "", ...deps.env },
+      args: deployArgs(deps.env),
+      readTextFile: deps.readTextFile,
+    });
+    if (!result.ok) {
+      deps.writeError(
+        `Cannot start on Deno Deploy:\n${result.errors.map((e) => `  - ${e}`).join("\n")}`,
+      );
+      return { ok: false, errors: result.errors };
+    }
+    const config: Config = { ...result.config, metricsPort: undefined };
+    const logger = await setupLogging({
+      level: config.logLevel,
+      file: undefined,
+      format: config.logFormat,
+    });
+    for (const warning of config.warnings) logger.warn(warning);
+    if (result.config.metricsPort !== undefined) {
+      logger.info(
+        "METRICS_PORT is not used on Deno Deploy: the deployment's own URL serves /metrics, " +
+          "/status.json and /healthz.",
+      );
+    }
+    let store: StateStore;
+    try {
+      store = await openStore(config.state, {
+        clock: deps.clock,
+        logger,
+        canUseFiles: false,
+      });
+    } catch (error) {
+      const message = _message(error);
+      logger.fatal(message);
+      return { ok: false, errors: [message] };
+    }
+    const handler = deployHandler({
+      store,
+      clock: deps.clock,
+      config,
+      health: () => deps.stop.aborted ? { ok: false, detail: "stopping" } : { ok: true },
+    });
+    return { ok: true, config, logger, store, handler };
+  } catch (error) {
+    const message = `Cannot start on Deno Deploy: ${_message(error)}`;
+    deps.writeError(message);
+    return { ok: false, errors: [message] };
+  }
+}
+
+async function _tick(ready: Promise<_Ready>, deps: DeployDeps): Promise<number> {
+  const r = await ready;
+  if (!r.ok) {
+    deps.writeError("Tick skipped: the deployment is not configured (see /healthz).");
+    return EXIT.usage;
+  }
+  if (deps.stop.aborted) return EXIT.ok;
+  try {
+    const code = await runCommand(r.config, {
+      clock: deps.clock,
+      logger: r.logger,
+      fetch: deps.fetch,
+      store: r.store,
+      // A --once sync prints nothing; its summary is in the log.
+      write: () => {},
+      cron: () => Promise.reject(new Error("A Deploy tick is --once and schedules nothing")),
+      stop: deps.stop,
+      hardStop: deps.hardStop,
+    });
+    if (code !== EXIT.ok) r.logger.warn("The tick ended with exit code {code}", { code });
+    return code;
+  } catch (error) {
+    // Not one list's failure (those are in the state): e.g. the store refused a write. The
+    // next cron invocation tries again.
+    r.logger.error("The tick stopped: {error}", { error: _message(error) });
+    return EXIT.failed;
+  }
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,124 @@
+/**
+ * The one HTTP handler of Deploy mode: `/healthz`, `/status.json` and `/metrics`, all answered
+ * from the shared state (Deno KV) rather than from this isolate's memory, because on Deno
+ * Deploy the isolate that answers a request is rarely the one that ran the last tick.
+ *
+ * @module
+ */
+import type { Clock } from "../clock/clock.ts";
+import type { Config } from "../config/config.ts";
+import { buildStatusReport, type StatusRow } from "../freshness/status_report.ts";
+import { renderStateMetrics } from "../metrics/state_metrics.ts";
+import type { ConnectionState } from "../state/schema.ts";
+import type { StateStore } from "../state/store.ts";
+
+/** What `/healthz` reports: 200 when ok, else 503, with `detail` when given. */
+export interface DeployHealth {
+  ok: boolean;
+  /** Why not ok, in words without secrets (e.g. which variables are missing). */
+  detail?: string | readonly string[];
+}
+
+/** Options of {@linkcode deployHandler}. */
+export interface DeployHandlerOptions {
+  /** Where the state is read on every request. */
+  store: StateStore;
+  /** The time lags are computed at. */
+  clock: Clock;
+  /** The configured connections (in report order) and the default threshold. */
+  config: Pick<Config, "connections" | "thresholdMinutes">;
+  /**
+   * Called for every `/healthz`.
+   * @default {() => ({ ok: true })}
+   */
+  health?: () => DeployHealth;
+}
+
+/**
+ * Builds the Deploy HTTP handler. `GET /healthz` answers `{"ok":true}` (or 503 with the
+ * health's detail); `GET /status.json` the document `status --json` prints, built from the
+ * store; `GET /metrics` Prometheus text from the store (see `metrics/state_metrics.ts`).
+ * Other paths are 404, other methods 405. Nothing in the answers comes from the config
+ * except connection ids, list ids and thresholds, so no key can leak; a store that cannot be
+ * read gives 503 with the store's message (which names a connection, never a key).
+ */
+export function deployHandler(
+  options: DeployHandlerOptions,
+): (request: Request) => Promise<Response> {
+  const { store, clock, config } = options;
+  const health = options.health ?? (() => ({ ok: true }));
+  const noStore = { "cache-control": "no-store" };
+  return async (request) => {
+    const { pathname } = new URL(request.url);
+    if (pathname !== "/healthz" && pathname !== "/status.json" && pathname !== "/metrics") {
+      return new Response("not found\n", { status: 404, headers: noStore });
+    }
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("method not allowed\n", {
+        status: 405,
+        headers: { allow: "GET, HEAD", ...noStore },
+      });
+    }
+    if (pathname === "/healthz") {
+      let report: DeployHealth;
+      try {
+        report = health();
+      } catch (error) {
+        report = { ok: false, detail: _message(error) };
+      }
+      const body = report.detail === undefined
+        ? { ok: report.ok }
+        : { ok: report.ok, detail: report.detail };
+      return Response.json(body, { status: report.ok ? 200 : 503, headers: noStore });
+    }
+    let rows: StatusRow[];
+    try {
+      rows = statusRows(await store.list(), config);
+    } catch (error) {
+      return Response.json({ error: `Cannot read the state: ${_message(error)}` }, {
+        status: 503,
+        headers: noStore,
+      });
+    }
+    const now = clock.now();
+    if (pathname === "/status.json") {
+      return Response.json(buildStatusReport(rows, now), { headers: noStore });
+    }
+    return new Response(renderStateMetrics(rows, now), {
+      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", ...noStore },
+    });
+  };
+}
+
+/**
+ * The report rows of the configured connections (in configuration order), or of every stored
+ * connection when none is configured. A connection's threshold is the one its runs stored,
+ * else the configured one, so the answer depends on the state alone once a run has happened.
+ */
+export function statusRows(
+  states: readonly ConnectionState[],
+  config: Pick<Config, "connections" | "thresholdMinutes">,
+): StatusRow[] {
+  const byId = new Map(states.map((s) => [s.id, s]));
+  if (config.connections.length === 0) {
+    return states.map((s) => ({
+      id: s.id,
+      list_id: s.list_id,
+      threshold_seconds: s.threshold_seconds ?? config.thresholdMinutes * 60,
+      state: s,
+    }));
+  }
+  return config.connections.map((c) => {
+    const state = byId.get(c.id);
+    return {
+      id: c.id,
+      list_id: c.listId,
+      threshold_seconds: state?.threshold_seconds ?? c.thresholdSeconds,
+      state,
+    };
+  });
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
