@@ -135,6 +135,9 @@ const _errorBodySchema = z.object({
   detail: z.string().optional(),
 }).loose();
 
+/** Ometria's documented ingest queue, used when `X-QueueSize-Limit` is missing. */
+const _QUEUE_LIMIT = 50_000;
+
 /** Below this share of the ingest queue left, pushes slow down so the queue can drain. */
 const _QUEUE_LOW = 0.1;
 
@@ -269,9 +272,11 @@ export class OmetriaClient {
 
   /** Pauses everyone for 1 to 5 s, the lower the queue the longer, when it is nearly full. */
   #watchQueue(headers: Headers): void {
-    const limit = _number(headers.get("x-queuesize-limit"));
     const remaining = _number(headers.get("x-queuesize-remaining"));
-    if (limit === undefined || remaining === undefined || limit <= 0) return;
+    if (remaining === undefined) return;
+    // Without the limit header, Ometria's documented queue of 50k records is the scale.
+    const limit = _number(headers.get("x-queuesize-limit")) ?? _QUEUE_LIMIT;
+    if (limit <= 0) return;
     const low = limit * _QUEUE_LOW;
     if (remaining >= low) return;
     const pauseMs = Math.round(1000 + 4000 * (1 - remaining / low));
@@ -282,10 +287,11 @@ export class OmetriaClient {
     this.#rateLimiter.pause(pauseMs);
   }
 
-  /** Ometria's rule for an error answer: its wording, and a 429 pauses everyone. */
+  /** Ometria's rule for an error answer: its wording, and a 429 slows everyone's pace. */
   #statusError(answer: ApiErrorAnswer): OmetriaError {
     const { exchange: { status, text }, endpoint, context, requestId, retryAfterMs } = answer;
-    if (status === 429) this.#rateLimiter.pause(retryAfterMs ?? 1000);
+    // The pace is fed back, not stalled: see RateLimiter.throttled.
+    if (status === 429) this.#rateLimiter.throttled(retryAfterMs);
     const json = parseJson(text);
     const parsed = json.ok ? _errorBodySchema.safeParse(json.value) : undefined;
     const said =

@@ -174,6 +174,37 @@ Deno.test("OmetriaClient retries a 429 after its Retry-After and pauses the limi
   }
 });
 
+Deno.test("OmetriaClient feeds a rate-limit 429 back into the pace without stalling others", async () => {
+  const clock = new FakeClock();
+  const sim = await startSim({ clock, faults: { retryAfterSeconds: 1 } });
+  try {
+    sim.faults.queue(429);
+    const rateLimiter = new RateLimiter({ perSecond: 8, clock });
+    const ometria = client(sim, { clock, rateLimiter });
+    const first = ometria.push([contact("a")]);
+    // The 429 comes back at once; its own retry waits the Retry-After on the fake clock.
+    while (rateLimiter.throttles === 0) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(rateLimiter.pausedUntil, Number.NEGATIVE_INFINITY, "nobody else is stalled");
+    assert.ok(rateLimiter.windowMs > 1010, "but the pace is slower for a while");
+    // Another batch goes out two slots later, long before the first one's retry.
+    const second = ometria.push([contact("b")]);
+    while (sim.stats.requests < 2) {
+      await clock.tick(10);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.ok(clock.now() - Date.UTC(2026, 0, 1) < 1000);
+    assert.equal((await second).accepted, 1);
+    while (sim.stats.requests < 3) {
+      await clock.tick(100);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.equal((await first).accepted, 1);
+    assert.equal(sim.stats.status429, 1);
+  } finally {
+    await sim.close();
+  }
+});
+
 Deno.test("OmetriaClient retries 5xx and gives up with RetryError after maxAttempts", async () => {
   const sim = await startSim();
   try {
@@ -276,6 +307,24 @@ Deno.test("OmetriaClient pauses the rate limiter when the ingest queue runs low"
     assert.equal(rateLimiter.pausedUntil, clock.now() + 3000);
   } finally {
     await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient respects X-QueueSize-Remaining without X-QueueSize-Limit", async () => {
+  const clock = new FakeClock();
+  // Ometria's documented 50k queue is the scale: 1,000 left is 20% of the 10% threshold.
+  const server = fixture(() =>
+    Response.json({ status: "OK", accepted: 1, rejected: 0 }, {
+      headers: { "X-QueueSize-Remaining": "1000" },
+    })
+  );
+  try {
+    const rateLimiter = new RateLimiter({ perSecond: 100, clock });
+    const result = await client(server, { clock, rateLimiter }).push([contact("a")]);
+    assert.equal(result.queueRemaining, 1000);
+    assert.equal(rateLimiter.pausedUntil, clock.now() + 4200);
+  } finally {
+    await server.close();
   }
 });
 
