@@ -48,6 +48,11 @@ export interface OmetriaSimulatorOptions {
   ingestPerSecond?: number;
   /** Delay added to every answer, through `clock.sleep`. @default {0} */
   latencyMs?: number;
+  /**
+   * Records above which a request is answered 413, as some accounts and proxies do below
+   * Ometria's documented 100. @default {100}
+   */
+  maxBatchRecords?: number;
   /** Random fault plan; faults can also be queued later through `faults`. @default {{}} */
   faults?: FaultPlan;
   /**
@@ -134,6 +139,7 @@ export class OmetriaSimulator {
   #queueLimit: number;
   #ingestPerSecond: number;
   #latencyMs: number;
+  #maxBatchRecords: number;
   #reject: _Reject | undefined;
 
   #store = new Map<string, Record<string, unknown>>();
@@ -157,6 +163,7 @@ export class OmetriaSimulator {
     this.#queueLimit = _count("queueLimit", options.queueLimit, 50000);
     this.#ingestPerSecond = _count("ingestPerSecond", options.ingestPerSecond, 20000);
     this.#latencyMs = _count("latencyMs", options.latencyMs, 0);
+    this.#maxBatchRecords = _count("maxBatchRecords", options.maxBatchRecords, OMETRIA_MAX_BATCH);
     this.#reject = options.reject;
     this.#queuedAt = this.#clock.now();
     const hostname = options.hostname ?? "127.0.0.1";
@@ -332,6 +339,7 @@ export class OmetriaSimulator {
     if (body instanceof Response) return body;
     this.#seeBatch(body.length);
     if (body.length > OMETRIA_MAX_BATCH) return _tooMany(body.length);
+    if (body.length > this.#maxBatchRecords) return _tooLarge(body.length, this.#maxBatchRecords);
 
     const types = new Set<unknown>();
     for (const record of body) if (_isObject(record)) types.add(record["@type"]);
@@ -419,6 +427,7 @@ export class OmetriaSimulator {
     if (body instanceof Response) return body;
     this.#seeBatch(body.length);
     if (body.length > OMETRIA_MAX_BATCH) return _tooMany(body.length);
+    if (body.length > this.#maxBatchRecords) return _tooLarge(body.length, this.#maxBatchRecords);
     const records: LegacyRecord[] = [];
     for (let i = 0; i < body.length; i++) {
       const item = body[i];
@@ -549,6 +558,13 @@ function _badRequest(message: string): Response {
 
 function _tooMany(count: number): Response {
   return _badRequest(`Too many records: ${count} in one request, at most ${OMETRIA_MAX_BATCH}`);
+}
+
+function _tooLarge(count: number, max: number): Response {
+  return _json(413, {
+    status: "error",
+    message: `Request too large: ${count} records, at most ${max}`,
+  });
 }
 
 function _unauthorised(): Response {
