@@ -1,5 +1,6 @@
 /**
- * A cap on request starts per second, shared by everything that uses one Ometria account.
+ * A cap on request starts per second, shared by everything that uses one Ometria account,
+ * paced so that the server's own count (of arrivals, per second) stays under its limit.
  *
  * @module
  */
@@ -11,33 +12,78 @@ export interface RateLimiterOptions {
   perSecond: number;
   /** Time of the window and of the waits. */
   clock: Clock;
+  /**
+   * Milliseconds added to the one-second window. The server counts a request when it
+   * arrives, not when we start it; two requests started exactly one window apart can arrive
+   * less than a second apart when the first one travels slower, and then share a server
+   * second with seven others. Even spacing already makes that rare (the jitter of two
+   * requests a second apart must exceed the margin); the margin costs 1% of the rate.
+   * @default {10}
+   */
+  marginMs?: number;
+  /**
+   * Largest window that 429 feedback may widen it to: 4000 ms lets the limiter settle on an
+   * account set to a quarter of the configured rate (Ometria's older default was 4/s, half
+   * of today's, and the window must be able to pass that rate to settle above it).
+   * @default {4000}
+   */
+  maxWindowMs?: number;
 }
 
+/** Share of the window added by one 429 (at most one adjustment per window). */
+const _THROTTLE_STEP = 0.1;
+/** Share of the base window given back per `perSecond` grants without a 429. */
+const _RECOVERY_STEP = 0.01;
 /**
- * Lets at most `perSecond` requests start within any window of 1000 ms of the clock
- * (a sliding window over the last `perSecond` starts). That also keeps every calendar
- * second (`floor(now / 1000)`) at or under the cap, so the limit holds whether the server
- * counts per clock second or over a sliding second. `pause(ms)` makes everyone wait, e.g.
- * after a 429 or while Ometria's ingest queue drains. One instance per Ometria account,
+ * How early a start may come before its paced slot: timers fire late and a missed slot is
+ * lost, so a few milliseconds of slack keep the pace without allowing a burst at low rates.
+ */
+const _TOLERANCE_MS = 4;
+
+/**
+ * Lets at most `perSecond` requests start within any window of `windowMs` (one second plus a
+ * margin), and spaces them evenly (one every `windowMs / perSecond`), so that no burst sits
+ * on a second boundary where arrival jitter could split it. A hard sliding window over the
+ * last `perSecond` starts also holds, so no window of 1000 ms (and no calendar second) ever
+ * sees more than `perSecond` starts. Waiters are served first come, first served.
+ * `throttled()` feeds a 429 back (a wider window for a while, not a stall); `pause(ms)` makes
+ * everyone wait, e.g. while Ometria's ingest queue drains. One instance per Ometria account,
  * shared by all its clients.
  */
 export class RateLimiter {
   /** Most starts in any window of one second. */
   readonly perSecond: number;
   #clock: Clock;
+  #baseWindowMs: number;
+  #maxWindowMs: number;
+  #windowMs: number;
   /** Start times of the last `perSecond` grants, oldest first. */
   #starts: number[] = [];
+  /** The paced slot of the next start ("theoretical arrival time" of a GCRA). */
+  #nextSlot = Number.NEGATIVE_INFINITY;
   #pausedUntil = Number.NEGATIVE_INFINITY;
+  #lastThrottle = Number.NEGATIVE_INFINITY;
+  #throttles = 0;
+  /** Waiters in arrival order; only the first one watches the clock. */
+  #queue: { wake: () => void }[] = [];
 
   constructor(options: RateLimiterOptions) {
-    const { perSecond } = options;
+    const { perSecond, marginMs = 10, maxWindowMs = 4000 } = options;
     if (!Number.isInteger(perSecond) || perSecond < 1) {
       throw new RangeError(
         `Cannot limit the rate as 'perSecond' must be an integer >= 1: current value ${perSecond}`,
       );
     }
+    if (!(marginMs >= 0) || !(maxWindowMs >= 1000 + marginMs)) {
+      throw new RangeError(
+        `Cannot limit the rate as 'marginMs' must be >= 0 and 'maxWindowMs' >= 1000 + 'marginMs': current values ${marginMs} and ${maxWindowMs}`,
+      );
+    }
     this.perSecond = perSecond;
     this.#clock = options.clock;
+    this.#baseWindowMs = 1000 + marginMs;
+    this.#windowMs = this.#baseWindowMs;
+    this.#maxWindowMs = maxWindowMs;
   }
 
   /** Clock time until which `acquire()` waits because of `pause()`, if later than now. */
@@ -45,29 +91,44 @@ export class RateLimiter {
     return this.#pausedUntil;
   }
 
+  /** The window `perSecond` starts are spread over now: 1000 + margin, wider after 429s. */
+  get windowMs(): number {
+    return this.#windowMs;
+  }
+
+  /** How many times `throttled()` widened the window (429s of one window count once). */
+  get throttles(): number {
+    return this.#throttles;
+  }
+
   /**
    * Resolves when a request may start and counts it as started. Rejects with the signal's
-   * reason when `signal` aborts first.
+   * reason when `signal` aborts first (its place in line goes to the next waiter).
    */
   async acquire(signal?: AbortSignal): Promise<void> {
-    for (;;) {
-      signal?.throwIfAborted();
-      const now = this.#clock.now();
-      // A clock set backwards would otherwise make everyone wait until it catches up.
-      if (this.#starts.length > 0 && this.#starts[this.#starts.length - 1]! > now) {
-        this.#starts = [];
+    signal?.throwIfAborted();
+    const ticket = { wake: () => {} };
+    this.#queue.push(ticket);
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        if (this.#queue[0] !== ticket) {
+          await _turn(ticket, signal);
+          continue;
+        }
+        const now = this.#clock.now();
+        const wait = this.#waitMs(now);
+        if (wait <= 0) {
+          this.#grant(now);
+          return;
+        }
+        // Re-checked after waking: a pause() or a 429 may have moved the turn.
+        await this.#clock.sleep(wait, signal);
       }
-      let wait = this.#pausedUntil - now;
-      if (wait <= 0 && this.#starts.length >= this.perSecond) {
-        wait = this.#starts[0]! + 1000 - now;
-      }
-      if (wait <= 0) {
-        this.#starts.push(now);
-        if (this.#starts.length > this.perSecond) this.#starts.shift();
-        return;
-      }
-      // Everyone re-checks after waking: a pause() or other callers may have taken the turn.
-      await this.#clock.sleep(wait, signal);
+    } finally {
+      const wasFirst = this.#queue[0] === ticket;
+      this.#queue.splice(this.#queue.indexOf(ticket), 1);
+      if (wasFirst) this.#queue[0]?.wake();
     }
   }
 
@@ -76,4 +137,59 @@ export class RateLimiter {
     if (!(ms > 0)) return;
     this.#pausedUntil = Math.max(this.#pausedUntil, this.#clock.now() + ms);
   }
+
+  /**
+   * Feeds back a 429: the server counted more than we did (jitter, another client on the
+   * key, or an account set below `perSecond`). The window widens by 10% (once per window,
+   * since the 429s of one crowded second are one signal) and recovers 1% of the base window
+   * per `perSecond` clean starts, and the next start skips one slot. A whole-second stall of
+   * everyone would cost eight requests to save one. Only a `Retry-After` longer than the
+   * window, which no per-second limit needs, pauses everyone for that long.
+   */
+  throttled(retryAfterMs?: number): void {
+    const now = this.#clock.now();
+    if (retryAfterMs !== undefined && retryAfterMs > this.#windowMs) this.pause(retryAfterMs);
+    if (now - this.#lastThrottle >= this.#windowMs) {
+      this.#lastThrottle = now;
+      this.#throttles++;
+      this.#windowMs = Math.min(this.#maxWindowMs, this.#windowMs * (1 + _THROTTLE_STEP));
+    }
+    this.#nextSlot = Math.max(this.#nextSlot, now) + this.#windowMs / this.perSecond;
+  }
+
+  #waitMs(now: number): number {
+    // A clock set backwards would otherwise make everyone wait until it catches up.
+    if (this.#starts.length > 0 && this.#starts[this.#starts.length - 1]! > now) {
+      this.#starts = [];
+      this.#nextSlot = Number.NEGATIVE_INFINITY;
+    }
+    if (this.#pausedUntil > now) return this.#pausedUntil - now;
+    let wait = this.#nextSlot - _TOLERANCE_MS - now;
+    if (this.#starts.length >= this.perSecond) {
+      wait = Math.max(wait, this.#starts[0]! + this.#windowMs - now);
+    }
+    return wait;
+  }
+
+  #grant(now: number): void {
+    this.#starts.push(now);
+    if (this.#starts.length > this.perSecond) this.#starts.shift();
+    this.#nextSlot = Math.max(this.#nextSlot, now) + this.#windowMs / this.perSecond;
+    if (this.#windowMs > this.#baseWindowMs) {
+      const back = (this.#baseWindowMs * _RECOVERY_STEP) / this.perSecond;
+      this.#windowMs = Math.max(this.#baseWindowMs, this.#windowMs - back);
+    }
+  }
+}
+
+/** Resolves when `ticket` is woken (its turn came) or rejects when `signal` aborts. */
+function _turn(ticket: { wake: () => void }, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal?.reason);
+    ticket.wake = () => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }

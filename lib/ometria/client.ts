@@ -52,7 +52,11 @@ export interface OmetriaClientOptions {
   retry?: RetryPolicy;
   /** Per-attempt limit for the whole answer, in milliseconds. @default {30_000} */
   timeoutMs?: number;
-  /** Most records per request (Ometria's limit). @default {100} */
+  /**
+   * Most records per request, an integer from 1 to Ometria's 100 (OMETRIA_BATCH_SIZE). A 413
+   * answer lowers it for later pushes; `push()` always takes up to this configured size.
+   * @default {100}
+   */
   maxBatchSize?: number;
   /** Largest record, in bytes of its JSON, that is sent (Ometria's 60 KB). @default {61_440} */
   maxRecordBytes?: number;
@@ -73,21 +77,43 @@ export interface PushOptions {
   label?: string | undefined;
 }
 
+/** A record Ometria did not take, and why. */
+export interface RejectedRecord {
+  /** The record's `id`. */
+  id: string;
+  /**
+   * Why: Ometria's message from `GET /v2/push/_errors` when it has one (`field: message`),
+   * the size for a record too large to send, or a generic text.
+   */
+  reason: string;
+}
+
 /** What Ometria said about one batch. */
 export interface PushResult {
-  /** Records Ometria accepted. */
+  /** Records Ometria accepted; `accepted + rejected` is the number of records given. */
   accepted: number;
   /** Records Ometria rejected plus those too large to send; above 0 is a failure to report. */
   rejected: number;
   /** Ids of the records not sent because their JSON exceeds `maxRecordBytes`. */
   tooLarge: string[];
-  /** Ometria's request id, to quote to support. */
+  /**
+   * Exactly which records were not taken (those of `tooLarge` included), so that only those
+   * members are quarantined. Found by re-pushing halves of a batch with rejections (an
+   * idempotent upsert) until each rejected record stands alone.
+   */
+  rejectedRecords: RejectedRecord[];
+  /**
+   * Requests beyond one per batch of `maxBatchSize`: halves after a 413, re-pushes that
+   * isolate rejected records and `GET /v2/push/_errors` reads (retries not counted).
+   */
+  extraRequests: number;
+  /** Ometria's request id of the last answer, to quote to support. */
   requestId?: string;
-  /** `X-QueueSize-Remaining`: room left in Ometria's ingest queue. */
+  /** `X-QueueSize-Remaining` of the last answer: room left in Ometria's ingest queue. */
   queueRemaining?: number;
   /**
-   * Up to 5 recent messages of `GET /v2/push/_errors` (`path: message`) when Ometria rejected
-   * records. That list is account-wide, so it may include errors of other batches.
+   * Up to 5 messages (`id: reason`) of the records Ometria rejected, when it rejected any
+   * (kept for callers that only log text).
    */
   errors?: string[];
 }
@@ -135,6 +161,9 @@ const _errorBodySchema = z.object({
   detail: z.string().optional(),
 }).loose();
 
+/** Ometria's documented ingest queue, used when `X-QueueSize-Limit` is missing. */
+const _QUEUE_LIMIT = 50_000;
+
 /** Below this share of the ingest queue left, pushes slow down so the queue can drain. */
 const _QUEUE_LOW = 0.1;
 
@@ -152,6 +181,9 @@ export class OmetriaClient {
   #logger: Logger;
   #rateLimiter: RateLimiter;
   #keyName: string;
+  /** The configured batch size: the most `push()` takes. */
+  #configuredBatchSize: number;
+  /** The batch size in use, lowered by 413 answers. */
   #maxBatchSize: number;
   #maxRecordBytes: number;
 
@@ -163,7 +195,14 @@ export class OmetriaClient {
     this.#logger = options.logger ?? quietLogger();
     this.#rateLimiter = options.rateLimiter;
     this.#keyName = options.keyName ?? "OMETRIA_API_KEY";
-    this.#maxBatchSize = _positive("maxBatchSize", options.maxBatchSize ?? 100);
+    const batch = options.maxBatchSize ?? 100;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 100) {
+      throw new RangeError(
+        `Cannot create an Ometria client as 'maxBatchSize' must be an integer from 1 to 100 (Ometria's limit): current value ${batch}`,
+      );
+    }
+    this.#configuredBatchSize = batch;
+    this.#maxBatchSize = batch;
     this.#maxRecordBytes = _positive("maxRecordBytes", options.maxRecordBytes ?? 61_440);
     const { rateLimiter } = options;
     this.#api = {
@@ -185,44 +224,131 @@ export class OmetriaClient {
     };
   }
 
-  /** Most records per {@linkcode OmetriaClient.push}. */
+  /**
+   * Records per request now: the configured size until Ometria answers 413, then the
+   * largest half that it took (never below 1).
+   */
   get maxBatchSize(): number {
     return this.#maxBatchSize;
   }
 
   /**
-   * Sends one batch of at most `maxBatchSize` records (a `RangeError` otherwise). Records
-   * whose JSON exceeds `maxRecordBytes` are not sent: they are logged as errors, listed in
-   * `tooLarge` and counted as rejected. When Ometria rejects records, up to 5 messages of
-   * `GET /v2/push/_errors` come back in `errors`, best effort. A `/v2/push` answer whose
+   * Sends one batch of at most the configured `maxBatchSize` records (a `RangeError`
+   * otherwise), in requests of the current `maxBatchSize`. Records whose JSON exceeds
+   * `maxRecordBytes` are not sent: they are logged as errors, listed in `tooLarge` and in
+   * `rejectedRecords`. A request answered 413 is split in halves, and the smaller size is
+   * kept for later pushes; a single record answered 413 is rejected, not thrown. When
+   * `/v2/push` reports rejected records, halves are re-pushed until each rejected record is
+   * isolated, and its reason read from `GET /v2/push/_errors`. A `/v2/push` answer whose
    * `accepted` and `rejected` do not add up to the records sent throws a non-retryable
    * {@linkcode OmetriaError}: it acknowledges nothing.
    */
   async push(records: readonly OmetriaRecord[], opts: PushOptions = {}): Promise<PushResult> {
-    if (records.length > this.#maxBatchSize) {
+    if (records.length > this.#configuredBatchSize) {
       throw new RangeError(
-        `Cannot push ${records.length} records in one request: at most ${this.#maxBatchSize}`,
+        `Cannot push ${records.length} records in one batch: at most ${this.#configuredBatchSize}`,
       );
     }
-    const { signal, label } = opts;
-    const texts: string[] = [];
-    const tooLarge: string[] = [];
+    const { label } = opts;
+    const items: _Item[] = [];
+    const result: PushResult = {
+      accepted: 0,
+      rejected: 0,
+      tooLarge: [],
+      rejectedRecords: [],
+      extraRequests: 0,
+    };
     for (const record of records) {
       const text = JSON.stringify(record);
       const bytes = _oversize(text, this.#maxRecordBytes);
       if (bytes === undefined) {
-        texts.push(text);
+        items.push({ id: record.id, text });
         continue;
       }
-      tooLarge.push(record.id);
+      result.tooLarge.push(record.id);
+      this.#reject(result, record.id, `record is ${bytes} bytes, over Ometria's 60 KB limit`);
       this.#logger.error(
         "Ometria record {id}{batch} is too large to send ({bytes} bytes, at most {max}): skipped",
         { id: record.id, batch: _batch(label), bytes, max: this.#maxRecordBytes },
       );
     }
-    const result: PushResult = { accepted: 0, rejected: tooLarge.length, tooLarge };
-    if (texts.length === 0) return result;
+    const sentBefore = new Set(result.rejectedRecords);
+    // Sequential on purpose: the batch already holds one slot of the caller's concurrency.
+    // Cut once: a 413 lowers the size while the loop runs, and its halves are sent already.
+    const size = this.#maxBatchSize;
+    for (let i = 0; i < items.length; i += size) {
+      await this.#send(items.slice(i, i + size), result, opts, false);
+    }
+    const fromOmetria = result.rejectedRecords.filter((r) => !sentBefore.has(r));
+    if (fromOmetria.length > 0) {
+      result.errors = fromOmetria.slice(0, 5).map((r) => `${r.id}: ${r.reason}`);
+    }
+    return result;
+  }
 
+  /**
+   * Sends `items` in one request and adds its outcome to `result`, splitting on a 413 and
+   * bisecting on rejections. `extra` says whether this request is one of those splits.
+   */
+  async #send(
+    items: readonly _Item[],
+    result: PushResult,
+    opts: PushOptions,
+    extra: boolean,
+  ): Promise<void> {
+    if (extra) result.extraRequests++;
+    let answer: _Answer;
+    try {
+      answer = await this.#post(items, opts);
+    } catch (error) {
+      if (!(error instanceof OmetriaError) || error.status !== 413) throw error;
+      if (items.length === 1) {
+        this.#reject(result, items[0]!.id, `Ometria refused the record alone as too large (413)`);
+        return;
+      }
+      const half = Math.ceil(items.length / 2);
+      if (half < this.#maxBatchSize) {
+        this.#logger.warn(
+          "Ometria refused {count} records in one request (413){batch}: sending at most {half} from now on",
+          { count: items.length, batch: _batch(opts.label), half },
+        );
+        this.#maxBatchSize = half;
+      }
+      await this.#send(items.slice(0, half), result, opts, true);
+      await this.#send(items.slice(half), result, opts, true);
+      return;
+    }
+    if (answer.requestId !== undefined) result.requestId = answer.requestId;
+    if (answer.queueRemaining !== undefined) result.queueRemaining = answer.queueRemaining;
+    if (answer.rejected === 0) {
+      result.accepted += answer.accepted;
+      return;
+    }
+    if (items.length > 1 && answer.rejected < items.length) {
+      // Which records? Re-pushing is safe (an idempotent upsert) and the halves say. A half
+      // whose records are all rejected or all accepted ends the search: at most about
+      // 2 × rejected × log2(size / rejected) extra requests.
+      const half = Math.ceil(items.length / 2);
+      await this.#send(items.slice(0, half), result, opts, true);
+      await this.#send(items.slice(half), result, opts, true);
+      return;
+    }
+    // Every record of this request was rejected: they are known, only the reasons are not.
+    result.extraRequests++;
+    const reasons = await this.#reasons(items.length, opts);
+    items.forEach((item, i) => {
+      this.#reject(result, item.id, reasons.get(i) ?? "rejected by Ometria (no reason given)");
+    });
+  }
+
+  #reject(result: PushResult, id: string, reason: string): void {
+    result.rejected++;
+    result.rejectedRecords.push({ id, reason });
+  }
+
+  /** One request (with retries) for `items`; a 413 or other error answer throws. */
+  async #post(items: readonly _Item[], opts: PushOptions): Promise<_Answer> {
+    const { signal, label } = opts;
     const auth = this.#endpoint === "push"
       ? { "X-Ometria-Auth": this.#apiKey }
       : { Authorization: this.#apiKey };
@@ -232,46 +358,64 @@ export class OmetriaClient {
       ...this.#api,
       method: "POST",
       headers: { "Content-Type": "application/json", ...auth },
-      body: `[${texts.join(",")}]`,
+      body: `[${items.map((item) => item.text).join(",")}]`,
       context: _batch(label),
       signal,
     };
     if (this.#endpoint === "record") {
       const { exchange } = await apiRequest("/record", _recordSchema, request);
-      return _withHeaders({ ...result, accepted: texts.length }, exchange, undefined);
+      return _answer(exchange, undefined, items.length, 0);
     }
     const { value, exchange } = await apiRequest("/v2/push", _pushSchema, request);
-    _withHeaders(result, exchange, value.request_id);
+    const answer = _answer(exchange, value.request_id, value.accepted, value.rejected);
     const acknowledged = value.accepted + value.rejected;
-    if (acknowledged !== texts.length) {
+    if (acknowledged !== items.length) {
       // Records Ometria did not count may be lost: the cursor must not pass them.
-      const id = result.requestId ? ` (request id ${result.requestId})` : "";
+      const id = answer.requestId ? ` (request id ${answer.requestId})` : "";
       throw new OmetriaError({
         message:
           `Ometria POST /v2/push${
             _batch(label)
-          } acknowledged ${acknowledged} of ${texts.length} records (accepted ${value.accepted}, ` +
+          } acknowledged ${acknowledged} of ${items.length} records (accepted ${value.accepted}, ` +
           `rejected ${value.rejected}): the batch is not counted as delivered${id}`,
         endpoint: "POST /v2/push",
         status: exchange.status,
-        requestId: result.requestId,
+        requestId: answer.requestId,
         retryable: false,
       });
     }
-    result.accepted = value.accepted;
-    result.rejected += value.rejected;
-    if (value.rejected > 0) {
-      const errors = await this.#recentErrors(label, signal);
-      if (errors !== undefined) result.errors = errors;
+    return answer;
+  }
+
+  /**
+   * Ometria's reasons for the records of a request of `size` records that it just rejected
+   * whole, by index, from the latest entries of `GET /v2/push/_errors` whose path names an
+   * index (`[3].email`). The list is account-wide and oldest first: only its last `size`
+   * entries are read, and when two name one index the later wins. Empty when unreadable.
+   */
+  async #reasons(size: number, opts: PushOptions): Promise<Map<number, string>> {
+    const errors = await this.#recentErrors(opts.label, opts.signal);
+    const reasons = new Map<number, string>();
+    for (const e of errors?.slice(-size) ?? []) {
+      const match = /^\[(\d+)\]\.?(.*)$/.exec(e.error_path ?? "");
+      if (match && Number(match[1]) < size) {
+        // The index is this request's, meaningless to the reader: the field stays.
+        reasons.set(
+          Number(match[1]),
+          match[2] ? `${match[2]}: ${e.error_message}` : e.error_message,
+        );
+      }
     }
-    return result;
+    return reasons;
   }
 
   /** Pauses everyone for 1 to 5 s, the lower the queue the longer, when it is nearly full. */
   #watchQueue(headers: Headers): void {
-    const limit = _number(headers.get("x-queuesize-limit"));
     const remaining = _number(headers.get("x-queuesize-remaining"));
-    if (limit === undefined || remaining === undefined || limit <= 0) return;
+    if (remaining === undefined) return;
+    // Without the limit header, Ometria's documented queue of 50k records is the scale.
+    const limit = _number(headers.get("x-queuesize-limit")) ?? _QUEUE_LIMIT;
+    if (limit <= 0) return;
     const low = limit * _QUEUE_LOW;
     if (remaining >= low) return;
     const pauseMs = Math.round(1000 + 4000 * (1 - remaining / low));
@@ -282,10 +426,11 @@ export class OmetriaClient {
     this.#rateLimiter.pause(pauseMs);
   }
 
-  /** Ometria's rule for an error answer: its wording, and a 429 pauses everyone. */
+  /** Ometria's rule for an error answer: its wording, and a 429 slows everyone's pace. */
   #statusError(answer: ApiErrorAnswer): OmetriaError {
     const { exchange: { status, text }, endpoint, context, requestId, retryAfterMs } = answer;
-    if (status === 429) this.#rateLimiter.pause(retryAfterMs ?? 1000);
+    // The pace is fed back, not stalled: see RateLimiter.throttled.
+    if (status === 429) this.#rateLimiter.throttled(retryAfterMs);
     const json = parseJson(text);
     const parsed = json.ok ? _errorBodySchema.safeParse(json.value) : undefined;
     const said =
@@ -316,11 +461,11 @@ export class OmetriaClient {
     });
   }
 
-  /** The latest messages of `GET /v2/push/_errors`, or undefined when they cannot be had. */
+  /** The latest entries of `GET /v2/push/_errors`, or undefined when they cannot be had. */
   async #recentErrors(
     label: string | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<string[] | undefined> {
+  ): Promise<z.output<typeof _errorsSchema> | undefined> {
     try {
       const { value } = await apiRequest("/v2/push/_errors", _errorsSchema, {
         ...this.#api,
@@ -330,10 +475,7 @@ export class OmetriaClient {
         context: _batch(label),
         signal,
       });
-      // The list is oldest first: the last entries are the likeliest to be this batch's.
-      return value.slice(-5).map((e) =>
-        e.error_path ? `${e.error_path}: ${e.error_message}` : e.error_message
-      );
+      return value;
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       this.#logger.warn("Could not read Ometria's push errors{batch}: {error}", {
@@ -345,17 +487,33 @@ export class OmetriaClient {
   }
 }
 
-/** Adds what the answer's headers say (queue room, request id) to `result`, and returns it. */
-function _withHeaders(
-  result: PushResult,
+/** A record ready to send: its id and its JSON. */
+interface _Item {
+  id: string;
+  text: string;
+}
+
+/** What one successful request said. */
+interface _Answer {
+  accepted: number;
+  rejected: number;
+  requestId: string | undefined;
+  queueRemaining: number | undefined;
+}
+
+/** The counts of an answer with what its headers say (queue room, request id). */
+function _answer(
   exchange: HttpExchange,
   bodyRequestId: string | undefined,
-): PushResult {
-  const queueRemaining = _number(exchange.headers.get("x-queuesize-remaining"));
-  if (queueRemaining !== undefined) result.queueRemaining = queueRemaining;
-  const requestId = bodyRequestId ?? exchange.headers.get("x-request-id") ?? undefined;
-  if (requestId !== undefined) result.requestId = requestId;
-  return result;
+  accepted: number,
+  rejected: number,
+): _Answer {
+  return {
+    accepted,
+    rejected,
+    queueRemaining: _number(exchange.headers.get("x-queuesize-remaining")),
+    requestId: bodyRequestId ?? exchange.headers.get("x-request-id") ?? undefined,
+  };
 }
 
 const _utf8 = new TextEncoder();

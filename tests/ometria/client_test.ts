@@ -124,7 +124,8 @@ Deno.test("OmetriaClient reports rejected records with messages from _errors", a
     ], { label: "list1 page 2" });
     assert.equal(result.accepted, 2);
     assert.equal(result.rejected, 1);
-    assert.deepEqual(result.errors, ["[1]: email is not valid"]);
+    assert.deepEqual(result.rejectedRecords, [{ id: "bad1", reason: "email is not valid" }]);
+    assert.deepEqual(result.errors, ["bad1: email is not valid"]);
     assert.equal(sim.contacts().has("bad1"), false);
   } finally {
     await sim.close();
@@ -143,7 +144,16 @@ Deno.test("OmetriaClient does not send a record over maxRecordBytes", async () =
     assert.deepEqual([...sim.contacts().keys()].sort(), ["a", "b"]);
 
     const only = await client(sim).push([huge]);
-    assert.deepEqual(only, { accepted: 0, rejected: 1, tooLarge: ["huge"] });
+    assert.deepEqual(only, {
+      accepted: 0,
+      rejected: 1,
+      tooLarge: ["huge"],
+      rejectedRecords: [{
+        id: "huge",
+        reason: "record is 70166 bytes, over Ometria's 60 KB limit",
+      }],
+      extraRequests: 0,
+    });
     assert.equal(sim.stats.pushRequests, 1, "nothing to send, no request");
   } finally {
     await sim.close();
@@ -169,6 +179,37 @@ Deno.test("OmetriaClient retries a 429 after its Retry-After and pauses the limi
     assert.equal(sim.contacts().size, 1);
     // The 429 (at the clock's start) paused every user of the limiter for 2 s.
     assert.equal(rateLimiter.pausedUntil, Date.UTC(2026, 0, 1) + 2000);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient feeds a rate-limit 429 back into the pace without stalling others", async () => {
+  const clock = new FakeClock();
+  const sim = await startSim({ clock, faults: { retryAfterSeconds: 1 } });
+  try {
+    sim.faults.queue(429);
+    const rateLimiter = new RateLimiter({ perSecond: 8, clock });
+    const ometria = client(sim, { clock, rateLimiter });
+    const first = ometria.push([contact("a")]);
+    // The 429 comes back at once; its own retry waits the Retry-After on the fake clock.
+    while (rateLimiter.throttles === 0) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(rateLimiter.pausedUntil, Number.NEGATIVE_INFINITY, "nobody else is stalled");
+    assert.ok(rateLimiter.windowMs > 1010, "but the pace is slower for a while");
+    // Another batch goes out two slots later, long before the first one's retry.
+    const second = ometria.push([contact("b")]);
+    while (sim.stats.requests < 2) {
+      await clock.tick(10);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.ok(clock.now() - Date.UTC(2026, 0, 1) < 1000);
+    assert.equal((await second).accepted, 1);
+    while (sim.stats.requests < 3) {
+      await clock.tick(100);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.equal((await first).accepted, 1);
+    assert.equal(sim.stats.status429, 1);
   } finally {
     await sim.close();
   }
@@ -279,6 +320,24 @@ Deno.test("OmetriaClient pauses the rate limiter when the ingest queue runs low"
   }
 });
 
+Deno.test("OmetriaClient respects X-QueueSize-Remaining without X-QueueSize-Limit", async () => {
+  const clock = new FakeClock();
+  // Ometria's documented 50k queue is the scale: 1,000 left is 20% of the 10% threshold.
+  const server = fixture(() =>
+    Response.json({ status: "OK", accepted: 1, rejected: 0 }, {
+      headers: { "X-QueueSize-Remaining": "1000" },
+    })
+  );
+  try {
+    const rateLimiter = new RateLimiter({ perSecond: 100, clock });
+    const result = await client(server, { clock, rateLimiter }).push([contact("a")]);
+    assert.equal(result.queueRemaining, 1000);
+    assert.equal(rateLimiter.pausedUntil, clock.now() + 4200);
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("OmetriaClient turns a malformed answer into a clear error without retrying", async (t) => {
   let requests = 0;
   let body = "";
@@ -372,5 +431,146 @@ Deno.test("OmetriaClient measures maxRecordBytes in UTF-8 bytes, not characters"
     assert.equal(server.bodies.length, 1, "the too-large record was not sent");
   } finally {
     await server.close();
+  }
+});
+
+Deno.test("OmetriaClient isolates exactly the records Ometria rejected, with their reasons", async () => {
+  const bad = new Set(["m7", "m42", "m43"]);
+  const sim = await startSim({
+    reject: (record) => bad.has(String(record.id)) ? "email is not valid" : undefined,
+  });
+  try {
+    const records = Array.from({ length: 100 }, (_, i) => contact(`m${i}`));
+    const result = await client(sim).push(records, { label: "list1 page 4" });
+    assert.equal(result.accepted, 97);
+    assert.equal(result.rejected, 3);
+    assert.equal(result.accepted + result.rejected, records.length);
+    assert.deepEqual(
+      result.rejectedRecords.map((r) => r.id).sort(),
+      [...bad].sort(),
+    );
+    for (const r of result.rejectedRecords) assert.equal(r.reason, "email is not valid");
+    assert.deepEqual(result.tooLarge, []);
+    // Bounded: each bisection level costs at most two re-pushes per rejected record, plus
+    // one _errors read per isolated group.
+    assert.equal(result.extraRequests, sim.stats.requests - 1);
+    assert.ok(result.extraRequests <= 3 * 2 * 7 + 3, `${result.extraRequests} extra requests`);
+    assert.equal(sim.contacts().size, 97);
+    assert.equal(sim.contacts().has("m42"), false);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient does not bisect a request whose records were all rejected", async () => {
+  const sim = await startSim({ reject: () => "email is not valid" });
+  try {
+    const result = await client(sim).push([contact("a"), contact("b", { email: 7 as never })]);
+    assert.equal(result.accepted, 0);
+    assert.equal(result.rejected, 2);
+    assert.deepEqual(result.rejectedRecords, [
+      { id: "a", reason: "email is not valid" },
+      { id: "b", reason: "email: email must be a string" },
+    ]);
+    assert.equal(result.extraRequests, 1, "one _errors read, no re-push");
+    assert.equal(sim.stats.pushRequests, 1);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient gives a generic reason when _errors cannot be read", async () => {
+  let sim: OmetriaSimulator | undefined = undefined;
+  sim = await startSim({
+    reject: () => {
+      sim!.faults.queue(500); // the next request, the _errors read, fails
+      return "email is not valid";
+    },
+  });
+  try {
+    const result = await client(sim).push([contact("a")]);
+    assert.deepEqual(result, {
+      accepted: 0,
+      rejected: 1,
+      tooLarge: [],
+      rejectedRecords: [{ id: "a", reason: "rejected by Ometria (no reason given)" }],
+      extraRequests: 1,
+      errors: ["a: rejected by Ometria (no reason given)"],
+      requestId: result.requestId,
+      queueRemaining: result.queueRemaining,
+    });
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient halves a batch answered 413 and keeps the smaller size", async () => {
+  const sim = await startSim({ maxBatchRecords: 30 });
+  try {
+    const ometria = client(sim);
+    assert.equal(ometria.maxBatchSize, 100);
+    const records = Array.from({ length: 100 }, (_, i) => contact(`m${i}`));
+    const first = await ometria.push(records);
+    assert.equal(first.accepted, 100);
+    assert.equal(first.rejected, 0);
+    assert.equal(ometria.maxBatchSize, 25, "100 → 50 → 25, the first size taken");
+    // 100 (413), 50 (413), 25, 25, then the second half: 50 (413), 25, 25.
+    assert.equal(sim.stats.pushRequests, 7);
+    assert.equal(first.extraRequests, 6);
+    assert.equal(sim.contacts().size, 100);
+
+    sim.resetStats();
+    const second = await ometria.push(records.slice(0, 60));
+    assert.equal(second.accepted, 60);
+    assert.equal(second.extraRequests, 0);
+    assert.equal(sim.stats.pushRequests, 3, "25 + 25 + 10, no 413 any more");
+    assert.equal(sim.stats.maxBatch, 25);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient rejects a single record answered 413 instead of throwing", async () => {
+  const sim = await startSim({ maxBatchRecords: 0 });
+  try {
+    const ometria = client(sim);
+    const result = await ometria.push([contact("a"), contact("b"), contact("c")]);
+    assert.equal(result.accepted, 0);
+    assert.equal(result.rejected, 3);
+    assert.deepEqual(result.rejectedRecords.map((r) => r.id), ["a", "b", "c"]);
+    assert.match(result.rejectedRecords[0]!.reason, /413/);
+    assert.equal(ometria.maxBatchSize, 1, "never below 1");
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient halves legacy /record batches answered 413 too", async () => {
+  const sim = await startSim({ maxBatchRecords: 10 });
+  try {
+    const ometria = client(sim, { endpoint: "record" });
+    const records = Array.from({ length: 40 }, (_, i) => legacy(`r${i}`));
+    const result = await ometria.push(records);
+    assert.equal(result.accepted, 40);
+    assert.equal(ometria.maxBatchSize, 10);
+    assert.equal(sim.legacyRecords().size, 40);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient takes a configured maxBatchSize from 1 to 100", async () => {
+  const sim = await startSim();
+  try {
+    for (const bad of [0, 101, 2.5, Number.NaN]) {
+      assert.throws(() => client(sim, { maxBatchSize: bad }), RangeError, `maxBatchSize ${bad}`);
+    }
+    const ometria = client(sim, { maxBatchSize: 20 });
+    assert.equal(ometria.maxBatchSize, 20);
+    const result = await ometria.push(Array.from({ length: 20 }, (_, i) => contact(`m${i}`)));
+    assert.equal(result.accepted, 20);
+    assert.equal(sim.stats.maxBatch, 20);
+  } finally {
+    await sim.close();
   }
 });
