@@ -191,8 +191,10 @@ export class SyncService {
     });
     if (!options.signal?.aborted) {
       const due = await this.#reconcileDue();
-      const outcomes = await this.reconcile(due.map((w) => w.config.id), options.signal);
-      if (outcomes.some((r) => r.outcome === "failed")) result.failed = true;
+      if (due.length > 0) {
+        const outcomes = await this.reconcile(due.map((w) => w.config.id), options.signal);
+        if (outcomes.some((r) => r.outcome === "failed")) result.failed = true;
+      }
     }
     await this.evaluateFreshness();
     return result;
