@@ -95,3 +95,27 @@ export function assertInSync(world: World, listId: string): void {
     `copy of ${listId} differs: missing ${c.missing.slice(0, 5)}, stale ${c.stale.slice(0, 5)}`,
   );
 }
+
+/**
+ * Asserts the copy is exact where it can be: no member missing or stale, and every contact
+ * of a member gone from Mailchimp opted out (members Mailchimp serves malformed excepted:
+ * they are quarantined and shown, never copied).
+ */
+export function assertExactCopy(world: World, listId: string): void {
+  const c = compareCopies(
+    world.mailchimp.truth(listId),
+    world.ometria.contacts(collectionFor(listId)),
+    listId,
+  );
+  assert.deepEqual(
+    {
+      missing: c.missing.length,
+      stale: c.stale.length,
+      orphansStillOptedIn: c.extraNotOptedOut.length,
+    },
+    { missing: 0, stale: 0, orphansStillOptedIn: 0 },
+    `copy of ${listId} differs: missing ${c.missing.slice(0, 5)}, stale ${
+      c.stale.slice(0, 5)
+    }, orphans opted in ${c.extraNotOptedOut.slice(0, 5)}`,
+  );
+}

@@ -49,6 +49,8 @@ export interface SyncServiceOptions {
   mailchimpTimeoutSeconds?: number;
   /** Ometria requests per second per account. @default {8} */
   ometriaMaxRequestsPerSecond?: number;
+  /** Records per Ometria request (OMETRIA_BATCH_SIZE, ≤ 100; a 413 lowers it). @default {100} */
+  ometriaBatchSize?: number;
   /** Ometria requests in flight per run. @default {4} */
   pushConcurrency?: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. @default {60} */
@@ -127,6 +129,7 @@ export class SyncService {
         clock,
         logger,
         rateLimiter,
+        maxBatchSize: options.ometriaBatchSize ?? 100,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("ometria", e.status ?? 0) } : {}),
       });
       return { config, mailchimp, ometria };

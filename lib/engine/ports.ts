@@ -37,6 +37,8 @@ export interface SinkResult {
   rejectedRecords?: { id: string; reason: string }[];
   /** Ometria's recent error messages, when records were rejected. */
   errors?: string[];
+  /** Requests beyond the first this push took (a 413 halved, rejections isolated). */
+  extraRequests?: number;
 }
 
 /** The part of the Ometria client the engine uses. */

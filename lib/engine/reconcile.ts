@@ -73,7 +73,10 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
     maxBatchSize: o.ometria.maxBatchSize,
     push: (records, options) => {
       counts.ometriaRequests++;
-      return o.ometria.push(records, options);
+      return o.ometria.push(records, options).then((result) => {
+        counts.ometriaRequests += result.extraRequests ?? 0;
+        return result;
+      });
     },
   };
   /** Pushes members (mapped as a run would); returns the ids Ometria did not take. */

@@ -150,8 +150,13 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   // are recorded before the checkpoint that passes them (see `checkpoint`).
   const held = new Set(state.quarantine.flatMap((e) => e.id === null ? [] : [e.id]));
   let pendingHold: QuarantineFinding[] = [];
+  // A member at the edge of two pages is met twice; it is one attempt.
+  const heldThisRun = new Set<string>();
   const hold = (findings: readonly QuarantineFinding[]) => {
     for (const f of findings) {
+      const key = f.id ?? `?${f.reason}`;
+      if (heldThisRun.has(key)) continue;
+      heldThisRun.add(key);
       pendingHold.push(f);
       if (f.id !== null) held.add(f.id);
     }
@@ -205,7 +210,10 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     maxBatchSize: options.ometria.maxBatchSize,
     push: (records, o) => {
       counts.ometriaRequests++;
-      return options.ometria.push(records, o);
+      return options.ometria.push(records, o).then((result) => {
+        counts.ometriaRequests += result.extraRequests ?? 0;
+        return result;
+      });
     },
   };
   /** Pushes members (sorted by last_changed) up to `doneBefore`; resolves once all went. */

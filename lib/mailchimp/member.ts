@@ -89,12 +89,12 @@ export function parseMember(raw: unknown): { member: Member } | { invalid: Inval
   const lastChanged = typeof value.last_changed === "string"
     ? parseMailchimpTime(value.last_changed)
     : undefined;
+  // The value first: a reason is often read truncated, and the value is what to look for.
   const reason = parsed.error.issues.slice(0, 3).map((issue) => {
     const field = issue.path.join(".") || "member";
     const got = issue.path.length === 1 ? value[String(issue.path[0])] : undefined;
-    return `${field} ${issue.message}${
-      got === undefined ? " (missing)" : ` (got ${JSON.stringify(got)?.slice(0, 60)})`
-    }`;
+    const shown = got === undefined ? "missing" : JSON.stringify(got)?.slice(0, 60);
+    return `${field} ${shown}: ${issue.message}`;
   }).join("; ");
   return {
     invalid: { id, reason: `Mailchimp served it malformed: ${reason}`, lastChangedMs: lastChanged },

@@ -433,8 +433,8 @@ Deno.test("MailchimpClient reports a malformed answer clearly and does not retry
         "b418773a2c51fb9777a1648346fa7394",
         "1".repeat(32),
       ]);
-      assert.match(page.invalid[0]!.reason, /status .*got "weird"/);
-      assert.match(page.invalid[1]!.reason, /email_address is not an email address/);
+      assert.match(page.invalid[0]!.reason, /status "weird": Invalid option/);
+      assert.match(page.invalid[1]!.reason, /email_address "": is not an email address/);
     });
   } finally {
     await server.close();
