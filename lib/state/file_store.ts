@@ -1,13 +1,20 @@
 /**
- * The state store of a single long-running process on one machine: a JSON file (by default
- * `./sync_jobs.json`, the original tool's file name), locked for the life of the process,
- * written atomically and at most about once per `coalesceMs`.
+ * The state store of a single long-running process on one machine: a JSON document (by
+ * default `./sync_jobs.json`, the original tool's file name) plus an append-only journal
+ * beside it, locked for the life of the process. A checkpoint is one small synced append; the
+ * document is rewritten only now and then, when the journal has grown, and on close.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
 import { dirname } from "node:path";
 import type { Clock } from "../clock/clock.ts";
+import {
+  encodeJournalHeader,
+  encodeJournalLine,
+  JOURNAL_VERSION,
+  parseJournal,
+} from "./journal.ts";
 import { importLegacyDocument, legacyDocumentSchema, looksLikeLegacyDocument } from "./legacy.ts";
 import {
   type ConnectionState,
@@ -23,16 +30,17 @@ import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts
 
 /** Options of {@linkcode FileStore.open}. */
 export interface FileStoreOptions {
-  /** Times the coalesced writes and the wait for the lock. */
+  /** Times the wait for the lock. */
   clock: Clock;
-  /** Where migration and background write failures are reported. */
+  /** Where migration and journal recovery are reported. */
   logger?: Logger | undefined;
   /**
-   * How long a `put` may stay in memory before it is written; every `put` in that time
-   * shares one write.
-   * @default {1000}
+   * Journal size (bytes) at which the next write compacts: rewrites the document with every
+   * change and starts an empty journal. Compacting when the journal has grown to the
+   * document's size keeps the bytes written within twice the bytes appended.
+   * @default {the larger of 1 MiB and the size of the document last read or written}
    */
-  coalesceMs?: number | undefined;
+  compactBytes?: number | undefined;
   /**
    * How long to wait for another process to let go of the file before giving up.
    * @default {1000}
@@ -51,8 +59,9 @@ export interface FileStoreOptions {
   legacyTimeZoneOffsetMinutes?: ((naiveMs: number) => number) | undefined;
   /**
    * Read without taking the lock and never write (for `status`, which must work while the
-   * daemon holds the file; writes are atomic renames, so a reader always sees a whole
-   * document). `put` and `delete` reject.
+   * daemon holds the file). The document is replaced by atomic renames and the journal only
+   * grows at its end, so a reader sees a whole document and ignores a half-written last
+   * line. `update` rejects.
    * @default {false}
    */
   readOnly?: boolean | undefined;
@@ -60,35 +69,74 @@ export interface FileStoreOptions {
 
 // How often a locked file is tried again while waiting for it.
 const _LOCK_POLL_MS = 25;
+// The smallest journal worth compacting: below it a rewrite costs more than replaying.
+const _MIN_COMPACT_BYTES = 1024 * 1024;
+// A reader that meets a journal of another document has raced a compaction: it reads again.
+const _READ_ATTEMPTS = 5;
+
+/** A group of updates that share one append and one sync. */
+interface _Group {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
 
 /**
- * Connection state in one JSON document `{version: 1, connections: {...}}`. Opening takes an
- * exclusive lock on the sidecar `<path>.lock` (holding our pid, so a second process can say
- * who is in the way), which is why its leases only guard against running a connection twice
- * in this process. Each write goes to a temporary file in the same folder, is synced to disk
- * and renamed over the document, so the file is always a complete, valid document. A damaged
- * or unknown document stops the program with a {@linkcode StateError} and is never
- * overwritten; the original tool's file is migrated, after a copy to `<path>.bak`.
+ * Connection state in two files. `<path>` is the document `{version: 1, connections: {...}}`,
+ * always replaced whole: written to a temporary file, synced, renamed over, and the folder
+ * synced. `<path>.journal` holds the changes since (see `journal.ts`): its header names the
+ * SHA-256 of the document it extends, and each line is one connection's full state after an
+ * `update`. `update` resolves only once its line is synced to disk; updates that arrive
+ * while a sync is in flight share the next one (group commit), so a thousand connections do
+ * not cost a thousand syncs. When the journal has grown past `compactBytes`, and on `close`,
+ * the document is rewritten and the journal replaced. Opening replays the journal over the
+ * document; a journal of another document (a compaction interrupted between its two renames)
+ * is ignored, because that document already holds all of it.
+ *
+ * Opening takes an exclusive lock on the sidecar `<path>.lock` (holding our pid, so a second
+ * process can say who is in the way), which is why leases only guard against running a
+ * connection twice in this process. A damaged or unknown document, or a damaged journal line
+ * that is not the torn end of the last write, stops the program with a
+ * {@linkcode StateError} and nothing is overwritten; the original tool's file is migrated,
+ * after a copy to `<path>.bak`.
  */
 export class FileStore implements StateStore {
   readonly kind = "file" as const;
   readonly location: string;
-  #clock: Clock;
+  #journalPath: string;
   #logger: Logger | undefined;
-  #coalesceMs: number;
+  #compactBytes: number | undefined;
   #lockFile: Deno.FsFile | undefined;
+  #readOnly: boolean;
   #connections: Record<string, ConnectionState>;
   /** The original tool's file, kept until it has been copied aside before our first write. */
   #legacyBytes: Uint8Array | undefined;
   #held = new Map<string, symbol>();
-  #dirty = false;
   #closed = false;
-  #writes = 0;
-  #readOnly: boolean;
-  #timer: AbortController | undefined;
-  // Every write is chained onto this one, so that at most one is in flight and they land in
+  /**
+   * Memory holds changes that are neither on disk nor waiting in `#pending` (an import, or
+   * an append that failed): only a compaction makes them durable.
+   */
+  #dirty: boolean;
+  /**
+   * Whether the journal on disk extends the document on disk and ends cleanly, so lines may
+   * be appended to it. When false the next write compacts, which starts a new one.
+   */
+  #appendable: boolean;
+  /** Whether a journal file exists (close removes it after its last compaction). */
+  #journalExists: boolean;
+  #journal: Deno.FsFile | undefined;
+  #journalBytes: number;
+  #documentBytes: number;
+  /** The latest state of each connection updated since the last group began its write. */
+  #pending = new Map<string, ConnectionState>();
+  /** The group those updates will be written in; its write is queued but has not begun. */
+  #group: _Group | undefined;
+  // Disk operations are chained onto this one, so at most one is in flight and they land in
   // order.
   #queue: Promise<void> = Promise.resolve();
+  #writes = 0;
+  #syncs = 0;
 
   private constructor(
     path: string,
@@ -97,28 +145,33 @@ export class FileStore implements StateStore {
     options: FileStoreOptions,
   ) {
     this.location = path;
+    this.#journalPath = `${path}.journal`;
     this.#lockFile = lockFile;
-    this.#clock = options.clock;
     this.#logger = options.logger;
-    this.#coalesceMs = options.coalesceMs ?? 1000;
+    this.#compactBytes = options.compactBytes;
+    this.#readOnly = options.readOnly ?? false;
     this.#connections = loaded.connections;
     this.#legacyBytes = loaded.legacyBytes;
-    // A migrated document is written at the next flush, so the switch happens once.
-    this.#readOnly = options.readOnly ?? false;
+    // A migrated document is written at the next write or flush, so the switch happens once.
     this.#dirty = !this.#readOnly && loaded.legacyBytes !== undefined;
+    this.#appendable = loaded.appendable;
+    this.#journalExists = loaded.journalExists;
+    this.#journalBytes = loaded.journalBytes;
+    this.#documentBytes = loaded.documentBytes;
   }
 
   /**
-   * Locks and loads the state file at `path` (a missing file is an empty document, created on
-   * the first write). Throws {@linkcode StateError} when another process holds the lock, or
-   * the file cannot be read, is damaged, or has a version this program does not know.
+   * Locks and loads the state file at `path` and replays its journal (a missing file is an
+   * empty document, created on the first write). Throws {@linkcode StateError} when another
+   * process holds the lock, or the file or its journal cannot be read, is damaged, or has a
+   * version this program does not know.
    */
   static async open(path: string, options: FileStoreOptions): Promise<FileStore> {
     const lockFile = options.readOnly
       ? undefined
       : await _lock(path, options.clock, options.lockTimeoutMs ?? 1000);
     try {
-      const loaded = await _load(path, options);
+      const loaded = await _loadWithJournal(path, options);
       return new FileStore(path, lockFile, loaded, options);
     } catch (error) {
       if (lockFile) await _unlock(lockFile);
@@ -126,9 +179,17 @@ export class FileStore implements StateStore {
     }
   }
 
-  /** Number of documents written since the store was opened. */
+  /** Number of documents written (compactions) since the store was opened. */
   get writes(): number {
     return this.#writes;
+  }
+
+  /**
+   * Number of journal appends synced to disk since the store was opened; with group commit
+   * this is at most the number of updates, and far fewer when updates arrive together.
+   */
+  get syncs(): number {
+    return this.#syncs;
   }
 
   // Promise.try throughout: a closed store or an invalid state rejects the promise instead of
@@ -150,6 +211,11 @@ export class FileStore implements StateStore {
     });
   }
 
+  /**
+   * Applies `fn` in memory at once (so concurrent updates of one connection see each other),
+   * then resolves once the new state is synced to disk, in the journal or a compacted
+   * document. Rejects with {@linkcode StateError} when it cannot be written.
+   */
   update(
     id: string,
     fn: (current: ConnectionState | undefined) => ConnectionState | undefined,
@@ -159,12 +225,13 @@ export class FileStore implements StateStore {
       const current = this.#connections[id];
       const next = fn(current === undefined ? undefined : structuredClone(current));
       if (next === undefined) return current === undefined ? undefined : structuredClone(current);
-      // Validating here keeps an invalid value from ever reaching the document on disk.
+      // Validating here keeps an invalid value from ever reaching the disk.
       const copy = connectionStateSchema.parse(next);
       _checkId(id, copy);
       this.#connections[id] = copy;
-      this.#changed();
-      return structuredClone(copy);
+      this.#pending.set(id, copy);
+      const result = structuredClone(copy);
+      return this.#joinGroup().then(() => result);
     });
   }
 
@@ -174,11 +241,18 @@ export class FileStore implements StateStore {
     return new FileLedger(`${this.location}.ledger/${encodeURIComponent(id)}.ids`);
   }
 
+  /**
+   * Waits for every earlier update's write. Updates are durable when they resolve, so this
+   * only writes when memory holds what no journal line does: an imported document, or the
+   * changes of an append that failed (then it compacts, and rejects if that fails too).
+   */
   flush(): Promise<void> {
     return Promise.try(() => {
       this.#checkOpen();
-      this.#cancelTimer();
-      return this.#enqueueWrite();
+      if (this.#readOnly) return;
+      return this.#enqueue(async () => {
+        if (this.#dirty) await this.#compact(true);
+      });
     });
   }
 
@@ -189,14 +263,24 @@ export class FileStore implements StateStore {
     });
   }
 
+  /**
+   * Waits for writes in flight, compacts the journal into the document and removes it (the
+   * next open then reads one file), and lets go of the lock.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
-    this.#cancelTimer();
+    // Closed first: an update from now on rejects instead of queueing behind the close.
+    this.#closed = true;
     try {
-      await this.#enqueueWrite();
+      if (!this.#readOnly) {
+        await this.#enqueue(async () => {
+          if (this.#dirty || this.#journalExists) await this.#compact(false);
+        });
+      }
     } finally {
-      this.#closed = true;
       this.#held.clear();
+      this.#journal?.close();
+      this.#journal = undefined;
       const lockFile = this.#lockFile;
       this.#lockFile = undefined;
       if (lockFile) await _unlock(lockFile);
@@ -216,52 +300,103 @@ export class FileStore implements StateStore {
     }
   }
 
-  #changed(): void {
-    this.#dirty = true;
-    if (this.#timer) return;
-    const timer = new AbortController();
-    this.#timer = timer;
-    this.#clock.sleep(this.#coalesceMs, timer.signal).then(
-      () => {
-        if (this.#timer === timer) this.#timer = undefined;
-        return this.#enqueueWrite().catch((error) => {
-          // Memory still holds the change and stays dirty: the next flush tries again and
-          // reports to its caller.
-          this.#logger?.error("Cannot write the state file {path}: {error}", {
-            path: this.location,
-            error: error instanceof Error ? error.message : String(error),
-          });
-        });
-      },
-      () => {/* cancelled by flush or close, which write themselves */},
-    );
+  #enqueue(op: () => Promise<void>): Promise<void> {
+    const next = this.#queue.then(op);
+    this.#queue = next.catch(() => {});
+    return next;
   }
 
-  #cancelTimer(): void {
-    this.#timer?.abort();
-    this.#timer = undefined;
+  // The group commit: the first update after a write began opens a group and queues its
+  // write; every update until that write begins joins it and shares its sync.
+  #joinGroup(): Promise<void> {
+    if (this.#group) return this.#group.promise;
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const group: _Group = { promise, resolve, reject };
+    this.#group = group;
+    this.#enqueue(async () => {
+      try {
+        await this.#commit();
+        group.resolve();
+      } catch (error) {
+        group.reject(error);
+      }
+    });
+    return promise;
   }
 
-  #enqueueWrite(): Promise<void> {
-    const write = this.#queue.then(() => this.#writeIfDirty());
-    this.#queue = write.catch(() => {});
-    return write;
-  }
-
-  async #writeIfDirty(): Promise<void> {
-    if (!this.#dirty) return;
-    const document: StateDocument = { version: STATE_VERSION, connections: this.#connections };
-    const text = JSON.stringify(document, null, 2) + "\n";
-    // Cleared before the await: a put during the write marks the store dirty again.
-    this.#dirty = false;
+  async #commit(): Promise<void> {
+    const batch = [...this.#pending.values()];
+    this.#pending = new Map();
+    this.#group = undefined;
+    if (batch.length === 0) return;
+    const limit = this.#compactBytes ?? Math.max(_MIN_COMPACT_BYTES, this.#documentBytes);
+    // A compaction writes all of memory, this batch included.
+    if (this.#dirty || !this.#appendable || this.#journalBytes >= limit) {
+      await this.#compact(true);
+      return;
+    }
+    const bytes = _encoder.encode(batch.map((state) => encodeJournalLine(state)).join(""));
     try {
+      this.#journal ??= await Deno.open(this.#journalPath, { write: true, append: true });
+      await _writeAll(this.#journal, bytes);
+      // fdatasync also makes the grown length durable, which reading the line back needs.
+      await this.#journal.syncData();
+      this.#journalBytes += bytes.length;
+      this.#syncs++;
+    } catch (error) {
+      // The journal may now end in part of this batch: nothing more is appended to it, and
+      // the next write or flush compacts, which holds the batch (still in memory) too.
+      this.#journal?.close();
+      this.#journal = undefined;
+      this.#appendable = false;
+      this.#dirty = true;
+      throw new StateError(
+        `Cannot write the journal ${this.#journalPath} of the state file ${this.location}: ${
+          _message(error)
+        }`,
+        { cause: error },
+      );
+    }
+  }
+
+  /**
+   * Writes all of memory as the document, then starts a new journal over it (`keepJournal`)
+   * or removes the journal (on close). Until the new document is renamed into place the old
+   * document and journal stay complete; once it is, the old journal names another document
+   * and is ignored by the next open, which is right because the new document holds it all.
+   */
+  async #compact(keepJournal: boolean): Promise<void> {
+    const document: StateDocument = { version: STATE_VERSION, connections: this.#connections };
+    const bytes = _encoder.encode(JSON.stringify(document, null, 2) + "\n");
+    // Cleared before the awaits; a failure below sets both again.
+    this.#dirty = false;
+    this.#appendable = false;
+    this.#journal?.close();
+    this.#journal = undefined;
+    try {
+      const base = await _digest(bytes);
       if (this.#legacyBytes) {
         const backup = await _backUp(this.location, this.#legacyBytes);
         this.#legacyBytes = undefined;
         this.#logger?.info("Saved the original tool's state file as {backup}", { backup });
       }
-      await _writeAtomically(this.location, new TextEncoder().encode(text));
+      await _writeAtomically(this.location, bytes);
       this.#writes++;
+      this.#documentBytes = bytes.length;
+      if (keepJournal) {
+        const header = _encoder.encode(encodeJournalHeader(base));
+        this.#journal = await _replaceJournal(this.#journalPath, header);
+        this.#journalBytes = header.length;
+        this.#journalExists = true;
+        this.#appendable = true;
+      } else {
+        await Deno.remove(this.#journalPath).catch((error) => {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        });
+        await _syncFolder(dirname(this.#journalPath));
+        this.#journalBytes = 0;
+        this.#journalExists = false;
+      }
     } catch (error) {
       this.#dirty = true;
       throw new StateError(
@@ -272,9 +407,120 @@ export class FileStore implements StateStore {
   }
 }
 
+const _encoder = new TextEncoder();
+
 interface _Loaded {
   connections: Record<string, ConnectionState>;
   legacyBytes: Uint8Array | undefined;
+  documentBytes: number;
+  appendable: boolean;
+  journalExists: boolean;
+  journalBytes: number;
+}
+
+async function _loadWithJournal(path: string, options: FileStoreOptions): Promise<_Loaded> {
+  const journalPath = `${path}.journal`;
+  for (let attempt = 1;; attempt++) {
+    const document = await _load(path, options);
+    const journal = await _readJournal(journalPath);
+    const loaded: _Loaded = {
+      connections: document.connections,
+      legacyBytes: document.legacyBytes,
+      documentBytes: document.bytes?.length ?? 0,
+      appendable: false,
+      journalExists: journal !== undefined,
+      journalBytes: 0,
+    };
+    if (journal === undefined) return loaded;
+    const parsed = parseJournal(journal);
+    const damaged = (what: string) =>
+      new StateError(
+        `The journal ${journalPath} of the state file ${path} is damaged: ${what}. Neither ` +
+          "file has been changed. Move the journal aside to go on from the state file alone " +
+          "(members acknowledged since it was last compacted are sent again), or move both " +
+          "aside to start with a full sync.",
+      );
+    if (parsed.damage) {
+      throw damaged(`line ${parsed.damage.line} ${parsed.damage.reason}`);
+    }
+    const header = parsed.header;
+    if (header !== undefined && header.journal !== JOURNAL_VERSION) {
+      throw new StateError(
+        `The journal ${journalPath} of the state file ${path} has version ${header.journal}, ` +
+          `which this program does not know (it writes version ${JOURNAL_VERSION}); it may ` +
+          "come from a newer release. Neither file has been changed. Use that release.",
+      );
+    }
+    const base = document.bytes === undefined ? undefined : await _digest(document.bytes);
+    if (header === undefined || header.base !== base) {
+      // A reader may have read the document just before a compaction replaced both files.
+      if (options.readOnly && header !== undefined && attempt < _READ_ATTEMPTS) continue;
+      // Otherwise the journal was cut short before its header was whole, or a compaction was
+      // interrupted between its renames, or the document was moved aside: either way the
+      // document on disk holds everything the journal acknowledged, or is meant to start
+      // afresh. The next write replaces the journal.
+      if (header !== undefined) {
+        options.logger?.debug("Ignoring the journal {journal}: it extends another document", {
+          journal: journalPath,
+        });
+      }
+      return loaded;
+    }
+    for (const [i, entry] of parsed.entries.entries()) {
+      const state = connectionStateSchema.safeParse(entry);
+      // Line numbers count the header as line 1.
+      if (!state.success) throw damaged(`line ${i + 2}: ${describeIssues(state.error.issues)}`);
+      loaded.connections[state.data.id] = state.data;
+    }
+    if (parsed.tornLength > 0 && !options.readOnly) {
+      options.logger?.info(
+        "Ignoring the last {bytes} byte(s) of the journal {journal}: a write cut short by a " +
+          "crash, never acknowledged",
+        { bytes: parsed.tornLength, journal: journalPath },
+      );
+    }
+    // A torn end must not be appended after (it would become a damaged middle line), so
+    // such a journal is replaced by the next write.
+    loaded.appendable = parsed.tornLength === 0;
+    loaded.journalBytes = parsed.validLength;
+    return loaded;
+  }
+}
+
+async function _readJournal(journalPath: string): Promise<Uint8Array | undefined> {
+  try {
+    return await Deno.readFile(journalPath);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw new StateError(`Cannot read the journal ${journalPath}: ${_message(error)}.`, {
+      cause: error,
+    });
+  }
+}
+
+// A new journal holding only `header`, renamed over the old one and made durable (the
+// folder too, or a crash could bring back the old journal after new lines were
+// acknowledged). Returns it open for appending.
+async function _replaceJournal(journalPath: string, header: Uint8Array): Promise<Deno.FsFile> {
+  // One fixed name: we hold the lock, and a crash leaves at most this one file behind.
+  const temp = `${journalPath}.tmp`;
+  const file = await Deno.open(temp, { write: true, create: true, truncate: true });
+  try {
+    await _writeAll(file, header);
+    await file.sync();
+    await Deno.rename(temp, journalPath);
+    await _syncFolder(dirname(journalPath));
+    return file;
+  } catch (error) {
+    file.close();
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+}
+
+async function _digest(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 async function _lock(path: string, clock: Clock, timeoutMs: number): Promise<Deno.FsFile> {
@@ -334,13 +580,20 @@ async function _unlock(file: Deno.FsFile): Promise<void> {
   }
 }
 
-async function _load(path: string, options: FileStoreOptions): Promise<_Loaded> {
-  let bytes: Uint8Array;
+interface _Document {
+  connections: Record<string, ConnectionState>;
+  legacyBytes: Uint8Array | undefined;
+  /** The document's bytes as read (the journal's base); undefined when there is none. */
+  bytes: Uint8Array<ArrayBuffer> | undefined;
+}
+
+async function _load(path: string, options: FileStoreOptions): Promise<_Document> {
+  let bytes: Uint8Array<ArrayBuffer>;
   try {
     bytes = await Deno.readFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      return { connections: {}, legacyBytes: undefined };
+      return { connections: {}, legacyBytes: undefined, bytes: undefined };
     }
     throw new StateError(`Cannot read the state file ${path}: ${_message(error)}.`, {
       cause: error,
@@ -370,7 +623,7 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Loaded> 
     const parsed = stateDocumentSchema.safeParse(value);
     if (!parsed.success) throw damaged(describeIssues(parsed.error.issues));
     _checkIds(parsed.data, damaged);
-    return { connections: parsed.data.connections, legacyBytes: undefined };
+    return { connections: parsed.data.connections, legacyBytes: undefined, bytes };
   }
   if (looksLikeLegacyDocument(value)) {
     const legacy = legacyDocumentSchema.safeParse(value);
@@ -396,7 +649,7 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Loaded> 
         },
       );
     }
-    return { connections, legacyBytes: bytes };
+    return { connections, legacyBytes: bytes, bytes };
   }
   const parsed = stateDocumentSchema.safeParse(value);
   throw damaged(

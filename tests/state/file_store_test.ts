@@ -1,17 +1,33 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import { FileStore } from "../../lib/state/file_store.ts";
+import { encodeJournalLine, parseJournal } from "../../lib/state/journal.ts";
+import type { ConnectionState } from "../../lib/state/schema.ts";
 import { StateError } from "../../lib/state/store.ts";
 import { put, sampleState, withTempDir } from "./_helpers.ts";
 
 const FIXTURE = new URL("./fixtures/open_file_store.ts", import.meta.url).pathname;
 const PROJECT_ROOT = new URL("../../", import.meta.url).pathname;
 
-async function waitFor(what: string, condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !condition(); i++) {
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  assert.ok(condition(), `timed out waiting for ${what}`);
+// The connection states in the journal on disk, in order (header left out).
+async function journalStates(path: string): Promise<ConnectionState[]> {
+  const parsed = parseJournal(await Deno.readFile(`${path}.journal`));
+  assert.equal(parsed.damage, undefined);
+  assert.equal(parsed.tornLength, 0);
+  return parsed.entries as ConnectionState[];
+}
+
+// Runs `fn` on a copy of the state file and its journal as they are on disk now: what a
+// SIGKILL at this moment would leave for the next process (the store keeps nothing else).
+async function withCrashCopy(path: string, fn: (copy: string) => Promise<void>): Promise<void> {
+  await withTempDir(async (dir) => {
+    const copy = `${dir}/sync_jobs.json`;
+    await Deno.copyFile(path, copy);
+    await Deno.copyFile(`${path}.journal`, `${copy}.journal`).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+    await fn(copy);
+  });
 }
 
 async function listDir(dir: string): Promise<string[]> {
@@ -65,46 +81,240 @@ Deno.test("FileStore get() and list() return copies the caller cannot change the
   });
 });
 
-Deno.test("FileStore coalesces many puts into one write after coalesceMs", async () => {
+Deno.test("FileStore update() resolves only once the new state is in the journal on disk", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/sync_jobs.json`;
     const clock = new FakeClock();
-    const store = await FileStore.open(path, { clock, coalesceMs: 1000 });
-    for (let i = 0; i < 50; i++) await put(store, sampleState(`c${i % 5}`));
-    await clock.tick(999);
-    assert.equal(store.writes, 0);
-    assert.equal(clock.pendingTimers, 1);
-    await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+    const store = await FileStore.open(path, { clock });
+    // The first write starts the pair: a document to extend, and a journal naming it.
+    await put(store, sampleState("a"));
+    assert.equal(store.writes, 1);
+    assert.equal(store.syncs, 0);
+    assert.deepEqual(await journalStates(path), []);
 
-    await clock.tick(1);
-    await waitFor("the coalesced write", () => store.writes === 1);
-    const document = JSON.parse(await Deno.readTextFile(path));
-    assert.equal(Object.keys(document.connections).length, 5);
-    assert.equal(clock.pendingTimers, 0);
-
+    await put(store, sampleState("b"));
+    await put(store, sampleState("a", "2026-02-01T00:00:00+00:00"));
+    assert.equal(store.writes, 1, "checkpoints append, they do not rewrite the document");
+    assert.equal(store.syncs, 2);
+    assert.deepEqual(await journalStates(path), [
+      sampleState("b"),
+      sampleState("a", "2026-02-01T00:00:00+00:00"),
+    ]);
+    assert.equal(clock.pendingTimers, 0, "nothing waits on a timer");
+    // What a crash right now would leave behind opens with every update.
+    await withCrashCopy(path, async (copy) => {
+      const reopened = await FileStore.open(copy, { clock });
+      assert.deepEqual(await reopened.get("a"), sampleState("a", "2026-02-01T00:00:00+00:00"));
+      assert.deepEqual(await reopened.get("b"), sampleState("b"));
+      await reopened.close();
+    });
     await store.close();
-    assert.equal(store.writes, 1, "close() writes nothing when nothing changed");
   });
 });
 
-Deno.test("FileStore flush() writes at once and cancels the pending write", async () => {
+Deno.test("FileStore group commit: updates arriving during a sync share the next one", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const store = await FileStore.open(path, { clock: new FakeClock() });
+    await put(store, sampleState("first")); // writes the document; the rest append
+    const updates = [];
+    for (let i = 0; i < 200; i++) updates.push(put(store, sampleState(`c${i % 50}`)));
+    await Promise.all(updates);
+    assert.ok(store.syncs <= 2, `200 concurrent updates cost ${store.syncs} syncs`);
+    // Each connection's latest state is written once per group, not once per update.
+    const lines = await journalStates(path);
+    assert.equal(lines.length, 50);
+    assert.equal(store.writes, 1);
+
+    const before = store.syncs;
+    for (let i = 0; i < 5; i++) await put(store, sampleState(`s${i}`));
+    assert.equal(store.syncs - before, 5, "an update awaited alone gets its own sync");
+    await store.close();
+  });
+});
+
+Deno.test("FileStore compacts a grown journal into the document and starts a short one", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const clock = new FakeClock();
+    const compactBytes = 8_000;
+    const store = await FileStore.open(path, { clock, compactBytes });
+    const line = encodeJournalLine(sampleState("c0")).length;
+    for (let i = 0; i < 100; i++) await put(store, { ...sampleState(`c${i % 7}`), failures: i });
+    const appended = 100 * line;
+    assert.ok(store.writes >= Math.floor(appended / compactBytes), `${store.writes} writes`);
+    const size = (await Deno.stat(`${path}.journal`)).size;
+    assert.ok(size < compactBytes + line, `the journal holds ${size} bytes`);
+
+    const expected = await store.list();
+    assert.equal(expected.length, 7);
+    await withCrashCopy(path, async (copy) => {
+      const reopened = await FileStore.open(copy, { clock });
+      assert.deepEqual(await reopened.list(), expected);
+      await reopened.close();
+    });
+    // Closing compacts one last time and removes the journal.
+    const writes = store.writes;
+    await store.close();
+    assert.equal(store.writes, writes + 1);
+    assert.deepEqual(await listDir(dir), ["sync_jobs.json", "sync_jobs.json.lock"]);
+    const again = await FileStore.open(path, { clock });
+    assert.deepEqual(await again.list(), expected);
+    await again.close();
+    assert.equal(again.writes, 0, "close() writes nothing when nothing changed");
+  });
+});
+
+Deno.test("FileStore ignores a torn last journal line and replaces the journal at the next write", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/sync_jobs.json`;
     const clock = new FakeClock();
     const store = await FileStore.open(path, { clock });
     await put(store, sampleState("a"));
-    await store.flush();
-    assert.equal(store.writes, 1);
-    assert.equal(clock.pendingTimers, 0);
-    assert.ok(JSON.parse(await Deno.readTextFile(path)).connections.a);
-    await store.flush();
-    assert.equal(store.writes, 1, "a clean store is not written again");
-
     await put(store, sampleState("b"));
+    await withCrashCopy(path, async (copy) => {
+      // The kill came in the middle of the next append.
+      const torn = encodeJournalLine(sampleState("a", "2026-03-01T00:00:00+00:00"));
+      await Deno.writeTextFile(`${copy}.journal`, torn.slice(0, 40), { append: true });
+      const readOnly = await FileStore.open(copy, { clock, readOnly: true });
+      assert.deepEqual(await readOnly.get("a"), sampleState("a"));
+      await readOnly.close();
+
+      const reopened = await FileStore.open(copy, { clock });
+      assert.deepEqual(await reopened.get("a"), sampleState("a"));
+      assert.deepEqual(await reopened.get("b"), sampleState("b"));
+      // Appending after the torn bytes would turn them into a damaged middle line.
+      await put(reopened, sampleState("c"));
+      assert.equal(reopened.writes, 1, "the first write after a torn end compacts");
+      await put(reopened, sampleState("d"));
+      await withCrashCopy(copy, async (second) => {
+        const after = await FileStore.open(second, { clock });
+        assert.deepEqual((await after.list()).map((s) => s.id), ["a", "b", "c", "d"]);
+        await after.close();
+      });
+      await reopened.close();
+    });
     await store.close();
-    assert.equal(store.writes, 2, "close() flushes");
-    assert.equal(clock.pendingTimers, 0);
-    assert.ok(JSON.parse(await Deno.readTextFile(path)).connections.b);
+  });
+});
+
+Deno.test("FileStore refuses a journal damaged before its end and changes neither file", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const clock = new FakeClock();
+    const store = await FileStore.open(path, { clock });
+    for (const id of ["a", "b", "c"]) await put(store, sampleState(id));
+    await withCrashCopy(path, async (copy) => {
+      const journal = await Deno.readTextFile(`${copy}.journal`);
+      // One changed character in the second line (connection "b"'s state; "a" went into the
+      // document with the first write).
+      const damaged = journal.replace('"list_id":"list-b"', '"list_id":"list-x"');
+      assert.notEqual(damaged, journal);
+      await Deno.writeTextFile(`${copy}.journal`, damaged);
+      const document = await Deno.readFile(copy);
+      for (const readOnly of [false, true]) {
+        const error = await FileStore.open(copy, { clock, readOnly }).then(
+          () => assert.fail("a damaged journal was opened"),
+          (e: unknown) => e,
+        );
+        assert.ok(error instanceof StateError, `expected StateError, got ${error}`);
+        assert.match(error.message, new RegExp(`The journal ${copy}\.journal .* is damaged`));
+        assert.match(error.message, /line 2 its checksum does not match its content/);
+        assert.match(error.message, /Neither file has been changed/);
+      }
+      assert.equal(await Deno.readTextFile(`${copy}.journal`), damaged);
+      assert.deepEqual(await Deno.readFile(copy), document);
+    });
+    await store.close();
+  });
+});
+
+Deno.test("FileStore refuses a journal of an unknown version", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    await Deno.writeTextFile(path, JSON.stringify({ version: 1, connections: {} }));
+    const journal = encodeJournalLine({ journal: 2, base: "x" });
+    await Deno.writeTextFile(`${path}.journal`, journal);
+    const error = await expectStateError(path, new FakeClock());
+    assert.match(error.message, /has version 2, which this program does not know/);
+    assert.equal(await Deno.readTextFile(`${path}.journal`), journal);
+  });
+});
+
+Deno.test("FileStore ignores a journal that extends another document", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const clock = new FakeClock();
+    const store = await FileStore.open(path, { clock, compactBytes: 1 });
+    await put(store, sampleState("a"));
+    await put(store, sampleState("a", "2026-02-01T00:00:00+00:00"));
+    const oldJournal = await Deno.readFile(`${path}.journal`);
+    // compactBytes 1: this write compacts, so the document holds the newest state.
+    await put(store, sampleState("a", "2026-03-01T00:00:00+00:00"));
+    await withCrashCopy(path, async (copy) => {
+      // As if the crash came between the compaction's two renames: new document, old
+      // journal, whose lines are older than the document and must not be replayed over it.
+      await Deno.writeFile(`${copy}.journal`, oldJournal);
+      const reopened = await FileStore.open(copy, { clock });
+      assert.equal((await reopened.get("a"))?.watermark, "2026-03-01T00:00:00+00:00");
+      await reopened.close();
+      // A document moved aside to start afresh takes its journal's lines with it.
+      await Deno.writeFile(`${copy}.journal`, oldJournal);
+      await Deno.remove(copy);
+      const fresh = await FileStore.open(copy, { clock });
+      assert.deepEqual(await fresh.list(), []);
+      await fresh.close();
+    });
+    await store.close();
+  });
+});
+
+Deno.test("FileStore read-only sees journaled updates of a store that holds the lock", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const clock = new FakeClock();
+    const writer = await FileStore.open(path, { clock });
+    await put(writer, sampleState("a"));
+    await put(writer, sampleState("b"));
+    await put(writer, sampleState("a", "2026-02-01T00:00:00+00:00"));
+    const reader = await FileStore.open(path, { clock, readOnly: true });
+    assert.deepEqual(await reader.list(), [
+      sampleState("a", "2026-02-01T00:00:00+00:00"),
+      sampleState("b"),
+    ]);
+    await assert.rejects(put(reader, sampleState("c")), StateError);
+    await reader.flush();
+    await reader.close();
+    await writer.close();
+  });
+});
+
+Deno.test("FileStore imports the original tool's file, then journals updates over it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const legacy = JSON.stringify({
+      "1a2d7ebf82": {
+        job_details: { list_id: "1a2d7ebf82", last_sync_date_time: "2023-09-21T04:12:19" },
+        status: 2,
+      },
+    });
+    await Deno.writeTextFile(path, legacy);
+    const clock = new FakeClock();
+    const store = await FileStore.open(path, { clock, legacyTimeZoneOffsetMinutes: () => 0 });
+    const imported = await store.get("1a2d7ebf82");
+    assert.equal(imported?.watermark, "2023-09-21T03:12:19+00:00");
+    await put(store, { ...imported!, failures: 3 });
+    assert.equal(store.writes, 1, "the first write migrates the document");
+    await put(store, { ...imported!, failures: 4 });
+    assert.equal(await Deno.readTextFile(`${path}.bak`), legacy);
+    await withCrashCopy(path, async (copy) => {
+      const reopened = await FileStore.open(copy, { clock });
+      assert.equal((await reopened.get("1a2d7ebf82"))?.failures, 4);
+      assert.equal((await reopened.get("1a2d7ebf82"))?.imported_from, path);
+      await reopened.close();
+    });
+    await store.close();
+    await assert.rejects(Deno.stat(`${path}.bak.1`), Deno.errors.NotFound);
   });
 });
 
@@ -113,17 +323,30 @@ Deno.test("FileStore writes a complete document and leaves no temporary files", 
     const path = `${dir}/sync_jobs.json`;
     const clock = new FakeClock();
     const store = await FileStore.open(path, { clock });
-    // Writes racing each other: each flush must leave a whole, parseable document.
-    const flushes: Promise<void>[] = [];
+    // Updates, compactions and flushes racing each other: whatever is on disk at any moment
+    // is a whole, parseable document and a journal that opens with every resolved update.
+    const writes: Promise<unknown>[] = [];
     for (let i = 0; i < 20; i++) {
-      await put(store, sampleState(`c${i}`));
-      flushes.push(store.flush());
+      writes.push(put(store, sampleState(`c${i}`)));
+      if (i % 3 === 0) writes.push(store.flush());
     }
-    await Promise.all(flushes);
+    await Promise.all(writes);
     const document = JSON.parse(await Deno.readTextFile(path));
-    assert.equal(Object.keys(document.connections).length, 20);
-    assert.deepEqual(await listDir(dir), ["sync_jobs.json", "sync_jobs.json.lock"]);
+    assert.equal(document.version, 1);
+    await withCrashCopy(path, async (copy) => {
+      const reopened = await FileStore.open(copy, { clock });
+      assert.equal((await reopened.list()).length, 20);
+      await reopened.close();
+    });
+    assert.deepEqual(await listDir(dir), [
+      "sync_jobs.json",
+      "sync_jobs.json.journal",
+      "sync_jobs.json.lock",
+    ]);
     await store.close();
+    const closed = JSON.parse(await Deno.readTextFile(path));
+    assert.equal(Object.keys(closed.connections).length, 20);
+    assert.deepEqual(await listDir(dir), ["sync_jobs.json", "sync_jobs.json.lock"]);
   });
 });
 
