@@ -36,7 +36,7 @@ import type { StateStore } from "../state/store.ts";
 import { type QuarantineFinding, record } from "../state/transitions.ts";
 import type { MembersSource, RecordsSink } from "./ports.ts";
 import { pushInOrder, StoppedError } from "./push_in_order.ts";
-import { WindowReader } from "./window_reader.ts";
+import { lastChangedOf, WindowReader } from "./window_reader.ts";
 
 /** Options of {@linkcode runConnection}. */
 export interface RunConnectionOptions {
@@ -270,6 +270,10 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
         await push(slice.members, slice.doneBefore, false);
       }
     }
+    // Members of a slice that do not fill a whole batch wait for the next slice, so requests
+    // carry full batches (Ometria limits requests, not records). The cursor then stops at the
+    // first member left waiting: everything before it is acknowledged.
+    let waiting: Member[] = [];
     for await (const slice of reader.slices(cursor)) {
       // The same version of a member is not sent twice in one run.
       const members = archivedPushed.size === 0
@@ -277,7 +281,12 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
         : slice.members.filter((m) => archivedPushed.get(m.id) !== m.last_changed);
       counts.read += members.length;
       holdInvalid(slice.invalid);
-      await push(members, slice.doneBefore, true);
+      waiting = waiting.length === 0 ? members : [...waiting, ...members];
+      const batch = options.ometria.maxBatchSize;
+      const full = slice.last ? waiting.length : waiting.length - waiting.length % batch;
+      const now = waiting.slice(0, full);
+      waiting = waiting.slice(full);
+      await push(now, waiting.length > 0 ? lastChangedOf(waiting[0]!) : slice.doneBefore, true);
     }
   } catch (error) {
     if (

@@ -180,7 +180,9 @@ Deno.test("runConnection() resumes an interrupted run from its checkpoint", asyn
     assert.equal(resumed.outcome, "ok", resumed.error);
     const resent = world.ometria.stats.recordsReceived;
     assert.ok(
-      resent <= 3_000 - 1_200 + 100,
+      // Batch 13 was in flight; up to a batch of members read but still waiting to fill a
+      // batch had never been sent and are sent now.
+      resent <= 3_000 - 1_200 + 200,
       `acknowledged batches are not pushed again (pushed ${resent})`,
     );
     assertInSync(world, LIST);
