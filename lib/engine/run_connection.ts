@@ -362,8 +362,8 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     mailchimp_requests: counts.mailchimpRequests,
     ometria_requests: counts.ometriaRequests,
   };
-  // Not flushed here: the store may coalesce writes, the tick flushes at its end, and a
-  // write lost to a crash only makes the next run resend what this one acknowledged.
+  // Each update is durable when it resolves on the file store (journaled) and on Deno KV;
+  // the tick flushes at its end for any store that coalesces.
   if (completed) {
     // The whole window is acknowledged or held in quarantine. The connection is healthy and
     // moves on without backoff; the quarantine makes the outcome a failure until it empties.
