@@ -135,7 +135,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
       if (page.size < _PAGE) break;
       offset += page.size;
     }
-    const inMailchimp = IdSet.fromPacked(buffer.subarray(0, count * ID_BYTES));
+    let inMailchimp: IdSet | undefined = IdSet.fromPacked(buffer.subarray(0, count * ID_BYTES));
     buffer = new Uint8Array(0);
 
     if (pushed.size === 0 && state?.watermark != null) {
@@ -159,6 +159,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
     }
     const missingIds = inMailchimp.minus(pushed).filter((id) => !quarantined.has(id));
     const mailchimpCount = inMailchimp.size;
+    inMailchimp = undefined; // 16 MB a million ids: not kept while pushing
 
     let repaired = 0;
     let optedOut: string[] = [];
@@ -199,8 +200,10 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
         ids: added.slice(0, 10).join(", "),
       });
     }
-    // The ledger without the opted-out orphans (written back compacted).
-    await ledger.replace(pushed.edit(IdSet.of(optedOut), IdSet.of(added)));
+    // The ledger without the opted-out orphans, written back compacted (what was added above
+    // is in it already: replacing works on the set loaded before, so add it again after).
+    await ledger.replace(pushed.consumeWithout(IdSet.of(optedOut)));
+    await ledger.add(added);
     const summary = _summary(
       clock.now(),
       mailchimpCount,

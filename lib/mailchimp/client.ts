@@ -151,8 +151,9 @@ const _listSchema = z.object({
 
 const _totalSchema = z.object({ total_items: z.number().int().nonnegative() });
 
+// Members are left unparsed (only `id` is read): a million ids make a lot of garbage otherwise.
 const _idsSchema = z.object({
-  members: z.array(z.object({ id: z.unknown() })),
+  members: z.array(z.unknown()),
   total_items: z.number().int().nonnegative(),
 });
 
@@ -326,7 +327,10 @@ export class MailchimpClient {
       signal,
     );
     return {
-      ids: value.members.map((m) => m.id).filter((id): id is string => typeof id === "string"),
+      ids: value.members.flatMap((m) => {
+        const id = typeof m === "object" && m !== null ? (m as { id?: unknown }).id : undefined;
+        return typeof id === "string" ? [id] : [];
+      }),
       size: value.members.length,
       totalItems: value.total_items,
     };

@@ -96,6 +96,7 @@ Deno.test("IdSet sorts, de-duplicates and subtracts packed ids", () => {
   assert.deepEqual([...a], [ID(1), ID(2), ID(3)]);
   assert.deepEqual(a.minus(b), [ID(1), ID(3)]);
   assert.ok(a.has(ID(2)) && !a.has(ID(4)) && !a.has("not-an-id"));
+  assert.deepEqual([...a.consumeWithout(IdSet.of([ID(2), ID(9)]))], [ID(1), ID(3)]);
   assert.throws(() => IdSet.of(["x"]), /32 lowercase hex/);
 });
 
