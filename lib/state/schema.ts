@@ -94,6 +94,21 @@ export const clockSeenSchema = z.object({
   local_at: isoTime,
 });
 
+/**
+ * The last Mailchimp webhook event acted on for a connection. Webhooks only speed the copy
+ * up; `fresh_as_of` stays defined by polling.
+ */
+export const webhookSeenSchema = z.object({
+  /** When we received it (our clock). */
+  received_at: isoTime,
+  /** Mailchimp's `fired_at` (its clock), when it sent one we could read. */
+  fired_at: isoTime.nullable(),
+  /** The event type, e.g. `profile`. */
+  type: z.string(),
+  /** Events received so far. */
+  count: z.number().int().nonnegative().default(1),
+});
+
 /** Everything remembered about one connection. */
 export const connectionStateSchema = z.object({
   id: z.string().min(1),
@@ -139,6 +154,8 @@ export const connectionStateSchema = z.object({
   last_reconcile: reconcileSummarySchema.nullable().default(null),
   /** Mailchimp's clock at the start of the last run (step-back detection). */
   clock_seen: clockSeenSchema.nullable().default(null),
+  /** The last webhook event acted on; null when none came. */
+  last_webhook: webhookSeenSchema.nullable().default(null),
 });
 
 /** Everything remembered about one connection. */
@@ -153,6 +170,8 @@ export type AlertState = z.infer<typeof alertStateSchema>;
 export type QuarantineEntry = z.infer<typeof quarantineEntrySchema>;
 /** What a reconciliation found. */
 export type ReconcileSummary = z.infer<typeof reconcileSummarySchema>;
+/** The last webhook event acted on. */
+export type WebhookSeen = z.infer<typeof webhookSeenSchema>;
 
 /** The whole state document as stored. */
 export const stateDocumentSchema = z.object({

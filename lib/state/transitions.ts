@@ -96,7 +96,9 @@ export type ConnectionEvent =
     forgetUnidentifiedBefore?: number;
   }
   /** A reconciliation finished. */
-  | { type: "reconciled"; summary: ReconcileSummary };
+  | { type: "reconciled"; summary: ReconcileSummary }
+  /** A Mailchimp webhook event was acted on (`firedAt`: its `fired_at`, when readable). */
+  | { type: "webhook"; at: number; firedAt: number | null; eventType: string };
 
 function _iso(ms: number): string {
   return new Date(ms).toISOString();
@@ -161,6 +163,16 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
       return { ...state, quarantine: _quarantine(state.quarantine, event) };
     case "reconciled":
       return { ...state, last_reconcile: event.summary };
+    case "webhook":
+      return {
+        ...state,
+        last_webhook: {
+          received_at: _iso(event.at),
+          fired_at: event.firedAt === null ? null : _iso(event.firedAt),
+          type: event.eventType,
+          count: (state.last_webhook?.count ?? 0) + 1,
+        },
+      };
   }
 }
 
