@@ -195,12 +195,13 @@ export class WindowReader {
         // in it, and one that changed is stamped at or after U: the window is complete.
         doneBefore = upper;
       } else {
+        // Malformed members with a readable time count too: they are quarantined, and a page
+        // of nothing else must still make progress.
         let lastIn = -Infinity;
-        for (let i = times.length - 1; i >= 0; i--) {
-          if (inWindow(times[i]!)) {
-            lastIn = times[i]!;
-            break;
-          }
+        for (const t of times) if (inWindow(t) && t > lastIn) lastIn = t;
+        for (const m of page.invalid) {
+          const t = m.lastChangedMs;
+          if (t !== undefined && inWindow(t) && t > lastIn) lastIn = t;
         }
         if (lastIn === -Infinity) {
           if (++stalled > 3) {
