@@ -7,7 +7,10 @@
  *
  * @module
  */
-import { deployArgs, loadConfig, scheduleFromEnv, USAGE } from "./lib/config/config.ts";
+import { loadConfig } from "./lib/config/config.ts";
+import { deployArgs } from "./lib/config/deploy_args.ts";
+import { scheduleFromEnv } from "./lib/config/schedule.ts";
+import { USAGE } from "./lib/config/usage.ts";
 import { systemClock } from "./lib/clock/clock.ts";
 import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
 import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
