@@ -9,7 +9,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import type { Config } from "../config/config.ts";
 import { AlertManager } from "../freshness/alerts.ts";
-import { Metrics, serveMetrics } from "../freshness/metrics.ts";
+import { Metrics, serveMetrics } from "../metrics/metrics.ts";
 import { buildStatusReport, formatStatusTable } from "../freshness/status_report.ts";
 import type { StateStore } from "../state/store.ts";
 import { SyncService } from "./sync_service.ts";

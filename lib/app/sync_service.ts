@@ -12,7 +12,7 @@ import type { ConnectionConfig } from "../config/config.ts";
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
 import type { AlertManager } from "../freshness/alerts.ts";
 import { freshnessOf } from "../freshness/freshness.ts";
-import type { Metrics } from "../freshness/metrics.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
 import { RateLimiter } from "../http/rate_limiter.ts";
 import { MailchimpClient } from "../mailchimp/client.ts";

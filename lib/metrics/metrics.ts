@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { errorText } from "../log/error_text.ts";
 
 /** The APIs whose requests are counted. */
 export type MetricsApi = "mailchimp" | "ometria";
@@ -188,7 +189,7 @@ export function serveMetrics(options: ServeMetricsOptions): MetricsServer {
     try {
       report = health();
     } catch (error) {
-      report = { ok: false, detail: error instanceof Error ? error.message : String(error) };
+      report = { ok: false, detail: errorText(error) };
     }
     const body = report.detail === undefined
       ? { ok: report.ok }

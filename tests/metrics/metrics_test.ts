@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Metrics, serveMetrics } from "../../lib/freshness/metrics.ts";
+import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
 
 /** Parses exposition text into sample lines `name{labels}` → value, checking each line's shape. */
 function parseSamples(text: string): Map<string, number> {
