@@ -7,18 +7,24 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
-import type { Config } from "../config/config.ts";
+import { type Config, configSecrets } from "../config/config.ts";
 import { AlertManager } from "../freshness/alerts.ts";
-import { Metrics, serveMetrics } from "../metrics/metrics.ts";
+import { errorText } from "../log/error_text.ts";
+import { Metrics, type MetricsServer, serveMetrics } from "../metrics/metrics.ts";
 import { buildStatusReport, formatStatusTable } from "../freshness/status_report.ts";
-import type { StateStore } from "../state/store.ts";
+import { StateError, type StateStore } from "../state/store.ts";
 import { SyncService } from "./sync_service.ts";
 
 /** How long queued alerts may still be delivered when the program ends. */
 const ALERT_DRAIN_MS = 5_000;
 
-/** Exit codes: 0 all good, 1 a list failed (or is behind, for `status --check`), 2 usage. */
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+/**
+ * Exit codes: 0 all good, 1 a list failed (or is behind, for `status --check`), 2 usage,
+ * configuration or state error, 3 a `--once` run stopped by SIGINT/SIGTERM before it
+ * finished (its checkpoint is kept; the next run resumes), so a stopped run never reads as
+ * "everything synced".
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 3 } as const;
 
 /** A cron registration function with `Deno.cron`'s shape. */
 export type CronFn = (
@@ -53,6 +59,8 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
       return await resetCommand(config, deps);
     case "sync":
       return await syncCommand(config, deps);
+    case "reconcile":
+      return reconcileCommand(config, deps);
     default:
       throw new RangeError(`Cannot run '${config.command}' here: main.ts dispatches it`);
   }
@@ -63,13 +71,18 @@ async function statusCommand(config: Config, deps: CliDeps): Promise<number> {
   const states = await deps.store.list();
   const byId = new Map(states.map((s) => [s.id, s]));
   const filter = new Set(config.listIds);
+  // The threshold a connection was last run with is stored with it: the same state file
+  // must give the same answer whoever asks, whatever their environment says.
   const rows = config.connections.length > 0
-    ? config.connections.map((c) => ({
-      id: c.id,
-      list_id: c.listId,
-      threshold_seconds: c.thresholdSeconds,
-      state: byId.get(c.id),
-    }))
+    ? config.connections.map((c) => {
+      const state = byId.get(c.id);
+      return {
+        id: c.id,
+        list_id: c.listId,
+        threshold_seconds: state?.threshold_seconds ?? c.thresholdSeconds,
+        state,
+      };
+    })
     : states
       .filter((s) => filter.size === 0 || filter.has(s.id) || filter.has(s.list_id))
       .map((s) => ({
@@ -119,6 +132,25 @@ async function resetCommand(config: Config, deps: CliDeps): Promise<number> {
   return missing > 0 ? EXIT.failed : EXIT.ok;
 }
 
+/**
+ * `reconcile [ids…]`: a full comparison of each list with Ometria. Not implemented yet; the
+ * configuration (lists, keys, options) is already read like `sync`'s.
+ */
+function reconcileCommand(_config: Config, deps: CliDeps): number {
+  deps.logger.error("reconcile is not implemented yet: use 'reset <ids…>' then a sync instead.");
+  return EXIT.usage;
+}
+
+/**
+ * What to tell a user when the state cannot be saved: what failed and where (the store's
+ * message), that the last saved state stands, and what to do.
+ */
+export function stateFailureAdvice(error: StateError): string {
+  return `${
+    error.message.replace(/\.$/, "")
+  }. The last saved state is kept and the next run resumes from it. Check that the folder is writable and the disk has free space (or pass another --state).`;
+}
+
 /** Builds the service for a config (shared by sync and the daemon). */
 function serviceFor(
   config: Config,
@@ -156,31 +188,49 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
     logger,
     fetch: deps.fetch,
     repeatMinutes: config.alertRepeatMinutes,
+    secrets: configSecrets(config),
     ...(config.alertWebhookUrl ? { webhookUrl: config.alertWebhookUrl } : {}),
   });
   const metrics = new Metrics();
   const service = serviceFor(config, deps, { alerts, metrics });
   let metricsServer: { close(): Promise<void> } | undefined;
-  try {
+  let code: number = EXIT.ok;
+  const body = async (): Promise<number> => {
     if (config.metricsPort !== undefined) {
-      const server = serviceMetrics(config, metrics, deps);
-      metricsServer = server;
-      logger.info("Metrics at {url}", { url: server.url });
+      const listening = _listenForMetrics(config, metrics, deps);
+      if (typeof listening === "string") {
+        logger.fatal(listening);
+        return EXIT.usage;
+      }
+      metricsServer = listening;
+      logger.info("Metrics at {url}", { url: listening.url });
     }
     const runTick = () =>
       service.tick({ force: config.force, signal: deps.stop, hardSignal: deps.hardStop });
     if (config.once) {
-      const result = await runTick();
-      return result.failed ? EXIT.failed : EXIT.ok;
+      let code: number;
+      try {
+        const result = await runTick();
+        code = deps.stop.aborted ? EXIT.interrupted : result.failed ? EXIT.failed : EXIT.ok;
+      } catch (error) {
+        if (!(error instanceof StateError)) throw error;
+        logger.fatal(stateFailureAdvice(error));
+        code = EXIT.usage;
+      }
+      if (code === EXIT.interrupted) {
+        logger.warn("Stopped before the run finished: exit {code}; the next run resumes.", {
+          code,
+        });
+      }
+      return code;
     }
 
     // A tick never throws for one connection; anything else (the store failing) is logged
-    // and the daemon carries on with the next tick.
+    // and the daemon carries on with the next tick, which retries the write.
     const guardedTick = () =>
       runTick().catch((error) => {
-        logger.error("A tick failed: {error}", {
-          error: error instanceof Error ? error.message : String(error),
-        });
+        if (error instanceof StateError) logger.error(stateFailureAdvice(error));
+        else logger.error("A tick failed: {error}", { error: errorText(error) });
       });
     let running: Promise<unknown> | undefined;
     const cronAbort = new AbortController();
@@ -198,7 +248,9 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
             // A long run must not hide a connection falling behind: alerts and metrics are
             // still evaluated on schedule.
             logger.debug("Skipping a tick: the previous one is still running");
-            await service.evaluateFreshness();
+            await service.evaluateFreshness().catch((error) => {
+              logger.error("Evaluating freshness failed: {error}", { error: errorText(error) });
+            });
             return;
           }
           running = guardedTick().finally(() => running = undefined);
@@ -222,8 +274,22 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
       cronAbort.abort();
       await running;
     }
+  };
+  try {
+    code = await body();
   } finally {
-    await deps.store.flush();
+    try {
+      await deps.store.flush();
+    } catch (error) {
+      if (error instanceof StateError) {
+        // Already reported by the tick that failed to write, unless this is the first time.
+        if (code !== EXIT.usage) logger.fatal(stateFailureAdvice(error));
+        code = EXIT.usage;
+      } else {
+        logger.fatal("Cannot save the state: {error}", { error: errorText(error) });
+        code = EXIT.failed;
+      }
+    }
     // Alerts still queued get a few seconds (a dead webhook must not hold up a --once run
     // or a shutdown); what is left is logged as dropped by close().
     const grace = new AbortController();
@@ -236,13 +302,30 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
     await alerts.close();
     await metricsServer?.close();
   }
+  return code;
 }
 
-function serviceMetrics(config: Config, metrics: Metrics, deps: CliDeps) {
-  return serveMetrics({
-    metrics,
-    hostname: config.metricsHost,
-    port: config.metricsPort!,
-    health: () => ({ ok: !deps.stop.aborted }),
-  });
+/**
+ * Starts the metrics listener, or says which setting to change when it cannot listen (the
+ * port taken, an address that is not this machine's). Both are configuration errors.
+ */
+function _listenForMetrics(
+  config: Config,
+  metrics: Metrics,
+  deps: CliDeps,
+): MetricsServer | string {
+  try {
+    return serveMetrics({
+      metrics,
+      hostname: config.metricsHost,
+      port: config.metricsPort!,
+      health: () => ({ ok: !deps.stop.aborted }),
+    });
+  } catch (error) {
+    const why = errorText(error).replace(/\s*\(os error \d+\)$/, "");
+    if (error instanceof Deno.errors.AddrInUse) {
+      return `METRICS_PORT=${config.metricsPort} cannot be used: the port is already in use on ${config.metricsHost} (${why}). Choose a free port or unset METRICS_PORT.`;
+    }
+    return `METRICS_HOST=${config.metricsHost} cannot be listened on (${why}): set METRICS_HOST to an address of this machine (e.g. 127.0.0.1, or 0.0.0.0 for every interface), or check METRICS_PORT=${config.metricsPort}.`;
+  }
 }
