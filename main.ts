@@ -114,6 +114,15 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
         ometriaPort: config.ometriaPort,
       });
     }
+    if (config.command === "healthcheck") {
+      const { runHealthcheck } = await import("./lib/app/healthcheck.ts");
+      return await runHealthcheck({
+        fetch: globalThis.fetch,
+        port: config.metricsPort,
+        host: config.metricsHost,
+        write: (t) => console.error(t),
+      });
+    }
     if (config.command === "bench") {
       const self = _sourceEntryPoint();
       if (self === undefined) {

@@ -16,6 +16,7 @@ export const COMMANDS = [
   "demo",
   "simulate",
   "bench",
+  "healthcheck",
 ] as const;
 /** One subcommand. */
 export type Command = typeof COMMANDS[number];

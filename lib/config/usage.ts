@@ -10,7 +10,7 @@ export const USAGE = `Usage:
   main.ts reconcile [--once] [--force] [--state …] [--connections <file>] <list_id…>
   main.ts status [--json] [--check] [--state …] [--connections <file>] [list_id…]
   main.ts reset [--state …] <list_id…>
-  main.ts demo | bench
+  main.ts demo | bench | healthcheck
   main.ts simulate [--mailchimp-port <port>] [--ometria-port <port>]
 
 Exit codes: 0 ok, 1 a list failed (status --check: a list is behind), 2 usage, configuration
