@@ -26,10 +26,10 @@ export interface SimulateOptions {
 }
 
 /** The lists the simulated Mailchimp account has. */
-export const SIMULATED_LISTS = ["list000001", "list000002"] as const;
+const SIMULATED_LISTS = ["list000001", "list000002"] as const;
 
 /** The state file the printed commands use (listed in .gitignore). */
-export const SIMULATED_STATE = "./sim_state.json";
+const SIMULATED_STATE = "./sim_state.json";
 
 /**
  * Starts both simulators and serves until `signal` aborts; returns the exit code: 0, or 2

@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 
 /** The subcommands `main.ts` understands. */
-export const COMMANDS = [
+const COMMANDS = [
   "sync",
   "reconcile",
   "status",

@@ -16,7 +16,7 @@ const httpUrl = z
   .transform((u) => u.replace(/\/+$/, ""));
 
 /** Schema of one connection entry. */
-export const connectionEntrySchema = z.strictObject({
+const connectionEntrySchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, "must be 1-100 letters, digits, '.', '-' or '_'"),
   list_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be a Mailchimp list id"),
   mailchimp_api_key_env: envName,

@@ -109,7 +109,7 @@ function choiceVar<T extends string>(
 }
 
 /** An API key variable: trimmed, and refused when it could not be sent as a header. */
-export function apiKeyVar(name: string) {
+function apiKeyVar(name: string) {
   return z
     .string()
     .optional()
@@ -126,7 +126,7 @@ export function apiKeyVar(name: string) {
 }
 
 /** Schema of the environment. Defaults are the original tool's. */
-export const envSchema = z.object({
+const envSchema = z.object({
   MAILCHIMP_API_KEY: apiKeyVar("MAILCHIMP_API_KEY"),
   OMETRIA_API_KEY: apiKeyVar("OMETRIA_API_KEY"),
   MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS: intVar(

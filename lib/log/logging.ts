@@ -35,7 +35,7 @@ export interface LoggingOptions {
 }
 
 /** The root category of every logger of this program. */
-export const ROOT_CATEGORY = "sync";
+const ROOT_CATEGORY = "sync";
 
 /**
  * Configures LogTape for the whole process and returns the root logger. Call `dispose`
@@ -94,7 +94,7 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<Logger
  * LogTape's own JSON formatter renders values with `inspect`, which quotes strings inside
  * the message (`"\"Mailchimp\" …"`).
  */
-export function jsonLinesFormatter(record: LogRecord): string {
+function jsonLinesFormatter(record: LogRecord): string {
   let message = "";
   for (const [i, part] of record.message.entries()) {
     message += i % 2 === 0 ? String(part) : _plain(part);

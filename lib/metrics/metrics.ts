@@ -67,11 +67,6 @@ export class Metrics {
     if (status === 429) this.#http429[api] += 1;
   }
 
-  /** Forgets a connection (removed from the configuration), so its series disappear. */
-  removeConnection(id: string): void {
-    this.#connections.delete(id);
-  }
-
   /** The registry in Prometheus text exposition format 0.0.4. */
   render(): string {
     // Appending to one string (a rope in V8) measured faster than an array join: about 5 ms
