@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { errorText } from "../log/error_text.ts";
 import { Cron } from "croner";
 
 function _nearest(value: number, choices: readonly number[]): number {
@@ -47,7 +48,7 @@ export function cronProblem(text: string): string | undefined {
   try {
     new Cron(text.trim(), { paused: true }).stop();
   } catch (error) {
-    const why = (error instanceof Error ? error.message : String(error))
+    const why = errorText(error)
       .replace(/^CronPattern:\s*/, "");
     return `SYNC_SCHEDULE "${text.trim()}" is not a valid cron expression (${why}); use ${example}.`;
   }
