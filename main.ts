@@ -3,20 +3,21 @@
  *
  * The only module that touches the process: it reads `Deno.args` and `Deno.env`, installs
  * the signal handlers, wires the real fetch, clock, logger and store, and decides the exit
- * code (0 ok, 1 a list failed, 2 usage, configuration or state errors).
+ * code (0 ok, 1 a list failed, 2 usage, configuration or state errors, 3 a `--once` run
+ * stopped by a signal). The demo, the simulators and the benchmark are loaded with
+ * `import()` only when chosen, so the production import graph holds production code only.
  *
  * @module
  */
-import { loadConfig, USAGE } from "./lib/config/config.ts";
+import { configSecrets, envSecrets, loadConfig } from "./lib/config/config.ts";
+import { USAGE } from "./lib/config/usage.ts";
 import { systemClock } from "./lib/clock/clock.ts";
 import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
 import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
 import { StateError, type StateStore } from "./lib/state/store.ts";
-import { EXIT, runCommand } from "./lib/app/cli.ts";
+import { EXIT, runCommand, stateFailureAdvice } from "./lib/app/cli.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
-import { runDemo } from "./lib/app/demo.ts";
-import { runSimulate } from "./lib/sim/simulate.ts";
-import { runBench } from "./lib/app/bench.ts";
+import { errorText, redact } from "./lib/log/error_text.ts";
 
 const GRACE_MS = 8_000;
 
@@ -52,12 +53,14 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     return EXIT.usage;
   }
   const config = result.config;
+  const secrets = [...configSecrets(config), ...envSecrets(env)];
 
   const logFileAllowed = config.logFile !== undefined && canUseFiles(config.logFile);
   const logger = await setupLogging({
     level: config.logLevel,
     file: logFileAllowed ? config.logFile : undefined,
     format: config.logFormat,
+    secrets,
   });
   if (config.logFile !== undefined && !logFileAllowed && env.LOG_FILE !== undefined) {
     logger.warn(
@@ -66,7 +69,9 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
       { path: config.logFile },
     );
   }
-  if (config.command === "sync") { for (const warning of config.warnings) logger.warn(warning); }
+  if (config.command === "sync" || config.command === "reconcile") {
+    for (const warning of config.warnings) logger.warn(warning);
+  }
 
   const stop = new AbortController();
   const hardStop = new AbortController();
@@ -93,6 +98,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
 
   try {
     if (config.command === "demo") {
+      const { runDemo } = await import("./lib/app/demo.ts");
       return await runDemo({
         logger,
         clock: systemClock,
@@ -102,9 +108,36 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
       });
     }
     if (config.command === "simulate") {
-      return await runSimulate({ logger, write: (t) => console.log(t), signal: stop.signal });
+      const { runSimulate } = await import("./lib/app/simulate.ts");
+      return await runSimulate({
+        logger,
+        write: (t) => console.log(t),
+        writeError: (t) => console.error(t),
+        signal: stop.signal,
+        mailchimpPort: config.mailchimpPort,
+        ometriaPort: config.ometriaPort,
+      });
+    }
+    if (config.command === "healthcheck") {
+      const { runHealthcheck } = await import("./lib/app/healthcheck.ts");
+      return await runHealthcheck({
+        fetch: globalThis.fetch,
+        port: config.metricsPort,
+        host: config.metricsHost,
+        write: (t) => console.error(t),
+      });
     }
     if (config.command === "bench") {
+      const self = _sourceEntryPoint();
+      if (self === undefined) {
+        console.error(
+          "bench runs the sync as `deno run main.ts` in child processes, so it needs the deno " +
+            "executable and the repository's main.ts; this compiled binary or bundle has " +
+            "neither. Run `deno task bench` in a checkout of the repository instead.",
+        );
+        return EXIT.usage;
+      }
+      const { runBench } = await import("./lib/app/bench.ts");
       const baseEnv: Record<string, string> = {};
       for (
         const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"]
@@ -123,7 +156,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
             "--allow-env",
             "--allow-read",
             "--allow-write",
-            new URL(import.meta.url).pathname,
+            self,
           ],
         },
       });
@@ -138,13 +171,14 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
       });
     } catch (error) {
       if (error instanceof StateError) {
-        logger.fatal(error.message);
+        logger.fatal(redact(error.message, secrets));
         return EXIT.usage;
       }
       throw error;
     }
+    let code: number;
     try {
-      return await runCommand(config, {
+      code = await runCommand(config, {
         clock: systemClock,
         logger,
         fetch: globalThis.fetch,
@@ -157,17 +191,65 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
       });
     } catch (error) {
       // Not a list's failure (those are reported per list): the program itself could not go
-      // on, e.g. the state could not be written. What was saved before stays valid.
-      logger.fatal("Stopped: {error}", {
-        error: error instanceof Error ? error.message : String(error),
-      });
-      return EXIT.failed;
-    } finally {
-      await store.close();
+      // on. What was saved before stays valid.
+      if (error instanceof StateError) {
+        logger.fatal(stateFailureAdvice(error));
+        code = EXIT.usage;
+      } else {
+        logger.fatal("Stopped: {error}", { error: errorText(error, secrets) });
+        code = EXIT.failed;
+      }
     }
+    try {
+      await store.close();
+    } catch (error) {
+      if (!(error instanceof StateError)) throw error;
+      // A write that failed during the command was reported (exit 2) already.
+      if (code !== EXIT.usage) logger.fatal(stateFailureAdvice(error));
+      code = EXIT.usage;
+    }
+    return code;
   } finally {
     for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
     await shutdownLogging();
+  }
+}
+
+/**
+ * The path of this program's main.ts when it runs from source with the deno executable;
+ * undefined in a compiled binary (whose executable is not deno) or a bundle (which is not
+ * main.ts), where `deno run main.ts` cannot be spawned.
+ */
+function _sourceEntryPoint(): string | undefined {
+  const url = new URL(import.meta.url);
+  const executable = Deno.execPath().split(/[\\/]/).pop() ?? "";
+  if (url.protocol !== "file:" || !url.pathname.endsWith("/main.ts")) return undefined;
+  if (!/^deno(\.exe)?$/.test(executable)) return undefined;
+  return url.pathname;
+}
+
+/**
+ * `main` for the process: whatever escapes it is reported in one line without a stack
+ * trace (with every key redacted) and exits 1, so no failure reaches a user as
+ * "Uncaught (in promise)".
+ */
+async function guardedMain(
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<number> {
+  try {
+    return await main(args, env);
+  } catch (error) {
+    const secrets = envSecrets(env);
+    if (error instanceof StateError) {
+      console.error(redact(stateFailureAdvice(error), secrets));
+      return EXIT.usage;
+    }
+    console.error(
+      `Stopped by an unexpected error: ${errorText(error, secrets)}. ` +
+        "This is a bug; please report it with the log.",
+    );
+    return EXIT.failed;
   }
 }
 
@@ -219,5 +301,5 @@ if (onDeploy) {
     for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
   });
 } else {
-  Deno.exitCode = await main(Deno.args, env);
+  Deno.exitCode = await guardedMain(Deno.args, env);
 }

@@ -7,19 +7,25 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
-import type { Config } from "../config/config.ts";
+import { type Config, configSecrets } from "../config/config.ts";
 import { AlertManager } from "../freshness/alerts.ts";
-import { Metrics, serveMetrics } from "../freshness/metrics.ts";
+import { errorText } from "../log/error_text.ts";
+import { Metrics, type MetricsServer, serveMetrics } from "../metrics/metrics.ts";
 import { buildStatusReport, formatStatusTable } from "../freshness/status_report.ts";
-import type { StateStore } from "../state/store.ts";
+import { StateError, type StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
-import { SyncService } from "./sync_service.ts";
+import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
 
 /** How long queued alerts may still be delivered when the program ends. */
 const ALERT_DRAIN_MS = 5_000;
 
-/** Exit codes: 0 all good, 1 a list failed (or is behind, for `status --check`), 2 usage. */
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+/**
+ * Exit codes: 0 all good, 1 a list failed (or is behind, for `status --check`), 2 usage,
+ * configuration or state error, 3 a `--once` run stopped by SIGINT/SIGTERM before it
+ * finished (its checkpoint is kept; the next run resumes), so a stopped run never reads as
+ * "everything synced".
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 3 } as const;
 
 /** A cron registration function with `Deno.cron`'s shape. */
 export type CronFn = (
@@ -54,6 +60,8 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
       return await resetCommand(config, deps);
     case "sync":
       return await syncCommand(config, deps);
+    case "reconcile":
+      return reconcileCommand(config, deps);
     default:
       throw new RangeError(`Cannot run '${config.command}' here: main.ts dispatches it`);
   }
@@ -64,13 +72,18 @@ async function statusCommand(config: Config, deps: CliDeps): Promise<number> {
   const states = await deps.store.list();
   const byId = new Map(states.map((s) => [s.id, s]));
   const filter = new Set(config.listIds);
+  // The threshold a connection was last run with is stored with it: the same state file
+  // must give the same answer whoever asks, whatever their environment says.
   const rows = config.connections.length > 0
-    ? config.connections.map((c) => ({
-      id: c.id,
-      list_id: c.listId,
-      threshold_seconds: c.thresholdSeconds,
-      state: byId.get(c.id),
-    }))
+    ? config.connections.map((c) => {
+      const state = byId.get(c.id);
+      return {
+        id: c.id,
+        list_id: c.listId,
+        threshold_seconds: state?.threshold_seconds ?? c.thresholdSeconds,
+        state,
+      };
+    })
     : states
       .filter((s) => filter.size === 0 || filter.has(s.id) || filter.has(s.list_id))
       .map((s) => ({
@@ -119,6 +132,76 @@ async function resetCommand(config: Config, deps: CliDeps): Promise<number> {
   return missing > 0 ? EXIT.failed : EXIT.ok;
 }
 
+/**
+ * `reconcile [ids…]`: compares each list's ids in Mailchimp with those pushed to Ometria now
+ * (all configured connections when no id is given), opts out orphans and pushes members
+ * polling missed. Exit 0 when every reconciliation finished, 1 when one failed.
+ */
+async function reconcileCommand(config: Config, deps: CliDeps): Promise<number> {
+  const alerts = _alertsFor(config, deps);
+  const service = serviceFor(config, deps, { alerts });
+  try {
+    const results = await service.reconcile(config.connections.map((c) => c.id), deps.stop);
+    for (const r of results) {
+      const s = r.summary;
+      deps.write(
+        s === undefined
+          ? `${r.id}: ${r.outcome}${r.error ? `: ${r.error}` : ""}\n`
+          : r.seeded
+          ? `${r.id}: ledger started from Mailchimp's ${s.mailchimp_members} member id(s)\n`
+          : `${r.id}: ${s.mailchimp_members} in Mailchimp, ${s.ledger_members} pushed before, ` +
+            `${s.orphans} orphan(s) opted out, ${s.missing} missed member(s) pushed\n`,
+      );
+    }
+    const skipped = config.connections.length - results.length;
+    if (skipped > 0) {
+      deps.write(`${skipped} connection(s) skipped: another process is running them.\n`);
+    }
+    if (deps.stop.aborted) return EXIT.interrupted;
+    return results.some((r) => r.outcome !== "ok") ? EXIT.failed : EXIT.ok;
+  } finally {
+    await deps.store.flush();
+    await _drainAlerts(alerts, deps);
+  }
+}
+
+/** The alert manager of a command that syncs or reconciles. */
+function _alertsFor(config: Config, deps: CliDeps): AlertManager {
+  return new AlertManager({
+    clock: deps.clock,
+    logger: deps.logger,
+    fetch: deps.fetch,
+    repeatMinutes: config.alertRepeatMinutes,
+    secrets: configSecrets(config),
+    ...(config.alertWebhookUrl ? { webhookUrl: config.alertWebhookUrl } : {}),
+  });
+}
+
+/**
+ * Alerts still queued get a few seconds (a dead webhook must not hold up a --once run or a
+ * shutdown); what is left is logged as dropped by close().
+ */
+async function _drainAlerts(alerts: AlertManager, deps: CliDeps): Promise<void> {
+  const grace = new AbortController();
+  const timer = setTimeout(() => grace.abort(), ALERT_DRAIN_MS);
+  try {
+    await alerts.drain(AbortSignal.any([deps.hardStop, grace.signal]));
+  } finally {
+    clearTimeout(timer);
+  }
+  await alerts.close();
+}
+
+/**
+ * What to tell a user when the state cannot be saved: what failed and where (the store's
+ * message), that the last saved state stands, and what to do.
+ */
+export function stateFailureAdvice(error: StateError): string {
+  return `${
+    error.message.replace(/\.$/, "")
+  }. The last saved state is kept and the next run resumes from it. Check that the folder is writable and the disk has free space (or pass another --state).`;
+}
+
 /** Builds the service for a config (shared by sync and the daemon). */
 function serviceFor(
   config: Config,
@@ -141,8 +224,28 @@ function serviceFor(
     mailchimpTimeoutSeconds: config.mailchimpTimeoutSeconds,
     marginSeconds: config.mailchimpClockMarginSeconds,
     ometriaMaxRequestsPerSecond: config.ometriaMaxRequestsPerSecond,
+    ometriaBatchSize: config.ometriaBatchSize,
+    reconcileEveryHours: config.reconcileEveryHours,
+    secrets: configSecrets(config),
+    ...(extras.alerts ? { onDiverged: _divergedAlert(extras.alerts) } : {}),
     ...extras,
   });
+}
+
+/** Raises `connection.diverged` for a reconciliation that repaired something. */
+function _divergedAlert(alerts: AlertManager): NonNullable<SyncServiceOptions["onDiverged"]> {
+  return (connection, result, state) => {
+    if (!result.summary) return;
+    alerts.diverged(
+      {
+        id: connection.id,
+        list_id: connection.listId,
+        threshold_seconds: connection.thresholdSeconds,
+      },
+      state,
+      result.summary,
+    );
+  };
 }
 
 /**
@@ -150,37 +253,48 @@ function serviceFor(
  * from cron until a stop signal, never two ticks at once.
  */
 async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
-  const { logger, clock } = deps;
-  const alerts = new AlertManager({
-    clock,
-    logger,
-    fetch: deps.fetch,
-    repeatMinutes: config.alertRepeatMinutes,
-    ...(config.alertWebhookUrl ? { webhookUrl: config.alertWebhookUrl } : {}),
-  });
+  const { logger } = deps;
+  const alerts = _alertsFor(config, deps);
   const metrics = new Metrics();
   const service = serviceFor(config, deps, { alerts, metrics });
   let metricsServer: { close(): Promise<void> } | undefined;
-  try {
+  let code: number = EXIT.ok;
+  const body = async (): Promise<number> => {
     if (config.metricsPort !== undefined) {
-      const server = serviceMetrics(config, metrics, deps);
-      metricsServer = server;
-      logger.info("Metrics at {url}", { url: server.url });
+      const listening = _listenForMetrics(config, metrics, deps);
+      if (typeof listening === "string") {
+        logger.fatal(listening);
+        return EXIT.usage;
+      }
+      metricsServer = listening;
+      logger.info("Metrics at {url}", { url: listening.url });
     }
     const runTick = () =>
       service.tick({ force: config.force, signal: deps.stop, hardSignal: deps.hardStop });
     if (config.once) {
-      const result = await runTick();
-      return result.failed ? EXIT.failed : EXIT.ok;
+      let code: number;
+      try {
+        const result = await runTick();
+        code = deps.stop.aborted ? EXIT.interrupted : result.failed ? EXIT.failed : EXIT.ok;
+      } catch (error) {
+        if (!(error instanceof StateError)) throw error;
+        logger.fatal(stateFailureAdvice(error));
+        code = EXIT.usage;
+      }
+      if (code === EXIT.interrupted) {
+        logger.warn("Stopped before the run finished: exit {code}; the next run resumes.", {
+          code,
+        });
+      }
+      return code;
     }
 
     // A tick never throws for one connection; anything else (the store failing) is logged
-    // and the daemon carries on with the next tick.
+    // and the daemon carries on with the next tick, which retries the write.
     const guardedTick = () =>
       runTick().catch((error) => {
-        logger.error("A tick failed: {error}", {
-          error: error instanceof Error ? error.message : String(error),
-        });
+        if (error instanceof StateError) logger.error(stateFailureAdvice(error));
+        else logger.error("A tick failed: {error}", { error: errorText(error) });
       });
     let running: Promise<unknown> | undefined;
     const cronAbort = new AbortController();
@@ -198,7 +312,9 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
             // A long run must not hide a connection falling behind: alerts and metrics are
             // still evaluated on schedule.
             logger.debug("Skipping a tick: the previous one is still running");
-            await service.evaluateFreshness();
+            await service.evaluateFreshness().catch((error) => {
+              logger.error("Evaluating freshness failed: {error}", { error: errorText(error) });
+            });
             return;
           }
           running = guardedTick().finally(() => running = undefined);
@@ -222,27 +338,49 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
       cronAbort.abort();
       await running;
     }
+  };
+  try {
+    code = await body();
   } finally {
-    await deps.store.flush();
-    // Alerts still queued get a few seconds (a dead webhook must not hold up a --once run
-    // or a shutdown); what is left is logged as dropped by close().
-    const grace = new AbortController();
-    const timer = setTimeout(() => grace.abort(), ALERT_DRAIN_MS);
     try {
-      await alerts.drain(AbortSignal.any([deps.hardStop, grace.signal]));
-    } finally {
-      clearTimeout(timer);
+      await deps.store.flush();
+    } catch (error) {
+      if (error instanceof StateError) {
+        // Already reported by the tick that failed to write, unless this is the first time.
+        if (code !== EXIT.usage) logger.fatal(stateFailureAdvice(error));
+        code = EXIT.usage;
+      } else {
+        logger.fatal("Cannot save the state: {error}", { error: errorText(error) });
+        code = EXIT.failed;
+      }
     }
-    await alerts.close();
+    await _drainAlerts(alerts, deps);
     await metricsServer?.close();
   }
+  return code;
 }
 
-function serviceMetrics(config: Config, metrics: Metrics, deps: CliDeps) {
-  return serveMetrics({
-    metrics,
-    hostname: config.metricsHost,
-    port: config.metricsPort!,
-    health: () => ({ ok: !deps.stop.aborted }),
-  });
+/**
+ * Starts the metrics listener, or says which setting to change when it cannot listen (the
+ * port taken, an address that is not this machine's). Both are configuration errors.
+ */
+function _listenForMetrics(
+  config: Config,
+  metrics: Metrics,
+  deps: CliDeps,
+): MetricsServer | string {
+  try {
+    return serveMetrics({
+      metrics,
+      hostname: config.metricsHost,
+      port: config.metricsPort!,
+      health: () => ({ ok: !deps.stop.aborted }),
+    });
+  } catch (error) {
+    const why = errorText(error).replace(/\s*\(os error \d+\)$/, "");
+    if (error instanceof Deno.errors.AddrInUse) {
+      return `METRICS_PORT=${config.metricsPort} cannot be used: the port is already in use on ${config.metricsHost} (${why}). Choose a free port or unset METRICS_PORT.`;
+    }
+    return `METRICS_HOST=${config.metricsHost} cannot be listened on (${why}): set METRICS_HOST to an address of this machine (e.g. 127.0.0.1, or 0.0.0.0 for every interface), or check METRICS_PORT=${config.metricsPort}.`;
+  }
 }

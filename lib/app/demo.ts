@@ -98,15 +98,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       started = clock.now();
       const result = await service.runOnce(LIST_ID, options.signal);
       if (options.isTerminal) write("\n");
-      const seconds = (result.durationMs / 1000).toFixed(1);
-      const rate = fmt.format(
-        Math.round(result.pushed / Math.max(0.001, result.durationMs / 1000)),
-      );
       write(
         `${name}: ${result.outcome}, read ${fmt.format(result.read)}, pushed ${
           fmt.format(result.pushed)
         }, ` +
-          `rejected ${result.rejected} in ${seconds}s (${rate} members/s; ` +
+          `rejected ${result.rejected} in ${_took(result.durationMs, result.pushed, fmt)} (` +
           `${result.mailchimpRequests} Mailchimp + ${result.ometriaRequests} Ometria requests)\n`,
       );
       return result;
@@ -142,4 +138,14 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     await mailchimp.close();
     await ometria.close();
   }
+}
+
+/**
+ * How long a run took, for the summary. A rate is only meaningful over a second or more:
+ * 500 members pushed in 6 ms are not "83,333 members/s".
+ */
+function _took(durationMs: number, pushed: number, fmt: Intl.NumberFormat): string {
+  if (durationMs < 1000) return `${Math.round(durationMs)} ms`;
+  const rate = fmt.format(Math.round(pushed / (durationMs / 1000)));
+  return `${(durationMs / 1000).toFixed(1)}s, ${rate} members/s`;
 }

@@ -15,7 +15,9 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
-import { type Config, deployArgs, loadConfig, scheduleFromEnv } from "../config/config.ts";
+import { type Config, loadConfig } from "../config/config.ts";
+import { deployArgs } from "../config/deploy_args.ts";
+import { scheduleFromEnv } from "../config/schedule.ts";
 import { setupLogging, shutdownLogging } from "../log/logging.ts";
 import { openStore } from "../state/open_store.ts";
 import type { StateStore } from "../state/store.ts";

@@ -13,7 +13,7 @@ import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.t
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
 import type { AlertManager } from "../freshness/alerts.ts";
 import { freshnessOf } from "../freshness/freshness.ts";
-import type { Metrics } from "../freshness/metrics.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
 import { RateLimiter } from "../http/rate_limiter.ts";
 import { MailchimpClient } from "../mailchimp/client.ts";
@@ -65,7 +65,13 @@ export interface SyncServiceOptions {
    */
   reconcileEveryHours?: number;
   /** Called when a reconciliation finds the copy had diverged (orphans, missed members). */
-  onDiverged?: (connection: ConnectionConfig, result: ReconcileResult) => void;
+  onDiverged?: (
+    connection: ConnectionConfig,
+    result: ReconcileResult,
+    state: ConnectionState,
+  ) => void;
+  /** Every configured secret, removed from error texts before they are stored. */
+  secrets?: readonly string[];
 }
 
 interface _Wired {
@@ -234,11 +240,15 @@ export class SyncService {
             clock: o.clock,
             logger: o.logger,
             pushConcurrency: o.pushConcurrency ?? 4,
+            secrets: o.secrets ?? [],
             ...(signal ? { signal } : {}),
           });
           results.push({ ...result, id: w.config.id });
           if (result.summary) o.metrics?.recordReconcile(w.config.id, result.summary);
-          if (result.diverged) o.onDiverged?.(w.config, result);
+          if (result.diverged && o.onDiverged) {
+            const state = await o.store.get(w.config.id);
+            if (state) o.onDiverged(w.config, result, state);
+          }
         } finally {
           await lease.release();
         }
@@ -320,6 +330,7 @@ export class SyncService {
       pageSize: o.pageSize ?? 1000,
       pushConcurrency: o.pushConcurrency ?? 4,
       marginSeconds: o.marginSeconds ?? 60,
+      secrets: o.secrets ?? [],
       ...(signal ? { signal } : {}),
       ...(hardSignal ? { hardSignal } : {}),
       ...(o.onProgress ? { onProgress: (p) => o.onProgress!(w.config.id, p) } : {}),

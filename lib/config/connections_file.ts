@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { errorText } from "../log/error_text.ts";
 
 const envName = z
   .string()
@@ -15,7 +16,7 @@ const httpUrl = z
   .transform((u) => u.replace(/\/+$/, ""));
 
 /** Schema of one connection entry. */
-export const connectionEntrySchema = z.strictObject({
+const connectionEntrySchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, "must be 1-100 letters, digits, '.', '-' or '_'"),
   list_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be a Mailchimp list id"),
   mailchimp_api_key_env: envName,
@@ -34,3 +35,51 @@ export const connectionsFileSchema = z.strictObject({
 
 /** One validated entry. */
 export type ConnectionEntry = z.infer<typeof connectionsFileSchema>["connections"][number];
+
+/** What {@linkcode readConnectionsFile} needs besides the path. */
+export interface ConnectionsFileSources {
+  /** The raw environment, where the variables the file names are looked up. */
+  env: Record<string, string | undefined>;
+  /** Reads the file's text; undefined when reading files is not allowed. */
+  readTextFile?: ((path: string) => Promise<string>) | undefined;
+}
+
+/**
+ * Reads and validates the connections file at `path`, appending every problem to `errors`
+ * (unreadable, not JSON, wrong shape, each in words that never repeat a value that may be
+ * a key). Returns the valid entries, or none when the file as a whole is unusable.
+ */
+export async function readConnectionsFile(
+  path: string,
+  sources: ConnectionsFileSources,
+  errors: string[],
+): Promise<ConnectionEntry[]> {
+  let text: string;
+  try {
+    if (!sources.readTextFile) throw new Error("reading files is not allowed here");
+    text = await sources.readTextFile(path);
+  } catch (error) {
+    errors.push(
+      `Cannot read the connections file ${path}: ${
+        errorText(error).replace(/\.$/, "")
+      }. Check the path given to --connections.`,
+    );
+    return [];
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    // V8 quotes the text around the error ("…key_env": abc…"), which may be a key pasted
+    // into the file: only the message before that excerpt is shown.
+    const message = errorText(error).replace(/,?\s*(?:\.\.\.)?".*$/s, "");
+    errors.push(`The connections file ${path} is not valid JSON: ${message}.`);
+    return [];
+  }
+  const result = connectionsFileSchema.safeParse(json);
+  if (!result.success) {
+    errors.push(`The connections file ${path} is not valid:\n${z.prettifyError(result.error)}`);
+    return [];
+  }
+  return result.data.connections;
+}

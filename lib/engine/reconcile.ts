@@ -14,6 +14,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import { errorText } from "../log/error_text.ts";
 import type { Member } from "../mailchimp/member.ts";
 import { type OmetriaRecord, toOrphanRecord } from "../mapping/contact.ts";
 import { ID_BYTES, IdSet, isMemberId, packId } from "../state/id_set.ts";
@@ -40,6 +41,8 @@ export interface ReconcileOptions {
   missingFetchLimit?: number;
   /** Ometria requests in flight at once. @default {4} */
   pushConcurrency?: number;
+  /** Every configured secret, removed from error texts. */
+  secrets?: readonly string[];
   /** Stops between requests; nothing is recorded as reconciled. */
   signal?: AbortSignal;
 }
@@ -229,7 +232,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
     return { outcome: "ok", summary, diverged, seeded: false, ...counts };
   } catch (error) {
     if (signal?.aborted) return { outcome: "aborted", diverged: false, seeded: false, ...counts };
-    const text = error instanceof Error ? error.message : String(error);
+    const text = errorText(error, o.secrets ?? []);
     log.error("Reconciliation failed: {error}", { error: text });
     return { outcome: "failed", diverged: false, seeded: false, error: text, ...counts };
   }

@@ -30,6 +30,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import type { InvalidMember, Member } from "../mailchimp/member.ts";
+import { errorText as toErrorText } from "../log/error_text.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
 import type { ConnectionState, RunProgress } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
@@ -62,6 +63,8 @@ export interface RunConnectionOptions {
   maxTiePasses?: number;
   /** Quarantined members tried again per run (one Mailchimp request each). @default {200} */
   quarantineRetries?: number;
+  /** Every configured secret, removed from error texts before they are stored. */
+  secrets?: readonly string[];
   /** Stops the run between requests and batches (graceful shutdown): progress is kept. */
   signal?: AbortSignal;
   /** Aborts requests in flight (hard stop); progress up to the last checkpoint is kept. */
@@ -296,7 +299,8 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       outcome = "aborted";
     } else {
       outcome = "failed";
-      errorText = error instanceof Error ? error.message : String(error);
+      // Stored, logged and sent by alerts: no configured secret may ride along.
+      errorText = toErrorText(error, options.secrets ?? []);
     }
   }
 

@@ -14,14 +14,15 @@
  * @module
  */
 import { isRetryableStatus } from "../http/request_json.ts";
-import { parseRetryAfter } from "../http/retry.ts";
+import { parseRetryAfter, retry, RetryError } from "../http/retry.ts";
+import { errorText, redact } from "../log/error_text.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import { freshnessOf } from "./freshness.ts";
 
 /** Stable names of alert events, used in log messages and webhook payloads. */
-export type AlertEvent = "connection.behind" | "connection.recovered";
+export type AlertEvent = "connection.behind" | "connection.recovered" | "connection.diverged";
 
 /** The JSON body POSTed to the webhook for every alert. */
 export interface AlertPayload {
@@ -36,6 +37,12 @@ export interface AlertPayload {
   last_error: string | null;
   /** Present (true) only on a reminder of an incident already alerted. */
   reminder?: true;
+  /** `connection.diverged` only: ids found gone from Mailchimp (now opted out). */
+  orphans?: number;
+  /** `connection.diverged` only: members polling had missed (now pushed). */
+  missed?: number;
+  /** `connection.diverged` only: a few of the orphan ids. */
+  orphan_ids?: string[];
 }
 
 /** Retry policy of webhook deliveries. */
@@ -48,6 +55,8 @@ export interface AlertRetryOptions {
   maxDelayMs?: number;
   /** Wall-clock time one POST may take before it is abandoned and retried. @default {10000} */
   timeoutMs?: number;
+  /** Source of backoff jitter in [0, 1) (see `retry`). @default {Math.random} */
+  random?: () => number;
 }
 
 /** Options of {@linkcode AlertManager}. */
@@ -66,6 +75,8 @@ export interface AlertManagerOptions {
   retry?: AlertRetryOptions;
   /** Deliveries kept waiting at most; beyond it the oldest is dropped. @default {1000} */
   maxPending?: number;
+  /** Secrets (API keys) to redact from `last_error` and delivery problems. @default {[]} */
+  secrets?: readonly string[];
 }
 
 /** What {@linkcode AlertManager.evaluate} needs to know about a connection's configuration. */
@@ -109,6 +120,8 @@ export class AlertManager {
   #maxDelayMs: number;
   #timeoutMs: number;
   #maxPending: number;
+  #random: () => number;
+  #secrets: readonly string[];
   #queue: _Delivery[] = [];
   #worker: Promise<void> | undefined;
   #closer = new AbortController();
@@ -124,6 +137,8 @@ export class AlertManager {
     this.#maxDelayMs = _nonNegative("retry.maxDelayMs", options.retry?.maxDelayMs ?? 60_000);
     this.#timeoutMs = _positive("retry.timeoutMs", options.retry?.timeoutMs ?? 10_000);
     this.#maxPending = Math.floor(_positive("maxPending", options.maxPending ?? 1000));
+    this.#random = options.retry?.random ?? Math.random;
+    this.#secrets = options.secrets ?? [];
     if (this.#minDelayMs > this.#maxDelayMs) {
       throw new RangeError(
         `Cannot create AlertManager as 'retry.minDelayMs' must be <= 'retry.maxDelayMs': current values ${this.#minDelayMs} and ${this.#maxDelayMs}`,
@@ -187,7 +202,7 @@ export class AlertManager {
       lag_seconds: freshness.lag_seconds,
       threshold_seconds: freshness.threshold_seconds,
       fresh_as_of: freshness.fresh_as_of,
-      last_error: state.last_error,
+      last_error: state.last_error === null ? null : redact(state.last_error, this.#secrets),
     });
 
     if (freshness.behind) {
@@ -208,6 +223,32 @@ export class AlertManager {
       return { behind_since: null, last_alert_at: null };
     }
     return { behind_since: memory.behind_since, last_alert_at: memory.last_alert_at };
+  }
+
+  /**
+   * Sends `connection.diverged` (log line at once, webhook in the background): a
+   * reconciliation found orphans or members polling missed, and repaired them. Polling should
+   * never miss a member, so this is a bug report; each reconciliation that finds a divergence
+   * is one incident and alerts once.
+   */
+  diverged(
+    conn: AlertConnection,
+    state: ConnectionState,
+    found: { orphans: number; missing: number; orphan_ids: readonly string[] },
+  ): void {
+    const nowIso = new Date(this.#clock.now()).toISOString();
+    this.#alert({
+      event: "connection.diverged",
+      connection: conn.id,
+      list_id: conn.list_id,
+      lag_seconds: null,
+      threshold_seconds: conn.threshold_seconds,
+      fresh_as_of: state.fresh_as_of,
+      last_error: state.last_error === null ? null : redact(state.last_error, this.#secrets),
+      orphans: found.orphans,
+      missed: found.missing,
+      orphan_ids: found.orphan_ids.slice(0, 10),
+    }, nowIso);
   }
 
   /**
@@ -275,6 +316,11 @@ export class AlertManager {
         "connection.behind {connection} (list {list_id}): lag {lag_seconds}s exceeds threshold {threshold_seconds}s, fresh as of {fresh_as_of}, behind since {behind_since}, reminder {reminder}",
         properties,
       );
+    } else if (payload.event === "connection.diverged") {
+      this.#logger.error(
+        "connection.diverged {connection} (list {list_id}): reconciliation found {orphans} orphan(s) and {missed} member(s) polling missed, and repaired them",
+        properties,
+      );
     } else {
       // WARN rather than INFO so that whoever watches warnings sees each incident end too.
       this.#logger.warn(
@@ -322,107 +368,108 @@ export class AlertManager {
     const { payload } = delivery;
     const body = JSON.stringify(payload);
     const closed = this.#closer.signal;
-    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      if (closed.aborted) return;
-      let problem: string;
-      let retryAfterMs: number | undefined;
-      let retryable = true;
-      try {
-        const response = await this.#post(body);
-        await response.body?.cancel();
-        if (response.ok) {
-          this.#logger.debug("alert.webhook.sent {alert_event} for {connection} to {webhook}", {
-            event: "alert.webhook.sent",
-            alert_event: payload.event,
-            connection: payload.connection,
-            webhook: this.#webhookOrigin,
-            attempt,
-          });
-          return;
-        }
-        problem = `HTTP ${response.status}`;
-        retryable = isRetryableStatus(response.status);
-        retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), this.#clock.now());
-      } catch (error) {
-        if (closed.aborted) return;
-        problem = this.#redact(
-          error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-        );
-      }
-      const last = attempt >= this.#maxAttempts || !retryable;
-      if (last) {
-        this.#logger.error(
-          "alert.webhook.failed {alert_event} for {connection} to {webhook} after {attempts} attempt(s): {problem}",
-          {
-            event: "alert.webhook.failed",
-            alert_event: payload.event,
-            connection: payload.connection,
-            webhook: this.#webhookOrigin,
-            attempts: attempt,
-            problem,
-          },
-        );
-        return;
-      }
-      const backoff = Math.min(this.#maxDelayMs, this.#minDelayMs * 2 ** (attempt - 1));
-      // Full jitter in [backoff/2, backoff]: many instances alerting at once do not retry in step.
-      const jittered = backoff / 2 + Math.random() * (backoff / 2);
-      const delayMs = Math.min(this.#maxDelayMs, Math.max(jittered, retryAfterMs ?? 0));
-      this.#logger.warn(
-        "alert.webhook.retry {alert_event} for {connection} to {webhook}: {problem}, attempt {attempt} of {max_attempts}, retrying in {delay_ms}ms",
-        {
-          event: "alert.webhook.retry",
-          alert_event: payload.event,
-          connection: payload.connection,
-          webhook: this.#webhookOrigin,
-          attempt,
-          max_attempts: this.#maxAttempts,
-          delay_ms: Math.round(delayMs),
-          problem,
-        },
-      );
-      try {
-        await this.#clock.sleep(delayMs, closed);
-      } catch {
-        return; // closed while backing off
-      }
-    }
-  }
-
-  async #post(body: string): Promise<Response> {
-    // The timeout bounds real network I/O, so it runs on wall-clock time rather than on the
-    // injected clock (a FakeClock with autoAdvance would otherwise fire it at once). The
-    // timer is cleared as soon as the response headers arrive, so it never outlives a POST.
-    const timeout = new AbortController();
-    const timer = setTimeout(
-      () => timeout.abort(new Error(`timed out after ${this.#timeoutMs}ms`)),
-      this.#timeoutMs,
-    );
+    const about = {
+      alert_event: payload.event,
+      connection: payload.connection,
+      webhook: this.#webhookOrigin,
+    };
+    let attempts = 0;
     try {
-      return await this.#fetch(this.#webhookUrl!, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-        signal: AbortSignal.any([timeout.signal, this.#closer.signal]),
+      await retry(async (attempt, signal) => {
+        attempts = attempt;
+        const response = await this.#post(body, signal);
+        await response.body?.cancel();
+        if (!response.ok) {
+          throw new _WebhookStatusError(
+            response.status,
+            parseRetryAfter(response.headers.get("retry-after"), this.#clock.now()),
+          );
+        }
+      }, {
+        clock: this.#clock,
+        signal: closed,
+        maxAttempts: this.#maxAttempts,
+        minDelayMs: this.#minDelayMs,
+        maxDelayMs: this.#maxDelayMs,
+        // Bounded by attempts, not by time: an alert is worth its retries however long they
+        // take, and they never hold up the sync.
+        maxElapsedMs: Infinity,
+        random: this.#random,
+        shouldRetry: (error) => !(error instanceof _WebhookStatusError) || error.retryable,
+        retryAfterMs: (error) =>
+          error instanceof _WebhookStatusError && error.retryAfterMs !== undefined
+            ? Math.min(this.#maxDelayMs, error.retryAfterMs)
+            : undefined,
+        onFailedAttempt: ({ error, attempt, delayMs }) => {
+          this.#logger.warn(
+            "alert.webhook.retry {alert_event} for {connection} to {webhook}: {problem}, attempt {attempt} of {max_attempts}, retrying in {delay_ms}ms",
+            {
+              event: "alert.webhook.retry",
+              ...about,
+              attempt,
+              max_attempts: this.#maxAttempts,
+              delay_ms: Math.round(delayMs),
+              problem: this.#problem(error),
+            },
+          );
+        },
+      });
+      this.#logger.debug("alert.webhook.sent {alert_event} for {connection} to {webhook}", {
+        event: "alert.webhook.sent",
+        ...about,
+        attempt: attempts,
       });
     } catch (error) {
-      if (timeout.signal.aborted) throw timeout.signal.reason;
-      throw error;
-    } finally {
-      clearTimeout(timer);
+      if (closed.aborted) return;
+      this.#logger.error(
+        "alert.webhook.failed {alert_event} for {connection} to {webhook} after {attempts} attempt(s): {problem}",
+        {
+          event: "alert.webhook.failed",
+          ...about,
+          attempts,
+          problem: this.#problem(error instanceof RetryError ? error.cause : error),
+        },
+      );
     }
   }
 
-  /** Removes the webhook URL (it may hold a secret) from an error text, keeping its origin. */
-  #redact(text: string): string {
-    const url = this.#webhookUrl!;
-    let out = text.replaceAll(url, this.#webhookOrigin!);
-    try {
-      out = out.replaceAll(new URL(url).href, this.#webhookOrigin!);
-    } catch {
-      // already validated in the constructor
+  #post(body: string, signal: AbortSignal): Promise<Response> {
+    // The timeout bounds real network I/O, so it runs on wall-clock time rather than on the
+    // injected clock (a FakeClock with autoAdvance would otherwise fire it at once).
+    return this.#fetch(this.#webhookUrl!, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      signal: AbortSignal.any([AbortSignal.timeout(this.#timeoutMs), signal]),
+    });
+  }
+
+  /** A delivery problem for the log: never the webhook's path (it may hold a token). */
+  #problem(error: unknown): string {
+    if (error instanceof _WebhookStatusError) return `HTTP ${error.status}`;
+    if (error instanceof DOMException && error.name === "TimeoutError") {
+      return `no answer within ${this.#timeoutMs}ms`;
     }
-    return out;
+    const text = error instanceof Error ? `${error.name}: ${errorText(error)}` : errorText(error);
+    const url = this.#webhookUrl!;
+    // The origin stays readable; the rest of the URL and every other secret is redacted.
+    return redact(
+      text.replaceAll(url, this.#webhookOrigin!).replaceAll(
+        new URL(url).href,
+        this.#webhookOrigin!,
+      ),
+      this.#secrets,
+    );
+  }
+}
+
+/** A webhook answer that was not 2xx. */
+class _WebhookStatusError extends Error {
+  readonly retryable: boolean;
+  constructor(readonly status: number, readonly retryAfterMs: number | undefined) {
+    super(`HTTP ${status}`);
+    this.name = "WebhookStatusError";
+    this.retryable = isRetryableStatus(status);
   }
 }
 

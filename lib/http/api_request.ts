@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { errorText } from "../log/error_text.ts";
 import type { z } from "zod";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
@@ -145,7 +146,7 @@ export async function apiRequest<S extends z.ZodType>(
             context,
             attempt: info.attempt,
             delayMs: info.delayMs,
-            error: info.error instanceof Error ? info.error.message : String(info.error),
+            error: errorText(info.error),
           },
         );
         onFailedAttempt?.(info);

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { errorText } from "../log/error_text.ts";
 import type { z } from "zod";
 import type { Clock } from "../clock/clock.ts";
 
@@ -89,9 +90,7 @@ export async function requestText(url: string, options: RequestTextOptions): Pro
 
 /** Says why a request got no answer: a timeout, or the network error itself. */
 export function noAnswerText(error: unknown): string {
-  return error instanceof HttpTimeoutError
-    ? error.message
-    : `no answer (${error instanceof Error ? error.message : String(error)})`;
+  return error instanceof HttpTimeoutError ? error.message : `no answer (${errorText(error)})`;
 }
 
 /** Statuses worth another attempt on any API: 408, 429 and every 5xx. */
@@ -111,9 +110,7 @@ export function parseJson(text: string): JsonParse {
     const snippet = text.length > 60 ? `${text.slice(0, 60)}…` : text;
     return {
       ok: false,
-      message: `the body is not JSON (${error instanceof Error ? error.message : error}): ${
-        JSON.stringify(snippet)
-      }`,
+      message: `the body is not JSON (${errorText(error)}): ${JSON.stringify(snippet)}`,
     };
   }
 }

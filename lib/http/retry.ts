@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { errorText } from "../log/error_text.ts";
 import type { Clock } from "../clock/clock.ts";
 
 /** What {@linkcode RetryOptions.onFailedAttempt} is told before each retry. */
@@ -65,7 +66,7 @@ export class RetryError extends Error {
   constructor(cause: unknown, attempts: number, reason: string) {
     super(
       `Gave up after ${attempts} attempt${attempts === 1 ? "" : "s"} (${reason}): ${
-        _message(cause)
+        errorText(cause)
       }`,
       {
         cause,
@@ -165,10 +166,6 @@ export function parseRetryAfter(
   const date = Date.parse(text);
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, date - nowMs);
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

@@ -9,14 +9,16 @@ import {
   configure,
   dispose,
   getConsoleSink,
-  getJsonLinesFormatter,
   getLogger,
   getTextFormatter,
   type Logger,
   type LogLevel,
+  type LogRecord,
   type Sink,
+  type TextFormatter,
 } from "@logtape/logtape";
 import { getFileSink } from "@logtape/file";
+import { redact } from "./error_text.ts";
 
 /** Options of {@linkcode setupLogging}. */
 export interface LoggingOptions {
@@ -28,19 +30,26 @@ export interface LoggingOptions {
   format?: "text" | "json";
   /** Where console lines go. @default {console} */
   console?: Console;
+  /** Secrets (API keys) taken out of every line before it is written. @default {[]} */
+  secrets?: readonly string[];
 }
 
 /** The root category of every logger of this program. */
-export const ROOT_CATEGORY = "sync";
+const ROOT_CATEGORY = "sync";
 
 /**
  * Configures LogTape for the whole process and returns the root logger. Call `dispose`
  * from {@linkcode shutdownLogging} before exiting so the file sink is flushed.
  */
 export async function setupLogging(options: LoggingOptions = {}): Promise<Logger> {
-  const formatter = options.format === "json"
-    ? getJsonLinesFormatter({ properties: "flatten" })
+  const plain = options.format === "json"
+    ? jsonLinesFormatter
     : getTextFormatter({ timestamp: "date-time-tz", level: "ABBR", value: "bare" });
+  // The last line of defence: whatever a message or property holds, no key is written.
+  const secrets = options.secrets ?? [];
+  const formatter: TextFormatter = secrets.length === 0
+    ? plain
+    : (record) => redact(plain(record), secrets);
   const sinks: Record<string, Sink> = {
     console: getConsoleSink({
       formatter,
@@ -77,6 +86,44 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<Logger
     ],
   });
   return getLogger([ROOT_CATEGORY]);
+}
+
+/**
+ * One JSON object per line: `@timestamp`, `level`, `message` as plain text (values
+ * interpolated as they are, strings without quotes), `logger`, then the properties.
+ * LogTape's own JSON formatter renders values with `inspect`, which quotes strings inside
+ * the message (`"\"Mailchimp\" …"`).
+ */
+function jsonLinesFormatter(record: LogRecord): string {
+  let message = "";
+  for (const [i, part] of record.message.entries()) {
+    message += i % 2 === 0 ? String(part) : _plain(part);
+  }
+  const properties: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record.properties)) {
+    properties[key] = value instanceof Error ? value.message : value;
+  }
+  return JSON.stringify(
+    {
+      "@timestamp": new Date(record.timestamp).toISOString(),
+      level: record.level.toUpperCase(),
+      message,
+      logger: record.category.join("."),
+      ...properties,
+    },
+    (_key, value) => typeof value === "bigint" ? value.toString() : value,
+  ) + "\n";
+}
+
+function _plain(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value instanceof Error) return value.message;
+  if (value === null || typeof value !== "object") return String(value);
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return String(value);
+  }
 }
 
 /** Flushes and closes every sink (the log file) before the process exits. */

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
-import { mailchimpBaseUrlFor } from "../config/mailchimp_url.ts";
+import { mailchimpBaseUrlFor } from "./mailchimp_url.ts";
 import type { ConcurrencyLimiter } from "../http/concurrency_limiter.ts";
 import {
   type ApiAnswer,

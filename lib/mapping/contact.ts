@@ -94,7 +94,12 @@ const OPTIN: Record<MemberStatus, MarketingOptin> = {
 
 function _name(member: Member, field: "FNAME" | "LNAME"): string {
   const value = member.merge_fields[field];
-  return typeof value === "string" ? value : "";
+  if (typeof value === "string") return value;
+  // A merge field holding digits can arrive as a JSON number (a "name" such as 42 or an
+  // id pasted into it): its text is what the user typed, so it is kept, not blanked.
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  if (typeof value === "bigint") return String(value);
+  return "";
 }
 
 /**

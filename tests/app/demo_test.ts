@@ -17,6 +17,9 @@ Deno.test("runDemo() syncs, changes 1%, re-syncs and proves the copies identical
   assert.match(out, /Full sync: ok, read 3,000, pushed 3,000/);
   assert.match(out, /30 members changed in Mailchimp \(1%\)/);
   assert.match(out, /Incremental sync: ok, read 30, pushed 30/);
+  // A run under a second gets no members/s figure: "0.0s (83,333 members/s)" misled.
+  assert.match(out, /Incremental sync: [^\n]* in \d+ ms \(\d+ Mailchimp/);
+  assert.doesNotMatch(out, /Incremental sync: [^\n]*members\/s/);
   assert.match(
     out,
     /✔ Ometria holds exactly what Mailchimp holds: 3,000 members, 0 missing, 0 stale/,

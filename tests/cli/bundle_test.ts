@@ -62,6 +62,20 @@ Deno.test("the deno bundle output runs a sync on its own", async () => {
     );
     assert.deepEqual([c.missing.length, c.stale.length], [0, 0]);
     assert.ok((await Deno.stat(`${dir}/sync_jobs.json`)).isFile, "state in the working folder");
+
+    // bench spawns `deno run main.ts`, which a bundle cannot: it says so instead of failing.
+    const bench = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--unstable-cron", "--unstable-kv", "--allow-env", bundle, "bench"],
+      cwd: dir,
+      env: cliEnv({}),
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const benchErr = new TextDecoder().decode(bench.stderr);
+    assert.equal(bench.code, 2, benchErr);
+    assert.match(benchErr, /deno task bench/);
+    assert.doesNotMatch(benchErr, /Uncaught|^\s+at /m);
   } finally {
     await mailchimp.close();
     await ometria.close();

@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
-import {
-  type Config,
-  type ConfigSources,
-  deployArgs,
-  loadConfig,
-  scheduleFromEnv,
-} from "../../lib/config/config.ts";
+import { type Config, type ConfigSources, loadConfig } from "../../lib/config/config.ts";
+import { deployArgs } from "../../lib/config/deploy_args.ts";
+import { scheduleFromEnv } from "../../lib/config/schedule.ts";
 
 const KEYS = {
   MAILCHIMP_API_KEY: "0123456789abcdef0123456789abcdef-us9",
@@ -207,7 +203,7 @@ Deno.test("loadConfig() names the missing key variables", async () => {
 
 Deno.test("loadConfig() rejects an unknown flag and a value on a switch", async () => {
   const unknown = await errors({ env: KEYS, args: ["--nope", "l1"] });
-  assert.deepEqual(unknown, ["Unknown option '--nope'."]);
+  assert.deepEqual(unknown, ["Unknown option --nope. See --help."]);
   const valued = await errors({ env: KEYS, args: ["--once=yes", "l1"] });
   assert.match(valued[0]!, /--once/);
 });
@@ -445,8 +441,11 @@ Deno.test("loadConfig() rejects a connections file that is not JSON, unreadable 
       }),
     }),
   });
-  assert.ok(unknown.some((e) => /connections\.0: .*thresold_minutes/.test(e)), unknown.join());
-  assert.ok(unknown.some((e) => /\(top level\): .*version/.test(e)), unknown.join());
+  assert.ok(
+    unknown.some((e) => /"thresold_minutes"\n\s*→ at connections\[0\]/.test(e)),
+    unknown.join(),
+  );
+  assert.ok(unknown.some((e) => /Unrecognized key: "version"/.test(e)), unknown.join());
 });
 
 Deno.test("loadConfig() derives the cron schedule from POLLING_TIME_IN_SECONDS or SYNC_SCHEDULE", async (t) => {
@@ -513,4 +512,140 @@ Deno.test("loadConfig() refuses a SYNC_SCHEDULE cron cannot run and spaces ticks
   const seven = await ok({ env: { ...KEYS, POLLING_TIME_IN_SECONDS: "420" }, args: ["abc"] });
   assert.equal(seven.schedule, "*/6 * * * *", "7 minutes would tick unevenly across the hour");
   assert.equal(seven.warnings.length, 1);
+});
+
+Deno.test("loadConfig() refuses keys with control characters or inner spaces, naming only the variable", async (t) => {
+  const bad = [
+    ["a line feed", "0123456789abcdef\nSECRETKEY-us9"],
+    ["a carriage return", "0123456789abcdef\rSECRETKEY-us9"],
+    ["a tab", "0123456789abcdef\tSECRETKEY-us9"],
+    ["a space", "0123456789abcdef SECRETKEY-us9"],
+  ];
+  for (const [what, key] of bad) {
+    await t.step(`MAILCHIMP_API_KEY with ${what}`, async () => {
+      const found = await errors({ env: { ...KEYS, MAILCHIMP_API_KEY: key! }, args: ["l1"] });
+      assert.equal(found.length, 1, found.join(" | "));
+      assert.match(found[0]!, /^MAILCHIMP_API_KEY contains/);
+      assert.ok(!found[0]!.includes("SECRETKEY"));
+    });
+    await t.step(`OMETRIA_API_KEY with ${what}`, async () => {
+      const found = await errors({ env: { ...KEYS, OMETRIA_API_KEY: key! }, args: ["l1"] });
+      assert.match(found.join(), /OMETRIA_API_KEY contains/);
+      assert.ok(!found.join().includes("SECRETKEY"));
+    });
+  }
+  await t.step("a key in a variable the connections file names", async () => {
+    const found = await errors({
+      env: { ...KEYS, MC_UK: "abc\r\nSECRETKEY-us9" },
+      args: ["--connections", "c.json"],
+      readTextFile: fileReader({
+        "c.json": JSON.stringify({
+          connections: [{
+            id: "uk",
+            list_id: "l1",
+            mailchimp_api_key_env: "MC_UK",
+            ometria_api_key_env: "OMETRIA_API_KEY",
+          }],
+        }),
+      }),
+    });
+    assert.equal(found.length, 1, found.join(" | "));
+    assert.match(found[0]!, /connections\.0 \(uk\): MC_UK contains a line break/);
+    assert.ok(!found[0]!.includes("SECRETKEY"));
+  });
+  await t.step("surrounding whitespace (a file's newline) is trimmed, not refused", async () => {
+    const config = await ok({ env: { ...KEYS, OMETRIA_API_KEY: "om-key\n" }, args: ["l1"] });
+    assert.equal(config.connections[0]!.ometria.apiKey, "om-key");
+  });
+});
+
+Deno.test("loadConfig() validates SYNC_SCHEDULE ranges, not only its shape", async (t) => {
+  for (const schedule of ["99 * * * *", "* 24 * * *", "*/0 * * * *", "0 0 32 * *", "0 0 * 13 *"]) {
+    await t.step(schedule, async () => {
+      const found = await errors({ env: { ...KEYS, SYNC_SCHEDULE: schedule }, args: ["l1"] });
+      assert.equal(found.length, 1, found.join(" | "));
+      assert.match(found[0]!, /^SYNC_SCHEDULE "[^"]+" is not a valid cron expression/);
+    });
+  }
+  const fine = await ok({ env: { ...KEYS, SYNC_SCHEDULE: " 5,35 */2 1-15 * 1-5 " }, args: ["l1"] });
+  assert.equal(fine.schedule, "5,35 */2 1-15 * 1-5");
+});
+
+Deno.test("loadConfig() reports a flag error together with the configuration errors", async () => {
+  const found = await errors({
+    env: { ...KEYS, BULK_MEMBER_COUNT: "lots", SYNC_SCHEDULE: "99 * * * *" },
+    args: ["--onse", "l1"],
+  });
+  assert.equal(found.length, 3, found.join(" | "));
+  assert.match(found[0]!, /Unknown option --onse: did you mean --once\?/);
+  assert.ok(found.some((e) => /BULK_MEMBER_COUNT/.test(e)));
+  assert.ok(found.some((e) => /SYNC_SCHEDULE/.test(e)));
+});
+
+Deno.test("loadConfig() suggests the nearest flag for a misspelling", async (t) => {
+  const cases: [string, RegExp][] = [
+    ["--onse", /did you mean --once\?/],
+    ["--forse", /did you mean --force\?/],
+    ["--conections=c.json", /did you mean --connections\?/],
+    ["--stat", /did you mean --state\?/],
+    ["--xyzzy", /^Unknown option --xyzzy\. See --help\.$/],
+  ];
+  for (const [flag, pattern] of cases) {
+    await t.step(flag, async () => {
+      const found = await errors({ env: KEYS, args: [flag, "l1"] });
+      assert.match(found[0]!, pattern);
+    });
+  }
+  const missing = await errors({ env: KEYS, args: ["l1", "--state"] });
+  assert.match(missing.join(), /--state needs a value/);
+});
+
+Deno.test("loadConfig() reads OMETRIA_BATCH_SIZE and RECONCILE_EVERY_HOURS", async () => {
+  const defaults = await ok({ env: KEYS, args: ["l1"] });
+  assert.equal(defaults.ometriaBatchSize, 100);
+  assert.equal(defaults.reconcileEveryHours, 24);
+  const set = await ok({
+    env: { ...KEYS, OMETRIA_BATCH_SIZE: "25", RECONCILE_EVERY_HOURS: "0.5" },
+    args: ["l1"],
+  });
+  assert.equal(set.ometriaBatchSize, 25);
+  assert.equal(set.reconcileEveryHours, 0.5);
+  const found = await errors({
+    env: { ...KEYS, OMETRIA_BATCH_SIZE: "101", RECONCILE_EVERY_HOURS: "0" },
+    args: ["l1"],
+  });
+  assert.deepEqual(found.map((e) => e.split(" must")[0]), [
+    "OMETRIA_BATCH_SIZE",
+    "RECONCILE_EVERY_HOURS",
+  ]);
+  assert.match(found[0]!, /from 1 to 100; it is "101"/);
+  assert.match(found[1]!, /above 0/);
+});
+
+Deno.test("loadConfig() reads reconcile like sync: keys, lists and options", async () => {
+  const config = await ok({
+    env: KEYS,
+    args: ["reconcile", "--once", "--state", "s.json", "l1", "l2"],
+  });
+  assert.equal(config.command, "reconcile");
+  assert.equal(config.state, "s.json");
+  assert.deepEqual(config.connections.map((c) => c.listId), ["l1", "l2"]);
+  const found = await errors({ env: {}, args: ["reconcile"] });
+  assert.match(found.join(), /No lists to reconcile/);
+  const noKeys = await errors({ env: {}, args: ["reconcile", "l1"] });
+  assert.match(noKeys.join(), /MAILCHIMP_API_KEY is not set/);
+});
+
+Deno.test("loadConfig() reads simulate's ports", async () => {
+  const config = await ok({
+    args: ["simulate", "--mailchimp-port", "9001", "--ometria-port=9002"],
+  });
+  assert.equal(config.mailchimpPort, 9001);
+  assert.equal(config.ometriaPort, 9002);
+  const defaults = await ok({ args: ["simulate"] });
+  assert.deepEqual([defaults.mailchimpPort, defaults.ometriaPort], [8081, 8082]);
+  const found = await errors({ args: ["simulate", "--mailchimp-port", "http"] });
+  assert.match(found[0]!, /--mailchimp-port must be a port number/);
+  const elsewhere = await errors({ env: KEYS, args: ["--ometria-port", "1", "l1"] });
+  assert.match(elsewhere[0]!, /only apply to simulate/);
 });

@@ -259,3 +259,43 @@ Deno.test("AlertManager rejects an invalid webhook URL without echoing it", () =
     TypeError,
   );
 });
+
+Deno.test("AlertManager redacts configured keys from last_error in the log and the webhook", async () => {
+  using logs = captureLogs();
+  await using receiver = startReceiver("ok");
+  const key = "leaky-KEY-0123456789-us9";
+  const clock = new FakeClock(START + 2 * 60 * MIN, { autoAdvance: true });
+  const alerts = new AlertManager({
+    clock,
+    logger: logs.logger,
+    webhookUrl: receiver.url,
+    secrets: [key],
+  });
+  alerts.evaluate(conn, {
+    ...stateFreshAt(conn.id, START),
+    last_error: `TypeError: Invalid header value: ${key}`,
+  });
+  assert.equal(await alerts.drain(), true);
+  assert.equal(receiver.bodies[0]!["last_error"], "TypeError: Invalid header value: [redacted]");
+  assert.doesNotMatch(logs.text(), /leaky-KEY/);
+  await alerts.close();
+});
+
+Deno.test("AlertManager backs off with the jitter source it is given", async () => {
+  using logs = captureLogs();
+  await using receiver = startReceiver("error500");
+  const clock = new FakeClock(START + 2 * 60 * MIN, { autoAdvance: true });
+  const alerts = new AlertManager({
+    clock,
+    logger: logs.logger,
+    webhookUrl: receiver.url,
+    retry: { maxAttempts: 4, minDelayMs: 1000, maxDelayMs: 8000, random: () => 0.5 },
+  });
+  alerts.evaluate(conn, stateFreshAt(conn.id, START));
+  assert.equal(await alerts.drain(), true);
+  assert.deepEqual(
+    logs.events("alert.webhook.retry").map((r) => r.properties["delay_ms"]),
+    [500, 1000, 2000],
+  );
+  await alerts.close();
+});

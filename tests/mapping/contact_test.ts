@@ -69,13 +69,21 @@ Deno.test("toOmetriaContact() leaves timestamp_subscribed out without an opt-in 
 });
 
 Deno.test("toOmetriaContact() sends empty names for missing or non-text merge fields", () => {
-  const cases: unknown[] = [undefined, {}, { FNAME: "", LNAME: "" }, { FNAME: 7, LNAME: null }];
+  const cases: unknown[] = [undefined, {}, { FNAME: "", LNAME: "" }, { FNAME: {}, LNAME: null }];
   for (const merge_fields of cases) {
     const contact = toOmetriaContact(member({ merge_fields }), "l1");
     assert.deepEqual([contact.firstname, contact.lastname], ["", ""], JSON.stringify(merge_fields));
     const legacy = toLegacyRecord(member({ merge_fields }));
     assert.deepEqual([legacy.firstname, legacy.lastname], ["", ""]);
   }
+});
+
+Deno.test("toOmetriaContact() keeps a merge field that arrives as a number as its text", () => {
+  const merge_fields = { FNAME: 7, LNAME: 1e3 };
+  const contact = toOmetriaContact(member({ merge_fields }), "l1");
+  assert.deepEqual([contact.firstname, contact.lastname], ["7", "1000"]);
+  const legacy = toLegacyRecord(member({ merge_fields }));
+  assert.deepEqual([legacy.firstname, legacy.lastname], ["7", "1000"]);
 });
 
 Deno.test("toLegacyRecord() passes Mailchimp's status through as is", async (t) => {

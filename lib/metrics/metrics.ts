@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { errorText } from "../log/error_text.ts";
 
 /** The APIs whose requests are counted. */
 export type MetricsApi = "mailchimp" | "ometria";
@@ -83,11 +84,6 @@ export class Metrics {
     const counts = this.#requests[api];
     counts.set(key, (counts.get(key) ?? 0) + 1);
     if (status === 429) this.#http429[api] += 1;
-  }
-
-  /** Forgets a connection (removed from the configuration), so its series disappear. */
-  removeConnection(id: string): void {
-    this.#connections.delete(id);
   }
 
   /** The registry in Prometheus text exposition format 0.0.4. */
@@ -219,7 +215,7 @@ export function serveMetrics(options: ServeMetricsOptions): MetricsServer {
     try {
       report = health();
     } catch (error) {
-      report = { ok: false, detail: error instanceof Error ? error.message : String(error) };
+      report = { ok: false, detail: errorText(error) };
     }
     const body = report.detail === undefined
       ? { ok: report.ok }

@@ -1,0 +1,233 @@
+/**
+ * The environment: one zod schema over every variable, with the original tool's names and
+ * defaults. Each variable's message says what it must be, what it is (unless it may be a
+ * secret) and what to do.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { apiKeyProblem } from "./api_key.ts";
+import { cronProblem } from "./schedule.ts";
+
+/** A log level as LogTape names it. */
+export type LogLevel = "debug" | "info" | "warning" | "error" | "fatal";
+
+const LOG_LEVELS: Record<string, LogLevel> = {
+  DEBUG: "debug",
+  INFO: "info",
+  WARNING: "warning",
+  WARN: "warning",
+  ERROR: "error",
+  CRITICAL: "fatal",
+  FATAL: "fatal",
+};
+
+/**
+ * A value for a message: short values quoted, long ones only described. A value in the
+ * wrong place may be a key pasted into the wrong variable or argument.
+ */
+export function shown(value: string | undefined): string {
+  if (value === undefined) return "unset";
+  return value.length <= 16 ? `"${value}"` : `a ${value.length}-character value (not shown)`;
+}
+
+function intVar(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return fallback;
+      const n = Number(v.trim());
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({
+          code: "custom",
+          message: `${name} must be a whole number${
+            max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`
+          }; it is ${shown(v)}. Fix or unset it (default ${fallback}).`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
+}
+
+function positiveNumberVar(name: string, fallback: number) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return fallback;
+      const n = Number(v.trim());
+      if (!Number.isFinite(n) || n <= 0) {
+        ctx.addIssue({
+          code: "custom",
+          message: `${name} must be a number above 0 (e.g. 12 or 0.5); it is ${
+            shown(v)
+          }. Fix or unset it (default ${fallback}).`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
+}
+
+function urlVar(name: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return undefined;
+      try {
+        const url = new URL(v.trim());
+        if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError();
+        return url.href.replace(/\/+$/, "");
+      } catch {
+        // Only the variable's name is shown: URLs can carry tokens.
+        ctx.addIssue({ code: "custom", message: `${name} must be an http(s) URL.` });
+        return z.NEVER;
+      }
+    });
+}
+
+function choiceVar<T extends string>(
+  name: string,
+  fallback: T,
+  choices: readonly T[],
+  help: string,
+) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const value = (v ?? fallback).trim().toLowerCase() || fallback;
+      if (!(choices as readonly string[]).includes(value)) {
+        ctx.addIssue({ code: "custom", message: `${name} must be ${help}; it is ${shown(v)}.` });
+        return z.NEVER;
+      }
+      return value as T;
+    });
+}
+
+/** An API key variable: trimmed, and refused when it could not be sent as a header. */
+function apiKeyVar(name: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const key = v?.trim();
+      if (!key) return undefined;
+      const problem = apiKeyProblem(name, key);
+      if (problem !== undefined) {
+        ctx.addIssue({ code: "custom", message: problem });
+        return z.NEVER;
+      }
+      return key;
+    });
+}
+
+/** Schema of the environment. Defaults are the original tool's. */
+const envSchema = z.object({
+  MAILCHIMP_API_KEY: apiKeyVar("MAILCHIMP_API_KEY"),
+  OMETRIA_API_KEY: apiKeyVar("OMETRIA_API_KEY"),
+  MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS: intVar(
+    "MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS",
+    2,
+    1,
+    1000,
+  ),
+  BULK_MEMBER_COUNT: intVar("BULK_MEMBER_COUNT", 5000, 1),
+  MINUTES_NEEDED_TO_PERFORM_A_PARTIAL_SYNC_OF_A_SINGLE_BULK: intVar(
+    "MINUTES_NEEDED_TO_PERFORM_A_PARTIAL_SYNC_OF_A_SINGLE_BULK",
+    1,
+    0,
+  ),
+  NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA: intVar(
+    "NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA",
+    120,
+    1,
+  ),
+  POLLING_TIME_IN_SECONDS: intVar("POLLING_TIME_IN_SECONDS", 60, 1),
+  LOGGING_LEVEL: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const key = (v ?? "DEBUG").trim().toUpperCase() || "DEBUG";
+      const level = LOG_LEVELS[key];
+      if (!level) {
+        ctx.addIssue({
+          code: "custom",
+          message: `LOGGING_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL; it is ${
+            shown(v)
+          }.`,
+        });
+        return z.NEVER;
+      }
+      return level;
+    }),
+  LOG_FILE: z.string().optional(),
+  LOG_FORMAT: choiceVar("LOG_FORMAT", "text", ["text", "json"], '"text" or "json"'),
+  DATA_CENTER: z.string().trim().optional(),
+  MAILCHIMP_BASE_URL: urlVar("MAILCHIMP_BASE_URL"),
+  OMETRIA_BASE_URL: urlVar("OMETRIA_BASE_URL"),
+  OMETRIA_ENDPOINT: choiceVar(
+    "OMETRIA_ENDPOINT",
+    "push",
+    ["push", "record"],
+    `"push" (POST /v2/push) or "record" (the original tool's POST /record)`,
+  ),
+  OMETRIA_BATCH_SIZE: intVar("OMETRIA_BATCH_SIZE", 100, 1, 100),
+  MAILCHIMP_MAX_CONNECTIONS: intVar("MAILCHIMP_MAX_CONNECTIONS", 10, 1, 10),
+  MAILCHIMP_RETRY_MAX_SECONDS: intVar("MAILCHIMP_RETRY_MAX_SECONDS", 60, 1),
+  MAILCHIMP_TIMEOUT_SECONDS: intVar("MAILCHIMP_TIMEOUT_SECONDS", 30, 1, 120),
+  MAILCHIMP_CLOCK_MARGIN_SECONDS: intVar("MAILCHIMP_CLOCK_MARGIN_SECONDS", 60, 2, 3600),
+  OMETRIA_MAX_REQUESTS_PER_SECOND: intVar("OMETRIA_MAX_REQUESTS_PER_SECOND", 8, 1, 1000),
+  RECONCILE_EVERY_HOURS: positiveNumberVar("RECONCILE_EVERY_HOURS", 24),
+  SYNC_SCHEDULE: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return undefined;
+      const problem = cronProblem(v);
+      if (problem !== undefined) {
+        ctx.addIssue({ code: "custom", message: problem });
+        return z.NEVER;
+      }
+      return v.trim();
+    }),
+  ALERT_WEBHOOK_URL: urlVar("ALERT_WEBHOOK_URL"),
+  ALERT_REPEAT_MINUTES: intVar("ALERT_REPEAT_MINUTES", 240, 1),
+  METRICS_PORT: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) {
+        ctx.addIssue({
+          code: "custom",
+          message: `METRICS_PORT must be a port number from 0 to 65535; it is ${shown(v)}.`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    }),
+  METRICS_HOST: z.string().trim().optional(),
+});
+
+/** The environment, validated. */
+export type Env = z.infer<typeof envSchema>;
+
+/**
+ * Validates `raw`, appending one message per problem to `errors`. Broken variables fall
+ * back to their defaults, so that the other problems (missing keys, the connections
+ * file…) are reported in the same message rather than one by one.
+ */
+export function parseEnv(raw: Record<string, string | undefined>, errors: string[]): Env {
+  const result = envSchema.safeParse(raw);
+  if (result.success) return result.data;
+  for (const issue of result.error.issues) errors.push(issue.message);
+  const broken = new Set(result.error.issues.map((issue) => String(issue.path[0])));
+  return envSchema.parse(
+    Object.fromEntries(Object.entries(raw).filter(([name]) => !broken.has(name))),
+  );
+}

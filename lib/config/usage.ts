@@ -1,0 +1,20 @@
+/**
+ * The usage text, shown by `--help` and after usage errors.
+ *
+ * @module
+ */
+
+/** Usage text shown by `--help` and after usage errors. */
+export const USAGE = `Usage:
+  main.ts [--once] [--force] [--state <path|kv:[path]|memory:>] [--connections <file>] <list_id…>
+  main.ts reconcile [--once] [--force] [--state …] [--connections <file>] <list_id…>
+  main.ts status [--json] [--check] [--state …] [--connections <file>] [list_id…]
+  main.ts reset [--state …] <list_id…>
+  main.ts demo | bench | healthcheck
+  main.ts simulate [--mailchimp-port <port>] [--ometria-port <port>]
+
+Exit codes: 0 ok, 1 a list failed (status --check: a list is behind), 2 usage, configuration
+or state error, 3 a --once run was stopped by SIGINT/SIGTERM before it finished.
+
+Keys come from MAILCHIMP_API_KEY and OMETRIA_API_KEY (or the variables a connections file
+names). See README.md for every variable and flag.`;
