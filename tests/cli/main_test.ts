@@ -332,3 +332,46 @@ Deno.test("main.ts syncs a connections file: own keys, own accounts, both endpoi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main.ts reconcile opts out a deleted member, says so, and raises connection.diverged", async () => {
+  const w = await sims();
+  const alerts: unknown[] = [];
+  const hook = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      alerts.push(await req.json());
+      return new Response(null, { status: 204 });
+    },
+  );
+  try {
+    w.mailchimp.addList("lista00001", { members: 40, lastChangedTo: Date.now() - 5 * MINUTE });
+    const sync = await runCli(["--once", "--state", w.state, "lista00001"], w.env);
+    assert.equal(sync.code, 0, sync.stderr);
+    const gone = w.mailchimp.truth("lista00001")[3]!;
+    w.mailchimp.deleteMember("lista00001", gone.email_address);
+
+    const result = await runCli(["reconcile", "--state", w.state, "lista00001"], {
+      ...w.env,
+      ALERT_WEBHOOK_URL: `http://127.0.0.1:${hook.addr.port}/alerts`,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      /lista00001: 39 in Mailchimp, 40 pushed before, 1 orphan\(s\) opted out/,
+    );
+    assert.match(result.stderr, /connection\.diverged lista00001/);
+    const contact = w.ometria.contacts(collectionFor("lista00001")).get(gone.id)!;
+    assert.equal(contact.marketing_optin, "EXPLICITLY_OPTEDOUT");
+    assert.deepEqual(
+      alerts.map((a) => (a as { event: string; orphans: number })).map((a) => [a.event, a.orphans]),
+      [["connection.diverged", 1]],
+    );
+    const status = await runCli(["status", "--json", "--state", w.state], w.env);
+    const entry = JSON.parse(status.stdout).connections[0];
+    assert.equal(entry.orphans, 1);
+    assert.ok(entry.last_reconciled_at);
+  } finally {
+    await hook.shutdown();
+    await w.close();
+  }
+});

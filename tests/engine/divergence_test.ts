@@ -320,3 +320,28 @@ Deno.test("a 413 below 100 records halves the batch, remembers it, and loses nob
     await world.close();
   }
 });
+
+Deno.test("ticks reconcile each connection every RECONCILE_EVERY_HOURS, not before", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 100, lastChangedTo: T0 - HOUR });
+    const diverged: string[] = [];
+    const service = world.service([LIST], {
+      reconcileEveryHours: 6,
+      onDiverged: (c, r) => diverged.push(`${c.id}:${r.summary?.orphans}`),
+    });
+    await service.tick();
+    const gone = world.mailchimp.truth(LIST)[0]!;
+    world.mailchimp.deleteMember(LIST, gone.email_address);
+    world.clock.set(T0 + 5 * HOUR);
+    await service.tick();
+    assert.equal((await world.store.get(LIST))?.last_reconcile, null, "not due yet");
+    world.clock.set(T0 + 6 * HOUR + MINUTE);
+    await service.tick();
+    assert.equal((await world.store.get(LIST))?.last_reconcile?.orphans, 1);
+    assert.deepEqual(diverged, [`${LIST}:1`]);
+    assertExactCopy(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
