@@ -399,6 +399,8 @@ export class FileStore implements StateStore {
       }
     } catch (error) {
       this.#dirty = true;
+      // Already worded (a nested step of this store): saying it twice helps nobody.
+      if (error instanceof StateError) throw error;
       throw new StateError(
         `Cannot write the state file ${this.location}: ${_message(error)}`,
         { cause: error },
