@@ -151,7 +151,9 @@ function _row(row: StatusPageRow, nowMs: number): string {
   else {
     out += `<td><span class="${run.outcome === "ok" ? "good" : "bad"}">${run.outcome}</span> ${
       _ago(run.finished_at, nowMs)
-    }<div class="sub">${run.read} read · ${run.pushed} pushed · ${run.rejected} rejected</div>`;
+    }<div class="sub">${_count(run.read)} read · ${_count(run.pushed)} pushed · ${
+      _count(run.rejected)
+    } rejected</div>`;
     if (row.last_error !== null) {
       out += `<div class="err">${_esc(_truncate(row.last_error, 160))}</div>`;
     }
@@ -177,7 +179,8 @@ function _lagBar(row: StatusPageRow): string {
     : Number.POSITIVE_INFINITY;
   // Widths come from 21 classes rather than a style attribute: the policy allows no inline
   // style attributes, and 5 % steps are all the eye can tell apart anyway.
-  const step = Math.round(Math.min(ratio / 2, 1) * 20);
+  // Rounded up, so any lag at all shows as a sliver rather than an empty track.
+  const step = Math.ceil(Math.min(ratio / 2, 1) * 20);
   const tone = row.behind ? "bad" : ratio > 0.75 ? "warn" : "good";
   return `<div class="bar" title="lag ${formatLag(row.lag_seconds)} of ${
     formatLag(row.threshold_seconds)
@@ -213,6 +216,10 @@ function _ago(iso: string, nowMs: number): string {
   const seconds = (nowMs - ms) / 1000;
   const text = seconds < 0 ? "just now" : `${formatLag(seconds)} ago`;
   return `<time datetime="${_esc(iso)}" title="${_esc(_shortTime(iso))}">${text}</time>`;
+}
+
+function _count(n: number): string {
+  return n.toLocaleString("en-US");
 }
 
 function _duration(seconds: number): string {
