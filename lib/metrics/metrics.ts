@@ -16,6 +16,9 @@
  * - `sync_reconcile_orphans_total{connection}`, `sync_reconcile_missed_total{connection}`,
  *   `sync_reconcile_repaired_total{connection}` counters (what reconciliation found and fixed)
  *
+ * The same listener serves the status page at `/` (see `status_page/status_page.ts`) when
+ * given a source for it: people look where the scraper already looks.
+ *
  * @module
  */
 import { errorText } from "../log/error_text.ts";
