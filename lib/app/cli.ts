@@ -15,6 +15,7 @@ import { buildStatusReport, formatStatusTable } from "../freshness/status_report
 import { StateError, type StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
 import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
+import { statusRows } from "./deploy_http.ts";
 
 /** How long queued alerts may still be delivered when the program ends. */
 const ALERT_DRAIN_MS = 5_000;
@@ -375,6 +376,11 @@ function _listenForMetrics(
       hostname: config.metricsHost,
       port: config.metricsPort!,
       health: () => ({ ok: !deps.stop.aborted }),
+      // The page reads the store as `status` does, so it shows what is saved, not a cache.
+      statusPage: {
+        rows: async () => statusRows(await deps.store.list(), config),
+        clock: deps.clock,
+      },
     });
   } catch (error) {
     const why = errorText(error).replace(/\s*\(os error \d+\)$/, "");

@@ -188,6 +188,13 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
       format: config.logFormat,
     });
     for (const warning of config.warnings) logger.warn(warning);
+    if (config.statusToken === undefined) {
+      // The deployment's URL is public, so without a token nothing but /healthz is served.
+      logger.warn(
+        "STATUS_TOKEN is not set: the status page (/), /status.json and /metrics answer 403 " +
+          "until it is.",
+      );
+    }
     if (result.config.metricsPort !== undefined) {
       logger.info(
         "METRICS_PORT is not used on Deno Deploy: the deployment's own URL serves /metrics, " +

@@ -1,7 +1,9 @@
 /**
- * The one HTTP handler of Deploy mode: `/healthz`, `/status.json` and `/metrics`, all answered
- * from the shared state (Deno KV) rather than from this isolate's memory, because on Deno
- * Deploy the isolate that answers a request is rarely the one that ran the last tick.
+ * The one HTTP handler of Deploy mode: `/healthz`, `/status.json`, `/metrics` and the status
+ * page at `/`, all answered from the shared state (Deno KV) rather than from this isolate's
+ * memory, because on Deno Deploy the isolate that answers a request is rarely the one that ran
+ * the last tick. Everything but `/healthz` needs `STATUS_TOKEN` (see
+ * `status_page/status_token.ts`): a deployment's URL is public.
  *
  * @module
  */
@@ -11,6 +13,8 @@ import { buildStatusReport, type StatusRow } from "../freshness/status_report.ts
 import { renderStateMetrics } from "../metrics/state_metrics.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
+import { statusPageResponse } from "../status_page/status_page.ts";
+import { checkStatusToken } from "../status_page/status_token.ts";
 
 /** What `/healthz` reports: 200 when ok, else 503, with `detail` when given. */
 export interface DeployHealth {
@@ -25,8 +29,11 @@ export interface DeployHandlerOptions {
   store: StateStore;
   /** The time lags are computed at. */
   clock: Clock;
-  /** The configured connections (in report order) and the default threshold. */
-  config: Pick<Config, "connections" | "thresholdMinutes">;
+  /**
+   * The configured connections (in report order), the default threshold, and `STATUS_TOKEN`
+   * (without it only `/healthz` is served).
+   */
+  config: Pick<Config, "connections" | "thresholdMinutes" | "statusToken">;
   /**
    * Called for every `/healthz`.
    * @default {() => ({ ok: true })}
@@ -37,7 +44,8 @@ export interface DeployHandlerOptions {
 /**
  * Builds the Deploy HTTP handler. `GET /healthz` answers `{"ok":true}` (or 503 with the
  * health's detail); `GET /status.json` the document `status --json` prints, built from the
- * store; `GET /metrics` Prometheus text from the store (see `metrics/state_metrics.ts`).
+ * store; `GET /metrics` Prometheus text from the store (see `metrics/state_metrics.ts`);
+ * `GET /` the status page. All but `/healthz` answer only with `STATUS_TOKEN`.
  * Other paths are 404, other methods 405. Nothing in the answers comes from the config
  * except connection ids, list ids and thresholds, so no key can leak; a store that cannot be
  * read gives 503 with the store's message (which names a connection, never a key).
@@ -50,7 +58,10 @@ export function deployHandler(
   const noStore = { "cache-control": "no-store" };
   return async (request) => {
     const { pathname } = new URL(request.url);
-    if (pathname !== "/healthz" && pathname !== "/status.json" && pathname !== "/metrics") {
+    if (
+      pathname !== "/healthz" && pathname !== "/status.json" && pathname !== "/metrics" &&
+      pathname !== "/"
+    ) {
       return new Response("not found\n", { status: 404, headers: noStore });
     }
     if (request.method !== "GET" && request.method !== "HEAD") {
@@ -71,6 +82,8 @@ export function deployHandler(
         : { ok: report.ok, detail: report.detail };
       return Response.json(body, { status: report.ok ? 200 : 503, headers: noStore });
     }
+    const refused = await checkStatusToken(request, config.statusToken);
+    if (refused !== undefined) return refused;
     let rows: StatusRow[];
     try {
       rows = statusRows(await store.list(), config);
@@ -81,6 +94,7 @@ export function deployHandler(
       });
     }
     const now = clock.now();
+    if (pathname === "/") return statusPageResponse(rows, now, request);
     if (pathname === "/status.json") {
       return Response.json(buildStatusReport(rows, now), { headers: noStore });
     }

@@ -67,6 +67,11 @@ export interface Config {
   alertRepeatMinutes: number;
   metricsPort: number | undefined;
   metricsHost: string;
+  /**
+   * STATUS_TOKEN: what the Deploy handler's status page, `/status.json` and `/metrics` need
+   * (a secret: never logged).
+   */
+  statusToken: string | undefined;
   /** `simulate --mailchimp-port`: where the Mailchimp simulator listens. */
   mailchimpPort: number;
   /** `simulate --ometria-port`: where the Ometria simulator listens. */
@@ -205,6 +210,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       alertRepeatMinutes: env.ALERT_REPEAT_MINUTES,
       metricsPort: env.METRICS_PORT,
       metricsHost: env.METRICS_HOST || "127.0.0.1",
+      statusToken: env.STATUS_TOKEN,
       mailchimpPort,
       ometriaPort,
       warnings,
@@ -235,7 +241,7 @@ export function configSecrets(config: Pick<Config, "connections" | "alertWebhook
  * never show even before a config exists.
  */
 export function envSecrets(env: Record<string, string | undefined>): string[] {
-  return [env.MAILCHIMP_API_KEY, env.OMETRIA_API_KEY]
+  return [env.MAILCHIMP_API_KEY, env.OMETRIA_API_KEY, env.STATUS_TOKEN]
     .map((v) => v?.trim())
     .filter((v): v is string => v !== undefined && v !== "");
 }

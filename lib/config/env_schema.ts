@@ -129,6 +129,8 @@ function apiKeyVar(name: string) {
 const envSchema = z.object({
   MAILCHIMP_API_KEY: apiKeyVar("MAILCHIMP_API_KEY"),
   OMETRIA_API_KEY: apiKeyVar("OMETRIA_API_KEY"),
+  // Sent in a header like the keys, so the same rules (no spaces or line breaks) apply.
+  STATUS_TOKEN: apiKeyVar("STATUS_TOKEN"),
   MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS: intVar(
     "MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS",
     2,

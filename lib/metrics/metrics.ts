@@ -16,9 +16,13 @@
  * - `sync_reconcile_orphans_total{connection}`, `sync_reconcile_missed_total{connection}`,
  *   `sync_reconcile_repaired_total{connection}` counters (what reconciliation found and fixed)
  *
+ * The same listener serves the status page at `/` (see `status_page/status_page.ts`) when
+ * given a source for it: people look where the scraper already looks.
+ *
  * @module
  */
 import { errorText } from "../log/error_text.ts";
+import { statusPageResponse, type StatusPageSource } from "../status_page/status_page.ts";
 
 /** The APIs whose requests are counted. */
 export type MetricsApi = "mailchimp" | "ometria";
@@ -172,6 +176,10 @@ export interface ServeMetricsOptions {
   port: number;
   /** Called for every `/healthz`; a throw counts as not ok. */
   health: () => HealthReport;
+  /**
+   * Where the status page at `GET /` is read from (the store's state); without it `/` is 404.
+   */
+  statusPage?: StatusPageSource;
   /** Closes the server when aborted. */
   signal?: AbortSignal;
 }
@@ -185,10 +193,11 @@ export interface MetricsServer {
 }
 
 /**
- * Serves `GET /metrics` (Prometheus text format) and `GET /healthz` (`{"ok":true}` with 200,
- * or 503 when not ok) on `hostname:port`; anything else is 404 (405 for other methods on
- * those two paths). Listens on the loopback interface unless told otherwise, since metrics
- * name connections.
+ * Serves `GET /metrics` (Prometheus text format), `GET /healthz` (`{"ok":true}` with 200,
+ * or 503 when not ok) and, given a `statusPage` source, the status page at `GET /` (HTML, see
+ * `status_page/status_page.ts`) on `hostname:port`; anything else is 404 (405 for other
+ * methods on those paths). Listens on the loopback interface unless told otherwise, since
+ * metrics and the page name connections.
  */
 export function serveMetrics(options: ServeMetricsOptions): MetricsServer {
   const { metrics, health } = options;
@@ -198,13 +207,25 @@ export function serveMetrics(options: ServeMetricsOptions): MetricsServer {
     port: options.port,
     onListen: () => {},
     ...(options.signal ? { signal: options.signal } : {}),
-  }, (request) => {
+  }, async (request) => {
     const { pathname } = new URL(request.url);
-    if (pathname !== "/metrics" && pathname !== "/healthz") {
+    const page = pathname === "/" ? options.statusPage : undefined;
+    if (pathname !== "/metrics" && pathname !== "/healthz" && page === undefined) {
       return new Response("not found\n", { status: 404 });
     }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    if (page !== undefined) {
+      try {
+        return statusPageResponse(await page.rows(), page.clock.now(), request);
+      } catch (error) {
+        // The store names connections and files in its errors, never keys.
+        return new Response(`Cannot read the state: ${errorText(error)}\n`, {
+          status: 503,
+          headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+        });
+      }
     }
     if (pathname === "/metrics") {
       return new Response(metrics.render(), {

@@ -22,9 +22,12 @@ function connection(id: string, thresholdSeconds = 3600): ConnectionConfig {
   };
 }
 
+const STATUS_TOKEN = "status-token-for-tests";
+
 const config = {
   connections: [connection("a"), connection("b", 60), connection("c")],
   thresholdMinutes: 60,
+  statusToken: STATUS_TOKEN,
 };
 
 /** Builds the state of a/b/c in `store`: a synced, b failing and behind, c never run. */
@@ -77,7 +80,12 @@ async function seed(store: KvStore, clock: FakeClock): Promise<void> {
 }
 
 async function call(handler: (r: Request) => Promise<Response>, path: string, method = "GET") {
-  const response = await handler(new Request(`http://deploy.test${path}`, { method }));
+  const response = await handler(
+    new Request(`http://deploy.test${path}`, {
+      method,
+      headers: { authorization: `Bearer ${STATUS_TOKEN}` },
+    }),
+  );
   return { status: response.status, headers: response.headers, body: await response.text() };
 }
 
@@ -179,7 +187,7 @@ Deno.test("deployHandler() answers /healthz, 404, 405, and 503 for unreadable st
         503,
         '{"ok":false,"detail":"stopping"}',
       ]);
-      assert.equal((await call(handler, "/")).status, 404);
+      assert.equal((await call(handler, "/nope")).status, 404);
       const post = await call(handler, "/metrics", "POST");
       assert.equal(post.status, 405);
       assert.equal(post.headers.get("allow"), "GET, HEAD");

@@ -41,6 +41,7 @@ async function world(members: number, ometriaLatencyMs = 0) {
       SYNC_LIST_IDS: LIST,
       SYNC_STATE: `kv:${kvPath}`,
       SYNC_TICK_AT_START: "1",
+      STATUS_TOKEN,
       PORT: "0",
       // Would start a listener per tick before; on Deploy it must be left alone.
       METRICS_PORT: "1",
@@ -89,8 +90,10 @@ async function until(condition: () => boolean | Promise<boolean>, what: string, 
   }
 }
 
+const STATUS_TOKEN = "deploy-status-token-0123";
+
 async function get(url: string): Promise<{ status: number; type: string; body: string }> {
-  const response = await fetch(url);
+  const response = await fetch(url, { headers: { authorization: `Bearer ${STATUS_TOKEN}` } });
   return {
     status: response.status,
     type: response.headers.get("content-type") ?? "",
@@ -131,9 +134,18 @@ Deno.test("main.ts on Deploy: a tick syncs into KV, one handler serves health, s
     );
     assert.match(metrics.body, /sync_connection_quarantined_members\{connection="deploy0001"\} 0/);
 
-    for (const body of [health.body, status.body, metrics.body, app.stderr]) {
+    const page = await get(`${base}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.type, /^text\/html/);
+    assert.match(page.body, new RegExp(`data-id="${LIST}"`));
+    const anonymous = await fetch(`${base}/status.json`);
+    await anonymous.body?.cancel();
+    assert.equal(anonymous.status, 401);
+
+    for (const body of [health.body, status.body, metrics.body, page.body, app.stderr]) {
       assert.ok(!body.includes(w.mailchimp.apiKey), "no Mailchimp key");
       assert.ok(!body.includes(w.ometria.apiKey), "no Ometria key");
+      assert.ok(!body.includes(STATUS_TOKEN), "no status token");
     }
     assert.equal((await get(`${base}/nope`)).status, 404);
     const post = await fetch(`${base}/healthz`, { method: "POST" });
