@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
-import { CHROMIUM_PATH, dumpDom, hasChromium, screenshot } from "../../tools/chromium.ts";
-import { SAMPLE_CONNECTIONS, statusPageSample } from "../../tools/status_page_sample.ts";
+import { CHROMIUM_PATH, dumpDom, hasChromium, screenshot } from "./_chromium.ts";
+import { SAMPLE_CONNECTIONS, statusPageSample } from "./_sample.ts";
 
 const required = Deno.env.get("REQUIRE_CHROMIUM") === "1";
 const available = hasChromium();

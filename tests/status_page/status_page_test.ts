@@ -11,7 +11,7 @@ import {
   parseStatusPageQuery,
   STATUS_PAGE_SIZE,
 } from "../../lib/status_page/status_page_view.ts";
-import { statusPageSample } from "../../tools/status_page_sample.ts";
+import { statusPageSample } from "./_sample.ts";
 
 const NOW = Date.UTC(2026, 0, 1, 12);
 const MIN = 60_000;

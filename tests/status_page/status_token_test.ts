@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { deployHandler } from "../../lib/app/deploy_http.ts";
 import { envSecrets, loadConfig } from "../../lib/config/config.ts";
 import { STATUS_COOKIE } from "../../lib/status_page/status_token.ts";
-import { SAMPLE_CONNECTIONS, statusPageSample } from "../../tools/status_page_sample.ts";
+import { SAMPLE_CONNECTIONS, statusPageSample } from "./_sample.ts";
 
 const TOKEN = "s3cret-status-token_0123456789";
 

@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { FakeClock } from "../lib/clock/clock.ts";
-import type { StatusRow } from "../lib/freshness/status_report.ts";
-import { MemoryStore } from "../lib/state/memory_store.ts";
-import { record } from "../lib/state/transitions.ts";
+import { FakeClock } from "../../lib/clock/clock.ts";
+import type { StatusRow } from "../../lib/freshness/status_report.ts";
+import { MemoryStore } from "../../lib/state/memory_store.ts";
+import { record } from "../../lib/state/transitions.ts";
 
 /** The sample: its store, a clock standing at "now", and the status rows it gives. */
 export interface StatusPageSample {

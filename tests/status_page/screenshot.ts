@@ -5,11 +5,11 @@
  *
  * @module
  */
-import { Metrics, serveMetrics } from "../lib/metrics/metrics.ts";
-import { CHROMIUM_PATH, hasChromium, screenshot } from "./chromium.ts";
-import { statusPageSample } from "./status_page_sample.ts";
+import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
+import { CHROMIUM_PATH, hasChromium, screenshot } from "./_chromium.ts";
+import { statusPageSample } from "./_sample.ts";
 
-const OUTPUT = new URL("../docs/status_page.png", import.meta.url);
+const OUTPUT = new URL("../../docs/status_page.png", import.meta.url);
 
 if (!hasChromium()) {
   console.error(`${CHROMIUM_PATH} is missing: install it with 'apt-get install chromium'.`);
