@@ -18,6 +18,8 @@ export interface MembersSource {
     id: string,
     signal?: AbortSignal,
   ): Promise<{ member: Member } | { invalid: InvalidMember } | undefined>;
+  /** The list's details; the engine reads its name once. */
+  getList(listId: string, signal?: AbortSignal): Promise<{ name: string }>;
   /** One page of a list's member ids, in Mailchimp's default order. */
   getMemberIds(
     listId: string,

@@ -154,6 +154,8 @@ export const connectionStateSchema = z.object({
   last_reconcile: reconcileSummarySchema.nullable().default(null),
   /** Mailchimp's clock at the start of the last run (step-back detection). */
   clock_seen: clockSeenSchema.nullable().default(null),
+  /** The list's name in Mailchimp, read once (for the status page); null until then. */
+  list_name: z.string().nullable().default(null),
   /** The last webhook event acted on; null when none came. */
   last_webhook: webhookSeenSchema.nullable().default(null),
 });

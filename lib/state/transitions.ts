@@ -97,6 +97,8 @@ export type ConnectionEvent =
   }
   /** A reconciliation finished. */
   | { type: "reconciled"; summary: ReconcileSummary }
+  /** The list's name was read from Mailchimp. */
+  | { type: "list-named"; name: string }
   /** A Mailchimp webhook event was acted on (`firedAt`: its `fired_at`, when readable). */
   | { type: "webhook"; at: number; firedAt: number | null; eventType: string };
 
@@ -163,6 +165,8 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
       return { ...state, quarantine: _quarantine(state.quarantine, event) };
     case "reconciled":
       return { ...state, last_reconcile: event.summary };
+    case "list-named":
+      return state.list_name === event.name ? state : { ...state, list_name: event.name };
     case "webhook":
       return {
         ...state,

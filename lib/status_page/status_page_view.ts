@@ -172,9 +172,8 @@ function _matches(row: StatusRow, needle: string): boolean {
 }
 
 function _listName(row: StatusRow): string | null {
-  // The state document does not carry the list's name yet (the engine would have to read it
-  // from Mailchimp); a state written by a later version may, and is shown as soon as it does.
-  const name = (row.state as { list_name?: unknown } | undefined)?.list_name;
+  // The engine reads the list's name once, at its first completed run.
+  const name = row.state?.list_name;
   return typeof name === "string" && name !== "" ? name : null;
 }
 
