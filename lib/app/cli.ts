@@ -17,7 +17,7 @@ import { record } from "../state/transitions.ts";
 import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
 import { runWebhooksCommand } from "./webhooks_command.ts";
 import { serveWebhooks, type WebhookServer } from "../webhooks/receiver.ts";
-import { startWebhooks } from "../webhooks/setup.ts";
+import { type StartedWebhooks, startWebhooks } from "../webhooks/setup.ts";
 import type { WebhookQueue } from "../webhooks/queue.ts";
 
 /** How long queued alerts may still be delivered when the program ends. */
@@ -380,6 +380,30 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
     await metricsServer?.close();
   }
   return code;
+}
+
+/**
+ * The webhook receiver's handler and queue for `config`, acting on events through a sync
+ * service of its own over the same store (Deno Deploy: the one Deploy handler routes
+ * `/webhooks/…` to it, and the KV queue hands events to whichever isolate listens).
+ */
+export function webhooksFor(
+  config: Config,
+  deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store" | "hardStop">,
+  metrics?: Metrics,
+): StartedWebhooks {
+  const service = serviceFor(config, deps, metrics ? { metrics } : {});
+  return startWebhooks({
+    connections: config.connections,
+    store: deps.store,
+    handle: async (job) => {
+      await service.handleWebhook(job, deps.hardStop);
+    },
+    clock: deps.clock,
+    logger: deps.logger,
+    metrics,
+    secrets: configSecrets(config),
+  });
 }
 
 /**

@@ -11,6 +11,7 @@ import { buildStatusReport, type StatusRow } from "../freshness/status_report.ts
 import { renderStateMetrics } from "../metrics/state_metrics.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
+import { isWebhookPath } from "../webhooks/receiver.ts";
 
 /** What `/healthz` reports: 200 when ok, else 503, with `detail` when given. */
 export interface DeployHealth {
@@ -32,6 +33,11 @@ export interface DeployHandlerOptions {
    * @default {() => ({ ok: true })}
    */
   health?: () => DeployHealth;
+  /**
+   * The Mailchimp webhook receiver (`lib/webhooks/receiver.ts`): `/webhooks/mailchimp/…` is
+   * routed to it, every other path answered here. Absent: those paths are 404.
+   */
+  webhooks?: (request: Request) => Promise<Response>;
 }
 
 /**
@@ -50,6 +56,7 @@ export function deployHandler(
   const noStore = { "cache-control": "no-store" };
   return async (request) => {
     const { pathname } = new URL(request.url);
+    if (options.webhooks && isWebhookPath(pathname)) return await options.webhooks(request);
     if (pathname !== "/healthz" && pathname !== "/status.json" && pathname !== "/metrics") {
       return new Response("not found\n", { status: 404, headers: noStore });
     }
