@@ -337,3 +337,25 @@ Deno.test("webhooks register creates, then updates, each list's webhook; list ma
     await r.close();
   }
 });
+
+Deno.test("the Deploy handler routes /webhooks/mailchimp/… to the receiver", async () => {
+  const r = await startReceiver();
+  try {
+    const { deployHandler } = await import("../../lib/app/deploy_http.ts");
+    const handler = deployHandler({
+      store: r.world.store,
+      clock: r.world.clock,
+      config: { connections: [], thresholdMinutes: 60 },
+      webhooks: (request) =>
+        fetch(`${r.server.url}${new URL(request.url).pathname}`, { method: request.method }),
+    });
+    const check = await handler(new Request(`http://deploy${new URL(r.url).pathname}`));
+    assert.equal(check.status, 200);
+    await check.body?.cancel();
+    const health = await handler(new Request("http://deploy/healthz"));
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  } finally {
+    await r.close();
+  }
+});
