@@ -167,7 +167,8 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
         clock: systemClock,
         logger,
         canUseFiles: canUseFiles(config.state ?? DEFAULT_STATE_PATH),
-        readOnly: config.command === "status",
+        // webhooks register/list never write the state, and must work beside a running daemon.
+        readOnly: config.command === "status" || config.command === "webhooks",
       });
     } catch (error) {
       if (error instanceof StateError) {

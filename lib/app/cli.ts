@@ -16,6 +16,10 @@ import { StateError, type StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
 import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
 import { statusRows } from "./deploy_http.ts";
+import { runWebhooksCommand } from "./webhooks_command.ts";
+import { serveWebhooks, type WebhookServer } from "../webhooks/receiver.ts";
+import { type StartedWebhooks, startWebhooks } from "../webhooks/setup.ts";
+import type { WebhookQueue } from "../webhooks/queue.ts";
 
 /** How long queued alerts may still be delivered when the program ends. */
 const ALERT_DRAIN_MS = 5_000;
@@ -63,6 +67,8 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
       return await syncCommand(config, deps);
     case "reconcile":
       return reconcileCommand(config, deps);
+    case "webhooks":
+      return await runWebhooksCommand(config, { ...deps, signal: deps.stop });
     default:
       throw new RangeError(`Cannot run '${config.command}' here: main.ts dispatches it`);
   }
@@ -259,8 +265,21 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
   const metrics = new Metrics();
   const service = serviceFor(config, deps, { alerts, metrics });
   let metricsServer: { close(): Promise<void> } | undefined;
+  let webhooks: { server: WebhookServer; queue: WebhookQueue } | undefined;
   let code: number = EXIT.ok;
   const body = async (): Promise<number> => {
+    if (config.webhookPort !== undefined && !config.once) {
+      const listening = _listenForWebhooks(config, service, metrics, deps);
+      if (typeof listening === "string") {
+        logger.fatal(listening);
+        return EXIT.usage;
+      }
+      webhooks = listening;
+      logger.info("Receiving Mailchimp webhooks at {url}/webhooks/mailchimp/… ({queue} queue)", {
+        url: listening.server.url,
+        queue: listening.queue.kind,
+      });
+    }
     if (config.metricsPort !== undefined) {
       const listening = _listenForMetrics(config, metrics, deps);
       if (typeof listening === "string") {
@@ -355,10 +374,74 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
         code = EXIT.failed;
       }
     }
+    // The listener first, so no event is taken that the queue would then drop.
+    await webhooks?.server.close();
+    await webhooks?.queue.close();
     await _drainAlerts(alerts, deps);
     await metricsServer?.close();
   }
   return code;
+}
+
+/**
+ * The webhook receiver's handler and queue for `config`, acting on events through a sync
+ * service of its own over the same store (Deno Deploy: the one Deploy handler routes
+ * `/webhooks/…` to it, and the KV queue hands events to whichever isolate listens).
+ */
+export function webhooksFor(
+  config: Config,
+  deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store" | "hardStop">,
+  metrics?: Metrics,
+): StartedWebhooks {
+  const service = serviceFor(config, deps, metrics ? { metrics } : {});
+  return startWebhooks({
+    connections: config.connections,
+    store: deps.store,
+    handle: async (job) => {
+      await service.handleWebhook(job, deps.hardStop);
+    },
+    clock: deps.clock,
+    logger: deps.logger,
+    metrics,
+    secrets: configSecrets(config),
+  });
+}
+
+/**
+ * Starts the webhook receiver on WEBHOOK_HOST:WEBHOOK_PORT, acting on events through the
+ * daemon's own service (so events share its Mailchimp cap and Ometria rate), or says which
+ * setting to change when it cannot listen.
+ */
+function _listenForWebhooks(
+  config: Config,
+  service: SyncService,
+  metrics: Metrics,
+  deps: CliDeps,
+): { server: WebhookServer; queue: WebhookQueue } | string {
+  const { handler, queue } = startWebhooks({
+    connections: config.connections,
+    store: deps.store,
+    handle: async (job) => {
+      await service.handleWebhook(job, deps.hardStop);
+    },
+    clock: deps.clock,
+    logger: deps.logger,
+    metrics,
+    secrets: configSecrets(config),
+  });
+  try {
+    return {
+      server: serveWebhooks({ handler, hostname: config.webhookHost, port: config.webhookPort! }),
+      queue,
+    };
+  } catch (error) {
+    void queue.close();
+    const why = errorText(error).replace(/\s*\(os error \d+\)$/, "");
+    if (error instanceof Deno.errors.AddrInUse) {
+      return `WEBHOOK_PORT=${config.webhookPort} cannot be used: the port is already in use on ${config.webhookHost} (${why}). Choose a free port or unset WEBHOOK_PORT.`;
+    }
+    return `WEBHOOK_HOST=${config.webhookHost} cannot be listened on (${why}): set WEBHOOK_HOST to an address of this machine (e.g. 127.0.0.1 behind a reverse proxy), or check WEBHOOK_PORT=${config.webhookPort}.`;
+  }
 }
 
 /**

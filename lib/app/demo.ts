@@ -14,6 +14,8 @@ import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
 import { MemoryStore } from "../state/memory_store.ts";
 import { SyncService } from "./sync_service.ts";
+import { serveWebhooks } from "../webhooks/receiver.ts";
+import { startWebhooks } from "../webhooks/setup.ts";
 
 /** Options of {@linkcode runDemo}. */
 export interface DemoOptions {
@@ -52,15 +54,18 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     let started = clock.now();
     let expected = total;
     let lastLine = 0;
+    const connection = {
+      id: LIST_ID,
+      listId: LIST_ID,
+      mailchimp: { apiKey: mailchimp.apiKey, baseUrl: mailchimp.url },
+      ometria: { apiKey: ometria.apiKey, baseUrl: ometria.url, endpoint: "push" as const },
+      thresholdSeconds: 7200,
+      webhookSecret: crypto.randomUUID(),
+    };
+    const store = new MemoryStore();
     const service = new SyncService({
-      connections: [{
-        id: LIST_ID,
-        listId: LIST_ID,
-        mailchimp: { apiKey: mailchimp.apiKey, baseUrl: mailchimp.url },
-        ometria: { apiKey: ometria.apiKey, baseUrl: ometria.url, endpoint: "push" },
-        thresholdSeconds: 7200,
-      }],
-      store: new MemoryStore(),
+      connections: [connection],
+      store,
       clock,
       logger: logger.getChild("demo"),
       ometriaMaxRequestsPerSecond: OMETRIA_RATE,
@@ -118,6 +123,42 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     await clock.sleep(3000, options.signal);
     const second = await run("Incremental sync");
     if (second.outcome !== "ok") return 1;
+
+    // Real time: the simulated Mailchimp sends its webhook to the receiver, which fetches the
+    // member and pushes it, with no polling run in between.
+    const webhooks = startWebhooks({
+      connections: [connection],
+      store,
+      handle: async (job) => {
+        await service.handleWebhook(job, options.signal);
+      },
+      clock,
+      logger: logger.getChild("demo"),
+    });
+    const server = serveWebhooks({ handler: webhooks.handler, port: 0 });
+    try {
+      mailchimp.webhooks.sendTo(
+        LIST_ID,
+        `${server.url}/webhooks/mailchimp/${LIST_ID}/${connection.webhookSecret}`,
+      );
+      const member = mailchimp.truth(LIST_ID).find((m) => m.status === "subscribed")!;
+      const sent = clock.now();
+      mailchimp.upsertMember(LIST_ID, { email: member.email_address, FNAME: "Realtime" });
+      await mailchimp.webhooks.settle();
+      await webhooks.queue.idle();
+      const took = clock.now() - sent;
+      const arrived =
+        ometria.contacts(collectionFor(LIST_ID)).get(member.id)?.firstname === "Realtime";
+      write(
+        `\nWebhook: a profile change ${arrived ? "reached" : "did NOT reach"} Ometria in ${
+          Math.round(took)
+        } ms (${took < 2000 ? "under" : "NOT under"} 2 s), without a polling run\n`,
+      );
+      if (!arrived || took >= 2000) return 1;
+    } finally {
+      await server.close();
+      await webhooks.queue.close();
+    }
 
     const comparison = compareCopies(
       mailchimp.truth(LIST_ID),

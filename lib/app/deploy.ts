@@ -21,7 +21,7 @@ import { scheduleFromEnv } from "../config/schedule.ts";
 import { setupLogging, shutdownLogging } from "../log/logging.ts";
 import { openStore } from "../state/open_store.ts";
 import type { StateStore } from "../state/store.ts";
-import { type CronFn, EXIT, runCommand } from "./cli.ts";
+import { type CronFn, EXIT, runCommand, webhooksFor } from "./cli.ts";
 import { deployHandler } from "./deploy_http.ts";
 
 /**
@@ -213,10 +213,22 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
       logger.fatal(message);
       return { ok: false, errors: [message] };
     }
+    // Webhooks are received when a secret is configured; on Deploy the state is Deno KV, so
+    // events are queued durably in it before the 200 and acted on by whichever isolate listens.
+    const webhooks = config.connections.some((c) => c.webhookSecret !== undefined)
+      ? webhooksFor(config, {
+        clock: deps.clock,
+        logger,
+        fetch: deps.fetch,
+        store,
+        hardStop: deps.hardStop,
+      })
+      : undefined;
     const handler = deployHandler({
       store,
       clock: deps.clock,
       config,
+      ...(webhooks ? { webhooks: webhooks.handler } : {}),
       health: () => deps.stop.aborted ? { ok: false, detail: "stopping" } : { ok: true },
     });
     return { ok: true, config, logger, store, handler };

@@ -15,6 +15,7 @@ import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { statusPageResponse } from "../status_page/status_page.ts";
 import { checkStatusToken } from "../status_page/status_token.ts";
+import { isWebhookPath } from "../webhooks/receiver.ts";
 
 /** What `/healthz` reports: 200 when ok, else 503, with `detail` when given. */
 export interface DeployHealth {
@@ -39,6 +40,11 @@ export interface DeployHandlerOptions {
    * @default {() => ({ ok: true })}
    */
   health?: () => DeployHealth;
+  /**
+   * The Mailchimp webhook receiver (`lib/webhooks/receiver.ts`): `/webhooks/mailchimp/…` is
+   * routed to it, every other path answered here. Absent: those paths are 404.
+   */
+  webhooks?: (request: Request) => Promise<Response>;
 }
 
 /**
@@ -58,6 +64,7 @@ export function deployHandler(
   const noStore = { "cache-control": "no-store" };
   return async (request) => {
     const { pathname } = new URL(request.url);
+    if (options.webhooks && isWebhookPath(pathname)) return await options.webhooks(request);
     if (
       pathname !== "/healthz" && pathname !== "/status.json" && pathname !== "/metrics" &&
       pathname !== "/"

@@ -22,6 +22,8 @@ import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { nextState } from "../state/transitions.ts";
 import { tick, type TickResult } from "../scheduler/tick.ts";
+import { actOnWebhookEvent, type WebhookEventResult } from "../engine/webhook_event.ts";
+import type { WebhookJob } from "../webhooks/queue.ts";
 
 /** Options of {@linkcode SyncService}. */
 export interface SyncServiceOptions {
@@ -97,6 +99,11 @@ export class SyncService {
   #archivedInListing = false;
   /** When each connection's changes were last counted (spreads counting over ticks). */
   readonly #checkedAt = new Map<string, number>();
+  /**
+   * Reconciliations in progress in this process: a webhook event waits for its connection's,
+   * whose ledger replacement would otherwise drop an id the event adds meanwhile.
+   */
+  readonly #reconciling = new Map<string, Promise<unknown>>();
 
   constructor(options: SyncServiceOptions) {
     this.#options = options;
@@ -230,6 +237,8 @@ export class SyncService {
         const w = chosen[next++]!;
         const lease = await o.store.acquire(w.config.id);
         if (!lease) continue;
+        const done = Promise.withResolvers<void>();
+        this.#reconciling.set(w.config.id, done.promise);
         try {
           const result = await reconcileConnection({
             connection: { id: w.config.id, listId: w.config.listId },
@@ -250,6 +259,8 @@ export class SyncService {
             if (state) o.onDiverged(w.config, result, state);
           }
         } finally {
+          this.#reconciling.delete(w.config.id);
+          done.resolve();
           await lease.release();
         }
       }
@@ -258,6 +269,40 @@ export class SyncService {
     await Promise.all(Array.from({ length: n }, worker));
     await o.store.flush();
     return results;
+  }
+
+  /**
+   * Acts on one received webhook event (see `engine/webhook_event.ts`) with its connection's
+   * own Mailchimp and Ometria clients, so events share the Mailchimp connection cap and the
+   * Ometria rate limiter with polling. Records the outcome in the metrics. Never throws for
+   * API failures; throws a RangeError for a connection this service does not run.
+   */
+  async handleWebhook(job: WebhookJob, signal?: AbortSignal): Promise<WebhookEventResult> {
+    const o = this.#options;
+    const w = this.#byId.get(job.connectionId);
+    if (!w) {
+      throw new RangeError(`Cannot act on a webhook for '${job.connectionId}': no such connection`);
+    }
+    await this.#reconciling.get(w.config.id);
+    const result = await actOnWebhookEvent({
+      connection: { id: w.config.id, listId: w.config.listId },
+      event: job.event,
+      receivedAtMs: job.receivedAtMs,
+      mailchimp: w.mailchimp,
+      ometria: w.ometria,
+      endpoint: w.config.ometria.endpoint,
+      store: o.store,
+      clock: o.clock,
+      logger: o.logger,
+      secrets: o.secrets ?? [],
+      ...(signal ? { signal } : {}),
+    });
+    o.metrics?.recordWebhook(w.config.id, {
+      outcome: result.outcome,
+      receivedAtMs: job.receivedAtMs,
+      firedAtMs: job.event.firedAtMs,
+    });
+    return result;
   }
 
   /** Connections whose last reconciliation (or first sight) is RECONCILE_EVERY_HOURS ago. */

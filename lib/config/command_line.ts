@@ -17,6 +17,7 @@ const COMMANDS = [
   "simulate",
   "bench",
   "healthcheck",
+  "webhooks",
 ] as const;
 /** One subcommand. */
 export type Command = typeof COMMANDS[number];
@@ -31,6 +32,7 @@ const _OPTIONS = {
   connections: { type: "string" },
   "mailchimp-port": { type: "string" },
   "ometria-port": { type: "string" },
+  url: { type: "string" },
 } as const;
 
 /** The flags and arguments of one command line, as given. */
@@ -45,6 +47,8 @@ export interface CommandLine {
   connections: string | undefined;
   mailchimpPort: string | undefined;
   ometriaPort: string | undefined;
+  /** `webhooks register --url <public base>`. */
+  url: string | undefined;
   /** Arguments after the subcommand (list or connection ids). */
   positionals: string[];
 }
@@ -99,6 +103,7 @@ export function parseCommandLine(args: string[], errors: string[]): CommandLine 
     connections: text("connections"),
     mailchimpPort: text("mailchimp-port"),
     ometriaPort: text("ometria-port"),
+    url: text("url"),
     positionals: rest,
   };
 }

@@ -9,7 +9,7 @@
 import { apiKeyProblem } from "./api_key.ts";
 import { type Command, parseCommandLine } from "./command_line.ts";
 import { readConnectionsFile } from "./connections_file.ts";
-import { type Env, type LogLevel, parseEnv, shown } from "./env_schema.ts";
+import { type Env, type LogLevel, parseEnv, shown, webhookSecretProblem } from "./env_schema.ts";
 import { cronEvery } from "./schedule.ts";
 import { MAILCHIMP_MAX_PAGE_SIZE, mailchimpBaseUrlFor } from "../mailchimp/mailchimp_url.ts";
 
@@ -26,6 +26,12 @@ export interface ConnectionConfig {
   ometria: { apiKey: string; baseUrl: string; endpoint: "push" | "record"; keyName?: string };
   /** Lag beyond which the connection is behind, in seconds. */
   thresholdSeconds: number;
+  /**
+   * The secret in this connection's webhook URL (MAILCHIMP_WEBHOOK_SECRET, or the variable
+   * named by `webhook_secret_env`); `webhookSecretName` names where it came from.
+   */
+  webhookSecret?: string;
+  webhookSecretName?: string;
 }
 
 /** Everything the program needs, validated. Holds secrets in memory only. */
@@ -72,6 +78,14 @@ export interface Config {
    * (a secret: never logged).
    */
   statusToken: string | undefined;
+  /** WEBHOOK_PORT: where the daemon receives Mailchimp webhooks; undefined: no receiver. */
+  webhookPort: number | undefined;
+  /** WEBHOOK_HOST: address of the webhook listener. */
+  webhookHost: string;
+  /** `webhooks register|list`. */
+  webhooksAction: "register" | "list" | undefined;
+  /** `webhooks register --url`: the public base URL the receiver is reached at. */
+  publicUrl: string | undefined;
   /** `simulate --mailchimp-port`: where the Mailchimp simulator listens. */
   mailchimpPort: number;
   /** `simulate --ometria-port`: where the Ometria simulator listens. */
@@ -96,7 +110,7 @@ export interface ConfigSources {
 const LIST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Commands that sync, so need keys and connections. */
-const SYNCING: readonly Command[] = ["sync", "reconcile"];
+const SYNCING: readonly Command[] = ["sync", "reconcile", "webhooks"];
 
 /**
  * Reads the command line and the environment into a {@linkcode Config}, collecting every
@@ -108,8 +122,29 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
 
   const line = parseCommandLine(sources.args, errors);
   if (line.help) return { ok: false, errors: [], help: true };
-  const { command, positionals } = line;
+  const { command } = line;
+  let positionals = line.positionals;
   const env = parseEnv(sources.env, errors);
+
+  let webhooksAction: Config["webhooksAction"];
+  let publicUrl: string | undefined;
+  if (command === "webhooks") {
+    const action = positionals[0];
+    positionals = positionals.slice(1);
+    if (action === "register" || action === "list") webhooksAction = action;
+    else {
+      errors.push(
+        `webhooks needs "register" or "list": main.ts webhooks register <id…> --url <public base URL>, or main.ts webhooks list.`,
+      );
+    }
+    if (action === "register") {
+      publicUrl = _publicUrl(line.url, errors);
+    } else if (line.url !== undefined) {
+      errors.push("--url only applies to webhooks register.");
+    }
+  } else if (line.url !== undefined) {
+    errors.push("--url only applies to webhooks register.");
+  }
 
   for (const id of positionals) {
     if (!LIST_ID.test(id)) {
@@ -158,6 +193,20 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   }
   if (line.json && command !== "status") errors.push("--json only applies to status.");
   if (line.check && command !== "status") errors.push("--check only applies to status.");
+
+  const wantsSecrets = webhooksAction === "register" ||
+    (command === "sync" && !line.once && env.WEBHOOK_PORT !== undefined);
+  if (wantsSecrets) {
+    for (const c of connections) {
+      if (c.webhookSecret === undefined && !errors.some((e) => e.includes(`(${c.id})`))) {
+        errors.push(
+          `Connection ${c.id} has no webhook secret: set MAILCHIMP_WEBHOOK_SECRET (for every ` +
+            `connection), or name a variable holding one in "webhook_secret_env" of the ` +
+            `connections file${webhooksAction === "register" ? "" : " (or unset WEBHOOK_PORT)"}.`,
+        );
+      }
+    }
+  }
 
   if (errors.length > 0) return { ok: false, errors };
 
@@ -211,6 +260,10 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       metricsPort: env.METRICS_PORT,
       metricsHost: env.METRICS_HOST || "127.0.0.1",
       statusToken: env.STATUS_TOKEN,
+      webhookPort: env.WEBHOOK_PORT,
+      webhookHost: env.WEBHOOK_HOST || "127.0.0.1",
+      webhooksAction,
+      publicUrl,
       mailchimpPort,
       ometriaPort,
       warnings,
@@ -227,6 +280,7 @@ export function configSecrets(config: Pick<Config, "connections" | "alertWebhook
   for (const c of config.connections) {
     if (c.mailchimp.apiKey) secrets.add(c.mailchimp.apiKey);
     if (c.ometria.apiKey) secrets.add(c.ometria.apiKey);
+    if (c.webhookSecret) secrets.add(c.webhookSecret);
   }
   if (config.alertWebhookUrl) {
     // The origin is fine to show; what follows it may be a token.
@@ -241,9 +295,37 @@ export function configSecrets(config: Pick<Config, "connections" | "alertWebhook
  * never show even before a config exists.
  */
 export function envSecrets(env: Record<string, string | undefined>): string[] {
-  return [env.MAILCHIMP_API_KEY, env.OMETRIA_API_KEY, env.STATUS_TOKEN]
+  return [
+    env.MAILCHIMP_API_KEY,
+    env.OMETRIA_API_KEY,
+    env.STATUS_TOKEN,
+    env.MAILCHIMP_WEBHOOK_SECRET,
+  ]
     .map((v) => v?.trim())
     .filter((v): v is string => v !== undefined && v !== "");
+}
+
+/** `--url`: an http(s) base URL, without a trailing slash, query or fragment. */
+function _publicUrl(value: string | undefined, errors: string[]): string | undefined {
+  if (value === undefined || value.trim() === "") {
+    errors.push(
+      "webhooks register needs --url <public base URL>: where Mailchimp reaches the receiver, e.g. --url https://sync.example.com.",
+    );
+    return undefined;
+  }
+  try {
+    const url = new URL(value.trim());
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError();
+    if (url.search || url.hash) throw new TypeError();
+    return url.href.replace(/\/+$/, "");
+  } catch {
+    errors.push(
+      `--url must be an http(s) base URL without a query, e.g. https://sync.example.com; it is ${
+        shown(value)
+      }.`,
+    );
+    return undefined;
+  }
 }
 
 function _port(flag: string, value: string | undefined, fallback: number, errors: string[]) {
@@ -295,6 +377,12 @@ function _argumentConnections(
       endpoint: env.OMETRIA_ENDPOINT,
     },
     thresholdSeconds: options.thresholdMinutes * 60,
+    ...(env.MAILCHIMP_WEBHOOK_SECRET
+      ? {
+        webhookSecret: env.MAILCHIMP_WEBHOOK_SECRET,
+        webhookSecretName: "MAILCHIMP_WEBHOOK_SECRET",
+      }
+      : {}),
   }));
 }
 
@@ -355,7 +443,37 @@ async function _fileConnections(
         keyName: entry.ometria_api_key_env,
       },
       thresholdSeconds: (entry.threshold_minutes ?? options.thresholdMinutes) * 60,
+      ..._fileWebhookSecret(entry.webhook_secret_env, sources, env, where, errors),
     });
   }
   return out;
+}
+
+/** A connection's webhook secret: its own variable (`webhook_secret_env`), else the shared one. */
+function _fileWebhookSecret(
+  name: string | undefined,
+  sources: ConfigSources,
+  env: Env,
+  where: string,
+  errors: string[],
+): Pick<ConnectionConfig, "webhookSecret" | "webhookSecretName"> {
+  if (name === undefined) {
+    return env.MAILCHIMP_WEBHOOK_SECRET
+      ? {
+        webhookSecret: env.MAILCHIMP_WEBHOOK_SECRET,
+        webhookSecretName: "MAILCHIMP_WEBHOOK_SECRET",
+      }
+      : {};
+  }
+  const value = sources.env[name]?.trim();
+  if (!value) {
+    errors.push(`${where}: the environment variable ${name} (its webhook secret) is not set.`);
+    return {};
+  }
+  const problem = webhookSecretProblem(name, value);
+  if (problem !== undefined) {
+    errors.push(`${where}: ${problem}`);
+    return {};
+  }
+  return { webhookSecret: value, webhookSecretName: name };
 }

@@ -26,6 +26,7 @@ const connectionEntrySchema = z.strictObject({
   ometria_base_url: httpUrl.optional(),
   mailchimp_base_url: httpUrl.optional(),
   data_center: z.string().regex(/^[a-z0-9]+$/i).optional(),
+  webhook_secret_env: envName.optional(),
 });
 
 /** Schema of the whole file: `{"connections": [ … ]}`. */

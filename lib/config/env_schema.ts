@@ -125,6 +125,35 @@ function apiKeyVar(name: string) {
     });
 }
 
+/** What a webhook secret must look like: it goes into a URL path as it is. */
+export const WEBHOOK_SECRET = /^[A-Za-z0-9_~.-]{16,200}$/;
+
+/**
+ * The problem with a webhook secret held by variable `name`, or undefined when it is usable.
+ * The value is never repeated: it is a secret.
+ */
+export function webhookSecretProblem(name: string, value: string): string | undefined {
+  if (WEBHOOK_SECRET.test(value)) return undefined;
+  return `${name} must be at least 16 characters of letters, digits, "-", "_", "." or "~" ` +
+    `(it goes into the webhook URL): e.g. generate one with \`openssl rand -hex 24\`.`;
+}
+
+function webhookSecretVar(name: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const secret = v?.trim();
+      if (!secret) return undefined;
+      const problem = webhookSecretProblem(name, secret);
+      if (problem !== undefined) {
+        ctx.addIssue({ code: "custom", message: problem });
+        return z.NEVER;
+      }
+      return secret;
+    });
+}
+
 /** Schema of the environment. Defaults are the original tool's. */
 const envSchema = z.object({
   MAILCHIMP_API_KEY: apiKeyVar("MAILCHIMP_API_KEY"),
@@ -214,6 +243,23 @@ const envSchema = z.object({
       return n;
     }),
   METRICS_HOST: z.string().trim().optional(),
+  WEBHOOK_PORT: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) {
+        ctx.addIssue({
+          code: "custom",
+          message: `WEBHOOK_PORT must be a port number from 0 to 65535; it is ${shown(v)}.`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    }),
+  WEBHOOK_HOST: z.string().trim().optional(),
+  MAILCHIMP_WEBHOOK_SECRET: webhookSecretVar("MAILCHIMP_WEBHOOK_SECRET"),
 });
 
 /** The environment, validated. */

@@ -70,6 +70,12 @@ export const statusEntrySchema = z.object({
   missed: z.number().int().nonnegative().nullable().describe(
     "Members the last reconciliation found never pushed (polling should never miss one).",
   ),
+  last_webhook_at: isoTime.nullable().describe(
+    "When the last Mailchimp webhook event was received (our clock); null when none came.",
+  ),
+  webhook_lag_seconds: z.number().nonnegative().nullable().describe(
+    "Delivery lag of that event: received − Mailchimp's fired_at; null when unknown.",
+  ),
 }).describe("One connection in the status report.");
 
 /** The whole status report. */
@@ -130,9 +136,21 @@ export function buildStatusReport(rows: readonly StatusRow[], nowMs: number): St
         last_reconciled_at: state?.last_reconcile?.at ?? null,
         orphans: state?.last_reconcile?.orphans ?? null,
         missed: state?.last_reconcile?.missing ?? null,
+        last_webhook_at: state?.last_webhook?.received_at ?? null,
+        webhook_lag_seconds: webhookLagSeconds(state),
       };
     }),
   };
+}
+
+/**
+ * The delivery lag of a connection's last webhook event in seconds (received − `fired_at`,
+ * at least 0, since the two clocks differ), or null when none came or it had no `fired_at`.
+ */
+export function webhookLagSeconds(state: ConnectionState | undefined): number | null {
+  const w = state?.last_webhook;
+  if (!w || w.fired_at === null) return null;
+  return Math.max(0, Math.round((Date.parse(w.received_at) - Date.parse(w.fired_at)) / 1000));
 }
 
 function _status(state: ConnectionState | undefined): StatusEntry["status"] {
@@ -191,6 +209,7 @@ export function formatStatusTable(
     "BEHIND",
     "LAST RUN",
     "HELD",
+    "LAST WEBHOOK",
     "LAST ERROR",
   ];
   const rows = report.connections.map((e) => [
@@ -209,6 +228,11 @@ export function formatStatusTable(
         _seconds(e.last_run.duration_ms)
       }`,
     e.quarantined === 0 ? "-" : String(e.quarantined),
+    e.last_webhook_at === null
+      ? "-"
+      : `${_shortTime(e.last_webhook_at)}${
+        e.webhook_lag_seconds === null ? "" : ` (lag ${formatLag(e.webhook_lag_seconds)})`
+      }`,
     e.last_error === null ? "-" : _truncate(_clean(e.last_error), errorWidth),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

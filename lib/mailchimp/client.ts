@@ -162,6 +162,18 @@ const _problemSchema = z.object({
   detail: z.string().optional(),
 });
 
+const _webhookSchema = z.object({
+  id: z.string(),
+  url: z.string(),
+  events: z.record(z.string(), z.boolean()).default({}),
+  sources: z.record(z.string(), z.boolean()).default({}),
+});
+
+const _webhooksSchema = z.object({ webhooks: z.array(_webhookSchema) });
+
+/** A list webhook as Mailchimp describes it (`/lists/{id}/webhooks`). */
+export type MailchimpWebhook = z.infer<typeof _webhookSchema>;
+
 /**
  * Talks to one Mailchimp account with one API key. Every attempt goes through the key's
  * shared {@linkcode ConcurrencyLimiter}; network errors, timeouts, 408, 429, 5xx and a bare
@@ -334,6 +346,46 @@ export class MailchimpClient {
       size: value.members.length,
       totalItems: value.total_items,
     };
+  }
+
+  /** `GET /lists/{id}/webhooks`: the list's webhooks (URLs hold their secrets: mask them). */
+  async listWebhooks(listId: string, signal?: AbortSignal): Promise<MailchimpWebhook[]> {
+    const { value } = await this.#get(
+      `/lists/${_segment(listId)}/webhooks`,
+      new URLSearchParams(),
+      _webhooksSchema,
+      signal,
+    );
+    return value.webhooks;
+  }
+
+  /**
+   * `POST /lists/{id}/webhooks` (create) or, with `webhookId`, `PATCH
+   * /lists/{id}/webhooks/{webhook_id}` (update). Mailchimp checks the URL with a GET before
+   * it answers. Sent once, without retries: a create that timed out may still have happened,
+   * and registering again (which lists first and updates) is the way to repair it.
+   */
+  async saveWebhook(
+    listId: string,
+    webhook: Omit<MailchimpWebhook, "id">,
+    webhookId?: string,
+    signal?: AbortSignal,
+  ): Promise<MailchimpWebhook> {
+    const base = `/lists/${_segment(listId)}/webhooks`;
+    const path = webhookId === undefined ? base : `${base}/${_segment(webhookId)}`;
+    const { value } = await apiRequest(path, _webhookSchema, {
+      ...this.#api,
+      retry: false,
+      method: webhookId === undefined ? "POST" : "PATCH",
+      headers: {
+        Authorization: this.#authorization,
+        Accept: "application/json",
+        "Content-Type": "application/json",
+      },
+      body: JSON.stringify(webhook),
+      signal,
+    });
+    return value;
   }
 
   #get<S extends z.ZodType>(

@@ -50,6 +50,11 @@ export class Metrics {
     ometria: new Map(),
   };
   #http429: Record<MetricsApi, number> = { mailchimp: 0, ometria: 0 };
+  #webhookOutcomes = new Map<string, number>();
+  #webhookLast = new Map<
+    string,
+    { label: string; receivedSeconds: number; lagSeconds: number | null }
+  >();
 
   /** Records the current freshness of a connection (from `freshnessOf`) and its quarantine. */
   setConnection(
@@ -88,6 +93,26 @@ export class Metrics {
     const counts = this.#requests[api];
     counts.set(key, (counts.get(key) ?? 0) + 1);
     if (status === 429) this.#http429[api] += 1;
+  }
+
+  /**
+   * Counts one webhook outcome: what the receiver did with a request (`queued`, `duplicate`,
+   * `not_found`, …) or what acting on an event did (`pushed`, `quarantined`, …). With a
+   * connection and `receivedAtMs`, also its last event's time and delivery lag (received −
+   * `fired_at`, when Mailchimp sent one).
+   */
+  recordWebhook(
+    id: string | undefined,
+    event: { outcome: string; receivedAtMs?: number; firedAtMs?: number | null },
+  ): void {
+    this.#webhookOutcomes.set(event.outcome, (this.#webhookOutcomes.get(event.outcome) ?? 0) + 1);
+    if (id === undefined || event.receivedAtMs === undefined) return;
+    const firedAt = event.firedAtMs ?? null;
+    this.#webhookLast.set(id, {
+      label: `connection="${_escapeLabel(id)}"`,
+      receivedSeconds: event.receivedAtMs / 1000,
+      lagSeconds: firedAt === null ? null : Math.max(0, (event.receivedAtMs - firedAt) / 1000),
+    });
   }
 
   /** The registry in Prometheus text exposition format 0.0.4. */
@@ -134,6 +159,30 @@ export class Metrics {
     family("sync_http_429_total", "counter", "HTTP 429 (rate limited) answers by API.");
     for (const api of ["mailchimp", "ometria"] as const) {
       out += `sync_http_429_total{api="${api}"} ${this.#http429[api]}\n`;
+    }
+    out += this.#renderWebhooks();
+    return out;
+  }
+
+  #renderWebhooks(): string {
+    if (this.#webhookOutcomes.size === 0) return "";
+    let out =
+      "# HELP sync_webhook_events_total Mailchimp webhook requests and events by outcome.\n" +
+      "# TYPE sync_webhook_events_total counter\n";
+    for (const [outcome, count] of this.#webhookOutcomes) {
+      out += `sync_webhook_events_total{outcome="${_escapeLabel(outcome)}"} ${count}\n`;
+    }
+    out += "# HELP sync_webhook_last_received_timestamp_seconds When the last webhook event " +
+      "was received.\n# TYPE sync_webhook_last_received_timestamp_seconds gauge\n";
+    for (const w of this.#webhookLast.values()) {
+      out += `sync_webhook_last_received_timestamp_seconds{${w.label}} ${w.receivedSeconds}\n`;
+    }
+    out += "# HELP sync_webhook_delivery_lag_seconds Received minus fired_at of the last " +
+      "webhook event.\n# TYPE sync_webhook_delivery_lag_seconds gauge\n";
+    for (const w of this.#webhookLast.values()) {
+      if (w.lagSeconds !== null) {
+        out += `sync_webhook_delivery_lag_seconds{${w.label}} ${w.lagSeconds}\n`;
+      }
     }
     return out;
   }

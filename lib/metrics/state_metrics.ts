@@ -107,6 +107,19 @@ export function renderStateMetrics(rows: readonly StatusRow[], nowMs: number): s
       `sync_last_run_members{${label},kind="pushed"} ${run.pushed}\n` +
       `sync_last_run_members{${label},kind="rejected"} ${run.rejected}\n`;
   }
+  family("sync_webhook_last_received_timestamp_seconds", "When the last webhook was received.");
+  for (const { entry, label } of entries) {
+    const value = seconds(entry.last_webhook_at);
+    if (value !== undefined) {
+      out += `sync_webhook_last_received_timestamp_seconds{${label}} ${value}\n`;
+    }
+  }
+  family("sync_webhook_delivery_lag_seconds", "Received minus fired_at of the last webhook.");
+  for (const { entry, label } of entries) {
+    if (entry.webhook_lag_seconds !== null) {
+      out += `sync_webhook_delivery_lag_seconds{${label}} ${entry.webhook_lag_seconds}\n`;
+    }
+  }
   family("sync_connections_behind", "Connections whose lag exceeds their threshold.");
   out += `sync_connections_behind ${entries.filter((e) => e.entry.behind).length}\n`;
   return out;

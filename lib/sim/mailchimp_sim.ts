@@ -36,6 +36,7 @@ import {
   uniqueEmailIdOf,
 } from "./member_data.ts";
 import { seededRandom } from "./random.ts";
+import { SimWebhooks } from "./webhook_sender.ts";
 
 /** Options of {@linkcode MailchimpSimulator.start}. */
 export interface MailchimpSimulatorOptions {
@@ -293,6 +294,12 @@ export class MailchimpSimulator {
   #tearRandom: () => number;
   #totalRandom: () => number;
   #tearQueue: TornPageMode[] = [];
+  /**
+   * List webhooks: registered through `/lists/{id}/webhooks`, or pointed at a URL with
+   * `webhooks.sendTo(listId, url)`; `upsertMember`, `changeMembers`, `deleteMember` and
+   * `changeEmail` deliver Mailchimp's events to them. `webhooks.settle()` waits for deliveries.
+   */
+  readonly webhooks = new SimWebhooks();
 
   private constructor(options: MailchimpSimulatorOptions) {
     this.apiKey = options.apiKey ?? _DEFAULT_KEY;
@@ -412,6 +419,7 @@ export class MailchimpSimulator {
         opt: m.status === "subscribed" && old.status !== "subscribed" ? now : old.opt,
       };
     this.#store(list, record);
+    this.webhooks.changed(listId, old, record, this.#now());
     return _toSimMember(record);
   }
 
@@ -442,6 +450,7 @@ export class MailchimpSimulator {
     return chosen.map((old) => {
       const record = changedMember(old, random, now);
       this.#store(list, record);
+      this.webhooks.changed(listId, old, record, this.#now());
       return _toSimMember(record);
     });
   }
@@ -450,8 +459,10 @@ export class MailchimpSimulator {
   deleteMember(listId: string, email: string): void {
     const list = this.#list(listId);
     const id = memberId(email);
+    const old = list.index.get(id);
     list.index.delete(id);
     list.corrupt.delete(id);
+    if (old !== undefined) this.webhooks.deleted(listId, old, this.#now());
   }
 
   /**
@@ -483,6 +494,8 @@ export class MailchimpSimulator {
     }
     const record: MemberRecord = { ...old, id, email: newEmail, changed: this.#nowSeconds() };
     this.#store(list, record);
+    if (id === old.id) this.webhooks.changed(listId, old, record, this.#now());
+    else this.webhooks.emailChanged(listId, old, record, this.#now());
     return _toSimMember(record);
   }
 
@@ -542,7 +555,7 @@ export class MailchimpSimulator {
   close(): Promise<void> {
     if (this.#closed === undefined) {
       this.#closing.abort(new Error("simulator closing"));
-      this.#closed = this.#server.shutdown();
+      this.#closed = this.webhooks.settle().then(() => this.#server.shutdown());
     }
     return this.#closed;
   }
@@ -626,6 +639,8 @@ export class MailchimpSimulator {
         requestId,
       );
     }
+    const hooks = /^\/3\.0\/lists\/([^/]+)\/webhooks(?:\/([^/]+))?\/?$/.exec(url.pathname);
+    if (hooks) return await this.#webhooksRoute(req, hooks[1]!, hooks[2], requestId);
     if (req.method !== "GET" || route === undefined) return this.#notFound(requestId);
     if (route.kind === "ping") {
       return this.#json('{"health_status":"Everything\'s Chimpy!"}', requestId);
@@ -769,6 +784,41 @@ export class MailchimpSimulator {
     }
     const colon = decoded.indexOf(":");
     return colon >= 0 && decoded.slice(colon + 1) === this.apiKey;
+  }
+
+  async #webhooksRoute(
+    req: Request,
+    listId: string,
+    webhookId: string | undefined,
+    requestId: string,
+  ): Promise<Response> {
+    if (!this.#lists.has(listId)) {
+      await req.body?.cancel();
+      return this.#notFound(requestId);
+    }
+    if (req.method === "GET" && webhookId === undefined) {
+      const webhooks = this.webhooks.list(listId);
+      return this.#json(
+        JSON.stringify({ webhooks, list_id: listId, total_items: webhooks.length }),
+        requestId,
+      );
+    }
+    const create = req.method === "POST" && webhookId === undefined;
+    const update = req.method === "PATCH" && webhookId !== undefined;
+    if (!create && !update) {
+      await req.body?.cancel();
+      return this.#notFound(requestId);
+    }
+    let body: Record<string, unknown>;
+    try {
+      body = await req.json();
+    } catch {
+      return this.#problem(400, "Invalid Resource", "The request body is not JSON.", requestId);
+    }
+    const saved = await this.webhooks.save(listId, body, webhookId);
+    if (saved === "not found") return this.#notFound(requestId);
+    if (typeof saved === "string") return this.#problem(400, "Invalid Resource", saved, requestId);
+    return this.#json(JSON.stringify(saved), requestId);
   }
 
   #notFound(requestId: string): Response {

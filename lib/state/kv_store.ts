@@ -184,6 +184,41 @@ export class KvStore implements StateStore {
     }
   }
 
+  /**
+   * Queues `value` on this database's queue (`Deno.Kv.enqueue`) unless `dedupeKey` was queued
+   * within `windowMs` (on the store's clock): the check and the enqueue are one atomic write,
+   * so two isolates receiving the same webhook delivery queue it once. Resolves once the
+   * value is durably queued (true) or found to be a duplicate (false). Used by the webhook
+   * receiver, which answers Mailchimp only after this.
+   */
+  async enqueueOnce(dedupeKey: string, value: unknown, windowMs: number): Promise<boolean> {
+    this.#checkOpen();
+    const key = ["webhook-seen", dedupeKey];
+    for (let attempt = 0; attempt < _UPDATE_ATTEMPTS; attempt++) {
+      const entry = await _retryBusy(() => this.#kv.get<{ until: number }>(key));
+      const now = this.#clock.now();
+      if (entry.value !== null && entry.value.until > now) return false;
+      const result = await _retryBusy(() =>
+        this.#kv.atomic().check(entry)
+          .set(key, { until: now + windowMs }, { expireIn: Math.max(1, windowMs) })
+          .enqueue(value)
+          .commit()
+      );
+      if (result.ok) return true;
+    }
+    throw new StateError(`Cannot queue a webhook event in ${this.location}: too many conflicts.`);
+  }
+
+  /**
+   * Hands every value of this database's queue to `handler` (`Deno.Kv.listenQueue`); a
+   * handler that throws gets the value again later (Deno KV's retries). Resolves when the
+   * store is closed. One listener per store.
+   */
+  listenQueue(handler: (value: unknown) => Promise<void>): Promise<void> {
+    this.#checkOpen();
+    return this.#kv.listenQueue(handler);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

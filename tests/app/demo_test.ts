@@ -20,6 +20,7 @@ Deno.test("runDemo() syncs, changes 1%, re-syncs and proves the copies identical
   // A run under a second gets no members/s figure: "0.0s (83,333 members/s)" misled.
   assert.match(out, /Incremental sync: [^\n]* in \d+ ms \(\d+ Mailchimp/);
   assert.doesNotMatch(out, /Incremental sync: [^\n]*members\/s/);
+  assert.match(out, /Webhook: a profile change reached Ometria in \d+ ms \(under 2 s\)/);
   assert.match(
     out,
     /✔ Ometria holds exactly what Mailchimp holds: 3,000 members, 0 missing, 0 stale/,

@@ -96,6 +96,8 @@ Deno.test("buildStatusReport() reports status, lag, behind flags and the last ru
     last_reconciled_at: null,
     orphans: null,
     missed: null,
+    last_webhook_at: null,
+    webhook_lag_seconds: null,
   });
 
   assert.equal(late!.status, "failed");
@@ -173,7 +175,7 @@ Deno.test("formatStatusTable() aligns columns, marks behind connections and trun
   assert.equal(late!.slice(behindAt, behindAt + 6), "BEHIND");
   assert.equal(fresh!.slice(behindAt, behindAt + 1), "-");
   assert.match(fresh!, /ok 2026-01-01T11:57:10Z read 120 pushed 118 rejected 2 in 4\.0s/);
-  assert.match(absent!, /^absent\s+L3\s+never\s+-\s+-\s+10m\s+-\s+-\s+-\s+-$/);
+  assert.match(absent!, /^absent\s+L3\s+never\s+-\s+-\s+10m\s+-\s+-\s+-\s+-\s+-$/);
   assert.match(busy!, /^busy\s+L4\s+running\s/);
   // The error is on one line, cut to 40 characters with an ellipsis.
   const error = late!.slice(header.indexOf("LAST ERROR"));
@@ -182,4 +184,23 @@ Deno.test("formatStatusTable() aligns columns, marks behind connections and trun
   assert.doesNotMatch(error, /\n/);
 
   assert.equal(formatStatusTable({ connections: [] }), "No connections configured.\n");
+});
+
+Deno.test("buildStatusReport() and the table show the last webhook and its delivery lag", () => {
+  const state = stateFreshAt("w", NOW - 60_000, {
+    last_webhook: {
+      received_at: iso(NOW - 5_000),
+      fired_at: iso(NOW - 7_000),
+      type: "profile",
+      count: 3,
+    },
+  });
+  const report = buildStatusReport([{ id: "w", list_id: "L", threshold_seconds: 60, state }], NOW);
+  const entry = report.connections[0]!;
+  assert.equal(entry.last_webhook_at, iso(NOW - 5_000));
+  assert.equal(entry.webhook_lag_seconds, 2);
+  // fresh_as_of stays polling's.
+  assert.equal(entry.fresh_as_of, iso(NOW - 60_000));
+  assert.match(formatStatusTable(report), /LAST WEBHOOK/);
+  assert.match(formatStatusTable(report), /\(lag 2s\)/);
 });
