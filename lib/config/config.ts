@@ -11,6 +11,7 @@ import { type Command, parseCommandLine } from "./command_line.ts";
 import { readConnectionsFile } from "./connections_file.ts";
 import { type Env, type LogLevel, parseEnv, shown } from "./env_schema.ts";
 import { cronEvery } from "./schedule.ts";
+import type { FieldsConfig } from "../mapping/fields_config.ts";
 import { MAILCHIMP_MAX_PAGE_SIZE, mailchimpBaseUrlFor } from "../mailchimp/mailchimp_url.ts";
 
 export type { Command } from "./command_line.ts";
@@ -26,6 +27,8 @@ export interface ConnectionConfig {
   ometria: { apiKey: string; baseUrl: string; endpoint: "push" | "record"; keyName?: string };
   /** Lag beyond which the connection is behind, in seconds. */
   thresholdSeconds: number;
+  /** The connections file's `fields` (the documented default when absent). */
+  fields?: FieldsConfig;
 }
 
 /** Everything the program needs, validated. Holds secrets in memory only. */
@@ -349,7 +352,13 @@ async function _fileConnections(
         keyName: entry.ometria_api_key_env,
       },
       thresholdSeconds: (entry.threshold_minutes ?? options.thresholdMinutes) * 60,
+      ...(entry.fields ? { fields: entry.fields } : {}),
     });
+    if (entry.fields && (entry.ometria_endpoint ?? env.OMETRIA_ENDPOINT) === "record") {
+      errors.push(
+        `${where}: "fields" only applies to the push endpoint; the legacy /record format is fixed. Remove "fields" or use "ometria_endpoint": "push".`,
+      );
+    }
   }
   return out;
 }
