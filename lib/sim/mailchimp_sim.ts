@@ -36,6 +36,7 @@ import {
   type ListProfile,
   memberId,
   MERGE_FIELDS,
+  type SimMergeField,
   newMember,
   renamedMember,
   uniqueEmailIdOf,
@@ -569,6 +570,22 @@ export class MailchimpSimulator {
       if (overrides !== undefined) member.malformed = { ...overrides };
       return member;
     });
+  }
+
+  /**
+   * The list's merge fields (tag, type, name) and interest names by id, as its endpoints
+   * serve them: what `compareCopies` needs to check the mapped fields.
+   */
+  fieldDefinitions(
+    listId: string,
+  ): { mergeFields: SimMergeField[]; interestNames: Map<string, string> } {
+    const list = this.#list(listId);
+    return {
+      mergeFields: [...MERGE_FIELDS[list.profile]],
+      interestNames: new Map(
+        INTEREST_CATEGORIES[list.profile].flatMap((c) => c.interests.map((i) => [i.id, i.name])),
+      ),
+    };
   }
 
   /** Zeroes the counters (`inFlight` stays true; `maxInFlight` restarts from it). */
