@@ -36,9 +36,9 @@ import {
   type ListProfile,
   memberId,
   MERGE_FIELDS,
-  type SimMergeField,
   newMember,
   renamedMember,
+  type SimMergeField,
   uniqueEmailIdOf,
 } from "./member_data.ts";
 import { seededRandom } from "./random.ts";
