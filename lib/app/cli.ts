@@ -148,6 +148,7 @@ async function reconcileCommand(config: Config, deps: CliDeps): Promise<number> 
   const alerts = _alertsFor(config, deps);
   const service = serviceFor(config, deps, { alerts });
   try {
+    if (!(await _fieldMappingsFit(service, deps))) return EXIT.usage;
     const results = await service.reconcile(config.connections.map((c) => c.id), deps.stop);
     for (const r of results) {
       const s = r.summary;
@@ -170,6 +171,16 @@ async function reconcileCommand(config: Config, deps: CliDeps): Promise<number> 
     await deps.store.flush();
     await _drainAlerts(alerts, deps);
   }
+}
+
+/**
+ * A field mapping naming merge tags the list lacks is a configuration error (exit 2), found
+ * at start, before anything is pushed: each problem is logged with the tags and the fix.
+ */
+async function _fieldMappingsFit(service: SyncService, deps: CliDeps): Promise<boolean> {
+  const problems = await service.checkFieldMappings(deps.stop);
+  for (const problem of problems) deps.logger.fatal(problem);
+  return problems.length === 0;
 }
 
 /** The alert manager of a command that syncs or reconciles. */
@@ -289,6 +300,7 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
       metricsServer = listening;
       logger.info("Metrics at {url}", { url: listening.url });
     }
+    if (!(await _fieldMappingsFit(service, deps))) return EXIT.usage;
     const runTick = () =>
       service.tick({ force: config.force, signal: deps.stop, hardSignal: deps.hardStop });
     if (config.once) {

@@ -18,12 +18,14 @@ import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
 import { RateLimiter } from "../http/rate_limiter.ts";
 import { MailchimpClient } from "../mailchimp/client.ts";
 import { OmetriaClient } from "../ometria/client.ts";
+import { FieldMapper } from "../mapping/field_mapper.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { nextState } from "../state/transitions.ts";
 import { tick, type TickResult } from "../scheduler/tick.ts";
 import { actOnWebhookEvent, type WebhookEventResult } from "../engine/webhook_event.ts";
 import type { WebhookJob } from "../webhooks/queue.ts";
+import { errorText } from "../log/error_text.ts";
 
 /** Options of {@linkcode SyncService}. */
 export interface SyncServiceOptions {
@@ -80,6 +82,8 @@ interface _Wired {
   config: ConnectionConfig;
   mailchimp: MailchimpClient;
   ometria: OmetriaClient;
+  /** The connection's field mapping (push endpoint only). */
+  fields: FieldMapper | undefined;
 }
 
 /**
@@ -112,7 +116,9 @@ export class SyncService {
     const fetchFn = options.fetch ?? globalThis.fetch;
     const { clock, logger, metrics } = options;
     this.#wired = options.connections.map((config) => {
-      const mailchimp = new MailchimpClient({
+      // The legacy /record format is fixed: no mapping, no extra member fields read.
+      let fields: FieldMapper | undefined;
+      const mailchimp: MailchimpClient = new MailchimpClient({
         apiKey: config.mailchimp.apiKey,
         baseUrl: config.mailchimp.baseUrl,
         ...(config.mailchimp.keyName ? { keyName: config.mailchimp.keyName } : {}),
@@ -123,7 +129,13 @@ export class SyncService {
         retry: { maxElapsedMs: (options.mailchimpRetryMaxSeconds ?? 60) * 1000 },
         timeoutMs: (options.mailchimpTimeoutSeconds ?? 30) * 1000,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("mailchimp", e.status ?? 0) } : {}),
+        ...(config.ometria.endpoint === "push"
+          ? { memberFields: FieldMapper.memberFieldsFor(config.fields) }
+          : {}),
       });
+      if (config.ometria.endpoint === "push") {
+        fields = new FieldMapper(config.listId, config.fields, mailchimp);
+      }
       const accountKey = `${config.ometria.baseUrl}\u0000${config.ometria.apiKey}`;
       let rateLimiter = rateLimiters.get(accountKey);
       if (!rateLimiter) {
@@ -145,7 +157,7 @@ export class SyncService {
         maxBatchSize: options.ometriaBatchSize ?? 100,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("ometria", e.status ?? 0) } : {}),
       });
-      return { config, mailchimp, ometria };
+      return { config, mailchimp, ometria, fields };
     });
     this.#byId = new Map(this.#wired.map((w) => [w.config.id, w]));
     for (const w of this.#wired) this.#firstSeen.set(w.config.id, clock.now());
@@ -251,6 +263,7 @@ export class SyncService {
             pushConcurrency: o.pushConcurrency ?? 4,
             secrets: o.secrets ?? [],
             ...(signal ? { signal } : {}),
+            ...(w.fields ? { mapping: w.fields.forRun(signal) } : {}),
           });
           results.push({ ...result, id: w.config.id });
           if (result.summary) o.metrics?.recordReconcile(w.config.id, result.summary);
@@ -303,6 +316,30 @@ export class SyncService {
       firedAtMs: job.event.firedAtMs,
     });
     return result;
+  }
+
+  /**
+   * Checks every connection's field mapping against its list (one request per connection
+   * whose mapping names merge tags): the problems, each naming its connection, for a start
+   * that exits 2. A list that cannot be asked is not a mapping problem: it is logged, and
+   * its runs report it.
+   */
+  async checkFieldMappings(signal?: AbortSignal): Promise<string[]> {
+    const problems: string[] = [];
+    for (const w of this.#wired) {
+      if (!w.fields || signal?.aborted) continue;
+      try {
+        for (const p of await w.fields.check(signal)) {
+          problems.push(`Connection ${w.config.id} (list ${w.config.listId}): ${p}.`);
+        }
+      } catch (error) {
+        this.#options.logger.warn(
+          "Cannot check the field mapping of {connection} now: {error}",
+          { connection: w.config.id, error: errorText(error, this.#options.secrets ?? []) },
+        );
+      }
+    }
+    return problems;
   }
 
   /** Connections whose last reconciliation (or first sight) is RECONCILE_EVERY_HOURS ago. */
@@ -379,6 +416,7 @@ export class SyncService {
       ...(signal ? { signal } : {}),
       ...(hardSignal ? { hardSignal } : {}),
       ...(o.onProgress ? { onProgress: (p) => o.onProgress!(w.config.id, p) } : {}),
+      ...(w.fields ? { mapping: w.fields.forRun(hardSignal) } : {}),
     });
     if (result.sawArchivedInListing) this.#archivedInListing = true;
     this.#logSummary(w.config, result);

@@ -11,6 +11,7 @@ import { type Command, parseCommandLine } from "./command_line.ts";
 import { readConnectionsFile } from "./connections_file.ts";
 import { type Env, type LogLevel, parseEnv, shown, webhookSecretProblem } from "./env_schema.ts";
 import { cronEvery } from "./schedule.ts";
+import type { FieldsConfig } from "../mapping/fields_config.ts";
 import { MAILCHIMP_MAX_PAGE_SIZE, mailchimpBaseUrlFor } from "../mailchimp/mailchimp_url.ts";
 
 export type { Command } from "./command_line.ts";
@@ -32,6 +33,8 @@ export interface ConnectionConfig {
    */
   webhookSecret?: string;
   webhookSecretName?: string;
+  /** The connections file's `fields` (the documented default when absent). */
+  fields?: FieldsConfig;
 }
 
 /** Everything the program needs, validated. Holds secrets in memory only. */
@@ -444,7 +447,13 @@ async function _fileConnections(
       },
       thresholdSeconds: (entry.threshold_minutes ?? options.thresholdMinutes) * 60,
       ..._fileWebhookSecret(entry.webhook_secret_env, sources, env, where, errors),
+      ...(entry.fields ? { fields: entry.fields } : {}),
     });
+    if (entry.fields && (entry.ometria_endpoint ?? env.OMETRIA_ENDPOINT) === "record") {
+      errors.push(
+        `${where}: "fields" only applies to the push endpoint; the legacy /record format is fixed. Remove "fields" or use "ometria_endpoint": "push".`,
+      );
+    }
   }
   return out;
 }

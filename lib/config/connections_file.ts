@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { errorText } from "../log/error_text.ts";
+import { fieldsConfigSchema } from "../mapping/fields_config.ts";
 
 const envName = z
   .string()
@@ -27,6 +28,8 @@ const connectionEntrySchema = z.strictObject({
   mailchimp_base_url: httpUrl.optional(),
   data_center: z.string().regex(/^[a-z0-9]+$/i).optional(),
   webhook_secret_env: envName.optional(),
+  /** Mailchimp → Ometria field mapping (README, "Fields"); the default when absent. */
+  fields: fieldsConfigSchema.optional(),
 });
 
 /** Schema of the whole file: `{"connections": [ … ]}`. */

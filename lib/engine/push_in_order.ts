@@ -8,6 +8,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Member } from "../mailchimp/member.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
 import { type OmetriaRecord, toLegacyRecord, toOmetriaContact } from "../mapping/contact.ts";
+import type { MappingForMembers } from "../mapping/field_mapper.ts";
 import type { RecordsSink, SinkResult } from "./ports.ts";
 import { lastChangedOf } from "./window_reader.ts";
 
@@ -42,6 +43,11 @@ export interface PushInOrderOptions {
    * that cannot be mapped to a record (label "mapping"), each with the reason.
    */
   onRejected: (label: string, rejected: { id: string; reason: string }[]) => void;
+  /**
+   * The connection's field mapping (push endpoint only; the legacy `/record` format is
+   * fixed). Without it a contact carries only the fixed fields.
+   */
+  mapping?: MappingForMembers | undefined;
 }
 
 /**
@@ -58,6 +64,11 @@ export async function pushInOrder(
     await options.onAcknowledged(doneBefore, 0, 0);
     return;
   }
+  // Resolved before any batch is built: a mapping that cannot be resolved (Mailchimp down,
+  // a merge tag gone) fails the push as a whole, and nothing passes the cursor.
+  const mapping = options.endpoint === "push" && options.mapping
+    ? await options.mapping(members)
+    : undefined;
   const batches: { records: OmetriaRecord[]; firstChanged: number }[] = [];
   const unmappable: { id: string; reason: string }[] = [];
   for (let i = 0; i < members.length; i += batchSize) {
@@ -66,7 +77,7 @@ export async function pushInOrder(
     for (const m of slice) {
       try {
         records.push(
-          options.endpoint === "push" ? toOmetriaContact(m, listId) : toLegacyRecord(m),
+          options.endpoint === "push" ? toOmetriaContact(m, listId, mapping) : toLegacyRecord(m),
         );
       } catch (error) {
         unmappable.push({ id: m.id, reason: `cannot be mapped to an Ometria record: ${error}` });

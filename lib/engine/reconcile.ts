@@ -23,6 +23,7 @@ import type { StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
 import type { MembersSource, RecordsSink } from "./ports.ts";
 import { pushInOrder, rejectedRecords } from "./push_in_order.ts";
+import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode reconcileConnection}. */
 export interface ReconcileOptions {
@@ -45,6 +46,8 @@ export interface ReconcileOptions {
   secrets?: readonly string[];
   /** Stops between requests; nothing is recorded as reconciled. */
   signal?: AbortSignal;
+  /** The connection's field mapping, so missed members are pushed as a run would. */
+  mapping?: MappingForMembers;
 }
 
 /** What a reconciliation found and did. */
@@ -93,6 +96,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
       logger: log,
       batchSize: ometria.maxBatchSize,
       concurrency: o.pushConcurrency ?? 4,
+      mapping: o.mapping,
       signal,
       onAcknowledged: () => Promise.resolve(),
       onRejected: (_label, rejected) => rejected.forEach((r) => refused.add(r.id)),

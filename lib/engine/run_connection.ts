@@ -38,6 +38,7 @@ import { type QuarantineFinding, record } from "../state/transitions.ts";
 import type { MembersSource, RecordsSink } from "./ports.ts";
 import { pushInOrder, StoppedError } from "./push_in_order.ts";
 import { lastChangedOf, WindowReader } from "./window_reader.ts";
+import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode runConnection}. */
 export interface RunConnectionOptions {
@@ -77,6 +78,8 @@ export interface RunConnectionOptions {
    * @default {false}
    */
   archivedInListing?: boolean;
+  /** The connection's field mapping, resolved once per run (see `field_mapper.ts`). */
+  mapping?: MappingForMembers;
 }
 
 /** What a run did. */
@@ -232,6 +235,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       logger: log,
       batchSize: options.ometria.maxBatchSize,
       concurrency: options.pushConcurrency ?? 4,
+      mapping: options.mapping,
       signal,
       hardSignal,
       onAcknowledged: async (reach, pushed, rejected) => {

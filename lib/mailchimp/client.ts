@@ -30,6 +30,7 @@ import {
   parseMember,
 } from "./member.ts";
 import { formatMailchimpTime } from "./time.ts";
+import type { InterestDefinition, MergeFieldDefinition } from "../mapping/field_mapping.ts";
 
 /**
  * The API base of a key's account, `https://{dc}.api.mailchimp.com/3.0`, with `dc` the key's
@@ -85,6 +86,12 @@ export interface MailchimpClientOptions {
    * @default {"MAILCHIMP_API_KEY"}
    */
   keyName?: string;
+  /**
+   * Member fields to read beyond what the sync always reads (`members.tags`, …): what the
+   * connection's field mapping needs, so that `fields=` asks for nothing else.
+   * @default {[]}
+   */
+  memberFields?: readonly string[];
 }
 
 /** List details from `GET /lists/{id}`. */
@@ -157,6 +164,21 @@ const _idsSchema = z.object({
   total_items: z.number().int().nonnegative(),
 });
 
+const _mergeFieldsSchema = z.object({
+  merge_fields: z.array(z.object({ tag: z.string(), type: z.string(), name: z.string() })),
+  total_items: z.number().int().nonnegative(),
+});
+
+const _categoriesSchema = z.object({
+  categories: z.array(z.object({ id: z.string(), title: z.string() })),
+  total_items: z.number().int().nonnegative(),
+});
+
+const _interestsSchema = z.object({
+  interests: z.array(z.object({ id: z.string(), name: z.string() })),
+  total_items: z.number().int().nonnegative(),
+});
+
 const _problemSchema = z.object({
   title: z.string().optional(),
   detail: z.string().optional(),
@@ -185,6 +207,7 @@ export class MailchimpClient {
   #api: ApiSettings;
   #authorization: string;
   #keyName: string;
+  #memberFields: readonly string[];
 
   constructor(options: MailchimpClientOptions) {
     if (!options.apiKey) throw new TypeError("Cannot create a Mailchimp client without an API key");
@@ -196,6 +219,7 @@ export class MailchimpClient {
     }
     this.#authorization = `Basic ${_base64(`anystring:${options.apiKey}`)}`;
     this.#keyName = options.keyName ?? "MAILCHIMP_API_KEY";
+    this.#memberFields = [...MEMBER_FIELDS, ...(options.memberFields ?? [])];
     const { limiter } = options;
     this.#api = {
       api: "Mailchimp",
@@ -272,7 +296,7 @@ export class MailchimpClient {
         serverTimeMs: _date(exchange.headers),
       };
     }
-    query.set("fields", MEMBER_FIELDS.join(","));
+    query.set("fields", this.#memberFields.join(","));
     const { value, exchange } = await this.#get(path, query, membersPageSchema, signal);
     const members: Member[] = [];
     const invalid: InvalidMember[] = [];
@@ -300,9 +324,8 @@ export class MailchimpClient {
     signal?: AbortSignal,
   ): Promise<{ member: Member } | { invalid: InvalidMember } | undefined> {
     const query = new URLSearchParams({
-      fields: MEMBER_FIELDS.filter((f) => f.startsWith("members.")).map((f) => f.slice(8)).join(
-        ",",
-      ),
+      fields: this.#memberFields.filter((f) => f.startsWith("members.")).map((f) => f.slice(8))
+        .join(","),
     });
     try {
       const { value } = await this.#get(
@@ -386,6 +409,70 @@ export class MailchimpClient {
       signal,
     });
     return value;
+  }
+
+  /**
+   * `GET /lists/{id}/merge-fields`: every merge field of the list (tag, type, name), all
+   * pages, for the field mapping.
+   */
+  async getMergeFields(listId: string, signal?: AbortSignal): Promise<MergeFieldDefinition[]> {
+    const path = `/lists/${_segment(listId)}/merge-fields`;
+    return await this.#all(
+      "merge_fields.tag,merge_fields.type,merge_fields.name",
+      (q) =>
+        this.#get(path, q, _mergeFieldsSchema, signal).then(({ value }) => ({
+          items: value.merge_fields,
+          total: value.total_items,
+        })),
+    );
+  }
+
+  /**
+   * Every interest (group) of the list with its name and category title: `GET
+   * /lists/{id}/interest-categories`, then each category's `interests`.
+   */
+  async getInterests(listId: string, signal?: AbortSignal): Promise<InterestDefinition[]> {
+    const base = `/lists/${_segment(listId)}/interest-categories`;
+    const categories = await this.#all(
+      "categories.id,categories.title",
+      (q) =>
+        this.#get(base, q, _categoriesSchema, signal).then(({ value }) => ({
+          items: value.categories,
+          total: value.total_items,
+        })),
+    );
+    const out: InterestDefinition[] = [];
+    for (const c of categories) {
+      const path = `${base}/${_segment(c.id)}/interests`;
+      const interests = await this.#all(
+        "interests.id,interests.name",
+        (q) =>
+          this.#get(path, q, _interestsSchema, signal).then(({ value }) => ({
+            items: value.interests,
+            total: value.total_items,
+          })),
+      );
+      for (const i of interests) out.push({ id: i.id, name: i.name, category: c.title });
+    }
+    return out;
+  }
+
+  /** Every item of a listing, 1000 a page, until a short page or `total_items`. */
+  async #all<T>(
+    fields: string,
+    page: (query: URLSearchParams) => Promise<{ items: T[]; total: number }>,
+  ): Promise<T[]> {
+    const out: T[] = [];
+    for (;;) {
+      const query = new URLSearchParams({
+        count: String(_MAX_COUNT),
+        offset: String(out.length),
+        fields: `${fields},total_items`,
+      });
+      const { items, total } = await page(query);
+      out.push(...items);
+      if (items.length < _MAX_COUNT || out.length >= total) return out;
+    }
   }
 
   #get<S extends z.ZodType>(

@@ -34,6 +34,15 @@ export const memberSchema = z.object({
     "is not a readable time",
   ),
   timestamp_opt: z.string().nullable().optional().transform((t) => t ?? ""),
+  // Read only when a connection's field mapping asks for them (`fields=`), so absent
+  // stays absent; a wrong type is a malformed member like any other.
+  timestamp_signup: z.string().nullable().optional(),
+  language: z.string().nullable().optional(),
+  vip: z.boolean().nullable().optional(),
+  member_rating: z.number().nullable().optional(),
+  location: z.object({ country_code: z.string().nullable().optional() }).nullable().optional(),
+  tags: z.array(z.object({ name: z.string() })).nullable().optional(),
+  interests: z.record(z.string(), z.boolean()).nullable().optional(),
 });
 
 /** One member as the sync uses it. */

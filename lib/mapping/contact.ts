@@ -4,6 +4,7 @@
  * @module
  */
 import type { Member, MemberStatus } from "../mailchimp/member.ts";
+import { type ContactMapping, mappedFields } from "./field_mapping.ts";
 
 /** Ometria's marketing opt-in values. */
 export type MarketingOptin = "EXPLICITLY_OPTEDIN" | "EXPLICITLY_OPTEDOUT" | "NOT_SPECIFIED";
@@ -18,6 +19,12 @@ export interface OmetriaContact {
   lastname: string;
   marketing_optin: MarketingOptin;
   timestamp_subscribed?: string;
+  /**
+   * Fields a connection's mapping adds (see `field_mapping.ts`): `phone_number`,
+   * `date_of_birth`, `gender`, `country_id`, `timestamp_acquired`, `timestamp_unsubscribed`,
+   * `properties`, `@add_to_lists`, `@remove_from_lists`, …
+   */
+  [field: string]: unknown;
 }
 
 /** A record for the original tool's `POST /record` endpoint. */
@@ -106,9 +113,16 @@ function _name(member: Member, field: "FNAME" | "LNAME"): string {
  * Maps a member to an Ometria contact. The record id is Mailchimp's member id (an MD5 of
  * the lowercased email), which carries no personal data in clear. A subscription event
  * needs `timestamp_subscribed` on the same record as the opt-in, so it is sent with it.
+ * With a `mapping` (the connection's fields, resolved for its list), the mapped fields are
+ * added; the fixed ones above cannot be overridden by it.
  */
-export function toOmetriaContact(member: Member, listId: string): OmetriaContact {
+export function toOmetriaContact(
+  member: Member,
+  listId: string,
+  mapping?: ContactMapping,
+): OmetriaContact {
   const contact: OmetriaContact = {
+    ...(mapping ? mappedFields(member, mapping) : {}),
     "@type": "contact",
     "@collection": collectionFor(listId),
     id: member.id,

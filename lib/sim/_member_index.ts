@@ -38,6 +38,28 @@ export interface MemberRecord {
   readonly opt: number;
   /** `timestamp_signup` in whole seconds, or -1 when Mailchimp would send "". */
   readonly signup: number;
+  /**
+   * Fields set by hand (`upsertMember`) beyond the names: merge fields, tags, interests,
+   * language, VIP, rating, country. Absent, they are derived from the id and the list's
+   * profile, which costs no memory on a million members.
+   */
+  readonly extra?: MemberExtras;
+}
+
+/** A member's fields beyond id, email, status, names and times (see `member_data.ts`). */
+export interface MemberExtras {
+  /** Merge fields other than FNAME and LNAME, by tag (an address is an object). */
+  readonly merge: Readonly<Record<string, unknown>>;
+  /** Tag names. */
+  readonly tags: readonly string[];
+  /** Interest id → whether the member has it. */
+  readonly interests: Readonly<Record<string, boolean>>;
+  readonly language: string;
+  readonly vip: boolean;
+  /** 1 to 5 stars. */
+  readonly member_rating: number;
+  /** `location.country_code` (ISO 3166-1 alpha-2, or ""). */
+  readonly country_code: string;
 }
 
 /** Index of each status in {@linkcode MEMBER_STATUSES}: the class a Fenwick tree counts. */

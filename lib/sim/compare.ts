@@ -20,7 +20,26 @@ export type TruthMember =
     Member,
     "id" | "email_address" | "status" | "merge_fields" | "last_changed" | "timestamp_opt"
   >
-  & { malformed?: Readonly<Record<string, unknown>> | undefined };
+  & {
+    malformed?: Readonly<Record<string, unknown>> | undefined;
+    /** The fields a mapping reads (the simulator's truth has them all). */
+    timestamp_signup?: string | undefined;
+    tags?: readonly { name: string }[] | undefined;
+    interests?: Readonly<Record<string, boolean>> | undefined;
+    language?: string | undefined;
+    vip?: boolean | undefined;
+    member_rating?: number | undefined;
+    location?: { country_code: string } | undefined;
+  };
+
+/**
+ * What {@linkcode compareCopies} needs to check the fields of the documented default
+ * mapping too: the list's merge fields (tag and type) and interest names by id.
+ */
+export interface DefaultFieldsCheck {
+  mergeFields: readonly { tag: string; type: string }[];
+  interestNames: ReadonlyMap<string, string>;
+}
 
 /** What differs between Mailchimp's truth and Ometria's copy. */
 export interface Comparison {
@@ -105,6 +124,59 @@ function _expected(member: TruthMember, listId: string, endpoint: "push" | "reco
 }
 
 /**
+ * The fields the documented default mapping adds for a member, written out from the README
+ * table rather than taken from lib/mapping, for the same reason as `_expected`.
+ */
+function _expectedDefaultFields(
+  member: TruthMember,
+  check: DefaultFieldsCheck,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const properties: Record<string, unknown> = {};
+  const phone = check.mergeFields.find((d) => d.type === "phone")?.tag;
+  const types = new Map(check.mergeFields.map((d) => [d.tag, d.type]));
+  for (const [tag, value] of Object.entries(member.merge_fields)) {
+    if (tag === "FNAME" || tag === "LNAME" || value === "" || value == null) continue;
+    if (tag === phone) out.phone_number = String(value);
+    else if (tag === "GENDER") {
+      const g = String(value).toLowerCase();
+      out.gender = g === "female" ? "f" : g === "male" ? "m" : "o";
+    } else if (types.get(tag) === "address" && typeof value === "object") {
+      for (const [part, text] of Object.entries(value as Record<string, unknown>)) {
+        if (text !== "") properties[`${tag.toLowerCase()}_${part}`] = text;
+      }
+    } else properties[tag.toLowerCase()] = value;
+  }
+  if (member.language) properties.language = member.language;
+  if (member.vip !== undefined) properties.vip = member.vip;
+  if (member.member_rating !== undefined) properties.member_rating = member.member_rating;
+  const acquired = member.timestamp_signup || member.timestamp_opt;
+  if (acquired) out.timestamp_acquired = acquired;
+  if (member.location?.country_code) out.country_id = member.location.country_code;
+  if (member.status === "unsubscribed" || member.status === "cleaned") {
+    out.timestamp_unsubscribed = member.last_changed;
+  }
+  if (member.tags) properties.mailchimp_tags = member.tags.map((t) => t.name).sort();
+  if (member.interests) {
+    properties.mailchimp_interests = Object.entries(member.interests).filter(([, on]) => on)
+      .map(([id]) => check.interestNames.get(id) ?? id).sort();
+  }
+  out.properties = Object.keys(properties).length > 0 ? properties : null;
+  return out;
+}
+
+/** JSON with object keys sorted, so two equal values give equal text. */
+function _canonical(value: unknown): string {
+  return JSON.stringify(
+    value,
+    (_k, v) =>
+      typeof v === "object" && v !== null && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
+        : v,
+  ) ?? "null";
+}
+
+/**
  * Compares the truth of one list with the records Ometria holds for it (`records`: the
  * contacts of the list's collection for `push`, `legacyRecords()` for `record`). A copy
  * with no silent divergence has no `missing`, no `stale` and no `extraNotOptedOut`; what
@@ -115,6 +187,10 @@ export function compareCopies(
   records: ReadonlyMap<string, object>,
   listId: string,
   endpoint: "push" | "record" = "push",
+  options: {
+    /** Also compare the fields of the documented default mapping (push only). */
+    defaultFields?: DefaultFieldsCheck;
+  } = {},
 ): Comparison {
   const missing: string[] = [];
   const stale: string[] = [];
@@ -132,7 +208,16 @@ export function compareCopies(
       continue;
     }
     const want = _expected(member, listId, endpoint);
-    if (Object.entries(want).some(([f, v]) => v !== (got[f] ?? null))) stale.push(member.id);
+    if (Object.entries(want).some(([f, v]) => v !== (got[f] ?? null))) {
+      stale.push(member.id);
+      continue;
+    }
+    if (options.defaultFields && endpoint === "push") {
+      const fields = _expectedDefaultFields(member, options.defaultFields);
+      if (Object.entries(fields).some(([f, v]) => _canonical(v) !== _canonical(got[f] ?? null))) {
+        stale.push(member.id);
+      }
+    }
   }
   const extra = [...records.keys()].filter((id) => !ids.has(id));
   const extraOptedOut: string[] = [];

@@ -17,6 +17,7 @@ import { MEMBER_STATUSES, type MemberStatus } from "../mailchimp/member.ts";
 import {
   ALL_STATUSES_MASK,
   type ChangeWindow,
+  type MemberExtras,
   MemberIndex,
   type MemberRecord,
   mix32,
@@ -29,10 +30,15 @@ import { droppedResponse, FaultInjector, type FaultPlan } from "./faults.ts";
 import {
   changedMember,
   contactIdOf,
+  extrasOf,
   generateMembers,
+  INTEREST_CATEGORIES,
+  type ListProfile,
   memberId,
+  MERGE_FIELDS,
   newMember,
   renamedMember,
+  type SimMergeField,
   uniqueEmailIdOf,
 } from "./member_data.ts";
 import { seededRandom } from "./random.ts";
@@ -173,6 +179,13 @@ export interface AddListOptions {
   lastChangedTo?: number;
   /** Extra members, `size` per group, all sharing `last_changed` = `at` (epoch ms). */
   tieGroups?: { at: number; size: number }[];
+  /**
+   * `"retail"`: the list has an address, a phone, a birthday, a dropdown, a number and a
+   * date merge field, tags, two interest categories, and every member a language, VIP flag,
+   * rating and country, derived from its id (some members with most of them empty).
+   * @default {"names"}
+   */
+  profile?: ListProfile;
 }
 
 /** A member as the simulator serves it (every field it knows). */
@@ -183,8 +196,8 @@ export interface SimMember {
   email_address: string;
   /** Status. */
   status: MemberStatus;
-  /** Names (possibly empty strings). */
-  merge_fields: { FNAME: string; LNAME: string };
+  /** Names (possibly empty strings), and the other merge fields of the list. */
+  merge_fields: { FNAME: string; LNAME: string; [tag: string]: unknown };
   /** `YYYY-MM-DDTHH:MM:SS+00:00`. */
   last_changed: string;
   /** Opt-in time, or "". */
@@ -195,6 +208,25 @@ export interface SimMember {
   contact_id: string;
   /** Unique email id. */
   unique_email_id: string;
+  /** Tags, as Mailchimp serves them. */
+  tags: { id: number; name: string }[];
+  /** Interest id → whether the member has it (absent on a list without interests). */
+  interests?: Record<string, boolean>;
+  /** Language code, or "". */
+  language: string;
+  /** VIP flag. */
+  vip: boolean;
+  /** 1 to 5 stars. */
+  member_rating: number;
+  /** Where the member is (only `country_code` carries data in the simulator). */
+  location: {
+    latitude: number;
+    longitude: number;
+    gmtoff: number;
+    dstoff: number;
+    country_code: string;
+    timezone: string;
+  };
   /**
    * Only in `truth` of a member served malformed (`corruptMember`): the raw values served
    * instead of the true ones above (a key with value `undefined` is left out when served).
@@ -246,13 +278,17 @@ interface _List {
   nextChangeSeed: number;
   /** Raw field values served instead of the true ones, by member id (`corruptMember`). */
   corrupt: Map<string, Record<string, unknown>>;
+  profile: ListProfile;
 }
 
 type _Route =
   | { kind: "ping" }
   | { kind: "list"; listId: string }
   | { kind: "members"; listId: string }
-  | { kind: "member"; listId: string; hash: string };
+  | { kind: "member"; listId: string; hash: string }
+  | { kind: "merge-fields"; listId: string }
+  | { kind: "interest-categories"; listId: string }
+  | { kind: "interests"; listId: string; categoryId: string };
 
 /**
  * A Mailchimp API simulator listening on 127.0.0.1. Start it with
@@ -387,6 +423,7 @@ export class MailchimpSimulator {
       index,
       nextChangeSeed: (opts.seed ?? 1) * 7919 + 1,
       corrupt: new Map(),
+      profile: opts.profile ?? "names",
     });
   }
 
@@ -397,7 +434,14 @@ export class MailchimpSimulator {
    */
   upsertMember(
     listId: string,
-    m: { email: string; status?: MemberStatus; FNAME?: string; LNAME?: string },
+    m: {
+      email: string;
+      status?: MemberStatus;
+      FNAME?: string;
+      LNAME?: string;
+      /** Fields beyond the names; given ones replace the member's (derived or set) ones. */
+      extra?: Partial<MemberExtras>;
+    },
   ): SimMember {
     const list = this.#list(listId);
     if (!m.email.includes("@")) {
@@ -418,9 +462,12 @@ export class MailchimpSimulator {
         changed: now,
         opt: m.status === "subscribed" && old.status !== "subscribed" ? now : old.opt,
       };
-    this.#store(list, record);
-    this.webhooks.changed(listId, old, record, this.#now());
-    return _toSimMember(record);
+    const stored = m.extra === undefined
+      ? record
+      : { ...record, extra: { ...extrasOf(record, list.profile), ...m.extra } };
+    this.#store(list, stored);
+    this.webhooks.changed(listId, old, stored, this.#now());
+    return _toSimMember(stored, list.profile);
   }
 
   /**
@@ -451,7 +498,7 @@ export class MailchimpSimulator {
       const record = changedMember(old, random, now);
       this.#store(list, record);
       this.webhooks.changed(listId, old, record, this.#now());
-      return _toSimMember(record);
+      return _toSimMember(record, list.profile);
     });
   }
 
@@ -496,7 +543,7 @@ export class MailchimpSimulator {
     this.#store(list, record);
     if (id === old.id) this.webhooks.changed(listId, old, record, this.#now());
     else this.webhooks.emailChanged(listId, old, record, this.#now());
-    return _toSimMember(record);
+    return _toSimMember(record, list.profile);
   }
 
   /**
@@ -531,11 +578,27 @@ export class MailchimpSimulator {
   truth(listId: string): SimMember[] {
     const list = this.#list(listId);
     return list.index.all().map((r) => {
-      const member = _toSimMember(r);
+      const member = _toSimMember(r, list.profile);
       const overrides = list.corrupt.get(r.id);
       if (overrides !== undefined) member.malformed = { ...overrides };
       return member;
     });
+  }
+
+  /**
+   * The list's merge fields (tag, type, name) and interest names by id, as its endpoints
+   * serve them: what `compareCopies` needs to check the mapped fields.
+   */
+  fieldDefinitions(
+    listId: string,
+  ): { mergeFields: SimMergeField[]; interestNames: Map<string, string> } {
+    const list = this.#list(listId);
+    return {
+      mergeFields: [...MERGE_FIELDS[list.profile]],
+      interestNames: new Map(
+        INTEREST_CATEGORIES[list.profile].flatMap((c) => c.interests.map((i) => [i.id, i.name])),
+      ),
+    };
   }
 
   /** Zeroes the counters (`inFlight` stays true; `maxInFlight` restarts from it). */
@@ -649,6 +712,37 @@ export class MailchimpSimulator {
     if (list === undefined) return this.#notFound(requestId);
     if (route.kind === "list") return this.#json(_listJson(list), requestId);
     if (route.kind === "member") return this.#member(list, route.hash, url.searchParams, requestId);
+    if (route.kind === "merge-fields") {
+      const fields = MERGE_FIELDS[list.profile].map((f, i) => ({
+        merge_id: i + 1,
+        tag: f.tag,
+        name: f.name,
+        type: f.type,
+        required: false,
+        list_id: list.id,
+      }));
+      return this.#json(_listing("merge_fields", fields, url.searchParams), requestId);
+    }
+    if (route.kind === "interest-categories") {
+      const categories = INTEREST_CATEGORIES[list.profile].map((c) => ({
+        list_id: list.id,
+        id: c.id,
+        title: c.title,
+        type: "checkboxes",
+      }));
+      return this.#json(_listing("categories", categories, url.searchParams), requestId);
+    }
+    if (route.kind === "interests") {
+      const category = INTEREST_CATEGORIES[list.profile].find((c) => c.id === route.categoryId);
+      if (category === undefined) return this.#notFound(requestId);
+      const interests = category.interests.map((i) => ({
+        category_id: category.id,
+        list_id: list.id,
+        id: i.id,
+        name: i.name,
+      }));
+      return this.#json(_listing("interests", interests, url.searchParams), requestId);
+    }
     return await this.#members(list, url.searchParams, requestId);
   }
 
@@ -717,7 +811,7 @@ export class MailchimpSimulator {
     const extras: string[] = [];
     if (selection.top.has("list_id")) extras.push(`"list_id":${JSON.stringify(list.id)}`);
     if (selection.top.has("_links")) extras.push(`"_links":[]`);
-    const json = _servedMemberJson(record, selection.memberFields, list.corrupt);
+    const json = _servedMemberJson(record, selection.memberFields, list.corrupt, list.profile);
     const body = extras.length === 0
       ? json
       : json === "{}"
@@ -909,6 +1003,22 @@ function _quirkRandoms(seed: number): [() => number, () => number] {
 }
 
 function _route(pathname: string): _Route | undefined {
+  const d =
+    /^\/3\.0\/lists\/([^/]+)\/(merge-fields|interest-categories)(?:\/([^/]+)\/interests)?\/?$/
+      .exec(pathname);
+  if (d !== null) {
+    try {
+      const listId = decodeURIComponent(d[1]!);
+      if (d[2] === "merge-fields") {
+        return d[3] === undefined ? { kind: "merge-fields", listId } : undefined;
+      }
+      return d[3] === undefined
+        ? { kind: "interest-categories", listId }
+        : { kind: "interests", listId, categoryId: decodeURIComponent(d[3]) };
+    } catch {
+      return undefined;
+    }
+  }
   const m = /^\/3\.0\/(?:(ping)|lists\/([^/]+)(\/members(?:\/([^/]+))?)?)\/?$/.exec(pathname);
   if (m === null) return undefined;
   if (m[1] !== undefined) return { kind: "ping" };
@@ -937,6 +1047,12 @@ const _MEMBER_FIELDS = [
   "timestamp_signup",
   "timestamp_opt",
   "last_changed",
+  "interests",
+  "language",
+  "vip",
+  "member_rating",
+  "location",
+  "tags",
 ] as const;
 const _F_ID = 1 << 0;
 const _F_EMAIL = 1 << 1;
@@ -947,6 +1063,14 @@ const _F_MERGE = 1 << 5;
 const _F_SIGNUP = 1 << 6;
 const _F_OPT = 1 << 7;
 const _F_CHANGED = 1 << 8;
+const _F_INTERESTS = 1 << 9;
+const _F_LANGUAGE = 1 << 10;
+const _F_VIP = 1 << 11;
+const _F_RATING = 1 << 12;
+const _F_LOCATION = 1 << 13;
+const _F_TAGS = 1 << 14;
+const _F_EXTRAS = _F_MERGE | _F_INTERESTS | _F_LANGUAGE | _F_VIP | _F_RATING | _F_LOCATION |
+  _F_TAGS;
 const _TOP_FIELDS = ["members", "list_id", "total_items", "_links"] as const;
 
 interface _Selection {
@@ -1136,8 +1260,8 @@ function _pageJson(list: _List, page: RecordPage, selection: _Selection): string
     const f = selection.memberFields;
     const corrupt = list.corrupt;
     const members = corrupt.size === 0
-      ? page.records.map((r) => _memberJson(r, f))
-      : page.records.map((r) => _servedMemberJson(r, f, corrupt));
+      ? page.records.map((r) => _memberJson(r, f, list.profile))
+      : page.records.map((r) => _servedMemberJson(r, f, corrupt, list.profile));
     parts.push(`"members":[${members.join(",")}]`);
   }
   if (selection.top.has("list_id")) parts.push(`"list_id":${JSON.stringify(list.id)}`);
@@ -1147,19 +1271,37 @@ function _pageJson(list: _List, page: RecordPage, selection: _Selection): string
 }
 
 /** One member as JSON, built by hand: ids and times need no escaping, strings use JSON.stringify. */
-function _memberJson(r: MemberRecord, f: number): string {
+function _memberJson(r: MemberRecord, f: number, profile: ListProfile): string {
   let s = "";
+  const x = (f & _F_EXTRAS) === 0 ? undefined : extrasOf(r, profile);
   if (f & _F_ID) s += `,"id":"${r.id}"`;
   if (f & _F_EMAIL) s += `,"email_address":${JSON.stringify(r.email)}`;
   if (f & _F_UNIQUE) s += `,"unique_email_id":"${uniqueEmailIdOf(r.id)}"`;
   if (f & _F_CONTACT) s += `,"contact_id":"${contactIdOf(r.id)}"`;
   if (f & _F_STATUS) s += `,"status":"${r.status}"`;
   if (f & _F_MERGE) {
-    s += `,"merge_fields":{"FNAME":${JSON.stringify(r.fname)},"LNAME":${JSON.stringify(r.lname)}}`;
+    s += `,"merge_fields":{"FNAME":${JSON.stringify(r.fname)},"LNAME":${JSON.stringify(r.lname)}`;
+    for (const [tag, value] of Object.entries(x!.merge)) {
+      s += `,${JSON.stringify(tag)}:${JSON.stringify(value)}`;
+    }
+    s += "}";
   }
   if (f & _F_SIGNUP) s += `,"timestamp_signup":"${_formatOptional(r.signup)}"`;
   if (f & _F_OPT) s += `,"timestamp_opt":"${_formatOptional(r.opt)}"`;
   if (f & _F_CHANGED) s += `,"last_changed":"${_formatSeconds(r.changed)}"`;
+  // Mailchimp leaves `interests` out on a list without interest categories.
+  if ((f & _F_INTERESTS) && (profile === "retail" || Object.keys(x!.interests).length > 0)) {
+    s += `,"interests":${JSON.stringify(x!.interests)}`;
+  }
+  if (f & _F_LANGUAGE) s += `,"language":${JSON.stringify(x!.language)}`;
+  if (f & _F_VIP) s += `,"vip":${x!.vip}`;
+  if (f & _F_RATING) s += `,"member_rating":${x!.member_rating}`;
+  if (f & _F_LOCATION) {
+    s += `,"location":{"latitude":0,"longitude":0,"gmtoff":0,"dstoff":0,"country_code":${
+      JSON.stringify(x!.country_code)
+    },"timezone":""}`;
+  }
+  if (f & _F_TAGS) s += `,"tags":${JSON.stringify(_tagsJson(x!.tags))}`;
   return s === "" ? "{}" : `{${s.slice(1)}}`;
 }
 
@@ -1171,8 +1313,9 @@ function _servedMemberJson(
   r: MemberRecord,
   f: number,
   corrupt: ReadonlyMap<string, Record<string, unknown>>,
+  profile: ListProfile,
 ): string {
-  const json = _memberJson(r, f);
+  const json = _memberJson(r, f, profile);
   const overrides = corrupt.get(r.id);
   if (overrides === undefined) return json;
   const member = JSON.parse(json) as Record<string, unknown>;
@@ -1200,12 +1343,53 @@ function _listJson(list: _List): string {
   });
 }
 
-function _toSimMember(r: MemberRecord): SimMember {
+/** Tags as Mailchimp serves them: `{id, name}`, the id stable for a name. */
+function _tagsJson(names: readonly string[]): { id: number; name: string }[] {
+  return names.map((name) => ({ id: _tagId(name), name }));
+}
+
+function _tagId(name: string): number {
+  let h = 0;
+  for (const c of name) h = (Math.imul(h, 31) + c.codePointAt(0)!) >>> 0;
+  return h % 1_000_000;
+}
+
+/**
+ * A `fields`-style listing (`merge_fields`, `categories`, `interests`) with `count`,
+ * `offset` and `total_items`; `fields` is not applied (the whole items are served).
+ */
+function _listing(key: string, items: readonly object[], params: URLSearchParams): string {
+  const count = Math.min(1000, Number(params.get("count") ?? 10) || 10);
+  const offset = Number(params.get("offset") ?? 0) || 0;
+  return JSON.stringify({
+    [key]: items.slice(offset, offset + count),
+    total_items: items.length,
+    _links: [],
+  });
+}
+
+function _toSimMember(r: MemberRecord, profile: ListProfile): SimMember {
+  const x = extrasOf(r, profile);
   return {
     id: r.id,
     email_address: r.email,
     status: r.status,
-    merge_fields: { FNAME: r.fname, LNAME: r.lname },
+    merge_fields: { FNAME: r.fname, LNAME: r.lname, ...x.merge },
+    tags: _tagsJson(x.tags),
+    ...(profile === "retail" || Object.keys(x.interests).length > 0
+      ? { interests: { ...x.interests } }
+      : {}),
+    language: x.language,
+    vip: x.vip,
+    member_rating: x.member_rating,
+    location: {
+      latitude: 0,
+      longitude: 0,
+      gmtoff: 0,
+      dstoff: 0,
+      country_code: x.country_code,
+      timezone: "",
+    },
     last_changed: _formatSeconds(r.changed),
     timestamp_opt: _formatOptional(r.opt),
     timestamp_signup: _formatOptional(r.signup),

@@ -8,7 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { MEMBER_STATUSES, type MemberStatus } from "../mailchimp/member.ts";
-import type { MemberRecord } from "./_member_index.ts";
+import type { MemberExtras, MemberRecord } from "./_member_index.ts";
 import { seededRandom } from "./random.ts";
 
 /** First names, including empty, accented, CJK, emoji and JSON-hostile ones. */
@@ -267,4 +267,134 @@ function _otherStatus(current: MemberStatus, random: () => number): MemberStatus
 
 function _pick<T>(items: readonly T[], random: () => number): T {
   return items[Math.floor(random() * items.length)]!;
+}
+
+/** Which fields a simulated list has: names only (the default), or a retailer's set. */
+export type ListProfile = "names" | "retail";
+
+/** A merge field definition as the simulator serves it. */
+export interface SimMergeField {
+  tag: string;
+  type: string;
+  name: string;
+}
+
+/** A category of interests (groups), as the simulator serves it. */
+export interface SimInterestCategory {
+  id: string;
+  title: string;
+  interests: readonly { id: string; name: string }[];
+}
+
+const _NAME_FIELDS: readonly SimMergeField[] = [
+  { tag: "FNAME", type: "text", name: "First Name" },
+  { tag: "LNAME", type: "text", name: "Last Name" },
+];
+
+/**
+ * The merge fields of a list of each profile: the retail one has one of every type a
+ * retailer uses — an address (an object), a phone, a year-less birthday, a dropdown, a
+ * number, a full date.
+ */
+export const MERGE_FIELDS: Readonly<Record<ListProfile, readonly SimMergeField[]>> = {
+  names: _NAME_FIELDS,
+  retail: [
+    ..._NAME_FIELDS,
+    { tag: "ADDRESS", type: "address", name: "Address" },
+    { tag: "PHONE", type: "phone", name: "Phone Number" },
+    { tag: "BIRTHDAY", type: "birthday", name: "Birthday" },
+    { tag: "GENDER", type: "dropdown", name: "Gender" },
+    { tag: "SHOESIZE", type: "number", name: "Shoe size" },
+    { tag: "CARDSINCE", type: "date", name: "Store card since" },
+  ],
+};
+
+/** The interest categories of a list of each profile. */
+export const INTEREST_CATEGORIES: Readonly<Record<ListProfile, readonly SimInterestCategory[]>> = {
+  names: [],
+  retail: [
+    {
+      id: "c1a2b3c4d5",
+      title: "Favourite department",
+      interests: [
+        { id: "a1b2c3d4e5", name: "Shoes" },
+        { id: "f6a7b8c9d0", name: "Bags" },
+        { id: "0a1b2c3d4e", name: "Menswear" },
+      ],
+    },
+    {
+      id: "c6d7e8f9a0",
+      title: "Nearest store",
+      interests: [
+        { id: "5f6e7d8c9b", name: "London" },
+        { id: "9b8a7f6e5d", name: "Paris" },
+      ],
+    },
+  ],
+};
+
+/** Tag names retail members carry, Unicode and spaces included. */
+export const RETAIL_TAGS: readonly string[] = ["VIP", "Newsletter", "Black Friday 2025", "Café"];
+
+const _NO_EXTRAS: MemberExtras = {
+  merge: {},
+  tags: [],
+  interests: {},
+  language: "",
+  vip: false,
+  member_rating: 2,
+  country_code: "",
+};
+
+const _CITIES = [
+  { city: "London", state: "", zip: "SW1A 1AA", country: "GB", language: "en" },
+  { city: "München", state: "Bayern", zip: "80331", country: "DE", language: "de" },
+  { city: "Paris", state: "", zip: "75001", country: "FR", language: "fr" },
+  { city: "Austin", state: "TX", zip: "78701", country: "US", language: "" },
+];
+
+/**
+ * A member's extras: those set by hand, else derived from its id for a retail list (the
+ * same id always gives the same fields, empty ones included), else a names-only member's.
+ */
+export function extrasOf(record: MemberRecord, profile: ListProfile): MemberExtras {
+  if (record.extra !== undefined) return record.extra;
+  if (profile === "names") return _NO_EXTRAS;
+  const n = (from: number) => parseInt(record.id.slice(from, from + 4), 16);
+  const place = _CITIES[n(0) % _CITIES.length]!;
+  const empty = n(4) % 7 === 0; // some members left most fields empty, as real ones do
+  const interests: Record<string, boolean> = {};
+  let bit = 0;
+  for (const category of INTEREST_CATEGORIES.retail) {
+    for (const interest of category.interests) interests[interest.id] = ((n(8) >> bit++) & 1) === 1;
+  }
+  const month = 1 + n(12) % 12;
+  const day = 1 + n(16) % 28;
+  return {
+    merge: empty
+      ? { ADDRESS: "", PHONE: "", BIRTHDAY: "", GENDER: "", SHOESIZE: "", CARDSINCE: "" }
+      : {
+        ADDRESS: {
+          addr1: `${1 + n(20) % 200} High Street`,
+          addr2: n(20) % 3 === 0 ? "Flat 2" : "",
+          city: place.city,
+          state: place.state,
+          zip: place.zip,
+          country: place.country,
+        },
+        PHONE: `+44 7700 ${String(n(24) % 1_000_000).padStart(6, "0")}`,
+        BIRTHDAY: `${String(month).padStart(2, "0")}/${String(day).padStart(2, "0")}`,
+        GENDER: ["Female", "Male", "Non-binary", ""][n(28) % 4]!,
+        SHOESIZE: 36 + n(28) % 11,
+        CARDSINCE: `20${String(10 + n(0) % 15)}-${String(month).padStart(2, "0")}-${
+          String(day).padStart(2, "0")
+        }`,
+      },
+    tags: RETAIL_TAGS.filter((_, i) => ((n(4) >> i) & 1) === 1),
+    interests,
+    language: place.language,
+    vip: n(8) % 5 === 0,
+    member_rating: 1 + n(12) % 5,
+    country_code: empty ? "" : place.country,
+  };
 }

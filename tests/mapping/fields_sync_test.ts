@@ -1,0 +1,233 @@
+/**
+ * The field mapping end to end, over HTTP against the simulators: mapped fields reach
+ * Ometria, `fields=` asks only for what the mapping reads, unknown merge tags stop the
+ * program at start (exit 2) naming them, and an oversized record is quarantined.
+ */
+import assert from "node:assert/strict";
+import { runCommand } from "../../lib/app/cli.ts";
+import { loadConfig } from "../../lib/config/config.ts";
+import { collectionFor } from "../../lib/mapping/contact.ts";
+import { compareCopies } from "../../lib/sim/compare.ts";
+import { startWorld, T0, type World } from "../_world.ts";
+import { captureLogs } from "../freshness/_helpers.ts";
+
+const LIST = "retail0001";
+
+function mappedCopy(world: World, listId: string) {
+  return compareCopies(
+    world.mailchimp.truth(listId),
+    world.ometria.contacts(collectionFor(listId)),
+    listId,
+    "push",
+    { defaultFields: world.mailchimp.fieldDefinitions(listId) },
+  );
+}
+
+Deno.test("a run ends with every mapped field of a retail list in Ometria", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 250, profile: "retail", lastChangedTo: T0 - 60_000 });
+    const service = world.service([LIST]);
+    const first = await service.runOnce(LIST);
+    assert.equal(first.outcome, "ok", first.error);
+    let c = mappedCopy(world, LIST);
+    assert.deepEqual([c.missing.length, c.stale.length], [0, 0], `stale ${c.stale.slice(0, 3)}`);
+
+    // Spot check against the simulator's truth: interests by name, the address as parts.
+    const truth = world.mailchimp.truth(LIST);
+    const full = truth.find((m) =>
+      typeof m.merge_fields.ADDRESS === "object" && Object.values(m.interests ?? {}).some(Boolean)
+    )!;
+    const contact = world.ometria.contacts(collectionFor(LIST)).get(full.id) as Record<
+      string,
+      unknown
+    >;
+    const properties = contact.properties as Record<string, unknown>;
+    assert.equal(contact.phone_number, full.merge_fields.PHONE);
+    assert.equal(contact.country_id, full.location.country_code);
+    assert.equal(properties.birthday, full.merge_fields.BIRTHDAY);
+    assert.equal(properties.address_city, (full.merge_fields.ADDRESS as { city: string }).city);
+    const names = properties.mailchimp_interests as string[];
+    assert.ok(
+      names.length > 0 && names.every((n) => /^(Shoes|Bags|Menswear|London|Paris)$/.test(n)),
+    );
+
+    // A member's fields change: the next run carries the change.
+    world.clock.set(world.clock.now() + 10_000);
+    world.mailchimp.upsertMember(LIST, {
+      email: full.email_address,
+      extra: {
+        merge: { PHONE: "+44 20 7946 0000", ADDRESS: "", BIRTHDAY: "12/31" },
+        tags: ["Café"],
+        country_code: "FR",
+      },
+    });
+    world.clock.set(world.clock.now() + 10_000);
+    const second = await service.runOnce(LIST);
+    assert.equal(second.outcome, "ok", second.error);
+    c = mappedCopy(world, LIST);
+    assert.deepEqual([c.missing.length, c.stale.length], [0, 0], `stale ${c.stale.slice(0, 3)}`);
+    const changed = world.ometria.contacts(collectionFor(LIST)).get(full.id) as Record<
+      string,
+      unknown
+    >;
+    assert.equal(changed.phone_number, "+44 20 7946 0000");
+    assert.equal(changed.country_id, "FR");
+    assert.deepEqual((changed.properties as Record<string, unknown>).mailchimp_tags, ["Café"]);
+    assert.equal("address_city" in (changed.properties as Record<string, unknown>), false);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("the copy check notices a mapped field Ometria holds wrong", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 20, profile: "retail", lastChangedTo: T0 - 60_000 });
+    // A mapping that sends no tags: the default-mapping check must call those contacts stale.
+    const service = world.service([], {
+      connections: [world.connection(LIST, { fields: { tags: null } })],
+    });
+    assert.equal((await service.runOnce(LIST)).outcome, "ok");
+    const c = mappedCopy(world, LIST);
+    assert.equal(c.stale.length, 20);
+    assert.equal(
+      compareCopies(world.mailchimp.truth(LIST), world.ometria.contacts(collectionFor(LIST)), LIST)
+        .stale.length,
+      0,
+      "without the option only names, email and status are compared",
+    );
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("fields= asks Mailchimp only for the member fields the mapping reads", async () => {
+  const asked: string[] = [];
+  const world = await startWorld({
+    mailchimp: { onMembersRequest: (_l, query) => void asked.push(query.get("fields") ?? "") },
+  });
+  try {
+    world.mailchimp.addList(LIST, { members: 5, profile: "retail", lastChangedTo: T0 - 60_000 });
+    world.mailchimp.addList("lean000001", { members: 5, lastChangedTo: T0 - 60_000 });
+    const service = world.service([], {
+      connections: [
+        world.connection(LIST),
+        world.connection("lean000001", {
+          fields: {
+            language: null,
+            vip: null,
+            member_rating: null,
+            timestamp_signup: null,
+            country: null,
+            tags: null,
+            interests: null,
+          },
+        }),
+      ],
+    });
+    assert.equal((await service.runOnce(LIST)).outcome, "ok");
+    const full = new Set(asked.at(-1)!.split(","));
+    for (
+      const f of [
+        "members.tags",
+        "members.interests",
+        "members.language",
+        "members.vip",
+        "members.member_rating",
+        "members.timestamp_signup",
+        "members.location.country_code",
+        "members.merge_fields",
+      ]
+    ) assert.ok(full.has(f), f);
+    assert.equal((await service.runOnce("lean000001")).outcome, "ok");
+    assert.deepEqual(asked.at(-1)!.split(",").sort(), [
+      "members.email_address",
+      "members.id",
+      "members.last_changed",
+      "members.merge_fields",
+      "members.status",
+      "members.timestamp_opt",
+      "total_items",
+    ]);
+    // A lean mapping still maps merge fields, by type.
+    const contact = [...world.ometria.contacts(collectionFor("lean000001")).values()][0] as Record<
+      string,
+      unknown
+    >;
+    assert.equal("properties" in contact, false, "a names-only list has nothing else to send");
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("unknown merge tags in the mapping stop sync at start with exit 2, naming them", async () => {
+  const world = await startWorld();
+  using logs = captureLogs();
+  try {
+    world.mailchimp.addList(LIST, { members: 5, profile: "retail", lastChangedTo: T0 - 60_000 });
+    const file = {
+      connections: [{
+        id: "uk-shop",
+        list_id: LIST,
+        mailchimp_api_key_env: "MC",
+        ometria_api_key_env: "OM",
+        fields: { merge_fields: { PHONE: "phone_number", MOBILE: null, SIZE: "properties.size" } },
+      }],
+    };
+    const loaded = await loadConfig({
+      env: {
+        MC: world.mailchimp.apiKey,
+        OM: world.ometria.apiKey,
+        MAILCHIMP_BASE_URL: world.mailchimp.url,
+        OMETRIA_BASE_URL: world.ometria.url,
+      },
+      args: ["--once", "--connections", "c.json"],
+      readTextFile: () => Promise.resolve(JSON.stringify(file)),
+    });
+    assert.ok(loaded.ok, JSON.stringify(loaded));
+    for (const command of ["sync", "reconcile"] as const) {
+      const code = await runCommand({ ...loaded.config, command }, {
+        clock: world.clock,
+        logger: logs.logger,
+        fetch,
+        store: world.store,
+        write: () => {},
+        cron: () => Promise.resolve(),
+        stop: new AbortController().signal,
+        hardStop: new AbortController().signal,
+      });
+      assert.equal(code, 2, command);
+    }
+    const fatal = logs.records.filter((r) => r.level === "fatal").map((r) => String(r.message));
+    assert.equal(fatal.length, 2);
+    assert.match(fatal[0]!, /Connection uk-shop \(list retail0001\).*does not have: MOBILE, SIZE/);
+    assert.equal(world.ometria.stats.requests, 0, "nothing pushed");
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("a member whose mapped record is over 60 KB is quarantined, the rest synced", async () => {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 30, profile: "retail", lastChangedTo: T0 - 60_000 });
+    const big = world.mailchimp.truth(LIST)[3]!;
+    world.clock.set(world.clock.now() - 70_000);
+    world.mailchimp.upsertMember(LIST, {
+      email: big.email_address,
+      extra: { merge: { NOTES: "x".repeat(70_000) } },
+    });
+    world.clock.set(world.clock.now() + 70_000);
+    const result = await world.service([LIST]).runOnce(LIST);
+    assert.equal(result.outcome, "failed", "a held member fails the run");
+    const state = await world.store.get(LIST);
+    assert.deepEqual(state?.quarantine.map((q) => q.id), [big.id]);
+    assert.match(state!.quarantine[0]!.reason, /60 KB/);
+    const c = mappedCopy(world, LIST);
+    assert.deepEqual(c.missing, [big.id]);
+    assert.equal(c.stale.length, 0);
+  } finally {
+    await world.close();
+  }
+});
