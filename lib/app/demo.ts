@@ -47,8 +47,16 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   });
   try {
     write(`Simulated Mailchimp at ${mailchimp.url}, simulated Ometria at ${ometria.url}\n`);
-    mailchimp.addList(LIST_ID, { name: "Demo audience", members: total, seed: 42 });
-    write(`List ${LIST_ID}: ${fmt.format(total)} members (every status, Unicode names)\n\n`);
+    mailchimp.addList(LIST_ID, {
+      name: "Demo audience",
+      members: total,
+      seed: 42,
+      profile: "retail",
+    });
+    write(
+      `List ${LIST_ID}: ${fmt.format(total)} members (every status, Unicode names, phone, ` +
+        `birthday, address, tags, interests)\n\n`,
+    );
 
     let phase = "";
     let started = clock.now();
@@ -160,19 +168,43 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       await webhooks.queue.close();
     }
 
+    // Gone from Mailchimp: polling cannot see it; reconciliation opts the contacts out.
+    const truth = mailchimp.truth(LIST_ID);
+    for (const m of truth.slice(100, 103)) mailchimp.deleteMember(LIST_ID, m.email_address);
+    for (const [i, m] of truth.slice(200, 202).entries()) {
+      mailchimp.changeEmail(LIST_ID, m.email_address, `moved.${i}@example.com`);
+    }
+    write("\n3 members deleted for good and 2 emails changed in Mailchimp\n");
+    await clock.sleep(3000, options.signal);
+    phase = "Incremental sync";
+    // The two new ids, and the member the webhook step changed (polling sees it too).
+    expected = 3;
+    await run("Incremental sync");
+    const [reconciled] = await service.reconcile([LIST_ID], options.signal);
+    const found = reconciled?.summary;
+    write(
+      `Reconciliation: ${fmt.format(found?.mailchimp_members ?? 0)} ids in Mailchimp, ` +
+        `${found?.orphans ?? "?"} gone from it opted out in Ometria, ${
+          found?.missing ?? "?"
+        } missed (${reconciled?.mailchimpRequests ?? 0} Mailchimp requests)\n`,
+    );
+
     const comparison = compareCopies(
       mailchimp.truth(LIST_ID),
       ometria.contacts(collectionFor(LIST_ID)),
       LIST_ID,
+      "push",
+      { defaultFields: mailchimp.fieldDefinitions(LIST_ID) },
     );
     const ok = comparison.missing.length === 0 && comparison.stale.length === 0 &&
-      comparison.extra.length === 0;
+      comparison.extraNotOptedOut.length === 0;
     write(
       `\n${ok ? "✔" : "✘"} Ometria ${
         ok ? "holds exactly" : "does NOT hold"
-      } what Mailchimp holds: ` +
+      } what Mailchimp holds, mapped fields included: ` +
         `${fmt.format(comparison.expected)} members, ${comparison.missing.length} missing, ` +
-        `${comparison.stale.length} stale, ${comparison.extra.length} extra\n`,
+        `${comparison.stale.length} stale, ${comparison.extraOptedOut.length} gone and opted ` +
+        `out, ${comparison.extraNotOptedOut.length} gone but still opted in\n`,
     );
     return ok ? 0 : 1;
   } finally {

@@ -3,7 +3,7 @@ import { runDemo } from "../../lib/app/demo.ts";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
-Deno.test("runDemo() syncs, changes 1%, re-syncs and proves the copies identical", async () => {
+Deno.test("runDemo() syncs, changes 1%, re-syncs, reconciles and proves the copies identical", async () => {
   using logs = captureLogs();
   let out = "";
   const code = await runDemo({
@@ -21,8 +21,9 @@ Deno.test("runDemo() syncs, changes 1%, re-syncs and proves the copies identical
   assert.match(out, /Incremental sync: [^\n]* in \d+ ms \(\d+ Mailchimp/);
   assert.doesNotMatch(out, /Incremental sync: [^\n]*members\/s/);
   assert.match(out, /Webhook: a profile change reached Ometria in \d+ ms \(under 2 s\)/);
+  assert.match(out, /Reconciliation: 2,997 ids in Mailchimp, 5 gone from it opted out/);
   assert.match(
     out,
-    /✔ Ometria holds exactly what Mailchimp holds: 3,000 members, 0 missing, 0 stale/,
+    /✔ Ometria holds exactly what Mailchimp holds, mapped fields included: 2,997 members, 0 missing, 0 stale, 5 gone and opted out, 0 gone but still opted in/,
   );
 });
