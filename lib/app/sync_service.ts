@@ -53,6 +53,10 @@ export interface SyncServiceOptions {
   ometriaBatchSize?: number;
   /** Ometria requests in flight per run. @default {4} */
   pushConcurrency?: number;
+  /** Slices of one window read at once (see run_connection.ts). @default {8} */
+  readSlices?: number;
+  /** Members per slice when a big window is cut for reading at once. @default {50_000} */
+  sliceMembers?: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. @default {60} */
   marginSeconds?: number;
   alerts?: AlertManager;
@@ -320,6 +324,8 @@ export class SyncService {
       pageSize: o.pageSize ?? 1000,
       pushConcurrency: o.pushConcurrency ?? 4,
       marginSeconds: o.marginSeconds ?? 60,
+      ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),
+      ...(o.sliceMembers !== undefined ? { sliceMembers: o.sliceMembers } : {}),
       ...(signal ? { signal } : {}),
       ...(hardSignal ? { hardSignal } : {}),
       ...(o.onProgress ? { onProgress: (p) => o.onProgress!(w.config.id, p) } : {}),

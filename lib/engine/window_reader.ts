@@ -36,7 +36,7 @@ export interface WindowSlice {
 }
 
 /**
- * What {@linkcode SliceRange.split} learns from a range's first full page: the page's first
+ * What {@linkcode SliceRange.split} learns from a full page of a range: the page's first
  * and last `last_changed`, its size, and `total_items` (a hint, never a proof). Everything
  * before `from` is handed out; [`from`, `end`) is still to read.
  */
@@ -54,7 +54,7 @@ export interface SliceRange {
   /** Exclusive upper edge (whole seconds, ≤ U); U when absent. */
   end?: number;
   /**
-   * Called once, after the range's first full page, before the next page is requested.
+   * Called after every full page of the range, before the next page is requested.
    * Returns a new end (inside (`from`, `end`)) when the caller reads the rest from there
    * itself, or undefined to read the whole range here.
    */
@@ -157,7 +157,7 @@ export class WindowReader {
     let stalled = 0;
     let torn = 0;
     let end = range.end;
-    let split = range.split;
+    const split = range.split;
     const request = () => {
       const sinceMs = lower === undefined
         ? undefined
@@ -267,7 +267,8 @@ export class WindowReader {
       }
       stalled = 0;
       if (split !== undefined && doneBefore < upper && page.size >= o.pageSize) {
-        // Once per range, on its first full page: what is left may be handed to other readers.
+        // After every full page, what is left may be handed to other readers: a range cut
+        // once may learn from its next page that its own part is still large.
         const at = split({
           from: doneBefore,
           end: upper,
@@ -276,7 +277,6 @@ export class WindowReader {
           size: page.size,
           totalItems: page.totalItems,
         });
-        split = undefined;
         if (at !== undefined && at > doneBefore && at < upper) end = at;
       }
       const last = doneBefore >= (end ?? upper);
