@@ -22,6 +22,7 @@ import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { nextState } from "../state/transitions.ts";
 import { tick, type TickResult } from "../scheduler/tick.ts";
+import { ProgressLog, type ProgressUpdate } from "./progress.ts";
 
 /** Options of {@linkcode SyncService}. */
 export interface SyncServiceOptions {
@@ -61,8 +62,16 @@ export interface SyncServiceOptions {
   marginSeconds?: number;
   alerts?: AlertManager;
   metrics?: Metrics;
-  /** Called after every acknowledged batch of a run. */
-  onProgress?: (connectionId: string, progress: { read: number; pushed: number }) => void;
+  /**
+   * Called after every acknowledged batch of a run; `total` is Mailchimp's count of the
+   * window (a hint). `--once` on a terminal draws it with `ProgressLine` (progress.ts).
+   */
+  onProgress?: (connectionId: string, progress: ProgressUpdate) => void;
+  /**
+   * Seconds between INFO progress lines of a running connection (read, pushed, rate, time
+   * left); 0 turns them off, as a live terminal line does. @default {5}
+   */
+  progressEverySeconds?: number;
   /**
    * Hours between reconciliations of a connection (RECONCILE_EVERY_HOURS), done by ticks;
    * 0 turns them off. @default {24}
@@ -95,9 +104,14 @@ export class SyncService {
   #archivedInListing = false;
   /** When each connection's changes were last counted (spreads counting over ticks). */
   readonly #checkedAt = new Map<string, number>();
+  readonly #progress: ProgressLog | undefined;
 
   constructor(options: SyncServiceOptions) {
     this.#options = options;
+    const every = options.progressEverySeconds ?? 5;
+    this.#progress = every > 0
+      ? new ProgressLog({ logger: options.logger, clock: options.clock, intervalMs: every * 1000 })
+      : undefined;
     const limiters = new MailchimpLimiters();
     const rateLimiters = new Map<string, RateLimiter>();
     const fetchFn = options.fetch ?? globalThis.fetch;
@@ -328,8 +342,12 @@ export class SyncService {
       ...(o.sliceMembers !== undefined ? { sliceMembers: o.sliceMembers } : {}),
       ...(signal ? { signal } : {}),
       ...(hardSignal ? { hardSignal } : {}),
-      ...(o.onProgress ? { onProgress: (p) => o.onProgress!(w.config.id, p) } : {}),
+      onProgress: (p) => {
+        this.#progress?.update(w.config.id, p);
+        o.onProgress?.(w.config.id, p);
+      },
     });
+    this.#progress?.finish(w.config.id);
     if (result.sawArchivedInListing) this.#archivedInListing = true;
     this.#logSummary(w.config, result);
     o.metrics?.recordRun(w.config.id, {

@@ -78,7 +78,7 @@ export interface RunConnectionOptions {
   /** Aborts requests in flight (hard stop); progress up to the last checkpoint is kept. */
   hardSignal?: AbortSignal;
   /** Called after every acknowledged batch. */
-  onProgress?: (progress: { read: number; pushed: number }) => void;
+  onProgress?: (progress: { read: number; pushed: number; total?: number }) => void;
   /**
    * Mailchimp's default listing is known (from another list) to include archived members:
    * skip the separate archived pass. It is the API's behaviour, not a list's.
@@ -271,7 +271,12 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
         if (onReach === undefined || cursor !== before || pendingHold.length > 0) {
           await checkpoint();
         }
-        options.onProgress?.({ read: counts.read, pushed: counts.pushed });
+        const total = reader.totalHint;
+        options.onProgress?.({
+          read: counts.read,
+          pushed: counts.pushed,
+          ...(total !== undefined ? { total } : {}),
+        });
       },
       onRejected: (label, rejected) => {
         for (const r of rejected) rejectedIds.add(r.id);

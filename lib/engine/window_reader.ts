@@ -132,6 +132,11 @@ export class WindowReader {
   sinceInclusive = false;
   /** True once the default listing returned an archived member. */
   sawArchived = false;
+  /**
+   * `total_items` of the first page of the last `slices()` over the whole window: how many
+   * members Mailchimp counted in it (a hint for progress estimates, never a proof).
+   */
+  totalHint: number | undefined;
   /** Torn answers read again so far. */
   tornPages = 0;
   readonly #o: WindowReaderOptions;
@@ -157,6 +162,7 @@ export class WindowReader {
     let stalled = 0;
     let torn = 0;
     let end = range.end;
+    let firstPage = range.end === undefined;
     const split = range.split;
     const request = () => {
       const sinceMs = lower === undefined
@@ -216,6 +222,10 @@ export class WindowReader {
         continue;
       }
       torn = 0;
+      if (firstPage) {
+        firstPage = false;
+        this.totalHint = page.totalItems;
+      }
       if (status === undefined && raw.some((m) => m.status === "archived")) this.sawArchived = true;
       if (!this.sinceInclusive && sinceMs !== undefined && times.includes(sinceMs)) {
         this.sinceInclusive = true;
