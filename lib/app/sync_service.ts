@@ -54,7 +54,7 @@ export interface SyncServiceOptions {
   ometriaBatchSize?: number;
   /** Ometria requests in flight per run. @default {4} */
   pushConcurrency?: number;
-  /** Slices of one window read at once (see run_connection.ts). @default {8} */
+  /** Slices of one window read at once (see run_connection.ts). @default {6} */
   readSlices?: number;
   /** Members per slice when a big window is cut for reading at once. @default {50_000} */
   sliceMembers?: number;

@@ -63,7 +63,7 @@ export interface RunConnectionOptions {
   maxTiePasses?: number;
   /**
    * Slices of one window read at once, each by its own reader (the key's connection limit
-   * still caps the requests in flight). @default {8}
+   * still caps the requests in flight; each slice holds about two pages). @default {6}
    */
   readSlices?: number;
   /**
@@ -316,7 +316,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       if (s.end === undefined || reach === undefined || reach < s.end) return;
     }
   };
-  const readSlices = Math.max(1, options.readSlices ?? 8);
+  const readSlices = Math.max(1, options.readSlices ?? 6);
   const workers: Promise<void>[] = [];
   let active = 0;
   /** Cuts what is left of `slice` after its first page into slices for other readers. */
