@@ -17,9 +17,15 @@
  * - Nothing is dropped. A member that cannot be read, mapped or accepted is quarantined —
  *   recorded before the cursor passes it — and tried again by id on every run until it goes
  *   through or is gone; while anything is quarantined the run's outcome is a failure.
+ * - Slices (plan_slices.ts). A big window is cut at whole seconds into slices [a, b) that
+ *   tile it, each read by its own reader with every rule above (`before_last_changed = b`,
+ *   so a short page proves the slice; a tie group lies in one second, so in one slice).
+ *   Slices only change who reads which part, never what counts as proof.
  * - Checkpoints (push_in_order.ts). The cursor moves only over a contiguous prefix of
- *   acknowledged (or quarantined) batches; the watermark moves to U only when the whole
- *   window is. A crash costs re-reading and re-pushing the unacknowledged part.
+ *   acknowledged (or quarantined) batches of the whole window: it stops in the first slice
+ *   not done, whatever later slices acknowledged; the watermark moves to U only when every
+ *   slice is done. A crash costs re-reading and re-pushing the unacknowledged part: what
+ *   was in flight, plus what slices after the first unfinished one had pushed.
  * - Ids pushed are written to the ledger before the push, so reconciliation
  *   (reconcile.ts) can opt out every id that later disappears from Mailchimp.
  * - Cost. A run where nothing changed sends one Mailchimp request (two while archived
