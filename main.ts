@@ -189,6 +189,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
           Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler),
         stop: stop.signal,
         hardStop: hardStop.signal,
+        isTerminal: Deno.stdout.isTerminal(),
       });
     } catch (error) {
       // Not a list's failure (those are reported per list): the program itself could not go

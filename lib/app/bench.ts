@@ -3,13 +3,19 @@
  * 50 ms of Mailchimp latency; the sync runs as the real CLI in a child process, so its time,
  * peak memory (the child's VmHWM) and requests are the program's own, not the simulators'.
  *
- * 1. One 100,000-member list: a full run (time, members/s, peak memory), then the requests
- *    of a run with nothing changed and of a run with 1% changed.
+ * 1. One 1,000,000-member list, Ometria not limiting: a full run (time, members/s, peak
+ *    memory), then the requests of a run with nothing changed and of a run with 1% changed.
  * 2. 10,000 connections of 100 members each (a connections file, one key): a first tick, a
  *    tick with nothing changed, peak memory and requests per tick.
  * 3. Ometria at its ceiling: two lists of 10,000 members pushed to an account at Ometria's
  *    default 8 requests/s (800 records/s) with 20 ms of Ometria latency: the share of that
  *    ceiling the sync reaches and the share of its requests answered 429.
+ * 4. Two lists of 100,000 members at once, Ometria not limiting: members/s (and the same
+ *    with a baseline build, when one is given, for a before/after on one run).
+ * 5. Crashes: a 50,000-member sync with file state, SIGKILLed 4 times mid-run and started
+ *    again each time: records Ometria received ÷ 50,000 (1.0 is no resend at all).
+ *
+ * The child runs with {@linkcode SYNC_V8_FLAGS}, the flags the sync is meant to run with.
  *
  * @module
  */
@@ -18,6 +24,7 @@ import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
+import { SYNC_V8_FLAGS } from "./v8_flags.ts";
 
 /** Options of {@linkcode runBench}. */
 export interface BenchOptions {
@@ -27,16 +34,27 @@ export interface BenchOptions {
   command: { executable: string; args: string[] };
   /** Environment the child needs besides the simulators' keys (PATH, HOME, DENO_DIR). */
   baseEnv: Record<string, string>;
-  /** Members of scenario 1's list. @default {100_000} */
+  /** Members of scenario 1's list. @default {1_000_000} */
   members?: number;
   /** Connections of scenario 2. @default {10_000} */
   connections?: number;
-  /** Ometria requests per second allowed by the simulated account. @default {100} */
+  /**
+   * Ometria requests per second allowed by the simulated account of scenario 1; 1000 (the
+   * most the sync can be set to) or more means not limiting. @default {1000}
+   */
   ometriaRate?: number;
-  /** Which scenarios to run, by number (1, 2, 3). @default {[1, 2, 3]} */
+  /** Which scenarios to run, by number (1 to 5). @default {[1, 2, 3, 4, 5]} */
   scenarios?: readonly number[];
   /** Members of each of scenario 3's two lists. @default {10_000} */
   ceilingMembers?: number;
+  /** Members of each of scenario 4's two lists. @default {100_000} */
+  pairMembers?: number;
+  /** Members of scenario 5's list. @default {50_000} */
+  crashMembers?: number;
+  /** `--v8-flags` of the child (empty: none). @default {SYNC_V8_FLAGS} */
+  v8Flags?: string;
+  /** An earlier build to run scenario 4 with too (before/after on one run), and its name. */
+  baseline?: { name: string; command: { executable: string; args: string[] } };
 }
 
 const LATENCY_MS = 50;
@@ -44,6 +62,8 @@ const LATENCY_MS = 50;
 const CEILING_RATE = 8;
 const CEILING_BATCH = 100;
 const OMETRIA_LATENCY_MS = 20;
+/** The most requests/s the sync can be set to send to Ometria: "not limiting". */
+const UNLIMITED = 1000;
 const MINUTE = 60_000;
 
 interface _Measured {
@@ -54,6 +74,8 @@ interface _Measured {
   ometriaRequests: number;
   /** 429 answers among them (both APIs). */
   throttled: number;
+  /** Seconds from the start to the first Ometria request seen (sampled every 100 ms). */
+  firstPushSeconds: number | undefined;
 }
 
 const mib = (bytes: number | undefined) =>
@@ -80,12 +102,13 @@ async function _measure(
   sims: { mailchimp: MailchimpSimulator; ometria: OmetriaSimulator },
   args: string[],
   env: Record<string, string>,
+  command = options.command,
 ): Promise<_Measured> {
   sims.mailchimp.resetStats();
   sims.ometria.resetStats();
   const started = performance.now();
-  const child = new Deno.Command(options.command.executable, {
-    args: [...options.command.args, ...args],
+  const child = new Deno.Command(command.executable, {
+    args: [..._withFlags(command.args, options.v8Flags ?? SYNC_V8_FLAGS), ...args],
     env: { ...options.baseEnv, ...env },
     clearEnv: true,
     stdin: "null",
@@ -96,7 +119,9 @@ async function _measure(
   let finished = false;
   const status = child.status.finally(() => finished = true);
   const errors = new Response(child.stderr).text();
+  let firstPush: number | undefined;
   while (!finished) {
+    if (firstPush === undefined && sims.ometria.stats.requests > 0) firstPush = performance.now();
     const sample = await _rss(child.pid);
     if (sample !== undefined) peak = Math.max(peak ?? 0, sample);
     await Promise.race([status, new Promise((r) => setTimeout(r, 100))]);
@@ -111,13 +136,23 @@ async function _measure(
     mailchimpRequests: sims.mailchimp.stats.requests,
     ometriaRequests: sims.ometria.stats.requests,
     throttled: sims.mailchimp.stats.status429 + sims.ometria.stats.status429,
+    firstPushSeconds: firstPush === undefined ? undefined : (firstPush - started) / 1000,
   };
+}
+
+/** `deno run …` with `--v8-flags=<flags>` after `run` (unless empty or already there). */
+function _withFlags(args: readonly string[], flags: string): string[] {
+  if (flags === "" || args[0] !== "run" || args.some((a) => a.startsWith("--v8-flags"))) {
+    return [...args];
+  }
+  return ["run", `--v8-flags=${flags}`, ...args.slice(1)];
 }
 
 async function _sims(ometriaRate: number, ometriaLatencyMs = 0) {
   const mailchimp = await MailchimpSimulator.start({ latencyMs: LATENCY_MS });
   const ometria = await OmetriaSimulator.start({
-    maxRequestsPerSecond: ometriaRate,
+    // At the sync's own maximum the simulated account does not limit at all.
+    maxRequestsPerSecond: ometriaRate >= UNLIMITED ? 0 : ometriaRate,
     queueLimit: 100_000_000,
     ingestPerSecond: 100_000_000,
     latencyMs: ometriaLatencyMs,
@@ -128,15 +163,17 @@ async function _sims(ometriaRate: number, ometriaLatencyMs = 0) {
 /** Runs both scenarios and prints their numbers; returns 0, or 1 if anything failed. */
 export async function runBench(options: BenchOptions): Promise<number> {
   const { write } = options;
-  const rate = options.ometriaRate ?? 100;
-  const members = options.members ?? 100_000;
+  const rate = options.ometriaRate ?? UNLIMITED;
+  const members = options.members ?? 1_000_000;
   const count = options.connections ?? 10_000;
-  const scenarios = new Set(options.scenarios ?? [1, 2, 3]);
+  const scenarios = new Set(options.scenarios ?? [1, 2, 3, 4, 5]);
   let ok = true;
   const dir = await Deno.makeTempDir({ prefix: "bench_" });
   write(`deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores`);
   write(
-    `Simulators in-process with ${LATENCY_MS} ms Mailchimp latency; the sync runs as the CLI in a child process\n`,
+    `Simulators in-process with ${LATENCY_MS} ms Mailchimp latency; the sync runs as the CLI in a child process (--v8-flags=${
+      options.v8Flags ?? SYNC_V8_FLAGS
+    })\n`,
   );
   try {
     // Scenario 1: one big list.
@@ -157,18 +194,17 @@ export async function runBench(options: BenchOptions): Promise<number> {
         };
         const args = ["--once", "--force", "--state", `${dir}/one.json`, id];
         const full = await _measure(options, sims, args, env);
-        write(`Scenario 1: one list of ${n(members)} members (Ometria account: ${rate} req/s)`);
+        write(
+          `Scenario 1: one list of ${n(members)} members (Ometria account: ${
+            rate >= UNLIMITED ? "not limiting" : `${rate} req/s`
+          })`,
+        );
         write(
           `  full run:        ${full.seconds.toFixed(1)} s, ${
             n(Math.round(members / full.seconds))
           } members/s, peak RSS ${
             mib(full.peakRssBytes)
           }, ${full.mailchimpRequests} Mailchimp + ${full.ometriaRequests} Ometria requests (${full.throttled} answered 429)`,
-        );
-        write(
-          `                   (at Ometria's default 8 req/s, pushing alone would take ${
-            Math.round(members / 800)
-          } s)`,
         );
         const idle = await _measure(options, sims, args, env);
         write(
@@ -262,6 +298,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
     }
 
     if (scenarios.has(3)) ok = await _ceiling(options, dir) && ok;
+    if (scenarios.has(4)) ok = await _pair(options, dir) && ok;
+    if (scenarios.has(5)) ok = await _crashes(options, dir) && ok;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -301,6 +339,9 @@ async function _ceiling(options: BenchOptions, dir: string): Promise<boolean> {
     const records = sims.ometria.stats.recordsAccepted;
     const ceiling = CEILING_RATE * CEILING_BATCH;
     const perSecond = records / run.seconds;
+    // The process's start and first Mailchimp page are not pushing time.
+    const pushing = run.seconds - (run.firstPushSeconds ?? 0);
+    const perPushingSecond = records / pushing;
     const pushes = sims.ometria.stats.requests;
     write(
       `Scenario 3: Ometria at its ceiling, 2 lists × ${
@@ -317,6 +358,11 @@ async function _ceiling(options: BenchOptions, dir: string): Promise<boolean> {
         (100 * run.throttled / Math.max(1, pushes)).toFixed(1)
       }%)`,
     );
+    write(
+      `  while pushing:   ${pushing.toFixed(1)} s from the first push to the exit, ${
+        n(Math.round(perPushingSecond))
+      } records/s = ${(100 * perPushingSecond / ceiling).toFixed(1)}% of the ceiling`,
+    );
     const missing = ids.reduce(
       (sum, id) =>
         sum +
@@ -326,6 +372,141 @@ async function _ceiling(options: BenchOptions, dir: string): Promise<boolean> {
     );
     write(`  copy: ${missing} missing\n`);
     return run.code === 0 && missing === 0;
+  } finally {
+    await sims.mailchimp.close();
+    await sims.ometria.close();
+  }
+}
+
+function _env(sims: { mailchimp: MailchimpSimulator; ometria: OmetriaSimulator }, rate: number) {
+  return {
+    MAILCHIMP_API_KEY: sims.mailchimp.apiKey,
+    MAILCHIMP_BASE_URL: sims.mailchimp.url,
+    OMETRIA_API_KEY: sims.ometria.apiKey,
+    OMETRIA_BASE_URL: sims.ometria.url,
+    OMETRIA_MAX_REQUESTS_PER_SECOND: String(rate),
+    MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
+    LOGGING_LEVEL: "ERROR",
+    LOG_FILE: "",
+  };
+}
+
+/**
+ * Scenario 4: two 100,000-member lists at once (the default two runs), Ometria not
+ * limiting: members/s of this build and, when given, of a baseline build on the same run.
+ */
+async function _pair(options: BenchOptions, dir: string): Promise<boolean> {
+  const { write } = options;
+  const members = options.pairMembers ?? 100_000;
+  const ids = ["pair000001", "pair000002"];
+  const builds = [
+    { name: "this build", command: options.command },
+    ...(options.baseline ? [options.baseline] : []),
+  ];
+  write(
+    `Scenario 4: 2 lists × ${
+      n(members)
+    } members at once, Ometria not limiting, ${LATENCY_MS} ms Mailchimp latency`,
+  );
+  let ok = true;
+  for (const [i, build] of builds.entries()) {
+    const sims = await _sims(UNLIMITED);
+    try {
+      ids.forEach((id, j) =>
+        sims.mailchimp.addList(id, { members, seed: 41 + j, lastChangedTo: Date.now() - MINUTE })
+      );
+      const run = await _measure(
+        options,
+        sims,
+        ["--once", "--force", "--state", `${dir}/pair${i}.json`, ...ids],
+        _env(sims, UNLIMITED),
+        build.command,
+      );
+      const missing = ids.reduce(
+        (sum, id) =>
+          sum +
+          compareCopies(sims.mailchimp.truth(id), sims.ometria.contacts(collectionFor(id)), id)
+            .missing.length,
+        0,
+      );
+      write(
+        `  ${build.name.padEnd(16)} ${run.seconds.toFixed(1)} s (process start included), ${
+          n(Math.round(2 * members / run.seconds))
+        } members/s, peak RSS ${
+          mib(run.peakRssBytes)
+        }, ${run.mailchimpRequests} Mailchimp + ${run.ometriaRequests} Ometria requests; ${missing} missing`,
+      );
+      ok &&= run.code === 0 && missing === 0;
+    } finally {
+      await sims.mailchimp.close();
+      await sims.ometria.close();
+    }
+  }
+  write("");
+  return ok;
+}
+
+/**
+ * Scenario 5: what a crash costs. A file-state `--once` child syncing one list is killed
+ * with SIGKILL 4 times, each after about a fifth of the list more reached Ometria, and
+ * started again each time; the last start finishes. Every record Ometria received beyond
+ * the list's size was sent again because of a crash.
+ */
+async function _crashes(options: BenchOptions, dir: string): Promise<boolean> {
+  const { write } = options;
+  const members = options.crashMembers ?? 50_000;
+  const kills = 4;
+  const id = "crash00001";
+  // 100 requests/s: the run lasts seconds, so every kill lands mid-run.
+  const sims = await _sims(100);
+  try {
+    sims.mailchimp.addList(id, { members, seed: 51, lastChangedTo: Date.now() - MINUTE });
+    const env = { ...options.baseEnv, ..._env(sims, 100) };
+    const args = [
+      ..._withFlags(options.command.args, options.v8Flags ?? SYNC_V8_FLAGS),
+      "--once",
+      "--state",
+      `${dir}/crash.json`,
+      id,
+    ];
+    let killed = 0;
+    for (let i = 0; i <= kills; i++) {
+      const child = new Deno.Command(options.command.executable, {
+        args,
+        env,
+        clearEnv: true,
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      let exited = false;
+      const status = child.status.finally(() => exited = true);
+      if (i < kills) {
+        const target = sims.ometria.stats.recordsReceived + members / (kills + 1);
+        while (!exited && sims.ometria.stats.recordsReceived < target) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        if (!exited) {
+          child.kill("SIGKILL");
+          killed++;
+        }
+      }
+      await status;
+    }
+    const received = sims.ometria.stats.recordsReceived;
+    const c = compareCopies(sims.mailchimp.truth(id), sims.ometria.contacts(collectionFor(id)), id);
+    write(
+      `Scenario 5: ${
+        n(members)
+      } members, file state, ${killed} SIGKILLs mid-run (Ometria 100 req/s)`,
+    );
+    write(
+      `  records received ${n(received)} = ${(received / members).toFixed(3)}× the list; ` +
+        `${
+          n(Math.round((received - members) / Math.max(1, killed)))
+        } re-sent per crash; copy: ${c.missing.length} missing, ${c.stale.length} stale\n`,
+    );
+    return c.missing.length + c.stale.length === 0;
   } finally {
     await sims.mailchimp.close();
     await sims.ometria.close();

@@ -14,6 +14,7 @@ import { Metrics, type MetricsServer, serveMetrics } from "../metrics/metrics.ts
 import { buildStatusReport, formatStatusTable } from "../freshness/status_report.ts";
 import { StateError, type StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
+import { ProgressLine } from "./progress.ts";
 import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
 import { statusRows } from "./deploy_http.ts";
 import { runWebhooksCommand } from "./webhooks_command.ts";
@@ -54,6 +55,8 @@ export interface CliDeps {
   stop: AbortSignal;
   /** Aborted when the grace period is over: abandon requests in flight. */
   hardStop: AbortSignal;
+  /** True when standard output is a terminal: `--once` then draws a live progress line. */
+  isTerminal?: boolean;
 }
 
 /** Runs the command the config names and returns the exit code. */
@@ -224,7 +227,8 @@ export function stateFailureAdvice(error: StateError): string {
 function serviceFor(
   config: Config,
   deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store">,
-  extras: { alerts?: AlertManager; metrics?: Metrics } = {},
+  extras: Pick<SyncServiceOptions, "alerts" | "metrics" | "progressEverySeconds" | "onProgress"> =
+    {},
 ): SyncService {
   return new SyncService({
     connections: config.connections,
@@ -274,7 +278,16 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
   const { logger } = deps;
   const alerts = _alertsFor(config, deps);
   const metrics = new Metrics();
-  const service = serviceFor(config, deps, { alerts, metrics });
+  // On a terminal a --once run draws one live line instead of a progress log line every few
+  // seconds; a daemon (or output to a file) logs them.
+  const line = config.once && deps.isTerminal
+    ? new ProgressLine({ write: deps.write, isTerminal: true, clock: deps.clock })
+    : undefined;
+  const service = serviceFor(config, deps, {
+    alerts,
+    metrics,
+    ...(line ? { progressEverySeconds: 0, onProgress: (id, p) => line.update(id, p) } : {}),
+  });
   let metricsServer: { close(): Promise<void> } | undefined;
   let webhooks: { server: WebhookServer; queue: WebhookQueue } | undefined;
   let code: number = EXIT.ok;
@@ -306,7 +319,7 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
     if (config.once) {
       let code: number;
       try {
-        const result = await runTick();
+        const result = await runTick().finally(() => line?.end());
         code = deps.stop.aborted ? EXIT.interrupted : result.failed ? EXIT.failed : EXIT.ok;
       } catch (error) {
         if (!(error instanceof StateError)) throw error;

@@ -26,6 +26,7 @@ import { tick, type TickResult } from "../scheduler/tick.ts";
 import { actOnWebhookEvent, type WebhookEventResult } from "../engine/webhook_event.ts";
 import type { WebhookJob } from "../webhooks/queue.ts";
 import { errorText } from "../log/error_text.ts";
+import { ProgressLog, type ProgressUpdate } from "./progress.ts";
 
 /** Options of {@linkcode SyncService}. */
 export interface SyncServiceOptions {
@@ -57,12 +58,24 @@ export interface SyncServiceOptions {
   ometriaBatchSize?: number;
   /** Ometria requests in flight per run. @default {4} */
   pushConcurrency?: number;
+  /** Slices of one window read at once (see run_connection.ts). @default {6} */
+  readSlices?: number;
+  /** Members per slice when a big window is cut for reading at once. @default {50_000} */
+  sliceMembers?: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. @default {60} */
   marginSeconds?: number;
   alerts?: AlertManager;
   metrics?: Metrics;
-  /** Called after every acknowledged batch of a run. */
-  onProgress?: (connectionId: string, progress: { read: number; pushed: number }) => void;
+  /**
+   * Called after every acknowledged batch of a run; `total` is Mailchimp's count of the
+   * window (a hint). `--once` on a terminal draws it with `ProgressLine` (progress.ts).
+   */
+  onProgress?: (connectionId: string, progress: ProgressUpdate) => void;
+  /**
+   * Seconds between INFO progress lines of a running connection (read, pushed, rate, time
+   * left); 0 turns them off, as a live terminal line does. @default {5}
+   */
+  progressEverySeconds?: number;
   /**
    * Hours between reconciliations of a connection (RECONCILE_EVERY_HOURS), done by ticks;
    * 0 turns them off. @default {24}
@@ -108,9 +121,14 @@ export class SyncService {
    * whose ledger replacement would otherwise drop an id the event adds meanwhile.
    */
   readonly #reconciling = new Map<string, Promise<unknown>>();
+  readonly #progress: ProgressLog | undefined;
 
   constructor(options: SyncServiceOptions) {
     this.#options = options;
+    const every = options.progressEverySeconds ?? 5;
+    this.#progress = every > 0
+      ? new ProgressLog({ logger: options.logger, clock: options.clock, intervalMs: every * 1000 })
+      : undefined;
     const limiters = new MailchimpLimiters();
     const rateLimiters = new Map<string, RateLimiter>();
     const fetchFn = options.fetch ?? globalThis.fetch;
@@ -413,11 +431,17 @@ export class SyncService {
       pushConcurrency: o.pushConcurrency ?? 4,
       marginSeconds: o.marginSeconds ?? 60,
       secrets: o.secrets ?? [],
+      ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),
+      ...(o.sliceMembers !== undefined ? { sliceMembers: o.sliceMembers } : {}),
       ...(signal ? { signal } : {}),
       ...(hardSignal ? { hardSignal } : {}),
-      ...(o.onProgress ? { onProgress: (p) => o.onProgress!(w.config.id, p) } : {}),
       ...(w.fields ? { mapping: w.fields.forRun(hardSignal) } : {}),
+      onProgress: (p) => {
+        this.#progress?.update(w.config.id, p);
+        o.onProgress?.(w.config.id, p);
+      },
     });
+    this.#progress?.finish(w.config.id);
     if (result.sawArchivedInListing) this.#archivedInListing = true;
     this.#logSummary(w.config, result);
     o.metrics?.recordRun(w.config.id, {

@@ -69,12 +69,17 @@ export async function pushInOrder(
   const mapping = options.endpoint === "push" && options.mapping
     ? await options.mapping(members)
     : undefined;
-  const batches: { records: OmetriaRecord[]; firstChanged: number }[] = [];
-  const unmappable: { id: string; reason: string }[] = [];
+  // Members are mapped to records only when their batch is sent: the records of a whole
+  // page never exist at once, only those of the batches in flight.
+  const batches: { members: readonly Member[]; firstChanged: number }[] = [];
   for (let i = 0; i < members.length; i += batchSize) {
     const slice = members.slice(i, i + batchSize);
+    batches.push({ members: slice, firstChanged: lastChangedOf(slice[0]!) });
+  }
+  const toRecords = (batch: readonly Member[]) => {
     const records: OmetriaRecord[] = [];
-    for (const m of slice) {
+    const unmappable: { id: string; reason: string }[] = [];
+    for (const m of batch) {
       try {
         records.push(
           options.endpoint === "push" ? toOmetriaContact(m, listId, mapping) : toLegacyRecord(m),
@@ -83,9 +88,9 @@ export async function pushInOrder(
         unmappable.push({ id: m.id, reason: `cannot be mapped to an Ometria record: ${error}` });
       }
     }
-    batches.push({ records, firstChanged: lastChangedOf(slice[0]!) });
-  }
-  if (unmappable.length > 0) options.onRejected("mapping", unmappable);
+    if (unmappable.length > 0) options.onRejected("mapping", unmappable);
+    return records;
+  };
   const done = new Array<{ pushed: number; rejected: number } | undefined>(batches.length);
   let contiguous = 0;
   let next = 0;
@@ -101,19 +106,17 @@ export async function pushInOrder(
         formatMailchimpTime(batch.firstChanged)
       })`;
       try {
-        const result = batch.records.length === 0
+        const records = toRecords(batch.members);
+        const result = records.length === 0
           ? { accepted: 0, rejected: 0 }
           : await options.sink.push(
-            batch.records,
+            records,
             hardSignal ? { signal: hardSignal, label } : { label },
           );
         if (result.rejected > 0) {
-          options.onRejected(label, rejectedRecords(batch.records, result));
+          options.onRejected(label, rejectedRecords(records, result));
         }
-        done[index] = {
-          pushed: batch.records.length - result.rejected,
-          rejected: result.rejected,
-        };
+        done[index] = { pushed: records.length - result.rejected, rejected: result.rejected };
       } catch (error) {
         failure ??= error;
         return;

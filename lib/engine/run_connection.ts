@@ -17,9 +17,15 @@
  * - Nothing is dropped. A member that cannot be read, mapped or accepted is quarantined —
  *   recorded before the cursor passes it — and tried again by id on every run until it goes
  *   through or is gone; while anything is quarantined the run's outcome is a failure.
+ * - Slices (plan_slices.ts). A big window is cut at whole seconds into slices [a, b) that
+ *   tile it, each read by its own reader with every rule above (`before_last_changed = b`,
+ *   so a short page proves the slice; a tie group lies in one second, so in one slice).
+ *   Slices only change who reads which part, never what counts as proof.
  * - Checkpoints (push_in_order.ts). The cursor moves only over a contiguous prefix of
- *   acknowledged (or quarantined) batches; the watermark moves to U only when the whole
- *   window is. A crash costs re-reading and re-pushing the unacknowledged part.
+ *   acknowledged (or quarantined) batches of the whole window: it stops in the first slice
+ *   not done, whatever later slices acknowledged; the watermark moves to U only when every
+ *   slice is done. A crash costs re-reading and re-pushing the unacknowledged part: what
+ *   was in flight, plus what slices after the first unfinished one had pushed.
  * - Ids pushed are written to the ledger before the push, so reconciliation
  *   (reconcile.ts) can opt out every id that later disappears from Mailchimp.
  * - Cost. A run where nothing changed sends one Mailchimp request (two while archived
@@ -36,8 +42,9 @@ import type { ConnectionState, RunProgress } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { type QuarantineFinding, record } from "../state/transitions.ts";
 import type { MembersSource, RecordsSink } from "./ports.ts";
+import { planSlices } from "./plan_slices.ts";
 import { pushInOrder, StoppedError } from "./push_in_order.ts";
-import { lastChangedOf, WindowReader } from "./window_reader.ts";
+import { type FirstPage, lastChangedOf, WindowReader } from "./window_reader.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode runConnection}. */
@@ -62,6 +69,16 @@ export interface RunConnectionOptions {
   marginSeconds?: number;
   /** Most passes over one tie group before the run gives up. @default {20} */
   maxTiePasses?: number;
+  /**
+   * Slices of one window read at once, each by its own reader (the key's connection limit
+   * still caps the requests in flight; each slice holds about two pages). @default {6}
+   */
+  readSlices?: number;
+  /**
+   * Members a slice should hold: a window (or slice) guessed to hold at least twice this
+   * many after its first page is cut into slices (see plan_slices.ts). @default {50_000}
+   */
+  sliceMembers?: number;
   /** Quarantined members tried again per run (one Mailchimp request each). @default {200} */
   quarantineRetries?: number;
   /** Every configured secret, removed from error texts before they are stored. */
@@ -71,7 +88,7 @@ export interface RunConnectionOptions {
   /** Aborts requests in flight (hard stop); progress up to the last checkpoint is kept. */
   hardSignal?: AbortSignal;
   /** Called after every acknowledged batch. */
-  onProgress?: (progress: { read: number; pushed: number }) => void;
+  onProgress?: (progress: { read: number; pushed: number; total?: number }) => void;
   /**
    * Mailchimp's default listing is known (from another list) to include archived members:
    * skip the separate archived pass. It is the API's behaviour, not a list's.
@@ -147,8 +164,10 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       cursor: resumed.cursor ?? "the beginning",
     });
   }
+  /** The first error of any slice: the other slices stop at their next request. */
+  let failure: unknown;
   const beforeRequest = () => {
-    if (signal?.aborted || hardSignal?.aborted) throw new _Aborted();
+    if (signal?.aborted || hardSignal?.aborted || failure !== undefined) throw new _Aborted();
     counts.mailchimpRequests++;
   };
 
@@ -192,7 +211,10 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     rewind: (serverTimeMs, lower) => {
       const to = _rewindFor(state, serverTimeMs, lower, clock.now(), marginSeconds * 1000, log);
       // The main pass starts from the cursor too, whichever pass met the clock first.
-      if (to !== undefined && cursor !== undefined && to < cursor) cursor = to;
+      if (to !== undefined && cursor !== undefined && to < cursor) {
+        cursor = to;
+        if (slices[0]!.reach === undefined) slices[0]!.start = to;
+      }
       return to;
     },
   });
@@ -206,11 +228,19 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       pushed: counts.pushed,
       rejected: counts.rejected,
     };
-  const checkpoint = async () => {
-    await recordHolds();
-    const run = progress();
-    if (run) await record(store, conn, { type: "progress", run });
+  // Slices acknowledge concurrently; their store writes go one at a time, in the order they
+  // were asked for, so a hold is always written before a checkpoint that passes it.
+  let saving = Promise.resolve();
+  const serially = (write: () => Promise<void>) => {
+    saving = saving.then(write);
+    return saving;
   };
+  const checkpoint = () =>
+    serially(async () => {
+      await recordHolds();
+      const run = progress();
+      if (run) await record(store, conn, { type: "progress", run });
+    });
 
   const ometria: RecordsSink = {
     maxBatchSize: options.ometria.maxBatchSize,
@@ -222,8 +252,15 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       });
     },
   };
-  /** Pushes members (sorted by last_changed) up to `doneBefore`; resolves once all went. */
-  const push = async (members: readonly Member[], doneBefore: number, movesCursor: boolean) => {
+  /**
+   * Pushes members (sorted by last_changed) up to `doneBefore`; resolves once all went.
+   * `onReach` learns how far the acknowledged prefix reaches (absent: the cursor stays).
+   */
+  const push = async (
+    members: readonly Member[],
+    doneBefore: number,
+    onReach?: (reach: number) => void,
+  ) => {
     // Write-ahead: an id is in the ledger before Ometria can have it.
     if (members.length > 0) await ledger.add(members.map((m) => m.id));
     const rejectedIds = new Set<string>();
@@ -241,9 +278,18 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       onAcknowledged: async (reach, pushed, rejected) => {
         counts.pushed += pushed;
         counts.rejected += rejected;
-        if (movesCursor) cursor = reach;
-        await checkpoint();
-        options.onProgress?.({ read: counts.read, pushed: counts.pushed });
+        const before = cursor;
+        onReach?.(reach);
+        // A checkpoint that would not move the cursor can wait for one that does.
+        if (onReach === undefined || cursor !== before || pendingHold.length > 0) {
+          await checkpoint();
+        }
+        const total = reader.totalHint;
+        options.onProgress?.({
+          read: counts.read,
+          pushed: counts.pushed,
+          ...(total !== undefined ? { total } : {}),
+        });
       },
       onRejected: (label, rejected) => {
         for (const r of rejected) rejectedIds.add(r.id);
@@ -257,44 +303,137 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     });
     // Held members that went through this time leave quarantine.
     const through = members.filter((m) => held.has(m.id) && !rejectedIds.has(m.id));
-    if (through.length > 0) await recordHolds(through.map((m) => m.id));
+    if (through.length > 0) await serially(() => recordHolds(through.map((m) => m.id)));
   };
+
+  /**
+   * One slice of the main pass: [start, end) of the window, read by its own reader. `end`
+   * is undefined until known (the first slice's is U or where it was cut); `reach`: every
+   * member of the slice before it is acknowledged.
+   */
+  interface Slice {
+    start: number | undefined;
+    end: number | undefined;
+    reach: number | undefined;
+    started: boolean;
+  }
+  const slices: Slice[] = [{ start: cursor, end: undefined, reach: undefined, started: false }];
+  /**
+   * The cursor passes only a contiguous acknowledged prefix of the whole window: it stops in
+   * the first slice not yet done, whatever later slices have acknowledged.
+   */
+  const moveCursor = () => {
+    for (const s of slices) {
+      const reach = s.reach ?? s.start;
+      if (reach !== undefined && (cursor === undefined || reach > cursor)) cursor = reach;
+      if (s.end === undefined || reach === undefined || reach < s.end) return;
+    }
+  };
+  const readSlices = Math.max(1, options.readSlices ?? 6);
+  const workers: Promise<void>[] = [];
+  let active = 0;
+  /** Cuts what is left of `slice` after its first page into slices for other readers. */
+  const cut = (slice: Slice, first: FirstPage, archivedPass: boolean): number | undefined => {
+    const edges = planSlices(first, {
+      ...(options.sliceMembers !== undefined ? { sliceMembers: options.sliceMembers } : {}),
+    });
+    if (edges.length === 0) return undefined;
+    const bounds = [...edges, first.end];
+    const added = edges.map((start, i): Slice => ({
+      start,
+      end: bounds[i + 1]!,
+      reach: undefined,
+      started: false,
+    }));
+    slice.end = edges[0]!;
+    slices.splice(slices.indexOf(slice) + 1, 0, ...added);
+    log.debug("Reading {from} to {to} as {count} slices at once", {
+      from: formatMailchimpTime(first.from),
+      to: formatMailchimpTime(first.end),
+      count: added.length + 1,
+    });
+    spawn(archivedPass);
+    return slice.end;
+  };
+  const readSlice = async (slice: Slice, archivedPass: boolean) => {
+    // Members of a page that do not fill a whole batch wait for the next page, so requests
+    // carry full batches (Ometria limits requests, not records). The slice's reach then stops
+    // at the first member left waiting: everything before it is acknowledged.
+    let waiting: Member[] = [];
+    const range = {
+      ...(slice.end !== undefined ? { end: slice.end } : {}),
+      split: (first: FirstPage) => cut(slice, first, archivedPass),
+    };
+    const onReach = (reach: number) => {
+      if (slice.reach === undefined || reach > slice.reach) slice.reach = reach;
+      moveCursor();
+    };
+    for await (const part of reader.slices(slice.start, undefined, range)) {
+      // The archived pass sent every archived member of the window (one changed since is
+      // stamped at or after U, outside it): the same version is not sent twice in one run.
+      const members = archivedPass
+        ? part.members.filter((m) => m.status !== "archived")
+        : part.members;
+      counts.read += members.length;
+      holdInvalid(part.invalid);
+      if (part.last) slice.end = part.doneBefore;
+      waiting = waiting.length === 0 ? members : waiting.concat(members);
+      const batch = options.ometria.maxBatchSize;
+      const full = part.last ? waiting.length : waiting.length - waiting.length % batch;
+      const now = waiting.slice(0, full);
+      waiting = waiting.slice(full);
+      await push(
+        now,
+        waiting.length > 0 ? lastChangedOf(waiting[0]!) : part.doneBefore,
+        onReach,
+      );
+    }
+  };
+  const worker = async (archivedPass: boolean) => {
+    try {
+      for (;;) {
+        const slice = slices.find((s) => !s.started);
+        if (slice === undefined || failure !== undefined) return;
+        slice.started = true;
+        await readSlice(slice, archivedPass);
+      }
+    } catch (error) {
+      failure ??= error;
+    } finally {
+      active--;
+    }
+  };
+  /** Starts readers for slices not yet started, up to `readSlices` at once. */
+  function spawn(archivedPass: boolean) {
+    let waitingSlices = slices.filter((s) => !s.started).length;
+    while (active < readSlices && waitingSlices-- > 0) {
+      active++;
+      workers.push(worker(archivedPass));
+    }
+  }
 
   let outcome: RunResult["outcome"] = "ok";
   let errorText: string | undefined;
   try {
     await _retryQuarantine();
-    /** Archived members pushed by the archived pass, by id, with their last_changed. */
-    const archivedPushed = new Map<string, string>();
+    let archivedPass = false;
     if (state.archived_in_listing !== true && options.archivedInListing !== true) {
+      archivedPass = true;
       // Until Mailchimp has shown that its default listing includes archived members, they
       // are read on their own first. This pass never moves the cursor, so a crash in it or
       // after it cannot leave an archived member behind it.
       for await (const slice of reader.slices(cursor, "archived")) {
         counts.read += slice.members.length;
         holdInvalid(slice.invalid);
-        for (const m of slice.members) archivedPushed.set(m.id, m.last_changed);
-        await push(slice.members, slice.doneBefore, false);
+        await push(slice.members, slice.doneBefore);
       }
     }
-    // Members of a slice that do not fill a whole batch wait for the next slice, so requests
-    // carry full batches (Ometria limits requests, not records). The cursor then stops at the
-    // first member left waiting: everything before it is acknowledged.
-    let waiting: Member[] = [];
-    for await (const slice of reader.slices(cursor)) {
-      // The same version of a member is not sent twice in one run.
-      const members = archivedPushed.size === 0
-        ? slice.members
-        : slice.members.filter((m) => archivedPushed.get(m.id) !== m.last_changed);
-      counts.read += members.length;
-      holdInvalid(slice.invalid);
-      waiting = waiting.length === 0 ? members : [...waiting, ...members];
-      const batch = options.ometria.maxBatchSize;
-      const full = slice.last ? waiting.length : waiting.length - waiting.length % batch;
-      const now = waiting.slice(0, full);
-      waiting = waiting.slice(full);
-      await push(now, waiting.length > 0 ? lastChangedOf(waiting[0]!) : slice.doneBefore, true);
-    }
+    // The main pass starts where the archived pass left the cursor (a clock step lowers it).
+    slices[0]!.start = cursor;
+    spawn(archivedPass);
+    // Readers started while this waits are appended, so the loop waits for them too.
+    for (let i = 0; i < workers.length; i++) await workers[i];
+    if (failure !== undefined) throw failure;
   } catch (error) {
     if (
       error instanceof _Aborted || error instanceof StoppedError ||
@@ -325,7 +464,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     }
     await recordHolds(gone);
     // Not in last_changed order, and never moving the cursor: doneBefore is irrelevant.
-    if (members.length > 0) await push(members, 0, false);
+    if (members.length > 0) await push(members, 0);
     await recordHolds();
   }
 

@@ -35,6 +35,32 @@ export interface WindowSlice {
   last: boolean;
 }
 
+/**
+ * What {@linkcode SliceRange.split} learns from a full page of a range: the page's first
+ * and last `last_changed`, its size, and `total_items` (a hint, never a proof). Everything
+ * before `from` is handed out; [`from`, `end`) is still to read.
+ */
+export interface FirstPage {
+  from: number;
+  end: number;
+  firstMs: number;
+  lastMs: number;
+  size: number;
+  totalItems: number;
+}
+
+/** Which part of the window one `slices()` reads. */
+export interface SliceRange {
+  /** Exclusive upper edge (whole seconds, ≤ U); U when absent. */
+  end?: number;
+  /**
+   * Called after every full page of the range, before the next page is requested.
+   * Returns a new end (inside (`from`, `end`)) when the caller reads the rest from there
+   * itself, or undefined to read the whole range here.
+   */
+  split?: (first: FirstPage) => number | undefined;
+}
+
 /** Options of {@linkcode WindowReader}. */
 export interface WindowReaderOptions {
   listId: string;
@@ -106,6 +132,11 @@ export class WindowReader {
   sinceInclusive = false;
   /** True once the default listing returned an archived member. */
   sawArchived = false;
+  /**
+   * `total_items` of the first page of the last `slices()` over the whole window: how many
+   * members Mailchimp counted in it (a hint for progress estimates, never a proof).
+   */
+  totalHint: number | undefined;
   /** Torn answers read again so far. */
   tornPages = 0;
   readonly #o: WindowReaderOptions;
@@ -115,22 +146,32 @@ export class WindowReader {
   }
 
   /**
-   * The slices of the window from `lower` (undefined: the list's beginning) to U, for the
-   * members with `status` (all when undefined). The next page is requested before a slice is
-   * handed out, so reading overlaps with whatever the caller does with the slice.
+   * The slices of the window from `lower` (undefined: the list's beginning) to `range.end`
+   * (U when absent), for the members with `status` (all when undefined). The next page is
+   * requested before a slice is handed out, so reading overlaps with whatever the caller
+   * does with the slice. `range.split` may shorten the range after its first full page (see
+   * {@linkcode SliceRange}); the last slice handed out then ends there.
    */
-  async *slices(lower: number | undefined, status?: MemberStatus): AsyncGenerator<WindowSlice> {
+  async *slices(
+    lower: number | undefined,
+    status?: MemberStatus,
+    range: SliceRange = {},
+  ): AsyncGenerator<WindowSlice> {
     const o = this.#o;
     const maxTorn = o.maxTornRetries ?? 10;
     let stalled = 0;
     let torn = 0;
+    let end = range.end;
+    let firstPage = range.end === undefined;
+    const split = range.split;
     const request = () => {
       const sinceMs = lower === undefined
         ? undefined
         : this.sinceInclusive
         ? lower
         : lower - SECOND;
-      const beforeMs = this.upper;
+      // Bounded by the range's own end: a short page then proves the range complete.
+      const beforeMs = end ?? this.upper;
       const page = this.#fetch({ sinceMs, beforeMs, count: o.pageSize, status });
       // Marked as handled now: a prefetch may fail while the caller works on the previous
       // slice, and its error is only looked at when the loop gets to it.
@@ -160,7 +201,7 @@ export class WindowReader {
         // Within the margin (two runs close together): nothing new can be complete yet.
         if (lower !== undefined && this.upper < lower) this.upper = lower;
       }
-      const upper = this.upper;
+      const upper = end ?? this.upper;
       const raw = page.members;
       const times = raw.map(lastChangedOf);
       const tear = _tear(page, times, sinceMs, beforeMs);
@@ -181,6 +222,10 @@ export class WindowReader {
         continue;
       }
       torn = 0;
+      if (firstPage) {
+        firstPage = false;
+        this.totalHint = page.totalItems;
+      }
       if (status === undefined && raw.some((m) => m.status === "archived")) this.sawArchived = true;
       if (!this.sinceInclusive && sinceMs !== undefined && times.includes(sinceMs)) {
         this.sinceInclusive = true;
@@ -203,7 +248,12 @@ export class WindowReader {
           const t = m.lastChangedMs;
           if (t !== undefined && inWindow(t) && t > lastIn) lastIn = t;
         }
-        if (lastIn === -Infinity) {
+        const lastT = times[times.length - 1]!;
+        if (beforeMs !== undefined && lastT >= upper) {
+          // A bounded full page reaching the range's end (an inclusive `before` shows members
+          // at it): every member before its last second is in it, so the whole range is.
+          doneBefore = upper;
+        } else if (lastIn === -Infinity) {
           if (++stalled > 3) {
             throw new Error(`Mailchimp's paging made no progress for list ${o.listId}`);
           }
@@ -213,8 +263,7 @@ export class WindowReader {
           if (times.some((t) => t < from)) this.sinceInclusive = true;
           next = request();
           continue;
-        }
-        if (lastIn > from) {
+        } else if (lastIn > from) {
           // A full page proves only what lies before its last second: the members sharing
           // that second may go on in the next page, which starts there.
           doneBefore = lastIn;
@@ -228,7 +277,20 @@ export class WindowReader {
         }
       }
       stalled = 0;
-      const last = doneBefore >= upper;
+      if (split !== undefined && doneBefore < upper && page.size >= o.pageSize) {
+        // After every full page, what is left may be handed to other readers: a range cut
+        // once may learn from its next page that its own part is still large.
+        const at = split({
+          from: doneBefore,
+          end: upper,
+          firstMs: times[0]!,
+          lastMs: times[times.length - 1]!,
+          size: page.size,
+          totalItems: page.totalItems,
+        });
+        if (at !== undefined && at > doneBefore && at < upper) end = at;
+      }
+      const last = doneBefore >= (end ?? upper);
       lower = doneBefore;
       if (!last) next = request();
       yield { members, invalid, doneBefore, last };

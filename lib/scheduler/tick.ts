@@ -81,6 +81,9 @@ async function _pool<T>(
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
 }
 
+/** Why an idle connection did not run: counted in the tick's line, never a line each. */
+const _IDLE = new Set(["fresh", "backoff", "check-deferred"]);
+
 function _text(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -190,17 +193,26 @@ export async function tick<C extends ScheduledConnection>(
   });
   await store.flush();
   const ran = entries.filter((e) => e.ran);
+  // One line per tick, however many connections: an idle daemon with many lists would
+  // otherwise write a line per list per minute. Why the others did not run is counted.
+  const notRun = new Map<string, number>();
+  for (const e of entries) if (!e.ran) notRun.set(e.reason, (notRun.get(e.reason) ?? 0) + 1);
   logger.info(
-    "Tick: {ran} run(s) ({failedRuns} failed) of {total} connection(s); {waiting} not due",
+    "Tick: {ran} run(s) ({failedRuns} failed) of {total} connection(s); {waiting} not run{why}",
     {
       ran: ran.length,
       failedRuns: ran.filter((e) => e.ran && e.result.outcome === "failed").length,
       total: connections.length,
       waiting: entries.length - ran.length,
+      why: notRun.size === 0
+        ? ""
+        : ` (${[...notRun].map(([reason, count]) => `${reason}: ${count}`).join(", ")})`,
+      not_run: Object.fromEntries(notRun),
     },
   );
   for (const e of entries) {
-    if (!e.ran) {
+    // The unusual reasons, one line each: another process holding a list is worth seeing.
+    if (!e.ran && !_IDLE.has(e.reason)) {
       logger.debug("{connection} not run: {reason}", { connection: e.id, reason: e.reason });
     }
   }

@@ -1,0 +1,165 @@
+/**
+ * Progress of running syncs: members read and pushed per connection, the rate and the time
+ * left, either as a log line every few seconds ({@linkcode ProgressLog}, daemon and `--once`
+ * into a log) or as one live line redrawn on a terminal ({@linkcode ProgressLine}, `--once`
+ * on a terminal). Both are driven by the engine's acknowledgements and the clock handed in:
+ * no timers, so nothing keeps the process alive and tests need no real time.
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
+
+/**
+ * How far one run has got: members read and pushed, and `total`, Mailchimp's count of the
+ * window's members when known (a hint for the time left, never a proof of anything).
+ */
+export interface ProgressUpdate {
+  read: number;
+  pushed: number;
+  total?: number;
+}
+
+/** One connection's progress with what follows from it. */
+export interface ProgressFigures extends ProgressUpdate {
+  connection: string;
+  /** Members pushed per second since the run started. */
+  rate: number;
+  /** Seconds left at that rate, when `total` is known and the rate is not zero. */
+  secondsLeft: number | undefined;
+}
+
+interface _Run {
+  startedMs: number;
+  lastShownMs: number;
+  last: ProgressUpdate;
+}
+
+function _figures(id: string, run: _Run, nowMs: number): ProgressFigures {
+  const { read, pushed, total } = run.last;
+  const seconds = Math.max(0.001, (nowMs - run.startedMs) / 1000);
+  const rate = pushed / seconds;
+  const left = total === undefined ? undefined : Math.max(0, total - pushed);
+  const figures: ProgressFigures = {
+    connection: id,
+    read,
+    pushed,
+    rate,
+    secondsLeft: left === undefined || rate <= 0 ? undefined : left / rate,
+  };
+  if (total !== undefined) figures.total = total;
+  return figures;
+}
+
+/** A progress line in words: `list_1: read 12,000, pushed 11,900 (of ~50,000), 2,380/s, ~16 s left`. */
+export function formatProgress(f: ProgressFigures): string {
+  const n = (v: number) => Math.round(v).toLocaleString("en-US");
+  const of = f.total === undefined ? "" : ` (of ~${n(f.total)})`;
+  const left = f.secondsLeft === undefined ? "" : `, ~${_duration(f.secondsLeft)} left`;
+  return `${f.connection}: read ${n(f.read)}, pushed ${n(f.pushed)}${of}, ${n(f.rate)}/s${left}`;
+}
+
+function _duration(seconds: number): string {
+  if (seconds < 90) return `${Math.ceil(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** Options of {@linkcode ProgressLog}. */
+export interface ProgressLogOptions {
+  logger: Logger;
+  clock: Clock;
+  /** Least time between two lines of one connection, in milliseconds. @default {5000} */
+  intervalMs?: number;
+}
+
+/**
+ * Logs a connection's progress at INFO at most every `intervalMs` while it runs, so a long
+ * run is visibly alive without a line per batch.
+ */
+export class ProgressLog {
+  readonly #o: ProgressLogOptions;
+  readonly #runs = new Map<string, _Run>();
+
+  constructor(options: ProgressLogOptions) {
+    this.#o = options;
+  }
+
+  /** Records a run's progress; logs it when the last line is old enough. */
+  update(connection: string, progress: ProgressUpdate): void {
+    const now = this.#o.clock.now();
+    let run = this.#runs.get(connection);
+    if (run === undefined) {
+      run = { startedMs: now, lastShownMs: now, last: progress };
+      this.#runs.set(connection, run);
+      return;
+    }
+    run.last = progress;
+    if (now - run.lastShownMs < (this.#o.intervalMs ?? 5000)) return;
+    run.lastShownMs = now;
+    const f = _figures(connection, run, now);
+    this.#o.logger.info(`Progress of {connection}: ${formatProgress(f).split(": ")[1]}`, {
+      connection,
+      read: f.read,
+      pushed: f.pushed,
+      total: f.total ?? null,
+      rate: Math.round(f.rate),
+      seconds_left: f.secondsLeft === undefined ? null : Math.round(f.secondsLeft),
+    });
+  }
+
+  /** Forgets a finished run (its summary line is logged elsewhere). */
+  finish(connection: string): void {
+    this.#runs.delete(connection);
+  }
+}
+
+/** Options of {@linkcode ProgressLine}. */
+export interface ProgressLineOptions {
+  /** Writes text as is (no newline added). */
+  write: (text: string) => void;
+  /** True when the output is a terminal: only then is a line drawn at all. */
+  isTerminal: boolean;
+  clock: Clock;
+  /** Least time between two redraws, in milliseconds. @default {200} */
+  intervalMs?: number;
+}
+
+/**
+ * One live line on a terminal, redrawn in place (`\r`, erase line) with the progress of every
+ * running connection; does nothing when the output is not a terminal, where the log lines of
+ * {@linkcode ProgressLog} say the same.
+ */
+export class ProgressLine {
+  readonly #o: ProgressLineOptions;
+  readonly #runs = new Map<string, _Run>();
+  #lastDrawnMs = -Infinity;
+  #drawn = false;
+
+  constructor(options: ProgressLineOptions) {
+    this.#o = options;
+  }
+
+  /** Records a run's progress and redraws the line when the last redraw is old enough. */
+  update(connection: string, progress: ProgressUpdate): void {
+    if (!this.#o.isTerminal) return;
+    const now = this.#o.clock.now();
+    const run = this.#runs.get(connection);
+    if (run === undefined) {
+      this.#runs.set(connection, { startedMs: now, lastShownMs: now, last: progress });
+    } else run.last = progress;
+    if (now - this.#lastDrawnMs < (this.#o.intervalMs ?? 200)) return;
+    this.#lastDrawnMs = now;
+    const text = [...this.#runs].map(([id, r]) => formatProgress(_figures(id, r, now)))
+      .join(" | ");
+    this.#o.write(`\r\x1b[2K${text}`);
+    this.#drawn = true;
+  }
+
+  /** Ends the live line so what is written next starts on a line of its own. */
+  end(): void {
+    if (this.#drawn) this.#o.write("\n");
+    this.#drawn = false;
+    this.#runs.clear();
+  }
+}
