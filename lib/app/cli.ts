@@ -11,12 +11,12 @@ import { type Config, configSecrets } from "../config/config.ts";
 import { AlertManager } from "../freshness/alerts.ts";
 import { errorText } from "../log/error_text.ts";
 import { Metrics, type MetricsServer, serveMetrics } from "../metrics/metrics.ts";
-import { buildStatusReport, formatStatusTable } from "../freshness/status_report.ts";
+import { buildStatusReport, formatStatusTable, statusRows } from "../freshness/status_report.ts";
 import { StateError, type StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
 import { ProgressLine } from "./progress.ts";
 import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
-import { statusRows } from "./deploy_http.ts";
+
 import { runWebhooksCommand } from "./webhooks_command.ts";
 import { serveWebhooks, type WebhookServer } from "../webhooks/receiver.ts";
 import { type StartedWebhooks, startWebhooks } from "../webhooks/setup.ts";
@@ -80,28 +80,14 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
 /** `status [--json] [--check] [ids…]`: per connection its freshness and last run. */
 async function statusCommand(config: Config, deps: CliDeps): Promise<number> {
   const states = await deps.store.list();
-  const byId = new Map(states.map((s) => [s.id, s]));
   const filter = new Set(config.listIds);
-  // The threshold a connection was last run with is stored with it: the same state file
-  // must give the same answer whoever asks, whatever their environment says.
-  const rows = config.connections.length > 0
-    ? config.connections.map((c) => {
-      const state = byId.get(c.id);
-      return {
-        id: c.id,
-        list_id: c.listId,
-        threshold_seconds: state?.threshold_seconds ?? c.thresholdSeconds,
-        state,
-      };
-    })
-    : states
-      .filter((s) => filter.size === 0 || filter.has(s.id) || filter.has(s.list_id))
-      .map((s) => ({
-        id: s.id,
-        list_id: s.list_id,
-        threshold_seconds: s.threshold_seconds ?? config.thresholdMinutes * 60,
-        state: s,
-      }));
+  // The same rows as the status page and Deploy's /status.json, by the stored thresholds.
+  const rows = statusRows(
+    config.connections.length > 0
+      ? states
+      : states.filter((s) => filter.size === 0 || filter.has(s.id) || filter.has(s.list_id)),
+    config,
+  );
   for (const id of filter) {
     if (!rows.some((r) => r.id === id || r.list_id === id)) {
       rows.push({

@@ -23,6 +23,7 @@ import { openStore } from "../state/open_store.ts";
 import type { StateStore } from "../state/store.ts";
 import { type CronFn, EXIT, runCommand, webhooksFor } from "./cli.ts";
 import { deployHandler } from "./deploy_http.ts";
+import { errorText } from "../log/error_text.ts";
 
 /**
  * Time between the stop signal and abandoning requests in flight on Deploy: under the
@@ -126,7 +127,7 @@ export function startDeploy(deps: DeployDeps): DeployApp {
   cronDone = cronDone.catch((error) => {
     deps.writeError(
       `Cannot schedule ticks on '${schedule}' (SYNC_SCHEDULE or POLLING_TIME_IN_SECONDS): ${
-        _message(error)
+        errorText(error)
       }`,
     );
   });
@@ -157,7 +158,7 @@ export function startDeploy(deps: DeployDeps): DeployApp {
       await r.store.close().catch((error) => {
         r.logger.error("Cannot close {location}: {error}", {
           location: r.store.location,
-          error: _message(error),
+          error: errorText(error),
         });
       });
       r.logger.info("Stopped");
@@ -209,7 +210,7 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
         canUseFiles: false,
       });
     } catch (error) {
-      const message = _message(error);
+      const message = errorText(error);
       logger.fatal(message);
       return { ok: false, errors: [message] };
     }
@@ -233,7 +234,7 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
     });
     return { ok: true, config, logger, store, handler };
   } catch (error) {
-    const message = `Cannot start on Deno Deploy: ${_message(error)}`;
+    const message = `Cannot start on Deno Deploy: ${errorText(error)}`;
     deps.writeError(message);
     return { ok: false, errors: [message] };
   }
@@ -263,11 +264,7 @@ async function _tick(ready: Promise<_Ready>, deps: DeployDeps): Promise<number> 
   } catch (error) {
     // Not one list's failure (those are in the state): e.g. the store refused a write. The
     // next cron invocation tries again.
-    r.logger.error("The tick stopped: {error}", { error: _message(error) });
+    r.logger.error("The tick stopped: {error}", { error: errorText(error) });
     return EXIT.failed;
   }
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -9,9 +9,9 @@
  */
 import type { Clock } from "../clock/clock.ts";
 import type { Config } from "../config/config.ts";
-import { buildStatusReport, type StatusRow } from "../freshness/status_report.ts";
+import { buildStatusReport, type StatusRow, statusRows } from "../freshness/status_report.ts";
 import { renderStateMetrics } from "../metrics/state_metrics.ts";
-import type { ConnectionState } from "../state/schema.ts";
+import { errorText } from "../log/error_text.ts";
 import type { StateStore } from "../state/store.ts";
 import { statusPageResponse } from "../status_page/status_page.ts";
 import { checkStatusToken } from "../status_page/status_token.ts";
@@ -82,7 +82,7 @@ export function deployHandler(
       try {
         report = health();
       } catch (error) {
-        report = { ok: false, detail: _message(error) };
+        report = { ok: false, detail: errorText(error) };
       }
       const body = report.detail === undefined
         ? { ok: report.ok }
@@ -95,7 +95,7 @@ export function deployHandler(
     try {
       rows = statusRows(await store.list(), config);
     } catch (error) {
-      return Response.json({ error: `Cannot read the state: ${_message(error)}` }, {
+      return Response.json({ error: `Cannot read the state: ${errorText(error)}` }, {
         status: 503,
         headers: noStore,
       });
@@ -109,37 +109,4 @@ export function deployHandler(
       headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", ...noStore },
     });
   };
-}
-
-/**
- * The report rows of the configured connections (in configuration order), or of every stored
- * connection when none is configured. A connection's threshold is the one its runs stored,
- * else the configured one, so the answer depends on the state alone once a run has happened.
- */
-export function statusRows(
-  states: readonly ConnectionState[],
-  config: Pick<Config, "connections" | "thresholdMinutes">,
-): StatusRow[] {
-  const byId = new Map(states.map((s) => [s.id, s]));
-  if (config.connections.length === 0) {
-    return states.map((s) => ({
-      id: s.id,
-      list_id: s.list_id,
-      threshold_seconds: s.threshold_seconds ?? config.thresholdMinutes * 60,
-      state: s,
-    }));
-  }
-  return config.connections.map((c) => {
-    const state = byId.get(c.id);
-    return {
-      id: c.id,
-      list_id: c.listId,
-      threshold_seconds: state?.threshold_seconds ?? c.thresholdSeconds,
-      state,
-    };
-  });
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

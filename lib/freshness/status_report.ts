@@ -97,6 +97,38 @@ export interface StatusRow {
 }
 
 /**
+ * The report rows of the configured connections (in configuration order), or of every stored
+ * connection when none is configured. A connection's threshold is the one its runs stored,
+ * else the configured one, so the answer depends on the state alone once a run has happened.
+ */
+export function statusRows(
+  states: readonly ConnectionState[],
+  config: {
+    connections: readonly { id: string; listId: string; thresholdSeconds: number }[];
+    thresholdMinutes: number;
+  },
+): StatusRow[] {
+  const byId = new Map(states.map((s) => [s.id, s]));
+  if (config.connections.length === 0) {
+    return states.map((s) => ({
+      id: s.id,
+      list_id: s.list_id,
+      threshold_seconds: s.threshold_seconds ?? config.thresholdMinutes * 60,
+      state: s,
+    }));
+  }
+  return config.connections.map((c) => {
+    const state = byId.get(c.id);
+    return {
+      id: c.id,
+      list_id: c.listId,
+      threshold_seconds: state?.threshold_seconds ?? c.thresholdSeconds,
+      state,
+    };
+  });
+}
+
+/**
  * Builds the status report of `rows` at `nowMs`, in the order given. Pure: it reads only the
  * rows, so `status` can run beside a live daemon on a copy of the state.
  */

@@ -25,6 +25,7 @@ import {
 import type { RetryPolicy } from "../http/retry.ts";
 import { quietLogger } from "../log/logging.ts";
 import type { OmetriaRecord } from "../mapping/contact.ts";
+import { errorText } from "../log/error_text.ts";
 
 /** Which Ometria endpoint a client writes to. */
 export type OmetriaEndpoint = "push" | "record";
@@ -480,7 +481,7 @@ export class OmetriaClient {
       if (signal?.aborted) throw signal.reason;
       this.#logger.warn("Could not read Ometria's push errors{batch}: {error}", {
         batch: _batch(label),
-        error: error instanceof Error ? error.message : String(error),
+        error: errorText(error),
       });
       return undefined;
     }

@@ -11,6 +11,7 @@ import type { RunResult } from "../engine/run_connection.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { deadlineOf, decideDue, type DueDecision } from "./due.ts";
+import { errorText } from "../log/error_text.ts";
 
 /** A connection as the scheduler sees it. */
 export interface ScheduledConnection {
@@ -84,10 +85,6 @@ async function _pool<T>(
 /** Why an idle connection did not run: counted in the tick's line, never a line each. */
 const _IDLE = new Set(["fresh", "backoff", "check-deferred"]);
 
-function _text(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** Runs one tick over every connection; never throws for a single connection's failure. */
 export async function tick<C extends ScheduledConnection>(
   options: TickOptions<C>,
@@ -146,7 +143,7 @@ export async function tick<C extends ScheduledConnection>(
       }
     } catch (error) {
       failed = true;
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorText(error);
       logger.warning("Could not count changes of {connection}: {error}", {
         connection: check.connection.id,
         error: message,
@@ -164,7 +161,12 @@ export async function tick<C extends ScheduledConnection>(
       lease = await store.acquire(connection.id);
     } catch (error) {
       failed = true;
-      entries.push({ id: connection.id, ran: false, reason: "lease-failed", error: _text(error) });
+      entries.push({
+        id: connection.id,
+        ran: false,
+        reason: "lease-failed",
+        error: errorText(error),
+      });
       return;
     }
     if (!lease) {
@@ -184,9 +186,14 @@ export async function tick<C extends ScheduledConnection>(
       failed = true;
       logger.error("The run of {connection} could not finish: {error}", {
         connection: connection.id,
-        error: _text(error),
+        error: errorText(error),
       });
-      entries.push({ id: connection.id, ran: false, reason: "run-crashed", error: _text(error) });
+      entries.push({
+        id: connection.id,
+        ran: false,
+        reason: "run-crashed",
+        error: errorText(error),
+      });
     } finally {
       await lease.release();
     }

@@ -27,6 +27,7 @@ import {
 import { FileLedger } from "./ledgers.ts";
 import { _acquireLocal, _checkId } from "./memory_store.ts";
 import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
+import { errorText } from "../log/error_text.ts";
 
 /** Options of {@linkcode FileStore.open}. */
 export interface FileStoreOptions {
@@ -352,7 +353,7 @@ export class FileStore implements StateStore {
       this.#dirty = true;
       throw new StateError(
         `Cannot write the journal ${this.#journalPath} of the state file ${this.location}: ${
-          _message(error)
+          errorText(error)
         }`,
         { cause: error },
       );
@@ -402,7 +403,7 @@ export class FileStore implements StateStore {
       // Already worded (a nested step of this store): saying it twice helps nobody.
       if (error instanceof StateError) throw error;
       throw new StateError(
-        `Cannot write the state file ${this.location}: ${_message(error)}`,
+        `Cannot write the state file ${this.location}: ${errorText(error)}`,
         { cause: error },
       );
     }
@@ -494,7 +495,7 @@ async function _readJournal(journalPath: string): Promise<Uint8Array | undefined
     return await Deno.readFile(journalPath);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
-    throw new StateError(`Cannot read the journal ${journalPath}: ${_message(error)}.`, {
+    throw new StateError(`Cannot read the journal ${journalPath}: ${errorText(error)}.`, {
       cause: error,
     });
   }
@@ -533,7 +534,7 @@ async function _lock(path: string, clock: Clock, timeoutMs: number): Promise<Den
   } catch (error) {
     throw new StateError(
       `Cannot use the state file ${path}: cannot open its lock file ${lockPath}: ${
-        _message(error)
+        errorText(error)
       }.`,
       { cause: error },
     );
@@ -597,7 +598,7 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Document
     if (error instanceof Deno.errors.NotFound) {
       return { connections: {}, legacyBytes: undefined, bytes: undefined };
     }
-    throw new StateError(`Cannot read the state file ${path}: ${_message(error)}.`, {
+    throw new StateError(`Cannot read the state file ${path}: ${errorText(error)}.`, {
       cause: error,
     });
   }
@@ -610,7 +611,7 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Document
   try {
     value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (error) {
-    throw damaged(`it is not valid JSON (${_message(error)})`);
+    throw damaged(`it is not valid JSON (${errorText(error)})`);
   }
   if (typeof value === "object" && value !== null && !Array.isArray(value) && "version" in value) {
     if (value.version !== STATE_VERSION) {
@@ -726,8 +727,4 @@ async function _syncFolder(folder: string): Promise<void> {
 async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let written = 0;
   while (written < bytes.length) written += await file.write(bytes.subarray(written));
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

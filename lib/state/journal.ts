@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { errorText } from "../log/error_text.ts";
 
 /** Current version of the journal format (the header's `journal` field). */
 export const JOURNAL_VERSION = 1;
@@ -144,7 +145,7 @@ function _decodeLine(line: Uint8Array): { value: unknown } | string {
     return { value: JSON.parse(_decoder.decode(json)) };
   } catch (error) {
     // A matching checksum over invalid JSON means we never wrote it.
-    return `it is not valid JSON (${error instanceof Error ? error.message : String(error)})`;
+    return `it is not valid JSON (${errorText(error)})`;
   }
 }
 

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { errorText } from "../log/error_text.ts";
 
 /** True when a `kv:` spec's path is a KV Connect URL (`http://` or `https://`). */
 export function isKvConnectUrl(path: string): boolean {
@@ -37,7 +38,7 @@ export function kvConnectLocation(url: string): string {
  * message keeps what failed and adds what to do, never the token.
  */
 export function explainKvConnectError(location: string, error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
+  const text = errorText(error);
   const what = `Cannot open the remote Deno KV ${location}`;
   if (/DENO_KV_ACCESS_TOKEN/.test(text) && /requires env access/i.test(text)) {
     return `${what}: this process may not read DENO_KV_ACCESS_TOKEN. Run it with ` +

@@ -13,6 +13,7 @@ import { explainKvConnectError, isKvConnectUrl, kvConnectLocation } from "./kv_c
 import { KvLedger } from "./ledgers.ts";
 import { _checkId } from "./memory_store.ts";
 import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
+import { errorText } from "../log/error_text.ts";
 
 // Conflicting writers are rare (a tick's run and the freshness evaluation of one
 // connection); this many lost races in a row means something is wrong.
@@ -102,7 +103,7 @@ export class KvStore implements StateStore {
       // A remote server's answer is copied into Deno's error (and its cause), so for remote
       // databases neither is kept: the explanation is all that is shown.
       if (remote) throw new StateError(explainKvConnectError(kvConnectLocation(path), error));
-      throw new StateError(`Cannot open ${location}: ${_message(error)}.`, { cause: error });
+      throw new StateError(`Cannot open ${location}: ${errorText(error)}.`, { cause: error });
     }
   }
 
@@ -300,7 +301,7 @@ export class KvStore implements StateStore {
         // The next renewal, a third of a lease later, tries again.
         this.#logger?.warn("Cannot renew the lease on connection {id}: {error}", {
           id,
-          error: _message(error),
+          error: errorText(error),
         });
       }
     }
@@ -320,7 +321,7 @@ async function _retryBusy<T>(op: () => Promise<T>): Promise<T> {
     try {
       return await op();
     } catch (error) {
-      if (waited >= _BUSY_GIVE_UP_MS || !/database is (locked|busy)/i.test(_message(error))) {
+      if (waited >= _BUSY_GIVE_UP_MS || !/database is (locked|busy)/i.test(errorText(error))) {
         throw error;
       }
     }
@@ -328,8 +329,4 @@ async function _retryBusy<T>(op: () => Promise<T>): Promise<T> {
     await new Promise((resolve) => setTimeout(resolve, ms));
     waited += ms;
   }
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

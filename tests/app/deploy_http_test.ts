@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import type { ConnectionConfig } from "../../lib/config/config.ts";
-import { deployHandler, statusRows } from "../../lib/app/deploy_http.ts";
+import { deployHandler } from "../../lib/app/deploy_http.ts";
+import { statusRows } from "../../lib/freshness/status_report.ts";
 import { isDeploy } from "../../lib/app/deploy.ts";
 import { buildStatusReport } from "../../lib/freshness/status_report.ts";
 import { KvStore } from "../../lib/state/kv_store.ts";
