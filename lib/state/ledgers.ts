@@ -39,6 +39,8 @@ export class FileLedger implements Ledger {
   readonly path: string;
   // Appends and replacements run one at a time, in order.
   #queue: Promise<unknown> = Promise.resolve();
+  // The folder is made once, not before every append.
+  #folderMade = false;
 
   constructor(path: string) {
     this.path = path;
@@ -48,7 +50,7 @@ export class FileLedger implements Ledger {
     if (ids.length === 0) return Promise.resolve();
     return this.#enqueue(async () => {
       const bytes = packIds(ids);
-      await Deno.mkdir(dirname(this.path), { recursive: true });
+      await this.#makeFolder();
       const file = await Deno.open(this.path, { append: true, create: true });
       try {
         let written = 0;
@@ -77,7 +79,7 @@ export class FileLedger implements Ledger {
 
   replace(ids: IdSet): Promise<void> {
     return this.#enqueue(async () => {
-      await Deno.mkdir(dirname(this.path), { recursive: true });
+      await this.#makeFolder();
       const temp = `${this.path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
       try {
         await Deno.writeFile(temp, ids.bytes);
@@ -93,6 +95,12 @@ export class FileLedger implements Ledger {
         throw error;
       }
     });
+  }
+
+  async #makeFolder(): Promise<void> {
+    if (this.#folderMade) return;
+    await Deno.mkdir(dirname(this.path), { recursive: true });
+    this.#folderMade = true;
   }
 
   #enqueue<T>(op: () => Promise<T>): Promise<T> {
