@@ -114,6 +114,13 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
     }
     return refused;
   };
+  // For the status page: a list's name is worth one request a reconciliation (a day), not
+  // one a run. A list renamed since is named anew.
+  const nameList = async () => {
+    step();
+    const list = await o.mailchimp.getList(connection.listId);
+    await record(store, connection, { type: "list-named", name: list.name });
+  };
   try {
     const state = await store.get(connection.id);
     const quarantined = new Set(state?.quarantine.flatMap((e) => e.id ?? []) ?? []);
@@ -151,6 +158,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
       await ledger.replace(inMailchimp);
       const summary = _summary(clock.now(), inMailchimp.size, 0, 0, 0, 0, []);
       await record(store, connection, { type: "reconciled", summary });
+      await nameList();
       log.info("Reconciliation started the ledger from Mailchimp's {count} member id(s)", {
         count: inMailchimp.size,
       });
@@ -221,6 +229,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
       orphans,
     );
     await record(store, connection, { type: "reconciled", summary });
+    await nameList();
     const diverged = orphans.length > 0 || missingIds.length > 0;
     log.info(
       "Reconciled: {mailchimp} in Mailchimp, {ledger} pushed before, {orphans} orphan(s), " +

@@ -494,18 +494,6 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     });
     quarantine = after.quarantine;
   }
-  if (completed && state.list_name === null) {
-    // Once per connection, for the status page: its name is worth one request, not one a run.
-    try {
-      beforeRequest();
-      const list = await options.mailchimp.getList(connection.listId, hardSignal);
-      await record(store, conn, { type: "list-named", name: list.name });
-    } catch (error) {
-      if (!(error instanceof _Aborted)) {
-        log.debug("Could not read the list's name: {error}", { error: String(error) });
-      }
-    }
-  }
   if (outcome === "ok" && quarantine.length > 0) {
     // Never "ok" over a member that was not delivered.
     outcome = "failed";

@@ -78,7 +78,18 @@ export class FieldMapper {
   forRun(signal?: AbortSignal): MappingForMembers {
     let mapping: Promise<ContactMapping> | undefined;
     let interests: Promise<Map<string, string>> | undefined;
+    // Members with no merge field beyond the names need no definitions: a list of names and
+    // emails (or 10,000 of them) costs no merge-fields request at all.
+    let plain: ContactMapping | undefined;
     return async (members) => {
+      if (!this.#explicit && !members.some(_hasOtherMergeFields)) {
+        if (plain === undefined) {
+          const resolved = resolveMapping(this.#fields, []);
+          if ("problems" in resolved) throw new FieldMappingError(resolved.problems.join("; "));
+          plain = resolved.mapping;
+        }
+        if (plain.interests === null || !members.some((m) => _hasInterest(m))) return plain;
+      }
       mapping ??= this.#source.getMergeFields(this.#listId, signal).then((definitions) => {
         const resolved = resolveMapping(this.#fields, definitions);
         if ("problems" in resolved) throw new FieldMappingError(resolved.problems.join("; "));
@@ -104,4 +115,11 @@ export class FieldMapper {
 
 function _hasInterest(member: Member): boolean {
   return member.interests != null && Object.values(member.interests).some((on) => on);
+}
+
+function _hasOtherMergeFields(member: Member): boolean {
+  for (const [tag, value] of Object.entries(member.merge_fields)) {
+    if (tag !== "FNAME" && tag !== "LNAME" && value !== "" && value !== null) return true;
+  }
+  return false;
 }

@@ -172,7 +172,7 @@ function _matches(row: StatusRow, needle: string): boolean {
 }
 
 function _listName(row: StatusRow): string | null {
-  // The engine reads the list's name once, at its first completed run.
+  // Reconciliation reads the list's name (daily by default); until then there is none.
   const name = row.state?.list_name;
   return typeof name === "string" && name !== "" ? name : null;
 }

@@ -153,11 +153,14 @@ Deno.test("reconcile opts out members deleted for good and the old id of an emai
     const state = (await world.store.get(LIST))!;
     assert.equal(state.last_reconcile?.orphans, 2);
 
-    // The ledger lost the orphans: a second pass finds nothing, with one listing request.
+    // The ledger lost the orphans: a second pass finds nothing, with one listing request
+    // (and one for the list's name, for the status page).
     world.mailchimp.resetStats();
     const [again] = await service.reconcile([LIST]);
     assert.deepEqual([again?.diverged, again?.summary?.orphans], [false, 0]);
-    assert.equal(world.mailchimp.stats.requests, 1);
+    assert.equal(world.mailchimp.stats.membersRequests, 1);
+    assert.equal(world.mailchimp.stats.requests, 2);
+    assert.equal((await world.store.get(LIST))?.list_name, `Simulated list ${LIST}`);
   } finally {
     await world.close();
   }
