@@ -7,16 +7,11 @@
  */
 import { errorText } from "../log/error_text.ts";
 import type { z } from "zod";
+import { zodProblems } from "../log/error_text.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import { ApiError, type ApiErrorInit } from "./api_error.ts";
-import {
-  describeZodError,
-  type HttpExchange,
-  noAnswerText,
-  parseJson,
-  requestText,
-} from "./request_json.ts";
+import { type HttpExchange, noAnswerText, parseJson, requestText } from "./request_json.ts";
 import { parseRetryAfter, retry, type RetryPolicy } from "./retry.ts";
 
 /** One HTTP exchange with an API, for metrics; reported after every attempt. */
@@ -159,7 +154,7 @@ export async function apiRequest<S extends z.ZodType>(
   if (json.ok) {
     const parsed = schema.safeParse(json.value);
     if (parsed.success) return { value: parsed.data, exchange };
-    what = describeZodError(parsed.error);
+    what = zodProblems(parsed.error, 3);
   } else {
     what = json.message;
   }

@@ -6,7 +6,6 @@
  * @module
  */
 import { errorText } from "../log/error_text.ts";
-import type { z } from "zod";
 import type { Clock } from "../clock/clock.ts";
 
 /** Thrown by {@linkcode requestText} when the answer (headers and body) took too long. */
@@ -115,30 +114,8 @@ export function parseJson(text: string): JsonParse {
   }
 }
 
-/**
- * The first problems of a zod error as `path: message` (e.g.
- * `members[3].status: Invalid option: expected one of …`), joined with "; ".
- */
-export function describeZodError(error: z.ZodError, max = 3): string {
-  const parts = error.issues.slice(0, max).map((issue) => {
-    const path = _path(issue.path);
-    return path ? `${path}: ${issue.message}` : issue.message;
-  });
-  const more = error.issues.length - max;
-  return parts.join("; ") + (more > 0 ? ` (and ${more} more)` : "");
-}
-
 /** A short, single-line excerpt of a body for error messages. */
 export function bodySnippet(text: string, max = 200): string {
   const flat = text.replace(/\s+/g, " ").trim();
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
-}
-
-function _path(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const key of path) {
-    if (typeof key === "number") out += `[${key}]`;
-    else out += out === "" ? String(key) : `.${String(key)}`;
-  }
-  return out;
 }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { z } from "zod";
 
 /** What replaces a secret in a redacted text. */
 export const REDACTED = "[redacted]";
@@ -43,4 +44,23 @@ export function redact(text: string, secrets: Iterable<string>): string {
 export function errorText(error: unknown, secrets: Iterable<string> = []): string {
   const text = error instanceof Error ? error.message : String(error);
   return redact(text, secrets);
+}
+
+/**
+ * The problems of a failed zod validation on one line, `path: message; …`, at most `max` of
+ * them: `z.prettifyError`'s words, folded so they fit in a log line or an error message.
+ * The one formatter of validation errors (state documents, API answers).
+ */
+export function zodProblems(error: z.ZodError, max = 10): string {
+  const shown = error.issues.slice(0, max);
+  const lines = z.prettifyError(new z.ZodError(shown)).split("\n");
+  const parts: string[] = [];
+  for (const line of lines) {
+    if (line.startsWith("✖ ")) parts.push(line.slice(2));
+    else if (line.trimStart().startsWith("→ at ") && parts.length > 0) {
+      parts[parts.length - 1] = `${line.trimStart().slice(5)}: ${parts[parts.length - 1]}`;
+    }
+  }
+  const more = error.issues.length - shown.length;
+  return parts.join("; ") + (more > 0 ? `; …and ${more} more` : "");
 }

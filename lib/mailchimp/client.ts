@@ -507,8 +507,9 @@ export class MailchimpClient {
     const retryable = isRetryableStatus(status) || (status === 403 && !hasProblem);
     let message: string;
     if (status === 401) {
-      message =
-        `Mailchimp rejected the API key (401): ${said}. Check ${this.#keyName} (${endpoint}${id})`;
+      message = `Mailchimp rejected the API key (401): ${
+        said.replace(/\.$/, "")
+      }. Check ${this.#keyName} (${endpoint}${id})`;
     } else if (status === 404 && /^GET \/lists\/[^/]+(\/members)?$/.test(endpoint)) {
       const list = decodeURIComponent(endpoint.split("/")[2]!);
       message = `Mailchimp has no list "${list}" (${endpoint} answered 404 ${said}): check ` +

@@ -19,7 +19,6 @@ import { importLegacyDocument, legacyDocumentSchema, looksLikeLegacyDocument } f
 import {
   type ConnectionState,
   connectionStateSchema,
-  describeIssues,
   STATE_VERSION,
   type StateDocument,
   stateDocumentSchema,
@@ -27,7 +26,7 @@ import {
 import { FileLedger } from "./ledgers.ts";
 import { _acquireLocal, _checkId } from "./memory_store.ts";
 import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
-import { errorText } from "../log/error_text.ts";
+import { errorText, zodProblems } from "../log/error_text.ts";
 
 /** Options of {@linkcode FileStore.open}. */
 export interface FileStoreOptions {
@@ -472,7 +471,7 @@ async function _loadWithJournal(path: string, options: FileStoreOptions): Promis
     for (const [i, entry] of parsed.entries.entries()) {
       const state = connectionStateSchema.safeParse(entry);
       // Line numbers count the header as line 1.
-      if (!state.success) throw damaged(`line ${i + 2}: ${describeIssues(state.error.issues)}`);
+      if (!state.success) throw damaged(`line ${i + 2}: ${zodProblems(state.error)}`);
       loaded.connections[state.data.id] = state.data;
     }
     if (parsed.tornLength > 0 && !options.readOnly) {
@@ -535,7 +534,7 @@ async function _lock(path: string, clock: Clock, timeoutMs: number): Promise<Den
     throw new StateError(
       `Cannot use the state file ${path}: cannot open its lock file ${lockPath}: ${
         errorText(error)
-      }.`,
+      }.${_advice(path, error)}`,
       { cause: error },
     );
   }
@@ -598,9 +597,10 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Document
     if (error instanceof Deno.errors.NotFound) {
       return { connections: {}, legacyBytes: undefined, bytes: undefined };
     }
-    throw new StateError(`Cannot read the state file ${path}: ${errorText(error)}.`, {
-      cause: error,
-    });
+    throw new StateError(
+      `Cannot read the state file ${path}: ${errorText(error)}.${_advice(path, error)}`,
+      { cause: error },
+    );
   }
   const damaged = (what: string) =>
     new StateError(
@@ -624,7 +624,7 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Document
       );
     }
     const parsed = stateDocumentSchema.safeParse(value);
-    if (!parsed.success) throw damaged(describeIssues(parsed.error.issues));
+    if (!parsed.success) throw damaged(zodProblems(parsed.error));
     _checkIds(parsed.data, damaged);
     return { connections: parsed.data.connections, legacyBytes: undefined, bytes };
   }
@@ -632,7 +632,7 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Document
     const legacy = legacyDocumentSchema.safeParse(value);
     if (!legacy.success) {
       throw damaged(
-        `it looks like the original tool's file, but ${describeIssues(legacy.error.issues)}`,
+        `it looks like the original tool's file, but ${zodProblems(legacy.error)}`,
       );
     }
     const connections = importLegacyDocument(legacy.data, {
@@ -657,7 +657,7 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Document
   const parsed = stateDocumentSchema.safeParse(value);
   throw damaged(
     "it is neither this program's state document nor the original tool's file" +
-      (parsed.success ? "" : ` (${describeIssues(parsed.error.issues)})`),
+      (parsed.success ? "" : ` (${zodProblems(parsed.error)})`),
   );
 }
 
@@ -727,4 +727,28 @@ async function _syncFolder(folder: string): Promise<void> {
 async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let written = 0;
   while (written < bytes.length) written += await file.write(bytes.subarray(written));
+}
+
+/**
+ * What to do about an error opening the state file, beyond the OS's words: the usual causes
+ * are a folder where the file should be, a folder that does not exist, and one this user
+ * may not write.
+ */
+function _advice(path: string, error: unknown): string {
+  const folder = dirname(path);
+  if (error instanceof Deno.errors.IsADirectory || /is a directory/i.test(errorText(error))) {
+    return ` ${path} is a folder: pass the path of a file with --state (for example ` +
+      `${path.replace(/\/+$/, "")}/sync_jobs.json), or move the folder aside.`;
+  }
+  if (error instanceof Deno.errors.NotFound) {
+    return ` The folder ${folder} does not exist: create it, or pass another --state.`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    return ` This process may not write in ${folder}: make the folder writable for this ` +
+      `user (and grant --allow-read and --allow-write for it), or pass another --state.`;
+  }
+  if (/read-only file system/i.test(errorText(error))) {
+    return ` ${folder} is on a read-only file system: pass a --state on a writable one.`;
+  }
+  return "";
 }

@@ -8,12 +8,12 @@
 import type { Logger } from "@logtape/logtape";
 import { z } from "zod";
 import type { Clock } from "../clock/clock.ts";
-import { type ConnectionState, connectionStateSchema, describeIssues } from "./schema.ts";
+import { type ConnectionState, connectionStateSchema } from "./schema.ts";
 import { explainKvConnectError, isKvConnectUrl, kvConnectLocation } from "./kv_connect.ts";
 import { KvLedger } from "./ledgers.ts";
 import { _checkId } from "./memory_store.ts";
 import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
-import { errorText } from "../log/error_text.ts";
+import { errorText, zodProblems } from "../log/error_text.ts";
 
 // Conflicting writers are rare (a tick's run and the freshness evaluation of one
 // connection); this many lost races in a row means something is wrong.
@@ -238,7 +238,7 @@ export class KvStore implements StateStore {
     if (parsed.success) return parsed.data;
     throw new StateError(
       `The state of connection ${id} in ${this.location} is damaged: ${
-        describeIssues(parsed.error.issues)
+        zodProblems(parsed.error)
       }. Run "reset ${id}" to start that connection with a full sync.`,
     );
   }

@@ -188,21 +188,3 @@ export type StateDocument = z.infer<typeof stateDocumentSchema>;
 export function newConnectionState(id: string, listId: string): ConnectionState {
   return connectionStateSchema.parse({ id, list_id: listId });
 }
-
-/**
- * Describes validation problems in plain words, separated by semicolons, each with where it is
- * (`connections.abc.watermark: Invalid ISO datetime`), so that a message about a damaged state
- * document tells the user exactly what is wrong. At most `max` problems are listed.
- */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], max = 10): string {
-  const lines = issues.slice(0, max).map((issue) => {
-    const where = issue.path.length === 0
-      ? "the whole document"
-      : issue.path.map((key, i) =>
-        typeof key === "number" ? `[${key}]` : `${i === 0 ? "" : "."}${String(key)}`
-      ).join("");
-    return `${where}: ${issue.message}`;
-  });
-  if (issues.length > max) lines.push(`…and ${issues.length - max} more`);
-  return lines.join("; ");
-}

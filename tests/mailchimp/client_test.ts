@@ -213,6 +213,9 @@ Deno.test("MailchimpClient explains a rejected API key (401) without retrying", 
     assert.equal(error.status, 401);
     assert.equal(error.title, "API Key Invalid");
     assert.match(error.message, /Mailchimp rejected the API key \(401\)/);
+    // Mailchimp's detail ends with a period already: not doubled ("datacenter.. Check").
+    assert.doesNotMatch(error.message, /\.\. Check/);
+    assert.match(error.message, /datacenter\. Check MAILCHIMP_API_KEY/);
     assert.doesNotMatch(error.message, /wrongkey/);
     assert.equal(sim.stats.requests, 1);
   } finally {

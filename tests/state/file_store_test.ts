@@ -492,3 +492,20 @@ Deno.test("FileStore rejects an invalid state and any use after close()", async 
     await assert.rejects(store.list(), /is closed/);
   });
 });
+
+Deno.test("FileStore.open() says what to do when a folder stands where the file should, or its folder is missing", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/sync_jobs.json`);
+    await assert.rejects(
+      FileStore.open(`${dir}/sync_jobs.json`, { clock: new FakeClock() }),
+      (error: Error) =>
+        error instanceof StateError && /is a folder: pass the path of a file/.test(error.message),
+    );
+    await assert.rejects(
+      FileStore.open(`${dir}/missing/sync_jobs.json`, { clock: new FakeClock() }),
+      (error: Error) =>
+        error instanceof StateError &&
+        new RegExp(`The folder ${dir}/missing does not exist: create it`).test(error.message),
+    );
+  });
+});
