@@ -22,6 +22,9 @@ import { serveWebhooks, type WebhookServer } from "../webhooks/receiver.ts";
 import { type StartedWebhooks, startWebhooks } from "../webhooks/setup.ts";
 import type { WebhookQueue } from "../webhooks/queue.ts";
 
+/** Ticks in a row whose state could not be saved before the daemon alerts. */
+const STATE_FAILURE_ALERT_TICKS = 3;
+
 /** How long queued alerts may still be delivered when the program ends. */
 const ALERT_DRAIN_MS = 5_000;
 
@@ -322,10 +325,19 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
 
     // A tick never throws for one connection; anything else (the store failing) is logged
     // and the daemon carries on with the next tick, which retries the write.
+    // A state that cannot be saved is retried every tick; when it persists for
+    // STATE_FAILURE_ALERT_TICKS ticks in a row, an alert goes out (once, until a save works).
+    let stateFailures = 0;
     const guardedTick = () =>
-      runTick().catch((error) => {
-        if (error instanceof StateError) logger.error(stateFailureAdvice(error));
-        else logger.error("A tick failed: {error}", { error: errorText(error) });
+      runTick().then(() => {
+        stateFailures = 0;
+      }, (error) => {
+        if (error instanceof StateError) {
+          logger.error(stateFailureAdvice(error));
+          if (++stateFailures === STATE_FAILURE_ALERT_TICKS) {
+            alerts.stateFailing(deps.store.location, stateFailureAdvice(error), stateFailures);
+          }
+        } else logger.error("A tick failed: {error}", { error: errorText(error) });
       });
     let running: Promise<unknown> | undefined;
     const cronAbort = new AbortController();

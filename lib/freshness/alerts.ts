@@ -22,7 +22,11 @@ import type { ConnectionState } from "../state/schema.ts";
 import { freshnessOf } from "./freshness.ts";
 
 /** Stable names of alert events, used in log messages and webhook payloads. */
-export type AlertEvent = "connection.behind" | "connection.recovered" | "connection.diverged";
+export type AlertEvent =
+  | "connection.behind"
+  | "connection.recovered"
+  | "connection.diverged"
+  | "state.write_failed";
 
 /** The JSON body POSTed to the webhook for every alert. */
 export interface AlertPayload {
@@ -252,6 +256,23 @@ export class AlertManager {
   }
 
   /**
+   * Sends `state.write_failed` (log line at once, webhook in the background): the state
+   * could not be saved for `ticks` ticks in a row. Syncing goes on from the last saved state,
+   * but checkpoints are not kept until it is fixed. `connection` is the state's location.
+   */
+  stateFailing(location: string, advice: string, ticks: number): void {
+    this.#alert({
+      event: "state.write_failed",
+      connection: location,
+      list_id: "",
+      lag_seconds: null,
+      threshold_seconds: 0,
+      fresh_as_of: null,
+      last_error: redact(`${advice} (${ticks} ticks in a row)`, this.#secrets),
+    }, new Date(this.#clock.now()).toISOString());
+  }
+
+  /**
    * Waits until every queued webhook delivery has been sent or given up. Resolves true when
    * the queue is empty, false when `signal` aborted first (deliveries then go on in the
    * background until {@linkcode AlertManager.close}).
@@ -316,6 +337,8 @@ export class AlertManager {
         "connection.behind {connection} (list {list_id}): lag {lag_seconds}s exceeds threshold {threshold_seconds}s, fresh as of {fresh_as_of}, behind since {behind_since}, reminder {reminder}",
         properties,
       );
+    } else if (payload.event === "state.write_failed") {
+      this.#logger.error("state.write_failed {connection}: {last_error}", properties);
     } else if (payload.event === "connection.diverged") {
       this.#logger.error(
         "connection.diverged {connection} (list {list_id}): reconciliation found {orphans} orphan(s) and {missed} member(s) polling missed, and repaired them",

@@ -76,3 +76,68 @@ Deno.test("the daemon ticks now, then on cron, serves metrics and stops on a sig
     await world.close();
   }
 });
+
+Deno.test("the daemon alerts once when the state cannot be saved three ticks in a row", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "daemon_state_" });
+  const { FileStore } = await import("../../lib/state/file_store.ts");
+  const { FakeClock } = await import("../../lib/clock/clock.ts");
+  // Every write compacts (writes the whole document anew): with its folder gone, none can.
+  const store = await FileStore.open(`${dir}/sync_jobs.json`, {
+    clock: new FakeClock(T0),
+    compactBytes: 1,
+  });
+  const world = await startWorld({ store });
+  using logs = captureLogs();
+  try {
+    world.mailchimp.addList(LIST, { members: 10, lastChangedTo: T0 - 60_000 });
+    const loaded = await loadConfig({
+      env: {
+        MAILCHIMP_API_KEY: world.mailchimp.apiKey,
+        MAILCHIMP_BASE_URL: world.mailchimp.url,
+        OMETRIA_API_KEY: world.ometria.apiKey,
+        OMETRIA_BASE_URL: world.ometria.url,
+        MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
+      },
+      args: ["--force", LIST],
+    });
+    assert.ok(loaded.ok);
+    const stop = new AbortController();
+    let handler: (() => Promise<void>) | undefined;
+    let registered: () => void = () => {};
+    const ready = new Promise<void>((resolve) => registered = resolve);
+    const done = runCommand(loaded.config, {
+      clock: world.clock,
+      logger: logs.logger,
+      fetch,
+      store,
+      write: () => {},
+      cron: (_name, _schedule, options, cronHandler) => {
+        handler = cronHandler;
+        registered();
+        return new Promise((resolve) => options.signal?.addEventListener("abort", () => resolve()));
+      },
+      stop: stop.signal,
+      hardStop: new AbortController().signal,
+    });
+    await ready;
+    // The first tick (started at once) saves fine; then the folder goes.
+    const tickEnded = () => logs.records.some((r) => String(r.rawMessage).startsWith("Tick:"));
+    for (let i = 0; i < 1000 && !tickEnded(); i++) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(tickEnded(), "the first tick ended");
+    await Deno.remove(dir, { recursive: true });
+    const alerted = () =>
+      logs.records.filter((r) => String(r.rawMessage).startsWith("state.write_failed")).length;
+    for (let tick = 1; tick <= 4; tick++) {
+      await handler!();
+      assert.equal(
+        alerted(),
+        tick >= 3 ? 1 : 0,
+        `after tick ${tick}: ${logs.records.map((r) => r.message.join("")).slice(-6).join("\n")}`,
+      );
+    }
+    stop.abort();
+    assert.equal(await done, 2, "stopped with the state still unsaved: exit 2");
+  } finally {
+    await world.close().catch(() => {});
+  }
+});
