@@ -416,7 +416,21 @@ export function webhooksFor(
   deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store" | "hardStop">,
   metrics?: Metrics,
 ): StartedWebhooks {
-  const service = serviceFor(config, deps, metrics ? { metrics } : {});
+  return _startWebhooks(
+    config,
+    serviceFor(config, deps, metrics ? { metrics } : {}),
+    deps,
+    metrics,
+  );
+}
+
+/** The receiver's handler and queue, acting on events through `service`. */
+function _startWebhooks(
+  config: Config,
+  service: SyncService,
+  deps: Pick<CliDeps, "clock" | "logger" | "store" | "hardStop">,
+  metrics: Metrics | undefined,
+): StartedWebhooks {
   return startWebhooks({
     connections: config.connections,
     store: deps.store,
@@ -441,17 +455,7 @@ function _listenForWebhooks(
   metrics: Metrics,
   deps: CliDeps,
 ): { server: WebhookServer; queue: WebhookQueue } | string {
-  const { handler, queue } = startWebhooks({
-    connections: config.connections,
-    store: deps.store,
-    handle: async (job) => {
-      await service.handleWebhook(job, deps.hardStop);
-    },
-    clock: deps.clock,
-    logger: deps.logger,
-    metrics,
-    secrets: configSecrets(config),
-  });
+  const { handler, queue } = _startWebhooks(config, service, deps, metrics);
   try {
     return {
       server: serveWebhooks({ handler, hostname: config.webhookHost, port: config.webhookPort! }),

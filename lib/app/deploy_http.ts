@@ -10,6 +10,7 @@
 import type { Clock } from "../clock/clock.ts";
 import type { Config } from "../config/config.ts";
 import { buildStatusReport, type StatusRow, statusRows } from "../freshness/status_report.ts";
+import { healthResponse } from "../metrics/metrics.ts";
 import { renderStateMetrics } from "../metrics/state_metrics.ts";
 import { errorText } from "../log/error_text.ts";
 import type { StateStore } from "../state/store.ts";
@@ -77,18 +78,7 @@ export function deployHandler(
         headers: { allow: "GET, HEAD", ...noStore },
       });
     }
-    if (pathname === "/healthz") {
-      let report: DeployHealth;
-      try {
-        report = health();
-      } catch (error) {
-        report = { ok: false, detail: errorText(error) };
-      }
-      const body = report.detail === undefined
-        ? { ok: report.ok }
-        : { ok: report.ok, detail: report.detail };
-      return Response.json(body, { status: report.ok ? 200 : 503, headers: noStore });
-    }
+    if (pathname === "/healthz") return healthResponse(health, noStore);
     const refused = await checkStatusToken(request, config.statusToken);
     if (refused !== undefined) return refused;
     let rows: StatusRow[];

@@ -71,6 +71,25 @@ function positiveNumberVar(name: string, fallback: number) {
     });
 }
 
+/** An optional port number (0 to 65535; 0 picks a free one), named in its message. */
+function portVar(name: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) {
+        ctx.addIssue({
+          code: "custom",
+          message: `${name} must be a port number from 0 to 65535; it is ${shown(v)}.`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
+}
+
 function urlVar(name: string) {
   return z
     .string()
@@ -227,37 +246,9 @@ const envSchema = z.object({
     }),
   ALERT_WEBHOOK_URL: urlVar("ALERT_WEBHOOK_URL"),
   ALERT_REPEAT_MINUTES: intVar("ALERT_REPEAT_MINUTES", 240, 1),
-  METRICS_PORT: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === "") return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) {
-        ctx.addIssue({
-          code: "custom",
-          message: `METRICS_PORT must be a port number from 0 to 65535; it is ${shown(v)}.`,
-        });
-        return z.NEVER;
-      }
-      return n;
-    }),
+  METRICS_PORT: portVar("METRICS_PORT"),
   METRICS_HOST: z.string().trim().optional(),
-  WEBHOOK_PORT: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === "") return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) {
-        ctx.addIssue({
-          code: "custom",
-          message: `WEBHOOK_PORT must be a port number from 0 to 65535; it is ${shown(v)}.`,
-        });
-        return z.NEVER;
-      }
-      return n;
-    }),
+  WEBHOOK_PORT: portVar("WEBHOOK_PORT"),
   WEBHOOK_HOST: z.string().trim().optional(),
   MAILCHIMP_WEBHOOK_SECRET: webhookSecretVar("MAILCHIMP_WEBHOOK_SECRET"),
 });

@@ -215,6 +215,23 @@ export interface HealthReport {
   detail?: unknown;
 }
 
+/**
+ * The `/healthz` answer: `{ok}` (and `detail` when given), 200 when ok, else 503; a `health`
+ * that throws counts as not ok, with its error as the detail.
+ */
+export function healthResponse(health: () => HealthReport, headers: HeadersInit = {}): Response {
+  let report: HealthReport;
+  try {
+    report = health();
+  } catch (error) {
+    report = { ok: false, detail: errorText(error) };
+  }
+  const body = report.detail === undefined
+    ? { ok: report.ok }
+    : { ok: report.ok, detail: report.detail };
+  return Response.json(body, { status: report.ok ? 200 : 503, headers });
+}
+
 /** Options of {@linkcode serveMetrics}. */
 export interface ServeMetricsOptions {
   /** The registry served at `/metrics`. */
@@ -281,16 +298,7 @@ export function serveMetrics(options: ServeMetricsOptions): MetricsServer {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
     }
-    let report: HealthReport;
-    try {
-      report = health();
-    } catch (error) {
-      report = { ok: false, detail: errorText(error) };
-    }
-    const body = report.detail === undefined
-      ? { ok: report.ok }
-      : { ok: report.ok, detail: report.detail };
-    return Response.json(body, { status: report.ok ? 200 : 503 });
+    return healthResponse(health);
   });
   const address = server.addr as Deno.NetAddr;
   const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
