@@ -188,16 +188,21 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       if (f.id !== null) held.add(f.id);
     }
   };
-  const recordHolds = async (release: readonly string[] = []) => {
-    if (pendingHold.length === 0 && release.length === 0) return;
+  /** Takes the holds waiting to be written: the caller writes them with `writeHolds`. */
+  const takeHolds = () => {
     const add = pendingHold;
     pendingHold = [];
+    return add;
+  };
+  const writeHolds = async (add: QuarantineFinding[], release: readonly string[] = []) => {
+    if (add.length === 0 && release.length === 0) return;
     for (const id of release) held.delete(id);
     for (const f of add) {
       log.warn("Member {id} quarantined: {reason}", { id: f.id ?? "(no id)", reason: f.reason });
     }
     await record(store, conn, { type: "quarantine", at: clock.now(), add, release });
   };
+  const recordHolds = (release: readonly string[] = []) => writeHolds(takeHolds(), release);
   const holdInvalid = (invalid: readonly InvalidMember[]) =>
     hold(invalid.map((m) => ({ id: m.id, reason: m.reason })));
 
@@ -239,8 +244,13 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   };
   const checkpoint = () =>
     serially(async () => {
-      await recordHolds();
+      // The holds and the cursor are taken at one instant: a member is held (hold) before
+      // the cursor can pass it (onReach), so every member this cursor passes without Ometria
+      // having it is among these holds, written first. Taking the cursor after the holds'
+      // write would let it pass a member held meanwhile, whose hold is not written yet.
+      const add = takeHolds();
       const run = progress();
+      await writeHolds(add);
       if (run) await record(store, conn, { type: "progress", run });
     });
 

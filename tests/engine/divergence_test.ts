@@ -348,3 +348,47 @@ Deno.test("ticks reconcile each connection every RECONCILE_EVERY_HOURS, not befo
     await world.close();
   }
 });
+
+Deno.test("no persisted checkpoint passes a rejected member before its hold is written", async () => {
+  // Slices acknowledge out of step while journaled writes take real time: the cursor of
+  // each checkpoint must be taken with the holds written before it, or a crash at that
+  // checkpoint would leave a member neither before a true cursor nor in quarantine.
+  const dir = await Deno.makeTempDir({ prefix: "holdrace_" });
+  const { FileStore } = await import("../../lib/state/file_store.ts");
+  const { parseJournal } = await import("../../lib/state/journal.ts");
+  const { connectionStateSchema } = await import("../../lib/state/schema.ts");
+  const path = `${dir}/sync_jobs.json`;
+  const store = await FileStore.open(path, {
+    clock: new (await import("../../lib/clock/clock.ts")).FakeClock(T0),
+    compactBytes: 1e9,
+  });
+  const world = await startWorld({
+    store,
+    ometria: { reject: (r) => String(r.id).startsWith("0") ? "refused" : undefined },
+  });
+  try {
+    world.mailchimp.addList(LIST, { members: 20_000, seed: 5, lastChangedTo: T0 - HOUR });
+    world.clock.set(T0 + 5_000);
+    const service = world.service([LIST], { pageSize: 1000, readSlices: 4, sliceMembers: 1000 });
+    assert.equal((await service.runOnce(LIST)).outcome, "failed", "held members fail the run");
+    const times = new Map(
+      world.mailchimp.truth(LIST).map((m) => [m.id, Date.parse(m.last_changed)]),
+    );
+    const rejected = [...times.keys()].filter((id) => id.startsWith("0"));
+    const journal = parseJournal(await Deno.readFile(`${path}.journal`));
+    let checkpoints = 0;
+    for (const entry of journal.entries) {
+      const state = connectionStateSchema.parse(entry);
+      if (!state.run?.cursor) continue;
+      checkpoints++;
+      const cursor = Date.parse(state.run.cursor);
+      const heldIds = new Set(state.quarantine.map((e) => e.id));
+      const lost = rejected.filter((id) => times.get(id)! < cursor && !heldIds.has(id));
+      assert.deepEqual(lost, [], `checkpoint at ${state.run.cursor} passes unheld members`);
+    }
+    assert.ok(checkpoints > 10, `${checkpoints} checkpoints were read back`);
+  } finally {
+    await world.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
