@@ -40,7 +40,7 @@ import { errorText as toErrorText } from "../log/error_text.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
 import type { ConnectionState, RunProgress } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
-import { type QuarantineFinding, record } from "../state/transitions.ts";
+import { QUARANTINE_LIMIT, type QuarantineFinding, record } from "../state/transitions.ts";
 import type { MembersSource, RecordsSink } from "./ports.ts";
 import { planSlices } from "./plan_slices.ts";
 import { pushInOrder, StoppedError } from "./push_in_order.ts";
@@ -179,10 +179,26 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   let pendingHold: QuarantineFinding[] = [];
   // A member at the edge of two pages is met twice; it is one attempt.
   const heldThisRun = new Set<string>();
+  // Every key the quarantine holds or will hold: it may not grow past QUARANTINE_LIMIT.
+  const heldKeys = new Set(state.quarantine.map((e) => e.id ?? `?${e.reason}`));
+  /**
+   * Holds members back. Throws when the quarantine is full: the member cannot be held, so
+   * its batch must not count as done and the cursor must not pass it (a throw here fails the
+   * batch in push_in_order, or the slice in the read loop); the run fails and the next one
+   * reads it again.
+   */
   const hold = (findings: readonly QuarantineFinding[]) => {
     for (const f of findings) {
       const key = f.id ?? `?${f.reason}`;
       if (heldThisRun.has(key)) continue;
+      if (!heldKeys.has(key) && heldKeys.size >= QUARANTINE_LIMIT) {
+        throw new Error(
+          `More than ${QUARANTINE_LIMIT} members of list ${connection.listId} cannot be ` +
+            `delivered (the latest: ${f.reason}); the run stops before them so that none is ` +
+            "skipped. Fix the cause shown by status, and the next run goes on from here",
+        );
+      }
+      heldKeys.add(key);
       heldThisRun.add(key);
       pendingHold.push(f);
       if (f.id !== null) held.add(f.id);
@@ -196,7 +212,10 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   };
   const writeHolds = async (add: QuarantineFinding[], release: readonly string[] = []) => {
     if (add.length === 0 && release.length === 0) return;
-    for (const id of release) held.delete(id);
+    for (const id of release) {
+      held.delete(id);
+      heldKeys.delete(id);
+    }
     for (const f of add) {
       log.warn("Member {id} quarantined: {reason}", { id: f.id ?? "(no id)", reason: f.reason });
     }

@@ -392,3 +392,35 @@ Deno.test("no persisted checkpoint passes a rejected member before its hold is w
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a full quarantine stops the run before the members it cannot hold", async () => {
+  let rejecting = true;
+  const world = await startWorld({
+    ometria: { reject: () => rejecting ? "temporarily refused" : undefined },
+  });
+  try {
+    world.mailchimp.addList(LIST, { members: 10_050, seed: 3, lastChangedTo: T0 - HOUR });
+    world.clock.set(T0 + 5_000);
+    const service = world.service([LIST]);
+    const first = await service.runOnce(LIST);
+    assert.equal(first.outcome, "failed");
+    assert.equal(first.completed, false, "the window is not complete past what cannot be held");
+    assert.match(first.error!, /More than 10000 members of list .* cannot be delivered/);
+    const state = (await world.store.get(LIST))!;
+    assert.equal(state.quarantine.length, 10_000);
+    assert.equal(state.watermark, null);
+
+    // Ometria takes everyone again: the held members go out with their retries and the rest
+    // with the window, and no run reports ok before every member is in Ometria.
+    rejecting = false;
+    for (let i = 1; i <= 80; i++) {
+      world.clock.set(T0 + MINUTE * i);
+      const run = await service.runOnce(LIST, undefined);
+      if (run.outcome === "ok") break;
+    }
+    assertExactCopy(world, LIST);
+    assert.equal((await world.store.get(LIST))!.quarantine.length, 0);
+  } finally {
+    await world.close();
+  }
+});
