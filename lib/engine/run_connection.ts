@@ -175,11 +175,11 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
 
   // Quarantine bookkeeping: what is held now, and what this run adds and releases. Additions
   // are recorded before the checkpoint that passes them (see `checkpoint`).
-  const held = new Set(state.quarantine.flatMap((e) => e.id === null ? [] : [e.id]));
   let pendingHold: QuarantineFinding[] = [];
   // A member at the edge of two pages is met twice; it is one attempt.
   const heldThisRun = new Set<string>();
-  // Every key the quarantine holds or will hold: it may not grow past QUARANTINE_LIMIT.
+  // Every key the quarantine holds or will hold (the member's id, or `?reason` for one
+  // without): it may not grow past QUARANTINE_LIMIT.
   const heldKeys = new Set(state.quarantine.map((e) => e.id ?? `?${e.reason}`));
   /**
    * Holds members back. Throws when the quarantine is full: the member cannot be held, so
@@ -201,7 +201,6 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       heldKeys.add(key);
       heldThisRun.add(key);
       pendingHold.push(f);
-      if (f.id !== null) held.add(f.id);
     }
   };
   /** Takes the holds waiting to be written: the caller writes them with `writeHolds`. */
@@ -212,10 +211,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   };
   const writeHolds = async (add: QuarantineFinding[], release: readonly string[] = []) => {
     if (add.length === 0 && release.length === 0) return;
-    for (const id of release) {
-      held.delete(id);
-      heldKeys.delete(id);
-    }
+    for (const id of release) heldKeys.delete(id);
     for (const f of add) {
       log.warn("Member {id} quarantined: {reason}", { id: f.id ?? "(no id)", reason: f.reason });
     }
@@ -333,7 +329,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       },
     });
     // Held members that went through this time leave quarantine.
-    const through = members.filter((m) => held.has(m.id) && !rejectedIds.has(m.id));
+    const through = members.filter((m) => heldKeys.has(m.id) && !rejectedIds.has(m.id));
     if (through.length > 0) await serially(() => recordHolds(through.map((m) => m.id)));
   };
 
