@@ -326,6 +326,7 @@ export class SyncService {
       clock: o.clock,
       logger: o.logger,
       secrets: o.secrets ?? [],
+      ...(w.fields ? { mapping: w.fields.forRun(signal) } : {}),
       ...(signal ? { signal } : {}),
     });
     o.metrics?.recordWebhook(w.config.id, {

@@ -23,6 +23,7 @@ import { type QuarantineFinding, record } from "../state/transitions.ts";
 import type { WebhookEvent } from "../webhooks/event.ts";
 import type { MembersSource, RecordsSink } from "./ports.ts";
 import { pushInOrder, rejectedRecords } from "./push_in_order.ts";
+import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode actOnWebhookEvent}. */
 export interface WebhookEventOptions {
@@ -40,6 +41,11 @@ export interface WebhookEventOptions {
   logger: Logger;
   /** Every configured secret, removed from error texts. */
   secrets?: readonly string[];
+  /**
+   * The connection's field mapping: a member pushed here must carry the same fields as one a
+   * run pushes, or a late event would replace the record with a poorer one.
+   */
+  mapping?: MappingForMembers | undefined;
   signal?: AbortSignal;
 }
 
@@ -91,6 +97,7 @@ export async function actOnWebhookEvent(o: WebhookEventOptions): Promise<Webhook
           logger: log,
           batchSize: o.ometria.maxBatchSize,
           concurrency: 1,
+          mapping: o.mapping,
           signal,
           onAcknowledged: () => Promise.resolve(),
           onRejected: (_label, rejected) => {

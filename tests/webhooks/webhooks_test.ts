@@ -3,6 +3,7 @@
  * the receiver, which queues them; the sync service acts on each with its own clients.
  */
 import assert from "node:assert/strict";
+import { compareCopies } from "../../lib/sim/compare.ts";
 import { assertInSync, startWorld, type World } from "../_world.ts";
 import { SyncService } from "../../lib/app/sync_service.ts";
 import { quietLogger } from "../../lib/log/logging.ts";
@@ -30,10 +31,19 @@ interface Receiver {
 }
 
 async function startReceiver(
-  options: { store?: StateStore; members?: number; serviceOptions?: Record<string, unknown> } = {},
+  options: {
+    store?: StateStore;
+    members?: number;
+    profile?: "names" | "retail";
+    serviceOptions?: Record<string, unknown>;
+  } = {},
 ): Promise<Receiver> {
   const world = await startWorld(options.store ? { store: options.store } : {});
-  world.mailchimp.addList(LIST, { members: options.members ?? 20, seed: 3 });
+  world.mailchimp.addList(LIST, {
+    members: options.members ?? 20,
+    seed: 3,
+    ...(options.profile ? { profile: options.profile } : {}),
+  });
   const metrics = new Metrics();
   const connection = world.connection(LIST, { webhookSecret: SECRET });
   const svc = new SyncService({
@@ -150,6 +160,33 @@ Deno.test("a profile change reaches Ometria through the webhook, without a polli
       /sync_webhook_delivery_lag_seconds\{connection="list000001"\}/,
     );
     assert.match(r.metrics.render(), /sync_webhook_events_total\{outcome="pushed"\} 1/);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("a member pushed from a webhook carries the mapped fields a run would send", async () => {
+  const r = await startReceiver({ profile: "retail" });
+  try {
+    await r.service.runOnce(LIST);
+    r.world.mailchimp.webhooks.sendTo(LIST, r.url);
+    const member = r.world.mailchimp.truth(LIST)[0]!;
+    r.world.mailchimp.upsertMember(LIST, { email: member.email_address, FNAME: "Webhooked" });
+    await settled(r);
+    // The copy check of the default mapping: a webhook push without the mapping would drop
+    // phone, address, tags… until the member changed again.
+    const c = compareCopies(
+      r.world.mailchimp.truth(LIST),
+      r.world.ometria.contacts(collectionFor(LIST)),
+      LIST,
+      "push",
+      { defaultFields: r.world.mailchimp.fieldDefinitions(LIST) },
+    );
+    assert.deepEqual([c.missing.length, c.stale], [0, []]);
+    assert.equal(
+      r.world.ometria.contacts(collectionFor(LIST)).get(member.id)?.firstname,
+      "Webhooked",
+    );
   } finally {
     await r.close();
   }
