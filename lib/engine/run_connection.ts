@@ -266,7 +266,13 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       const add = takeHolds();
       const run = progress();
       await writeHolds(add);
-      if (run) await record(store, conn, { type: "progress", run });
+      if (run) {
+        await record(store, conn, {
+          type: "progress",
+          run,
+          archivedInListing: reader.sawArchived,
+        });
+      }
     });
 
   const ometria: RecordsSink = {

@@ -58,8 +58,12 @@ function _seen(state: ConnectionState, f: RunFindings): ConnectionState {
 export type ConnectionEvent =
   /** A run begins: remembers the threshold and when the connection was first attempted. */
   | { type: "run-started"; at: number; thresholdSeconds?: number | undefined }
-  /** Acknowledged progress inside a window (the checkpoint). */
-  | { type: "progress"; run: RunProgress }
+  /**
+   * Acknowledged progress inside a window (the checkpoint), with what the run has learnt of
+   * Mailchimp so far: a run killed after its listing showed archived members must not read
+   * them on their own again, re-sending every archived member past its cursor per crash.
+   */
+  | { type: "progress"; run: RunProgress; archivedInListing?: boolean | undefined }
   /** Mailchimp's clock stepped back: the next window starts no later than `lowerMs`. */
   | { type: "rewind"; lowerMs: number }
   /** The whole window up to `upperMs` is acknowledged or quarantined. */
@@ -120,7 +124,11 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
       };
     }
     case "progress":
-      return { ...state, run: event.run };
+      return {
+        ...state,
+        run: event.run,
+        archived_in_listing: event.archivedInListing ? true : state.archived_in_listing,
+      };
     case "rewind": {
       const lower = (iso: string | null) =>
         iso !== null && Date.parse(iso) > event.lowerMs ? _iso(event.lowerMs) : iso;

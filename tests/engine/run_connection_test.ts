@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { ConnectionState } from "../../lib/state/schema.ts";
 import { assertInSync, startWorld, T0 } from "../_world.ts";
 
 const LIST = "list000001";
@@ -186,6 +187,61 @@ Deno.test("runConnection() resumes an interrupted run from its checkpoint", asyn
       // batch had never been sent and are sent now.
       resent <= 3_000 - 1_200 + 200,
       `acknowledged batches are not pushed again (pushed ${resent})`,
+    );
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() remembers at its first checkpoint that the listing holds archived members", async () => {
+  // A first run reads archived members on their own until the listing shows some. A run
+  // killed after that must not make its restart read them on their own again: each crash
+  // would re-send every archived member past the cursor.
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 3_000, seed: 6, lastChangedTo: T0 - HOUR });
+    const archived = world.mailchimp.truth(LIST).filter((m) => m.status === "archived").length;
+    assert.ok(archived > 100, `the list has archived members (${archived})`);
+    const hard = new AbortController();
+    let pushes = 0;
+    // A SIGKILL: what the store held at that moment is all the restart finds (an aborted
+    // run would record more on its way out).
+    let atKill: Promise<ConnectionState | undefined> | undefined;
+    world.ometria.setOptions({
+      reject: () => {
+        if (++pushes === archived + 1_200) {
+          atKill = world.store.get(LIST);
+          hard.abort(new Error("crash"));
+        }
+        return undefined;
+      },
+    });
+    const first = world.service([LIST], { pageSize: 500, pushConcurrency: 1 });
+    assert.equal((await first.runOnce(LIST, undefined, hard.signal)).outcome, "aborted");
+    const state = await atKill;
+    await world.store.update(LIST, () => state);
+    assert.ok(state?.run?.cursor, "a checkpoint was recorded");
+    assert.equal(state?.archived_in_listing, true);
+    world.ometria.setOptions({ reject: undefined });
+
+    // A new process: only the store remembers.
+    const archivedRequests: string[] = [];
+    const restarted = world.service([LIST], {
+      pageSize: 500,
+      fetch: (input, init) => {
+        const url = input instanceof Request ? input.url : String(input);
+        if (new URL(url).searchParams.get("status") === "archived") archivedRequests.push(url);
+        return fetch(input, init);
+      },
+    });
+    world.ometria.resetStats();
+    const resumed = await restarted.runOnce(LIST);
+    assert.equal(resumed.outcome, "ok", resumed.error);
+    assert.deepEqual(archivedRequests, [], "no separate pass over archived members");
+    assert.ok(
+      world.ometria.stats.recordsReceived <= 3_000 - 1_200 + 200,
+      `re-sent ${world.ometria.stats.recordsReceived}`,
     );
     assertInSync(world, LIST);
   } finally {
