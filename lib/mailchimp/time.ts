@@ -19,9 +19,55 @@ export function formatMailchimpTime(ms: number): string {
  */
 export function parseMailchimpTime(text: string): number | undefined {
   if (!text) return undefined;
+  // Every member's time is read several times a run: its usual form is read digit by digit.
+  if (text.length === 25 && text.endsWith("+00:00")) {
+    const ms = _utcSeconds(text);
+    if (ms !== undefined) return ms;
+  }
   const normalised = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(text)
     ? text.replace(" ", "T") + "Z"
     : text;
   const ms = Date.parse(normalised);
   return Number.isNaN(ms) ? undefined : Math.floor(ms / 1000) * 1000;
+}
+
+const _ZERO = 48;
+
+/** Two or four digits of `text` from `at` as a number, or -1 when one is not a digit. */
+function _digits(text: string, at: number, count: 2 | 4): number {
+  let n = 0;
+  for (let i = at; i < at + count; i++) {
+    const d = text.charCodeAt(i) - _ZERO;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/**
+ * `YYYY-MM-DDTHH:MM:SS+00:00` in epoch ms, as `Date.parse` reads it, or undefined when the
+ * text is not plainly that form (then `Date.parse` decides). Fields within their ranges
+ * give what `Date.parse` gives, day overflow included (both roll 31 February over).
+ */
+function _utcSeconds(text: string): number | undefined {
+  if (
+    text[4] !== "-" || text[7] !== "-" || text[10] !== "T" || text[13] !== ":" ||
+    text[16] !== ":"
+  ) {
+    return undefined;
+  }
+  const year = _digits(text, 0, 4);
+  const month = _digits(text, 5, 2);
+  const day = _digits(text, 8, 2);
+  const hour = _digits(text, 11, 2);
+  const minute = _digits(text, 14, 2);
+  const second = _digits(text, 17, 2);
+  // Date.UTC reads years 0–99 as 1900–1999: those are left to Date.parse.
+  if (
+    year < 100 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 ||
+    minute < 0 || minute > 59 || second < 0 || second > 59
+  ) {
+    return undefined;
+  }
+  return Date.UTC(year, month - 1, day, hour, minute, second);
 }

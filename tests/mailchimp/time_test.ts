@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { formatMailchimpTime, parseMailchimpTime } from "../../lib/mailchimp/time.ts";
+import { seededRandom } from "../../lib/sim/random.ts";
+
+Deno.test("parseMailchimpTime() reads Mailchimp's times as Date.parse does, floored to the second", () => {
+  const random = seededRandom(7);
+  const pad = (n: number, width: number) => String(n).padStart(width, "0");
+  const texts = [
+    "2026-10-31T16:26:16+00:00",
+    "2026-02-31T00:00:00+00:00", // rolls over, as Date.parse does
+    "2024-02-29T23:59:59+00:00",
+    "2026-01-01T24:00:00+00:00",
+    "2026-01-01T23:59:60+00:00",
+    "0050-06-01T00:00:00+00:00",
+    "2026-13-01T00:00:00+00:00",
+    "2026-1a-01T00:00:00+00:00",
+    "2026-10-31T16:26:16+02:00",
+    "2026-10-31T16:26:16.750Z",
+    "2026-10-31 16:26:16",
+    "2026-10-31X16:26:16+00:00",
+    "not a time at all, 25 ch",
+  ];
+  for (let i = 0; i < 2_000; i++) {
+    const n = (max: number) => Math.floor(random() * max);
+    texts.push(
+      `${pad(n(10_000), 4)}-${pad(n(14), 2)}-${pad(n(33), 2)}T${pad(n(26), 2)}:${pad(n(61), 2)}:${
+        pad(n(61), 2)
+      }+00:00`,
+    );
+  }
+  for (const text of texts) {
+    const expected = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(text)
+      ? Date.parse(text.replace(" ", "T") + "Z")
+      : Date.parse(text);
+    assert.equal(
+      parseMailchimpTime(text),
+      Number.isNaN(expected) ? undefined : Math.floor(expected / 1000) * 1000,
+      text,
+    );
+  }
+  assert.equal(parseMailchimpTime(""), undefined);
+  const now = Date.UTC(2026, 10, 30, 12, 0, 5);
+  assert.equal(parseMailchimpTime(formatMailchimpTime(now + 999)), now);
+});
