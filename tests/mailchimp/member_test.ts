@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { memberSchema, parseMember } from "../../lib/mailchimp/member.ts";
+import { generateMembers } from "../../lib/sim/member_data.ts";
+import { seededRandom } from "../../lib/sim/random.ts";
+
+/** A member as Mailchimp serves it, with every field a mapping may ask for. */
+function served(i: number): Record<string, unknown> {
+  return {
+    id: i.toString(16).padStart(32, "0"),
+    email_address: `m${i}@example.com`,
+    status: ["subscribed", "unsubscribed", "archived"][i % 3],
+    merge_fields: { FNAME: "Ada", LNAME: "Lovelace", PHONE: "+44 20", ADDRESS: { addr1: "x" } },
+    last_changed: "2026-10-31T16:26:16+00:00",
+    timestamp_opt: i % 2 ? "2026-01-02T03:04:05+00:00" : "",
+    timestamp_signup: "",
+    language: "en",
+    vip: false,
+    member_rating: 3,
+    location: { latitude: 0, longitude: 0, country_code: "GB", timezone: "" },
+    tags: [{ id: 7, name: "news" }],
+    interests: { abc123: true, def456: false },
+    stats: { avg_open_rate: 0.5 },
+    _links: [],
+  };
+}
+
+const ODD_VALUES: unknown[] = [
+  undefined,
+  null,
+  "",
+  "x",
+  "2026-10-31T16:26:16+00:00",
+  "0123456789abcdef0123456789abcdef",
+  "a@b",
+  0,
+  -1,
+  1.5,
+  Number.MAX_VALUE,
+  true,
+  false,
+  [],
+  [{ name: "a" }],
+  [{ name: 1 }],
+  ["a"],
+  {},
+  { country_code: null },
+  { country_code: 5 },
+  { a: true },
+  { a: "yes" },
+  { FNAME: 42 },
+  JSON.parse('{"__proto__": {"x": 1}}'),
+  Object.create(null),
+  new Date(0),
+];
+
+Deno.test("parseMember() answers exactly as memberSchema does, for well-formed and malformed members", () => {
+  const random = seededRandom(11);
+  const pick = <T>(values: readonly T[]) => values[Math.floor(random() * values.length)]!;
+  const raws: unknown[] = [null, 7, "member", [], ...ODD_VALUES];
+  const generated = generateMembers({ count: 300, seed: 3, fromMs: 0, toMs: 1e12 });
+  for (const m of generated) raws.push(JSON.parse(JSON.stringify(m)));
+  for (let i = 0; i < 3_000; i++) {
+    const raw = served(i);
+    // One to three fields replaced by something odd (or removed), at the top or one level down.
+    for (let n = 1 + Math.floor(random() * 3); n > 0; n--) {
+      const key = pick(Object.keys(raw));
+      const value = raw[key];
+      if (random() < 0.3 && typeof value === "object" && value !== null && !Array.isArray(value)) {
+        const inner = { ...value } as Record<string, unknown>;
+        const innerKey = pick([...Object.keys(inner), "country_code", "name"]);
+        if (random() < 0.2) delete inner[innerKey];
+        else inner[innerKey] = pick(ODD_VALUES);
+        raw[key] = inner;
+      } else if (random() < 0.2 && Array.isArray(value)) {
+        raw[key] = [...value, pick(ODD_VALUES)];
+      } else if (random() < 0.2) {
+        delete raw[key];
+      } else {
+        raw[key] = pick(ODD_VALUES);
+      }
+    }
+    raws.push(i % 10 === 0 ? served(i) : raw);
+  }
+  let accepted = 0;
+  for (const raw of raws) {
+    const zod = memberSchema.safeParse(raw);
+    const ours = parseMember(raw);
+    if (zod.success) {
+      accepted++;
+      assert.ok("member" in ours, `zod accepts ${JSON.stringify(raw)}`);
+      assert.deepStrictEqual({ ...ours.member }, { ...zod.data }, JSON.stringify(raw));
+    } else {
+      assert.ok("invalid" in ours, `zod rejects ${JSON.stringify(raw)}`);
+    }
+  }
+  // Both sides of the question were asked many times.
+  assert.ok(accepted > 500 && accepted < raws.length - 500, `${accepted} of ${raws.length}`);
+});
