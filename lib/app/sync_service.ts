@@ -56,9 +56,9 @@ export interface SyncServiceOptions {
   ometriaMaxRequestsPerSecond?: number;
   /** Records per Ometria request (OMETRIA_BATCH_SIZE, ≤ 100; a 413 lowers it). @default {100} */
   ometriaBatchSize?: number;
-  /** Ometria requests in flight per run. @default {4} */
+  /** Ometria requests in flight per stream of batches of a run (see run_connection.ts). @default {8} */
   pushConcurrency?: number;
-  /** Slices of one window read at once (see run_connection.ts). @default {6} */
+  /** Slices of one window read at once (see run_connection.ts). @default {2} */
   readSlices?: number;
   /** Members per slice when a big window is cut for reading at once. @default {50_000} */
   sliceMembers?: number;
@@ -278,7 +278,7 @@ export class SyncService {
             store: o.store,
             clock: o.clock,
             logger: o.logger,
-            pushConcurrency: o.pushConcurrency ?? 4,
+            pushConcurrency: o.pushConcurrency ?? 8,
             secrets: o.secrets ?? [],
             ...(signal ? { signal } : {}),
             ...(w.fields ? { mapping: w.fields.forRun(signal) } : {}),
@@ -429,7 +429,7 @@ export class SyncService {
       clock: o.clock,
       logger: o.logger,
       pageSize: o.pageSize ?? 1000,
-      pushConcurrency: o.pushConcurrency ?? 4,
+      pushConcurrency: o.pushConcurrency ?? 8,
       marginSeconds: o.marginSeconds ?? 60,
       secrets: o.secrets ?? [],
       ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),

@@ -6,7 +6,7 @@
  */
 import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
 import type { InvalidMember, Member } from "../mailchimp/member.ts";
-import type { OmetriaRecord } from "../mapping/contact.ts";
+import type { RecordJson } from "../mapping/contact.ts";
 
 /** The part of the Mailchimp client the engine uses. */
 export interface MembersSource {
@@ -47,8 +47,9 @@ export interface SinkResult {
 export interface RecordsSink {
   /** Most records one `push` takes (the client's own limit, so the two cannot disagree). */
   readonly maxBatchSize: number;
-  push(
-    records: OmetriaRecord[],
+  /** Sends one batch of records, serialised (`toRecordJson`). */
+  pushJson(
+    records: readonly RecordJson[],
     options?: { signal?: AbortSignal; label?: string },
   ): Promise<SinkResult>;
 }

@@ -1,18 +1,27 @@
 /**
- * Pushes one slice of members to Ometria in batches, several at once, and reports how far a
- * contiguous prefix of acknowledged batches reaches, which is what the cursor may pass.
+ * Pushes records to Ometria in batches, several at once, and reports how far a contiguous
+ * prefix of acknowledged batches reaches, which is what the cursor may pass.
+ *
+ * A slice of a window is pushed as a stream: its reader adds batches as pages come, and
+ * {@linkcode OrderedPusher} keeps requests in flight across page boundaries. Members are
+ * mapped and serialised as soon as their page is read ({@linkcode serializeMembers}), so
+ * only one string per member waits for Ometria, never the member's object tree.
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
 import type { Member } from "../mailchimp/member.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
-import { type OmetriaRecord, toLegacyRecord, toOmetriaContact } from "../mapping/contact.ts";
+import {
+  type RecordJson,
+  toLegacyRecord,
+  toOmetriaContact,
+  toRecordJson,
+} from "../mapping/contact.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
 import type { RecordsSink, SinkResult } from "./ports.ts";
 import { lastChangedOf } from "./window_reader.ts";
 
-/** Thrown when a graceful stop left batches of the slice unsent. */
+/** Thrown when a graceful stop left batches unsent. */
 export class StoppedError extends Error {
   constructor() {
     super("stopped before every batch was sent");
@@ -20,29 +29,15 @@ export class StoppedError extends Error {
   }
 }
 
-/** Options of {@linkcode pushInOrder}. */
-export interface PushInOrderOptions {
-  sink: RecordsSink;
+/** A member's record ready to send, with its member's `last_changed` (epoch ms). */
+export interface OutgoingRecord extends RecordJson {
+  changedMs: number;
+}
+
+/** How members become records. */
+export interface SerializeOptions {
   endpoint: "push" | "record";
-  connectionId: string;
   listId: string;
-  logger: Logger;
-  batchSize: number;
-  concurrency: number;
-  /** Graceful stop: no new batch starts; batches in flight finish. */
-  signal?: AbortSignal | undefined;
-  /** Hard stop: batches in flight are abandoned. */
-  hardSignal?: AbortSignal | undefined;
-  /**
-   * Called whenever the acknowledged prefix grows: every member of the slice with
-   * `last_changed` before `doneBefore` is acknowledged.
-   */
-  onAcknowledged: (doneBefore: number, pushed: number, rejected: number) => Promise<void>;
-  /**
-   * Called for every batch with records not taken (label names the batch), and for members
-   * that cannot be mapped to a record (label "mapping"), each with the reason.
-   */
-  onRejected: (label: string, rejected: { id: string; reason: string }[]) => void;
   /**
    * The connection's field mapping (push endpoint only; the legacy `/record` format is
    * fixed). Without it a contact carries only the fixed fields.
@@ -51,97 +46,357 @@ export interface PushInOrderOptions {
 }
 
 /**
- * Pushes `members` (sorted by `last_changed`); `doneBefore` is where the slice ends. Throws
- * the first push failure (after the batches in flight settle), or {@linkcode StoppedError}.
+ * Maps and serialises `members` (in their order). A member that cannot be mapped is left
+ * out and listed with the reason. The mapping is resolved first: one that cannot be
+ * resolved (Mailchimp down, a merge tag gone) throws, and nothing is serialised.
+ */
+export async function serializeMembers(
+  members: readonly Member[],
+  options: SerializeOptions,
+): Promise<{ records: OutgoingRecord[]; unmappable: { id: string; reason: string }[] }> {
+  const records: OutgoingRecord[] = [];
+  const unmappable: { id: string; reason: string }[] = [];
+  if (members.length === 0) return { records, unmappable };
+  const mapping = options.endpoint === "push" && options.mapping
+    ? await options.mapping(members)
+    : undefined;
+  for (const m of members) {
+    try {
+      const record = options.endpoint === "push"
+        ? toOmetriaContact(m, options.listId, mapping)
+        : toLegacyRecord(m);
+      const { id, json } = toRecordJson(record);
+      records.push({ id, json, changedMs: lastChangedOf(m) });
+    } catch (error) {
+      unmappable.push({ id: m.id, reason: `cannot be mapped to an Ometria record: ${error}` });
+    }
+  }
+  return { records, unmappable };
+}
+
+/** Options of {@linkcode OrderedPusher}. */
+export interface OrderedPusherOptions {
+  sink: RecordsSink;
+  /** Names batches in logs: `<connectionId> batch 3 (from …)`. */
+  connectionId: string;
+  /** Most requests of this pusher in flight at once. */
+  concurrency: number;
+  /**
+   * Batches added but not yet started before `add` waits: how far reading may run ahead of
+   * pushing. @default {2 × concurrency}
+   */
+  queued?: number;
+  /** Graceful stop: no new batch starts; batches in flight finish. */
+  signal?: AbortSignal | undefined;
+  /** Hard stop: batches in flight are abandoned. */
+  hardSignal?: AbortSignal | undefined;
+  /**
+   * Called whenever the acknowledged prefix grows, one call at a time and in order: every
+   * record added before the batch whose reach is `reach` is acknowledged (or rejected and
+   * reported). `released` are the ids handed to `add` as `release` whose records went
+   * through.
+   */
+  onAcknowledged: (
+    reach: number,
+    pushed: number,
+    rejected: number,
+    released: readonly string[],
+  ) => Promise<void>;
+  /** Called for every batch with records not taken, each with the reason. */
+  onRejected: (label: string, rejected: { id: string; reason: string }[]) => void;
+}
+
+interface _Batch {
+  records: readonly RecordJson[];
+  reach: number;
+  label: string;
+  release: readonly string[];
+  done?: { pushed: number; rejected: number; released: string[] };
+}
+
+/**
+ * Sends batches in flight at once and acknowledges them in the order they were added.
+ *
+ * Bounds, which are what a crash can cost (everything past the acknowledged prefix is sent
+ * again by the next run): a batch starts only while fewer than `2 × concurrency` batches
+ * past the prefix have started, so a slow batch cannot let the ones behind it run ahead
+ * without limit; and `add` waits while `queued` batches wait to start, so reading cannot
+ * run ahead of pushing either.
+ */
+export class OrderedPusher {
+  readonly #o: OrderedPusherOptions;
+  readonly #window: number;
+  readonly #queued: number;
+  /** Batches from the acknowledged prefix on; `#base` is the index of the first. */
+  #batches: _Batch[] = [];
+  #base = 0;
+  /** Index of the next batch to start, and of the first not acknowledged. */
+  #next = 0;
+  #contiguous = 0;
+  #active = 0;
+  #added = 0;
+  #failure: { error: unknown } | undefined;
+  #closed = false;
+  #reporting = Promise.resolve();
+  /** Woken whenever a batch starts or settles (room to add, or the end). */
+  #wake: PromiseWithResolvers<void> = Promise.withResolvers();
+
+  constructor(options: OrderedPusherOptions) {
+    this.#o = options;
+    this.#window = 2 * options.concurrency;
+    this.#queued = options.queued ?? 2 * options.concurrency;
+  }
+
+  /**
+   * Adds a batch (at most the sink's `maxBatchSize` records; none to move the reach alone).
+   * `reach`: acknowledging it and everything before means every member before `reach` is
+   * acknowledged. Resolves once there is room for more; throws the first failure.
+   */
+  async add(
+    records: readonly OutgoingRecord[],
+    reach: number,
+    release: readonly string[] = [],
+  ): Promise<void> {
+    this.#throwIfFailed();
+    const index = ++this.#added;
+    const from = records.length > 0 ? formatMailchimpTime(records[0]!.changedMs) : "";
+    this.#batches.push({
+      records,
+      reach,
+      release,
+      label: `${this.#o.connectionId} batch ${index}${from ? ` (from ${from})` : ""}`,
+    });
+    this.#pump();
+    while (
+      this.#failure === undefined && !this.#stopped && this.#end - this.#next > this.#queued
+    ) {
+      await this.#sleep();
+    }
+    // A graceful stop: the batches in flight finish and are acknowledged, then it throws.
+    if (this.#stopped) await this.finish();
+    this.#throwIfFailed();
+  }
+
+  /**
+   * Waits until every batch is acknowledged. Throws the first push failure (after the
+   * batches in flight settle), or {@linkcode StoppedError} when a stop left batches unsent.
+   */
+  async finish(): Promise<void> {
+    this.#pump();
+    while (
+      this.#active > 0 ||
+      (this.#failure === undefined && !this.#stopped && !this.#closed && this.#open)
+    ) {
+      await this.#sleep();
+    }
+    await this.#reporting.catch(() => {});
+    this.#throwIfFailed();
+    if (this.#open) throw new StoppedError();
+  }
+
+  /**
+   * Runs `fill` (which adds the batches), then waits until every batch is acknowledged
+   * ({@linkcode OrderedPusher.finish}). When `fill` throws, the batches in flight settle
+   * before the error goes on: a graceful stop keeps their progress, and nothing writes a
+   * checkpoint once the run has recorded its end.
+   */
+  async feed(fill: () => Promise<void>): Promise<void> {
+    try {
+      await fill();
+    } catch (error) {
+      await this.settle();
+      throw error;
+    }
+    await this.finish();
+  }
+
+  /**
+   * Starts no more batches and waits for those in flight to settle and their
+   * acknowledgements to be reported.
+   */
+  async settle(): Promise<void> {
+    this.#closed = true;
+    while (this.#active > 0) await this.#sleep();
+    await this.#reporting.catch(() => {});
+  }
+
+  get #end(): number {
+    return this.#base + this.#batches.length;
+  }
+
+  /** True while some batch is not acknowledged. */
+  get #open(): boolean {
+    return this.#contiguous < this.#end;
+  }
+
+  get #stopped(): boolean {
+    return this.#o.signal?.aborted === true;
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure.error;
+  }
+
+  #sleep(): Promise<void> {
+    return this.#wake.promise;
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = Promise.withResolvers();
+    wake.resolve();
+  }
+
+  #pump(): void {
+    while (
+      this.#failure === undefined && !this.#stopped && !this.#closed &&
+      this.#active < this.#o.concurrency &&
+      this.#next < this.#end && this.#next < this.#contiguous + this.#window
+    ) {
+      const index = this.#next++;
+      this.#active++;
+      this.#send(this.#batches[index - this.#base]!).then(
+        () => {
+          this.#active--;
+          this.#advance();
+          this.#pump();
+          this.#notify();
+        },
+        (error) => {
+          this.#active--;
+          this.#failure ??= { error };
+          this.#notify();
+        },
+      );
+    }
+  }
+
+  async #send(batch: _Batch): Promise<void> {
+    const { records, label } = batch;
+    const result = records.length === 0 ? { accepted: 0, rejected: 0 } : await this.#o.sink
+      .pushJson(records, this.#o.hardSignal ? { signal: this.#o.hardSignal, label } : { label });
+    let refused: ReadonlySet<string> = new Set();
+    if (result.rejected > 0) {
+      const rejected = rejectedRecords(records, result);
+      refused = new Set(rejected.map((r) => r.id));
+      this.#o.onRejected(label, rejected);
+    }
+    batch.done = {
+      pushed: records.length - result.rejected,
+      rejected: result.rejected,
+      released: batch.release.filter((id) => !refused.has(id)),
+    };
+  }
+
+  /** Moves the acknowledged prefix over every settled batch and reports it. */
+  #advance(): void {
+    let pushed = 0;
+    let rejected = 0;
+    const released: string[] = [];
+    let reach: number | undefined;
+    while (this.#contiguous < this.#end) {
+      const batch = this.#batches[this.#contiguous - this.#base]!;
+      if (batch.done === undefined) break;
+      pushed += batch.done.pushed;
+      rejected += batch.done.rejected;
+      released.push(...batch.done.released);
+      reach = batch.reach;
+      this.#contiguous++;
+    }
+    if (reach === undefined) return;
+    // Acknowledged batches are dropped (their records with them), a few at a time.
+    const drop = this.#contiguous - this.#base;
+    if (drop >= 64 || drop === this.#batches.length) {
+      this.#batches.splice(0, drop);
+      this.#base = this.#contiguous;
+    }
+    const at = reach;
+    this.#reporting = this.#reporting.then(() =>
+      this.#o.onAcknowledged(at, pushed, rejected, released)
+    );
+    // A report that fails (the store cannot be written) fails the push: nothing after it
+    // may count as done.
+    this.#reporting.catch((error) => {
+      this.#failure ??= { error };
+      this.#notify();
+    });
+  }
+}
+
+/** Options of {@linkcode pushInOrder}. */
+export interface PushInOrderOptions extends SerializeOptions {
+  sink: RecordsSink;
+  connectionId: string;
+  concurrency: number;
+  signal?: AbortSignal | undefined;
+  hardSignal?: AbortSignal | undefined;
+  /** As {@linkcode OrderedPusherOptions.onAcknowledged}, without `released`. */
+  onAcknowledged: (doneBefore: number, pushed: number, rejected: number) => Promise<void>;
+  /**
+   * Called for every batch with records not taken (label names the batch), and for members
+   * that cannot be mapped to a record (label "mapping"), each with the reason.
+   */
+  onRejected: (label: string, rejected: { id: string; reason: string }[]) => void;
+}
+
+/**
+ * Pushes `members` (sorted by `last_changed`, or in any order when the reach does not
+ * matter) in batches of the sink's size; `doneBefore` is where they end. Throws the first
+ * push failure (after the batches in flight settle), or {@linkcode StoppedError}.
  */
 export async function pushInOrder(
   members: readonly Member[],
   doneBefore: number,
   options: PushInOrderOptions,
 ): Promise<void> {
-  const { batchSize, connectionId, listId, signal, hardSignal } = options;
-  if (members.length === 0) {
-    await options.onAcknowledged(doneBefore, 0, 0);
+  const { records, unmappable } = await serializeMembers(members, options);
+  if (unmappable.length > 0) options.onRejected("mapping", unmappable);
+  const pusher = new OrderedPusher({
+    ...options,
+    onAcknowledged: (reach, pushed, rejected) => options.onAcknowledged(reach, pushed, rejected),
+  });
+  await pusher.feed(() => addBatches(pusher, records, options.sink.maxBatchSize, doneBefore));
+}
+
+/**
+ * Adds `records` to `pusher` in batches of `size`; the last batch reaches `doneBefore`, the
+ * others the time of the record after them. With no records, an empty batch moves the
+ * reach to `doneBefore`.
+ */
+export async function addBatches(
+  pusher: OrderedPusher,
+  records: readonly OutgoingRecord[],
+  size: number,
+  doneBefore: number,
+  release: (batch: readonly OutgoingRecord[]) => readonly string[] = () => [],
+): Promise<void> {
+  if (records.length === 0) {
+    await pusher.add([], doneBefore);
     return;
   }
-  // Resolved before any batch is built: a mapping that cannot be resolved (Mailchimp down,
-  // a merge tag gone) fails the push as a whole, and nothing passes the cursor.
-  const mapping = options.endpoint === "push" && options.mapping
-    ? await options.mapping(members)
-    : undefined;
-  // Members are mapped to records only when their batch is sent: the records of a whole
-  // page never exist at once, only those of the batches in flight.
-  const batches: { members: readonly Member[]; firstChanged: number }[] = [];
-  for (let i = 0; i < members.length; i += batchSize) {
-    const slice = members.slice(i, i + batchSize);
-    batches.push({ members: slice, firstChanged: lastChangedOf(slice[0]!) });
+  for (let i = 0; i < records.length; i += size) {
+    const batch = records.slice(i, i + size);
+    const reach = i + size < records.length ? records[i + size]!.changedMs : doneBefore;
+    await pusher.add(batch, reach, release(batch));
   }
-  const toRecords = (batch: readonly Member[]) => {
-    const records: OmetriaRecord[] = [];
-    const unmappable: { id: string; reason: string }[] = [];
-    for (const m of batch) {
-      try {
-        records.push(
-          options.endpoint === "push" ? toOmetriaContact(m, listId, mapping) : toLegacyRecord(m),
-        );
-      } catch (error) {
-        unmappable.push({ id: m.id, reason: `cannot be mapped to an Ometria record: ${error}` });
-      }
-    }
-    if (unmappable.length > 0) options.onRejected("mapping", unmappable);
-    return records;
-  };
-  const done = new Array<{ pushed: number; rejected: number } | undefined>(batches.length);
-  let contiguous = 0;
-  let next = 0;
-  let failure: unknown;
-  // Acknowledgements are reported in order, one at a time, so the cursor never moves back.
-  let reporting = Promise.resolve();
+}
 
-  const worker = async () => {
-    while (failure === undefined && next < batches.length && !signal?.aborted) {
-      const index = next++;
-      const batch = batches[index]!;
-      const label = `${connectionId} batch ${index + 1}/${batches.length} (from ${
-        formatMailchimpTime(batch.firstChanged)
-      })`;
-      try {
-        const records = toRecords(batch.members);
-        const result = records.length === 0
-          ? { accepted: 0, rejected: 0 }
-          : await options.sink.push(
-            records,
-            hardSignal ? { signal: hardSignal, label } : { label },
-          );
-        if (result.rejected > 0) {
-          options.onRejected(label, rejectedRecords(records, result));
-        }
-        done[index] = { pushed: records.length - result.rejected, rejected: result.rejected };
-      } catch (error) {
-        failure ??= error;
-        return;
-      }
-      let pushed = 0;
-      let rejected = 0;
-      const before = contiguous;
-      while (contiguous < batches.length && done[contiguous]) {
-        pushed += done[contiguous]!.pushed;
-        rejected += done[contiguous]!.rejected;
-        contiguous++;
-      }
-      if (contiguous > before) {
-        const reach = contiguous === batches.length
-          ? doneBefore
-          : batches[contiguous]!.firstChanged;
-        reporting = reporting.then(() => options.onAcknowledged(reach, pushed, rejected));
-        await reporting;
-      }
-    }
+/** `sink`, counting its requests (those a push added included) in `counts`. */
+export function countingSink(
+  sink: RecordsSink,
+  counts: { ometriaRequests: number },
+): RecordsSink {
+  return {
+    get maxBatchSize() {
+      return sink.maxBatchSize;
+    },
+    pushJson: async (records, options) => {
+      counts.ometriaRequests++;
+      const result = await sink.pushJson(records, options);
+      counts.ometriaRequests += result.extraRequests ?? 0;
+      return result;
+    },
   };
-  await Promise.all(Array.from({ length: Math.min(options.concurrency, batches.length) }, worker));
-  await reporting;
-  if (failure !== undefined) throw failure;
-  if (contiguous < batches.length) throw new StoppedError();
 }
 
 /**
@@ -151,7 +406,7 @@ export async function pushInOrder(
  * retry.
  */
 export function rejectedRecords(
-  records: readonly OmetriaRecord[],
+  records: readonly { id: string }[],
   result: SinkResult,
 ): { id: string; reason: string }[] {
   if (result.rejectedRecords) return result.rejectedRecords;

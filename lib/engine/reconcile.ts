@@ -16,13 +16,13 @@ import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import { errorText } from "../log/error_text.ts";
 import type { Member } from "../mailchimp/member.ts";
-import { type OmetriaRecord, toOrphanRecord } from "../mapping/contact.ts";
+import { type OmetriaRecord, toOrphanRecord, toRecordJson } from "../mapping/contact.ts";
 import { ID_BYTES, IdSet, isMemberId, packId } from "../state/id_set.ts";
 import type { ReconcileSummary } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
 import type { MembersSource, RecordsSink } from "./ports.ts";
-import { pushInOrder, rejectedRecords } from "./push_in_order.ts";
+import { countingSink, pushInOrder, rejectedRecords } from "./push_in_order.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode reconcileConnection}. */
@@ -40,7 +40,7 @@ export interface ReconcileOptions {
    * repaired by reading the whole list again on the next run instead. @default {1000}
    */
   missingFetchLimit?: number;
-  /** Ometria requests in flight at once. @default {4} */
+  /** Ometria requests in flight at once. @default {8} */
   pushConcurrency?: number;
   /** Every configured secret, removed from error texts. */
   secrets?: readonly string[];
@@ -75,16 +75,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
     signal?.throwIfAborted();
     counts.mailchimpRequests++;
   };
-  const ometria: RecordsSink = {
-    maxBatchSize: o.ometria.maxBatchSize,
-    push: (records, options) => {
-      counts.ometriaRequests++;
-      return o.ometria.push(records, options).then((result) => {
-        counts.ometriaRequests += result.extraRequests ?? 0;
-        return result;
-      });
-    },
-  };
+  const ometria = countingSink(o.ometria, counts);
   /** Pushes members (mapped as a run would); returns the ids Ometria did not take. */
   const pushMembers = async (members: Member[]) => {
     const refused = new Set<string>();
@@ -93,9 +84,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
       endpoint,
       connectionId: connection.id,
       listId: connection.listId,
-      logger: log,
-      batchSize: ometria.maxBatchSize,
-      concurrency: o.pushConcurrency ?? 4,
+      concurrency: o.pushConcurrency ?? 8,
       mapping: o.mapping,
       signal,
       onAcknowledged: () => Promise.resolve(),
@@ -109,7 +98,9 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
     for (let i = 0; i < records.length; i += ometria.maxBatchSize) {
       signal?.throwIfAborted();
       const batch = records.slice(i, i + ometria.maxBatchSize);
-      const result = await ometria.push(batch, { label: `${connection.id} orphans` });
+      const result = await ometria.pushJson(batch.map(toRecordJson), {
+        label: `${connection.id} orphans`,
+      });
       if (result.rejected > 0) rejectedRecords(batch, result).forEach((r) => refused.add(r.id));
     }
     return refused;

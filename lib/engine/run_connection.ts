@@ -43,8 +43,15 @@ import type { StateStore } from "../state/store.ts";
 import { QUARANTINE_LIMIT, type QuarantineFinding, record } from "../state/transitions.ts";
 import type { MembersSource, RecordsSink } from "./ports.ts";
 import { planSlices } from "./plan_slices.ts";
-import { pushInOrder, StoppedError } from "./push_in_order.ts";
-import { type FirstPage, lastChangedOf, WindowReader } from "./window_reader.ts";
+import {
+  addBatches,
+  countingSink,
+  OrderedPusher,
+  type OutgoingRecord,
+  serializeMembers,
+  StoppedError,
+} from "./push_in_order.ts";
+import { type FirstPage, WindowReader, type WindowSlice } from "./window_reader.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode runConnection}. */
@@ -60,7 +67,10 @@ export interface RunConnectionOptions {
   logger: Logger;
   /** Members per Mailchimp page (≤ 1000). @default {1000} */
   pageSize?: number;
-  /** Ometria requests in flight at once for this run. @default {4} */
+  /**
+   * Ometria requests in flight at once per stream of batches (each slice read at once has
+   * its own). @default {8}
+   */
   pushConcurrency?: number;
   /**
    * Seconds taken off Mailchimp's clock for U, so late-stamped changes still land in the
@@ -218,6 +228,16 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     await record(store, conn, { type: "quarantine", at: clock.now(), add, release });
   };
   const recordHolds = (release: readonly string[] = []) => writeHolds(takeHolds(), release);
+  // Held members that went through this run leave quarantine at the next checkpoint (one
+  // held again meanwhile stays).
+  let releasing: string[] = [];
+  const takeReleases = (add: readonly QuarantineFinding[]) => {
+    const out = releasing;
+    releasing = [];
+    if (add.length === 0) return out;
+    const again = new Set(add.map((f) => f.id));
+    return out.filter((id) => !again.has(id));
+  };
   const holdInvalid = (invalid: readonly InvalidMember[]) =>
     hold(invalid.map((m) => ({ id: m.id, reason: m.reason })));
 
@@ -265,7 +285,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       // write would let it pass a member held meanwhile, whose hold is not written yet.
       const add = takeHolds();
       const run = progress();
-      await writeHolds(add);
+      await writeHolds(add, takeReleases(add));
       if (run) {
         await record(store, conn, {
           type: "progress",
@@ -275,46 +295,30 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       }
     });
 
-  const ometria: RecordsSink = {
-    maxBatchSize: options.ometria.maxBatchSize,
-    push: (records, o) => {
-      counts.ometriaRequests++;
-      return options.ometria.push(records, o).then((result) => {
-        counts.ometriaRequests += result.extraRequests ?? 0;
-        return result;
-      });
-    },
-  };
+  const ometria = countingSink(options.ometria, counts);
+  const batchSize = () => options.ometria.maxBatchSize;
   /**
-   * Pushes members (sorted by last_changed) up to `doneBefore`; resolves once all went.
-   * `onReach` learns how far the acknowledged prefix reaches (absent: the cursor stays).
+   * A pusher for one stream of batches. `onReach` learns how far its acknowledged prefix
+   * reaches (absent: the cursor stays, as for the archived pass and quarantine retries).
    */
-  const push = async (
-    members: readonly Member[],
-    doneBefore: number,
-    onReach?: (reach: number) => void,
-  ) => {
-    // Write-ahead: an id is in the ledger before Ometria can have it.
-    if (members.length > 0) await ledger.add(members.map((m) => m.id));
-    const rejectedIds = new Set<string>();
-    await pushInOrder(members, doneBefore, {
+  const newPusher = (onReach?: (reach: number) => void) =>
+    new OrderedPusher({
       sink: ometria,
-      endpoint: options.endpoint ?? "push",
       connectionId: connection.id,
-      listId: connection.listId,
-      logger: log,
-      batchSize: options.ometria.maxBatchSize,
-      concurrency: options.pushConcurrency ?? 4,
-      mapping: options.mapping,
+      concurrency: options.pushConcurrency ?? 8,
       signal,
       hardSignal,
-      onAcknowledged: async (reach, pushed, rejected) => {
+      onAcknowledged: async (reach, pushed, rejected, released) => {
         counts.pushed += pushed;
         counts.rejected += rejected;
+        if (released.length > 0) releasing.push(...released);
         const before = cursor;
         onReach?.(reach);
         // A checkpoint that would not move the cursor can wait for one that does.
-        if (onReach === undefined || cursor !== before || pendingHold.length > 0) {
+        if (
+          onReach === undefined || cursor !== before || pendingHold.length > 0 ||
+          released.length > 0
+        ) {
           await checkpoint();
         }
         const total = reader.totalHint;
@@ -325,7 +329,6 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
         });
       },
       onRejected: (label, rejected) => {
-        for (const r of rejected) rejectedIds.add(r.id);
         hold(rejected.map((r) => ({ id: r.id, reason: r.reason })));
         log.error("{count} record(s) of {batch} not taken by Ometria: {reasons}", {
           count: rejected.length,
@@ -334,9 +337,64 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
         });
       },
     });
-    // Held members that went through this time leave quarantine.
-    const through = members.filter((m) => heldKeys.has(m.id) && !rejectedIds.has(m.id));
-    if (through.length > 0) await serially(() => recordHolds(through.map((m) => m.id)));
+  /** Ids of a batch that are held now: they leave quarantine once it goes through. */
+  const heldIn = (batch: readonly OutgoingRecord[]) =>
+    heldKeys.size === 0 ? [] : batch.flatMap((r) => heldKeys.has(r.id) ? [r.id] : []);
+  /**
+   * Members as they are sent: written to the ledger first (an id is there before Ometria
+   * can have it), then mapped and serialised; one that cannot be mapped is held.
+   */
+  const outgoing = async (members: readonly Member[]) => {
+    if (members.length === 0) return [];
+    await ledger.add(members.map((m) => m.id));
+    const { records, unmappable } = await serializeMembers(members, {
+      endpoint: options.endpoint ?? "push",
+      listId: connection.listId,
+      mapping: options.mapping,
+    });
+    if (unmappable.length > 0) hold(unmappable);
+    return records;
+  };
+  /** Pushes members (in any order) without moving the cursor; resolves once all went. */
+  const push = async (members: readonly Member[]) => {
+    const pusher = newPusher();
+    await pusher.feed(async () =>
+      addBatches(pusher, await outgoing(members), batchSize(), 0, heldIn)
+    );
+  };
+  /**
+   * Pushes the members of `parts` (a reader's slices, in last_changed order) through one
+   * pusher. Members that do not fill a whole batch wait for the next page, so requests carry
+   * full batches (Ometria limits requests, not records); the reach then stops at the first
+   * member left waiting: everything before it is acknowledged.
+   */
+  const pushParts = async (
+    parts: AsyncIterable<WindowSlice>,
+    pusher: OrderedPusher,
+    archivedPass: boolean,
+    onPart?: (part: WindowSlice) => void,
+  ) => {
+    let waiting: OutgoingRecord[] = [];
+    await pusher.feed(async () => {
+      for await (const part of parts) {
+        // The archived pass sent every archived member of the window (one changed since is
+        // stamped at or after U, outside it): the same version is not sent twice in one run.
+        const members = archivedPass
+          ? part.members.filter((m) => m.status !== "archived")
+          : part.members;
+        counts.read += members.length;
+        holdInvalid(part.invalid);
+        onPart?.(part);
+        const records = await outgoing(members);
+        waiting = waiting.length === 0 ? records : waiting.concat(records);
+        const size = batchSize();
+        const full = part.last ? waiting.length : waiting.length - waiting.length % size;
+        const now = waiting.slice(0, full);
+        waiting = waiting.slice(full);
+        const reach = waiting.length > 0 ? waiting[0]!.changedMs : part.doneBefore;
+        await addBatches(pusher, now, size, reach, heldIn);
+      }
+    });
   };
 
   /**
@@ -389,10 +447,6 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     return slice.end;
   };
   const readSlice = async (slice: Slice, archivedPass: boolean) => {
-    // Members of a page that do not fill a whole batch wait for the next page, so requests
-    // carry full batches (Ometria limits requests, not records). The slice's reach then stops
-    // at the first member left waiting: everything before it is acknowledged.
-    let waiting: Member[] = [];
     const range = {
       ...(slice.end !== undefined ? { end: slice.end } : {}),
       split: (first: FirstPage) => cut(slice, first, archivedPass),
@@ -401,26 +455,14 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       if (slice.reach === undefined || reach > slice.reach) slice.reach = reach;
       moveCursor();
     };
-    for await (const part of reader.slices(slice.start, undefined, range)) {
-      // The archived pass sent every archived member of the window (one changed since is
-      // stamped at or after U, outside it): the same version is not sent twice in one run.
-      const members = archivedPass
-        ? part.members.filter((m) => m.status !== "archived")
-        : part.members;
-      counts.read += members.length;
-      holdInvalid(part.invalid);
-      if (part.last) slice.end = part.doneBefore;
-      waiting = waiting.length === 0 ? members : waiting.concat(members);
-      const batch = options.ometria.maxBatchSize;
-      const full = part.last ? waiting.length : waiting.length - waiting.length % batch;
-      const now = waiting.slice(0, full);
-      waiting = waiting.slice(full);
-      await push(
-        now,
-        waiting.length > 0 ? lastChangedOf(waiting[0]!) : part.doneBefore,
-        onReach,
-      );
-    }
+    await pushParts(
+      reader.slices(slice.start, undefined, range),
+      newPusher(onReach),
+      archivedPass,
+      (part) => {
+        if (part.last) slice.end = part.doneBefore;
+      },
+    );
   };
   const worker = async (archivedPass: boolean) => {
     try {
@@ -455,11 +497,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       // Until Mailchimp has shown that its default listing includes archived members, they
       // are read on their own first. This pass never moves the cursor, so a crash in it or
       // after it cannot leave an archived member behind it.
-      for await (const slice of reader.slices(cursor, "archived")) {
-        counts.read += slice.members.length;
-        holdInvalid(slice.invalid);
-        await push(slice.members, slice.doneBefore);
-      }
+      await pushParts(reader.slices(cursor, "archived"), newPusher(), false);
     }
     // The main pass starts where the archived pass left the cursor (a clock step lowers it).
     slices[0]!.start = cursor;
@@ -496,8 +534,8 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       else members.push(now.member);
     }
     await recordHolds(gone);
-    // Not in last_changed order, and never moving the cursor: doneBefore is irrelevant.
-    if (members.length > 0) await push(members, 0);
+    // Not in last_changed order, and never moving the cursor.
+    if (members.length > 0) await push(members);
     await recordHolds();
   }
 

@@ -16,7 +16,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import { errorText } from "../log/error_text.ts";
 import type { Member } from "../mailchimp/member.ts";
-import { toOrphanRecord } from "../mapping/contact.ts";
+import { toOrphanRecord, toRecordJson } from "../mapping/contact.ts";
 import { IdSet } from "../state/id_set.ts";
 import type { StateStore } from "../state/store.ts";
 import { type QuarantineFinding, record } from "../state/transitions.ts";
@@ -94,8 +94,6 @@ export async function actOnWebhookEvent(o: WebhookEventOptions): Promise<Webhook
           endpoint,
           connectionId: connection.id,
           listId: connection.listId,
-          logger: log,
-          batchSize: o.ometria.maxBatchSize,
           concurrency: 1,
           mapping: o.mapping,
           signal,
@@ -174,7 +172,7 @@ async function _optOut(
   if (orphans.length === 0) return 0;
   const at = new Date(clock.now()).toISOString();
   const records = orphans.map((id) => toOrphanRecord(id, connection.listId, endpoint, at));
-  const answer = await o.ometria.push(records, {
+  const answer = await o.ometria.pushJson(records.map(toRecordJson), {
     label: `${connection.id} webhook orphans`,
     ...(o.signal ? { signal: o.signal } : {}),
   });

@@ -62,6 +62,22 @@ export interface OrphanLegacyRecord {
 export type OmetriaRecord = OmetriaContact | LegacyRecord | OrphanContact | OrphanLegacyRecord;
 
 /**
+ * A record as it is sent: its id and its JSON. The engine serialises each member's record
+ * once, as soon as its page is read, and keeps only this until Ometria acknowledges it: one
+ * flat string per member is much cheaper to hold (and for the garbage collector to move)
+ * than the member's object tree.
+ */
+export interface RecordJson {
+  id: string;
+  json: string;
+}
+
+/** `record` as it is sent. */
+export function toRecordJson(record: OmetriaRecord): RecordJson {
+  return { id: record.id, json: JSON.stringify(record) };
+}
+
+/**
  * The record that opts out member `id`, gone from Mailchimp since `removedAt` (ISO) at the
  * latest. Opted out rather than left alone: a contact Ometria keeps opted in would go on
  * receiving marketing Mailchimp no longer allows (a GDPR erasure is the usual reason).

@@ -24,7 +24,7 @@ import {
 } from "../http/request_json.ts";
 import type { RetryPolicy } from "../http/retry.ts";
 import { quietLogger } from "../log/logging.ts";
-import type { OmetriaRecord } from "../mapping/contact.ts";
+import { type OmetriaRecord, type RecordJson, toRecordJson } from "../mapping/contact.ts";
 import { errorText } from "../log/error_text.ts";
 
 /** Which Ometria endpoint a client writes to. */
@@ -245,13 +245,18 @@ export class OmetriaClient {
    * {@linkcode OmetriaError}: it acknowledges nothing.
    */
   async push(records: readonly OmetriaRecord[], opts: PushOptions = {}): Promise<PushResult> {
+    return await this.pushJson(records.map(toRecordJson), opts);
+  }
+
+  /** {@linkcode OmetriaClient.push} for records serialised already (see `RecordJson`). */
+  async pushJson(records: readonly RecordJson[], opts: PushOptions = {}): Promise<PushResult> {
     if (records.length > this.#configuredBatchSize) {
       throw new RangeError(
         `Cannot push ${records.length} records in one batch: at most ${this.#configuredBatchSize}`,
       );
     }
     const { label } = opts;
-    const items: _Item[] = [];
+    const items: RecordJson[] = [];
     const result: PushResult = {
       accepted: 0,
       rejected: 0,
@@ -260,10 +265,9 @@ export class OmetriaClient {
       extraRequests: 0,
     };
     for (const record of records) {
-      const text = JSON.stringify(record);
-      const bytes = _oversize(text, this.#maxRecordBytes);
+      const bytes = _oversize(record.json, this.#maxRecordBytes);
       if (bytes === undefined) {
-        items.push({ id: record.id, text });
+        items.push(record);
         continue;
       }
       result.tooLarge.push(record.id);
@@ -292,7 +296,7 @@ export class OmetriaClient {
    * bisecting on rejections. `extra` says whether this request is one of those splits.
    */
   async #send(
-    items: readonly _Item[],
+    items: readonly RecordJson[],
     result: PushResult,
     opts: PushOptions,
     extra: boolean,
@@ -348,7 +352,7 @@ export class OmetriaClient {
   }
 
   /** One request (with retries) for `items`; a 413 or other error answer throws. */
-  async #post(items: readonly _Item[], opts: PushOptions): Promise<_Answer> {
+  async #post(items: readonly RecordJson[], opts: PushOptions): Promise<_Answer> {
     const { signal, label } = opts;
     const auth = this.#endpoint === "push"
       ? { "X-Ometria-Auth": this.#apiKey }
@@ -359,7 +363,7 @@ export class OmetriaClient {
       ...this.#api,
       method: "POST",
       headers: { "Content-Type": "application/json", ...auth },
-      body: `[${items.map((item) => item.text).join(",")}]`,
+      body: `[${items.map((item) => item.json).join(",")}]`,
       context: _batch(label),
       signal,
     };
@@ -486,12 +490,6 @@ export class OmetriaClient {
       return undefined;
     }
   }
-}
-
-/** A record ready to send: its id and its JSON. */
-interface _Item {
-  id: string;
-  text: string;
 }
 
 /** What one successful request said. */
