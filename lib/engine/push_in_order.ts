@@ -107,6 +107,7 @@ export interface OrderedPusherOptions {
 }
 
 interface _Batch {
+  /** Emptied once the batch settles: only the batches in flight and queued hold records. */
   records: readonly RecordJson[];
   reach: number;
   label: string;
@@ -281,6 +282,7 @@ export class OrderedPusher {
       refused = new Set(rejected.map((r) => r.id));
       this.#o.onRejected(label, rejected);
     }
+    batch.records = [];
     batch.done = {
       pushed: records.length - result.rejected,
       rejected: result.rejected,
@@ -304,7 +306,7 @@ export class OrderedPusher {
       this.#contiguous++;
     }
     if (reach === undefined) return;
-    // Acknowledged batches are dropped (their records with them), a few at a time.
+    // Acknowledged batches (their records gone already) are dropped a few at a time.
     const drop = this.#contiguous - this.#base;
     if (drop >= 64 || drop === this.#batches.length) {
       this.#batches.splice(0, drop);

@@ -227,8 +227,11 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     }
     await record(store, conn, { type: "quarantine", at: clock.now(), add, release });
   };
-  const recordHolds = (release: readonly string[] = []) => writeHolds(takeHolds(), release);
-  // Held members that went through this run leave quarantine at the next checkpoint (one
+  const recordHolds = (release: readonly string[] = []) => {
+    const add = takeHolds();
+    return writeHolds(add, [...release, ...takeReleases(add)]);
+  };
+  // Held members that went through this run leave quarantine at the next write of holds (one
   // held again meanwhile stays).
   let releasing: string[] = [];
   const takeReleases = (add: readonly QuarantineFinding[]) => {
