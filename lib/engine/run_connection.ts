@@ -417,12 +417,23 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
    * the first slice not yet done, whatever later slices have acknowledged.
    */
   const moveCursor = () => {
+    let reach: number | undefined;
     for (const s of slices) {
-      const reach = s.reach ?? s.start;
-      if (reach !== undefined && (cursor === undefined || reach > cursor)) cursor = reach;
-      if (s.end === undefined || reach === undefined || reach < s.end) return;
+      const r = s.reach ?? s.start;
+      if (r !== undefined && (reach === undefined || r > reach)) reach = r;
+      if (s.end === undefined || r === undefined || r < s.end) break;
+    }
+    // Nor may it pass an archived member the archived pass has not had acknowledged.
+    if (reach !== undefined && archivedCap !== null && reach > archivedCap) reach = archivedCap;
+    if (reach !== undefined && reach !== -Infinity && (cursor === undefined || reach > cursor)) {
+      cursor = reach;
     }
   };
+  /**
+   * While the archived pass runs beside the main pass: how far it has had every archived
+   * member acknowledged (-Infinity: nothing yet). Null: no archived pass is running.
+   */
+  let archivedCap: number | null = null;
   const readSlices = Math.max(1, options.readSlices ?? 2);
   const workers: Promise<void>[] = [];
   let active = 0;
@@ -495,18 +506,50 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   try {
     await _retryQuarantine();
     let archivedPass = false;
+    let archived: Promise<void> | undefined;
+    let mainStarted = false;
     if (state.archived_in_listing !== true && options.archivedInListing !== true) {
       archivedPass = true;
       // Until Mailchimp has shown that its default listing includes archived members, they
-      // are read on their own first. This pass never moves the cursor, so a crash in it or
-      // after it cannot leave an archived member behind it.
-      await pushParts(reader.slices(cursor, "archived"), newPusher(), false);
+      // are read on their own, by one of the readers, beside the main pass (which leaves
+      // them out). The cursor may not pass what this pass has not had acknowledged, so a
+      // crash cannot leave an archived member behind it.
+      archivedCap = -Infinity;
+      const firstPage = Promise.withResolvers<void>();
+      const onArchivedReach = (reach: number) => {
+        if (archivedCap !== null && reach > archivedCap) archivedCap = reach;
+        moveCursor();
+      };
+      active++;
+      archived = pushParts(
+        reader.slices(cursor, "archived"),
+        newPusher(onArchivedReach),
+        false,
+        () => firstPage.resolve(),
+      ).then(
+        () => {
+          archivedCap = null;
+          moveCursor();
+        },
+        (error) => {
+          failure ??= error;
+        },
+      ).finally(() => {
+        active--;
+        firstPage.resolve();
+        // Its reader goes to the main pass's slices waiting for one.
+        if (mainStarted) spawn(true);
+      });
+      // The first answer fixes U (and finds a clock step): the main pass starts after it.
+      await firstPage.promise;
     }
-    // The main pass starts where the archived pass left the cursor (a clock step lowers it).
+    // The main pass starts at the cursor (a clock step lowers it).
     slices[0]!.start = cursor;
+    mainStarted = true;
     spawn(archivedPass);
     // Readers started while this waits are appended, so the loop waits for them too.
     for (let i = 0; i < workers.length; i++) await workers[i];
+    await archived;
     if (failure !== undefined) throw failure;
   } catch (error) {
     if (
