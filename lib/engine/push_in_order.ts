@@ -118,11 +118,12 @@ interface _Batch {
 /**
  * Sends batches in flight at once and acknowledges them in the order they were added.
  *
- * Bounds, which are what a crash can cost (everything past the acknowledged prefix is sent
+ * Bounds, which are what a crash can cost (everything past the recorded prefix is sent
  * again by the next run): a batch starts only while fewer than `2 × concurrency` batches
- * past the prefix have started, so a slow batch cannot let the ones behind it run ahead
- * without limit; and `add` waits while `queued` batches wait to start, so reading cannot
- * run ahead of pushing either.
+ * past the prefix already reported through `onAcknowledged` (the checkpoint written) have
+ * started, so neither a slow batch nor a slow checkpoint lets the batches behind it run
+ * ahead without limit; and `add` waits while `queued` batches wait to start, so reading
+ * cannot run ahead of pushing either.
  */
 export class OrderedPusher {
   readonly #o: OrderedPusherOptions;
@@ -134,6 +135,8 @@ export class OrderedPusher {
   /** Index of the next batch to start, and of the first not acknowledged. */
   #next = 0;
   #contiguous = 0;
+  /** Index of the first batch whose acknowledgement has not been reported (recorded) yet. */
+  #reported = 0;
   #active = 0;
   #added = 0;
   #failure: { error: unknown } | undefined;
@@ -252,7 +255,7 @@ export class OrderedPusher {
     while (
       this.#failure === undefined && !this.#stopped && !this.#closed &&
       this.#active < this.#o.concurrency &&
-      this.#next < this.#end && this.#next < this.#contiguous + this.#window
+      this.#next < this.#end && this.#next < this.#reported + this.#window
     ) {
       const index = this.#next++;
       this.#active++;
@@ -313,9 +316,14 @@ export class OrderedPusher {
       this.#base = this.#contiguous;
     }
     const at = reach;
-    this.#reporting = this.#reporting.then(() =>
-      this.#o.onAcknowledged(at, pushed, rejected, released)
-    );
+    const upTo = this.#contiguous;
+    this.#reporting = this.#reporting.then(async () => {
+      await this.#o.onAcknowledged(at, pushed, rejected, released);
+      // The bound on what runs ahead counts from what is recorded, not merely acknowledged.
+      this.#reported = upTo;
+      this.#pump();
+      this.#notify();
+    });
     // A report that fails (the store cannot be written) fails the push: nothing after it
     // may count as done.
     this.#reporting.catch((error) => {

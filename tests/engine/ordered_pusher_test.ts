@@ -101,6 +101,37 @@ Deno.test("OrderedPusher acknowledges in order and runs at most 2 × concurrency
   }
 });
 
+Deno.test("OrderedPusher runs at most 2 × concurrency batches past the last checkpoint written", async () => {
+  const { sim, client } = await world();
+  try {
+    const writing = Promise.withResolvers<void>();
+    const acks: number[] = [];
+    const pusher = new OrderedPusher({
+      sink: client,
+      connectionId: "list1",
+      concurrency: 2,
+      // The first checkpoint takes as long as the test says: Ometria answers meanwhile.
+      onAcknowledged: async (reach) => {
+        if (acks.length === 0) await writing.promise;
+        acks.push(reach);
+      },
+      onRejected: () => assert.fail("nothing is rejected"),
+    });
+    const feeding = pusher.feed(async () => {
+      for (let i = 0; i < 30; i++) await pusher.add([record(i)], (i + 1) * 1000);
+    });
+    await until(() => sim.stats.requests === 4, "4 requests");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(sim.stats.requests, 4, "no batch beyond the bound while the write is slow");
+    writing.resolve();
+    await feeding;
+    assert.equal(sim.stats.recordsReceived, 30);
+    assert.equal(acks.at(-1), 30_000);
+  } finally {
+    await sim.close();
+  }
+});
+
 Deno.test("OrderedPusher on a graceful stop lets batches in flight finish, reports them, then throws", async () => {
   const { clock, sim, client } = await world();
   try {
