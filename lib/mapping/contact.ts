@@ -137,16 +137,16 @@ export function toOmetriaContact(
   listId: string,
   mapping?: ContactMapping,
 ): OmetriaContact {
-  const contact: OmetriaContact = {
-    ...(mapping ? mappedFields(member, mapping) : {}),
-    "@type": "contact",
-    "@collection": collectionFor(listId),
-    id: member.id,
-    email: member.email_address,
-    firstname: _name(member, "FNAME"),
-    lastname: _name(member, "LNAME"),
-    marketing_optin: OPTIN[member.status],
-  };
+  // The mapped fields, then the fixed ones, in one object (a run makes one per member): no
+  // mapped target names a fixed field (see OMETRIA_CONTACT_FIELDS), so none is overridden.
+  const contact = (mapping ? mappedFields(member, mapping) : {}) as OmetriaContact;
+  contact["@type"] = "contact";
+  contact["@collection"] = collectionFor(listId);
+  contact.id = member.id;
+  contact.email = member.email_address;
+  contact.firstname = _name(member, "FNAME");
+  contact.lastname = _name(member, "LNAME");
+  contact.marketing_optin = OPTIN[member.status];
   if (member.status === "subscribed" && member.timestamp_opt) {
     contact.timestamp_subscribed = member.timestamp_opt;
   }

@@ -113,13 +113,20 @@ export class FieldMapper {
   }
 }
 
+// Both run over every member of every page: they loop over keys, making no entry arrays.
 function _hasInterest(member: Member): boolean {
-  return member.interests != null && Object.values(member.interests).some((on) => on);
+  const interests = member.interests;
+  if (interests == null) return false;
+  for (const id in interests) if (Object.hasOwn(interests, id) && interests[id]) return true;
+  return false;
 }
 
 function _hasOtherMergeFields(member: Member): boolean {
-  for (const [tag, value] of Object.entries(member.merge_fields)) {
-    if (tag !== "FNAME" && tag !== "LNAME" && value !== "" && value !== null) return true;
+  const merge = member.merge_fields;
+  for (const tag in merge) {
+    if (tag === "FNAME" || tag === "LNAME" || !Object.hasOwn(merge, tag)) continue;
+    const value = merge[tag];
+    if (value !== "" && value !== null) return true;
   }
   return false;
 }

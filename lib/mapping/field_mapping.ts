@@ -142,8 +142,10 @@ export function mappedFields(member: Member, mapping: ContactMapping): Record<st
     }
     top[target] = _ometriaValue(target, value, from);
   };
-  for (const [tag, value] of Object.entries(member.merge_fields)) {
-    if (tag === "FNAME" || tag === "LNAME") continue;
+  const merge = member.merge_fields;
+  for (const tag in merge) {
+    if (tag === "FNAME" || tag === "LNAME" || !Object.hasOwn(merge, tag)) continue;
+    const value = merge[tag];
     const route = mapping.mergeFields.get(tag) ??
       (mapping.otherMergeFields === "ignore"
         ? { target: null, type: "text" }
