@@ -16,6 +16,7 @@ import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
 import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
 import { StateError, type StateStore } from "./lib/state/store.ts";
 import { EXIT, runCommand, stateFailureAdvice } from "./lib/app/cli.ts";
+import { TerminalLine } from "./lib/app/progress.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
 import { errorText, redact } from "./lib/log/error_text.ts";
 
@@ -56,11 +57,16 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   const secrets = [...configSecrets(config), ...envSecrets(env)];
 
   const logFileAllowed = config.logFile !== undefined && canUseFiles(config.logFile);
+  // One terminal on both outputs: a --once progress line lives there, log lines around it.
+  const terminal = Deno.stdout.isTerminal() && Deno.stderr.isTerminal()
+    ? new TerminalLine((text) => Deno.stdout.writeSync(new TextEncoder().encode(text)))
+    : undefined;
   const logger = await setupLogging({
     level: config.logLevel,
     file: logFileAllowed ? config.logFile : undefined,
     format: config.logFormat,
     secrets,
+    aroundConsole: terminal ? (write) => terminal.interject(write) : undefined,
   });
   if (config.logFile !== undefined && !logFileAllowed && env.LOG_FILE !== undefined) {
     logger.warn(
@@ -189,7 +195,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
           Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler),
         stop: stop.signal,
         hardStop: hardStop.signal,
-        isTerminal: Deno.stdout.isTerminal(),
+        terminal,
       });
     } catch (error) {
       // Not a list's failure (those are reported per list): the program itself could not go

@@ -14,7 +14,7 @@ import { Metrics, type MetricsServer, serveMetrics } from "../metrics/metrics.ts
 import { buildStatusReport, formatStatusTable, statusRows } from "../freshness/status_report.ts";
 import { StateError, type StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
-import { ProgressLine } from "./progress.ts";
+import { ProgressLine, type TerminalLine } from "./progress.ts";
 import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
 
 import { runWebhooksCommand } from "./webhooks_command.ts";
@@ -58,8 +58,11 @@ export interface CliDeps {
   stop: AbortSignal;
   /** Aborted when the grace period is over: abandon requests in flight. */
   hardStop: AbortSignal;
-  /** True when standard output is a terminal: `--once` then draws a live progress line. */
-  isTerminal?: boolean;
+  /**
+   * The live line, when standard output and standard error are one terminal: `--once` then
+   * draws its progress there (log lines are written around it).
+   */
+  terminal?: TerminalLine | undefined;
 }
 
 /** Runs the command the config names and returns the exit code. */
@@ -216,8 +219,10 @@ export function stateFailureAdvice(error: StateError): string {
 function serviceFor(
   config: Config,
   deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store">,
-  extras: Pick<SyncServiceOptions, "alerts" | "metrics" | "progressEverySeconds" | "onProgress"> =
-    {},
+  extras: Pick<
+    SyncServiceOptions,
+    "alerts" | "metrics" | "progressEverySeconds" | "onProgress" | "onRunFinished"
+  > = {},
 ): SyncService {
   return new SyncService({
     connections: config.connections,
@@ -269,13 +274,19 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
   const metrics = new Metrics();
   // On a terminal a --once run draws one live line instead of a progress log line every few
   // seconds; a daemon (or output to a file) logs them.
-  const line = config.once && deps.isTerminal
-    ? new ProgressLine({ write: deps.write, isTerminal: true, clock: deps.clock })
+  const line = config.once && deps.terminal
+    ? new ProgressLine({ line: deps.terminal, clock: deps.clock })
     : undefined;
   const service = serviceFor(config, deps, {
     alerts,
     metrics,
-    ...(line ? { progressEverySeconds: 0, onProgress: (id, p) => line.update(id, p) } : {}),
+    ...(line
+      ? {
+        progressEverySeconds: 0,
+        onProgress: (id, p) => line.update(id, p),
+        onRunFinished: (id) => line.finish(id),
+      }
+      : {}),
   });
   let metricsServer: { close(): Promise<void> } | undefined;
   let webhooks: { server: WebhookServer; queue: WebhookQueue } | undefined;

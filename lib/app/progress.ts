@@ -37,8 +37,9 @@ interface _Run {
 
 function _figures(id: string, run: _Run, nowMs: number): ProgressFigures {
   const { read, pushed, total } = run.last;
-  const seconds = Math.max(0.001, (nowMs - run.startedMs) / 1000);
-  const rate = pushed / seconds;
+  const seconds = (nowMs - run.startedMs) / 1000;
+  // No rate before any time has passed (not members per millisecond of nothing).
+  const rate = seconds > 0 ? pushed / seconds : 0;
   const left = total === undefined ? undefined : Math.max(0, total - pushed);
   const figures: ProgressFigures = {
     connection: id,
@@ -114,27 +115,70 @@ export class ProgressLog {
   }
 }
 
+/**
+ * The one live line at the bottom of a terminal. Whatever else is written to the same
+ * terminal (log lines on stderr) goes through {@linkcode TerminalLine.interject}, which
+ * erases the line, lets the other text through and draws the line again below it, so log
+ * lines and the live line never run into each other.
+ */
+export class TerminalLine {
+  readonly #write: (text: string) => void;
+  #text: string | undefined;
+
+  /** `write` writes text to the terminal as is (no newline added). */
+  constructor(write: (text: string) => void) {
+    this.#write = write;
+  }
+
+  /** Draws `text` in place of the line. */
+  show(text: string): void {
+    this.#text = text;
+    this.#write(`\r\x1b[2K${text}`);
+  }
+
+  /** Runs `write` (which writes whole lines) with the live line out of its way. */
+  interject(write: () => void): void {
+    const text = this.#text;
+    if (text === undefined) return write();
+    this.#write("\r\x1b[2K");
+    try {
+      write();
+    } finally {
+      this.#write(text);
+    }
+  }
+
+  /** Ends the live line, so what is written next starts on a line of its own. */
+  end(): void {
+    if (this.#text !== undefined) this.#write("\n");
+    this.#text = undefined;
+  }
+
+  /** Erases the live line: what is written next takes its place. */
+  clear(): void {
+    if (this.#text !== undefined) this.#write("\r\x1b[2K");
+    this.#text = undefined;
+  }
+}
+
 /** Options of {@linkcode ProgressLine}. */
 export interface ProgressLineOptions {
-  /** Writes text as is (no newline added). */
-  write: (text: string) => void;
-  /** True when the output is a terminal: only then is a line drawn at all. */
-  isTerminal: boolean;
+  /** The terminal's live line. */
+  line: TerminalLine;
   clock: Clock;
   /** Least time between two redraws, in milliseconds. @default {200} */
   intervalMs?: number;
 }
 
 /**
- * One live line on a terminal, redrawn in place (`\r`, erase line) with the progress of every
- * running connection; does nothing when the output is not a terminal, where the log lines of
+ * The progress of every running connection on the terminal's live line, redrawn at most
+ * every `intervalMs`. Used only on a terminal; elsewhere the log lines of
  * {@linkcode ProgressLog} say the same.
  */
 export class ProgressLine {
   readonly #o: ProgressLineOptions;
   readonly #runs = new Map<string, _Run>();
   #lastDrawnMs = -Infinity;
-  #drawn = false;
 
   constructor(options: ProgressLineOptions) {
     this.#o = options;
@@ -142,24 +186,35 @@ export class ProgressLine {
 
   /** Records a run's progress and redraws the line when the last redraw is old enough. */
   update(connection: string, progress: ProgressUpdate): void {
-    if (!this.#o.isTerminal) return;
     const now = this.#o.clock.now();
     const run = this.#runs.get(connection);
     if (run === undefined) {
       this.#runs.set(connection, { startedMs: now, lastShownMs: now, last: progress });
     } else run.last = progress;
     if (now - this.#lastDrawnMs < (this.#o.intervalMs ?? 200)) return;
-    this.#lastDrawnMs = now;
-    const text = [...this.#runs].map(([id, r]) => formatProgress(_figures(id, r, now)))
-      .join(" | ");
-    this.#o.write(`\r\x1b[2K${text}`);
-    this.#drawn = true;
+    this.#draw(now);
+  }
+
+  /**
+   * Takes a finished run off the line; with none left the line is erased, and the run
+   * summaries logged next say the rest.
+   */
+  finish(connection: string): void {
+    if (!this.#runs.delete(connection)) return;
+    if (this.#runs.size === 0) this.#o.line.clear();
+    else this.#draw(this.#o.clock.now());
   }
 
   /** Ends the live line so what is written next starts on a line of its own. */
   end(): void {
-    if (this.#drawn) this.#o.write("\n");
-    this.#drawn = false;
+    this.#o.line.end();
     this.#runs.clear();
+  }
+
+  #draw(now: number): void {
+    this.#lastDrawnMs = now;
+    this.#o.line.show(
+      [...this.#runs].map(([id, r]) => formatProgress(_figures(id, r, now))).join(" | "),
+    );
   }
 }

@@ -71,6 +71,8 @@ export interface SyncServiceOptions {
    * window (a hint). `--once` on a terminal draws it with `ProgressLine` (progress.ts).
    */
   onProgress?: (connectionId: string, progress: ProgressUpdate) => void;
+  /** Called when a connection's run has ended, before its summary is logged. */
+  onRunFinished?: (connectionId: string) => void;
   /**
    * Seconds between INFO progress lines of a running connection (read, pushed, rate, time
    * left); 0 turns them off, as a live terminal line does. @default {5}
@@ -443,6 +445,7 @@ export class SyncService {
       },
     });
     this.#progress?.finish(w.config.id);
+    o.onRunFinished?.(w.config.id);
     if (result.sawArchivedInListing) this.#archivedInListing = true;
     this.#logSummary(w.config, result);
     o.metrics?.recordRun(w.config.id, {

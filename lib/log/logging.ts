@@ -32,6 +32,11 @@ export interface LoggingOptions {
   console?: Console;
   /** Secrets (API keys) taken out of every line before it is written. @default {[]} */
   secrets?: readonly string[];
+  /**
+   * Wraps every console write, e.g. to move a live terminal line out of its way
+   * (`TerminalLine.interject`). @default {write()}
+   */
+  aroundConsole?: ((write: () => void) => void) | undefined;
 }
 
 /** The root category of every logger of this program. */
@@ -50,19 +55,21 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<Logger
   const formatter: TextFormatter = secrets.length === 0
     ? plain
     : (record) => redact(plain(record), secrets);
+  const consoleSink = getConsoleSink({
+    formatter,
+    ...(options.console ? { console: options.console as never } : {}),
+    levelMap: {
+      trace: "error",
+      debug: "error",
+      info: "error",
+      warning: "error",
+      error: "error",
+      fatal: "error",
+    },
+  });
+  const around = options.aroundConsole;
   const sinks: Record<string, Sink> = {
-    console: getConsoleSink({
-      formatter,
-      ...(options.console ? { console: options.console as never } : {}),
-      levelMap: {
-        trace: "error",
-        debug: "error",
-        info: "error",
-        warning: "error",
-        error: "error",
-        fatal: "error",
-      },
-    }),
+    console: around ? (record) => around(() => consoleSink(record)) : consoleSink,
   };
   if (options.file) {
     sinks.file = getFileSink(options.file, {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ProgressLine, ProgressLog } from "../../lib/app/progress.ts";
+import { ProgressLine, ProgressLog, TerminalLine } from "../../lib/app/progress.ts";
+import { setupLogging, shutdownLogging } from "../../lib/log/logging.ts";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 import { startWorld, T0 } from "../_world.ts";
@@ -22,26 +23,65 @@ Deno.test("ProgressLog logs a connection's progress at most every interval, with
   assert.match(logs.text(), /read 2,500, pushed 2,000 \(of ~10,000\), 400\/s, ~20 s left/);
 });
 
-Deno.test("ProgressLine redraws one line in place on a terminal and nothing elsewhere", () => {
+Deno.test("ProgressLine redraws one line in place on the terminal", () => {
   const clock = new FakeClock(T0);
   const written: string[] = [];
-  const line = new ProgressLine({ write: (t) => written.push(t), isTerminal: true, clock });
+  const line = new ProgressLine({ line: new TerminalLine((t) => written.push(t)), clock });
   line.update("list_1", { read: 0, pushed: 0 });
   clock.set(T0 + 1000);
   line.update("list_1", { read: 1000, pushed: 900 });
   clock.set(T0 + 1100);
   line.update("list_1", { read: 1100, pushed: 1000 }); // within 200 ms: not drawn
-  line.end();
+  line.update("list_2", { read: 10, pushed: 10 });
+  clock.set(T0 + 1400);
+  line.update("list_2", { read: 20, pushed: 20 });
+  line.finish("list_1"); // drawn at once without it
+  line.finish("list_2"); // none left: the line is erased before the summaries are logged
   assert.deepEqual(written, [
     "\r\x1b[2Klist_1: read 0, pushed 0, 0/s",
     "\r\x1b[2Klist_1: read 1,000, pushed 900, 900/s",
-    "\n",
+    "\r\x1b[2Klist_1: read 1,100, pushed 1,000, 714/s | list_2: read 20, pushed 20, 67/s",
+    "\r\x1b[2Klist_2: read 20, pushed 20, 67/s",
+    "\r\x1b[2K",
   ]);
-  const silent: string[] = [];
-  const off = new ProgressLine({ write: (t) => silent.push(t), isTerminal: false, clock });
-  off.update("list_1", { read: 1, pushed: 1 });
-  off.end();
-  assert.deepEqual(silent, []);
+  clock.set(T0 + 2000); // a next run
+  line.update("list_1", { read: 5, pushed: 5 });
+  line.end();
+  assert.deepEqual(written.slice(5), ["\r\x1b[2Klist_1: read 5, pushed 5, 0/s", "\n"]);
+});
+
+Deno.test("log lines on the terminal go above the live line, which is drawn again below them", async () => {
+  // One terminal: what stdout (the line) and stderr (the logs) write lands in one stream.
+  let screen = "";
+  const terminal = new TerminalLine((t) => screen += t);
+  const lines: string[] = [];
+  const logger = await setupLogging({
+    console: { error: (line: string) => screen += `${line}\n` } as unknown as Console,
+    aroundConsole: (write) => terminal.interject(write),
+  });
+  try {
+    logger.info("before any progress");
+    terminal.show("list_1: read 100");
+    logger.warn("a warning while it runs");
+    terminal.show("list_1: read 200");
+    terminal.end();
+    logger.info("after the run");
+    // What a terminal shows: \r returns to the line's start, ESC[2K erases it.
+    for (const raw of screen.split("\n")) {
+      const shown = raw.split("\r").map((part) => part.replace("\x1b[2K", "")).filter((p) => p);
+      lines.push(shown.at(-1) ?? "");
+    }
+  } finally {
+    await shutdownLogging();
+  }
+  // Timestamp and level off the start of each log line, and only there.
+  assert.deepEqual(lines.map((l) => l.replace(/^\d{4}-\d\d-\d\d \S+ \S+ \[\w+\] /, "")), [
+    "sync: before any progress",
+    "sync: a warning while it runs",
+    "list_1: read 200",
+    "sync: after the run",
+    "",
+  ]);
 });
 
 Deno.test("a sync logs progress lines while it runs and an idle tick writes one line", async () => {
