@@ -221,11 +221,19 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   };
   const writeHolds = async (add: QuarantineFinding[], release: readonly string[] = []) => {
     if (add.length === 0 && release.length === 0) return;
+    try {
+      await record(store, conn, { type: "quarantine", at: clock.now(), add, release });
+    } catch (error) {
+      // Not written: they wait for the next write (the run's last one at the latest), so
+      // the cursor that run records never passes a hold that is not on disk.
+      pendingHold = [...add, ...pendingHold];
+      releasing = [...release, ...releasing];
+      throw error;
+    }
     for (const id of release) heldKeys.delete(id);
     for (const f of add) {
       log.warn("Member {id} quarantined: {reason}", { id: f.id ?? "(no id)", reason: f.reason });
     }
-    await record(store, conn, { type: "quarantine", at: clock.now(), add, release });
   };
   const recordHolds = (release: readonly string[] = []) => {
     const add = takeHolds();
@@ -547,9 +555,10 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     slices[0]!.start = cursor;
     mainStarted = true;
     spawn(archivedPass);
-    // Readers started while this waits are appended, so the loop waits for them too.
-    for (let i = 0; i < workers.length; i++) await workers[i];
+    // The archived pass first: when it holds the only reader, the main pass starts as it
+    // ends. Readers started while this waits are appended, so the loop waits for them too.
     await archived;
+    for (let i = 0; i < workers.length; i++) await workers[i];
     if (failure !== undefined) throw failure;
   } catch (error) {
     if (

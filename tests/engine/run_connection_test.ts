@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { MemoryStore } from "../../lib/state/memory_store.ts";
 import type { ConnectionState } from "../../lib/state/schema.ts";
+import type { StateStore } from "../../lib/state/store.ts";
 import { assertInSync, startWorld, T0 } from "../_world.ts";
 
 const LIST = "list000001";
@@ -306,6 +308,84 @@ for (const archivedInDefaultListing of [false, true]) {
     },
   );
 }
+
+Deno.test("runConnection() with one reader reads archived members first, then the rest, and completes", async () => {
+  // The archived pass holds the only reader: the main pass must start when it ends, and the
+  // run must wait for it (found by review: it ran on after the run had recorded its end).
+  const world = await startWorld({ mailchimp: { archivedInDefaultListing: false } });
+  try {
+    world.mailchimp.addList(LIST, { members: 3_000, seed: 1, lastChangedTo: T0 - HOUR });
+    const service = world.service([LIST], { pageSize: 500, readSlices: 1 });
+    const result = await service.runOnce(LIST);
+    assert.equal(result.outcome, "ok", result.error);
+    assert.equal(result.completed, true);
+    const state = await world.store.get(LIST);
+    assert.equal(state?.watermark, result.upper);
+    assert.equal(world.ometria.stats.recordsReceived, 3_000);
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
+
+Deno.test("runConnection() keeps a hold whose write failed for the run's last write", async () => {
+  // Fault injection at the store's edge, as the simulators do at the APIs': the first write
+  // that adds to the quarantine fails once (a full disk that is freed). The held member must
+  // still be on disk before any cursor past it is (found by review: it was lost).
+  const inner = new MemoryStore();
+  let failed = false;
+  const store: StateStore = {
+    kind: inner.kind,
+    location: inner.location,
+    get: (id) => inner.get(id),
+    list: () => inner.list(),
+    ledger: (id) => inner.ledger(id),
+    flush: () => inner.flush(),
+    acquire: (id) => inner.acquire(id),
+    close: () => inner.close(),
+    update: (id, fn) =>
+      inner.update(id, (current) => {
+        const next = fn(current);
+        if (!failed && next && next.quarantine.length > (current?.quarantine.length ?? 0)) {
+          failed = true;
+          throw new Error("No space left on device (once)");
+        }
+        return next;
+      }),
+  };
+  const world = await startWorld({
+    store,
+    ometria: { reject: (r) => r.email === "bad@example.com" ? "bad email" : undefined },
+  });
+  try {
+    world.mailchimp.addList(LIST, { members: 1_000, seed: 1, lastChangedTo: T0 - HOUR });
+    world.clock.set(T0 + 1_000);
+    world.mailchimp.upsertMember(LIST, { email: "bad@example.com" });
+    world.clock.set(T0 + 2_000);
+    for (let i = 0; i < 300; i++) {
+      world.mailchimp.upsertMember(LIST, { email: `after${i}@example.com` });
+    }
+    world.clock.set(T0 + 10_000);
+    const service = world.service([LIST], { pageSize: 1000, pushConcurrency: 1 });
+    const first = await service.runOnce(LIST);
+    assert.equal(first.outcome, "failed");
+    assert.ok(failed, "the write failed once");
+    const bad = world.mailchimp.truth(LIST).find((m) => m.email_address === "bad@example.com")!;
+    const state = await world.store.get(LIST);
+    const cursor = state?.run?.cursor ?? state?.watermark;
+    if (cursor && Date.parse(cursor) > Date.parse(bad.last_changed)) {
+      assert.ok(state!.quarantine.some((e) => e.id === bad.id), "passed, so held on disk");
+    }
+    world.ometria.setOptions({ reject: undefined });
+    world.clock.set(T0 + 20_000);
+    const second = await service.runOnce(LIST);
+    assert.equal(second.outcome, "ok", second.error);
+    assert.ok(world.ometria.contacts(`mailchimp-${LIST}`).has(bad.id), "delivered in the end");
+    assertInSync(world, LIST);
+  } finally {
+    await world.close();
+  }
+});
 
 Deno.test("runConnection() reports rejected records naming the batch", async () => {
   const world = await startWorld({
