@@ -13,12 +13,14 @@ import {
   encodeJournalHeader,
   encodeJournalLine,
   JOURNAL_VERSION,
+  KEEP_QUARANTINE,
   parseJournal,
 } from "./journal.ts";
 import { importLegacyDocument, legacyDocumentSchema, looksLikeLegacyDocument } from "./legacy.ts";
 import {
   type ConnectionState,
   connectionStateSchema,
+  type QuarantineEntry,
   STATE_VERSION,
   type StateDocument,
   stateDocumentSchema,
@@ -109,6 +111,11 @@ export class FileStore implements StateStore {
   #lockFile: Deno.FsFile | undefined;
   #readOnly: boolean;
   #connections: Record<string, ConnectionState>;
+  /**
+   * Each connection's quarantine as it is on disk (document or journal), so that a journal
+   * line can leave an unchanged one out.
+   */
+  #quarantineOnDisk = new Map<string, readonly QuarantineEntry[]>();
   /** The original tool's file, kept until it has been copied aside before our first write. */
   #legacyBytes: Uint8Array | undefined;
   #held = new Map<string, symbol>();
@@ -151,6 +158,7 @@ export class FileStore implements StateStore {
     this.#compactBytes = options.compactBytes;
     this.#readOnly = options.readOnly ?? false;
     this.#connections = loaded.connections;
+    this.#rememberOnDisk(Object.values(loaded.connections));
     this.#legacyBytes = loaded.legacyBytes;
     // A migrated document is written at the next write or flush, so the switch happens once.
     this.#dirty = !this.#readOnly && loaded.legacyBytes !== undefined;
@@ -335,7 +343,7 @@ export class FileStore implements StateStore {
       await this.#compact(true);
       return;
     }
-    const bytes = _encoder.encode(batch.map((state) => encodeJournalLine(state)).join(""));
+    const bytes = _encoder.encode(batch.map((state) => this.#journalLine(state)).join(""));
     try {
       this.#journal ??= await Deno.open(this.#journalPath, { write: true, append: true });
       await _writeAll(this.#journal, bytes);
@@ -343,6 +351,7 @@ export class FileStore implements StateStore {
       await this.#journal.syncData();
       this.#journalBytes += bytes.length;
       this.#syncs++;
+      this.#rememberOnDisk(batch);
     } catch (error) {
       // The journal may now end in part of this batch: nothing more is appended to it, and
       // the next write or flush compacts, which holds the batch (still in memory) too.
@@ -365,6 +374,23 @@ export class FileStore implements StateStore {
    * document and journal stay complete; once it is, the old journal names another document
    * and is ignored by the next open, which is right because the new document holds it all.
    */
+  /** The journal line of `state`: without its quarantine when the disk has it already. */
+  #journalLine(state: ConnectionState): string {
+    const onDisk = this.#quarantineOnDisk.get(state.id);
+    if (
+      state.quarantine.length === 0 || onDisk === undefined ||
+      !_sameQuarantine(onDisk, state.quarantine)
+    ) {
+      return encodeJournalLine(state);
+    }
+    const { quarantine: _, ...rest } = state;
+    return encodeJournalLine({ ...rest, [KEEP_QUARANTINE]: true });
+  }
+
+  #rememberOnDisk(states: readonly ConnectionState[]): void {
+    for (const state of states) this.#quarantineOnDisk.set(state.id, state.quarantine);
+  }
+
   async #compact(keepJournal: boolean): Promise<void> {
     const document: StateDocument = { version: STATE_VERSION, connections: this.#connections };
     const bytes = _encoder.encode(JSON.stringify(document, null, 2) + "\n");
@@ -382,6 +408,8 @@ export class FileStore implements StateStore {
       }
       await _writeAtomically(this.location, bytes);
       this.#writes++;
+      this.#quarantineOnDisk.clear();
+      this.#rememberOnDisk(Object.values(this.#connections));
       this.#documentBytes = bytes.length;
       if (keepJournal) {
         const header = _encoder.encode(encodeJournalHeader(base));
@@ -446,7 +474,10 @@ async function _loadWithJournal(path: string, options: FileStoreOptions): Promis
       throw damaged(`line ${parsed.damage.line} ${parsed.damage.reason}`);
     }
     const header = parsed.header;
-    if (header !== undefined && header.journal !== JOURNAL_VERSION) {
+    if (
+      header !== undefined && !(Number.isInteger(header.journal) && header.journal >= 1 &&
+        header.journal <= JOURNAL_VERSION)
+    ) {
       throw new StateError(
         `The journal ${journalPath} of the state file ${path} has version ${header.journal}, ` +
           `which this program does not know (it writes version ${JOURNAL_VERSION}); it may ` +
@@ -469,8 +500,10 @@ async function _loadWithJournal(path: string, options: FileStoreOptions): Promis
       return loaded;
     }
     for (const [i, entry] of parsed.entries.entries()) {
-      const state = connectionStateSchema.safeParse(entry);
       // Line numbers count the header as line 1.
+      const value = _withQuarantine(entry, loaded.connections);
+      if (typeof value === "string") throw damaged(`line ${i + 2}: ${value}`);
+      const state = connectionStateSchema.safeParse(value);
       if (!state.success) throw damaged(`line ${i + 2}: ${zodProblems(state.error)}`);
       loaded.connections[state.data.id] = state.data;
     }
@@ -482,11 +515,46 @@ async function _loadWithJournal(path: string, options: FileStoreOptions): Promis
       );
     }
     // A torn end must not be appended after (it would become a damaged middle line), so
-    // such a journal is replaced by the next write.
-    loaded.appendable = parsed.tornLength === 0;
+    // such a journal is replaced by the next write; so is one of an older version, which an
+    // older release could read again only without lines of this version.
+    loaded.appendable = parsed.tornLength === 0 && header.journal === JOURNAL_VERSION;
     loaded.journalBytes = parsed.validLength;
     return loaded;
   }
+}
+
+/**
+ * A journal entry with the quarantine it keeps put back (from the connection's state so far),
+ * or what is wrong with it.
+ */
+function _withQuarantine(
+  entry: unknown,
+  connections: Record<string, ConnectionState>,
+): unknown {
+  if (typeof entry !== "object" || entry === null || !(KEEP_QUARANTINE in entry)) return entry;
+  const { [KEEP_QUARANTINE]: keep, ...rest } = entry as Record<string, unknown>;
+  const before = typeof rest.id === "string" ? connections[rest.id] : undefined;
+  if (keep !== true || before === undefined) {
+    return `it keeps the quarantine of ${JSON.stringify(rest.id)}, which no earlier state has`;
+  }
+  return { ...rest, quarantine: before.quarantine };
+}
+
+/** Whether two quarantines hold the same entries in the same order. */
+function _sameQuarantine(a: readonly QuarantineEntry[], b: readonly QuarantineEntry[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (
+      x.id !== y.id || x.reason !== y.reason || x.first_seen_at !== y.first_seen_at ||
+      x.last_tried_at !== y.last_tried_at || x.attempts !== y.attempts
+    ) {
+      return false;
+    }
+  }
+  return true;
 }
 
 async function _readJournal(journalPath: string): Promise<Uint8Array | undefined> {

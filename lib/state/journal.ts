@@ -9,15 +9,21 @@
  * ```
  *
  * The first line is the header: the journal's format version and `base`, the SHA-256 of the
- * exact document bytes the journal applies to. Every later line is one connection's complete
- * state after an update; replaying them in order over that document gives the current state.
+ * exact document bytes the journal applies to. Every later line is one connection's state after
+ * an update; replaying them in order over that document gives the current state. From version
+ * 2 a line may leave out a quarantine that did not change since that connection's state was
+ * last on disk, saying so with `"keep_quarantine": true` (a checkpoint of a connection holding
+ * thousands of members stays a small append); version 1 lines are always complete.
  *
  * @module
  */
 import { errorText } from "../log/error_text.ts";
 
 /** Current version of the journal format (the header's `journal` field). */
-export const JOURNAL_VERSION = 1;
+export const JOURNAL_VERSION = 2;
+
+/** Marks a journal line whose connection keeps the quarantine it had (version 2). */
+export const KEEP_QUARANTINE = "keep_quarantine";
 
 /** The first line of a journal: which format it is in and which document it extends. */
 export interface JournalHeader {

@@ -233,11 +233,107 @@ Deno.test("FileStore refuses a journal of an unknown version", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/sync_jobs.json`;
     await Deno.writeTextFile(path, JSON.stringify({ version: 1, connections: {} }));
-    const journal = encodeJournalLine({ journal: 2, base: "x" });
+    const journal = encodeJournalLine({ journal: 3, base: "x" });
     await Deno.writeTextFile(`${path}.journal`, journal);
     const error = await expectStateError(path, new FakeClock());
-    assert.match(error.message, /has version 2, which this program does not know/);
+    assert.match(error.message, /has version 3, which this program does not know/);
     assert.equal(await Deno.readTextFile(`${path}.journal`), journal);
+  });
+});
+
+Deno.test("FileStore journals a checkpoint of a connection holding many members as a small line", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const clock = new FakeClock();
+    const store = await FileStore.open(path, { clock, compactBytes: 1e9 });
+    await put(store, sampleState("a"));
+    const held = Array.from({ length: 5_000 }, (_, i) => ({
+      id: i.toString(16).padStart(32, "0"),
+      reason: "Ometria rejected it: email is not valid",
+      first_seen_at: "2026-01-01T00:00:00.000Z",
+      last_tried_at: "2026-01-01T00:00:00.000Z",
+      attempts: 1,
+    }));
+    await store.update("a", (s) => ({ ...s!, quarantine: held }));
+    for (let i = 1; i <= 50; i++) {
+      await store.update("a", (s) => ({ ...s!, run: { ...s!.run!, read: 10 + i, pushed: 9 + i } }));
+    }
+    // A change of the quarantine is written whole again.
+    await store.update("a", (s) => ({ ...s!, quarantine: s!.quarantine.slice(1) }));
+    const lines = (await Deno.readTextFile(`${path}.journal`)).trimEnd().split("\n");
+    const sizes = lines.slice(1).map((line) => line.length);
+    // The first write of a new file is the document itself; then the hold, 50 checkpoints
+    // and the change.
+    assert.equal(sizes.length, 1 + 50 + 1);
+    assert.ok(sizes[0]! > 500_000 && sizes.at(-1)! > 500_000, "holds are written whole");
+    assert.ok(sizes.slice(1, -1).every((n) => n < 2_000), `checkpoints: ${sizes.slice(1, 4)}`);
+    await withCrashCopy(path, async (copy) => {
+      const reopened = await FileStore.open(copy, { clock });
+      const state = await reopened.get("a");
+      assert.equal(state?.run?.read, 60);
+      assert.deepEqual(state?.quarantine, held.slice(1));
+      await reopened.close();
+    });
+    // Replayed up to a checkpoint, the quarantine is the one it kept.
+    const upToCheckpoint = lines.slice(0, -1).join("\n") + "\n";
+    await withCrashCopy(path, async (copy) => {
+      await Deno.writeTextFile(`${copy}.journal`, upToCheckpoint);
+      const reopened = await FileStore.open(copy, { clock });
+      assert.deepEqual((await reopened.get("a"))?.quarantine, held);
+      await reopened.close();
+    });
+    await store.close();
+  });
+});
+
+Deno.test("FileStore reads a version 1 journal and starts a new one rather than append to it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const document = JSON.stringify({ version: 1, connections: {} });
+    await Deno.writeTextFile(path, document);
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(document));
+    const base = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    await Deno.writeTextFile(
+      `${path}.journal`,
+      encodeJournalLine({ journal: 1, base }) + encodeJournalLine(sampleState("a")),
+    );
+    const clock = new FakeClock();
+    const store = await FileStore.open(path, { clock });
+    assert.equal((await store.get("a"))?.watermark, sampleState("a").watermark);
+    await put(store, sampleState("b"));
+    // An older release reading this journal must not meet a line it cannot read whole.
+    const parsed = parseJournal(await Deno.readFile(`${path}.journal`));
+    assert.equal(parsed.header?.journal, 2);
+    await store.close();
+    const reopened = await FileStore.open(path, { clock });
+    assert.deepEqual((await reopened.list()).map((s) => s.id), ["a", "b"]);
+    await reopened.close();
+  });
+});
+
+Deno.test("FileStore refuses a journal line keeping a quarantine no earlier state has", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const clock = new FakeClock();
+    const store = await FileStore.open(path, { clock });
+    await put(store, sampleState("a"));
+    await store.close();
+    // Reopened with a journal whose only line keeps the quarantine of an unknown connection.
+    const document = await Deno.readFile(path);
+    const digest = await crypto.subtle.digest("SHA-256", document);
+    const base = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const { quarantine: _, ...rest } = sampleState("zz");
+    await Deno.writeTextFile(
+      `${path}.journal`,
+      encodeJournalLine({ journal: 2, base }) +
+        encodeJournalLine({ ...rest, keep_quarantine: true }) +
+        encodeJournalLine(sampleState("a")),
+    );
+    const error = await expectStateError(path, clock);
+    assert.match(
+      error.message,
+      /line 2: it keeps the quarantine of "zz", which no earlier state has/,
+    );
   });
 });
 
