@@ -52,6 +52,23 @@ function _figures(id: string, run: _Run, nowMs: number): ProgressFigures {
   return figures;
 }
 
+/** Records `progress` of a connection's run, starting the run's clock at its first update. */
+function _track(
+  runs: Map<string, _Run>,
+  connection: string,
+  progress: ProgressUpdate,
+  now: number,
+): _Run {
+  const run = runs.get(connection);
+  if (run !== undefined) {
+    run.last = progress;
+    return run;
+  }
+  const started = { startedMs: now, lastShownMs: now, last: progress };
+  runs.set(connection, started);
+  return started;
+}
+
 /** A progress line in words: `list_1: read 12,000, pushed 11,900 (of ~50,000), 2,380/s, ~16 s left`. */
 export function formatProgress(f: ProgressFigures): string {
   const n = (v: number) => Math.round(v).toLocaleString("en-US");
@@ -89,14 +106,9 @@ export class ProgressLog {
   /** Records a run's progress; logs it when the last line is old enough. */
   update(connection: string, progress: ProgressUpdate): void {
     const now = this.#o.clock.now();
-    let run = this.#runs.get(connection);
-    if (run === undefined) {
-      run = { startedMs: now, lastShownMs: now, last: progress };
-      this.#runs.set(connection, run);
-      return;
-    }
-    run.last = progress;
-    if (now - run.lastShownMs < (this.#o.intervalMs ?? 5000)) return;
+    const run = _track(this.#runs, connection, progress, now);
+    // A run's first update only starts its clock.
+    if (run.startedMs === now || now - run.lastShownMs < (this.#o.intervalMs ?? 5000)) return;
     run.lastShownMs = now;
     const f = _figures(connection, run, now);
     this.#o.logger.info(`Progress of {connection}: ${formatProgress(f).split(": ")[1]}`, {
@@ -187,10 +199,7 @@ export class ProgressLine {
   /** Records a run's progress and redraws the line when the last redraw is old enough. */
   update(connection: string, progress: ProgressUpdate): void {
     const now = this.#o.clock.now();
-    const run = this.#runs.get(connection);
-    if (run === undefined) {
-      this.#runs.set(connection, { startedMs: now, lastShownMs: now, last: progress });
-    } else run.last = progress;
+    _track(this.#runs, connection, progress, now);
     if (now - this.#lastDrawnMs < (this.#o.intervalMs ?? 200)) return;
     this.#draw(now);
   }

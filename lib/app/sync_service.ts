@@ -9,6 +9,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import type { ConnectionConfig } from "../config/config.ts";
+import type { ConnectionContext } from "../engine/ports.ts";
 import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.ts";
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
 import type { AlertManager } from "../freshness/alerts.ts";
@@ -273,17 +274,9 @@ export class SyncService {
         this.#reconciling.set(w.config.id, done.promise);
         try {
           const result = await reconcileConnection({
-            connection: { id: w.config.id, listId: w.config.listId },
-            mailchimp: w.mailchimp,
-            ometria: w.ometria,
-            endpoint: w.config.ometria.endpoint,
-            store: o.store,
-            clock: o.clock,
-            logger: o.logger,
+            ...this.#context(w, signal),
             pushConcurrency: o.pushConcurrency ?? 8,
-            secrets: o.secrets ?? [],
             ...(signal ? { signal } : {}),
-            ...(w.fields ? { mapping: w.fields.forRun(signal) } : {}),
           });
           results.push({ ...result, id: w.config.id });
           if (result.summary) o.metrics?.recordReconcile(w.config.id, result.summary);
@@ -318,17 +311,9 @@ export class SyncService {
     }
     await this.#reconciling.get(w.config.id);
     const result = await actOnWebhookEvent({
-      connection: { id: w.config.id, listId: w.config.listId },
+      ...this.#context(w, signal),
       event: job.event,
       receivedAtMs: job.receivedAtMs,
-      mailchimp: w.mailchimp,
-      ometria: w.ometria,
-      endpoint: w.config.ometria.endpoint,
-      store: o.store,
-      clock: o.clock,
-      logger: o.logger,
-      secrets: o.secrets ?? [],
-      ...(w.fields ? { mapping: w.fields.forRun(signal) } : {}),
       ...(signal ? { signal } : {}),
     });
     o.metrics?.recordWebhook(w.config.id, {
@@ -415,30 +400,42 @@ export class SyncService {
     }
   }
 
+  /**
+   * What every engine entry point gets for connection `w`; its field mapping's definitions
+   * are fetched with `signal` (a run passes its hard stop).
+   */
+  #context(w: _Wired, signal: AbortSignal | undefined): ConnectionContext {
+    const o = this.#options;
+    return {
+      connection: { id: w.config.id, listId: w.config.listId },
+      mailchimp: w.mailchimp,
+      ometria: w.ometria,
+      endpoint: w.config.ometria.endpoint,
+      store: o.store,
+      clock: o.clock,
+      logger: o.logger,
+      secrets: o.secrets ?? [],
+      ...(w.fields ? { mapping: w.fields.forRun(signal) } : {}),
+    };
+  }
+
   async #run(w: _Wired, signal?: AbortSignal, hardSignal?: AbortSignal): Promise<RunResult> {
     const o = this.#options;
     const result = await runConnection({
+      ...this.#context(w, hardSignal),
       connection: {
         id: w.config.id,
         listId: w.config.listId,
         thresholdSeconds: w.config.thresholdSeconds,
       },
-      mailchimp: w.mailchimp,
-      ometria: w.ometria,
-      endpoint: w.config.ometria.endpoint,
       archivedInListing: this.#archivedInListing,
-      store: o.store,
-      clock: o.clock,
-      logger: o.logger,
       pageSize: o.pageSize ?? 1000,
       pushConcurrency: o.pushConcurrency ?? 8,
       marginSeconds: o.marginSeconds ?? 60,
-      secrets: o.secrets ?? [],
       ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),
       ...(o.sliceMembers !== undefined ? { sliceMembers: o.sliceMembers } : {}),
       ...(signal ? { signal } : {}),
       ...(hardSignal ? { hardSignal } : {}),
-      ...(w.fields ? { mapping: w.fields.forRun(hardSignal) } : {}),
       onProgress: (p) => {
         this.#progress?.update(w.config.id, p);
         o.onProgress?.(w.config.id, p);

@@ -6,7 +6,11 @@
  */
 import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
 import type { InvalidMember, Member } from "../mailchimp/member.ts";
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
 import type { RecordJson } from "../mapping/contact.ts";
+import type { MappingForMembers } from "../mapping/field_mapper.ts";
+import type { StateStore } from "../state/store.ts";
 
 /** The part of the Mailchimp client the engine uses. */
 export interface MembersSource {
@@ -52,4 +56,27 @@ export interface RecordsSink {
     records: readonly RecordJson[],
     options?: { signal?: AbortSignal; label?: string },
   ): Promise<SinkResult>;
+}
+
+/**
+ * What every engine entry point (a run, a reconciliation, a webhook event) works with: one
+ * connection, its own clients (so the Mailchimp cap and the Ometria rate are shared), the
+ * store, the clock and the logger.
+ */
+export interface ConnectionContext {
+  connection: { id: string; listId: string };
+  mailchimp: MembersSource;
+  ometria: RecordsSink;
+  /** Which record format to send. @default {"push"} */
+  endpoint?: "push" | "record";
+  store: StateStore;
+  clock: Clock;
+  logger: Logger;
+  /** Every configured secret, removed from error texts before they are stored. */
+  secrets?: readonly string[];
+  /**
+   * The connection's field mapping (push endpoint only): a member must carry the same fields
+   * whichever entry point pushes it, or a late push replaces the record with a poorer one.
+   */
+  mapping?: MappingForMembers | undefined;
 }

@@ -12,29 +12,17 @@
  *
  * @module
  */
-import type { Logger } from "@logtape/logtape";
-import type { Clock } from "../clock/clock.ts";
 import { errorText } from "../log/error_text.ts";
 import type { Member } from "../mailchimp/member.ts";
 import { type OmetriaRecord, toOrphanRecord, toRecordJson } from "../mapping/contact.ts";
 import { ID_BYTES, IdSet, isMemberId, packId } from "../state/id_set.ts";
 import type { ReconcileSummary } from "../state/schema.ts";
-import type { StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
-import type { MembersSource, RecordsSink } from "./ports.ts";
+import type { ConnectionContext } from "./ports.ts";
 import { countingSink, pushInOrder, rejectedRecords } from "./push_in_order.ts";
-import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode reconcileConnection}. */
-export interface ReconcileOptions {
-  connection: { id: string; listId: string };
-  mailchimp: MembersSource;
-  ometria: RecordsSink;
-  /** Which record format to send. @default {"push"} */
-  endpoint?: "push" | "record";
-  store: StateStore;
-  clock: Clock;
-  logger: Logger;
+export interface ReconcileOptions extends ConnectionContext {
   /**
    * Most members missing from the ledger fetched one by one and pushed; more than this is
    * repaired by reading the whole list again on the next run instead. @default {1000}
@@ -42,12 +30,8 @@ export interface ReconcileOptions {
   missingFetchLimit?: number;
   /** Ometria requests in flight at once. @default {8} */
   pushConcurrency?: number;
-  /** Every configured secret, removed from error texts. */
-  secrets?: readonly string[];
   /** Stops between requests; nothing is recorded as reconciled. */
   signal?: AbortSignal;
-  /** The connection's field mapping, so missed members are pushed as a run would. */
-  mapping?: MappingForMembers;
 }
 
 /** What a reconciliation found and did. */

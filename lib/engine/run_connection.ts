@@ -34,14 +34,12 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Clock } from "../clock/clock.ts";
 import type { InvalidMember, Member } from "../mailchimp/member.ts";
 import { errorText as toErrorText } from "../log/error_text.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
 import type { ConnectionState, RunProgress } from "../state/schema.ts";
-import type { StateStore } from "../state/store.ts";
 import { QUARANTINE_LIMIT, type QuarantineFinding, record } from "../state/transitions.ts";
-import type { MembersSource, RecordsSink } from "./ports.ts";
+import type { ConnectionContext } from "./ports.ts";
 import { planSlices } from "./plan_slices.ts";
 import {
   addBatches,
@@ -52,19 +50,11 @@ import {
   StoppedError,
 } from "./push_in_order.ts";
 import { type FirstPage, WindowReader, type WindowSlice } from "./window_reader.ts";
-import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode runConnection}. */
-export interface RunConnectionOptions {
+export interface RunConnectionOptions extends ConnectionContext {
   /** `thresholdSeconds` is recorded in the state for `status`. */
   connection: { id: string; listId: string; thresholdSeconds?: number };
-  mailchimp: MembersSource;
-  ometria: RecordsSink;
-  /** Which record format to send. @default {"push"} */
-  endpoint?: "push" | "record";
-  store: StateStore;
-  clock: Clock;
-  logger: Logger;
   /** Members per Mailchimp page (≤ 1000). @default {1000} */
   pageSize?: number;
   /**
@@ -93,8 +83,6 @@ export interface RunConnectionOptions {
   sliceMembers?: number;
   /** Quarantined members tried again per run (one Mailchimp request each). @default {200} */
   quarantineRetries?: number;
-  /** Every configured secret, removed from error texts before they are stored. */
-  secrets?: readonly string[];
   /** Stops the run between requests and batches (graceful shutdown): progress is kept. */
   signal?: AbortSignal;
   /** Aborts requests in flight (hard stop); progress up to the last checkpoint is kept. */
@@ -107,8 +95,6 @@ export interface RunConnectionOptions {
    * @default {false}
    */
   archivedInListing?: boolean;
-  /** The connection's field mapping, resolved once per run (see `field_mapper.ts`). */
-  mapping?: MappingForMembers;
 }
 
 /** What a run did. */

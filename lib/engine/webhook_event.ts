@@ -13,39 +13,20 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Clock } from "../clock/clock.ts";
 import { errorText } from "../log/error_text.ts";
 import type { Member } from "../mailchimp/member.ts";
 import { toOrphanRecord, toRecordJson } from "../mapping/contact.ts";
 import { IdSet } from "../state/id_set.ts";
-import type { StateStore } from "../state/store.ts";
 import { type QuarantineFinding, record } from "../state/transitions.ts";
 import type { WebhookEvent } from "../webhooks/event.ts";
-import type { MembersSource, RecordsSink } from "./ports.ts";
+import type { ConnectionContext } from "./ports.ts";
 import { pushInOrder, rejectedRecords } from "./push_in_order.ts";
-import type { MappingForMembers } from "../mapping/field_mapper.ts";
 
 /** Options of {@linkcode actOnWebhookEvent}. */
-export interface WebhookEventOptions {
-  connection: { id: string; listId: string };
+export interface WebhookEventOptions extends ConnectionContext {
   event: WebhookEvent;
   /** When the event was received (our clock), recorded as `last_webhook.received_at`. */
   receivedAtMs: number;
-  /** The connection's own clients, so the Mailchimp cap and Ometria rate are polling's. */
-  mailchimp: MembersSource;
-  ometria: RecordsSink;
-  /** @default {"push"} */
-  endpoint?: "push" | "record";
-  store: StateStore;
-  clock: Clock;
-  logger: Logger;
-  /** Every configured secret, removed from error texts. */
-  secrets?: readonly string[];
-  /**
-   * The connection's field mapping: a member pushed here must carry the same fields as one a
-   * run pushes, or a late event would replace the record with a poorer one.
-   */
-  mapping?: MappingForMembers | undefined;
   signal?: AbortSignal;
 }
 
