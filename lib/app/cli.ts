@@ -19,8 +19,7 @@ import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
 
 import { runWebhooksCommand } from "./webhooks_command.ts";
 import { serveWebhooks, type WebhookServer } from "../webhooks/receiver.ts";
-import { type StartedWebhooks, startWebhooks } from "../webhooks/setup.ts";
-import type { WebhookQueue } from "../webhooks/queue.ts";
+import { startWebhooks } from "../webhooks/setup.ts";
 
 /** Ticks in a row whose state could not be saved before the daemon alerts. */
 const STATE_FAILURE_ALERT_TICKS = 3;
@@ -125,7 +124,18 @@ async function resetCommand(config: Config, deps: CliDeps): Promise<number> {
       continue;
     }
     for (const s of matches) {
-      await record(deps.store, { id: s.id, listId: s.list_id }, { type: "reset" });
+      // A reset is a write like any other: only under the connection's lease.
+      const lease = await deps.store.acquire(s.id);
+      if (!lease) {
+        deps.write(`${s.id}: another process is running it now; try again when it is done.\n`);
+        missing++;
+        continue;
+      }
+      try {
+        await record(deps.store, { id: s.id, listId: s.list_id }, { type: "reset" }, lease.fence);
+      } finally {
+        await lease.release();
+      }
       deps.write(`${s.id}: watermark forgotten; the next run reads the whole list.\n`);
     }
   }
@@ -153,7 +163,8 @@ async function reconcileCommand(config: Config, deps: CliDeps): Promise<number> 
           : r.seeded
           ? `${r.id}: ledger started from Mailchimp's ${s.mailchimp_members} member id(s)\n`
           : `${r.id}: ${s.mailchimp_members} in Mailchimp, ${s.ledger_members} pushed before, ` +
-            `${s.orphans} orphan(s) opted out, ${s.missing} missed member(s) pushed\n`,
+            `${s.orphans} orphan(s) opted out, ${s.missing} missing and ${s.stale} stale ` +
+            `member(s) pushed, ${s.ahead} newer than the watermark pushed early\n`,
       );
     }
     const skipped = config.connections.length - results.length;
@@ -163,6 +174,7 @@ async function reconcileCommand(config: Config, deps: CliDeps): Promise<number> 
     if (deps.stop.aborted) return EXIT.interrupted;
     return results.some((r) => r.outcome !== "ok") ? EXIT.failed : EXIT.ok;
   } finally {
+    await service.close();
     await deps.store.flush();
     await _drainAlerts(alerts, deps);
   }
@@ -221,7 +233,7 @@ function serviceFor(
   deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store">,
   extras: Pick<
     SyncServiceOptions,
-    "alerts" | "metrics" | "progressEverySeconds" | "onProgress" | "onRunFinished"
+    "alerts" | "metrics" | "progressEverySeconds" | "onProgress" | "onRunFinished" | "signal"
   > = {},
 ): SyncService {
   return new SyncService({
@@ -280,6 +292,7 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
   const service = serviceFor(config, deps, {
     alerts,
     metrics,
+    signal: deps.stop,
     ...(line
       ? {
         progressEverySeconds: 0,
@@ -289,19 +302,19 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
       : {}),
   });
   let metricsServer: { close(): Promise<void> } | undefined;
-  let webhooks: { server: WebhookServer; queue: WebhookQueue } | undefined;
+  let webhooks: WebhookServer | undefined;
   let code: number = EXIT.ok;
   const body = async (): Promise<number> => {
     if (config.webhookPort !== undefined && !config.once) {
-      const listening = _listenForWebhooks(config, service, metrics, deps);
+      const listening = _listenForWebhooks(config, metrics, deps);
       if (typeof listening === "string") {
         logger.fatal(listening);
         return EXIT.usage;
       }
       webhooks = listening;
-      logger.info("Receiving Mailchimp webhooks at {url}/webhooks/mailchimp/… ({queue} queue)", {
-        url: listening.server.url,
-        queue: listening.queue.kind,
+      logger.info("Receiving Mailchimp webhooks at {url}/webhooks/mailchimp/… (inbox in {store})", {
+        url: listening.url,
+        store: deps.store.location,
       });
     }
     if (config.metricsPort !== undefined) {
@@ -408,9 +421,9 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
         code = EXIT.failed;
       }
     }
-    // The listener first, so no event is taken that the queue would then drop.
-    await webhooks?.server.close();
-    await webhooks?.queue.close();
+    // The listener first: every event it took is in an inbox, drained now or at the next start.
+    await webhooks?.close();
+    await service.close();
     await _drainAlerts(alerts, deps);
     await metricsServer?.close();
   }
@@ -418,62 +431,49 @@ async function syncCommand(config: Config, deps: CliDeps): Promise<number> {
 }
 
 /**
- * The webhook receiver's handler and queue for `config`, acting on events through a sync
- * service of its own over the same store (Deno Deploy: the one Deploy handler routes
- * `/webhooks/…` to it, and the KV queue hands events to whichever isolate listens).
+ * The webhook receiver's handler for `config`, with a sync service of its own over the same
+ * store draining the inboxes (Deno Deploy: the one Deploy handler routes `/webhooks/…` to it).
+ * Close the returned service when the process stops.
  */
 export function webhooksFor(
   config: Config,
-  deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store" | "hardStop">,
+  deps: Pick<CliDeps, "clock" | "logger" | "fetch" | "store" | "stop">,
   metrics?: Metrics,
-): StartedWebhooks {
-  return _startWebhooks(
-    config,
-    serviceFor(config, deps, metrics ? { metrics } : {}),
-    deps,
-    metrics,
-  );
-}
-
-/** The receiver's handler and queue, acting on events through `service`. */
-function _startWebhooks(
-  config: Config,
-  service: SyncService,
-  deps: Pick<CliDeps, "clock" | "logger" | "store" | "hardStop">,
-  metrics: Metrics | undefined,
-): StartedWebhooks {
-  return startWebhooks({
+): { handler: (request: Request) => Promise<Response>; service: SyncService } {
+  const service = serviceFor(config, deps, {
+    ...(metrics ? { metrics } : {}),
+    signal: deps.stop,
+  });
+  const handler = startWebhooks({
     connections: config.connections,
     store: deps.store,
-    handle: async (job) => {
-      await service.handleWebhook(job, deps.hardStop);
-    },
     clock: deps.clock,
     logger: deps.logger,
     metrics,
-    secrets: configSecrets(config),
   });
+  return { handler, service };
 }
 
 /**
- * Starts the webhook receiver on WEBHOOK_HOST:WEBHOOK_PORT, acting on events through the
- * daemon's own service (so events share its Mailchimp cap and Ometria rate), or says which
+ * Starts the webhook receiver on WEBHOOK_HOST:WEBHOOK_PORT; the daemon's own service drains
+ * the inboxes (so events share its Mailchimp cap, Ometria rate and writers). Says which
  * setting to change when it cannot listen.
  */
 function _listenForWebhooks(
   config: Config,
-  service: SyncService,
   metrics: Metrics,
   deps: CliDeps,
-): { server: WebhookServer; queue: WebhookQueue } | string {
-  const { handler, queue } = _startWebhooks(config, service, deps, metrics);
+): WebhookServer | string {
+  const handler = startWebhooks({
+    connections: config.connections,
+    store: deps.store,
+    clock: deps.clock,
+    logger: deps.logger,
+    metrics,
+  });
   try {
-    return {
-      server: serveWebhooks({ handler, hostname: config.webhookHost, port: config.webhookPort! }),
-      queue,
-    };
+    return serveWebhooks({ handler, hostname: config.webhookHost, port: config.webhookPort! });
   } catch (error) {
-    void queue.close();
     const why = errorText(error).replace(/\s*\(os error \d+\)$/, "");
     if (error instanceof Deno.errors.AddrInUse) {
       return `WEBHOOK_PORT=${config.webhookPort} cannot be used: the port is already in use on ${config.webhookHost} (${why}). Choose a free port or unset WEBHOOK_PORT.`;

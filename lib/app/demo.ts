@@ -134,16 +134,13 @@ export async function runDemo(options: DemoOptions): Promise<number> {
 
     // Real time: the simulated Mailchimp sends its webhook to the receiver, which fetches the
     // member and pushes it, with no polling run in between.
-    const webhooks = startWebhooks({
+    const handler = startWebhooks({
       connections: [connection],
       store,
-      handle: async (job) => {
-        await service.handleWebhook(job, options.signal);
-      },
       clock,
       logger: logger.getChild("demo"),
     });
-    const server = serveWebhooks({ handler: webhooks.handler, port: 0 });
+    const server = serveWebhooks({ handler, port: 0 });
     try {
       mailchimp.webhooks.sendTo(
         LIST_ID,
@@ -153,7 +150,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       const sent = clock.now();
       mailchimp.upsertMember(LIST_ID, { email: member.email_address, FNAME: "Realtime" });
       await mailchimp.webhooks.settle();
-      await webhooks.queue.idle();
+      await service.idle();
       const took = clock.now() - sent;
       const arrived =
         ometria.contacts(collectionFor(LIST_ID)).get(member.id)?.firstname === "Realtime";
@@ -165,7 +162,6 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       if (!arrived || took >= 2000) return 1;
     } finally {
       await server.close();
-      await webhooks.queue.close();
     }
 
     // Gone from Mailchimp: polling cannot see it; reconciliation opts the contacts out.
@@ -206,6 +202,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
         `${comparison.stale.length} stale, ${comparison.extraOptedOut.length} gone and opted ` +
         `out, ${comparison.extraNotOptedOut.length} gone but still opted in\n`,
     );
+    await service.close();
     return ok ? 0 : 1;
   } finally {
     await mailchimp.close();

@@ -95,6 +95,8 @@ type _Ready =
     logger: Logger;
     store: StateStore;
     handler: (request: Request) => Promise<Response>;
+    /** Closed before the store: it drains webhook inboxes. */
+    close: () => Promise<void>;
   }
   | { ok: false; errors: string[] };
 
@@ -154,6 +156,7 @@ export function startDeploy(deps: DeployDeps): DeployApp {
     await server.shutdown();
     const r = await ready;
     if (r.ok) {
+      await r.close();
       // Closing the store gives back any lease still held (see KvStore.close).
       await r.store.close().catch((error) => {
         r.logger.error("Cannot close {location}: {error}", {
@@ -215,14 +218,15 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
       return { ok: false, errors: [message] };
     }
     // Webhooks are received when a secret is configured; on Deploy the state is Deno KV, so
-    // events are queued durably in it before the 200 and acted on by whichever isolate listens.
+    // events are in its inbox before the 200, and this isolate claims the connection and acts
+    // on them (or the isolate running it sees them).
     const webhooks = config.connections.some((c) => c.webhookSecret !== undefined)
       ? webhooksFor(config, {
         clock: deps.clock,
         logger,
         fetch: deps.fetch,
         store,
-        hardStop: deps.hardStop,
+        stop: deps.stop,
       })
       : undefined;
     const handler = deployHandler({
@@ -232,7 +236,14 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
       ...(webhooks ? { webhooks: webhooks.handler } : {}),
       health: () => deps.stop.aborted ? { ok: false, detail: "stopping" } : { ok: true },
     });
-    return { ok: true, config, logger, store, handler };
+    return {
+      ok: true,
+      config,
+      logger,
+      store,
+      handler,
+      close: () => webhooks?.service.close() ?? Promise.resolve(),
+    };
   } catch (error) {
     const message = `Cannot start on Deno Deploy: ${errorText(error)}`;
     deps.writeError(message);

@@ -9,9 +9,10 @@
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import type { ConnectionConfig } from "../config/config.ts";
-import type { ConnectionContext } from "../engine/ports.ts";
+import type { EngineContext } from "../engine/ports.ts";
 import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.ts";
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
+import { actOnInbox } from "../engine/inbox_events.ts";
 import type { AlertManager } from "../freshness/alerts.ts";
 import { freshnessOf } from "../freshness/freshness.ts";
 import type { Metrics } from "../metrics/metrics.ts";
@@ -24,8 +25,9 @@ import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { nextState } from "../state/transitions.ts";
 import { tick, type TickResult } from "../scheduler/tick.ts";
-import { actOnWebhookEvent, type WebhookEventResult } from "../engine/webhook_event.ts";
-import type { WebhookJob } from "../webhooks/queue.ts";
+import type { InboxItem } from "../state/store.ts";
+import type { ConnectionWriter } from "../writer/connection_writer.ts";
+import { type Exclusive, WriterPool } from "../writer/writer_pool.ts";
 import { errorText } from "../log/error_text.ts";
 import { ProgressLog, type ProgressUpdate } from "./progress.ts";
 
@@ -92,6 +94,16 @@ export interface SyncServiceOptions {
   ) => void;
   /** Every configured secret, removed from error texts before they are stored. */
   secrets?: readonly string[];
+  /**
+   * Send records Ometria acknowledged before too (`--repush`): a repair after someone
+   * changed Ometria by hand. @default {false}
+   */
+  repush?: boolean;
+  /**
+   * Aborted when the process stops: webhook inboxes stop being drained (what is left stays
+   * in them for the next start).
+   */
+  signal?: AbortSignal;
 }
 
 interface _Wired {
@@ -119,11 +131,8 @@ export class SyncService {
   #archivedInListing = false;
   /** When each connection's changes were last counted (spreads counting over ticks). */
   readonly #checkedAt = new Map<string, number>();
-  /**
-   * Reconciliations in progress in this process: a webhook event waits for its connection's,
-   * whose ledger replacement would otherwise drop an id the event adds meanwhile.
-   */
-  readonly #reconciling = new Map<string, Promise<unknown>>();
+  /** The connections' writers: every write of a connection goes through its one writer. */
+  readonly #pool: WriterPool;
   readonly #progress: ProgressLog | undefined;
 
   constructor(options: SyncServiceOptions) {
@@ -182,6 +191,18 @@ export class SyncService {
     });
     this.#byId = new Map(this.#wired.map((w) => [w.config.id, w]));
     for (const w of this.#wired) this.#firstSeen.set(w.config.id, clock.now());
+    this.#pool = new WriterPool({
+      store: options.store,
+      clock,
+      logger,
+      signal: options.signal,
+      repush: options.repush ?? false,
+      sinkFor: (id) => {
+        const w = this.#byId.get(id);
+        return w && { listId: w.config.listId, sink: w.ometria };
+      },
+      drain: (writer, items, signal) => this.#drain(writer, items, signal),
+    });
   }
 
   /** The connections this service runs. */
@@ -189,11 +210,35 @@ export class SyncService {
     return this.#wired.map((w) => w.config);
   }
 
-  /** Runs one connection now, whatever the rules say (demo, tests). */
+  /**
+   * Runs one connection now, whatever the rules say (demo, tests). Throws a RangeError for an
+   * unknown connection, and an Error when another process holds it.
+   */
   async runOnce(id: string, signal?: AbortSignal, hardSignal?: AbortSignal): Promise<RunResult> {
     const wired = this.#byId.get(id);
     if (!wired) throw new RangeError(`Cannot run '${id}': no such connection`);
-    return await this.#run(wired, signal, hardSignal);
+    const result = await this.#run(wired, signal, hardSignal);
+    if (result === undefined) throw new Error(`Cannot run '${id}': another process holds it`);
+    return result;
+  }
+
+  /**
+   * Runs `job` with connection `id`'s writer, after the exclusive jobs asked for before it
+   * (see writer/writer_pool.ts); `{held: true}` when another process holds the connection.
+   */
+  withWriter<T>(id: string, job: (writer: ConnectionWriter) => Promise<T>): Promise<Exclusive<T>> {
+    if (!this.#byId.has(id)) throw new RangeError(`Cannot write '${id}': no such connection`);
+    return this.#pool.exclusive(id, job);
+  }
+
+  /** Resolves when no connection's writer is busy (tests: webhook events acted on). */
+  idle(): Promise<void> {
+    return this.#pool.idle();
+  }
+
+  /** Stops draining webhook inboxes, waits for writers at work, and gives every lease back. */
+  close(): Promise<void> {
+    return this.#pool.close();
   }
 
   /**
@@ -268,26 +313,19 @@ export class SyncService {
     const worker = async () => {
       while (next < chosen.length && !signal?.aborted) {
         const w = chosen[next++]!;
-        const lease = await o.store.acquire(w.config.id);
-        if (!lease) continue;
-        const done = Promise.withResolvers<void>();
-        this.#reconciling.set(w.config.id, done.promise);
-        try {
-          const result = await reconcileConnection({
-            ...this.#context(w, signal),
+        const done = await this.#pool.exclusive(w.config.id, (writer) =>
+          reconcileConnection({
+            ...this.#engine(w, writer, signal),
             pushConcurrency: o.pushConcurrency ?? 8,
             ...(signal ? { signal } : {}),
-          });
-          results.push({ ...result, id: w.config.id });
-          if (result.summary) o.metrics?.recordReconcile(w.config.id, result.summary);
-          if (result.diverged && o.onDiverged) {
-            const state = await o.store.get(w.config.id);
-            if (state) o.onDiverged(w.config, result, state);
-          }
-        } finally {
-          this.#reconciling.delete(w.config.id);
-          done.resolve();
-          await lease.release();
+          }));
+        if (done.held) continue;
+        const result = done.value;
+        results.push({ ...result, id: w.config.id });
+        if (result.summary) o.metrics?.recordReconcile(w.config.id, result.summary);
+        if (result.diverged && o.onDiverged) {
+          const state = await o.store.get(w.config.id);
+          if (state) o.onDiverged(w.config, result, state);
         }
       }
     };
@@ -295,33 +333,6 @@ export class SyncService {
     await Promise.all(Array.from({ length: n }, worker));
     await o.store.flush();
     return results;
-  }
-
-  /**
-   * Acts on one received webhook event (see `engine/webhook_event.ts`) with its connection's
-   * own Mailchimp and Ometria clients, so events share the Mailchimp connection cap and the
-   * Ometria rate limiter with polling. Records the outcome in the metrics. Never throws for
-   * API failures; throws a RangeError for a connection this service does not run.
-   */
-  async handleWebhook(job: WebhookJob, signal?: AbortSignal): Promise<WebhookEventResult> {
-    const o = this.#options;
-    const w = this.#byId.get(job.connectionId);
-    if (!w) {
-      throw new RangeError(`Cannot act on a webhook for '${job.connectionId}': no such connection`);
-    }
-    await this.#reconciling.get(w.config.id);
-    const result = await actOnWebhookEvent({
-      ...this.#context(w, signal),
-      event: job.event,
-      receivedAtMs: job.receivedAtMs,
-      ...(signal ? { signal } : {}),
-    });
-    o.metrics?.recordWebhook(w.config.id, {
-      outcome: result.outcome,
-      receivedAtMs: job.receivedAtMs,
-      firedAtMs: job.event.firedAtMs,
-    });
-    return result;
   }
 
   /**
@@ -401,48 +412,62 @@ export class SyncService {
   }
 
   /**
-   * What every engine entry point gets for connection `w`; its field mapping's definitions
-   * are fetched with `signal` (a run passes its hard stop).
+   * What every engine entry point gets for connection `w` and its writer; its field
+   * mapping's definitions are fetched with `signal` (a run passes its hard stop).
    */
-  #context(w: _Wired, signal: AbortSignal | undefined): ConnectionContext {
-    const o = this.#options;
+  #engine(w: _Wired, writer: ConnectionWriter, signal: AbortSignal | undefined): EngineContext {
     return {
-      connection: { id: w.config.id, listId: w.config.listId },
+      writer,
       mailchimp: w.mailchimp,
-      ometria: w.ometria,
       endpoint: w.config.ometria.endpoint,
-      store: o.store,
-      clock: o.clock,
-      logger: o.logger,
-      secrets: o.secrets ?? [],
+      secrets: this.#options.secrets ?? [],
       ...(w.fields ? { mapping: w.fields.forRun(signal) } : {}),
     };
   }
 
-  async #run(w: _Wired, signal?: AbortSignal, hardSignal?: AbortSignal): Promise<RunResult> {
+  /** Acts on inbox entries (webhook events, rechecks) of a connection with its writer. */
+  async #drain(writer: ConnectionWriter, items: InboxItem[], signal: AbortSignal): Promise<number> {
+    const w = this.#byId.get(writer.connection.id);
+    if (!w) return 0;
+    const outcome = await actOnInbox({ ...this.#engine(w, writer, signal), signal }, items);
+    for (const item of items) {
+      if (item.entry.type === "recheck") continue;
+      this.#options.metrics?.recordWebhook(w.config.id, {
+        outcome: outcome.quarantined > 0 ? "quarantined" : "pushed",
+        receivedAtMs: item.entry.receivedAtMs,
+        firedAtMs: item.entry.firedAtMs,
+      });
+    }
+    return items.length;
+  }
+
+  async #run(
+    w: _Wired,
+    signal?: AbortSignal,
+    hardSignal?: AbortSignal,
+  ): Promise<RunResult | undefined> {
     const o = this.#options;
-    const result = await runConnection({
-      ...this.#context(w, hardSignal),
-      connection: {
-        id: w.config.id,
-        listId: w.config.listId,
+    const done = await this.#pool.exclusive(w.config.id, (writer) =>
+      runConnection({
+        ...this.#engine(w, writer, hardSignal),
         thresholdSeconds: w.config.thresholdSeconds,
-      },
-      archivedInListing: this.#archivedInListing,
-      pageSize: o.pageSize ?? 1000,
-      pushConcurrency: o.pushConcurrency ?? 8,
-      marginSeconds: o.marginSeconds ?? 60,
-      ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),
-      ...(o.sliceMembers !== undefined ? { sliceMembers: o.sliceMembers } : {}),
-      ...(signal ? { signal } : {}),
-      ...(hardSignal ? { hardSignal } : {}),
-      onProgress: (p) => {
-        this.#progress?.update(w.config.id, p);
-        o.onProgress?.(w.config.id, p);
-      },
-    });
+        archivedInListing: this.#archivedInListing,
+        pageSize: o.pageSize ?? 1000,
+        pushConcurrency: o.pushConcurrency ?? 8,
+        marginSeconds: o.marginSeconds ?? 60,
+        ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),
+        ...(o.sliceMembers !== undefined ? { sliceMembers: o.sliceMembers } : {}),
+        ...(signal ? { signal } : {}),
+        ...(hardSignal ? { hardSignal } : {}),
+        onProgress: (p) => {
+          this.#progress?.update(w.config.id, p);
+          o.onProgress?.(w.config.id, p);
+        },
+      }));
     this.#progress?.finish(w.config.id);
     o.onRunFinished?.(w.config.id);
+    if (done.held) return undefined;
+    const result = done.value;
     if (result.sawArchivedInListing) this.#archivedInListing = true;
     this.#logSummary(w.config, result);
     o.metrics?.recordRun(w.config.id, {
@@ -460,6 +485,7 @@ export class SyncService {
       outcome: r.outcome,
       read: r.read,
       pushed: r.pushed,
+      unchanged: r.unchanged,
       rejected: r.rejected,
       duration_ms: Math.round(r.durationMs),
       mailchimp_requests: r.mailchimpRequests,
@@ -468,7 +494,8 @@ export class SyncService {
       error: r.error ?? null,
     };
     const text =
-      "List {list_id}: {outcome}, read {read}, pushed {pushed}, rejected {rejected} in {duration_ms} ms";
+      "List {list_id}: {outcome}, read {read}, pushed {pushed}, unchanged {unchanged}, " +
+      "rejected {rejected} in {duration_ms} ms";
     if (r.outcome === "failed") this.#options.logger.error(text + ": {error}", props);
     else this.#options.logger.info(text, props);
   }

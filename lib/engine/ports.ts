@@ -4,24 +4,17 @@
  *
  * @module
  */
-import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
-import type { InvalidMember, Member } from "../mailchimp/member.ts";
-import type { Logger } from "@logtape/logtape";
-import type { Clock } from "../clock/clock.ts";
+import type { MemberLookup, MembersQuery, MembersResult } from "../mailchimp/client.ts";
 import type { RecordJson } from "../mapping/contact.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
-import type { StateStore } from "../state/store.ts";
+import type { ConnectionWriter } from "../writer/connection_writer.ts";
 
 /** The part of the Mailchimp client the engine uses. */
 export interface MembersSource {
   /** One page of a list's members. */
   getMembers(listId: string, query: MembersQuery, signal?: AbortSignal): Promise<MembersResult>;
-  /** One member as it is now; undefined when Mailchimp has none with that id. */
-  getMember(
-    listId: string,
-    id: string,
-    signal?: AbortSignal,
-  ): Promise<{ member: Member } | { invalid: InvalidMember } | undefined>;
+  /** One member as it is now, or `gone` when Mailchimp has none with that id. */
+  getMember(listId: string, id: string, signal?: AbortSignal): Promise<MemberLookup>;
   /** The list's details; the engine reads its name once. */
   getList(listId: string, signal?: AbortSignal): Promise<{ name: string }>;
   /** One page of a list's member ids, in Mailchimp's default order. */
@@ -54,24 +47,25 @@ export interface RecordsSink {
   /** Sends one batch of records, serialised (`toRecordJson`). */
   pushJson(
     records: readonly RecordJson[],
-    options?: { signal?: AbortSignal; label?: string },
+    options?: {
+      signal?: AbortSignal | undefined;
+      label?: string | undefined;
+      /** Called before every attempt; a throw stops the push (the writer's lease check). */
+      beforeAttempt?: (() => void) | undefined;
+    },
   ): Promise<SinkResult>;
 }
 
 /**
- * What every engine entry point (a run, a reconciliation, a webhook event) works with: one
- * connection, its own clients (so the Mailchimp cap and the Ometria rate are shared), the
- * store, the clock and the logger.
+ * What every engine entry point (a run, a reconciliation, inbox events) works with: the
+ * connection's writer (which carries the connection, the store, the clock and the Ometria
+ * client) and its Mailchimp client, field mapping and secrets.
  */
-export interface ConnectionContext {
-  connection: { id: string; listId: string };
+export interface EngineContext {
+  writer: ConnectionWriter;
   mailchimp: MembersSource;
-  ometria: RecordsSink;
   /** Which record format to send. @default {"push"} */
   endpoint?: "push" | "record";
-  store: StateStore;
-  clock: Clock;
-  logger: Logger;
   /** Every configured secret, removed from error texts before they are stored. */
   secrets?: readonly string[];
   /**

@@ -12,13 +12,16 @@
 import type { Member } from "../mailchimp/member.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
 import {
-  type RecordJson,
   toLegacyRecord,
   toOmetriaContact,
+  toOrphanRecord,
   toRecordJson,
 } from "../mapping/contact.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
-import type { RecordsSink, SinkResult } from "./ports.ts";
+import { recordHash } from "../state/record_hash.ts";
+import type { GatedRecord, GatedResult } from "../writer/connection_writer.ts";
+import { isFinal } from "../writer/gate.ts";
+import type { SinkResult } from "./ports.ts";
 import { lastChangedOf } from "./window_reader.ts";
 
 /** Thrown when a graceful stop left batches unsent. */
@@ -29,9 +32,18 @@ export class StoppedError extends Error {
   }
 }
 
-/** A member's record ready to send, with its member's `last_changed` (epoch ms). */
-export interface OutgoingRecord extends RecordJson {
-  changedMs: number;
+/** A member's record ready to send; its `versionMs` is the member's `last_changed`. */
+export type OutgoingRecord = GatedRecord;
+
+/** Where an {@linkcode OrderedPusher} sends its batches: the connection's writer. */
+export interface GatedSink {
+  /** Most records one request takes. */
+  readonly maxBatchSize: number;
+  /** Sends records through the writer's gate (see `ConnectionWriter.push`). */
+  push(
+    records: readonly GatedRecord[],
+    options?: { signal?: AbortSignal | undefined; label?: string | undefined },
+  ): Promise<GatedResult>;
 }
 
 /** How members become records. */
@@ -46,13 +58,23 @@ export interface SerializeOptions {
 }
 
 /**
- * Maps and serialises `members` (in their order). A member that cannot be mapped is left
- * out and listed with the reason. The mapping is resolved first: one that cannot be
- * resolved (Mailchimp down, a merge tag gone) throws, and nothing is serialised.
+ * When and how the members being serialised were read: the answer's `Date` (what makes a read
+ * final) and the read's number in the writer's order (see writer/gate.ts).
+ */
+export interface ReadStamp {
+  atMs: number | undefined;
+  seq: number;
+}
+
+/**
+ * Maps and serialises `members` (in their order), read as `read` says. A member that cannot be
+ * mapped is left out and listed with the reason. The mapping is resolved first: one that cannot
+ * be resolved (Mailchimp down, a merge tag gone) throws, and nothing is serialised.
  */
 export async function serializeMembers(
   members: readonly Member[],
   options: SerializeOptions,
+  read: ReadStamp,
 ): Promise<{ records: OutgoingRecord[]; unmappable: { id: string; reason: string }[] }> {
   const records: OutgoingRecord[] = [];
   const unmappable: { id: string; reason: string }[] = [];
@@ -66,7 +88,16 @@ export async function serializeMembers(
         ? toOmetriaContact(m, options.listId, mapping)
         : toLegacyRecord(m);
       const { id, json } = toRecordJson(record);
-      records.push({ id, json, changedMs: lastChangedOf(m) });
+      const versionMs = lastChangedOf(m);
+      records.push({
+        id,
+        json,
+        versionMs,
+        gone: false,
+        final: isFinal(versionMs, read.atMs),
+        hash: recordHash(json),
+        readSeq: read.seq,
+      });
     } catch (error) {
       unmappable.push({ id: m.id, reason: `cannot be mapped to an Ometria record: ${error}` });
     }
@@ -74,9 +105,36 @@ export async function serializeMembers(
   return { records, unmappable };
 }
 
+/** What the batches an acknowledgement covers did, counted. */
+export interface BatchCounts {
+  /** Records Ometria took. */
+  pushed: number;
+  /** Records Ometria did not take (held in quarantine by the caller). */
+  rejected: number;
+  /** Records not sent: Ometria had acknowledged the very same record before. */
+  unchanged: number;
+  /** Records not sent: a newer version of their member was sent or is in flight. */
+  stale: number;
+}
+
+/**
+ * The opt-out of member `id`, found gone by a read numbered `readSeq` whose 404 answer said
+ * `atMs`: its version for the gate (writer/gate.ts).
+ */
+export function orphanRecord(
+  id: string,
+  listId: string,
+  endpoint: "push" | "record",
+  atMs: number,
+  readSeq: number,
+): OutgoingRecord {
+  const { json } = toRecordJson(toOrphanRecord(id, listId, endpoint, new Date(atMs).toISOString()));
+  return { id, json, versionMs: atMs, gone: true, final: false, hash: recordHash(json), readSeq };
+}
+
 /** Options of {@linkcode OrderedPusher}. */
 export interface OrderedPusherOptions {
-  sink: RecordsSink;
+  sink: GatedSink;
   /** Names batches in logs: `<connectionId> batch 3 (from …)`. */
   connectionId: string;
   /** Most requests of this pusher in flight at once. */
@@ -98,8 +156,7 @@ export interface OrderedPusherOptions {
    */
   onAcknowledged: (
     reach: number,
-    pushed: number,
-    rejected: number,
+    counts: BatchCounts,
     released: readonly string[],
   ) => Promise<void>;
   /** Called for every batch with records not taken, each with the reason. */
@@ -108,11 +165,11 @@ export interface OrderedPusherOptions {
 
 interface _Batch {
   /** Emptied once the batch settles: only the batches in flight and queued hold records. */
-  records: readonly RecordJson[];
+  records: readonly OutgoingRecord[];
   reach: number;
   label: string;
   release: readonly string[];
-  done?: { pushed: number; rejected: number; released: string[] };
+  done?: BatchCounts & { released: string[] };
 }
 
 /**
@@ -163,7 +220,7 @@ export class OrderedPusher {
   ): Promise<void> {
     this.#throwIfFailed();
     const index = ++this.#added;
-    const from = records.length > 0 ? formatMailchimpTime(records[0]!.changedMs) : "";
+    const from = records.length > 0 ? formatMailchimpTime(records[0]!.versionMs) : "";
     this.#batches.push({
       records,
       reach,
@@ -277,33 +334,37 @@ export class OrderedPusher {
 
   async #send(batch: _Batch): Promise<void> {
     const { records, label } = batch;
-    const result = records.length === 0 ? { accepted: 0, rejected: 0 } : await this.#o.sink
-      .pushJson(records, this.#o.hardSignal ? { signal: this.#o.hardSignal, label } : { label });
+    const result = records.length === 0
+      ? { accepted: 0, rejected: 0, unchanged: 0, stale: 0, sent: 0, rechecked: [] }
+      : await this.#o.sink.push(records, { signal: this.#o.hardSignal, label });
     let refused: ReadonlySet<string> = new Set();
-    if (result.rejected > 0) {
+    if (result.rejected > 0 || (result.tooLarge?.length ?? 0) > 0) {
       const rejected = rejectedRecords(records, result);
       refused = new Set(rejected.map((r) => r.id));
       this.#o.onRejected(label, rejected);
     }
     batch.records = [];
     batch.done = {
-      pushed: records.length - result.rejected,
-      rejected: result.rejected,
+      pushed: result.sent - refused.size,
+      rejected: refused.size,
+      unchanged: result.unchanged,
+      stale: result.stale,
       released: batch.release.filter((id) => !refused.has(id)),
     };
   }
 
   /** Moves the acknowledged prefix over every settled batch and reports it. */
   #advance(): void {
-    let pushed = 0;
-    let rejected = 0;
+    const counts: BatchCounts = { pushed: 0, rejected: 0, unchanged: 0, stale: 0 };
     const released: string[] = [];
     let reach: number | undefined;
     while (this.#contiguous < this.#end) {
       const batch = this.#batches[this.#contiguous - this.#base]!;
       if (batch.done === undefined) break;
-      pushed += batch.done.pushed;
-      rejected += batch.done.rejected;
+      counts.pushed += batch.done.pushed;
+      counts.rejected += batch.done.rejected;
+      counts.unchanged += batch.done.unchanged;
+      counts.stale += batch.done.stale;
       released.push(...batch.done.released);
       reach = batch.reach;
       this.#contiguous++;
@@ -318,7 +379,7 @@ export class OrderedPusher {
     const at = reach;
     const upTo = this.#contiguous;
     this.#reporting = this.#reporting.then(async () => {
-      await this.#o.onAcknowledged(at, pushed, rejected, released);
+      await this.#o.onAcknowledged(at, counts, released);
       // The bound on what runs ahead counts from what is recorded, not merely acknowledged.
       this.#reported = upTo;
       this.#pump();
@@ -331,41 +392,6 @@ export class OrderedPusher {
       this.#notify();
     });
   }
-}
-
-/** Options of {@linkcode pushInOrder}. */
-export interface PushInOrderOptions extends SerializeOptions {
-  sink: RecordsSink;
-  connectionId: string;
-  concurrency: number;
-  signal?: AbortSignal | undefined;
-  hardSignal?: AbortSignal | undefined;
-  /** As {@linkcode OrderedPusherOptions.onAcknowledged}, without `released`. */
-  onAcknowledged: (doneBefore: number, pushed: number, rejected: number) => Promise<void>;
-  /**
-   * Called for every batch with records not taken (label names the batch), and for members
-   * that cannot be mapped to a record (label "mapping"), each with the reason.
-   */
-  onRejected: (label: string, rejected: { id: string; reason: string }[]) => void;
-}
-
-/**
- * Pushes `members` (sorted by `last_changed`, or in any order when the reach does not
- * matter) in batches of the sink's size; `doneBefore` is where they end. Throws the first
- * push failure (after the batches in flight settle), or {@linkcode StoppedError}.
- */
-export async function pushInOrder(
-  members: readonly Member[],
-  doneBefore: number,
-  options: PushInOrderOptions,
-): Promise<void> {
-  const { records, unmappable } = await serializeMembers(members, options);
-  if (unmappable.length > 0) options.onRejected("mapping", unmappable);
-  const pusher = new OrderedPusher({
-    ...options,
-    onAcknowledged: (reach, pushed, rejected) => options.onAcknowledged(reach, pushed, rejected),
-  });
-  await pusher.feed(() => addBatches(pusher, records, options.sink.maxBatchSize, doneBefore));
 }
 
 /**
@@ -386,24 +412,23 @@ export async function addBatches(
   }
   for (let i = 0; i < records.length; i += size) {
     const batch = records.slice(i, i + size);
-    const reach = i + size < records.length ? records[i + size]!.changedMs : doneBefore;
+    const reach = i + size < records.length ? records[i + size]!.versionMs : doneBefore;
     await pusher.add(batch, reach, release(batch));
   }
 }
 
-/** `sink`, counting its requests (those a push added included) in `counts`. */
-export function countingSink(
-  sink: RecordsSink,
-  counts: { ometriaRequests: number },
-): RecordsSink {
+/**
+ * `sink`, counting the Ometria requests its pushes made (those a push added for a 413 or to
+ * isolate rejected records included) in `counts`.
+ */
+export function countingSink(sink: GatedSink, counts: { ometriaRequests: number }): GatedSink {
   return {
     get maxBatchSize() {
       return sink.maxBatchSize;
     },
-    pushJson: async (records, options) => {
-      counts.ometriaRequests++;
-      const result = await sink.pushJson(records, options);
-      counts.ometriaRequests += result.extraRequests ?? 0;
+    push: async (records, options) => {
+      const result = await sink.push(records, options);
+      if (result.sent > 0) counts.ometriaRequests += 1 + (result.extraRequests ?? 0);
       return result;
     },
   };

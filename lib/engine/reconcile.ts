@@ -1,33 +1,45 @@
 /**
- * Reconciliation of one connection: the ids now in Mailchimp against the ids this program
- * has pushed to Ometria (the ledger). Polling cannot see a member that is gone — deleted
- * permanently, or left behind under its old id by an email change — so this is where such a
- * member's Ometria contact is opted out. It also pushes any member polling missed (which
- * should never happen: that is a bug report, and the `connection.diverged` alert says so).
+ * Deep reconciliation of one connection, through its writer: every member Mailchimp has now,
+ * mapped and hashed, against the content ledger (what this program last sent Ometria).
+ * Polling cannot see a member that is gone — deleted permanently, or left behind under its
+ * old id by an email change — and nothing but a comparison of contents can see a value that
+ * went stale (a clock excursion between two runs, a change Ometria merged away). So:
  *
- * Nothing here trusts a listing to be complete: ids are read with offsets, which can skip a
- * member while the list changes, so every id that looks gone is fetched by its subscriber
- * hash first and opted out only when Mailchimp answers 404. Reading costs about one request
- * per 1000 members; a million ids cost 16 MB in each of the two sets compared.
+ * - a member whose record differs from the ledger's is pushed (through the gate, so a newer
+ *   push of it in flight is never overtaken);
+ * - a member the ledger lacks is pushed;
+ * - an id of the ledger Mailchimp did not list is fetched by its subscriber hash (a listing
+ *   read with offsets can skip a member while the list changes) and opted out only when
+ *   Mailchimp answers 404;
+ * - the ledger changes by increments only (the writer's), so nothing a webhook or a run adds
+ *   meanwhile is undone.
+ *
+ * Only differences of members older than the watermark count as a divergence (polling should
+ * have delivered them; `connection.diverged`); newer ones are polling's next window, pushed
+ * early. Cost: one Mailchimp request per 1000 members, one per apparent orphan, and Ometria
+ * requests only for differences.
  *
  * @module
  */
 import { errorText } from "../log/error_text.ts";
-import type { Member } from "../mailchimp/member.ts";
-import { type OmetriaRecord, toOrphanRecord, toRecordJson } from "../mapping/contact.ts";
 import { ID_BYTES, IdSet, isMemberId, packId } from "../state/id_set.ts";
-import type { ReconcileSummary } from "../state/schema.ts";
-import { record } from "../state/transitions.ts";
-import type { ConnectionContext } from "./ports.ts";
-import { countingSink, pushInOrder, rejectedRecords } from "./push_in_order.ts";
+import type { LedgerTable } from "../state/ledger_table.ts";
+import type { ConnectionState, ReconcileSummary } from "../state/schema.ts";
+import { judge } from "../writer/gate.ts";
+import { LedgerTable as Table } from "../state/ledger_table.ts";
+import {
+  addBatches,
+  countingSink,
+  OrderedPusher,
+  orphanRecord,
+  type OutgoingRecord,
+  rejectedRecords,
+  serializeMembers,
+} from "./push_in_order.ts";
+import type { EngineContext } from "./ports.ts";
 
 /** Options of {@linkcode reconcileConnection}. */
-export interface ReconcileOptions extends ConnectionContext {
-  /**
-   * Most members missing from the ledger fetched one by one and pushed; more than this is
-   * repaired by reading the whole list again on the next run instead. @default {1000}
-   */
-  missingFetchLimit?: number;
+export interface ReconcileOptions extends EngineContext {
   /** Ometria requests in flight at once. @default {8} */
   pushConcurrency?: number;
   /** Stops between requests; nothing is recorded as reconciled. */
@@ -38,9 +50,12 @@ export interface ReconcileOptions extends ConnectionContext {
 export interface ReconcileResult {
   outcome: "ok" | "failed" | "aborted";
   summary?: ReconcileSummary;
-  /** Orphans found or members polling missed: the copy had diverged. */
+  /** Orphans, or members older than the watermark missing or stale in Ometria. */
   diverged: boolean;
-  /** True when the ledger was empty and has been started from Mailchimp's ids. */
+  /**
+   * True when the connection had no ledger although it had synced (state imported from the
+   * original tool): the ledger was started from Mailchimp's members, nothing pushed.
+   */
   seeded: boolean;
   mailchimpRequests: number;
   ometriaRequests: number;
@@ -49,199 +64,247 @@ export interface ReconcileResult {
 
 const _PAGE = 1000;
 
+/** Why a member is pushed by a reconciliation. */
+type _Cause = "missing" | "stale" | "ahead";
+
 /** Runs one reconciliation; never throws for API failures (they become `failed`). */
 export async function reconcileConnection(o: ReconcileOptions): Promise<ReconcileResult> {
-  const { connection, store, clock, signal } = o;
-  const log = o.logger.with({ connection: connection.id, list_id: connection.listId });
-  const endpoint = o.endpoint ?? "push";
+  const { writer, signal } = o;
+  const { connection } = writer;
+  const log = writer.logger.with({ connection: connection.id, list_id: connection.listId });
   const counts = { mailchimpRequests: 0, ometriaRequests: 0 };
   const step = () => {
     signal?.throwIfAborted();
+    writer.fence.assertHeld();
     counts.mailchimpRequests++;
   };
-  const ometria = countingSink(o.ometria, counts);
-  /** Pushes members (mapped as a run would); returns the ids Ometria did not take. */
-  const pushMembers = async (members: Member[]) => {
-    const refused = new Set<string>();
-    await pushInOrder(members, 0, {
-      sink: ometria,
-      endpoint,
-      connectionId: connection.id,
-      listId: connection.listId,
-      concurrency: o.pushConcurrency ?? 8,
-      mapping: o.mapping,
-      signal,
-      onAcknowledged: () => Promise.resolve(),
-      onRejected: (_label, rejected) => rejected.forEach((r) => refused.add(r.id)),
-    });
-    return refused;
-  };
-  /** Pushes orphan records, a batch at a time; returns the ids Ometria did not take. */
-  const pushOrphans = async (records: OmetriaRecord[]) => {
-    const refused = new Set<string>();
-    for (let i = 0; i < records.length; i += ometria.maxBatchSize) {
-      signal?.throwIfAborted();
-      const batch = records.slice(i, i + ometria.maxBatchSize);
-      const result = await ometria.pushJson(batch.map(toRecordJson), {
-        label: `${connection.id} orphans`,
-      });
-      if (result.rejected > 0) rejectedRecords(batch, result).forEach((r) => refused.add(r.id));
-    }
-    return refused;
-  };
-  // For the status page: a list's name is worth one request a reconciliation (a day), not
-  // one a run. A list renamed since is named anew.
-  const nameList = async () => {
-    step();
-    const list = await o.mailchimp.getList(connection.listId);
-    await record(store, connection, { type: "list-named", name: list.name });
-  };
   try {
-    const state = await store.get(connection.id);
-    const quarantined = new Set(state?.quarantine.flatMap((e) => e.id ?? []) ?? []);
-    const ledger = store.ledger(connection.id);
-    const pushed = await ledger.load();
+    const state = await writer.store.get(connection.id);
+    const table = await writer.table();
+    const ledgerBefore = table.liveSize;
+    const found = await _readAndPush(o, state, table, step, counts);
+    const orphans = await _confirmOrphans(o, table, found.seen, step, counts);
+    step();
+    const list = await o.mailchimp.getList(connection.listId, signal);
+    await writer.record({ type: "list-named", name: list.name });
+    const c = found.causes;
+    const summary: ReconcileSummary = {
+      at: new Date(writer.clock.now()).toISOString(),
+      mailchimp_members: found.seen.size,
+      ledger_members: ledgerBefore,
+      orphans: orphans.optedOut.length,
+      missing: c.missing,
+      stale: c.stale,
+      ahead: c.ahead,
+      adopted: found.adopted,
+      repaired: orphans.optedOut.length + found.pushed,
+      orphan_ids: orphans.optedOut.slice(0, 20),
+    };
+    await writer.record({ type: "reconciled", summary });
+    const diverged = summary.orphans > 0 || c.missing > 0 || c.stale > 0;
+    log[diverged ? "warn" : "info"](
+      "Reconciled: {mailchimp} in Mailchimp, {ledger} pushed before, {orphans} orphan(s) opted " +
+        "out, {missing} missing and {stale} stale pushed, {ahead} newer than the watermark " +
+        "pushed early, {unchanged} unchanged",
+      {
+        mailchimp: summary.mailchimp_members,
+        ledger: ledgerBefore,
+        orphans: summary.orphans,
+        missing: c.missing,
+        stale: c.stale,
+        ahead: c.ahead,
+        unchanged: found.unchanged,
+      },
+    );
+    return { outcome: "ok", summary, diverged, seeded: found.seeded, ...counts };
+  } catch (error) {
+    const none = { diverged: false, seeded: false, ...counts };
+    if (signal?.aborted) return { outcome: "aborted", ...none };
+    const text = errorText(error, o.secrets ?? []);
+    log.error("Reconciliation failed: {error}", { error: text });
+    return { outcome: "failed", error: text, ...none };
+  }
+}
 
-    // Every id in Mailchimp now, 16 bytes each, in a buffer that grows as pages come.
-    let buffer = new Uint8Array(ID_BYTES * _PAGE);
-    let count = 0;
+interface _Found {
+  seen: IdSet;
+  causes: Record<_Cause, number>;
+  pushed: number;
+  unchanged: number;
+  /** Entries of the id-only ledger of earlier releases given the hash Mailchimp has now. */
+  adopted: number;
+  /** The ledger was empty although the connection had synced: it was started, not pushed. */
+  seeded: boolean;
+}
+
+/**
+ * Reads every member (default order, with offsets), pushes what differs from the ledger, and
+ * returns the ids seen. Members are not kept: each page is mapped, judged and pushed.
+ */
+async function _readAndPush(
+  o: ReconcileOptions,
+  state: ConnectionState | undefined,
+  table: LedgerTable,
+  step: () => void,
+  counts: { ometriaRequests: number },
+): Promise<_Found> {
+  const { writer, signal } = o;
+  const { connection } = writer;
+  const watermark = state?.watermark ? Date.parse(state.watermark) : -Infinity;
+  const found: _Found = {
+    seen: IdSet.empty(),
+    causes: { missing: 0, stale: 0, ahead: 0 },
+    pushed: 0,
+    unchanged: 0,
+    adopted: 0,
+    // State imported from the original tool: polling has pushed everyone listed now.
+    seeded: table.size === 0 && state?.watermark != null,
+  };
+  const quarantined = new Set(state?.quarantine.flatMap((e) => e.id ?? []) ?? []);
+  const refused: { id: string; reason: string }[] = [];
+  const pusher = new OrderedPusher({
+    sink: countingSink(writer, counts),
+    connectionId: connection.id,
+    concurrency: o.pushConcurrency ?? 8,
+    signal,
+    onAcknowledged: (_reach, c) => {
+      found.pushed += c.pushed;
+      return Promise.resolve();
+    },
+    onRejected: (_label, rejected) => refused.push(...rejected),
+  });
+  let ids: Uint8Array<ArrayBuffer> = new Uint8Array(ID_BYTES * _PAGE);
+  let idCount = 0;
+  const adopt: OutgoingRecord[] = [];
+  await pusher.feed(async () => {
     for (let offset = 0;;) {
       step();
-      const page = await o.mailchimp.getMemberIds(connection.listId, { offset, count: _PAGE });
-      if (count === 0 && page.totalItems > _PAGE) {
-        buffer = new Uint8Array(ID_BYTES * (page.totalItems + _PAGE));
+      const seq = writer.nextSeq();
+      const page = await o.mailchimp.getMembers(
+        connection.listId,
+        { count: _PAGE, offset },
+        signal,
+      );
+      if (offset === 0 && page.totalItems > _PAGE) {
+        ids = _grow(ids, ID_BYTES * (page.totalItems + _PAGE));
       }
-      for (const id of page.ids) {
-        if (!isMemberId(id)) continue; // served malformed: the sync quarantines it
-        if ((count + 1) * ID_BYTES > buffer.length) {
-          const grown = new Uint8Array(buffer.length * 2);
-          grown.set(buffer);
-          buffer = grown;
+      const { records } = await serializeMembers(page.members, {
+        endpoint: o.endpoint ?? "push",
+        listId: connection.listId,
+        mapping: o.mapping,
+      }, { atMs: page.serverTimeMs, seq });
+      const send: OutgoingRecord[] = [];
+      for (const r of records) {
+        if (!isMemberId(r.id)) continue;
+        if ((idCount + 1) * ID_BYTES > ids.length) ids = _grow(ids, ids.length * 2);
+        packId(r.id, ids, idCount++ * ID_BYTES);
+        const entry = table.get(r.id);
+        if (found.seeded || (entry !== undefined && entry.hash === "" && !entry.gone)) {
+          adopt.push(r);
+          continue;
         }
-        packId(id, buffer, count * ID_BYTES);
-        count++;
+        const verdict = judge(entry, entry?.issuedSeq ?? 0, r);
+        if (verdict === "unchanged" || verdict === "stale") {
+          if (verdict === "unchanged") found.unchanged++;
+          continue;
+        }
+        if (quarantined.has(r.id)) continue; // the run retries it, and status shows it
+        const cause: _Cause = r.versionMs >= watermark
+          ? "ahead"
+          : entry === undefined
+          ? "missing"
+          : "stale";
+        found.causes[cause]++;
+        send.push(r);
+      }
+      for (let i = 0; i < send.length; i += writer.maxBatchSize) {
+        await addBatches(pusher, send.slice(i, i + writer.maxBatchSize), writer.maxBatchSize, 0);
       }
       if (page.size < _PAGE) break;
       offset += page.size;
     }
-    let inMailchimp: IdSet | undefined = IdSet.fromPacked(buffer.subarray(0, count * ID_BYTES));
-    buffer = new Uint8Array(0);
-
-    if (pushed.size === 0 && state?.watermark != null) {
-      // A connection synced before the ledger existed: polling has pushed everyone listed
-      // now, so the ledger starts from them. Earlier deletions cannot be known any more.
-      await ledger.replace(inMailchimp);
-      const summary = _summary(clock.now(), inMailchimp.size, 0, 0, 0, 0, []);
-      await record(store, connection, { type: "reconciled", summary });
-      await nameList();
-      log.info("Reconciliation started the ledger from Mailchimp's {count} member id(s)", {
-        count: inMailchimp.size,
-      });
-      return { outcome: "ok", summary, diverged: false, seeded: true, ...counts };
-    }
-
-    // Ids that look gone: confirmed one by one, since a listing read with offsets while the
-    // list changes can skip a member who is still there.
-    const orphans: string[] = [];
-    for (const id of pushed.minus(inMailchimp)) {
-      step();
-      if (await o.mailchimp.getMember(connection.listId, id) === undefined) orphans.push(id);
-    }
-    const missingIds = inMailchimp.minus(pushed).filter((id) => !quarantined.has(id));
-    const mailchimpCount = inMailchimp.size;
-    inMailchimp = undefined; // 16 MB a million ids: not kept while pushing
-
-    let repaired = 0;
-    let optedOut: string[] = [];
-    if (orphans.length > 0) {
-      const at = new Date(clock.now()).toISOString();
-      const refused = await pushOrphans(
-        orphans.map((id) => toOrphanRecord(id, connection.listId, endpoint, at)),
-      );
-      optedOut = orphans.filter((id) => !refused.has(id));
-      repaired += optedOut.length;
-      log.warn("Opted out {count} contact(s) gone from Mailchimp: {ids}", {
-        count: optedOut.length,
-        ids: optedOut.slice(0, 10).join(", "),
-      });
-    }
-    const added: string[] = [];
-    if (missingIds.length > (o.missingFetchLimit ?? 1000)) {
-      // Cheaper to read the whole list again than to fetch so many one by one.
-      await record(store, connection, { type: "reset" });
-      log.error(
-        "{count} member(s) in Mailchimp were never pushed: the next run reads the whole list",
-        { count: missingIds.length },
-      );
-    } else if (missingIds.length > 0) {
-      const members: Member[] = [];
-      for (const id of missingIds) {
-        step();
-        const now = await o.mailchimp.getMember(connection.listId, id);
-        if (now !== undefined && "member" in now) members.push(now.member);
-      }
-      // Write-ahead, as in a run.
-      await ledger.add(members.map((m) => m.id));
-      const refused = await pushMembers(members);
-      for (const m of members) if (!refused.has(m.id)) added.push(m.id);
-      repaired += added.length;
-      log.error("Pushed {count} member(s) that polling had missed: {ids}", {
-        count: added.length,
-        ids: added.slice(0, 10).join(", "),
-      });
-    }
-    // The ledger without the opted-out orphans, written back compacted (what was added above
-    // is in it already: replacing works on the set loaded before, so add it again after).
-    await ledger.replace(pushed.consumeWithout(IdSet.of(optedOut)));
-    await ledger.add(added);
-    const summary = _summary(
-      clock.now(),
-      mailchimpCount,
-      pushed.size,
-      orphans.length,
-      missingIds.length,
-      repaired,
-      orphans,
-    );
-    await record(store, connection, { type: "reconciled", summary });
-    await nameList();
-    const diverged = orphans.length > 0 || missingIds.length > 0;
-    log.info(
-      "Reconciled: {mailchimp} in Mailchimp, {ledger} pushed before, {orphans} orphan(s), " +
-        "{missing} missed, {repaired} repaired",
-      {
-        mailchimp: mailchimpCount,
-        ledger: pushed.size,
-        orphans: orphans.length,
-        missing: missingIds.length,
-        repaired,
-      },
-    );
-    return { outcome: "ok", summary, diverged, seeded: false, ...counts };
-  } catch (error) {
-    if (signal?.aborted) return { outcome: "aborted", diverged: false, seeded: false, ...counts };
-    const text = errorText(error, o.secrets ?? []);
-    log.error("Reconciliation failed: {error}", { error: text });
-    return { outcome: "failed", diverged: false, seeded: false, error: text, ...counts };
+  });
+  found.adopted = await _adopt(o, table, adopt);
+  if (refused.length > 0) {
+    await writer.record({ type: "quarantine", at: writer.clock.now(), add: refused, release: [] });
   }
+  found.seen = IdSet.fromPacked(ids.subarray(0, idCount * ID_BYTES));
+  return found;
 }
 
-function _summary(
-  at: number,
-  mailchimp: number,
-  ledger: number,
-  orphans: number,
-  missing: number,
-  repaired: number,
-  orphanIds: string[],
-): ReconcileSummary {
-  return {
-    at: new Date(at).toISOString(),
-    mailchimp_members: mailchimp,
-    ledger_members: ledger,
-    orphans,
-    missing,
-    repaired,
-    orphan_ids: orphanIds.slice(0, 20),
-  };
+/**
+ * Entries of the id-only ledger of earlier releases (no hash) take the hash of the member as
+ * Mailchimp has it now, without a push: polling sent each of them at its last change, so
+ * Ometria holds that content unless something diverged, which `verify` shows. Sending them
+ * all instead would spend hours of the account's push budget once per upgrade.
+ */
+async function _adopt(
+  o: ReconcileOptions,
+  table: LedgerTable,
+  records: readonly OutgoingRecord[],
+): Promise<number> {
+  if (records.length === 0) return 0;
+  const parts = records.map((r) => {
+    const entry = { versionMs: r.versionMs, hash: r.hash, acked: true, gone: false, final: true };
+    table.set(r.id, entry);
+    return Table.packRecord(r.id, entry);
+  });
+  await o.writer.appendLedger(parts);
+  return records.length;
+}
+
+/**
+ * Ids of the ledger (not opted out already) that the listing did not show, each fetched by
+ * its hash; those Mailchimp answers 404 for are opted out through the gate, the others (a
+ * listing read with offsets skipped them) are left alone.
+ */
+async function _confirmOrphans(
+  o: ReconcileOptions,
+  table: LedgerTable,
+  seen: IdSet,
+  step: () => void,
+  counts: { ometriaRequests: number },
+): Promise<{ optedOut: string[] }> {
+  const { writer, signal } = o;
+  const { connection } = writer;
+  const endpoint = o.endpoint ?? "push";
+  const candidates = table.liveIds().minus(seen);
+  const gone: OutgoingRecord[] = [];
+  for (const id of candidates) {
+    step();
+    const readSeq = writer.nextSeq();
+    const now = await o.mailchimp.getMember(connection.listId, id, signal);
+    if (!("gone" in now)) continue;
+    gone.push(
+      orphanRecord(
+        id,
+        connection.listId,
+        endpoint,
+        now.serverTimeMs ?? writer.clock.now(),
+        readSeq,
+      ),
+    );
+  }
+  const optedOut: string[] = [];
+  const sink = countingSink(writer, counts);
+  for (let i = 0; i < gone.length; i += writer.maxBatchSize) {
+    const batch = gone.slice(i, i + writer.maxBatchSize);
+    const result = await sink.push(batch, { signal, label: `${connection.id} orphans` });
+    const refused = new Set(rejectedRecords(batch, result).map((r) => r.id));
+    for (const r of batch) if (!refused.has(r.id)) optedOut.push(r.id);
+  }
+  if (optedOut.length > 0) {
+    writer.logger.warn("Opted out {count} contact(s) of {connection} gone from Mailchimp: {ids}", {
+      count: optedOut.length,
+      connection: connection.id,
+      ids: optedOut.slice(0, 10).join(", "),
+    });
+  }
+  return { optedOut };
+}
+
+function _grow(bytes: Uint8Array, size: number): Uint8Array<ArrayBuffer> {
+  const grown = new Uint8Array(size);
+  grown.set(bytes);
+  return grown;
 }

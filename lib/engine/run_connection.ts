@@ -1,7 +1,8 @@
 /**
- * One run of the engine over one connection: try the quarantined members again, read the
- * window of changed members from Mailchimp, push them to Ometria in batches, checkpoint after
- * every acknowledged batch, and move the watermark when the whole window is done.
+ * One run of the engine over one connection, through the connection's writer: try the
+ * quarantined members again, read the window of changed members from Mailchimp, push them to
+ * Ometria in batches, checkpoint after every acknowledged batch, read what changed after U,
+ * and move the watermark when the whole window is done.
  *
  * Why it is lossless — the full argument is docs/ARCHITECTURE.md, "Why nothing is lost":
  *
@@ -15,46 +16,57 @@
  *   Mailchimp's clock behind by more than the margin warns and starts its window early enough
  *   to cover every change stamped in the stepped-back time.
  * - Nothing is dropped. A member that cannot be read, mapped or accepted is quarantined —
- *   recorded before the cursor passes it — and tried again by id on every run until it goes
- *   through or is gone; while anything is quarantined the run's outcome is a failure.
- * - Slices (plan_slices.ts). A big window is cut at whole seconds into slices [a, b) that
- *   tile it, each read by its own reader with every rule above (`before_last_changed = b`,
- *   so a short page proves the slice; a tie group lies in one second, so in one slice).
- *   Slices only change who reads which part, never what counts as proof.
- * - Checkpoints (push_in_order.ts). The cursor moves only over a contiguous prefix of
- *   acknowledged (or quarantined) batches of the whole window: it stops in the first slice
- *   not done, whatever later slices acknowledged; the watermark moves to U only when every
- *   slice is done. A crash costs re-reading and re-pushing the unacknowledged part: what
- *   was in flight, plus what slices after the first unfinished one had pushed.
- * - Ids pushed are written to the ledger before the push, so reconciliation
- *   (reconcile.ts) can opt out every id that later disappears from Mailchimp.
+ *   recorded before the cursor passes it (quarantine_book.ts) — and tried again by id on
+ *   every run until it goes through or is gone; while anything is held the outcome is a failure.
+ * - Slices (slice_board.ts). A big window is cut at whole seconds into slices that tile it,
+ *   each read by its own reader with every rule above; the cursor is the contiguous
+ *   acknowledged prefix of the whole window.
+ * - Past U. Members read at or after U (the first answer reads without an upper bound) are
+ *   pushed too; when the first answer did not already reach the present, a final read from
+ *   U on follows the window, so a member that changes faster than the margin still reaches
+ *   Ometria in the run that first meets it. Neither moves the watermark past U.
+ * - One writer. Every push, checkpoint and hold goes through the connection's writer, which
+ *   holds the lease, fences each write and orders the pushes of each member (writer/).
  * - Cost. A run where nothing changed sends one Mailchimp request (two while archived
  *   members still have to be read on their own) and no Ometria request.
  *
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { InvalidMember, Member } from "../mailchimp/member.ts";
+import type { Member } from "../mailchimp/member.ts";
 import { errorText as toErrorText } from "../log/error_text.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
 import type { ConnectionState, RunProgress } from "../state/schema.ts";
-import { QUARANTINE_LIMIT, type QuarantineFinding, record } from "../state/transitions.ts";
-import type { ConnectionContext } from "./ports.ts";
+import { FencedError } from "../state/store.ts";
+import type { ConnectionWriter } from "../writer/connection_writer.ts";
 import { planSlices } from "./plan_slices.ts";
+import type { EngineContext } from "./ports.ts";
 import {
   addBatches,
   countingSink,
+  type GatedSink,
   OrderedPusher,
   type OutgoingRecord,
+  type ReadStamp,
   serializeMembers,
   StoppedError,
 } from "./push_in_order.ts";
-import { type FirstPage, WindowReader, type WindowSlice } from "./window_reader.ts";
+import { QuarantineBook } from "./quarantine_book.ts";
+import { recordOutcome, type RunCounts, type RunResult } from "./run_outcome.ts";
+import { type Slice, SliceBoard } from "./slice_board.ts";
+import {
+  type BeyondMember,
+  type FirstPage,
+  WindowReader,
+  type WindowSlice,
+} from "./window_reader.ts";
+
+export type { RunResult } from "./run_outcome.ts";
 
 /** Options of {@linkcode runConnection}. */
-export interface RunConnectionOptions extends ConnectionContext {
-  /** `thresholdSeconds` is recorded in the state for `status`. */
-  connection: { id: string; listId: string; thresholdSeconds?: number };
+export interface RunConnectionOptions extends EngineContext {
+  /** Recorded in the state for `status`. */
+  thresholdSeconds?: number;
   /** Members per Mailchimp page (≤ 1000). @default {1000} */
   pageSize?: number;
   /**
@@ -69,17 +81,9 @@ export interface RunConnectionOptions extends ConnectionContext {
   marginSeconds?: number;
   /** Most passes over one tie group before the run gives up. @default {20} */
   maxTiePasses?: number;
-  /**
-   * Slices of one window read at once, each by its own reader (the key's connection limit
-   * still caps the requests in flight; each slice holds about two pages). Measured on a
-   * million members with the default field mapping: 2 readers read 28k members/s at a
-   * 113–117 MiB peak, 3 read 35k/s at 123 MiB, 6 read 39k/s at 153 MiB. @default {2}
-   */
+  /** Slices of one window read at once, each by its own reader. @default {2} */
   readSlices?: number;
-  /**
-   * Members a slice should hold: a window (or slice) guessed to hold at least twice this
-   * many after its first page is cut into slices (see plan_slices.ts). @default {50_000}
-   */
+  /** Members a slice should hold (see plan_slices.ts). @default {50_000} */
   sliceMembers?: number;
   /** Quarantined members tried again per run (one Mailchimp request each). @default {200} */
   quarantineRetries?: number;
@@ -97,27 +101,6 @@ export interface RunConnectionOptions extends ConnectionContext {
   archivedInListing?: boolean;
 }
 
-/** What a run did. */
-export interface RunResult {
-  outcome: "ok" | "failed" | "aborted";
-  /** True when the whole window was acknowledged (the watermark moved to U). */
-  completed: boolean;
-  /** Members read from Mailchimp by this run that were inside the window. */
-  read: number;
-  pushed: number;
-  rejected: number;
-  /** Members in quarantine when the run ended. */
-  quarantined: number;
-  durationMs: number;
-  mailchimpRequests: number;
-  ometriaRequests: number;
-  /** U of the run (Mailchimp time, ISO) once known. */
-  upper?: string;
-  error?: string;
-  /** True when this run's listing showed archived members among the others. */
-  sawArchivedInListing: boolean;
-}
-
 class _Aborted extends Error {}
 
 function _iso(ms: number): string {
@@ -125,14 +108,12 @@ function _iso(ms: number): string {
 }
 
 /**
- * Runs one connection once and records the outcome in the store. Never throws for API
+ * Runs one connection once with its writer and records the outcome. Never throws for API
  * failures: they become `outcome: "failed"` with the error, and the checkpoint stays.
  */
 export async function runConnection(options: RunConnectionOptions): Promise<RunResult> {
-  const { connection, store, clock, logger, signal, hardSignal } = options;
   const pageSize = options.pageSize ?? 1000;
   const marginSeconds = options.marginSeconds ?? 60;
-  const log = logger.with({ connection: connection.id, list_id: connection.listId });
   if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) {
     throw new RangeError(`Cannot run as 'pageSize' must be 1..1000: current value ${pageSize}`);
   }
@@ -141,526 +122,468 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
       `Cannot run as 'marginSeconds' must be >= 2: current value ${marginSeconds}`,
     );
   }
+  const run = await _Run.start(options, pageSize, marginSeconds);
+  return await run.execute();
+}
 
-  const started = clock.now();
-  const conn = { id: connection.id, listId: connection.listId };
-  const state: ConnectionState = await record(store, conn, {
-    type: "run-started",
-    at: started,
-    thresholdSeconds: connection.thresholdSeconds,
-  });
-  const ledger = store.ledger(connection.id);
-  const resumed = state.run;
-  /** Every window member with last_changed < cursor is acknowledged (undefined: none yet). */
-  let cursor: number | undefined = resumed
-    ? (resumed.cursor ? Date.parse(resumed.cursor) : undefined)
-    : (state.watermark ? Date.parse(state.watermark) : undefined);
-  const fullRead = cursor === undefined;
-  const counts = { read: 0, pushed: 0, rejected: 0, mailchimpRequests: 0, ometriaRequests: 0 };
-  if (resumed) {
-    log.info("Resuming an interrupted run from {cursor}", {
-      cursor: resumed.cursor ?? "the beginning",
+/** One run's moving parts, shared by its readers and pushers. */
+class _Run {
+  readonly o: RunConnectionOptions;
+  readonly writer: ConnectionWriter;
+  readonly log: Logger;
+  readonly startedMs: number;
+  readonly state: ConnectionState;
+  readonly board: SliceBoard;
+  readonly book: QuarantineBook;
+  readonly reader: WindowReader;
+  readonly counts: RunCounts = {
+    read: 0,
+    pushed: 0,
+    rejected: 0,
+    unchanged: 0,
+    mailchimpRequests: 0,
+    ometriaRequests: 0,
+  };
+  readonly sink: GatedSink;
+  /** The first error of any reader: the others stop at their next request. */
+  failure: unknown;
+  /** Store writes of the run, one at a time in the order asked for (see `checkpoint`). */
+  #saving: Promise<void> = Promise.resolve();
+  /** Readers of the main pass running now, and their promises. */
+  #active = 0;
+  readonly #workers: Promise<void>[] = [];
+  /** Whether each pass reached the present in one short answer (no final read needed). */
+  readonly #toNow = { main: false, archived: false };
+
+  private constructor(
+    o: RunConnectionOptions,
+    state: ConnectionState,
+    startedMs: number,
+    pageSize: number,
+    marginMs: number,
+  ) {
+    this.o = o;
+    this.writer = o.writer;
+    const { connection } = o.writer;
+    this.log = o.writer.logger.with({ connection: connection.id, list_id: connection.listId });
+    this.state = state;
+    this.startedMs = startedMs;
+    const resumed = state.run;
+    const cursor = resumed
+      ? (resumed.cursor ? Date.parse(resumed.cursor) : undefined)
+      : (state.watermark ? Date.parse(state.watermark) : undefined);
+    this.board = new SliceBoard(cursor);
+    this.book = new QuarantineBook({
+      entries: state.quarantine,
+      listId: connection.listId,
+      write: async (change) => {
+        await this.writer.record({ type: "quarantine", at: this.writer.clock.now(), ...change });
+      },
+      onHeld: (f) =>
+        this.log.warn("Member {id} quarantined: {reason}", {
+          id: f.id ?? "(no id)",
+          reason: f.reason,
+        }),
     });
+    this.sink = countingSink(o.writer, this.counts);
+    this.reader = new WindowReader({
+      listId: connection.listId,
+      source: o.mailchimp,
+      logger: this.log,
+      pageSize,
+      marginMs,
+      maxTiePasses: o.maxTiePasses ?? 20,
+      hardSignal: o.hardSignal,
+      beforeRequest: () => this.beforeRequest(),
+      readSeq: () => this.writer.nextSeq(),
+      rewind: (serverTimeMs, lower) => {
+        const now = this.writer.clock.now();
+        const to = _rewindFor(state, serverTimeMs, lower, now, marginMs, this.log);
+        // The main pass starts from the cursor too, whichever pass met the clock first.
+        if (to !== undefined) this.board.rewind(to);
+        return to;
+      },
+    });
+    if (resumed) {
+      this.log.info("Resuming an interrupted run from {cursor}", {
+        cursor: resumed.cursor ?? "the beginning",
+      });
+    }
   }
-  /** The first error of any slice: the other slices stop at their next request. */
-  let failure: unknown;
-  const beforeRequest = () => {
-    if (signal?.aborted || hardSignal?.aborted || failure !== undefined) throw new _Aborted();
-    counts.mailchimpRequests++;
-  };
 
-  // Quarantine bookkeeping: what is held now, and what this run adds and releases. Additions
-  // are recorded before the checkpoint that passes them (see `checkpoint`).
-  let pendingHold: QuarantineFinding[] = [];
-  // A member at the edge of two pages is met twice; it is one attempt.
-  const heldThisRun = new Set<string>();
-  // Every key the quarantine holds or will hold (the member's id, or `?reason` for one
-  // without): it may not grow past QUARANTINE_LIMIT.
-  const heldKeys = new Set(state.quarantine.map((e) => e.id ?? `?${e.reason}`));
-  /**
-   * Holds members back. Throws when the quarantine is full: the member cannot be held, so
-   * its batch must not count as done and the cursor must not pass it (a throw here fails the
-   * batch in push_in_order, or the slice in the read loop); the run fails and the next one
-   * reads it again.
-   */
-  const hold = (findings: readonly QuarantineFinding[]) => {
-    for (const f of findings) {
-      const key = f.id ?? `?${f.reason}`;
-      if (heldThisRun.has(key)) continue;
-      if (!heldKeys.has(key) && heldKeys.size >= QUARANTINE_LIMIT) {
-        throw new Error(
-          `More than ${QUARANTINE_LIMIT} members of list ${connection.listId} cannot be ` +
-            `delivered (the latest: ${f.reason}); the run stops before them so that none is ` +
-            "skipped. Fix the cause shown by status, and the next run goes on from here",
-        );
-      }
-      heldKeys.add(key);
-      heldThisRun.add(key);
-      pendingHold.push(f);
-    }
-  };
-  /** Takes the holds waiting to be written: the caller writes them with `writeHolds`. */
-  const takeHolds = () => {
-    const add = pendingHold;
-    pendingHold = [];
-    return add;
-  };
-  const writeHolds = async (add: QuarantineFinding[], release: readonly string[] = []) => {
-    if (add.length === 0 && release.length === 0) return;
-    try {
-      await record(store, conn, { type: "quarantine", at: clock.now(), add, release });
-    } catch (error) {
-      // Not written: they wait for the next write (the run's last one at the latest), so
-      // the cursor that run records never passes a hold that is not on disk.
-      pendingHold = [...add, ...pendingHold];
-      releasing = [...release, ...releasing];
-      throw error;
-    }
-    for (const id of release) heldKeys.delete(id);
-    for (const f of add) {
-      log.warn("Member {id} quarantined: {reason}", { id: f.id ?? "(no id)", reason: f.reason });
-    }
-  };
-  const recordHolds = (release: readonly string[] = []) => {
-    const add = takeHolds();
-    return writeHolds(add, [...release, ...takeReleases(add)]);
-  };
-  // Held members that went through this run leave quarantine at the next write of holds (one
-  // held again meanwhile stays).
-  let releasing: string[] = [];
-  const takeReleases = (add: readonly QuarantineFinding[]) => {
-    const out = releasing;
-    releasing = [];
-    if (add.length === 0) return out;
-    const again = new Set(add.map((f) => f.id));
-    return out.filter((id) => !again.has(id));
-  };
-  const holdInvalid = (invalid: readonly InvalidMember[]) =>
-    hold(invalid.map((m) => ({ id: m.id, reason: m.reason })));
+  static async start(o: RunConnectionOptions, pageSize: number, marginSeconds: number) {
+    const startedMs = o.writer.clock.now();
+    const state = await o.writer.record({
+      type: "run-started",
+      at: startedMs,
+      thresholdSeconds: o.thresholdSeconds,
+    });
+    return new _Run(o, state, startedMs, pageSize, marginSeconds * 1000);
+  }
 
-  const reader = new WindowReader({
-    listId: connection.listId,
-    source: options.mailchimp,
-    logger: log,
-    pageSize,
-    marginMs: marginSeconds * 1000,
-    maxTiePasses: options.maxTiePasses ?? 20,
-    hardSignal,
-    beforeRequest,
-    rewind: (serverTimeMs, lower) => {
-      const to = _rewindFor(state, serverTimeMs, lower, clock.now(), marginSeconds * 1000, log);
-      // The main pass starts from the cursor too, whichever pass met the clock first.
-      if (to !== undefined && cursor !== undefined && to < cursor) {
-        cursor = to;
-        if (slices[0]!.reach === undefined) slices[0]!.start = to;
-      }
-      return to;
-    },
-  });
+  /** Throws to stop between requests (a stop signal, a lost lease, another reader's failure). */
+  beforeRequest(): void {
+    const { signal, hardSignal } = this.o;
+    if (signal?.aborted || hardSignal?.aborted || this.failure !== undefined) {
+      throw new _Aborted();
+    }
+    this.writer.fence.assertHeld();
+    this.counts.mailchimpRequests++;
+  }
 
-  const progress = (): RunProgress | null =>
-    reader.upper === undefined ? null : {
-      upper: _iso(reader.upper),
+  /** The checkpoint: how far the window is acknowledged, as the state keeps it. */
+  progress(): RunProgress | null {
+    const upper = this.reader.upper;
+    const cursor = this.board.cursor;
+    return upper === undefined ? null : {
+      upper: _iso(upper),
       cursor: cursor === undefined ? null : _iso(cursor),
-      started_at: resumed?.started_at ?? _iso(started),
-      read: counts.read,
-      pushed: counts.pushed,
-      rejected: counts.rejected,
+      started_at: this.state.run?.started_at ?? _iso(this.startedMs),
+      read: this.counts.read,
+      pushed: this.counts.pushed,
+      rejected: this.counts.rejected,
     };
-  // Slices acknowledge concurrently; their store writes go one at a time, in the order they
-  // were asked for, so a hold is always written before a checkpoint that passes it.
-  let saving = Promise.resolve();
-  const serially = (write: () => Promise<void>) => {
-    saving = saving.then(write);
-    return saving;
-  };
-  const checkpoint = () =>
-    serially(async () => {
-      // The holds and the cursor are taken at one instant: a member is held (hold) before
-      // the cursor can pass it (onReach), so every member this cursor passes without Ometria
-      // having it is among these holds, written first. Taking the cursor after the holds'
-      // write would let it pass a member held meanwhile, whose hold is not written yet.
-      const add = takeHolds();
-      const run = progress();
-      await writeHolds(add, takeReleases(add));
+  }
+
+  /**
+   * Writes the holds, then the cursor, taken at one instant. A member is held before the
+   * cursor can pass it, so every member this cursor passes without Ometria having it is
+   * among these holds, written first; writes run one at a time in the order asked for.
+   */
+  checkpoint(): Promise<void> {
+    this.#saving = this.#saving.then(async () => {
+      const holds = this.book.take();
+      const run = this.progress();
+      await this.book.write(holds);
       if (run) {
-        await record(store, conn, {
+        await this.writer.record({
           type: "progress",
           run,
-          archivedInListing: reader.sawArchived,
+          archivedInListing: this.reader.sawArchived,
         });
       }
     });
+    return this.#saving;
+  }
 
-  const ometria = countingSink(options.ometria, counts);
-  const batchSize = () => options.ometria.maxBatchSize;
   /**
    * A pusher for one stream of batches. `onReach` learns how far its acknowledged prefix
-   * reaches (absent: the cursor stays, as for the archived pass and quarantine retries).
+   * reaches (absent: the cursor stays, as for past-U members and quarantine retries).
    */
-  const newPusher = (onReach?: (reach: number) => void) =>
-    new OrderedPusher({
-      sink: ometria,
-      connectionId: connection.id,
-      concurrency: options.pushConcurrency ?? 8,
-      signal,
-      hardSignal,
-      onAcknowledged: async (reach, pushed, rejected, released) => {
-        counts.pushed += pushed;
-        counts.rejected += rejected;
-        if (released.length > 0) releasing.push(...released);
-        const before = cursor;
+  newPusher(onReach?: (reach: number) => void): OrderedPusher {
+    return new OrderedPusher({
+      sink: this.sink,
+      connectionId: this.writer.connection.id,
+      concurrency: this.o.pushConcurrency ?? 8,
+      signal: this.o.signal,
+      hardSignal: this.o.hardSignal,
+      onAcknowledged: async (reach, c, released) => {
+        this.counts.pushed += c.pushed;
+        this.counts.rejected += c.rejected;
+        this.counts.unchanged += c.unchanged;
+        this.book.release(released);
+        const before = this.board.cursor;
         onReach?.(reach);
         // A checkpoint that would not move the cursor can wait for one that does.
-        if (
-          onReach === undefined || cursor !== before || pendingHold.length > 0 ||
-          released.length > 0
-        ) {
-          await checkpoint();
+        if (onReach === undefined || this.board.cursor !== before || this.book.pending) {
+          await this.checkpoint();
         }
-        const total = reader.totalHint;
-        options.onProgress?.({
-          read: counts.read,
-          pushed: counts.pushed,
+        const total = this.reader.totalHint;
+        this.o.onProgress?.({
+          read: this.counts.read,
+          pushed: this.counts.pushed + this.counts.unchanged,
           ...(total !== undefined ? { total } : {}),
         });
       },
       onRejected: (label, rejected) => {
-        hold(rejected.map((r) => ({ id: r.id, reason: r.reason })));
-        log.error("{count} record(s) of {batch} not taken by Ometria: {reasons}", {
+        this.book.hold(rejected.map((r) => ({ id: r.id, reason: r.reason })));
+        this.log.error("{count} record(s) of {batch} not taken by Ometria: {reasons}", {
           count: rejected.length,
           batch: label,
           reasons: [...new Set(rejected.map((r) => r.reason))].slice(0, 3).join("; "),
         });
       },
     });
-  /** Ids of a batch that are held now: they leave quarantine once it goes through. */
-  const heldIn = (batch: readonly OutgoingRecord[]) =>
-    heldKeys.size === 0 ? [] : batch.flatMap((r) => heldKeys.has(r.id) ? [r.id] : []);
-  /**
-   * Members as they are sent: written to the ledger first (an id is there before Ometria
-   * can have it), then mapped and serialised; one that cannot be mapped is held.
-   */
-  const outgoing = async (members: readonly Member[]) => {
+  }
+
+  /** Members as they are sent (mapped, serialised, hashed); one that cannot be mapped is held. */
+  async outgoing(members: readonly Member[], read: ReadStamp) {
     if (members.length === 0) return [];
-    await ledger.add(members.map((m) => m.id));
     const { records, unmappable } = await serializeMembers(members, {
-      endpoint: options.endpoint ?? "push",
-      listId: connection.listId,
-      mapping: options.mapping,
-    });
-    if (unmappable.length > 0) hold(unmappable);
+      endpoint: this.o.endpoint ?? "push",
+      listId: this.writer.connection.listId,
+      mapping: this.o.mapping,
+    }, read);
+    if (unmappable.length > 0) this.book.hold(unmappable);
     return records;
-  };
-  /** Pushes members (in any order) without moving the cursor; resolves once all went. */
-  const push = async (members: readonly Member[]) => {
-    const pusher = newPusher();
-    await pusher.feed(async () =>
-      addBatches(pusher, await outgoing(members), batchSize(), 0, heldIn)
+  }
+
+  /** Pushes records (in any order) without moving the cursor; resolves once all went. */
+  async pushUnordered(records: readonly OutgoingRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const pusher = this.newPusher();
+    await pusher.feed(() =>
+      addBatches(pusher, records, this.writer.maxBatchSize, 0, (b) => this.book.heldIn(b))
     );
-  };
+  }
+
+  /** Pushes members read at or after U (see window_reader.ts): newer than Ometria's copy. */
+  async pushBeyond(beyond: readonly BeyondMember[]): Promise<void> {
+    if (beyond.length === 0) return;
+    this.counts.read += beyond.length;
+    const byRead = Map.groupBy(beyond, (b) => b.readSeq);
+    const records: OutgoingRecord[] = [];
+    for (const [seq, group] of byRead) {
+      const read = { atMs: group[0]!.readAtMs, seq };
+      records.push(...await this.outgoing(group.map((b) => b.member), read));
+    }
+    await this.pushUnordered(records);
+  }
+
   /**
    * Pushes the members of `parts` (a reader's slices, in last_changed order) through one
    * pusher. Members that do not fill a whole batch wait for the next page, so requests carry
    * full batches (Ometria limits requests, not records); the reach then stops at the first
    * member left waiting: everything before it is acknowledged.
    */
-  const pushParts = async (
+  async pushParts(
     parts: AsyncIterable<WindowSlice>,
     pusher: OrderedPusher,
-    archivedPass: boolean,
+    pass: "main" | "archived",
     onPart?: (part: WindowSlice) => void,
-  ) => {
+  ): Promise<void> {
     let waiting: OutgoingRecord[] = [];
     await pusher.feed(async () => {
       for await (const part of parts) {
-        // The archived pass sent every archived member of the window (one changed since is
-        // stamped at or after U, outside it): the same version is not sent twice in one run.
-        const members = archivedPass
+        // The archived pass sends every archived member it reads: the main pass's reads (the
+        // final read's too) leave them out rather than send them twice.
+        const members = pass === "main" && this.#archivedPassRan
           ? part.members.filter((m) => m.status !== "archived")
           : part.members;
-        counts.read += members.length;
-        holdInvalid(part.invalid);
+        this.counts.read += members.length;
+        this.book.holdInvalid(part.invalid);
+        if (part.last && part.toNow) this.#toNow[pass] = true;
         onPart?.(part);
-        const records = await outgoing(members);
+        await this.pushBeyond(part.beyond);
+        const records = await this.outgoing(members, { atMs: part.readAtMs, seq: part.readSeq });
         waiting = waiting.length === 0 ? records : waiting.concat(records);
-        const size = batchSize();
+        const size = this.writer.maxBatchSize;
         const full = part.last ? waiting.length : waiting.length - waiting.length % size;
         const now = waiting.slice(0, full);
         waiting = waiting.slice(full);
-        const reach = waiting.length > 0 ? waiting[0]!.changedMs : part.doneBefore;
-        await addBatches(pusher, now, size, reach, heldIn);
+        const reach = waiting.length > 0 ? waiting[0]!.versionMs : part.doneBefore;
+        await addBatches(pusher, now, size, reach, (b) => this.book.heldIn(b));
       }
     });
-  };
-
-  /**
-   * One slice of the main pass: [start, end) of the window, read by its own reader. `end`
-   * is undefined until known (the first slice's is U or where it was cut); `reach`: every
-   * member of the slice before it is acknowledged.
-   */
-  interface Slice {
-    start: number | undefined;
-    end: number | undefined;
-    reach: number | undefined;
-    started: boolean;
   }
-  const slices: Slice[] = [{ start: cursor, end: undefined, reach: undefined, started: false }];
-  /**
-   * The cursor passes only a contiguous acknowledged prefix of the whole window: it stops in
-   * the first slice not yet done, whatever later slices have acknowledged.
-   */
-  const moveCursor = () => {
-    let reach: number | undefined;
-    for (const s of slices) {
-      const r = s.reach ?? s.start;
-      if (r !== undefined && (reach === undefined || r > reach)) reach = r;
-      if (s.end === undefined || r === undefined || r < s.end) break;
-    }
-    // Nor may it pass an archived member the archived pass has not had acknowledged.
-    if (reach !== undefined && archivedCap !== null && reach > archivedCap) reach = archivedCap;
-    if (reach !== undefined && reach !== -Infinity && (cursor === undefined || reach > cursor)) {
-      cursor = reach;
-    }
-  };
-  /**
-   * While the archived pass runs beside the main pass: how far it has had every archived
-   * member acknowledged (-Infinity: nothing yet). Null: no archived pass is running.
-   */
-  let archivedCap: number | null = null;
-  const readSlices = Math.max(1, options.readSlices ?? 2);
-  const workers: Promise<void>[] = [];
-  let active = 0;
-  /** Cuts what is left of `slice` after its first page into slices for other readers. */
-  const cut = (slice: Slice, first: FirstPage, archivedPass: boolean): number | undefined => {
-    const edges = planSlices(first, {
-      ...(options.sliceMembers !== undefined ? { sliceMembers: options.sliceMembers } : {}),
-    });
-    if (edges.length === 0) return undefined;
-    const bounds = [...edges, first.end];
-    const added = edges.map((start, i): Slice => ({
-      start,
-      end: bounds[i + 1]!,
-      reach: undefined,
-      started: false,
-    }));
-    slice.end = edges[0]!;
-    slices.splice(slices.indexOf(slice) + 1, 0, ...added);
-    log.debug("Reading {from} to {to} as {count} slices at once", {
-      from: formatMailchimpTime(first.from),
-      to: formatMailchimpTime(first.end),
-      count: added.length + 1,
-    });
-    spawn(archivedPass);
-    return slice.end;
-  };
-  const readSlice = async (slice: Slice, archivedPass: boolean) => {
+
+  #archivedPassRan = false;
+
+  /** Reads one slice of the main pass with its own reader, cutting off what others can read. */
+  async readSlice(slice: Slice): Promise<void> {
     const range = {
       ...(slice.end !== undefined ? { end: slice.end } : {}),
-      split: (first: FirstPage) => cut(slice, first, archivedPass),
+      split: (first: FirstPage) => this.cut(slice, first),
     };
-    const onReach = (reach: number) => {
-      if (slice.reach === undefined || reach > slice.reach) slice.reach = reach;
-      moveCursor();
-    };
-    await pushParts(
-      reader.slices(slice.start, undefined, range),
-      newPusher(onReach),
-      archivedPass,
+    await this.pushParts(
+      this.reader.slices(slice.start, undefined, range),
+      this.newPusher((reach) => this.board.reached(slice, reach)),
+      "main",
       (part) => {
         if (part.last) slice.end = part.doneBefore;
       },
     );
-  };
-  const worker = async (archivedPass: boolean) => {
-    try {
-      for (;;) {
-        const slice = slices.find((s) => !s.started);
-        if (slice === undefined || failure !== undefined) return;
-        slice.started = true;
-        await readSlice(slice, archivedPass);
-      }
-    } catch (error) {
-      failure ??= error;
-    } finally {
-      active--;
-    }
-  };
-  /** Starts readers for slices not yet started, up to `readSlices` at once. */
-  function spawn(archivedPass: boolean) {
-    let waitingSlices = slices.filter((s) => !s.started).length;
-    while (active < readSlices && waitingSlices-- > 0) {
-      active++;
-      workers.push(worker(archivedPass));
+  }
+
+  /** Cuts what is left of `slice` after its first page into slices for other readers. */
+  cut(slice: Slice, first: FirstPage): number | undefined {
+    const edges = planSlices(first, {
+      ...(this.o.sliceMembers !== undefined ? { sliceMembers: this.o.sliceMembers } : {}),
+    });
+    if (edges.length === 0) return undefined;
+    const end = this.board.cut(slice, edges, first.end);
+    this.log.debug("Reading {from} to {to} as {count} slices at once", {
+      from: formatMailchimpTime(first.from),
+      to: formatMailchimpTime(first.end),
+      count: edges.length + 1,
+    });
+    this.spawn();
+    return end;
+  }
+
+  /** Starts readers for slices not yet taken, up to `readSlices` at once. */
+  spawn(): void {
+    const readSlices = Math.max(1, this.o.readSlices ?? 2);
+    let waiting = this.board.waiting;
+    while (this.#active < readSlices && waiting-- > 0) {
+      this.#active++;
+      this.#workers.push(this.#worker());
     }
   }
 
-  let outcome: RunResult["outcome"] = "ok";
-  let errorText: string | undefined;
-  try {
-    await _retryQuarantine();
-    let archivedPass = false;
-    let archived: Promise<void> | undefined;
-    let mainStarted = false;
-    if (state.archived_in_listing !== true && options.archivedInListing !== true) {
-      archivedPass = true;
-      // Until Mailchimp has shown that its default listing includes archived members, they
-      // are read on their own, by one of the readers, beside the main pass (which leaves
-      // them out). The cursor may not pass what this pass has not had acknowledged, so a
-      // crash cannot leave an archived member behind it.
-      archivedCap = -Infinity;
-      const firstPage = Promise.withResolvers<void>();
-      const onArchivedReach = (reach: number) => {
-        if (archivedCap !== null && reach > archivedCap) archivedCap = reach;
-        moveCursor();
-      };
-      active++;
-      archived = pushParts(
-        reader.slices(cursor, "archived"),
-        newPusher(onArchivedReach),
-        false,
-        () => firstPage.resolve(),
-      ).then(
-        () => {
-          archivedCap = null;
-          moveCursor();
-        },
-        (error) => {
-          failure ??= error;
-        },
-      ).finally(() => {
-        active--;
-        firstPage.resolve();
-        // Its reader goes to the main pass's slices waiting for one.
-        if (mainStarted) spawn(true);
-      });
-      // The first answer fixes U (and finds a clock step): the main pass starts after it.
-      await firstPage.promise;
-    }
-    // The main pass starts at the cursor (a clock step lowers it).
-    slices[0]!.start = cursor;
-    mainStarted = true;
-    spawn(archivedPass);
-    // The archived pass first: when it holds the only reader, the main pass starts as it
-    // ends. Readers started while this waits are appended, so the loop waits for them too.
-    await archived;
-    for (let i = 0; i < workers.length; i++) await workers[i];
-    if (failure !== undefined) throw failure;
-  } catch (error) {
-    if (
-      error instanceof _Aborted || error instanceof StoppedError ||
-      (hardSignal?.aborted && error === hardSignal.reason)
-    ) {
-      outcome = "aborted";
-    } else {
-      outcome = "failed";
-      // Stored, logged and sent by alerts: no configured secret may ride along.
-      errorText = toErrorText(error, options.secrets ?? []);
+  async #worker(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.failure !== undefined) return;
+        const slice = this.board.take();
+        if (slice === undefined) return;
+        await this.readSlice(slice);
+      }
+    } catch (error) {
+      this.failure ??= error;
+    } finally {
+      this.#active--;
     }
   }
 
   /** Tries every quarantined member with an id again, as it is now in Mailchimp. */
-  async function _retryQuarantine(): Promise<void> {
-    const ids = state.quarantine.flatMap((e) => e.id === null ? [] : [e.id])
-      .slice(0, options.quarantineRetries ?? 200);
+  async retryQuarantine(): Promise<void> {
+    const ids = QuarantineBook.retryable(this.state.quarantine, this.o.quarantineRetries ?? 200);
     if (ids.length === 0) return;
-    log.info("Trying {count} quarantined member(s) again", { count: ids.length });
-    const members: Member[] = [];
+    this.log.info("Trying {count} quarantined member(s) again", { count: ids.length });
+    const records: OutgoingRecord[] = [];
     const gone: string[] = [];
     for (const id of ids) {
-      beforeRequest();
-      const now = await options.mailchimp.getMember(connection.listId, id, hardSignal);
-      if (now === undefined) gone.push(id); // deleted or re-keyed: reconciliation's part
-      else if ("invalid" in now) hold([{ id, reason: now.invalid.reason }]);
-      else members.push(now.member);
+      this.beforeRequest();
+      const seq = this.writer.nextSeq();
+      const now = await this.o.mailchimp.getMember(
+        this.writer.connection.listId,
+        id,
+        this.o.hardSignal,
+      );
+      // Deleted or re-keyed: reconciliation opts it out if it was ever pushed.
+      if ("gone" in now) gone.push(id);
+      else if ("invalid" in now) this.book.hold([{ id, reason: now.invalid.reason }]);
+      else records.push(...await this.outgoing([now.member], { atMs: now.serverTimeMs, seq }));
     }
-    await recordHolds(gone);
+    this.book.release(gone);
+    await this.book.flush();
     // Not in last_changed order, and never moving the cursor.
-    if (members.length > 0) await push(members);
-    await recordHolds();
+    await this.pushUnordered(records);
+    await this.book.flush();
   }
 
-  const finished = Math.max(started, clock.now());
-  const upper = reader.upper;
-  const completed = outcome === "ok" && upper !== undefined && cursor !== undefined &&
-    cursor >= upper;
-  const findings = {
-    archivedInListing: reader.sawArchived,
-    clockSeen: reader.serverTimeMs === undefined
-      ? undefined
-      : { mailchimpMs: reader.serverTimeMs, localMs: started },
-  };
-  await recordHolds();
-  let quarantine = (await store.get(connection.id))?.quarantine ?? [];
-  if (completed && fullRead && quarantine.some((e) => e.id === null)) {
-    // A full read of the list has met every member it could: an unidentifiable member it
-    // did not meet again is gone.
-    const after = await record(store, conn, {
-      type: "quarantine",
-      at: finished,
-      add: [],
-      release: [],
-      forgetUnidentifiedBefore: started,
-    });
-    quarantine = after.quarantine;
-  }
-  if (outcome === "ok" && quarantine.length > 0) {
-    // Never "ok" over a member that was not delivered.
-    outcome = "failed";
-    const shown = quarantine.slice(0, 3).map((e) => `${e.id ?? "(no id)"}: ${e.reason}`);
-    errorText = `${quarantine.length} member(s) quarantined, not in Ometria as they are in ` +
-      `Mailchimp (${shown.join("; ")}${quarantine.length > 3 ? "; …" : ""}); see status`;
-  }
-  const summary = {
-    started_at: resumed?.started_at ?? _iso(started),
-    finished_at: _iso(finished),
-    read: counts.read,
-    pushed: counts.pushed,
-    rejected: counts.rejected,
-    duration_ms: finished - started,
-    mailchimp_requests: counts.mailchimpRequests,
-    ometria_requests: counts.ometriaRequests,
-  };
-  // Each update is durable when it resolves on the file store (journaled) and on Deno KV;
-  // the tick flushes at its end for any store that coalesces.
-  if (completed) {
-    // The whole window is acknowledged or held in quarantine. The connection is healthy and
-    // moves on without backoff; the quarantine makes the outcome a failure until it empties.
-    await record(store, conn, {
-      type: "run-completed",
-      ...findings,
-      upperMs: upper!,
-      error: errorText ?? null,
-      summary: { ...summary, outcome: outcome === "ok" ? "ok" : "failed" },
-    });
-  } else if (outcome === "failed") {
-    await record(store, conn, {
-      type: "run-failed",
-      ...findings,
-      at: finished,
-      run: progress(),
-      error: errorText ?? "unknown error",
-      summary: { ...summary, outcome: "failed" },
-    });
-  } else {
-    await record(store, conn, { type: "run-aborted", ...findings, run: progress() });
+  /** The window: the archived pass (when needed) beside the main pass's slices. */
+  async window(): Promise<void> {
+    let archived: Promise<void> | undefined;
+    if (this.state.archived_in_listing !== true && this.o.archivedInListing !== true) {
+      archived = this.#archivedPass();
+      // Its first answer fixes U (and finds a clock step): the main pass starts after it.
+      await this.#archivedFirstPage.promise;
+    }
+    this.board.restart();
+    this.#mainStarted = true;
+    this.spawn();
+    // The archived pass first: when it holds the only reader, the main pass starts as it
+    // ends. Readers started while this waits are appended, so the loop waits for them too.
+    await archived;
+    for (let i = 0; i < this.#workers.length; i++) await this.#workers[i];
+    if (this.failure !== undefined) throw this.failure;
   }
 
-  const result: RunResult = {
-    outcome,
-    completed,
-    read: counts.read,
-    pushed: counts.pushed,
-    rejected: counts.rejected,
-    quarantined: quarantine.length,
-    durationMs: finished - started,
-    mailchimpRequests: counts.mailchimpRequests,
-    ometriaRequests: counts.ometriaRequests,
-    sawArchivedInListing: reader.sawArchived,
-  };
-  if (upper !== undefined) result.upper = _iso(upper);
-  if (errorText !== undefined) result.error = errorText;
-  return result;
+  #archivedFirstPage = Promise.withResolvers<void>();
+  #mainStarted = false;
+
+  /**
+   * Until Mailchimp has shown that its default listing includes archived members, they are
+   * read on their own, by one of the readers, beside the main pass (which leaves them out).
+   * The cursor may not pass what this pass has not had acknowledged, so a crash cannot leave
+   * an archived member behind it.
+   */
+  #archivedPass(): Promise<void> {
+    this.#archivedPassRan = true;
+    this.board.startArchivedPass();
+    this.#active++;
+    return this.pushParts(
+      this.reader.slices(this.board.cursor, "archived"),
+      this.newPusher((reach) => this.board.archivedReached(reach)),
+      "archived",
+      () => this.#archivedFirstPage.resolve(),
+    ).then(
+      () => this.board.archivedDone(),
+      (error) => {
+        this.failure ??= error;
+      },
+    ).finally(() => {
+      this.#active--;
+      this.#archivedFirstPage.resolve();
+      // Its reader goes to the main pass's slices waiting for one.
+      if (this.#mainStarted) this.spawn();
+    });
+  }
+
+  /**
+   * After the window: what changed from U on, for each pass whose first answer did not reach
+   * the present already. Pushed, never moving the watermark past U.
+   */
+  async finalRead(): Promise<void> {
+    const upper = this.reader.upper;
+    if (upper === undefined) return;
+    const passes: ("main" | "archived")[] = [];
+    if (!this.#toNow.main) passes.push("main");
+    if (this.#archivedPassRan && !this.#toNow.archived) passes.push("archived");
+    for (const pass of passes) {
+      await this.pushParts(
+        this.reader.slices(upper, pass === "archived" ? "archived" : undefined, {
+          unbounded: true,
+        }),
+        this.newPusher(),
+        pass,
+      );
+    }
+  }
+
+  /** The whole run: retries, window, final read, outcome. */
+  async execute(): Promise<RunResult> {
+    let outcome: RunResult["outcome"] = "ok";
+    let error: string | undefined;
+    try {
+      await this.retryQuarantine();
+      await this.window();
+      await this.finalRead();
+      await this.#saving;
+      await this.book.flush();
+      await this.writer.flushAcks();
+    } catch (e) {
+      const { hardSignal } = this.o;
+      if (
+        e instanceof _Aborted || e instanceof StoppedError ||
+        (hardSignal?.aborted && e === hardSignal.reason)
+      ) {
+        outcome = "aborted";
+      } else {
+        outcome = "failed";
+        // Stored, logged and sent by alerts: no configured secret may ride along.
+        if (!(e instanceof FencedError)) error = toErrorText(e, this.o.secrets ?? []);
+      }
+    }
+    if (!this.writer.fence.signal.aborted) {
+      await this.#saving.catch(() => {});
+      await this.book.flush();
+    }
+    const upper = this.reader.upper;
+    const cursor = this.board.cursor;
+    return await recordOutcome({
+      writer: this.writer,
+      outcome,
+      error,
+      completed: outcome === "ok" && upper !== undefined && cursor !== undefined &&
+        cursor >= upper,
+      upperMs: upper,
+      fullRead: this.state.run === null && this.state.watermark === null,
+      startedMs: this.startedMs,
+      resumedStartedAt: this.state.run?.started_at,
+      counts: this.counts,
+      findings: {
+        archivedInListing: this.reader.sawArchived,
+        clockSeen: this.reader.serverTimeMs === undefined
+          ? undefined
+          : { mailchimpMs: this.reader.serverTimeMs, localMs: this.startedMs },
+      },
+      progress: this.progress(),
+      sawArchived: this.reader.sawArchived,
+    });
+  }
 }
 
 /**

@@ -23,16 +23,35 @@ import type { MembersSource } from "./ports.ts";
 const SECOND = 1000;
 const _TIE_PAGE = 1000;
 
+/** A member read with `last_changed` at or after U, with how its answer was read. */
+export interface BeyondMember {
+  member: Member;
+  /** The answer's `Date`. */
+  readAtMs: number | undefined;
+  /** The request's number in the writer's order (`WindowReaderOptions.readSeq`). */
+  readSeq: number;
+}
+
 /**
  * Every member of the window with `doneBefore_prev ≤ last_changed < doneBefore` (sorted by
  * `last_changed`). `last` is true for the slice that ends the window (`doneBefore = U`).
  * `invalid` are members served malformed in the pages behind this slice (to quarantine).
+ * `beyond` are members those pages (torn ones included) showed at or after U: newer than
+ * anything Ometria can hold of them, so they are pushed too, but they never move the cursor.
+ * `toNow` is true on the last slice when one short answer without an upper bound read the
+ * range: it then held every member changed since its lower edge up to that answer.
  */
 export interface WindowSlice {
   members: Member[];
   invalid: InvalidMember[];
   doneBefore: number;
   last: boolean;
+  beyond: BeyondMember[];
+  toNow: boolean;
+  /** The `Date` of the answer the members came in (the earliest, for a tie group). */
+  readAtMs: number | undefined;
+  /** That answer's request number in the writer's order (the earliest, for a tie group). */
+  readSeq: number;
 }
 
 /**
@@ -53,6 +72,11 @@ export interface FirstPage {
 export interface SliceRange {
   /** Exclusive upper edge (whole seconds, ≤ U); U when absent. */
   end?: number;
+  /**
+   * No upper edge at all (the final read after a window, from U on): every member read is
+   * `beyond`, and a short page ends the read. @default {false}
+   */
+  unbounded?: boolean;
   /**
    * Called after every full page of the range, before the next page is requested.
    * Returns a new end (inside (`from`, `end`)) when the caller reads the rest from there
@@ -78,6 +102,11 @@ export interface WindowReaderOptions {
   hardSignal?: AbortSignal | undefined;
   /** Called before every request; throws to stop between requests. */
   beforeRequest: () => void;
+  /**
+   * Numbers every request as it starts (the connection writer's order of reads and pushes,
+   * writer/gate.ts); the number travels with the members read. @default {() => 0}
+   */
+  readSeq?: () => number;
   /**
    * Called once, with Mailchimp's clock from the first answer and the lower edge asked for;
    * returns a lower edge to read from instead when Mailchimp's clock stepped back (see
@@ -161,22 +190,43 @@ export class WindowReader {
     const maxTorn = o.maxTornRetries ?? 10;
     let stalled = 0;
     let torn = 0;
-    let end = range.end;
-    let firstPage = range.end === undefined;
+    let end = range.unbounded ? Infinity : range.end;
+    let firstPage = range.end === undefined && !range.unbounded;
     const split = range.split;
+    /** Members at or after U met in this range's answers, handed out with the next slice. */
+    let beyond: BeyondMember[] = [];
+    let requests = 0;
     const request = () => {
       const sinceMs = lower === undefined
         ? undefined
         : this.sinceInclusive
         ? lower
         : lower - SECOND;
-      // Bounded by the range's own end: a short page then proves the range complete.
-      const beforeMs = end ?? this.upper;
+      // The first request of a range that runs to U asks for everything since its lower edge:
+      // a short answer then proves the range up to that moment, members changed after U
+      // included. Every later request is bounded by the range's end, so a short page proves
+      // the range complete.
+      const bounded = requests++ > 0 || range.end !== undefined;
+      const beforeMs = !bounded || end === Infinity ? undefined : end ?? this.upper;
       const page = this.#fetch({ sinceMs, beforeMs, count: o.pageSize, status });
       // Marked as handled now: a prefetch may fail while the caller works on the previous
       // slice, and its error is only looked at when the loop gets to it.
       page.catch(() => {});
       return { sinceMs, beforeMs, page };
+    };
+    const collectBeyond = (page: MembersResult & { readSeq: number }, times: readonly number[]) => {
+      // An unbounded read hands out everything as its members (they are all past U).
+      if (end === Infinity) return;
+      const u = this.upper!;
+      for (let i = 0; i < times.length; i++) {
+        if (times[i]! >= u) {
+          beyond.push({
+            member: page.members[i]!,
+            readAtMs: page.serverTimeMs,
+            readSeq: page.readSeq,
+          });
+        }
+      }
     };
     let next = request();
     for (;;) {
@@ -205,6 +255,9 @@ export class WindowReader {
       const raw = page.members;
       const times = raw.map(lastChangedOf);
       const tear = _tear(page, times, sinceMs, beforeMs);
+      // Whatever an answer shows at or after U is at least as new as Ometria's copy, torn or
+      // not; a torn answer proves nothing, but its members are still worth sending.
+      collectBeyond(page, times);
       if (tear !== undefined) {
         this.tornPages++;
         if (++torn > maxTorn) {
@@ -235,10 +288,12 @@ export class WindowReader {
       let members = raw.filter((_, i) => inWindow(times[i]!));
       let invalid = page.invalid;
       let doneBefore: number;
+      let toNow = false;
       if (page.size < o.pageSize) {
         // A short page: every member of [lower, U) that did not change while it was read is
         // in it, and one that changed is stamped at or after U: the window is complete.
         doneBefore = upper;
+        toNow = beforeMs === undefined;
       } else {
         // Malformed members with a readable time count too: they are quarantined, and a page
         // of nothing else must still make progress.
@@ -249,9 +304,10 @@ export class WindowReader {
           if (t !== undefined && inWindow(t) && t > lastIn) lastIn = t;
         }
         const lastT = times[times.length - 1]!;
-        if (beforeMs !== undefined && lastT >= upper) {
-          // A bounded full page reaching the range's end (an inclusive `before` shows members
-          // at it): every member before its last second is in it, so the whole range is.
+        if (lastT >= upper) {
+          // A full page reaching the range's end (an unbounded one, or an inclusive `before`
+          // showing members at it): every member before its last second is in it, so the
+          // whole range is.
           doneBefore = upper;
         } else if (lastIn === -Infinity) {
           if (++stalled > 3) {
@@ -293,19 +349,31 @@ export class WindowReader {
       const last = doneBefore >= (end ?? upper);
       lower = doneBefore;
       if (!last) next = request();
-      yield { members, invalid, doneBefore, last };
+      const out = beyond;
+      beyond = [];
+      yield {
+        members,
+        invalid,
+        doneBefore,
+        last,
+        beyond: out,
+        toNow,
+        readAtMs: page.serverTimeMs,
+        readSeq: page.readSeq,
+      };
       if (last) return;
     }
   }
 
-  #fetch(query: {
+  async #fetch(query: {
     sinceMs?: number | undefined;
     beforeMs?: number | undefined;
     offset?: number;
     count: number;
     status?: MemberStatus | undefined;
-  }) {
+  }): Promise<MembersResult & { readSeq: number }> {
     this.#o.beforeRequest();
+    const readSeq = this.#o.readSeq?.() ?? 0;
     const q: MembersQuery = {
       count: query.count,
       sortField: "last_changed",
@@ -315,7 +383,8 @@ export class WindowReader {
     if (query.sinceMs !== undefined) q.sinceMs = query.sinceMs;
     if (query.beforeMs !== undefined) q.beforeMs = query.beforeMs;
     if (query.status !== undefined) q.status = query.status;
-    return this.#o.source.getMembers(this.#o.listId, q, this.#o.hardSignal);
+    const page = await this.#o.source.getMembers(this.#o.listId, q, this.#o.hardSignal);
+    return { ...page, readSeq };
   }
 
   /**

@@ -89,6 +89,12 @@ export interface ApiRequestOptions extends ApiSettings {
   context?: string;
   /** Aborting stops the request and its retries with the signal's reason. */
   signal?: AbortSignal | undefined;
+  /**
+   * Called right before every attempt is sent (after any rate-limit wait); a throw stops the
+   * request with that error, unretried. A connection's writer checks its lease here, so no
+   * attempt goes out once this process may no longer write the connection.
+   */
+  beforeAttempt?: (() => void) | undefined;
 }
 
 /** A validated answer with the exchange it came from (headers, status). */
@@ -119,7 +125,10 @@ export async function apiRequest<S extends z.ZodType>(
   const url = `${options.baseUrl}${path}${search ? `?${search}` : ""}`;
   const gate = options.gate ?? ((attempt) => attempt());
   const attempt = (n: number, sig: AbortSignal) =>
-    gate(() => _attempt(url, endpoint, context, n, sig, options), sig);
+    gate(() => {
+      options.beforeAttempt?.();
+      return _attempt(url, endpoint, context, n, sig, options);
+    }, sig);
 
   let exchange: HttpExchange;
   if (options.retry === false) {

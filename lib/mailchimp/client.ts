@@ -142,6 +142,15 @@ export interface MembersResult {
   serverTimeMs: number | undefined;
 }
 
+/**
+ * One member looked up by its subscriber hash, with Mailchimp's clock at the answer (what
+ * tells a newer read from an older one, see docs/ARCHITECTURE.md): the member as it is now,
+ * served malformed, or `gone` (404: deleted permanently, or re-keyed by an email change).
+ */
+export type MemberLookup =
+  & ({ member: Member } | { invalid: InvalidMember } | { gone: true })
+  & { serverTimeMs: number | undefined };
+
 const _MAX_COUNT = 1000;
 
 const _pingSchema = z.object({ health_status: z.string() });
@@ -322,21 +331,23 @@ export class MailchimpClient {
     listId: string,
     id: string,
     signal?: AbortSignal,
-  ): Promise<{ member: Member } | { invalid: InvalidMember } | undefined> {
+  ): Promise<MemberLookup> {
     const query = new URLSearchParams({
       fields: this.#memberFields.filter((f) => f.startsWith("members.")).map((f) => f.slice(8))
         .join(","),
     });
     try {
-      const { value } = await this.#get(
+      const { value, exchange } = await this.#get(
         `/lists/${_segment(listId)}/members/${_segment(id)}`,
         query,
         z.unknown(),
         signal,
       );
-      return parseMember(value);
+      return { ...parseMember(value), serverTimeMs: _date(exchange.headers) };
     } catch (error) {
-      if (error instanceof MailchimpError && error.status === 404) return undefined;
+      if (error instanceof MailchimpError && error.status === 404) {
+        return { gone: true, serverTimeMs: error.serverTimeMs };
+      }
       throw error;
     }
   }
@@ -530,6 +541,7 @@ export class MailchimpClient {
       requestId,
       retryable,
       retryAfterMs,
+      serverTimeMs: _date(answer.exchange.headers),
     });
   }
 }

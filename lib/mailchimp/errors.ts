@@ -11,6 +11,8 @@ export interface MailchimpErrorInit extends ApiErrorInit {
   title?: string | undefined;
   /** The problem's `detail`. */
   detail?: string | undefined;
+  /** Mailchimp's clock when it answered (the `Date` header), when it sent one. */
+  serverTimeMs?: number | undefined;
 }
 
 /**
@@ -25,11 +27,14 @@ export class MailchimpError extends ApiError {
   readonly title: string | undefined;
   /** The problem's `detail`. */
   readonly detail: string | undefined;
+  /** Mailchimp's clock when it answered (its `Date`), when it sent one. */
+  readonly serverTimeMs: number | undefined;
 
   constructor(init: MailchimpErrorInit) {
     super(init);
     this.name = "MailchimpError";
     this.title = init.title;
     this.detail = init.detail;
+    this.serverTimeMs = init.serverTimeMs;
   }
 }

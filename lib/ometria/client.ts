@@ -74,6 +74,8 @@ export interface OmetriaClientOptions {
 export interface PushOptions {
   /** Aborting stops the push and its retries. */
   signal?: AbortSignal | undefined;
+  /** Called before every attempt of every request; a throw stops the push (see `apiRequest`). */
+  beforeAttempt?: (() => void) | undefined;
   /** Names the batch in logs and errors, e.g. `list abc page 3`. */
   label?: string | undefined;
 }
@@ -353,7 +355,7 @@ export class OmetriaClient {
 
   /** One request (with retries) for `items`; a 413 or other error answer throws. */
   async #post(items: readonly RecordJson[], opts: PushOptions): Promise<_Answer> {
-    const { signal, label } = opts;
+    const { signal, label, beforeAttempt } = opts;
     const auth = this.#endpoint === "push"
       ? { "X-Ometria-Auth": this.#apiKey }
       : { Authorization: this.#apiKey };
@@ -366,6 +368,7 @@ export class OmetriaClient {
       body: `[${items.map((item) => item.json).join(",")}]`,
       context: _batch(label),
       signal,
+      beforeAttempt,
     };
     if (this.#endpoint === "record") {
       const { exchange } = await apiRequest("/record", _recordSchema, request);

@@ -36,8 +36,11 @@ export interface TickOptions<C extends ScheduledConnection> {
   force?: boolean;
   /** Counts members changed since a Mailchimp time. */
   countChanged(connection: C, sinceMs: number, signal?: AbortSignal): Promise<number>;
-  /** Runs one connection (the engine). */
-  run(connection: C): Promise<RunResult>;
+  /**
+   * Runs one connection (the engine, through the connection's writer, which claims its
+   * lease); undefined when another process holds the connection.
+   */
+  run(connection: C): Promise<RunResult | undefined>;
   /** The store's states as listed at the start of the tick (listed here when absent). */
   states?: readonly ConnectionState[];
   /** Stops starting new runs (graceful shutdown). */
@@ -156,23 +159,6 @@ export async function tick<C extends ScheduledConnection>(
   await _pool(due, options.concurrency, signal, async ({ connection, reason }) => {
     // One connection's trouble (even a store that refuses a write) never ends the tick for
     // the others.
-    let lease;
-    try {
-      lease = await store.acquire(connection.id);
-    } catch (error) {
-      failed = true;
-      entries.push({
-        id: connection.id,
-        ran: false,
-        reason: "lease-failed",
-        error: errorText(error),
-      });
-      return;
-    }
-    if (!lease) {
-      entries.push({ id: connection.id, ran: false, reason: "held-elsewhere" });
-      return;
-    }
     try {
       logger.debug("Starting a run of {connection} ({reason})", {
         connection: connection.id,
@@ -180,6 +166,10 @@ export async function tick<C extends ScheduledConnection>(
       });
       // The run records its own outcome, backoff included (state/transitions.ts).
       const result = await options.run(connection);
+      if (result === undefined) {
+        entries.push({ id: connection.id, ran: false, reason: "held-elsewhere" });
+        return;
+      }
       if (result.outcome === "failed") failed = true;
       entries.push({ id: connection.id, ran: true, reason, result });
     } catch (error) {
@@ -194,8 +184,6 @@ export async function tick<C extends ScheduledConnection>(
         reason: "run-crashed",
         error: errorText(error),
       });
-    } finally {
-      await lease.release();
     }
   });
   await store.flush();

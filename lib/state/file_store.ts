@@ -25,9 +25,18 @@ import {
   type StateDocument,
   stateDocumentSchema,
 } from "./schema.ts";
+import { FileInboxes } from "./file_inbox.ts";
+import { LocalLeases } from "./leases.ts";
 import { FileLedger } from "./ledgers.ts";
-import { _acquireLocal, _checkId } from "./memory_store.ts";
-import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
+import { _checkId } from "./memory_store.ts";
+import {
+  type Fence,
+  type Inbox,
+  type Lease,
+  type Ledger,
+  StateError,
+  type StateStore,
+} from "./store.ts";
 import { errorText, zodProblems } from "../log/error_text.ts";
 
 /** Options of {@linkcode FileStore.open}. */
@@ -118,7 +127,8 @@ export class FileStore implements StateStore {
   #quarantineOnDisk = new Map<string, readonly QuarantineEntry[]>();
   /** The original tool's file, kept until it has been copied aside before our first write. */
   #legacyBytes: Uint8Array | undefined;
-  #held = new Map<string, symbol>();
+  #leases = new LocalLeases();
+  #inboxes: FileInboxes;
   #closed = false;
   /**
    * Memory holds changes that are neither on disk nor waiting in `#pending` (an import, or
@@ -149,9 +159,11 @@ export class FileStore implements StateStore {
     path: string,
     lockFile: Deno.FsFile | undefined,
     loaded: _Loaded,
+    inboxes: FileInboxes,
     options: FileStoreOptions,
   ) {
     this.location = path;
+    this.#inboxes = inboxes;
     this.#journalPath = `${path}.journal`;
     this.#lockFile = lockFile;
     this.#logger = options.logger;
@@ -180,7 +192,12 @@ export class FileStore implements StateStore {
       : await _lock(path, options.clock, options.lockTimeoutMs ?? 1000);
     try {
       const loaded = await _loadWithJournal(path, options);
-      return new FileStore(path, lockFile, loaded, options);
+      const inboxes = await FileInboxes.open(`${path}.inbox`, {
+        clock: options.clock,
+        logger: options.logger,
+        readOnly: options.readOnly ?? false,
+      });
+      return new FileStore(path, lockFile, loaded, inboxes, options);
     } catch (error) {
       if (lockFile) await _unlock(lockFile);
       throw error;
@@ -227,9 +244,11 @@ export class FileStore implements StateStore {
   update(
     id: string,
     fn: (current: ConnectionState | undefined) => ConnectionState | undefined,
+    fence?: Fence,
   ): Promise<ConnectionState | undefined> {
     return Promise.try(() => {
       this.#checkWritable();
+      fence?.assertHeld();
       const current = this.#connections[id];
       const next = fn(current === undefined ? undefined : structuredClone(current));
       if (next === undefined) return current === undefined ? undefined : structuredClone(current);
@@ -264,10 +283,23 @@ export class FileStore implements StateStore {
     });
   }
 
+  /**
+   * The inbox of connection `id`, in `<path>.inbox` beside the state file (see file_inbox.ts):
+   * an append resolves once it is synced.
+   */
+  inbox(id: string): Inbox {
+    this.#checkOpen();
+    return this.#inboxes.inbox(id);
+  }
+
+  onInboxAppended(wake: (id: string) => void, signal: AbortSignal): void {
+    this.#inboxes.onAppended(wake, signal);
+  }
+
   acquire(id: string): Promise<Lease | undefined> {
     return Promise.try(() => {
       this.#checkOpen();
-      return _acquireLocal(this.#held, id);
+      return this.#leases.acquire(id);
     });
   }
 
@@ -286,7 +318,8 @@ export class FileStore implements StateStore {
         });
       }
     } finally {
-      this.#held.clear();
+      this.#leases.clear();
+      await this.#inboxes.close();
       this.#journal?.close();
       this.#journal = undefined;
       const lockFile = this.#lockFile;

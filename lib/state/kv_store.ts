@@ -6,13 +6,23 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { z } from "zod";
 import type { Clock } from "../clock/clock.ts";
 import { type ConnectionState, connectionStateSchema } from "./schema.ts";
 import { explainKvConnectError, isKvConnectUrl, kvConnectLocation } from "./kv_connect.ts";
+import { InboxSignals } from "./inbox.ts";
+import { KvLease } from "./kv_lease.ts";
+import { kvInbox } from "./kv_inbox.ts";
 import { KvLedger } from "./ledgers.ts";
 import { _checkId } from "./memory_store.ts";
-import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
+import {
+  type Fence,
+  FencedError,
+  type Inbox,
+  type Lease,
+  type Ledger,
+  StateError,
+  type StateStore,
+} from "./store.ts";
 import { errorText, zodProblems } from "../log/error_text.ts";
 
 // Conflicting writers are rare (a tick's run and the freshness evaluation of one
@@ -35,8 +45,8 @@ export interface KvStoreOptions {
    * How long a lease lasts without renewal: how long a connection stays blocked after its
    * holder died. The holder renews it every third of this. Short, because a holder that is
    * killed (Deno Deploy kills an isolate 5 s after its SIGINT) cannot give its leases back,
-   * and its lists must not be skipped for long; a third of it between renewals still leaves
-   * two missed renewals before another process may take over.
+   * and its lists must not be skipped for long. The holder stops writing two thirds of a lease
+   * after its last renewal (see kv_lease.ts), a third before another process may take over.
    * @default {15000}
    */
   leaseMs?: number | undefined;
@@ -44,20 +54,11 @@ export interface KvStoreOptions {
   logger?: Logger | undefined;
 }
 
-const _leaseSchema = z.object({ owner: z.string(), expires_at: z.number() });
-type _LeaseValue = z.infer<typeof _leaseSchema>;
-
-interface _Held {
-  stop: AbortController;
-  renewing: Promise<void>;
-}
-
 /**
- * Connection state in Deno KV under `["connections", id]`, leases under `["leases", id]`. A
- * lease records its owner and `expires_at` on the store's clock; it is taken with an atomic
- * versionstamp check, so of two processes racing for it exactly one wins, and an expired
- * lease (its holder stopped renewing) can be taken over. KV's own `expireIn` runs on real
- * time and only tidies up; `expires_at` is what counts. Writes are not coalesced.
+ * Connection state in Deno KV under `["connections", id]`, leases under `["leases", id]` (see
+ * kv_lease.ts: every write made under a lease checks it), ledgers as in ledgers.ts and webhook
+ * inboxes as in kv_inbox.ts. KV's own `expireIn` runs on real time and only tidies up;
+ * `expires_at` is what counts. Writes are not coalesced.
  */
 export class KvStore implements StateStore {
   readonly kind = "kv" as const;
@@ -70,7 +71,8 @@ export class KvStore implements StateStore {
   #owner = crypto.randomUUID();
   // A claim is entered before its first await, so that two acquire() calls in this process
   // cannot both see the lease free.
-  #held = new Map<string, _Held | "pending">();
+  #held = new Map<string, KvLease | "pending">();
+  #signals = new InboxSignals();
   #closed = false;
 
   private constructor(kv: Deno.Kv, location: string, options: KvStoreOptions) {
@@ -124,20 +126,28 @@ export class KvStore implements StateStore {
   async update(
     id: string,
     fn: (current: ConnectionState | undefined) => ConnectionState | undefined,
+    fence?: Fence,
   ): Promise<ConnectionState | undefined> {
     this.#checkOpen();
     const key = ["connections", id];
     // Read, apply, and write only if nobody wrote in between (the versionstamp check);
-    // otherwise read again. Deno KV's own docs do counters this way.
+    // otherwise read again. Deno KV's own docs do counters this way. A fenced write also
+    // checks the lease entry, so it cannot land once another process holds the connection.
     for (let attempt = 0; attempt < _UPDATE_ATTEMPTS; attempt++) {
+      fence?.assertHeld();
       const entry = await _retryBusy(() => this.#kv.get<unknown>(key));
       const current = entry.value === null ? undefined : this.#validate(id, entry.value);
       const next = fn(current);
       if (next === undefined) return current;
       const copy = connectionStateSchema.parse(next);
       _checkId(id, copy);
-      const result = await _retryBusy(() => this.#kv.atomic().check(entry).set(key, copy).commit());
+      let op = this.#kv.atomic().check(entry);
+      if (fence?.kvCheck) op = op.check(fence.kvCheck());
+      const result = await _retryBusy(() => op.set(key, copy).commit());
       if (result.ok) return copy;
+      if (fence?.recheck && !(await fence.recheck())) {
+        throw new FencedError(`Stopped writing: the lease on connection ${id} was lost.`);
+      }
     }
     throw new StateError(
       `Cannot update connection ${id} in ${this.location}: it changed under every one of ` +
@@ -155,76 +165,57 @@ export class KvStore implements StateStore {
     return Promise.resolve();
   }
 
+  inbox(id: string): Inbox {
+    this.#checkOpen();
+    return kvInbox({
+      kv: this.#kv,
+      clock: this.#clock,
+      retry: _retryBusy,
+      location: this.location,
+      appended: (connection) => this.#signals.appended(connection),
+    }, id);
+  }
+
+  onInboxAppended(wake: (id: string) => void, signal: AbortSignal): void {
+    this.#signals.onAppended(wake, signal);
+  }
+
   async acquire(id: string): Promise<Lease | undefined> {
     this.#checkOpen();
     if (this.#held.has(id)) return undefined;
     this.#held.set(id, "pending");
+    let lease: KvLease | undefined;
     try {
-      const key = ["leases", id];
-      // A lost race is retried once or twice in case the winner let go at once.
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const entry = await _retryBusy(() => this.#kv.get<unknown>(key));
-        const current = _leaseSchema.safeParse(entry.value);
-        if (current.success && current.data.expires_at > this.#clock.now()) return undefined;
-        const result = await _retryBusy(() =>
-          this.#kv.atomic()
-            .check(entry)
-            .set(key, this.#leaseValue(), { expireIn: this.#leaseMs })
-            .commit()
-        );
-        if (result.ok) {
-          const stop = new AbortController();
-          const held: _Held = { stop, renewing: this.#renew(id, stop.signal) };
-          this.#held.set(id, held);
-          return this.#lease(id, held);
-        }
-      }
-      return undefined;
+      lease = await KvLease.acquire({
+        kv: this.#kv,
+        clock: this.#clock,
+        leaseMs: this.#leaseMs,
+        owner: this.#owner,
+        retry: _retryBusy,
+        logger: this.#logger,
+        location: this.location,
+      }, id);
     } finally {
-      if (this.#held.get(id) === "pending") this.#held.delete(id);
+      if (lease) this.#held.set(id, lease);
+      else this.#held.delete(id);
     }
-  }
-
-  /**
-   * Queues `value` on this database's queue (`Deno.Kv.enqueue`) unless `dedupeKey` was queued
-   * within `windowMs` (on the store's clock): the check and the enqueue are one atomic write,
-   * so two isolates receiving the same webhook delivery queue it once. Resolves once the
-   * value is durably queued (true) or found to be a duplicate (false). Used by the webhook
-   * receiver, which answers Mailchimp only after this.
-   */
-  async enqueueOnce(dedupeKey: string, value: unknown, windowMs: number): Promise<boolean> {
-    this.#checkOpen();
-    const key = ["webhook-seen", dedupeKey];
-    for (let attempt = 0; attempt < _UPDATE_ATTEMPTS; attempt++) {
-      const entry = await _retryBusy(() => this.#kv.get<{ until: number }>(key));
-      const now = this.#clock.now();
-      if (entry.value !== null && entry.value.until > now) return false;
-      const result = await _retryBusy(() =>
-        this.#kv.atomic().check(entry)
-          .set(key, { until: now + windowMs }, { expireIn: Math.max(1, windowMs) })
-          .enqueue(value)
-          .commit()
-      );
-      if (result.ok) return true;
-    }
-    throw new StateError(`Cannot queue a webhook event in ${this.location}: too many conflicts.`);
-  }
-
-  /**
-   * Hands every value of this database's queue to `handler` (`Deno.Kv.listenQueue`); a
-   * handler that throws gets the value again later (Deno KV's retries). Resolves when the
-   * store is closed. One listener per store.
-   */
-  listenQueue(handler: (value: unknown) => Promise<void>): Promise<void> {
-    this.#checkOpen();
-    return this.#kv.listenQueue(handler);
+    if (!lease) return undefined;
+    const held = lease;
+    return {
+      fence: held.fence,
+      release: async () => {
+        if (this.#held.get(id) === held) this.#held.delete(id);
+        await held.release();
+      },
+    };
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     for (const [id, held] of [...this.#held]) {
-      if (held !== "pending") await this.#release(id, held).catch(() => {});
+      this.#held.delete(id);
+      if (held !== "pending") await held.release().catch(() => {});
     }
     this.#kv.close();
   }
@@ -241,70 +232,6 @@ export class KvStore implements StateStore {
         zodProblems(parsed.error)
       }. Run "reset ${id}" to start that connection with a full sync.`,
     );
-  }
-
-  #leaseValue(): _LeaseValue {
-    return { owner: this.#owner, expires_at: this.#clock.now() + this.#leaseMs };
-  }
-
-  #lease(id: string, held: _Held): Lease {
-    let released = false;
-    return {
-      release: async () => {
-        if (released || this.#held.get(id) !== held) return;
-        released = true;
-        await this.#release(id, held);
-      },
-    };
-  }
-
-  async #release(id: string, held: _Held): Promise<void> {
-    held.stop.abort();
-    await held.renewing;
-    this.#held.delete(id);
-    const key = ["leases", id];
-    const entry = await _retryBusy(() => this.#kv.get<unknown>(key));
-    const current = _leaseSchema.safeParse(entry.value);
-    // Only our own lease: after an expiry somebody else may rightly hold it now.
-    if (current.success && current.data.owner === this.#owner) {
-      await _retryBusy(() => this.#kv.atomic().check(entry).delete(key).commit());
-    }
-  }
-
-  async #renew(id: string, signal: AbortSignal): Promise<void> {
-    const key = ["leases", id];
-    for (;;) {
-      try {
-        await this.#clock.sleep(this.#leaseMs / 3, signal);
-      } catch {
-        return; // released
-      }
-      try {
-        const entry = await _retryBusy(() => this.#kv.get<unknown>(key));
-        const current = _leaseSchema.safeParse(entry.value);
-        // Gone (KV's real-time expiry can beat a slow clock) is still ours to take back;
-        // somebody else's is not.
-        if (entry.value !== null && (!current.success || current.data.owner !== this.#owner)) {
-          this.#logger?.error(
-            "Lost the lease on connection {id} in {location}: another process may run it too.",
-            { id, location: this.location },
-          );
-          return;
-        }
-        await _retryBusy(() =>
-          this.#kv.atomic()
-            .check(entry)
-            .set(key, this.#leaseValue(), { expireIn: this.#leaseMs })
-            .commit()
-        );
-      } catch (error) {
-        // The next renewal, a third of a lease later, tries again.
-        this.#logger?.warn("Cannot renew the lease on connection {id}: {error}", {
-          id,
-          error: errorText(error),
-        });
-      }
-    }
   }
 }
 

@@ -39,6 +39,12 @@ export interface LedgerEntry {
    * `Date` at least 2 s after it), so no other read of the same version can be newer.
    */
   final: boolean;
+  /**
+   * In memory only, never persisted: when the writer holding the table issued this entry's
+   * push, in its numbering of reads and pushes (writer/gate.ts); 0 or absent for entries
+   * loaded from the ledger (issued before any read of this writer).
+   */
+  issuedSeq?: number;
 }
 
 /** A packed, in-memory table of ledger entries keyed by member id. */

@@ -4,9 +4,12 @@
  *
  * @module
  */
+import { type Clock, systemClock } from "../clock/clock.ts";
+import { MemoryInboxes } from "./inbox.ts";
+import { LocalLeases } from "./leases.ts";
 import { type ConnectionState, connectionStateSchema } from "./schema.ts";
 import { MemoryLedger } from "./ledgers.ts";
-import type { Lease, Ledger, StateStore } from "./store.ts";
+import type { Fence, Inbox, Lease, Ledger, StateStore } from "./store.ts";
 
 /**
  * Keeps connection state in a map. Nothing survives a restart, and no other process can see
@@ -17,8 +20,14 @@ export class MemoryStore implements StateStore {
   readonly kind = "memory" as const;
   readonly location = "memory";
   #connections = new Map<string, ConnectionState>();
-  #held = new Map<string, symbol>();
+  #leases = new LocalLeases();
   #ledgers = new Map<string, MemoryLedger>();
+  #inboxes: MemoryInboxes;
+
+  /** `clock` times the inboxes' de-duplication window. @default {systemClock} */
+  constructor(options: { clock?: Clock } = {}) {
+    this.#inboxes = new MemoryInboxes(options.clock ?? systemClock);
+  }
 
   get(id: string): Promise<ConnectionState | undefined> {
     const state = this.#connections.get(id);
@@ -36,9 +45,11 @@ export class MemoryStore implements StateStore {
   update(
     id: string,
     fn: (current: ConnectionState | undefined) => ConnectionState | undefined,
+    fence?: Fence,
   ): Promise<ConnectionState | undefined> {
     // Promise.try: a validation error rejects the promise instead of throwing at the call.
     return Promise.try(() => {
+      fence?.assertHeld();
       const current = this.#connections.get(id);
       const next = fn(current === undefined ? undefined : structuredClone(current));
       if (next === undefined) return current === undefined ? undefined : structuredClone(current);
@@ -56,35 +67,26 @@ export class MemoryStore implements StateStore {
     return ledger;
   }
 
+  inbox(id: string): Inbox {
+    return this.#inboxes.inbox(id);
+  }
+
+  onInboxAppended(wake: (id: string) => void, signal: AbortSignal): void {
+    this.#inboxes.onAppended(wake, signal);
+  }
+
   flush(): Promise<void> {
     return Promise.resolve();
   }
 
   acquire(id: string): Promise<Lease | undefined> {
-    return Promise.resolve(_acquireLocal(this.#held, id));
+    return Promise.resolve(this.#leases.acquire(id));
   }
 
   close(): Promise<void> {
-    this.#held.clear();
+    this.#leases.clear();
     return Promise.resolve();
   }
-}
-
-/**
- * Claims `id` in a set of connections held by this process; undefined when it is already
- * held. Shared by the stores whose only competitor is this process itself.
- */
-export function _acquireLocal(held: Map<string, symbol>, id: string): Lease | undefined {
-  if (held.has(id)) return undefined;
-  // A token, so that a stale lease released late cannot free a later holder's claim.
-  const token = Symbol(id);
-  held.set(id, token);
-  return {
-    release(): Promise<void> {
-      if (held.get(id) === token) held.delete(id);
-      return Promise.resolve();
-    },
-  };
 }
 
 /** Refuses a state whose id is not the key it is stored under. Shared by the stores. */

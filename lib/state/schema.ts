@@ -77,8 +77,16 @@ export const reconcileSummarySchema = z.object({
   ledger_members: z.number().int().nonnegative(),
   /** Ids pushed before but absent now (deleted, or an old id left by an email change). */
   orphans: z.number().int().nonnegative(),
-  /** Members in Mailchimp that the ledger lacked (polling should never miss one). */
+  /**
+   * Members older than the watermark that the ledger lacked (polling should never miss one).
+   */
   missing: z.number().int().nonnegative(),
+  /** Members older than the watermark whose record in Ometria differed from Mailchimp's. */
+  stale: z.number().int().nonnegative().default(0),
+  /** Members changed since the watermark, pushed early (polling's next window; no divergence). */
+  ahead: z.number().int().nonnegative().default(0),
+  /** Ledger entries without a hash (from an earlier release) given the one Mailchimp has now. */
+  adopted: z.number().int().nonnegative().default(0),
   /** Orphans opted out in Ometria and members pushed by this reconciliation. */
   repaired: z.number().int().nonnegative(),
   /** A few of the orphan ids, for the status output. */

@@ -164,10 +164,9 @@ export interface StateStore {
   /** The webhook inbox of connection `id`. */
   inbox(id: string): Inbox;
   /**
-   * Calls `wake(id)` whenever an entry is appended to connection `id`'s inbox by another
-   * process sharing the store (a Deno KV queue message), until `signal` aborts; in-process
-   * appends are seen through {@linkcode Inbox.changed}. A store nobody else shares never calls
-   * it.
+   * Calls `wake(id)` whenever this process appends an entry to connection `id`'s inbox, until
+   * `signal` aborts: the process that received an event claims its connection and drains it.
+   * (A holder in another process sees appends through {@linkcode Inbox.changed}.)
    */
   onInboxAppended(wake: (id: string) => void, signal: AbortSignal): void;
   /** Makes every earlier `update` durable. */

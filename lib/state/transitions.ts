@@ -15,7 +15,7 @@ import {
   type RunProgress,
   type RunSummary,
 } from "./schema.ts";
-import type { StateStore } from "./store.ts";
+import type { Fence, StateStore } from "./store.ts";
 
 const _MINUTE = 60_000;
 
@@ -220,17 +220,18 @@ function _quarantine(
 
 /**
  * Applies `event` to connection `id` in `store` (creating its state when it has none) and
- * returns the new state.
+ * returns the new state. With `fence`, only while it holds (the connection's writer).
  */
 export async function record(
   store: StateStore,
   connection: { id: string; listId: string },
   event: ConnectionEvent,
+  fence?: Fence,
 ): Promise<ConnectionState> {
   const next = await store.update(connection.id, (current) => {
     const base = current ?? newConnectionState(connection.id, connection.listId);
     const changed = nextState(base, event);
     return changed === base && current !== undefined ? undefined : changed;
-  });
+  }, fence);
   return next!;
 }

@@ -4,7 +4,9 @@
  * that way before it registers it). Mailchimp signs nothing, so the secret in the URL is the
  * only proof a request is Mailchimp's: a wrong secret and an unknown connection get the same
  * 404, so neither can be probed, and secrets are compared in constant time. The receiver
- * only validates and queues; acting on an event happens behind the 200 (see `queue.ts`).
+ * only validates and appends the event to the connection's inbox in the state store, which
+ * is durable when the append resolves (every backend); it answers 200 only then. Acting on
+ * the event happens behind the answer, in the connection's writer (writer/writer_pool.ts).
  *
  * It runs on a listener of its own (`WEBHOOK_PORT`), apart from metrics and status, because
  * it is the one thing that must face the internet.
@@ -14,8 +16,8 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import type { Inbox } from "../state/store.ts";
 import { parseWebhookEvent, webhookEventKey } from "./event.ts";
-import type { WebhookQueue } from "./queue.ts";
 
 /** The path every webhook route starts with. */
 export const WEBHOOK_PATH_PREFIX = "/webhooks/mailchimp/";
@@ -43,7 +45,8 @@ export interface WebhookRoute {
 /** Options of {@linkcode webhookReceiver}. */
 export interface WebhookReceiverOptions {
   routes: readonly WebhookRoute[];
-  queue: WebhookQueue;
+  /** The inbox of a connection (`StateStore.inbox`). */
+  inboxFor: (connectionId: string) => Inbox;
   clock: Clock;
   logger: Logger;
   /** Called for every request with its outcome (and the connection, once the secret matched). */
@@ -67,13 +70,13 @@ export function isWebhookPath(pathname: string): boolean {
  * for a `POST` once the event is queued or known as a duplicate; 404 (counted) for any other
  * path, an unknown connection or a wrong secret; 405 for other methods; 400 for a body over
  * `maxBodyBytes`, one that is not a webhook event, or one about another list; 503 when the
- * in-process queue is full (Mailchimp retries). Log lines never carry the path: it holds
+ * connection's inbox is full (Mailchimp retries; polling reads the change anyway). Log lines never carry the path: it holds
  * the secret.
  */
 export function webhookReceiver(
   options: WebhookReceiverOptions,
 ): (request: Request) => Promise<Response> {
-  const { queue, clock, logger } = options;
+  const { clock, logger } = options;
   const maxBody = options.maxBodyBytes ?? WEBHOOK_MAX_BODY_BYTES;
   const routes = new Map(options.routes.map((r) => [r.id, r]));
   const count = (outcome: ReceiverOutcome, id?: string) => options.onOutcome?.(outcome, id);
@@ -125,13 +128,16 @@ export function webhookReceiver(
       return text(`bad request: ${problem}`, 400);
     }
     const event = parsed.event;
-    const outcome = await queue.offer(
-      { connectionId: route.id, receivedAtMs: clock.now(), event },
-      webhookEventKey(route.id, event),
-    );
+    const outcome = await options.inboxFor(route.id).append({
+      type: event.type,
+      receivedAtMs: clock.now(),
+      firedAtMs: event.firedAtMs,
+      action: event.action,
+      memberIds: event.memberIds,
+    }, webhookEventKey(route.id, event));
     count(outcome, route.id);
     if (outcome === "full") {
-      logger.warn("Webhook for {connection} refused for now: the queue is full", {
+      logger.warn("Webhook for {connection} refused for now: its inbox is full", {
         connection: route.id,
       });
       return text("busy: try again later", 503, { "retry-after": "60" });

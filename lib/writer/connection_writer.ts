@@ -1,0 +1,324 @@
+/**
+ * The one path through which everything is written for one connection: pushes to Ometria,
+ * its content ledger, its state (checkpoints, quarantine, outcomes) and its webhook inbox.
+ * A writer exists only while this process holds the connection's lease, and every write
+ * carries the lease's fence, so once the lease is lost nothing more is sent or saved.
+ *
+ * Every push goes through {@linkcode ConnectionWriter.push}, which judges each record against
+ * the ledger (gate.ts) at the moment it is issued and keeps, per member, at most one request
+ * in flight: a record waits for the request already carrying its member to settle. So for any
+ * member, requests are issued in the order of their versions and one at a time, and none
+ * lands after a newer one or after the member's opt-out (docs/ARCHITECTURE.md, "One writer
+ * per connection").
+ *
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Clock } from "../clock/clock.ts";
+import type { RecordJson } from "../mapping/contact.ts";
+import type { RecordsSink, SinkResult } from "../engine/ports.ts";
+import { rejectedRecords } from "../engine/push_in_order.ts";
+import { type LedgerEntry, LedgerTable } from "../state/ledger_table.ts";
+import type { ConnectionState } from "../state/schema.ts";
+import type { Fence, Inbox, Lease, Ledger, StateStore } from "../state/store.ts";
+import { type ConnectionEvent, record } from "../state/transitions.ts";
+import { judge, type Observation } from "./gate.ts";
+
+/** A record ready to send, with what the gate judges it by. */
+export interface GatedRecord extends RecordJson, Observation {}
+
+/** What Ometria said about a push, and what the gate kept back. */
+export interface GatedResult extends SinkResult {
+  /** Records not sent: Ometria acknowledged the very same record before. */
+  unchanged: number;
+  /** Records not sent: a newer version of their member was sent or is in flight. */
+  stale: number;
+  /** Members not sent now but queued to be read again (see gate.ts, `recheck`). */
+  rechecked: string[];
+  /** Records sent. */
+  sent: number;
+}
+
+/** Options of {@linkcode ConnectionWriter}. */
+export interface ConnectionWriterOptions {
+  connection: { id: string; listId: string };
+  store: StateStore;
+  lease: Lease;
+  /** The connection's Ometria client. */
+  sink: RecordsSink;
+  clock: Clock;
+  logger: Logger;
+  /**
+   * Send records Ometria acknowledged before too (`--repush`): a repair after someone
+   * changed Ometria by hand. @default {false}
+   */
+  repush?: boolean;
+}
+
+/** Bytes of acknowledgement records kept in memory before they are appended on their own. */
+const _ACK_FLUSH_BYTES = 64 * 1024;
+
+/** One connection's writer. Built by the writer pool when it takes the lease. */
+export class ConnectionWriter {
+  readonly connection: { id: string; listId: string };
+  readonly store: StateStore;
+  readonly fence: Fence;
+  readonly inbox: Inbox;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly #o: ConnectionWriterOptions;
+  readonly #ledger: Ledger;
+  #table: Promise<LedgerTable> | undefined;
+  /** Per member, the settling of the request that carries it now. */
+  readonly #inflight = new Map<string, Promise<void>>();
+  /**
+   * Acknowledgements not yet appended: they only let a later run skip unchanged members, so
+   * losing them in a crash costs a resend, never a member. They go out with the next append.
+   */
+  #acks: Uint8Array[] = [];
+  #ackBytes = 0;
+  /** Records appended since the ledger was loaded (what compaction would save). */
+  #appended = 0;
+  /** Numbers reads and pushes in the order they start (see gate.ts). */
+  #seq = 0;
+
+  constructor(options: ConnectionWriterOptions) {
+    this.#o = options;
+    this.connection = options.connection;
+    this.store = options.store;
+    this.fence = options.lease.fence;
+    this.inbox = options.store.inbox(options.connection.id);
+    this.clock = options.clock;
+    this.logger = options.logger;
+    this.#ledger = options.store.ledger(options.connection.id);
+  }
+
+  /** The lease this writer holds. */
+  get lease(): Lease {
+    return this.#o.lease;
+  }
+
+  /** The connection's Ometria client (most records per request). */
+  get maxBatchSize(): number {
+    return this.#o.sink.maxBatchSize;
+  }
+
+  /**
+   * The next number of this writer's numbering of reads and pushes: take one right before a
+   * Mailchimp request whose members will be pushed (`Observation.readSeq`).
+   */
+  nextSeq(): number {
+    return ++this.#seq;
+  }
+
+  /** The content ledger, loaded once per writer. */
+  table(): Promise<LedgerTable> {
+    this.#table ??= this.#ledger.load();
+    return this.#table;
+  }
+
+  /** Applies `event` to the connection's state, under the fence. */
+  record(event: ConnectionEvent): Promise<ConnectionState> {
+    return record(this.store, this.connection, event, this.fence);
+  }
+
+  /**
+   * Sends `records` through the gate (see the module doc): each is judged against the ledger
+   * now; those to send are written ahead to the ledger (durably), wait for any request still
+   * carrying their member, and go in one request. Records Ometria did not take are reported
+   * as a sink reports them (the caller quarantines them); the rest become acknowledged in the
+   * ledger. Throws the sink's failure, or {@linkcode FencedError} when the lease is gone.
+   */
+  async push(
+    records: readonly GatedRecord[],
+    options: { signal?: AbortSignal | undefined; label?: string | undefined } = {},
+  ): Promise<GatedResult> {
+    this.fence.assertHeld();
+    const table = await this.table();
+    const admitted = this.#admit(table, records);
+    const { send, waits, mine } = admitted;
+    const result: GatedResult = {
+      accepted: 0,
+      rejected: 0,
+      unchanged: admitted.unchanged,
+      stale: admitted.stale,
+      rechecked: admitted.recheck,
+      sent: 0,
+    };
+    try {
+      if (admitted.wal.length > 0) await this.#append(admitted.wal);
+      if (admitted.recheck.length > 0) await this.#queueRecheck(admitted.recheck);
+      if (waits.length > 0) await Promise.all(waits);
+      if (send.length === 0) return result;
+      this.fence.assertHeld();
+      const signal = options.signal
+        ? AbortSignal.any([options.signal, this.fence.signal])
+        : this.fence.signal;
+      const answer = await this.#o.sink.pushJson(send, {
+        signal,
+        label: options.label,
+        // Every attempt, retries included, goes out only while the lease holds.
+        beforeAttempt: () => this.fence.assertHeld(),
+      });
+      this.#acknowledge(table, send, answer);
+      return { ...answer, ...result, sent: send.length };
+    } finally {
+      for (const { id, settled } of mine) {
+        settled.resolve();
+        if (this.#inflight.get(id) === settled.promise) this.#inflight.delete(id);
+      }
+    }
+  }
+
+  /** Appends the acknowledgements still in memory (at a checkpoint, and before closing). */
+  async flushAcks(): Promise<void> {
+    if (this.#acks.length > 0) await this.#append([]);
+  }
+
+  /**
+   * Compacts the ledger when it has grown past twice its entries (the writer's table is the
+   * whole truth: no other writer can have appended since it was loaded).
+   */
+  async compactIfGrown(): Promise<void> {
+    if (this.#table === undefined) return;
+    const table = await this.#table;
+    await this.flushAcks();
+    if (this.#appended <= Math.max(1000, table.size)) return;
+    await this.#ledger.compact(table, this.fence);
+    this.#appended = 0;
+  }
+
+  /**
+   * Appends ledger records decided elsewhere (a reconciliation adopting entries whose hash was
+   * unknown), already applied to {@linkcode table}.
+   */
+  async appendLedger(records: readonly Uint8Array[]): Promise<void> {
+    if (records.length > 0) await this.#append(records);
+  }
+
+  /** Removes members from the ledger (an erasure). */
+  async forget(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const table = await this.table();
+    const wal = ids.map((id) => {
+      table.delete(id);
+      return LedgerTable.packRecord(id, undefined);
+    });
+    await this.#append(wal);
+  }
+
+  /**
+   * Judges every record now, synchronously, so that two pushes of one member issued at once
+   * see each other: the first one's entry is written into the table before the second is
+   * judged, and the second waits for the first's request.
+   */
+  #admit(table: LedgerTable, records: readonly GatedRecord[]) {
+    const send: GatedRecord[] = [];
+    const index = new Map<string, number>();
+    const wal: Uint8Array[] = [];
+    const waits: Promise<void>[] = [];
+    const mine: { id: string; settled: PromiseWithResolvers<void> }[] = [];
+    const recheck: string[] = [];
+    let unchanged = 0;
+    let stale = 0;
+    for (const r of records) {
+      const before = table.get(r.id);
+      const verdict = judge(before, before?.issuedSeq ?? 0, r, {
+        repush: this.#o.repush ?? false,
+      });
+      if (verdict === "unchanged") unchanged++;
+      else if (verdict === "stale") stale++;
+      else if (verdict === "recheck") recheck.push(r.id);
+      else {
+        const entry: LedgerEntry = {
+          versionMs: r.versionMs,
+          hash: r.hash,
+          acked: false,
+          gone: r.gone,
+          final: r.final,
+          issuedSeq: this.nextSeq(),
+        };
+        table.set(r.id, entry);
+        wal.push(LedgerTable.packRecord(r.id, entry));
+        const at = index.get(r.id);
+        if (at !== undefined) {
+          // Twice in one push: only the later one goes (one request must not carry both).
+          send[at] = r;
+          stale++;
+          continue;
+        }
+        index.set(r.id, send.length);
+        send.push(r);
+        const carrying = this.#inflight.get(r.id);
+        if (carrying) waits.push(carrying);
+        const settled = Promise.withResolvers<void>();
+        this.#inflight.set(r.id, settled.promise);
+        mine.push({ id: r.id, settled });
+      }
+    }
+    return { send, wal, waits, mine, recheck, unchanged, stale };
+  }
+
+  /** Marks what Ometria took as acknowledged, unless a newer push has replaced the entry. */
+  #acknowledge(table: LedgerTable, sent: readonly GatedRecord[], answer: SinkResult): void {
+    const refused = answer.rejected > 0 || (answer.tooLarge?.length ?? 0) > 0
+      ? new Set(rejectedRecords(sent, answer).map((r) => r.id))
+      : undefined;
+    for (const r of sent) {
+      if (refused?.has(r.id)) continue;
+      const entry = table.get(r.id);
+      if (
+        entry === undefined || entry.acked || entry.versionMs !== r.versionMs ||
+        entry.hash !== r.hash || entry.gone !== r.gone
+      ) continue;
+      const acked = { ...entry, acked: true };
+      table.set(r.id, acked);
+      const packed = LedgerTable.packRecord(r.id, acked);
+      this.#acks.push(packed);
+      this.#ackBytes += packed.length;
+    }
+    if (this.#ackBytes >= _ACK_FLUSH_BYTES) {
+      // Appended on the next write of the ledger, or here when none comes soon.
+      void this.flushAcks().catch(() => {});
+    }
+  }
+
+  async #append(records: readonly Uint8Array[]): Promise<void> {
+    const parts = this.#acks.length > 0 ? [...this.#acks, ...records] : records;
+    const acks = this.#acks;
+    this.#acks = [];
+    this.#ackBytes = 0;
+    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      bytes.set(p, at);
+      at += p.length;
+    }
+    try {
+      await this.#ledger.append(bytes, this.fence);
+    } catch (error) {
+      // Acknowledgements wait for the next append; the records of this push are not sent.
+      this.#acks = [...acks, ...this.#acks];
+      throw error;
+    }
+    this.#appended += parts.length;
+  }
+
+  /** Queues members to be read again once their second is surely over (gate.ts). */
+  async #queueRecheck(ids: readonly string[]): Promise<void> {
+    const now = this.clock.now();
+    const outcome = await this.inbox.append({
+      type: "recheck",
+      receivedAtMs: now,
+      firedAtMs: null,
+      action: null,
+      memberIds: [...ids],
+    }, `recheck|${ids.join("+")}|${now}`);
+    if (outcome === "full") {
+      throw new Error(
+        `Cannot queue ${ids.length} member(s) of connection ${this.connection.id} to be read ` +
+          "again: its inbox is full; they stay where the next run reads them",
+      );
+    }
+  }
+}
