@@ -30,7 +30,7 @@ import {
   parseMember,
 } from "./member.ts";
 import { formatMailchimpTime } from "./time.ts";
-import type { InterestDefinition, MergeFieldDefinition } from "../mapping/field_mapping.ts";
+import type { InterestDefinition, MergeFieldDefinition } from "./list_definitions.ts";
 
 /**
  * The API base of a key's account, `https://{dc}.api.mailchimp.com/3.0`, with `dc` the key's
