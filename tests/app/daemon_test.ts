@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { runCommand } from "../../lib/app/cli.ts";
 import { loadConfig } from "../../lib/config/config.ts";
-import { assertInSync, startWorld, T0 } from "../_world.ts";
+import { assertInSync, startWorld, T0 } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
 const LIST = "daemon0001";
@@ -80,7 +80,7 @@ Deno.test("the daemon ticks now, then on cron, serves metrics and stops on a sig
 Deno.test("the daemon alerts once when the state cannot be saved three ticks in a row", async () => {
   const dir = await Deno.makeTempDir({ prefix: "daemon_state_" });
   const { FileStore } = await import("../../lib/state/file_store.ts");
-  const { FakeClock } = await import("../../lib/clock/clock.ts");
+  const { FakeClock } = await import("../_helpers/fake_clock.ts");
   // Every write compacts (writes the whole document anew): with its folder gone, none can.
   const store = await FileStore.open(`${dir}/sync_jobs.json`, {
     clock: new FakeClock(T0),

@@ -7,7 +7,7 @@ import { collectionFor } from "../../lib/mapping/contact.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
 import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
-import { cliEnv } from "./_cli.ts";
+import { cliEnv } from "../_helpers/cli.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 

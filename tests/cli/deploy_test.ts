@@ -10,7 +10,7 @@ import { compareCopies } from "../../lib/sim/compare.ts";
 import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { statusReportSchema } from "../../lib/freshness/status_report.ts";
-import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
+import { runCli, simulatorEnv, spawnCli } from "../_helpers/cli.ts";
 
 const LIST = "deploy0001";
 const MINUTE = 60_000;

@@ -3,10 +3,10 @@
  * on, the documented exit code and no stack trace.
  */
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
-import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
+import { runCli, simulatorEnv, spawnCli } from "../_helpers/cli.ts";
 
 const MINUTE = 60_000;
 const LIST = "lista00001";

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
 import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { stateDocumentSchema } from "../../lib/state/schema.ts";
-import { runCli, simulatorEnv } from "./_cli.ts";
+import { runCli, simulatorEnv } from "../_helpers/cli.ts";
 
 const MINUTE = 60_000;
 

@@ -10,7 +10,7 @@ import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { seededRandom } from "../../lib/sim/random.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
 import { stateDocumentSchema } from "../../lib/state/schema.ts";
-import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
+import { runCli, simulatorEnv, spawnCli } from "../_helpers/cli.ts";
 
 const LIST = "crash00001";
 const MINUTE = 60_000;

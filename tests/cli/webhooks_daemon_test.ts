@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { collectionFor } from "../../lib/mapping/contact.ts";
 import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
-import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
+import { runCli, simulatorEnv, spawnCli } from "../_helpers/cli.ts";
 
 const LIST = "hook000001";
 const SECRET = "cli-secret-0123456789abcdef";

@@ -4,8 +4,8 @@
  * held back while pushing is behind, and stops.
  */
 import assert from "node:assert/strict";
-import { InstantClock } from "../_instant_clock.ts";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { InstantClock } from "../_helpers/instant_clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { RateLimiter } from "../../lib/http/rate_limiter.ts";
 import { OmetriaClient } from "../../lib/ometria/client.ts";
 import {

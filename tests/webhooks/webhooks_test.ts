@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { compareCopies } from "../../lib/sim/compare.ts";
-import { assertInSync, startWorld, type World } from "../_world.ts";
+import { assertInSync, startWorld, type World } from "../_helpers/world.ts";
 import { SyncService } from "../../lib/app/sync_service.ts";
 import { quietLogger } from "../../lib/log/logging.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";

@@ -3,16 +3,16 @@
  * state store, and helpers to build the real service and check the copy.
  */
 import assert from "node:assert/strict";
-import { FakeClock } from "../lib/clock/clock.ts";
-import type { ConnectionConfig } from "../lib/config/config.ts";
-import { SyncService, type SyncServiceOptions } from "../lib/app/sync_service.ts";
-import { quietLogger } from "../lib/log/logging.ts";
-import { collectionFor } from "../lib/mapping/contact.ts";
-import { compareCopies } from "../lib/sim/compare.ts";
-import { MailchimpSimulator, type MailchimpSimulatorOptions } from "../lib/sim/mailchimp_sim.ts";
-import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../lib/sim/ometria_sim.ts";
-import { MemoryStore } from "../lib/state/memory_store.ts";
-import type { StateStore } from "../lib/state/store.ts";
+import { FakeClock } from "./fake_clock.ts";
+import type { ConnectionConfig } from "../../lib/config/config.ts";
+import { SyncService, type SyncServiceOptions } from "../../lib/app/sync_service.ts";
+import { quietLogger } from "../../lib/log/logging.ts";
+import { collectionFor } from "../../lib/mapping/contact.ts";
+import { compareCopies } from "../../lib/sim/compare.ts";
+import { MailchimpSimulator, type MailchimpSimulatorOptions } from "../../lib/sim/mailchimp_sim.ts";
+import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../../lib/sim/ometria_sim.ts";
+import { MemoryStore } from "../../lib/state/memory_store.ts";
+import type { StateStore } from "../../lib/state/store.ts";
 
 /** Start of every test world's clock. */
 export const T0 = Date.UTC(2026, 10, 1, 12, 0, 0);
