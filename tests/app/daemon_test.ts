@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { runCommand } from "../../lib/app/cli.ts";
 import { loadConfig } from "../../lib/config/config.ts";
 import { assertInSync, startWorld, T0 } from "../_helpers/world.ts";
+import { until } from "../_helpers/until.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
 const LIST = "daemon0001";
@@ -46,9 +47,7 @@ Deno.test("the daemon ticks now, then on cron, serves metrics and stops on a sig
       hardStop: new AbortController().signal,
     });
     // The first tick runs at once.
-    for (let i = 0; i < 500 && !(await world.store.get(LIST))?.fresh_as_of; i++) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await until(async () => !!(await world.store.get(LIST))?.fresh_as_of, "the first tick");
     assert.ok((await world.store.get(LIST))?.fresh_as_of, "the first tick synced the list");
     assert.equal(schedule, "*/5 * * * *");
     assertInSync(world, LIST);
@@ -122,7 +121,7 @@ Deno.test("the daemon alerts once when the state cannot be saved three ticks in 
     await ready;
     // The first tick (started at once) saves fine; then the folder goes.
     const tickEnded = () => logs.records.some((r) => String(r.rawMessage).startsWith("Tick:"));
-    for (let i = 0; i < 1000 && !tickEnded(); i++) await new Promise((r) => setTimeout(r, 5));
+    await until(tickEnded, "the first tick to end");
     assert.ok(tickEnded(), "the first tick ended");
     await Deno.remove(dir, { recursive: true });
     const alerted = () =>
