@@ -15,7 +15,7 @@ import { buildStatusReport, formatStatusTable, statusRows } from "../freshness/s
 import { StateError, type StateStore } from "../state/store.ts";
 import { record } from "../state/transitions.ts";
 import { ProgressLine, type TerminalLine } from "./progress.ts";
-import { SyncService, type SyncServiceOptions } from "./sync_service.ts";
+import { serviceOptionsFromConfig, SyncService, type SyncServiceOptions } from "./sync_service.ts";
 
 import { runWebhooksCommand } from "./webhooks_command.ts";
 import { serveWebhooks, type WebhookServer } from "../webhooks/receiver.ts";
@@ -225,24 +225,11 @@ function serviceFor(
   > = {},
 ): SyncService {
   return new SyncService({
-    connections: config.connections,
+    ...serviceOptionsFromConfig(config),
     store: deps.store,
     clock: deps.clock,
     logger: deps.logger,
     fetch: deps.fetch,
-    maxConcurrentRuns: config.maxConcurrentRuns,
-    pageSize: config.pageSize,
-    bulkMemberCount: config.bulkMemberCount,
-    minutesPerBulk: config.minutesPerBulk,
-    tickSeconds: config.pollingSeconds,
-    mailchimpMaxConnections: config.mailchimpMaxConnections,
-    mailchimpRetryMaxSeconds: config.mailchimpRetryMaxSeconds,
-    mailchimpTimeoutSeconds: config.mailchimpTimeoutSeconds,
-    marginSeconds: config.mailchimpClockMarginSeconds,
-    ometriaMaxRequestsPerSecond: config.ometriaMaxRequestsPerSecond,
-    ometriaBatchSize: config.ometriaBatchSize,
-    reconcileEveryHours: config.reconcileEveryHours,
-    secrets: configSecrets(config),
     ...(extras.alerts ? { onDiverged: _divergedAlert(extras.alerts) } : {}),
     ...extras,
   });

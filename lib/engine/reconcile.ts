@@ -13,6 +13,7 @@
  * @module
  */
 import { errorText } from "../log/error_text.ts";
+import { DEFAULT_MISSING_FETCH_LIMIT, DEFAULT_PUSH_CONCURRENCY } from "../config/defaults.ts";
 import type { Member } from "../mailchimp/member.ts";
 import { type OmetriaRecord, toOrphanRecord, toRecordJson } from "../mapping/contact.ts";
 import { ID_BYTES, IdSet, isMemberId, packId } from "../state/id_set.ts";
@@ -68,7 +69,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
       endpoint,
       connectionId: connection.id,
       listId: connection.listId,
-      concurrency: o.pushConcurrency ?? 8,
+      concurrency: o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
       mapping: o.mapping,
       signal,
       onAcknowledged: () => Promise.resolve(),
@@ -166,7 +167,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
       });
     }
     const added: string[] = [];
-    if (missingIds.length > (o.missingFetchLimit ?? 1000)) {
+    if (missingIds.length > (o.missingFetchLimit ?? DEFAULT_MISSING_FETCH_LIMIT)) {
       // Cheaper to read the whole list again than to fetch so many one by one.
       await record(store, connection, { type: "reset" });
       log.error(

@@ -34,6 +34,14 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import {
+  DEFAULT_MAILCHIMP_CLOCK_MARGIN_SECONDS,
+  DEFAULT_MAX_TIE_PASSES,
+  DEFAULT_PAGE_SIZE,
+  DEFAULT_PUSH_CONCURRENCY,
+  DEFAULT_QUARANTINE_RETRIES,
+  DEFAULT_READ_SLICES,
+} from "../config/defaults.ts";
 import type { InvalidMember, Member } from "../mailchimp/member.ts";
 import { errorText as toErrorText } from "../log/error_text.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
@@ -130,8 +138,8 @@ function _iso(ms: number): string {
  */
 export async function runConnection(options: RunConnectionOptions): Promise<RunResult> {
   const { connection, store, clock, logger, signal, hardSignal } = options;
-  const pageSize = options.pageSize ?? 1000;
-  const marginSeconds = options.marginSeconds ?? 60;
+  const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+  const marginSeconds = options.marginSeconds ?? DEFAULT_MAILCHIMP_CLOCK_MARGIN_SECONDS;
   const log = logger.with({ connection: connection.id, list_id: connection.listId });
   if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) {
     throw new RangeError(`Cannot run as 'pageSize' must be 1..1000: current value ${pageSize}`);
@@ -244,7 +252,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     logger: log,
     pageSize,
     marginMs: marginSeconds * 1000,
-    maxTiePasses: options.maxTiePasses ?? 20,
+    maxTiePasses: options.maxTiePasses ?? DEFAULT_MAX_TIE_PASSES,
     hardSignal,
     beforeRequest,
     rewind: (serverTimeMs, lower) => {
@@ -302,7 +310,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     new OrderedPusher({
       sink: ometria,
       connectionId: connection.id,
-      concurrency: options.pushConcurrency ?? 8,
+      concurrency: options.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
       signal,
       hardSignal,
       onAcknowledged: async (reach, pushed, rejected, released) => {
@@ -428,7 +436,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
    * member acknowledged (-Infinity: nothing yet). Null: no archived pass is running.
    */
   let archivedCap: number | null = null;
-  const readSlices = Math.max(1, options.readSlices ?? 2);
+  const readSlices = Math.max(1, options.readSlices ?? DEFAULT_READ_SLICES);
   const workers: Promise<void>[] = [];
   let active = 0;
   /** Cuts what is left of `slice` after its first page into slices for other readers. */
@@ -562,7 +570,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
   /** Tries every quarantined member with an id again, as it is now in Mailchimp. */
   async function _retryQuarantine(): Promise<void> {
     const ids = state.quarantine.flatMap((e) => e.id === null ? [] : [e.id])
-      .slice(0, options.quarantineRetries ?? 200);
+      .slice(0, options.quarantineRetries ?? DEFAULT_QUARANTINE_RETRIES);
     if (ids.length === 0) return;
     log.info("Trying {count} quarantined member(s) again", { count: ids.length });
     const members: Member[] = [];
