@@ -15,7 +15,7 @@ import { serveWebhooks, type WebhookServer } from "../../lib/webhooks/receiver.t
 import { startWebhooks } from "../../lib/webhooks/setup.ts";
 import type { WebhookQueue } from "../../lib/webhooks/queue.ts";
 import { subscriberHash } from "../../lib/mailchimp/member.ts";
-import { runWebhooksCommand } from "../../lib/app/webhooks_command.ts";
+import { runWebhooksCommand } from "../../lib/app/commands/webhooks.ts";
 
 const LIST = "list000001";
 const SECRET = "s3cret-0123456789abcdef";
