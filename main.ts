@@ -16,13 +16,22 @@ import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
 import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
 import { StateError, type StateStore } from "./lib/state/store.ts";
 import { runCommand } from "./lib/app/cli.ts";
-import { EXIT } from "./lib/app/commands/cli_deps.ts";
+import { type CronFn, EXIT } from "./lib/app/commands/cli_deps.ts";
 import { stateFailureAdvice } from "./lib/app/commands/shared.ts";
 import { TerminalLine } from "./lib/app/progress.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
 import { errorText, redact } from "./lib/log/error_text.ts";
 
 const GRACE_MS = 8_000;
+
+/** Writes `text` to standard output, synchronously (every command's output goes this way). */
+function _writeStdout(text: string): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(text));
+}
+
+/** `Deno.cron` in the commands' {@linkcode CronFn} shape (a signal only when there is one). */
+const _denoCron: CronFn = (name, schedule, options, handler) =>
+  Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler);
 
 function canUseFiles(path: string): boolean {
   return Deno.permissions.querySync({ name: "read", path }).state === "granted" &&
@@ -61,7 +70,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   const logFileAllowed = config.logFile !== undefined && canUseFiles(config.logFile);
   // One terminal on both outputs: a --once progress line lives there, log lines around it.
   const terminal = Deno.stdout.isTerminal() && Deno.stderr.isTerminal()
-    ? new TerminalLine((text) => Deno.stdout.writeSync(new TextEncoder().encode(text)))
+    ? new TerminalLine(_writeStdout)
     : undefined;
   const logger = await setupLogging({
     level: config.logLevel,
@@ -83,25 +92,14 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
 
   const stop = new AbortController();
   const hardStop = new AbortController();
-  let signals = 0;
-  const onSignal = (name: Deno.Signal) => () => {
-    signals++;
-    if (signals === 1) {
+  const removeSignalHandlers = _handleSignals(stop, hardStop, {
+    graceMs: GRACE_MS,
+    announce: (name) =>
       logger.info("{signal} received: finishing batches in flight, then exiting", {
         signal: name,
-      });
-      stop.abort(new Error(`${name} received`));
-      Deno.unrefTimer(setTimeout(() => hardStop.abort(new Error("grace period over")), GRACE_MS));
-    } else {
-      // The state file is only ever replaced atomically, so leaving now keeps it valid.
-      console.error(`${name} received again: exiting now.`);
-      Deno.exit(130);
-    }
-  };
-  const handlers = onDeploy ? [] : (["SIGINT", "SIGTERM"] as const).map((name) => {
-    const handler = onSignal(name);
-    Deno.addSignalListener(name, handler);
-    return [name, handler] as const;
+      }),
+    again: "exit",
+    skipMissing: false,
   });
 
   try {
@@ -110,7 +108,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
       return await runDemo({
         logger,
         clock: systemClock,
-        write: (t) => Deno.stdout.writeSync(new TextEncoder().encode(t)),
+        write: _writeStdout,
         isTerminal: Deno.stdout.isTerminal(),
         signal: stop.signal,
       });
@@ -192,9 +190,8 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
         logger,
         fetch: globalThis.fetch,
         store,
-        write: (text) => Deno.stdout.writeSync(new TextEncoder().encode(text)),
-        cron: (name, schedule, options, handler) =>
-          Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler),
+        write: _writeStdout,
+        cron: _denoCron,
         stop: stop.signal,
         hardStop: hardStop.signal,
         terminal,
@@ -220,7 +217,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     }
     return code;
   } finally {
-    for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+    removeSignalHandlers();
     await shutdownLogging();
   }
 }
@@ -236,6 +233,61 @@ function _sourceEntryPoint(): string | undefined {
   if (url.protocol !== "file:" || !url.pathname.endsWith("/main.ts")) return undefined;
   if (!/^deno(\.exe)?$/.test(executable)) return undefined;
   return url.pathname;
+}
+
+/** What differs between the signals of a CLI process and those of the Deploy entry. */
+interface _SignalPolicy {
+  /** From the first signal to abandoning requests in flight (`hardStop`). */
+  graceMs: number;
+  /** Says that the first signal came and the program is stopping. */
+  announce: (name: Deno.Signal) => void;
+  /**
+   * What a second signal does. `"exit"`: leave at once with 130 (the state file is only ever
+   * replaced atomically, so leaving keeps it valid). `"hard-stop"`: abort `hardStop` now, so
+   * runs still save their checkpoints and give their leases back (Deploy kills the isolate
+   * 5 s after its SIGINT whatever we do).
+   */
+  again: "exit" | "hard-stop";
+  /** Skips a signal this platform does not have (it never sends it) instead of failing. */
+  skipMissing: boolean;
+}
+
+/**
+ * The one SIGINT/SIGTERM handler, installed for both signals: the first signal aborts
+ * `stop` (nothing new starts; batches in flight finish) and `graceMs` later `hardStop`; a
+ * later one does what `policy.again` says. Returns what removes the listeners.
+ */
+function _handleSignals(
+  stop: AbortController,
+  hardStop: AbortController,
+  policy: _SignalPolicy,
+): () => void {
+  const handler = (name: Deno.Signal) => () => {
+    if (stop.signal.aborted) {
+      if (policy.again === "hard-stop") return hardStop.abort(new Error(`${name} received again`));
+      console.error(`${name} received again: exiting now.`);
+      Deno.exit(130);
+    }
+    policy.announce(name);
+    stop.abort(new Error(`${name} received`));
+    Deno.unrefTimer(
+      setTimeout(() => hardStop.abort(new Error("grace period over")), policy.graceMs),
+    );
+  };
+  const installed: [Deno.Signal, () => void][] = [];
+  for (const name of ["SIGINT", "SIGTERM"] as const) {
+    const listener = handler(name);
+    try {
+      Deno.addSignalListener(name, listener);
+    } catch (error) {
+      if (!policy.skipMissing) throw error;
+      continue;
+    }
+    installed.push([name, listener]);
+  }
+  return () => {
+    for (const [name, listener] of installed) Deno.removeSignalListener(name, listener);
+  };
 }
 
 /**
@@ -272,22 +324,12 @@ if (onDeploy) {
   // their checkpoints and give their KV leases back before the kill.
   const stop = new AbortController();
   const hardStop = new AbortController();
-  const onDeploySignal = (name: Deno.Signal) => () => {
-    if (stop.signal.aborted) return hardStop.abort(new Error(`${name} received again`));
-    console.error(`${name} received: finishing batches in flight, then stopping`);
-    stop.abort(new Error(`${name} received`));
-    Deno.unrefTimer(
-      setTimeout(() => hardStop.abort(new Error("grace period over")), DEPLOY_GRACE_MS),
-    );
-  };
-  const listeners = (["SIGINT", "SIGTERM"] as const).flatMap((name) => {
-    const listener = onDeploySignal(name);
-    try {
-      Deno.addSignalListener(name, listener);
-      return [[name, listener] as const];
-    } catch {
-      return []; // a platform without this signal never sends it
-    }
+  const removeSignalHandlers = _handleSignals(stop, hardStop, {
+    graceMs: DEPLOY_GRACE_MS,
+    announce: (name) =>
+      console.error(`${name} received: finishing batches in flight, then stopping`),
+    again: "hard-stop",
+    skipMissing: true,
   });
   // PORT is for running the Deploy entry locally (tests); Deploy routes to its own port.
   const listen = env.PORT === undefined ? {} : { port: Number(env.PORT) };
@@ -296,8 +338,7 @@ if (onDeploy) {
     clock: systemClock,
     fetch: globalThis.fetch,
     readTextFile: (path) => Deno.readTextFile(path),
-    cron: (name, schedule, options, handler) =>
-      Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler),
+    cron: _denoCron,
     serve: (handler) =>
       Deno.serve({
         ...listen,
@@ -307,9 +348,7 @@ if (onDeploy) {
     stop: stop.signal,
     hardStop: hardStop.signal,
     writeError: (line) => console.error(line),
-  }).finished.finally(() => {
-    for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
-  });
+  }).finished.finally(removeSignalHandlers);
 } else {
   Deno.exitCode = await guardedMain(Deno.args, env);
 }
