@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { configSecrets, envSecrets, loadConfig } from "./lib/config/config.ts";
+import type { Logger } from "@logtape/logtape";
+import { type Config, configSecrets, envSecrets, loadConfig } from "./lib/config/config.ts";
 import { USAGE } from "./lib/config/usage.ts";
 import { systemClock } from "./lib/clock/clock.ts";
 import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
@@ -103,70 +104,8 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   });
 
   try {
-    if (config.command === "demo") {
-      const { runDemo } = await import("./lib/app/demo.ts");
-      return await runDemo({
-        logger,
-        clock: systemClock,
-        write: _writeStdout,
-        isTerminal: Deno.stdout.isTerminal(),
-        signal: stop.signal,
-      });
-    }
-    if (config.command === "simulate") {
-      const { runSimulate } = await import("./lib/app/simulate.ts");
-      return await runSimulate({
-        logger,
-        write: (t) => console.log(t),
-        writeError: (t) => console.error(t),
-        signal: stop.signal,
-        mailchimpPort: config.mailchimpPort,
-        ometriaPort: config.ometriaPort,
-      });
-    }
-    if (config.command === "healthcheck") {
-      const { runHealthcheck } = await import("./lib/app/healthcheck.ts");
-      return await runHealthcheck({
-        fetch: globalThis.fetch,
-        port: config.metricsPort,
-        host: config.metricsHost,
-        write: (t) => console.error(t),
-      });
-    }
-    if (config.command === "bench") {
-      const self = _sourceEntryPoint();
-      if (self === undefined) {
-        console.error(
-          "bench runs the sync as `deno run main.ts` in child processes, so it needs the deno " +
-            "executable and the repository's main.ts; this compiled binary or bundle has " +
-            "neither. Run `deno task bench` in a checkout of the repository instead.",
-        );
-        return EXIT.usage;
-      }
-      const { runBench } = await import("./lib/app/bench.ts");
-      const baseEnv: Record<string, string> = {};
-      for (
-        const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"]
-      ) {
-        if (env[name] !== undefined) baseEnv[name] = env[name]!;
-      }
-      return await runBench({
-        logger,
-        write: (t) => console.log(t),
-        baseEnv,
-        command: {
-          executable: Deno.execPath(),
-          args: [
-            "run",
-            "--allow-net=127.0.0.1",
-            "--allow-env",
-            "--allow-read",
-            "--allow-write",
-            self,
-          ],
-        },
-      });
-    }
+    const optional = await _optionalCommand(config, env, logger, stop.signal);
+    if (optional !== undefined) return optional;
     let store: StateStore;
     try {
       store = await openStore(config.state, {
@@ -220,6 +159,84 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     removeSignalHandlers();
     await shutdownLogging();
   }
+}
+
+/**
+ * Runs demo, simulate, healthcheck or bench when the config names one, each loaded with
+ * `import()` only then, so the production import graph never holds them; resolves
+ * undefined for every other command.
+ */
+async function _optionalCommand(
+  config: Config,
+  env: Record<string, string | undefined>,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<number | undefined> {
+  if (config.command === "demo") {
+    const { runDemo } = await import("./lib/app/demo.ts");
+    return await runDemo({
+      logger,
+      clock: systemClock,
+      write: _writeStdout,
+      isTerminal: Deno.stdout.isTerminal(),
+      signal,
+    });
+  }
+  if (config.command === "simulate") {
+    const { runSimulate } = await import("./lib/app/simulate.ts");
+    return await runSimulate({
+      logger,
+      write: (t) => console.log(t),
+      writeError: (t) => console.error(t),
+      signal,
+      mailchimpPort: config.mailchimpPort,
+      ometriaPort: config.ometriaPort,
+    });
+  }
+  if (config.command === "healthcheck") {
+    const { runHealthcheck } = await import("./lib/app/healthcheck.ts");
+    return await runHealthcheck({
+      fetch: globalThis.fetch,
+      port: config.metricsPort,
+      host: config.metricsHost,
+      write: (t) => console.error(t),
+    });
+  }
+  if (config.command === "bench") {
+    const self = _sourceEntryPoint();
+    if (self === undefined) {
+      console.error(
+        "bench runs the sync as `deno run main.ts` in child processes, so it needs the deno " +
+          "executable and the repository's main.ts; this compiled binary or bundle has " +
+          "neither. Run `deno task bench` in a checkout of the repository instead.",
+      );
+      return EXIT.usage;
+    }
+    const { runBench } = await import("./lib/app/bench.ts");
+    const baseEnv: Record<string, string> = {};
+    for (
+      const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"]
+    ) {
+      if (env[name] !== undefined) baseEnv[name] = env[name]!;
+    }
+    return await runBench({
+      logger,
+      write: (t) => console.log(t),
+      baseEnv,
+      command: {
+        executable: Deno.execPath(),
+        args: [
+          "run",
+          "--allow-net=127.0.0.1",
+          "--allow-env",
+          "--allow-read",
+          "--allow-write",
+          self,
+        ],
+      },
+    });
+  }
+  return undefined;
 }
 
 /**
