@@ -7,7 +7,7 @@
  * @module
  */
 import { apiKeyProblem } from "./api_key.ts";
-import { type Command, parseCommandLine } from "./command_line.ts";
+import { type Command, type CommandLine, parseCommandLine } from "./command_line.ts";
 import { readConnectionsFile } from "./connections_file.ts";
 import {
   DEFAULT_LISTEN_HOST,
@@ -166,18 +166,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (line.state !== undefined && line.state.trim() === "") {
     errors.push("--state needs a value: a file path, kv:, kv:<path> or memory:.");
   }
-  const mailchimpPort = _port(
-    "--mailchimp-port",
-    line.mailchimpPort,
-    DEFAULT_MAILCHIMP_SIM_PORT,
-    errors,
-  );
-  const ometriaPort = _port("--ometria-port", line.ometriaPort, DEFAULT_OMETRIA_SIM_PORT, errors);
-  if (
-    command !== "simulate" && (line.mailchimpPort !== undefined || line.ometriaPort !== undefined)
-  ) {
-    errors.push("--mailchimp-port and --ometria-port only apply to simulate.");
-  }
+  const { mailchimpPort, ometriaPort } = _simulatorPorts(line, errors);
 
   const needsConnections = SYNCING.includes(command);
   const thresholdMinutes = env.NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA;
@@ -340,6 +329,27 @@ function _publicUrl(value: string | undefined, errors: string[]): string | undef
     );
     return undefined;
   }
+}
+
+/** `simulate --mailchimp-port/--ometria-port`, or their defaults; refused for other commands. */
+function _simulatorPorts(
+  line: CommandLine,
+  errors: string[],
+): Pick<Config, "mailchimpPort" | "ometriaPort"> {
+  const mailchimpPort = _port(
+    "--mailchimp-port",
+    line.mailchimpPort,
+    DEFAULT_MAILCHIMP_SIM_PORT,
+    errors,
+  );
+  const ometriaPort = _port("--ometria-port", line.ometriaPort, DEFAULT_OMETRIA_SIM_PORT, errors);
+  if (
+    line.command !== "simulate" &&
+    (line.mailchimpPort !== undefined || line.ometriaPort !== undefined)
+  ) {
+    errors.push("--mailchimp-port and --ometria-port only apply to simulate.");
+  }
+  return { mailchimpPort, ometriaPort };
 }
 
 function _port(flag: string, value: string | undefined, fallback: number, errors: string[]) {
