@@ -24,8 +24,12 @@ export interface World {
   ometria: OmetriaSimulator;
   store: StateStore;
   connection(listId: string, overrides?: Partial<ConnectionConfig>): ConnectionConfig;
+  /**
+   * The real service over this world's store and clock; a list id stands for
+   * `connection(listId)`, a connection for itself (one with overrides, say).
+   */
   service(
-    listIds: string[],
+    connections: readonly (string | ConnectionConfig)[],
     options?: Partial<SyncServiceOptions>,
   ): SyncService;
   close(): Promise<void>;
@@ -64,9 +68,9 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
       thresholdSeconds: 7200,
       ...overrides,
     }),
-    service: (listIds, serviceOptions = {}) =>
+    service: (connections, serviceOptions = {}) =>
       new SyncService({
-        connections: listIds.map((id) => world.connection(id)),
+        connections: connections.map((c) => typeof c === "string" ? world.connection(c) : c),
         store,
         clock,
         logger: quietLogger(),

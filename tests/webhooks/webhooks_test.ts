@@ -46,15 +46,7 @@ async function startReceiver(
   });
   const metrics = new Metrics();
   const connection = world.connection(LIST, { webhookSecret: SECRET });
-  const svc = new SyncService({
-    connections: [connection],
-    store: world.store,
-    clock: world.clock,
-    logger: quietLogger(),
-    marginSeconds: 2,
-    metrics,
-    ...options.serviceOptions,
-  });
+  const svc = world.service([connection], { metrics, ...options.serviceOptions });
   const { handler, queue } = startWebhooks({
     connections: [connection],
     store: world.store,
