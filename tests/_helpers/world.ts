@@ -88,11 +88,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
 
 /** Asserts Ometria holds every member of the list with its latest name, email and status. */
 export function assertInSync(world: World, listId: string): void {
-  const c = compareCopies(
-    world.mailchimp.truth(listId),
-    world.ometria.contacts(collectionFor(listId)),
-    listId,
-  );
+  const c = _compare(world, listId);
   assert.deepEqual(
     { missing: c.missing.length, stale: c.stale.length, extra: c.extra.length },
     { missing: 0, stale: 0, extra: 0 },
@@ -106,11 +102,7 @@ export function assertInSync(world: World, listId: string): void {
  * they are quarantined and shown, never copied).
  */
 export function assertExactCopy(world: World, listId: string): void {
-  const c = compareCopies(
-    world.mailchimp.truth(listId),
-    world.ometria.contacts(collectionFor(listId)),
-    listId,
-  );
+  const c = _compare(world, listId);
   assert.deepEqual(
     {
       missing: c.missing.length,
@@ -121,5 +113,14 @@ export function assertExactCopy(world: World, listId: string): void {
     `copy of ${listId} differs: missing ${c.missing.slice(0, 5)}, stale ${
       c.stale.slice(0, 5)
     }, orphans opted in ${c.extraNotOptedOut.slice(0, 5)}`,
+  );
+}
+
+/** Mailchimp's list against Ometria's collection for it. */
+function _compare(world: World, listId: string): ReturnType<typeof compareCopies> {
+  return compareCopies(
+    world.mailchimp.truth(listId),
+    world.ometria.contacts(collectionFor(listId)),
+    listId,
   );
 }
