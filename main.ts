@@ -9,18 +9,30 @@
  *
  * @module
  */
-import { configSecrets, envSecrets, loadConfig } from "./lib/config/config.ts";
+import type { Logger } from "@logtape/logtape";
+import { type Config, configSecrets, envSecrets, loadConfig } from "./lib/config/config.ts";
 import { USAGE } from "./lib/config/usage.ts";
 import { systemClock } from "./lib/clock/clock.ts";
 import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
 import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
 import { StateError, type StateStore } from "./lib/state/store.ts";
-import { EXIT, runCommand, stateFailureAdvice } from "./lib/app/cli.ts";
+import { runCommand } from "./lib/app/cli.ts";
+import { type CronFn, EXIT } from "./lib/app/commands/cli_deps.ts";
+import { stateFailureAdvice } from "./lib/app/commands/shared.ts";
 import { TerminalLine } from "./lib/app/progress.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
 import { errorText, redact } from "./lib/log/error_text.ts";
 
 const GRACE_MS = 8_000;
+
+/** Writes `text` to standard output, synchronously (every command's output goes this way). */
+function _writeStdout(text: string): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(text));
+}
+
+/** `Deno.cron` in the commands' {@linkcode CronFn} shape (a signal only when there is one). */
+const _denoCron: CronFn = (name, schedule, options, handler) =>
+  Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler);
 
 function canUseFiles(path: string): boolean {
   return Deno.permissions.querySync({ name: "read", path }).state === "granted" &&
@@ -59,7 +71,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   const logFileAllowed = config.logFile !== undefined && canUseFiles(config.logFile);
   // One terminal on both outputs: a --once progress line lives there, log lines around it.
   const terminal = Deno.stdout.isTerminal() && Deno.stderr.isTerminal()
-    ? new TerminalLine((text) => Deno.stdout.writeSync(new TextEncoder().encode(text)))
+    ? new TerminalLine(_writeStdout)
     : undefined;
   const logger = await setupLogging({
     level: config.logLevel,
@@ -81,92 +93,19 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
 
   const stop = new AbortController();
   const hardStop = new AbortController();
-  let signals = 0;
-  const onSignal = (name: Deno.Signal) => () => {
-    signals++;
-    if (signals === 1) {
+  const removeSignalHandlers = _handleSignals(stop, hardStop, {
+    graceMs: GRACE_MS,
+    announce: (name) =>
       logger.info("{signal} received: finishing batches in flight, then exiting", {
         signal: name,
-      });
-      stop.abort(new Error(`${name} received`));
-      Deno.unrefTimer(setTimeout(() => hardStop.abort(new Error("grace period over")), GRACE_MS));
-    } else {
-      // The state file is only ever replaced atomically, so leaving now keeps it valid.
-      console.error(`${name} received again: exiting now.`);
-      Deno.exit(130);
-    }
-  };
-  const handlers = onDeploy ? [] : (["SIGINT", "SIGTERM"] as const).map((name) => {
-    const handler = onSignal(name);
-    Deno.addSignalListener(name, handler);
-    return [name, handler] as const;
+      }),
+    again: "exit",
+    skipMissing: false,
   });
 
   try {
-    if (config.command === "demo") {
-      const { runDemo } = await import("./lib/app/demo.ts");
-      return await runDemo({
-        logger,
-        clock: systemClock,
-        write: (t) => Deno.stdout.writeSync(new TextEncoder().encode(t)),
-        isTerminal: Deno.stdout.isTerminal(),
-        signal: stop.signal,
-      });
-    }
-    if (config.command === "simulate") {
-      const { runSimulate } = await import("./lib/app/simulate.ts");
-      return await runSimulate({
-        logger,
-        write: (t) => console.log(t),
-        writeError: (t) => console.error(t),
-        signal: stop.signal,
-        mailchimpPort: config.mailchimpPort,
-        ometriaPort: config.ometriaPort,
-      });
-    }
-    if (config.command === "healthcheck") {
-      const { runHealthcheck } = await import("./lib/app/healthcheck.ts");
-      return await runHealthcheck({
-        fetch: globalThis.fetch,
-        port: config.metricsPort,
-        host: config.metricsHost,
-        write: (t) => console.error(t),
-      });
-    }
-    if (config.command === "bench") {
-      const self = _sourceEntryPoint();
-      if (self === undefined) {
-        console.error(
-          "bench runs the sync as `deno run main.ts` in child processes, so it needs the deno " +
-            "executable and the repository's main.ts; this compiled binary or bundle has " +
-            "neither. Run `deno task bench` in a checkout of the repository instead.",
-        );
-        return EXIT.usage;
-      }
-      const { runBench } = await import("./lib/app/bench.ts");
-      const baseEnv: Record<string, string> = {};
-      for (
-        const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"]
-      ) {
-        if (env[name] !== undefined) baseEnv[name] = env[name]!;
-      }
-      return await runBench({
-        logger,
-        write: (t) => console.log(t),
-        baseEnv,
-        command: {
-          executable: Deno.execPath(),
-          args: [
-            "run",
-            "--allow-net=127.0.0.1",
-            "--allow-env",
-            "--allow-read",
-            "--allow-write",
-            self,
-          ],
-        },
-      });
-    }
+    const optional = await _optionalCommand(config, env, logger, stop.signal);
+    if (optional !== undefined) return optional;
     let store: StateStore;
     try {
       store = await openStore(config.state, {
@@ -190,9 +129,8 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
         logger,
         fetch: globalThis.fetch,
         store,
-        write: (text) => Deno.stdout.writeSync(new TextEncoder().encode(text)),
-        cron: (name, schedule, options, handler) =>
-          Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler),
+        write: _writeStdout,
+        cron: _denoCron,
         stop: stop.signal,
         hardStop: hardStop.signal,
         terminal,
@@ -218,9 +156,87 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     }
     return code;
   } finally {
-    for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+    removeSignalHandlers();
     await shutdownLogging();
   }
+}
+
+/**
+ * Runs demo, simulate, healthcheck or bench when the config names one, each loaded with
+ * `import()` only then, so the production import graph never holds them; resolves
+ * undefined for every other command.
+ */
+async function _optionalCommand(
+  config: Config,
+  env: Record<string, string | undefined>,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<number | undefined> {
+  if (config.command === "demo") {
+    const { runDemo } = await import("./lib/app/demo.ts");
+    return await runDemo({
+      logger,
+      clock: systemClock,
+      write: _writeStdout,
+      isTerminal: Deno.stdout.isTerminal(),
+      signal,
+    });
+  }
+  if (config.command === "simulate") {
+    const { runSimulate } = await import("./lib/app/simulate.ts");
+    return await runSimulate({
+      logger,
+      write: (t) => console.log(t),
+      writeError: (t) => console.error(t),
+      signal,
+      mailchimpPort: config.mailchimpPort,
+      ometriaPort: config.ometriaPort,
+    });
+  }
+  if (config.command === "healthcheck") {
+    const { runHealthcheck } = await import("./lib/app/healthcheck.ts");
+    return await runHealthcheck({
+      fetch: globalThis.fetch,
+      port: config.metricsPort,
+      host: config.metricsHost,
+      write: (t) => console.error(t),
+    });
+  }
+  if (config.command === "bench") {
+    const self = _sourceEntryPoint();
+    if (self === undefined) {
+      console.error(
+        "bench runs the sync as `deno run main.ts` in child processes, so it needs the deno " +
+          "executable and the repository's main.ts; this compiled binary or bundle has " +
+          "neither. Run `deno task bench` in a checkout of the repository instead.",
+      );
+      return EXIT.usage;
+    }
+    const { runBench } = await import("./lib/app/bench.ts");
+    const baseEnv: Record<string, string> = {};
+    for (
+      const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"]
+    ) {
+      if (env[name] !== undefined) baseEnv[name] = env[name]!;
+    }
+    return await runBench({
+      logger,
+      write: (t) => console.log(t),
+      baseEnv,
+      command: {
+        executable: Deno.execPath(),
+        args: [
+          "run",
+          "--allow-net=127.0.0.1",
+          "--allow-env",
+          "--allow-read",
+          "--allow-write",
+          self,
+        ],
+      },
+    });
+  }
+  return undefined;
 }
 
 /**
@@ -234,6 +250,61 @@ function _sourceEntryPoint(): string | undefined {
   if (url.protocol !== "file:" || !url.pathname.endsWith("/main.ts")) return undefined;
   if (!/^deno(\.exe)?$/.test(executable)) return undefined;
   return url.pathname;
+}
+
+/** What differs between the signals of a CLI process and those of the Deploy entry. */
+interface _SignalPolicy {
+  /** From the first signal to abandoning requests in flight (`hardStop`). */
+  graceMs: number;
+  /** Says that the first signal came and the program is stopping. */
+  announce: (name: Deno.Signal) => void;
+  /**
+   * What a second signal does. `"exit"`: leave at once with 130 (the state file is only ever
+   * replaced atomically, so leaving keeps it valid). `"hard-stop"`: abort `hardStop` now, so
+   * runs still save their checkpoints and give their leases back (Deploy kills the isolate
+   * 5 s after its SIGINT whatever we do).
+   */
+  again: "exit" | "hard-stop";
+  /** Skips a signal this platform does not have (it never sends it) instead of failing. */
+  skipMissing: boolean;
+}
+
+/**
+ * The one SIGINT/SIGTERM handler, installed for both signals: the first signal aborts
+ * `stop` (nothing new starts; batches in flight finish) and `graceMs` later `hardStop`; a
+ * later one does what `policy.again` says. Returns what removes the listeners.
+ */
+function _handleSignals(
+  stop: AbortController,
+  hardStop: AbortController,
+  policy: _SignalPolicy,
+): () => void {
+  const handler = (name: Deno.Signal) => () => {
+    if (stop.signal.aborted) {
+      if (policy.again === "hard-stop") return hardStop.abort(new Error(`${name} received again`));
+      console.error(`${name} received again: exiting now.`);
+      Deno.exit(130);
+    }
+    policy.announce(name);
+    stop.abort(new Error(`${name} received`));
+    Deno.unrefTimer(
+      setTimeout(() => hardStop.abort(new Error("grace period over")), policy.graceMs),
+    );
+  };
+  const installed: [Deno.Signal, () => void][] = [];
+  for (const name of ["SIGINT", "SIGTERM"] as const) {
+    const listener = handler(name);
+    try {
+      Deno.addSignalListener(name, listener);
+    } catch (error) {
+      if (!policy.skipMissing) throw error;
+      continue;
+    }
+    installed.push([name, listener]);
+  }
+  return () => {
+    for (const [name, listener] of installed) Deno.removeSignalListener(name, listener);
+  };
 }
 
 /**
@@ -270,22 +341,12 @@ if (onDeploy) {
   // their checkpoints and give their KV leases back before the kill.
   const stop = new AbortController();
   const hardStop = new AbortController();
-  const onDeploySignal = (name: Deno.Signal) => () => {
-    if (stop.signal.aborted) return hardStop.abort(new Error(`${name} received again`));
-    console.error(`${name} received: finishing batches in flight, then stopping`);
-    stop.abort(new Error(`${name} received`));
-    Deno.unrefTimer(
-      setTimeout(() => hardStop.abort(new Error("grace period over")), DEPLOY_GRACE_MS),
-    );
-  };
-  const listeners = (["SIGINT", "SIGTERM"] as const).flatMap((name) => {
-    const listener = onDeploySignal(name);
-    try {
-      Deno.addSignalListener(name, listener);
-      return [[name, listener] as const];
-    } catch {
-      return []; // a platform without this signal never sends it
-    }
+  const removeSignalHandlers = _handleSignals(stop, hardStop, {
+    graceMs: DEPLOY_GRACE_MS,
+    announce: (name) =>
+      console.error(`${name} received: finishing batches in flight, then stopping`),
+    again: "hard-stop",
+    skipMissing: true,
   });
   // PORT is for running the Deploy entry locally (tests); Deploy routes to its own port.
   const listen = env.PORT === undefined ? {} : { port: Number(env.PORT) };
@@ -294,8 +355,7 @@ if (onDeploy) {
     clock: systemClock,
     fetch: globalThis.fetch,
     readTextFile: (path) => Deno.readTextFile(path),
-    cron: (name, schedule, options, handler) =>
-      Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler),
+    cron: _denoCron,
     serve: (handler) =>
       Deno.serve({
         ...listen,
@@ -305,9 +365,7 @@ if (onDeploy) {
     stop: stop.signal,
     hardStop: hardStop.signal,
     writeError: (line) => console.error(line),
-  }).finished.finally(() => {
-    for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
-  });
+  }).finished.finally(removeSignalHandlers);
 } else {
   Deno.exitCode = await guardedMain(Deno.args, env);
 }

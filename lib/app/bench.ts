@@ -20,6 +20,10 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import {
+  DEFAULT_OMETRIA_BATCH_SIZE,
+  DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
+} from "../config/defaults.ts";
 import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
@@ -59,8 +63,8 @@ export interface BenchOptions {
 
 const LATENCY_MS = 50;
 /** Ometria's documented default rate and batch size: the ceiling of scenario 3. */
-const CEILING_RATE = 8;
-const CEILING_BATCH = 100;
+const CEILING_RATE = DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND;
+const CEILING_BATCH = DEFAULT_OMETRIA_BATCH_SIZE;
 const OMETRIA_LATENCY_MS = 20;
 /** The most requests/s the sync can be set to send to Ometria: "not limiting". */
 const UNLIMITED = 1000;

@@ -8,6 +8,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import { DEFAULT_PUSH_CONCURRENCY } from "../config/defaults.ts";
 import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
@@ -77,7 +78,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       clock,
       logger: logger.getChild("demo"),
       ometriaMaxRequestsPerSecond: OMETRIA_RATE,
-      pushConcurrency: 8,
+      pushConcurrency: DEFAULT_PUSH_CONCURRENCY,
       // One clock (the simulator's) stamps members and answers Date: the smallest margin
       // the engine accepts is enough.
       marginSeconds: 2,

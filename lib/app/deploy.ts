@@ -21,7 +21,9 @@ import { scheduleFromEnv } from "../config/schedule.ts";
 import { setupLogging, shutdownLogging } from "../log/logging.ts";
 import { openStore } from "../state/open_store.ts";
 import type { StateStore } from "../state/store.ts";
-import { type CronFn, EXIT, runCommand, webhooksFor } from "./cli.ts";
+import { runCommand } from "./cli.ts";
+import { type CronFn, EXIT } from "./commands/cli_deps.ts";
+import { webhooksFor } from "./commands/shared.ts";
 import { deployHandler } from "./deploy_http.ts";
 import { errorText } from "../log/error_text.ts";
 

@@ -9,6 +9,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import { DEFAULT_PROGRESS_EVERY_SECONDS } from "../config/defaults.ts";
 
 /**
  * How far one run has got: members read and pushed, and `total`, Mailchimp's count of the
@@ -108,7 +109,8 @@ export class ProgressLog {
     const now = this.#o.clock.now();
     const run = _track(this.#runs, connection, progress, now);
     // A run's first update only starts its clock.
-    if (run.startedMs === now || now - run.lastShownMs < (this.#o.intervalMs ?? 5000)) return;
+    const everyMs = this.#o.intervalMs ?? DEFAULT_PROGRESS_EVERY_SECONDS * 1000;
+    if (run.startedMs === now || now - run.lastShownMs < everyMs) return;
     run.lastShownMs = now;
     const f = _figures(connection, run, now);
     this.#o.logger.info(`Progress of {connection}: ${formatProgress(f).split(": ")[1]}`, {

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { DEFAULT_MAILCHIMP_SIM_PORT, DEFAULT_OMETRIA_SIM_PORT } from "../config/defaults.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
 
@@ -36,8 +37,8 @@ const SIMULATED_STATE = "./sim_state.json";
  * when a port is taken (said in one line naming the port and the flag to change).
  */
 export async function runSimulate(options: SimulateOptions): Promise<number> {
-  const mailchimpPort = options.mailchimpPort ?? 8081;
-  const ometriaPort = options.ometriaPort ?? 8082;
+  const mailchimpPort = options.mailchimpPort ?? DEFAULT_MAILCHIMP_SIM_PORT;
+  const ometriaPort = options.ometriaPort ?? DEFAULT_OMETRIA_SIM_PORT;
   const members = options.members ?? 10_000;
   let mailchimp: MailchimpSimulator | undefined;
   let ometria: OmetriaSimulator | undefined;

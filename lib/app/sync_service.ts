@@ -8,7 +8,23 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
-import type { ConnectionConfig } from "../config/config.ts";
+import { type Config, configSecrets, type ConnectionConfig } from "../config/config.ts";
+import {
+  DEFAULT_BULK_MEMBER_COUNT,
+  DEFAULT_MAILCHIMP_CLOCK_MARGIN_SECONDS,
+  DEFAULT_MAILCHIMP_MAX_CONNECTIONS,
+  DEFAULT_MAILCHIMP_RETRY_MAX_SECONDS,
+  DEFAULT_MAILCHIMP_TIMEOUT_SECONDS,
+  DEFAULT_MAX_CONCURRENT_RUNS,
+  DEFAULT_MINUTES_PER_BULK,
+  DEFAULT_OMETRIA_BATCH_SIZE,
+  DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
+  DEFAULT_PAGE_SIZE,
+  DEFAULT_POLLING_SECONDS,
+  DEFAULT_PROGRESS_EVERY_SECONDS,
+  DEFAULT_PUSH_CONCURRENCY,
+  DEFAULT_RECONCILE_EVERY_HOURS,
+} from "../config/defaults.ts";
 import type { EngineContext } from "../engine/ports.ts";
 import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.ts";
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
@@ -106,6 +122,50 @@ export interface SyncServiceOptions {
   signal?: AbortSignal;
 }
 
+/** The options of {@linkcode serviceOptionsFromConfig}: what a {@linkcode Config} decides. */
+export type ConfiguredServiceOptions = Pick<
+  SyncServiceOptions,
+  | "connections"
+  | "maxConcurrentRuns"
+  | "pageSize"
+  | "bulkMemberCount"
+  | "minutesPerBulk"
+  | "tickSeconds"
+  | "mailchimpMaxConnections"
+  | "mailchimpRetryMaxSeconds"
+  | "mailchimpTimeoutSeconds"
+  | "marginSeconds"
+  | "ometriaMaxRequestsPerSecond"
+  | "ometriaBatchSize"
+  | "reconcileEveryHours"
+  | "secrets"
+>;
+
+/**
+ * The service options a config sets: every setting of {@linkcode Config} that tunes the
+ * service, mapped here once (two carry other names: POLLING_TIME_IN_SECONDS is `tickSeconds`,
+ * the clock margin `marginSeconds`). `secrets` are the config's; the process adds the store,
+ * clock, logger and fetch.
+ */
+export function serviceOptionsFromConfig(config: Config): ConfiguredServiceOptions {
+  return {
+    connections: config.connections,
+    maxConcurrentRuns: config.maxConcurrentRuns,
+    pageSize: config.pageSize,
+    bulkMemberCount: config.bulkMemberCount,
+    minutesPerBulk: config.minutesPerBulk,
+    tickSeconds: config.pollingSeconds,
+    mailchimpMaxConnections: config.mailchimpMaxConnections,
+    mailchimpRetryMaxSeconds: config.mailchimpRetryMaxSeconds,
+    mailchimpTimeoutSeconds: config.mailchimpTimeoutSeconds,
+    marginSeconds: config.mailchimpClockMarginSeconds,
+    ometriaMaxRequestsPerSecond: config.ometriaMaxRequestsPerSecond,
+    ometriaBatchSize: config.ometriaBatchSize,
+    reconcileEveryHours: config.reconcileEveryHours,
+    secrets: configSecrets(config),
+  };
+}
+
 interface _Wired {
   config: ConnectionConfig;
   mailchimp: MailchimpClient;
@@ -137,7 +197,7 @@ export class SyncService {
 
   constructor(options: SyncServiceOptions) {
     this.#options = options;
-    const every = options.progressEverySeconds ?? 5;
+    const every = options.progressEverySeconds ?? DEFAULT_PROGRESS_EVERY_SECONDS;
     this.#progress = every > 0
       ? new ProgressLog({ logger: options.logger, clock: options.clock, intervalMs: every * 1000 })
       : undefined;
@@ -155,9 +215,15 @@ export class SyncService {
         fetch: fetchFn,
         clock,
         logger,
-        limiter: limiters.for(config.mailchimp.apiKey, options.mailchimpMaxConnections ?? 10),
-        retry: { maxElapsedMs: (options.mailchimpRetryMaxSeconds ?? 60) * 1000 },
-        timeoutMs: (options.mailchimpTimeoutSeconds ?? 30) * 1000,
+        limiter: limiters.for(
+          config.mailchimp.apiKey,
+          options.mailchimpMaxConnections ?? DEFAULT_MAILCHIMP_MAX_CONNECTIONS,
+        ),
+        retry: {
+          maxElapsedMs: (options.mailchimpRetryMaxSeconds ?? DEFAULT_MAILCHIMP_RETRY_MAX_SECONDS) *
+            1000,
+        },
+        timeoutMs: (options.mailchimpTimeoutSeconds ?? DEFAULT_MAILCHIMP_TIMEOUT_SECONDS) * 1000,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("mailchimp", e.status ?? 0) } : {}),
         ...(config.ometria.endpoint === "push"
           ? { memberFields: FieldMapper.memberFieldsFor(config.fields) }
@@ -170,7 +236,7 @@ export class SyncService {
       let rateLimiter = rateLimiters.get(accountKey);
       if (!rateLimiter) {
         rateLimiter = new RateLimiter({
-          perSecond: options.ometriaMaxRequestsPerSecond ?? 8,
+          perSecond: options.ometriaMaxRequestsPerSecond ?? DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
           clock,
         });
         rateLimiters.set(accountKey, rateLimiter);
@@ -184,7 +250,7 @@ export class SyncService {
         clock,
         logger,
         rateLimiter,
-        maxBatchSize: options.ometriaBatchSize ?? 100,
+        maxBatchSize: options.ometriaBatchSize ?? DEFAULT_OMETRIA_BATCH_SIZE,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("ometria", e.status ?? 0) } : {}),
       });
       return { config, mailchimp, ometria, fields };
@@ -267,10 +333,10 @@ export class SyncService {
       store: o.store,
       clock: o.clock,
       logger: o.logger,
-      concurrency: o.maxConcurrentRuns ?? 2,
-      bulkMemberCount: o.bulkMemberCount ?? 5000,
-      minutesPerBulk: o.minutesPerBulk ?? 1,
-      tickSeconds: o.tickSeconds ?? 60,
+      concurrency: o.maxConcurrentRuns ?? DEFAULT_MAX_CONCURRENT_RUNS,
+      bulkMemberCount: o.bulkMemberCount ?? DEFAULT_BULK_MEMBER_COUNT,
+      minutesPerBulk: o.minutesPerBulk ?? DEFAULT_MINUTES_PER_BULK,
+      tickSeconds: o.tickSeconds ?? DEFAULT_POLLING_SECONDS,
       force: options.force ?? false,
       ...(options.signal ? { signal: options.signal } : {}),
       countChanged: async (c, sinceMs, signal) => {
@@ -316,7 +382,7 @@ export class SyncService {
         const done = await this.#pool.exclusive(w.config.id, (writer) =>
           reconcileConnection({
             ...this.#engine(w, writer, signal),
-            pushConcurrency: o.pushConcurrency ?? 8,
+            pushConcurrency: o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
             ...(signal ? { signal } : {}),
           }));
         if (done.held) continue;
@@ -329,7 +395,7 @@ export class SyncService {
         }
       }
     };
-    const n = Math.min(o.maxConcurrentRuns ?? 2, chosen.length);
+    const n = Math.min(o.maxConcurrentRuns ?? DEFAULT_MAX_CONCURRENT_RUNS, chosen.length);
     await Promise.all(Array.from({ length: n }, worker));
     await o.store.flush();
     return results;
@@ -361,7 +427,7 @@ export class SyncService {
 
   /** Connections whose last reconciliation (or first sight) is RECONCILE_EVERY_HOURS ago. */
   async #reconcileDue(): Promise<_Wired[]> {
-    const hours = this.#options.reconcileEveryHours ?? 24;
+    const hours = this.#options.reconcileEveryHours ?? DEFAULT_RECONCILE_EVERY_HOURS;
     if (!(hours > 0)) return [];
     const states = new Map((await this.#options.store.list()).map((s) => [s.id, s]));
     const now = this.#options.clock.now();
@@ -452,9 +518,9 @@ export class SyncService {
         ...this.#engine(w, writer, hardSignal),
         thresholdSeconds: w.config.thresholdSeconds,
         archivedInListing: this.#archivedInListing,
-        pageSize: o.pageSize ?? 1000,
-        pushConcurrency: o.pushConcurrency ?? 8,
-        marginSeconds: o.marginSeconds ?? 60,
+        pageSize: o.pageSize ?? DEFAULT_PAGE_SIZE,
+        pushConcurrency: o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
+        marginSeconds: o.marginSeconds ?? DEFAULT_MAILCHIMP_CLOCK_MARGIN_SECONDS,
         ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),
         ...(o.sliceMembers !== undefined ? { sliceMembers: o.sliceMembers } : {}),
         ...(signal ? { signal } : {}),

@@ -9,6 +9,10 @@
  * instead), and set no hard limit, so a larger live set (reconciling a million ids) is
  * never cut off the way `--max-old-space-size` would.
  *
+ * This constant is the one source of truth: deno.json's `sync` and `compile` tasks, the
+ * Dockerfile and the README cannot import it, so tests/app/v8_flags_test.ts fails when
+ * their copies differ from it.
+ *
  * @module
  */
 

@@ -7,8 +7,14 @@
  * @module
  */
 import { apiKeyProblem } from "./api_key.ts";
-import { type Command, parseCommandLine } from "./command_line.ts";
+import { type Command, type CommandLine, parseCommandLine } from "./command_line.ts";
 import { readConnectionsFile } from "./connections_file.ts";
+import {
+  DEFAULT_LISTEN_HOST,
+  DEFAULT_MAILCHIMP_SIM_PORT,
+  DEFAULT_OMETRIA_BASE_URL,
+  DEFAULT_OMETRIA_SIM_PORT,
+} from "./defaults.ts";
 import { type Env, type LogLevel, parseEnv, shown, webhookSecretProblem } from "./env_schema.ts";
 import { cronEvery } from "./schedule.ts";
 import type { FieldsConfig } from "../mapping/fields_config.ts";
@@ -160,13 +166,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (line.state !== undefined && line.state.trim() === "") {
     errors.push("--state needs a value: a file path, kv:, kv:<path> or memory:.");
   }
-  const mailchimpPort = _port("--mailchimp-port", line.mailchimpPort, 8081, errors);
-  const ometriaPort = _port("--ometria-port", line.ometriaPort, 8082, errors);
-  if (
-    command !== "simulate" && (line.mailchimpPort !== undefined || line.ometriaPort !== undefined)
-  ) {
-    errors.push("--mailchimp-port and --ometria-port only apply to simulate.");
-  }
+  const { mailchimpPort, ometriaPort } = _simulatorPorts(line, errors);
 
   const needsConnections = SYNCING.includes(command);
   const thresholdMinutes = env.NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA;
@@ -261,10 +261,10 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       alertWebhookUrl: env.ALERT_WEBHOOK_URL,
       alertRepeatMinutes: env.ALERT_REPEAT_MINUTES,
       metricsPort: env.METRICS_PORT,
-      metricsHost: env.METRICS_HOST || "127.0.0.1",
+      metricsHost: env.METRICS_HOST || DEFAULT_LISTEN_HOST,
       statusToken: env.STATUS_TOKEN,
       webhookPort: env.WEBHOOK_PORT,
-      webhookHost: env.WEBHOOK_HOST || "127.0.0.1",
+      webhookHost: env.WEBHOOK_HOST || DEFAULT_LISTEN_HOST,
       webhooksAction,
       publicUrl,
       mailchimpPort,
@@ -331,6 +331,27 @@ function _publicUrl(value: string | undefined, errors: string[]): string | undef
   }
 }
 
+/** `simulate --mailchimp-port/--ometria-port`, or their defaults; refused for other commands. */
+function _simulatorPorts(
+  line: CommandLine,
+  errors: string[],
+): Pick<Config, "mailchimpPort" | "ometriaPort"> {
+  const mailchimpPort = _port(
+    "--mailchimp-port",
+    line.mailchimpPort,
+    DEFAULT_MAILCHIMP_SIM_PORT,
+    errors,
+  );
+  const ometriaPort = _port("--ometria-port", line.ometriaPort, DEFAULT_OMETRIA_SIM_PORT, errors);
+  if (
+    line.command !== "simulate" &&
+    (line.mailchimpPort !== undefined || line.ometriaPort !== undefined)
+  ) {
+    errors.push("--mailchimp-port and --ometria-port only apply to simulate.");
+  }
+  return { mailchimpPort, ometriaPort };
+}
+
 function _port(flag: string, value: string | undefined, fallback: number, errors: string[]) {
   if (value === undefined) return fallback;
   const n = Number(value.trim());
@@ -376,7 +397,7 @@ function _argumentConnections(
     mailchimp: { apiKey: mailchimpKey ?? "", baseUrl: mailchimpBase ?? "" },
     ometria: {
       apiKey: ometriaKey ?? "",
-      baseUrl: env.OMETRIA_BASE_URL ?? "https://api.ometria.com",
+      baseUrl: env.OMETRIA_BASE_URL ?? DEFAULT_OMETRIA_BASE_URL,
       endpoint: env.OMETRIA_ENDPOINT,
     },
     thresholdSeconds: options.thresholdMinutes * 60,
@@ -441,7 +462,7 @@ async function _fileConnections(
       },
       ometria: {
         apiKey: ometriaKey ?? "",
-        baseUrl: entry.ometria_base_url ?? env.OMETRIA_BASE_URL ?? "https://api.ometria.com",
+        baseUrl: entry.ometria_base_url ?? env.OMETRIA_BASE_URL ?? DEFAULT_OMETRIA_BASE_URL,
         endpoint: entry.ometria_endpoint ?? env.OMETRIA_ENDPOINT,
         keyName: entry.ometria_api_key_env,
       },

@@ -7,6 +7,7 @@
  */
 import { errorText } from "../log/error_text.ts";
 import { Cron } from "croner";
+import { DEFAULT_POLLING_SECONDS } from "./defaults.ts";
 
 function _nearest(value: number, choices: readonly number[]): number {
   // Ties go up, like Math.round.
@@ -63,6 +64,7 @@ export function cronProblem(text: string): string | undefined {
 export function scheduleFromEnv(env: Record<string, string | undefined>): string {
   const explicit = env.SYNC_SCHEDULE?.trim();
   if (explicit) return explicit;
-  const seconds = Number(env.POLLING_TIME_IN_SECONDS ?? 60);
-  return cronEvery(Number.isFinite(seconds) && seconds > 0 ? seconds : 60).cron;
+  const seconds = Number(env.POLLING_TIME_IN_SECONDS ?? DEFAULT_POLLING_SECONDS);
+  return cronEvery(Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_POLLING_SECONDS)
+    .cron;
 }

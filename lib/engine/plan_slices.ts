@@ -6,6 +6,7 @@
  * @module
  */
 import type { FirstPage } from "./window_reader.ts";
+import { DEFAULT_SLICE_MEMBERS } from "../config/defaults.ts";
 
 const SECOND = 1000;
 
@@ -30,7 +31,7 @@ export interface PlanSlicesOptions {
  * page, so an uneven spread of changes over time still ends up shared.
  */
 export function planSlices(first: FirstPage, options: PlanSlicesOptions = {}): number[] {
-  const sliceMembers = options.sliceMembers ?? 50_000;
+  const sliceMembers = options.sliceMembers ?? DEFAULT_SLICE_MEMBERS;
   const maxSlices = options.maxSlices ?? 32;
   if (!(sliceMembers >= 1)) {
     throw new RangeError(

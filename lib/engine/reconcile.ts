@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { DEFAULT_PUSH_CONCURRENCY } from "../config/defaults.ts";
 import { errorText } from "../log/error_text.ts";
 import { ID_BYTES, IdSet, isMemberId, packId } from "../state/id_set.ts";
 import type { LedgerTable } from "../state/ledger_table.ts";
@@ -165,7 +166,7 @@ async function _readAndPush(
   const pusher = new OrderedPusher({
     sink: countingSink(writer, counts),
     connectionId: connection.id,
-    concurrency: o.pushConcurrency ?? 8,
+    concurrency: o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
     signal,
     onAcknowledged: (_reach, c) => {
       found.pushed += c.pushed;

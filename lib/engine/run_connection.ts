@@ -33,6 +33,14 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import {
+  DEFAULT_MAILCHIMP_CLOCK_MARGIN_SECONDS,
+  DEFAULT_MAX_TIE_PASSES,
+  DEFAULT_PAGE_SIZE,
+  DEFAULT_PUSH_CONCURRENCY,
+  DEFAULT_QUARANTINE_RETRIES,
+  DEFAULT_READ_SLICES,
+} from "../config/defaults.ts";
 import type { Member } from "../mailchimp/member.ts";
 import { errorText as toErrorText } from "../log/error_text.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
@@ -112,8 +120,8 @@ function _iso(ms: number): string {
  * failures: they become `outcome: "failed"` with the error, and the checkpoint stays.
  */
 export async function runConnection(options: RunConnectionOptions): Promise<RunResult> {
-  const pageSize = options.pageSize ?? 1000;
-  const marginSeconds = options.marginSeconds ?? 60;
+  const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+  const marginSeconds = options.marginSeconds ?? DEFAULT_MAILCHIMP_CLOCK_MARGIN_SECONDS;
   if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) {
     throw new RangeError(`Cannot run as 'pageSize' must be 1..1000: current value ${pageSize}`);
   }
@@ -192,7 +200,7 @@ class _Run {
       logger: this.log,
       pageSize,
       marginMs,
-      maxTiePasses: o.maxTiePasses ?? 20,
+      maxTiePasses: o.maxTiePasses ?? DEFAULT_MAX_TIE_PASSES,
       hardSignal: o.hardSignal,
       beforeRequest: () => this.beforeRequest(),
       readSeq: () => this.writer.nextSeq(),
@@ -274,7 +282,7 @@ class _Run {
     return new OrderedPusher({
       sink: this.sink,
       connectionId: this.writer.connection.id,
-      concurrency: this.o.pushConcurrency ?? 8,
+      concurrency: this.o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
       signal: this.o.signal,
       hardSignal: this.o.hardSignal,
       onAcknowledged: async (reach, c, released) => {
@@ -413,7 +421,7 @@ class _Run {
 
   /** Starts readers for slices not yet taken, up to `readSlices` at once. */
   spawn(): void {
-    const readSlices = Math.max(1, this.o.readSlices ?? 2);
+    const readSlices = Math.max(1, this.o.readSlices ?? DEFAULT_READ_SLICES);
     let waiting = this.board.waiting;
     while (this.#active < readSlices && waiting-- > 0) {
       this.#active++;
@@ -438,7 +446,7 @@ class _Run {
 
   /** Tries every quarantined member with an id again, as it is now in Mailchimp. */
   async retryQuarantine(): Promise<void> {
-    const ids = QuarantineBook.retryable(this.state.quarantine, this.o.quarantineRetries ?? 200);
+    const ids = QuarantineBook.retryable(this.state.quarantine, this.o.quarantineRetries ?? DEFAULT_QUARANTINE_RETRIES);
     if (ids.length === 0) return;
     this.log.info("Trying {count} quarantined member(s) again", { count: ids.length });
     const records: OutgoingRecord[] = [];

@@ -15,6 +15,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { DEFAULT_MAX_TORN_RETRIES } from "../config/defaults.ts";
 import type { InvalidMember, Member, MemberStatus } from "../mailchimp/member.ts";
 import { formatMailchimpTime, parseMailchimpTime } from "../mailchimp/time.ts";
 import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
@@ -187,7 +188,7 @@ export class WindowReader {
     range: SliceRange = {},
   ): AsyncGenerator<WindowSlice> {
     const o = this.#o;
-    const maxTorn = o.maxTornRetries ?? 10;
+    const maxTorn = o.maxTornRetries ?? DEFAULT_MAX_TORN_RETRIES;
     let stalled = 0;
     let torn = 0;
     let end = range.unbounded ? Infinity : range.end;

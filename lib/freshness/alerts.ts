@@ -18,6 +18,7 @@ import { parseRetryAfter, retry, RetryError } from "../http/retry.ts";
 import { errorText, redact } from "../log/error_text.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import { DEFAULT_ALERT_REPEAT_MINUTES } from "../config/defaults.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import { freshnessOf } from "./freshness.ts";
 
@@ -135,7 +136,8 @@ export class AlertManager {
     this.#clock = options.clock;
     this.#logger = options.logger;
     this.#fetch = options.fetch ?? globalThis.fetch;
-    this.#repeatMs = _positive("repeatMinutes", options.repeatMinutes ?? 240) * 60_000;
+    this.#repeatMs =
+      _positive("repeatMinutes", options.repeatMinutes ?? DEFAULT_ALERT_REPEAT_MINUTES) * 60_000;
     this.#maxAttempts = Math.floor(_positive("retry.maxAttempts", options.retry?.maxAttempts ?? 5));
     this.#minDelayMs = _nonNegative("retry.minDelayMs", options.retry?.minDelayMs ?? 1000);
     this.#maxDelayMs = _nonNegative("retry.maxDelayMs", options.retry?.maxDelayMs ?? 60_000);

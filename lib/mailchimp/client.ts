@@ -8,6 +8,7 @@
 import { z } from "zod";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import { DEFAULT_MAILCHIMP_TIMEOUT_SECONDS } from "../config/defaults.ts";
 import { mailchimpBaseUrlFor } from "./mailchimp_url.ts";
 import type { ConcurrencyLimiter } from "../http/concurrency_limiter.ts";
 import {
@@ -30,7 +31,7 @@ import {
   parseMember,
 } from "./member.ts";
 import { formatMailchimpTime } from "./time.ts";
-import type { InterestDefinition, MergeFieldDefinition } from "../mapping/field_mapping.ts";
+import type { InterestDefinition, MergeFieldDefinition } from "./list_definitions.ts";
 
 /**
  * The API base of a key's account, `https://{dc}.api.mailchimp.com/3.0`, with `dc` the key's
@@ -220,7 +221,7 @@ export class MailchimpClient {
 
   constructor(options: MailchimpClientOptions) {
     if (!options.apiKey) throw new TypeError("Cannot create a Mailchimp client without an API key");
-    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_MAILCHIMP_TIMEOUT_SECONDS * 1000;
     if (!(timeoutMs > 0)) {
       throw new RangeError(
         `Cannot create a Mailchimp client as 'timeoutMs' must be > 0: current value ${timeoutMs}`,

@@ -6,7 +6,8 @@
  * @module
  */
 import type { Member } from "../mailchimp/member.ts";
-import type { ContactMapping, InterestDefinition, MergeFieldDefinition } from "./field_mapping.ts";
+import type { InterestDefinition, MergeFieldDefinition } from "../mailchimp/list_definitions.ts";
+import type { ContactMapping } from "./field_mapping.ts";
 import { resolveMapping } from "./field_mapping.ts";
 import {
   type FieldsConfig,

@@ -5,27 +5,8 @@
  * @module
  */
 import type { Member } from "../mailchimp/member.ts";
+import type { MergeFieldDefinition } from "../mailchimp/list_definitions.ts";
 import type { FieldTarget, FullFieldsConfig, MemberSource } from "./fields_config.ts";
-
-/** One merge field of a list, from `GET /lists/{id}/merge-fields`. */
-export interface MergeFieldDefinition {
-  /** The merge tag, e.g. `PHONE`. */
-  tag: string;
-  /** Mailchimp's type: text, number, address, phone, date, birthday, dropdown, radio, … */
-  type: string;
-  /** The label shown in Mailchimp. */
-  name: string;
-}
-
-/** One interest (group) of a list, from its interest categories. */
-export interface InterestDefinition {
-  /** The interest id, the key of a member's `interests`. */
-  id: string;
-  /** The interest's name, what Ometria receives. */
-  name: string;
-  /** The title of its category. */
-  category: string;
-}
 
 /** Where each merge tag goes, with its Mailchimp type. */
 export interface MergeFieldRoute {

@@ -22,6 +22,7 @@
  * @module
  */
 import { errorText } from "../log/error_text.ts";
+import { DEFAULT_LISTEN_HOST } from "../config/defaults.ts";
 import { statusPageResponse, type StatusPageSource } from "../status_page/status_page.ts";
 
 /** The APIs whose requests are counted. */
@@ -267,7 +268,7 @@ export interface MetricsServer {
  */
 export function serveMetrics(options: ServeMetricsOptions): MetricsServer {
   const { metrics, health } = options;
-  const hostname = options.hostname ?? "127.0.0.1";
+  const hostname = options.hostname ?? DEFAULT_LISTEN_HOST;
   const server = Deno.serve({
     hostname,
     port: options.port,

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import { DEFAULT_OMETRIA_BASE_URL, DEFAULT_OMETRIA_BATCH_SIZE } from "../config/defaults.ts";
 import { ApiError, type ApiErrorInit } from "../http/api_error.ts";
 import {
   type ApiErrorAnswer,
@@ -198,7 +199,7 @@ export class OmetriaClient {
     this.#logger = options.logger ?? quietLogger();
     this.#rateLimiter = options.rateLimiter;
     this.#keyName = options.keyName ?? "OMETRIA_API_KEY";
-    const batch = options.maxBatchSize ?? 100;
+    const batch = options.maxBatchSize ?? DEFAULT_OMETRIA_BATCH_SIZE;
     if (!Number.isInteger(batch) || batch < 1 || batch > 100) {
       throw new RangeError(
         `Cannot create an Ometria client as 'maxBatchSize' must be an integer from 1 to 100 (Ometria's limit): current value ${batch}`,
@@ -210,7 +211,7 @@ export class OmetriaClient {
     const { rateLimiter } = options;
     this.#api = {
       api: "Ometria",
-      baseUrl: (options.baseUrl ?? "https://api.ometria.com").replace(/\/+$/, ""),
+      baseUrl: (options.baseUrl ?? DEFAULT_OMETRIA_BASE_URL).replace(/\/+$/, ""),
       fetch: options.fetch ?? globalThis.fetch,
       clock: options.clock,
       logger: this.#logger,

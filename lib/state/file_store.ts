@@ -9,6 +9,7 @@
 import type { Logger } from "@logtape/logtape";
 import { dirname } from "node:path";
 import type { Clock } from "../clock/clock.ts";
+import { DEFAULT_LEGACY_MARGIN_MINUTES } from "../config/defaults.ts";
 import {
   encodeJournalHeader,
   encodeJournalLine,
@@ -749,7 +750,7 @@ async function _load(path: string, options: FileStoreOptions): Promise<_Document
         {
           count: Object.keys(connections).length,
           path,
-          minutes: options.legacyMarginMinutes ?? 60,
+          minutes: options.legacyMarginMinutes ?? DEFAULT_LEGACY_MARGIN_MINUTES,
         },
       );
     }

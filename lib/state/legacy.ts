@@ -19,6 +19,7 @@
  */
 import { z } from "zod";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
+import { DEFAULT_LEGACY_MARGIN_MINUTES } from "../config/defaults.ts";
 import { type ConnectionState, connectionStateSchema } from "./schema.ts";
 
 // Python's isoformat() gives "T" and 0 or 6 fraction digits; fromisoformat() (how the tool
@@ -156,7 +157,7 @@ export function importLegacyDocument(
   legacy: LegacyDocument,
   options: LegacyImportOptions,
 ): Record<string, ConnectionState> {
-  const marginMs = (options.marginMinutes ?? 60) * 60_000;
+  const marginMs = (options.marginMinutes ?? DEFAULT_LEGACY_MARGIN_MINUTES) * 60_000;
   const connections: Record<string, ConnectionState> = {};
   for (const [listId, job] of Object.entries(legacy)) {
     const text = job.job_details.last_sync_date_time;

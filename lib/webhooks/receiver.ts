@@ -16,6 +16,7 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import { DEFAULT_LISTEN_HOST } from "../config/defaults.ts";
 import type { Inbox } from "../state/store.ts";
 import { parseWebhookEvent, webhookEventKey } from "./event.ts";
 
@@ -228,7 +229,7 @@ export interface WebhookServer {
  */
 export function serveWebhooks(options: ServeWebhooksOptions): WebhookServer {
   const server = Deno.serve({
-    hostname: options.hostname ?? "127.0.0.1",
+    hostname: options.hostname ?? DEFAULT_LISTEN_HOST,
     port: options.port,
     onListen: () => {},
   }, options.handler);

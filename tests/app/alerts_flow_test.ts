@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { AlertManager } from "../../lib/freshness/alerts.ts";
 import { quietLogger } from "../../lib/log/logging.ts";
-import { assertInSync, startWorld, type World } from "../_world.ts";
+import { assertInSync, startWorld, type World } from "../_helpers/world.ts";
 import { startReceiver } from "../freshness/_helpers.ts";
 
 const MINUTE = 60_000;

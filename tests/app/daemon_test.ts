@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { runCommand } from "../../lib/app/cli.ts";
 import { loadConfig } from "../../lib/config/config.ts";
-import { assertInSync, startWorld, T0 } from "../_world.ts";
+import { assertInSync, startWorld, T0 } from "../_helpers/world.ts";
+import { until } from "../_helpers/until.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
 const LIST = "daemon0001";
@@ -46,9 +47,7 @@ Deno.test("the daemon ticks now, then on cron, serves metrics and stops on a sig
       hardStop: new AbortController().signal,
     });
     // The first tick runs at once.
-    for (let i = 0; i < 500 && !(await world.store.get(LIST))?.fresh_as_of; i++) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await until(async () => !!(await world.store.get(LIST))?.fresh_as_of, "the first tick");
     assert.ok((await world.store.get(LIST))?.fresh_as_of, "the first tick synced the list");
     assert.equal(schedule, "*/5 * * * *");
     assertInSync(world, LIST);
@@ -80,7 +79,7 @@ Deno.test("the daemon ticks now, then on cron, serves metrics and stops on a sig
 Deno.test("the daemon alerts once when the state cannot be saved three ticks in a row", async () => {
   const dir = await Deno.makeTempDir({ prefix: "daemon_state_" });
   const { FileStore } = await import("../../lib/state/file_store.ts");
-  const { FakeClock } = await import("../../lib/clock/clock.ts");
+  const { FakeClock } = await import("../_helpers/fake_clock.ts");
   // Every write compacts (writes the whole document anew): with its folder gone, none can.
   const store = await FileStore.open(`${dir}/sync_jobs.json`, {
     clock: new FakeClock(T0),
@@ -122,7 +121,7 @@ Deno.test("the daemon alerts once when the state cannot be saved three ticks in 
     await ready;
     // The first tick (started at once) saves fine; then the folder goes.
     const tickEnded = () => logs.records.some((r) => String(r.rawMessage).startsWith("Tick:"));
-    for (let i = 0; i < 1000 && !tickEnded(); i++) await new Promise((r) => setTimeout(r, 5));
+    await until(tickEnded, "the first tick to end");
     assert.ok(tickEnded(), "the first tick ended");
     await Deno.remove(dir, { recursive: true });
     const alerted = () =>

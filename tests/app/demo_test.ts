@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { runDemo } from "../../lib/app/demo.ts";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
 Deno.test("runDemo() syncs, changes 1%, re-syncs, reconciles and proves the copies identical", async () => {

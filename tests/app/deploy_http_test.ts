@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import type { ConnectionConfig } from "../../lib/config/config.ts";
 import { deployHandler } from "../../lib/app/deploy_http.ts";
 import { statusRows } from "../../lib/freshness/status_report.ts";

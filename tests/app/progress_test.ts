@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { ProgressLine, ProgressLog, TerminalLine } from "../../lib/app/progress.ts";
 import { setupLogging, shutdownLogging } from "../../lib/log/logging.ts";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
-import { startWorld, T0 } from "../_world.ts";
+import { startWorld, T0 } from "../_helpers/world.ts";
 
 Deno.test("ProgressLog logs a connection's progress at most every interval, with rate and time left", () => {
   using logs = captureLogs();

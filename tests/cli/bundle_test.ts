@@ -5,16 +5,14 @@
 import assert from "node:assert/strict";
 import { collectionFor } from "../../lib/mapping/contact.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
-import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
-import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
-import { cliEnv } from "./_cli.ts";
+import { cliEnv } from "../_helpers/cli.ts";
+import { startCliWorld } from "../_helpers/cli_world.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 Deno.test("the deno bundle output runs a sync on its own", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "bundle_test_" });
-  const mailchimp = await MailchimpSimulator.start();
-  const ometria = await OmetriaSimulator.start({ maxRequestsPerSecond: 0 });
+  const w = await startCliWorld({ prefix: "bundle_test_" });
+  const { mailchimp, ometria, dir } = w;
   try {
     const bundle = `${dir}/mailchimp-ometria-sync.js`;
     const built = await new Deno.Command(Deno.execPath(), {
@@ -77,8 +75,6 @@ Deno.test("the deno bundle output runs a sync on its own", async () => {
     assert.match(benchErr, /deno task bench/);
     assert.doesNotMatch(benchErr, /Uncaught|^\s+at /m);
   } finally {
-    await mailchimp.close();
-    await ometria.close();
-    await Deno.remove(dir, { recursive: true });
+    await w.close();
   }
 });

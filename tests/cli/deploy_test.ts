@@ -7,10 +7,10 @@
 import assert from "node:assert/strict";
 import { collectionFor } from "../../lib/mapping/contact.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
-import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
-import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { statusReportSchema } from "../../lib/freshness/status_report.ts";
-import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
+import { runCli, simulatorEnv, spawnCli } from "../_helpers/cli.ts";
+import { startCliWorld } from "../_helpers/cli_world.ts";
+import { until } from "../_helpers/until.ts";
 
 const LIST = "deploy0001";
 const MINUTE = 60_000;
@@ -23,20 +23,18 @@ const PERMISSIONS = [
 ];
 
 async function world(members: number, ometriaLatencyMs = 0) {
-  const mailchimp = await MailchimpSimulator.start({ latencyMs: 2 });
-  const ometria = await OmetriaSimulator.start({
-    maxRequestsPerSecond: 0,
-    latencyMs: ometriaLatencyMs,
+  const w = await startCliWorld({
+    prefix: "deploy_test_",
+    mailchimp: { latencyMs: 2 },
+    ometria: { latencyMs: ometriaLatencyMs },
   });
-  mailchimp.addList(LIST, { members, seed: 4, lastChangedTo: Date.now() - 10 * MINUTE });
-  const dir = await Deno.makeTempDir({ prefix: "deploy_test_" });
-  const kvPath = `${dir}/state.kv`;
+  w.mailchimp.addList(LIST, { members, seed: 4, lastChangedTo: Date.now() - 10 * MINUTE });
+  const kvPath = `${w.dir}/state.kv`;
   return {
-    mailchimp,
-    ometria,
+    ...w,
     kvPath,
     env: {
-      ...simulatorEnv(mailchimp, ometria),
+      ...w.env,
       DENO_DEPLOYMENT_ID: "test-deployment",
       SYNC_LIST_IDS: LIST,
       SYNC_STATE: `kv:${kvPath}`,
@@ -48,11 +46,6 @@ async function world(members: number, ometriaLatencyMs = 0) {
       BULK_MEMBER_COUNT: "100",
       MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
       OMETRIA_MAX_REQUESTS_PER_SECOND: "1000",
-    },
-    async close() {
-      await mailchimp.close();
-      await ometria.close();
-      await Deno.remove(dir, { recursive: true });
     },
   };
 }
@@ -80,14 +73,6 @@ function startDeployChild(env: Record<string, string>) {
       return status;
     },
   };
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, limitMs = 20_000) {
-  const deadline = Date.now() + limitMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const STATUS_TOKEN = "deploy-status-token-0123";

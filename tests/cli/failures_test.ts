@@ -3,50 +3,33 @@
  * on, the documented exit code and no stack trace.
  */
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
-import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
-import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
-import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
+import { runCli, spawnCli } from "../_helpers/cli.ts";
+import { startCliWorld } from "../_helpers/cli_world.ts";
+import { until } from "../_helpers/until.ts";
 
 const MINUTE = 60_000;
 const LIST = "lista00001";
 
 async function world(options: { members?: number; latencyMs?: number; clock?: FakeClock } = {}) {
-  const mailchimp = await MailchimpSimulator.start({
-    latencyMs: options.latencyMs ?? 0,
-    ...(options.clock ? { clock: options.clock } : {}),
+  const w = await startCliWorld({
+    prefix: "failures_test_",
+    mailchimp: {
+      latencyMs: options.latencyMs ?? 0,
+      ...(options.clock ? { clock: options.clock } : {}),
+    },
+    env: { MAILCHIMP_CLOCK_MARGIN_SECONDS: "2" },
   });
-  const ometria = await OmetriaSimulator.start({ maxRequestsPerSecond: 0 });
-  mailchimp.addList(LIST, {
+  w.mailchimp.addList(LIST, {
     members: options.members ?? 20,
     seed: 3,
     lastChangedTo: Date.now() - 30 * MINUTE,
   });
-  const dir = await Deno.makeTempDir({ prefix: "failures_test_" });
-  return {
-    mailchimp,
-    ometria,
-    dir,
-    state: `${dir}/sync_jobs.json`,
-    env: { ...simulatorEnv(mailchimp, ometria), MAILCHIMP_CLOCK_MARGIN_SECONDS: "2" },
-    async close() {
-      await mailchimp.close();
-      await ometria.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+  return w;
 }
 
 function assertNoStackTrace(stderr: string): void {
   assert.doesNotMatch(stderr, /Uncaught|^\s+at /m, stderr);
-}
-
-async function until(condition: () => boolean, what: string, limitMs = 20_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Collects a child's stderr as it arrives. */

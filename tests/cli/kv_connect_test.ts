@@ -5,7 +5,7 @@
  * way of failing is a clear exit 2 that never shows the token.
  */
 import assert from "node:assert/strict";
-import { runCli } from "./_cli.ts";
+import { runCli } from "../_helpers/cli.ts";
 
 const TOKEN = "kv-token-that-must-never-be-printed";
 const KEYS = { MAILCHIMP_API_KEY: "abc123-us9", OMETRIA_API_KEY: "ometria-key" };

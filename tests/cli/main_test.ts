@@ -1,31 +1,17 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
 import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
+import { startCliWorld } from "../_helpers/cli_world.ts";
 import { stateDocumentSchema } from "../../lib/state/schema.ts";
-import { runCli, simulatorEnv } from "./_cli.ts";
+import { runCli } from "../_helpers/cli.ts";
 
 const MINUTE = 60_000;
 
 async function sims(clock = new FakeClock(Date.now())) {
-  const mailchimp = await MailchimpSimulator.start({ clock });
-  const ometria = await OmetriaSimulator.start({ maxRequestsPerSecond: 0 });
-  const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
-  return {
-    mailchimp,
-    ometria,
-    dir,
-    clock,
-    state: `${dir}/sync_jobs.json`,
-    env: simulatorEnv(mailchimp, ometria),
-    async close() {
-      await mailchimp.close();
-      await ometria.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+  return { ...await startCliWorld({ prefix: "cli_test_", mailchimp: { clock } }), clock };
 }
 
 function assertSynced(

@@ -5,48 +5,29 @@
  */
 import assert from "node:assert/strict";
 import { collectionFor } from "../../lib/mapping/contact.ts";
-import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
-import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { seededRandom } from "../../lib/sim/random.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
 import { stateDocumentSchema } from "../../lib/state/schema.ts";
-import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
+import { runCli, spawnCli } from "../_helpers/cli.ts";
+import { startCliWorld } from "../_helpers/cli_world.ts";
+import { until } from "../_helpers/until.ts";
 
 const LIST = "crash00001";
 const MINUTE = 60_000;
 
 async function world(members: number, latencyMs: number, ometriaLatencyMs = 0) {
-  const mailchimp = await MailchimpSimulator.start({ latencyMs });
-  const ometria = await OmetriaSimulator.start({
-    maxRequestsPerSecond: 0,
-    latencyMs: ometriaLatencyMs,
-  });
-  mailchimp.addList(LIST, { members, seed: 9, lastChangedTo: Date.now() - 10 * MINUTE });
-  const dir = await Deno.makeTempDir({ prefix: "process_test_" });
-  return {
-    mailchimp,
-    ometria,
-    state: `${dir}/sync_jobs.json`,
+  const w = await startCliWorld({
+    prefix: "process_test_",
+    mailchimp: { latencyMs },
+    ometria: { latencyMs: ometriaLatencyMs },
     env: {
-      ...simulatorEnv(mailchimp, ometria),
       BULK_MEMBER_COUNT: "100",
       MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
       OMETRIA_MAX_REQUESTS_PER_SECOND: "1000",
     },
-    async close() {
-      await mailchimp.close();
-      await ometria.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-async function until(condition: () => boolean, what: string, limitMs = 20_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  });
+  w.mailchimp.addList(LIST, { members, seed: 9, lastChangedTo: Date.now() - 10 * MINUTE });
+  return w;
 }
 
 async function readState(path: string) {

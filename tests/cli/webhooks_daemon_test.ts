@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { collectionFor } from "../../lib/mapping/contact.ts";
-import { MailchimpSimulator } from "../../lib/sim/mailchimp_sim.ts";
-import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
-import { runCli, simulatorEnv, spawnCli } from "./_cli.ts";
+import { runCli, spawnCli } from "../_helpers/cli.ts";
+import { startCliWorld } from "../_helpers/cli_world.ts";
+import { until } from "../_helpers/until.ts";
 
 const LIST = "hook000001";
 const SECRET = "cli-secret-0123456789abcdef";
@@ -21,33 +21,27 @@ function freePort(): number {
 }
 
 Deno.test("the daemon receives a webhook on WEBHOOK_PORT and the change reaches Ometria", async () => {
-  const mailchimp = await MailchimpSimulator.start();
-  const ometria = await OmetriaSimulator.start({ maxRequestsPerSecond: 0 });
-  mailchimp.addList(LIST, { members: 30, seed: 5, lastChangedTo: Date.now() - 600_000 });
-  const dir = await Deno.makeTempDir({ prefix: "webhooks_daemon_" });
   const port = freePort();
-  const env = {
-    ...simulatorEnv(mailchimp, ometria),
-    MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
-    WEBHOOK_PORT: String(port),
-    MAILCHIMP_WEBHOOK_SECRET: SECRET,
-  };
-  const state = `${dir}/sync_jobs.json`;
+  const w = await startCliWorld({
+    prefix: "webhooks_daemon_",
+    env: {
+      MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
+      WEBHOOK_PORT: String(port),
+      MAILCHIMP_WEBHOOK_SECRET: SECRET,
+    },
+  });
+  const { mailchimp, ometria, env, state } = w;
+  mailchimp.addList(LIST, { members: 30, seed: 5, lastChangedTo: Date.now() - 600_000 });
   const child = spawnCli([LIST, "--state", state], env);
   let stderr = "";
   const reading = (async () => {
     const decoder = new TextDecoder();
     for await (const chunk of child.stderr) stderr += decoder.decode(chunk);
   })();
-  const until = async (condition: () => boolean, what: string) => {
-    const deadline = Date.now() + 30_000;
-    while (!condition()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+  // A webhook round trip takes a tick first; a failure shows what the daemon said.
+  const patience = { timeoutMs: 30_000, intervalMs: 20, detail: () => stderr };
   try {
-    await until(() => /List hook000001: ok/.test(stderr), "the first tick");
+    await until(() => /List hook000001: ok/.test(stderr), "the first tick", patience);
     assert.match(stderr, /Receiving Mailchimp webhooks at http:\/\/127\.0\.0\.1:\d+/);
     assert.doesNotMatch(stderr, new RegExp(SECRET));
 
@@ -69,6 +63,7 @@ Deno.test("the daemon receives a webhook on WEBHOOK_PORT and the change reaches 
     await until(
       () => ometria.contacts(collectionFor(LIST)).get(member.id)?.firstname === "FromWebhook",
       "the change in Ometria",
+      patience,
     );
     assert.equal(mailchimp.webhooks.stats.failed, 0);
 
@@ -87,8 +82,6 @@ Deno.test("the daemon receives a webhook on WEBHOOK_PORT and the change reaches 
     }
     await child.status;
     await reading;
-    await mailchimp.close();
-    await ometria.close();
-    await Deno.remove(dir, { recursive: true });
+    await w.close();
   }
 });

@@ -9,7 +9,7 @@ import { configure, getLogger, type LogRecord, reset } from "@logtape/logtape";
 import { formatStatusTable } from "../../lib/freshness/status_report.ts";
 import { buildStatusReport } from "../../lib/freshness/status_report.ts";
 import { subscriberHash } from "../../lib/mailchimp/member.ts";
-import { assertExactCopy, startWorld, T0 } from "../_world.ts";
+import { assertExactCopy, startWorld, T0 } from "../_helpers/world.ts";
 
 const LIST = "list000001";
 const HOUR = 3_600_000;
@@ -359,7 +359,7 @@ Deno.test("no persisted checkpoint passes a rejected member before its hold is w
   const { connectionStateSchema } = await import("../../lib/state/schema.ts");
   const path = `${dir}/sync_jobs.json`;
   const store = await FileStore.open(path, {
-    clock: new (await import("../../lib/clock/clock.ts")).FakeClock(T0),
+    clock: new (await import("../_helpers/fake_clock.ts")).FakeClock(T0),
     compactBytes: 1e9,
   });
   const world = await startWorld({

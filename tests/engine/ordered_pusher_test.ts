@@ -4,8 +4,8 @@
  * held back while pushing is behind, and stops.
  */
 import assert from "node:assert/strict";
-import { InstantClock } from "../_instant_clock.ts";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { InstantClock } from "../_helpers/instant_clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { RateLimiter } from "../../lib/http/rate_limiter.ts";
 import { OmetriaClient } from "../../lib/ometria/client.ts";
 import {
@@ -15,6 +15,7 @@ import {
 } from "../../lib/engine/push_in_order.ts";
 import { toRecordJson } from "../../lib/mapping/contact.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
+import { until } from "../_helpers/until.ts";
 
 const SLOW_MS = 10_000;
 
@@ -49,12 +50,6 @@ function record(i: number): OutgoingRecord {
     marketing_optin: "NOT_SPECIFIED",
   });
   return { ...json, changedMs: i * 1000 };
-}
-
-/** Waits for the event loop (HTTP on 127.0.0.1) until `condition` holds. */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2_000 && !condition(); i++) await new Promise((r) => setTimeout(r, 1));
-  assert.ok(condition(), `timed out waiting for ${what}`);
 }
 
 Deno.test("OrderedPusher acknowledges in order and runs at most 2 × concurrency batches past a slow one", async () => {

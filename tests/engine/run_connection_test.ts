@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { MemoryStore } from "../../lib/state/memory_store.ts";
 import type { ConnectionState } from "../../lib/state/schema.ts";
 import type { StateStore } from "../../lib/state/store.ts";
-import { assertInSync, startWorld, T0 } from "../_world.ts";
+import { assertInSync, startWorld, T0 } from "../_helpers/world.ts";
 
 const LIST = "list000001";
 const HOUR = 3_600_000;

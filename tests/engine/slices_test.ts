@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { planSlices } from "../../lib/engine/plan_slices.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
-import { assertExactCopy, assertInSync, startWorld, T0 } from "../_world.ts";
+import { assertExactCopy, assertInSync, startWorld, T0 } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
 const LIST = "list000001";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { AlertManager } from "../../lib/freshness/alerts.ts";
 import type { ConnectionState } from "../../lib/state/schema.ts";
 import { captureLogs, startReceiver, stateFreshAt } from "./_helpers.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { ApiError, type ApiErrorInit } from "../../lib/http/api_error.ts";
 import {
   apiRequest,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { RateLimiter } from "../../lib/http/rate_limiter.ts";
 import { seededRandom } from "../../lib/sim/random.ts";
 

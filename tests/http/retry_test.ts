@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { isRetryableStatus } from "../../lib/http/request_json.ts";
 import { parseRetryAfter, retry, RetryError } from "../../lib/http/retry.ts";
 

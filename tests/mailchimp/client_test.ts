@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { InstantClock } from "../_instant_clock.ts";
-import { FakeClock, systemClock } from "../../lib/clock/clock.ts";
+import { InstantClock } from "../_helpers/instant_clock.ts";
+import { systemClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { ConcurrencyLimiter } from "../../lib/http/concurrency_limiter.ts";
 import { RetryError } from "../../lib/http/retry.ts";
 import {

@@ -8,7 +8,7 @@ import { runCommand } from "../../lib/app/cli.ts";
 import { loadConfig } from "../../lib/config/config.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
 import { compareCopies } from "../../lib/sim/compare.ts";
-import { startWorld, T0, type World } from "../_world.ts";
+import { startWorld, T0, type World } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
 const LIST = "retail0001";

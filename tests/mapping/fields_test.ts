@@ -6,11 +6,8 @@ import assert from "node:assert/strict";
 import { loadConfig } from "../../lib/config/config.ts";
 import { type Member, memberSchema } from "../../lib/mailchimp/member.ts";
 import { toLegacyRecord, toOmetriaContact } from "../../lib/mapping/contact.ts";
-import {
-  type ContactMapping,
-  type MergeFieldDefinition,
-  resolveMapping,
-} from "../../lib/mapping/field_mapping.ts";
+import type { MergeFieldDefinition } from "../../lib/mailchimp/list_definitions.ts";
+import { type ContactMapping, resolveMapping } from "../../lib/mapping/field_mapping.ts";
 import { type FieldsConfig, fullFieldsConfig } from "../../lib/mapping/fields_config.ts";
 
 const ID = "b642b4217b34b1e8d3bd915fc65c4452";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { TickEntry, TickResult } from "../../lib/scheduler/tick.ts";
-import { assertInSync, startWorld, T0, type World } from "../_world.ts";
+import { assertInSync, startWorld, T0, type World } from "../_helpers/world.ts";
 
 const SECOND = 1_000;
 const MINUTE = 60_000;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { compareCopies, type TruthMember } from "../../lib/sim/compare.ts";
 import { MailchimpSimulator, type SimMember } from "../../lib/sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";

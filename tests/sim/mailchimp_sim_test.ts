@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { type Clock, FakeClock } from "../../lib/clock/clock.ts";
+import { type Clock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { MEMBER_STATUSES } from "../../lib/mailchimp/member.ts";
 import { formatMailchimpTime, parseMailchimpTime } from "../../lib/mailchimp/time.ts";
 import {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../../lib/sim/ometria_sim.ts";
 
 interface _Answer {

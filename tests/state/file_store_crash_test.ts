@@ -4,7 +4,7 @@
  * update the child saw resolve. Real subprocesses, so this waits on their output, not a clock.
  */
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { seededRandom } from "../../lib/sim/random.ts";
 import { FileStore } from "../../lib/state/file_store.ts";
 import { withTempDir } from "./_helpers.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { DEFAULT_LEASE_MS, KvStore } from "../../lib/state/kv_store.ts";
 import { record } from "../../lib/state/transitions.ts";
 import { StateError } from "../../lib/state/store.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { FileStore } from "../../lib/state/file_store.ts";
 import { LEGACY_FAILED_MESSAGE, parseLegacyTime } from "../../lib/state/legacy.ts";
 import { put, renderRecord, withLogger, withTempDir } from "./_helpers.ts";

@@ -4,7 +4,7 @@ import { nextState, retryDelayMs } from "../../lib/state/transitions.ts";
 import { IdSet } from "../../lib/state/id_set.ts";
 import { FileLedger, MemoryLedger } from "../../lib/state/ledgers.ts";
 import { KvStore } from "../../lib/state/kv_store.ts";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import { withTempDir } from "./_helpers.ts";
 
 const T0 = Date.parse("2026-03-01T10:00:00Z");

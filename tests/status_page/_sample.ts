@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import type { StatusRow } from "../../lib/freshness/status_report.ts";
 import { MemoryStore } from "../../lib/state/memory_store.ts";
 import { record } from "../../lib/state/transitions.ts";

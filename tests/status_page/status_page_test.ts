@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../../lib/clock/clock.ts";
+import { FakeClock } from "../_helpers/fake_clock.ts";
 import type { StatusRow } from "../../lib/freshness/status_report.ts";
 import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
 import { MemoryStore } from "../../lib/state/memory_store.ts";

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { compareCopies } from "../../lib/sim/compare.ts";
-import { assertInSync, startWorld, type World } from "../_world.ts";
+import { assertInSync, startWorld, type World } from "../_helpers/world.ts";
 import { SyncService } from "../../lib/app/sync_service.ts";
 import { quietLogger } from "../../lib/log/logging.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
@@ -15,7 +15,7 @@ import { serveWebhooks, type WebhookServer } from "../../lib/webhooks/receiver.t
 import { startWebhooks } from "../../lib/webhooks/setup.ts";
 import type { WebhookQueue } from "../../lib/webhooks/queue.ts";
 import { subscriberHash } from "../../lib/mailchimp/member.ts";
-import { runWebhooksCommand } from "../../lib/app/webhooks_command.ts";
+import { runWebhooksCommand } from "../../lib/app/commands/webhooks.ts";
 
 const LIST = "list000001";
 const SECRET = "s3cret-0123456789abcdef";
@@ -46,15 +46,7 @@ async function startReceiver(
   });
   const metrics = new Metrics();
   const connection = world.connection(LIST, { webhookSecret: SECRET });
-  const svc = new SyncService({
-    connections: [connection],
-    store: world.store,
-    clock: world.clock,
-    logger: quietLogger(),
-    marginSeconds: 2,
-    metrics,
-    ...options.serviceOptions,
-  });
+  const svc = world.service([connection], { metrics, ...options.serviceOptions });
   const { handler, queue } = startWebhooks({
     connections: [connection],
     store: world.store,

@@ -7,12 +7,13 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import type { Clock } from "../clock/clock.ts";
-import { type Config, configSecrets } from "../config/config.ts";
-import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
-import { errorText, redact } from "../log/error_text.ts";
-import { MailchimpClient, type MailchimpWebhook } from "../mailchimp/client.ts";
-import { WEBHOOK_PATH_PREFIX, webhookPath } from "../webhooks/receiver.ts";
+import type { Clock } from "../../clock/clock.ts";
+import { type Config, configSecrets } from "../../config/config.ts";
+import { DEFAULT_MAILCHIMP_MAX_CONNECTIONS } from "../../config/defaults.ts";
+import { MailchimpLimiters } from "../../http/concurrency_limiter.ts";
+import { errorText, redact } from "../../log/error_text.ts";
+import { MailchimpClient, type MailchimpWebhook } from "../../mailchimp/client.ts";
+import { WEBHOOK_PATH_PREFIX, webhookPath } from "../../webhooks/receiver.ts";
 
 /** The events registered: every change to a member; `campaign` says nothing about one. */
 export const WEBHOOK_EVENTS = {
@@ -58,7 +59,7 @@ export async function runWebhooksCommand(
       fetch: deps.fetch,
       clock: deps.clock,
       logger: deps.logger,
-      limiter: limiters.for(c.mailchimp.apiKey, 10),
+      limiter: limiters.for(c.mailchimp.apiKey, DEFAULT_MAILCHIMP_MAX_CONNECTIONS),
       timeoutMs: config.mailchimpTimeoutSeconds * 1000,
     });
     try {

@@ -1,5 +1,5 @@
 /** Test helpers shared by the API client tests. */
-import type { Clock } from "../lib/clock/clock.ts";
+import type { Clock } from "../../lib/clock/clock.ts";
 
 /**
  * A hand-written clock for tests that must honour long waits without sleeping: waits shorter

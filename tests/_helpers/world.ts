@@ -3,16 +3,16 @@
  * state store, and helpers to build the real service and check the copy.
  */
 import assert from "node:assert/strict";
-import { FakeClock } from "../lib/clock/clock.ts";
-import type { ConnectionConfig } from "../lib/config/config.ts";
-import { SyncService, type SyncServiceOptions } from "../lib/app/sync_service.ts";
-import { quietLogger } from "../lib/log/logging.ts";
-import { collectionFor } from "../lib/mapping/contact.ts";
-import { compareCopies } from "../lib/sim/compare.ts";
-import { MailchimpSimulator, type MailchimpSimulatorOptions } from "../lib/sim/mailchimp_sim.ts";
-import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../lib/sim/ometria_sim.ts";
-import { MemoryStore } from "../lib/state/memory_store.ts";
-import type { StateStore } from "../lib/state/store.ts";
+import { FakeClock } from "./fake_clock.ts";
+import type { ConnectionConfig } from "../../lib/config/config.ts";
+import { SyncService, type SyncServiceOptions } from "../../lib/app/sync_service.ts";
+import { quietLogger } from "../../lib/log/logging.ts";
+import { collectionFor } from "../../lib/mapping/contact.ts";
+import { compareCopies } from "../../lib/sim/compare.ts";
+import { MailchimpSimulator, type MailchimpSimulatorOptions } from "../../lib/sim/mailchimp_sim.ts";
+import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../../lib/sim/ometria_sim.ts";
+import { MemoryStore } from "../../lib/state/memory_store.ts";
+import type { StateStore } from "../../lib/state/store.ts";
 
 /** Start of every test world's clock. */
 export const T0 = Date.UTC(2026, 10, 1, 12, 0, 0);
@@ -24,8 +24,12 @@ export interface World {
   ometria: OmetriaSimulator;
   store: StateStore;
   connection(listId: string, overrides?: Partial<ConnectionConfig>): ConnectionConfig;
+  /**
+   * The real service over this world's store and clock; a list id stands for
+   * `connection(listId)`, a connection for itself (one with overrides, say).
+   */
   service(
-    listIds: string[],
+    connections: readonly (string | ConnectionConfig)[],
     options?: Partial<SyncServiceOptions>,
   ): SyncService;
   close(): Promise<void>;
@@ -64,9 +68,9 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
       thresholdSeconds: 7200,
       ...overrides,
     }),
-    service: (listIds, serviceOptions = {}) =>
+    service: (connections, serviceOptions = {}) =>
       new SyncService({
-        connections: listIds.map((id) => world.connection(id)),
+        connections: connections.map((c) => typeof c === "string" ? world.connection(c) : c),
         store,
         clock,
         logger: quietLogger(),
@@ -84,11 +88,7 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
 
 /** Asserts Ometria holds every member of the list with its latest name, email and status. */
 export function assertInSync(world: World, listId: string): void {
-  const c = compareCopies(
-    world.mailchimp.truth(listId),
-    world.ometria.contacts(collectionFor(listId)),
-    listId,
-  );
+  const c = _compare(world, listId);
   assert.deepEqual(
     { missing: c.missing.length, stale: c.stale.length, extra: c.extra.length },
     { missing: 0, stale: 0, extra: 0 },
@@ -102,11 +102,7 @@ export function assertInSync(world: World, listId: string): void {
  * they are quarantined and shown, never copied).
  */
 export function assertExactCopy(world: World, listId: string): void {
-  const c = compareCopies(
-    world.mailchimp.truth(listId),
-    world.ometria.contacts(collectionFor(listId)),
-    listId,
-  );
+  const c = _compare(world, listId);
   assert.deepEqual(
     {
       missing: c.missing.length,
@@ -117,5 +113,14 @@ export function assertExactCopy(world: World, listId: string): void {
     `copy of ${listId} differs: missing ${c.missing.slice(0, 5)}, stale ${
       c.stale.slice(0, 5)
     }, orphans opted in ${c.extraNotOptedOut.slice(0, 5)}`,
+  );
+}
+
+/** Mailchimp's list against Ometria's collection for it. */
+function _compare(world: World, listId: string): ReturnType<typeof compareCopies> {
+  return compareCopies(
+    world.mailchimp.truth(listId),
+    world.ometria.contacts(collectionFor(listId)),
+    listId,
   );
 }
