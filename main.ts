@@ -114,6 +114,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
         canUseFiles: canUseFiles(config.state ?? DEFAULT_STATE_PATH),
         // webhooks register/list never write the state, and must work beside a running daemon.
         readOnly: config.command === "status" || config.command === "webhooks",
+        leaseMs: config.stateLeaseSeconds * 1000,
       });
     } catch (error) {
       if (error instanceof StateError) {

@@ -213,6 +213,7 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
         clock: deps.clock,
         logger,
         canUseFiles: false,
+        leaseMs: config.stateLeaseSeconds * 1000,
       });
     } catch (error) {
       const message = errorText(error);

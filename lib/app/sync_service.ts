@@ -319,6 +319,10 @@ export class SyncService {
     // once, not after a long first tick. One listing serves this, the archived-listing
     // knowledge and the scheduler.
     const states = await o.store.list();
+    // Inbox entries left by a crash, or by a process that stopped before draining them.
+    for (const id of await o.store.pendingInboxes()) {
+      if (this.#byId.has(id)) this.#pool.wake(id);
+    }
     await this.evaluateFreshness(states);
     this.#archivedInListing ||= states.some((s) => s.archived_in_listing);
     const result: TickResult = await tick({

@@ -78,6 +78,8 @@ export interface Config {
   ometriaBatchSize: number;
   /** RECONCILE_EVERY_HOURS: hours between full reconciliations of a connection. */
   reconcileEveryHours: number;
+  /** STATE_LEASE_SECONDS: how long a Deno KV lease lasts without renewal. */
+  stateLeaseSeconds: number;
   alertWebhookUrl: string | undefined;
   alertRepeatMinutes: number;
   metricsPort: number | undefined;
@@ -258,6 +260,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       ometriaMaxRequestsPerSecond: env.OMETRIA_MAX_REQUESTS_PER_SECOND,
       ometriaBatchSize: env.OMETRIA_BATCH_SIZE,
       reconcileEveryHours: env.RECONCILE_EVERY_HOURS,
+      stateLeaseSeconds: env.STATE_LEASE_SECONDS,
       alertWebhookUrl: env.ALERT_WEBHOOK_URL,
       alertRepeatMinutes: env.ALERT_REPEAT_MINUTES,
       metricsPort: env.METRICS_PORT,

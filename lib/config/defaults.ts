@@ -101,3 +101,10 @@ export const DEFAULT_MAILCHIMP_SIM_PORT = 8081;
 
 /** `simulate --ometria-port`: where the Ometria simulator listens. */
 export const DEFAULT_OMETRIA_SIM_PORT = 8082;
+
+/**
+ * STATE_LEASE_SECONDS: how long a connection's lease in Deno KV lasts without renewal. A
+ * killed holder blocks its connections this long; a holder stops writing two thirds of it
+ * after its last renewal (lib/state/kv_lease.ts).
+ */
+export const DEFAULT_STATE_LEASE_SECONDS = 15;

@@ -126,6 +126,20 @@ interface _Problem {
   path: string;
 }
 
+/** A push held in flight by {@linkcode OmetriaSimulator.holdPush}. */
+export interface PushHold {
+  /** Resolves once the push arrived and is held. */
+  arrived: Promise<void>;
+  /** Lets it go on (it is then stored and answered as usual). */
+  release(): void;
+}
+
+interface _Hold {
+  match: ((ids: readonly string[]) => boolean) | undefined;
+  arrived: PromiseWithResolvers<void>;
+  released: PromiseWithResolvers<void>;
+}
+
 /**
  * The Ometria simulator: a `Deno.serve` server on 127.0.0.1 that stores what it is sent in
  * memory. Start it with {@linkcode OmetriaSimulator.start}, point a client at `url`, then
@@ -163,6 +177,7 @@ export class OmetriaSimulator {
   #queuedAt: number;
 
   #stats: OmetriaSimulatorStats = _emptyStats();
+  #holds: _Hold[] = [];
 
   private constructor(options: OmetriaSimulatorOptions) {
     this.apiKey = options.apiKey ?? "simometriakey";
@@ -245,6 +260,19 @@ export class OmetriaSimulator {
     return this.#errors.map((e) => ({ ...e }));
   }
 
+  /**
+   * Holds the next push whose record ids `match` (any push when absent) after it arrived and
+   * before it is stored, until `release()`: how a test keeps one request in flight while
+   * others go (a slow network, a client's retries). `arrived` resolves when it is held.
+   * Closing the simulator releases every hold.
+   */
+  holdPush(match?: (ids: readonly string[]) => boolean): PushHold {
+    const arrived = Promise.withResolvers<void>();
+    const released = Promise.withResolvers<void>();
+    this.#holds.push({ match, arrived, released });
+    return { arrived: arrived.promise, release: () => released.resolve() };
+  }
+
   /** A snapshot of the counters (later requests do not change it). */
   get stats(): Readonly<OmetriaSimulatorStats> {
     return { ...this.#stats };
@@ -293,6 +321,7 @@ export class OmetriaSimulator {
     } catch {
       return _json(503, { status: "error", message: "Simulator closing" });
     }
+    await this.#held(req);
     const response = await this.#route(req, requestId, ordinal);
     if (fault === "drop") {
       // The work above is done; the client only loses the answer.
@@ -300,6 +329,27 @@ export class OmetriaSimulator {
       return droppedResponse();
     }
     return response;
+  }
+
+  /** Waits while a hold (see `holdPush`) catches this request. */
+  async #held(req: Request): Promise<void> {
+    if (this.#holds.length === 0 || new URL(req.url).pathname !== "/v2/push") return;
+    let ids: string[] = [];
+    try {
+      const body: unknown = JSON.parse(await req.clone().text());
+      if (Array.isArray(body)) ids = body.map((r) => String((r as { id?: unknown })?.id));
+    } catch {
+      // Not a batch: no hold wants it.
+    }
+    const at = this.#holds.findIndex((h) => h.match === undefined || h.match(ids));
+    if (at < 0) return;
+    const [hold] = this.#holds.splice(at, 1);
+    hold!.arrived.resolve();
+    const closing = new Promise<void>((resolve) => {
+      if (this.#closing.signal.aborted) resolve();
+      this.#closing.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    await Promise.race([hold!.released.promise, closing]);
   }
 
   /** Counts the request in its clock second and returns its place in that second. */

@@ -131,6 +131,11 @@ export class FileInboxes {
     this.#signals.onAppended(wake, signal);
   }
 
+  /** See `StateStore.pendingInboxes`. */
+  pending(): string[] {
+    return [...this.#items].flatMap(([id, list]) => list.length > 0 ? [id] : []);
+  }
+
   /** Waits for writes in flight and closes the file. */
   async close(): Promise<void> {
     this.#closed = true;

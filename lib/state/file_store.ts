@@ -297,6 +297,13 @@ export class FileStore implements StateStore {
     this.#inboxes.onAppended(wake, signal);
   }
 
+  pendingInboxes(): Promise<string[]> {
+    return Promise.try(() => {
+      this.#checkOpen();
+      return this.#inboxes.pending();
+    });
+  }
+
   acquire(id: string): Promise<Lease | undefined> {
     return Promise.try(() => {
       this.#checkOpen();

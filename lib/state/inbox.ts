@@ -149,4 +149,9 @@ export class MemoryInboxes {
   onAppended(wake: (id: string) => void, signal: AbortSignal): void {
     this.#signals.onAppended(wake, signal);
   }
+
+  /** See `StateStore.pendingInboxes`. */
+  pending(): string[] {
+    return [...this.#items].flatMap(([id, list]) => list.length > 0 ? [id] : []);
+  }
 }

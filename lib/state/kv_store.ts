@@ -180,6 +180,14 @@ export class KvStore implements StateStore {
     this.#signals.onAppended(wake, signal);
   }
 
+  async pendingInboxes(): Promise<string[]> {
+    this.#checkOpen();
+    const counts = await _retryBusy(() =>
+      Array.fromAsync(this.#kv.list<Deno.KvU64>({ prefix: ["inbox-count"] }))
+    );
+    return counts.flatMap((e) => (e.value?.value ?? 0n) > 0n ? [String(e.key[1])] : []);
+  }
+
   async acquire(id: string): Promise<Lease | undefined> {
     this.#checkOpen();
     if (this.#held.has(id)) return undefined;

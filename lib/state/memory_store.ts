@@ -75,6 +75,10 @@ export class MemoryStore implements StateStore {
     this.#inboxes.onAppended(wake, signal);
   }
 
+  pendingInboxes(): Promise<string[]> {
+    return Promise.resolve(this.#inboxes.pending());
+  }
+
   flush(): Promise<void> {
     return Promise.resolve();
   }

@@ -26,6 +26,8 @@ export interface OpenStoreOptions {
   canUseFiles: boolean;
   /** Open a state file without its lock and never write it (`status`). @default {false} */
   readOnly?: boolean;
+  /** How long a Deno KV lease lasts without renewal, in ms. @default {DEFAULT_LEASE_MS} */
+  leaseMs?: number | undefined;
 }
 
 /**
@@ -54,7 +56,11 @@ export async function openStore(
   if (spec === "memory:") return new MemoryStore();
   if (spec.startsWith("kv:")) {
     const path = spec.slice("kv:".length);
-    return await KvStore.open(path === "" ? undefined : path, { clock, logger });
+    return await KvStore.open(path === "" ? undefined : path, {
+      clock,
+      logger,
+      leaseMs: options.leaseMs,
+    });
   }
   return await FileStore.open(spec, { clock, logger, readOnly });
 }

@@ -169,6 +169,12 @@ export interface StateStore {
    * (A holder in another process sees appends through {@linkcode Inbox.changed}.)
    */
   onInboxAppended(wake: (id: string) => void, signal: AbortSignal): void;
+  /**
+   * The connections whose inbox holds entries (in one cheap read: on Deno KV a listing of the
+   * inbox counts): every tick wakes their writers, so entries acknowledged before a crash, or
+   * appended by a process that stopped before draining them, are acted on.
+   */
+  pendingInboxes(): Promise<string[]>;
   /** Makes every earlier `update` durable. */
   flush(): Promise<void>;
   /**
