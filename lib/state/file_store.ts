@@ -33,7 +33,7 @@ import {
 } from "./atomic_file.ts";
 import { FileLedger } from "./ledgers.ts";
 import { _acquireLocal, _checkId } from "./memory_store.ts";
-import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
+import { type Inbox, type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
 import { errorText, zodProblems } from "../log/error_text.ts";
 
 /** Options of {@linkcode FileStore.open}. */
@@ -254,6 +254,14 @@ export class FileStore implements StateStore {
     // safe for any file system.
     return new FileLedger(`${this.location}.ledger/${encodeURIComponent(id)}.ids`);
   }
+
+  // Stub for the lead (the inbox is theirs): drop with its real implementation.
+  inbox(_id: string): Inbox {
+    throw new Error("not implemented");
+  }
+
+  // Stub for the lead (the inbox is theirs): drop with its real implementation.
+  onInboxAppended(_wake: (id: string) => void, _signal: AbortSignal): void {}
 
   /**
    * Waits for every earlier update's write. Updates are durable when they resolve, so this

@@ -12,7 +12,8 @@ import { type ConnectionState, connectionStateSchema } from "./schema.ts";
 import { explainKvConnectError, isKvConnectUrl, kvConnectLocation } from "./kv_connect.ts";
 import { KvLedger } from "./ledgers.ts";
 import { _checkId } from "./memory_store.ts";
-import { type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
+import { unfenced } from "./fence.ts";
+import { type Inbox, type Lease, type Ledger, StateError, type StateStore } from "./store.ts";
 import { errorText, zodProblems } from "../log/error_text.ts";
 
 // Conflicting writers are rare (a tick's run and the freshness evaluation of one
@@ -150,6 +151,14 @@ export class KvStore implements StateStore {
     return new KvLedger(this.#kv, id, _retryBusy);
   }
 
+  // Stub for the lead (the inbox is theirs): drop with its real implementation.
+  inbox(_id: string): Inbox {
+    throw new Error("not implemented");
+  }
+
+  // Stub for the lead (the inbox is theirs): drop with its real implementation.
+  onInboxAppended(_wake: (id: string) => void, _signal: AbortSignal): void {}
+
   flush(): Promise<void> {
     // Every put is already durable.
     return Promise.resolve();
@@ -250,6 +259,8 @@ export class KvStore implements StateStore {
   #lease(id: string, held: _Held): Lease {
     let released = false;
     return {
+      // Stub for the lead (fenced leases are theirs): drop with its real implementation.
+      fence: unfenced(id),
       release: async () => {
         if (released || this.#held.get(id) !== held) return;
         released = true;

@@ -6,7 +6,8 @@
  */
 import { type ConnectionState, connectionStateSchema } from "./schema.ts";
 import { MemoryLedger } from "./ledgers.ts";
-import type { Lease, Ledger, StateStore } from "./store.ts";
+import { unfenced } from "./fence.ts";
+import type { Inbox, Lease, Ledger, StateStore } from "./store.ts";
 
 /**
  * Keeps connection state in a map. Nothing survives a restart, and no other process can see
@@ -56,6 +57,14 @@ export class MemoryStore implements StateStore {
     return ledger;
   }
 
+  // Stub for the lead (the inbox is theirs): drop with its real implementation.
+  inbox(_id: string): Inbox {
+    throw new Error("not implemented");
+  }
+
+  // Stub for the lead (the inbox is theirs): drop with its real implementation.
+  onInboxAppended(_wake: (id: string) => void, _signal: AbortSignal): void {}
+
   flush(): Promise<void> {
     return Promise.resolve();
   }
@@ -80,6 +89,8 @@ export function _acquireLocal(held: Map<string, symbol>, id: string): Lease | un
   const token = Symbol(id);
   held.set(id, token);
   return {
+    // Stub for the lead (fenced leases are theirs): drop with its real implementation.
+    fence: unfenced(id),
     release(): Promise<void> {
       if (held.get(id) === token) held.delete(id);
       return Promise.resolve();

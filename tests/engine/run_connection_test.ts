@@ -340,6 +340,8 @@ Deno.test("runConnection() keeps a hold whose write failed for the run's last wr
     get: (id) => inner.get(id),
     list: () => inner.list(),
     ledger: (id) => inner.ledger(id),
+    inbox: (id) => inner.inbox(id),
+    onInboxAppended: (wake, signal) => inner.onInboxAppended(wake, signal),
     flush: () => inner.flush(),
     acquire: (id) => inner.acquire(id),
     close: () => inner.close(),
