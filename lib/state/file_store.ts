@@ -125,6 +125,7 @@ export class FileStore implements StateStore {
   /** The original tool's file, kept until it has been copied aside before our first write. */
   #legacyBytes: Uint8Array | undefined;
   #held = new Map<string, symbol>();
+  #ledgers = new Map<string, FileLedger>();
   #closed = false;
   /**
    * Memory holds changes that are neither on disk nor waiting in `#pending` (an import, or
@@ -250,9 +251,11 @@ export class FileStore implements StateStore {
   }
 
   ledger(id: string): Ledger {
-    // One file per connection in a folder beside the state file; the name is the id made
-    // safe for any file system.
-    return new FileLedger(`${this.location}.ledger/${encodeURIComponent(id)}.ids`);
+    // One file per connection in a folder beside the state file (the name is the id made
+    // safe for any file system), and one FileLedger for it, whose appends run in order.
+    let ledger = this.#ledgers.get(id);
+    if (!ledger) this.#ledgers.set(id, ledger = new FileLedger(`${this.location}.ledger`, id));
+    return ledger;
   }
 
   // Stub for the lead (the inbox is theirs): drop with its real implementation.

@@ -72,6 +72,7 @@ export class KvStore implements StateStore {
   // A claim is entered before its first await, so that two acquire() calls in this process
   // cannot both see the lease free.
   #held = new Map<string, _Held | "pending">();
+  #ledgers = new Map<string, KvLedger>();
   #closed = false;
 
   private constructor(kv: Deno.Kv, location: string, options: KvStoreOptions) {
@@ -148,7 +149,10 @@ export class KvStore implements StateStore {
 
   ledger(id: string): Ledger {
     this.#checkOpen();
-    return new KvLedger(this.#kv, id, _retryBusy);
+    // One KvLedger per connection: it knows where the connection's next chunk goes.
+    let ledger = this.#ledgers.get(id);
+    if (!ledger) this.#ledgers.set(id, ledger = new KvLedger(this.#kv, id, _retryBusy));
+    return ledger;
   }
 
   // Stub for the lead (the inbox is theirs): drop with its real implementation.
