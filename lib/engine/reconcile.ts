@@ -15,11 +15,14 @@
 import { errorText } from "../log/error_text.ts";
 import type { Member } from "../mailchimp/member.ts";
 import { type OmetriaRecord, toOrphanRecord, toRecordJson } from "../mapping/contact.ts";
+import { unfenced } from "../state/fence.ts";
 import { ID_BYTES, IdSet, isMemberId, packId } from "../state/id_set.ts";
+import { LedgerTable } from "../state/ledger_table.ts";
 import type { ReconcileSummary } from "../state/schema.ts";
 import { record } from "../state/transitions.ts";
 import type { ConnectionContext } from "./ports.ts";
 import { countingSink, pushInOrder, rejectedRecords } from "./push_in_order.ts";
+import { writeAheadRecords } from "./run_connection.ts";
 
 /** Options of {@linkcode reconcileConnection}. */
 export interface ReconcileOptions extends ConnectionContext {
@@ -100,7 +103,9 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
     const state = await store.get(connection.id);
     const quarantined = new Set(state?.quarantine.flatMap((e) => e.id ?? []) ?? []);
     const ledger = store.ledger(connection.id);
-    const pushed = await ledger.load();
+    // Transitional: a reconciliation does not carry its lease's fence down yet.
+    const fence = unfenced(connection.id);
+    const pushed = (await ledger.load()).liveIds();
 
     // Every id in Mailchimp now, 16 bytes each, in a buffer that grows as pages come.
     let buffer = new Uint8Array(ID_BYTES * _PAGE);
@@ -130,7 +135,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
     if (pushed.size === 0 && state?.watermark != null) {
       // A connection synced before the ledger existed: polling has pushed everyone listed
       // now, so the ledger starts from them. Earlier deletions cannot be known any more.
-      await ledger.replace(inMailchimp);
+      await ledger.compact(LedgerTable.fromLegacyIds(inMailchimp), fence);
       const summary = _summary(clock.now(), inMailchimp.size, 0, 0, 0, 0, []);
       await record(store, connection, { type: "reconciled", summary });
       await nameList();
@@ -181,7 +186,7 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
         if (now !== undefined && "member" in now) members.push(now.member);
       }
       // Write-ahead, as in a run.
-      await ledger.add(members.map((m) => m.id));
+      await ledger.append(writeAheadRecords(members), fence);
       const refused = await pushMembers(members);
       for (const m of members) if (!refused.has(m.id)) added.push(m.id);
       repaired += added.length;
@@ -190,10 +195,10 @@ export async function reconcileConnection(o: ReconcileOptions): Promise<Reconcil
         ids: added.slice(0, 10).join(", "),
       });
     }
-    // The ledger without the opted-out orphans, written back compacted (what was added above
-    // is in it already: replacing works on the set loaded before, so add it again after).
-    await ledger.replace(pushed.consumeWithout(IdSet.of(optedOut)));
-    await ledger.add(added);
+    // The opted-out orphans leave the ledger (what was added above is in it already).
+    await ledger.append(LedgerTable.packRecords(optedOut.map((id) => [id, undefined])), fence);
+    // Compacted once a reconciliation, as before, so a run's write-ahead records do not pile up.
+    await ledger.compact(await ledger.load(), fence);
     const summary = _summary(
       clock.now(),
       mailchimpCount,

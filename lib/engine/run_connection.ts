@@ -36,7 +36,9 @@
 import type { Logger } from "@logtape/logtape";
 import type { InvalidMember, Member } from "../mailchimp/member.ts";
 import { errorText as toErrorText } from "../log/error_text.ts";
-import { formatMailchimpTime } from "../mailchimp/time.ts";
+import { formatMailchimpTime, parseMailchimpTime } from "../mailchimp/time.ts";
+import { unfenced } from "../state/fence.ts";
+import { LedgerTable } from "../state/ledger_table.ts";
 import type { ConnectionState, RunProgress } from "../state/schema.ts";
 import { QUARANTINE_LIMIT, type QuarantineFinding, record } from "../state/transitions.ts";
 import type { ConnectionContext } from "./ports.ts";
@@ -150,6 +152,8 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
     thresholdSeconds: connection.thresholdSeconds,
   });
   const ledger = store.ledger(connection.id);
+  // Transitional: a run does not carry its lease's fence down yet.
+  const fence = unfenced(connection.id);
   const resumed = state.run;
   /** Every window member with last_changed < cursor is acknowledged (undefined: none yet). */
   let cursor: number | undefined = resumed
@@ -343,7 +347,7 @@ export async function runConnection(options: RunConnectionOptions): Promise<RunR
    */
   const outgoing = async (members: readonly Member[]) => {
     if (members.length === 0) return [];
-    await ledger.add(members.map((m) => m.id));
+    await ledger.append(writeAheadRecords(members), fence);
     const { records, unmappable } = await serializeMembers(members, {
       endpoint: options.endpoint ?? "push",
       listId: connection.listId,
@@ -708,4 +712,21 @@ function _rewindFor(
     },
   );
   return rewound;
+}
+
+/**
+ * The ledger records written ahead of pushing `members`: each member's version, its record's
+ * hash not known yet, not acknowledged (so the entry never makes a member count as
+ * unchanged). Transitional, shared by the engine's three entry points until the content
+ * ledger is kept by the run itself.
+ */
+export function writeAheadRecords(members: readonly Member[]): Uint8Array {
+  return LedgerTable.packRecords(members.map((m) => [m.id, {
+    // Whole seconds already; kept within what a record holds.
+    versionMs: Math.min(Math.max(parseMailchimpTime(m.last_changed) ?? 0, 0), 0xffffffff * 1000),
+    hash: "",
+    acked: false,
+    gone: false,
+    final: false,
+  }]));
 }

@@ -16,11 +16,13 @@ import type { Logger } from "@logtape/logtape";
 import { errorText } from "../log/error_text.ts";
 import type { Member } from "../mailchimp/member.ts";
 import { toOrphanRecord, toRecordJson } from "../mapping/contact.ts";
-import { IdSet } from "../state/id_set.ts";
+import { unfenced } from "../state/fence.ts";
+import { LedgerTable } from "../state/ledger_table.ts";
 import { type QuarantineFinding, record } from "../state/transitions.ts";
 import type { WebhookEvent } from "../webhooks/event.ts";
 import type { ConnectionContext } from "./ports.ts";
 import { pushInOrder, rejectedRecords } from "./push_in_order.ts";
+import { writeAheadRecords } from "./run_connection.ts";
 
 /** Options of {@linkcode actOnWebhookEvent}. */
 export interface WebhookEventOptions extends ConnectionContext {
@@ -68,7 +70,8 @@ export async function actOnWebhookEvent(o: WebhookEventOptions): Promise<Webhook
       const ledger = store.ledger(connection.id);
       if (members.length > 0) {
         // Write-ahead, as in a run: the ledger never lacks an id Ometria may hold.
-        await ledger.add(members.map((m) => m.id));
+        // Transitional: an event does not carry its connection's lease and fence yet.
+        await ledger.append(writeAheadRecords(members), unfenced(connection.id));
         const refused = new Set<string>();
         await pushInOrder(members, 0, {
           sink: o.ometria,
@@ -149,7 +152,9 @@ async function _optOut(
   const { connection, store, clock } = o;
   const ledger = store.ledger(connection.id);
   const pushedBefore = await ledger.load();
-  const orphans = gone.filter((id) => pushedBefore.size === 0 || pushedBefore.has(id));
+  const orphans = gone.filter((id) =>
+    pushedBefore.liveSize === 0 || pushedBefore.get(id)?.gone === false
+  );
   if (orphans.length === 0) return 0;
   const at = new Date(clock.now()).toISOString();
   const records = orphans.map((id) => toOrphanRecord(id, connection.listId, endpoint, at));
@@ -173,7 +178,8 @@ async function _optOut(
     const lease = await store.acquire(connection.id);
     if (lease) {
       try {
-        await ledger.replace((await ledger.load()).consumeWithout(IdSet.of(optedOut)));
+        const removals = LedgerTable.packRecords(optedOut.map((id) => [id, undefined]));
+        await ledger.append(removals, lease.fence);
       } finally {
         await lease.release();
       }
