@@ -247,15 +247,16 @@ export class LedgerTable {
 
   /** Every entry, sorted by id. */
   *entries(): IterableIterator<[string, LedgerEntry]> {
+    // A bucket at a time: one bucket's entries are made while the iterator is in it.
+    const bucket: [string, LedgerEntry][] = [];
     for (let b = 0; b < _BUCKETS; b++) {
-      this.#merge(b);
-      const words = this.#words[b]!;
-      const flags = this.#flags[b]!;
-      const c = flags.length;
-      for (let i = 0; i < this.#count[b]!; i++) {
+      this.#visit(b, true, (words, flags, i) => {
+        const c = flags.length;
         _idCodesOf(words[i]!, words[c + 3 * i]!, words[c + 3 * i + 1]!, words[c + 3 * i + 2]!);
-        yield [String.fromCharCode.apply(null, _idCodes), _entryAt(words, flags, i)];
-      }
+        bucket.push([String.fromCharCode.apply(null, _idCodes), _entryAt(words, flags, i)]);
+      });
+      yield* bucket;
+      bucket.length = 0;
     }
   }
 
@@ -264,17 +265,15 @@ export class LedgerTable {
     const packed = new Uint8Array(this.#live * ID_BYTES);
     let at = 0;
     for (let b = 0; b < _BUCKETS; b++) {
-      const words = this.#words[b]!;
-      const flags = this.#flags[b]!;
-      const c = flags.length;
-      for (let i = 0; i < this.#count[b]!; i++) {
-        if ((flags[i]! & _GONE) !== 0) continue;
+      // Unsorted is fine: IdSet keeps its own order (by native-endian words) and sorts.
+      this.#visit(b, false, (words, flags, i) => {
+        if ((flags[i]! & _GONE) !== 0) return;
+        const c = flags.length;
         _putBigEndian(packed, at, words[i]!);
         for (let k = 0; k < 3; k++) _putBigEndian(packed, at + 4 + 4 * k, words[c + 3 * i + k]!);
         at += ID_BYTES;
-      }
+      });
     }
-    // IdSet keeps its own order (by native-endian words), so it sorts what it is given.
     return IdSet.fromPacked(packed);
   }
 
@@ -284,19 +283,28 @@ export class LedgerTable {
     const out = new Uint8Array((dropGone ? this.#live : this.#size) * LEDGER_RECORD_BYTES);
     let at = 0;
     for (let b = 0; b < _BUCKETS; b++) {
-      this.#merge(b);
-      const words = this.#words[b]!;
-      const flags = this.#flags[b]!;
-      const c = flags.length;
-      for (let i = 0; i < this.#count[b]!; i++) {
+      this.#visit(b, true, (words, flags, i) => {
         const f = flags[i]!;
-        if (dropGone && (f & _GONE) !== 0) continue;
+        if (dropGone && (f & _GONE) !== 0) return;
+        const c = flags.length;
         const h = 4 * c + 2 * i;
         _writeRecord(out, at, words, i, c, words[h]!, words[h + 1]!, words[6 * c + i]!, f);
         at += LEDGER_RECORD_BYTES;
-      }
+      });
     }
     return out;
+  }
+
+  /** Calls `visit` with each entry of bucket `b`, in id order when `sorted`. */
+  #visit(
+    b: number,
+    sorted: boolean,
+    visit: (words: Uint32Array, flags: Uint8Array, i: number) => void,
+  ): void {
+    if (sorted) this.#merge(b);
+    const words = this.#words[b]!;
+    const flags = this.#flags[b]!;
+    for (let i = 0, n = this.#count[b]!; i < n; i++) visit(words, flags, i);
   }
 
   /** Where the id in `_probe` is in bucket `b`, or -1. */

@@ -98,10 +98,7 @@ export class FileLedger implements Ledger {
   }
 
   append(records: Uint8Array, fence: Fence): Promise<void> {
-    return this.#serial.run(async () => {
-      fence.assertHeld();
-      _checkRecords(records);
-      if (records.length === 0) return;
+    return _append(this.#serial, records, fence, async () => {
       const file = await this.#openAtEnd();
       try {
         fence.assertHeld();
@@ -268,10 +265,7 @@ export class KvLedger implements Ledger {
   }
 
   append(records: Uint8Array, fence: Fence): Promise<void> {
-    return this.#serial.run(async () => {
-      fence.assertHeld();
-      _checkRecords(records);
-      if (records.length === 0) return;
+    return _append(this.#serial, records, fence, async () => {
       if (this.#generation === undefined) await this.#findEnd();
       for (let at = 0; at < records.length; at += _KV_CHUNK_BYTES) {
         const chunk = records.slice(at, at + _KV_CHUNK_BYTES);
@@ -392,6 +386,23 @@ export class KvLedger implements Ledger {
 function _fromLegacyBytes(bytes: Uint8Array): LedgerTable {
   const whole = bytes.length - (bytes.length % ID_BYTES);
   return LedgerTable.fromLegacyIds(IdSet.fromPacked(bytes.subarray(0, whole)));
+}
+
+/**
+ * Runs an append's `write` after the ledger's earlier operations, only while `fence` holds and
+ * only for whole records (an empty append writes nothing).
+ */
+function _append(
+  serial: _Serial,
+  records: Uint8Array,
+  fence: Fence,
+  write: () => Promise<void>,
+): Promise<void> {
+  return serial.run(async () => {
+    fence.assertHeld();
+    _checkRecords(records);
+    if (records.length > 0) await write();
+  });
 }
 
 function _checkRecords(records: Uint8Array): void {

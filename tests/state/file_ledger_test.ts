@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import { FileStore } from "../../lib/state/file_store.ts";
 import { packIds } from "../../lib/state/id_set.ts";
-import { LEDGER_RECORD_BYTES, LedgerTable } from "../../lib/state/ledger_table.ts";
+import { LEDGER_RECORD_BYTES } from "../../lib/state/ledger_table.ts";
 import { FileLedger } from "../../lib/state/ledgers.ts";
 import { StateError } from "../../lib/state/store.ts";
 import { testFence } from "./_fence.ts";
@@ -14,6 +14,8 @@ import {
   LEDGER_ID,
   ledgerCases,
   type LedgerFixture,
+  records,
+  withFixture,
 } from "./ledger_cases.ts";
 
 async function readOrNull(path: string): Promise<Uint8Array | null> {
@@ -47,40 +49,34 @@ async function fileFixture(): Promise<LedgerFixture & { ledger: FileLedger }> {
 ledgerCases("FileLedger", fileFixture);
 
 const fence = testFence(LEDGER_ID);
-const records = (...pairs: [number, number | undefined][]) =>
-  LedgerTable.packRecords(pairs.map(([n, s]) => [ID(n), s === undefined ? undefined : entry(s)]));
 
 Deno.test("FileLedger ignores a torn last record and cuts it off before the next append", async () => {
-  const f = await fileFixture();
-  try {
-    await f.ledger.append(records([1, 10], [2, 20]), fence);
+  await withFixture(fileFixture, async (f) => {
+    await f.ledger.append(records([1, entry(10)], [2, entry(20)]), fence);
     const whole = (await Deno.readFile(f.ledger.path)).length;
     // A crash in the middle of an append: part of a record at the end.
-    await Deno.writeFile(f.ledger.path, records([3, 30]).subarray(0, 7), { append: true });
+    await Deno.writeFile(f.ledger.path, records([3, entry(30)]).subarray(0, 7), { append: true });
     const again = await f.reopen();
     assert.deepEqual(entriesOf(await again.load()), [[ID(1), entry(10)], [ID(2), entry(20)]]);
-    await again.append(records([4, 40]), fence);
+    await again.append(records([4, entry(40)]), fence);
     assert.equal((await Deno.readFile(f.ledger.path)).length, whole + LEDGER_RECORD_BYTES);
     assert.deepEqual(entriesOf(await (await f.reopen()).load()), [
       [ID(1), entry(10)],
       [ID(2), entry(20)],
       [ID(4), entry(40)],
     ]);
-  } finally {
-    await f.close();
-  }
+  });
 });
 
 Deno.test("FileLedger refuses a file that is not its ledger, naming it, and leaves it alone", async () => {
-  const f = await fileFixture();
-  try {
+  await withFixture(fileFixture, async (f) => {
     await Deno.mkdir(f.ledger.path.replace(/\/[^/]*$/, ""), { recursive: true });
     const foreign = new TextEncoder().encode("id,email\n0123,someone@example.com\n");
     await Deno.writeFile(f.ledger.path, foreign);
     for (
       const attempt of [
         () => f.ledger.load(),
-        () => f.ledger.append(records([1, 10]), fence),
+        () => f.ledger.append(records([1, entry(10)]), fence),
       ]
     ) {
       const error = await attempt().then(() => undefined, (e: unknown) => e);
@@ -89,27 +85,21 @@ Deno.test("FileLedger refuses a file that is not its ledger, naming it, and leav
       assert.match(error.message, /not a ledger of this program.*Move it aside/s);
     }
     assert.deepEqual(await Deno.readFile(f.ledger.path), foreign);
-  } finally {
-    await f.close();
-  }
+  });
 });
 
 Deno.test("FileLedger refuses a ledger of a version it does not know", async () => {
-  const f = await fileFixture();
-  try {
-    await f.ledger.append(records([1, 10]), fence);
+  await withFixture(fileFixture, async (f) => {
+    await f.ledger.append(records([1, entry(10)]), fence);
     const bytes = await Deno.readFile(f.ledger.path);
     bytes[12] = 9; // the version byte after "mc2om-ledger"
     await Deno.writeFile(f.ledger.path, bytes);
     await assert.rejects((await f.reopen()).load(), StateError, "has version 9");
-  } finally {
-    await f.close();
-  }
+  });
 });
 
 Deno.test("FileLedger ignores an id-only ledger left beside a compacted one by a crash", async () => {
-  const f = await fileFixture();
-  try {
+  await withFixture(fileFixture, async (f) => {
     await f.writeLegacy!([ID(1), ID(2)]);
     const table = await f.ledger.load();
     table.delete(ID(2));
@@ -118,9 +108,7 @@ Deno.test("FileLedger ignores an id-only ledger left beside a compacted one by a
     await f.writeLegacy!([ID(1), ID(2)]);
     const loaded = await (await f.reopen()).load();
     assert.deepEqual(entriesOf(loaded), entriesOf(table));
-  } finally {
-    await f.close();
-  }
+  });
 });
 
 Deno.test("FileStore keeps each connection's ledger in <state>.ledger/<id>.ledger", async () => {
@@ -129,7 +117,7 @@ Deno.test("FileStore keeps each connection's ledger in <state>.ledger/<id>.ledge
     try {
       const ledger = store.ledger("a/b");
       assert.equal(store.ledger("a/b"), ledger, "one ledger per connection");
-      await ledger.append(records([1, 10]), testFence("a/b"));
+      await ledger.append(records([1, entry(10)]), testFence("a/b"));
       const names = [];
       for await (const e of Deno.readDir(`${dir}/sync_jobs.json.ledger`)) names.push(e.name);
       assert.deepEqual(names, ["a%2Fb.ledger"]);

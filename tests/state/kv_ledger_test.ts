@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../../lib/clock/clock.ts";
 import { packIds } from "../../lib/state/id_set.ts";
 import { KvStore } from "../../lib/state/kv_store.ts";
-import { LedgerTable } from "../../lib/state/ledger_table.ts";
 import { FencedError, type Ledger } from "../../lib/state/store.ts";
 import { testFence } from "./_fence.ts";
 import {
@@ -12,6 +11,8 @@ import {
   LEDGER_ID,
   ledgerCases,
   type LedgerFixture,
+  records,
+  withFixture,
 } from "./ledger_cases.ts";
 
 interface KvFixture extends LedgerFixture {
@@ -57,24 +58,13 @@ async function kvFixture(): Promise<KvFixture> {
 
 ledgerCases("KvLedger", kvFixture);
 
-async function withKv(fn: (f: KvFixture) => Promise<void>): Promise<void> {
-  const f = await kvFixture();
-  try {
-    await fn(f);
-  } finally {
-    await f.close();
-  }
-}
-
 const fence = testFence(LEDGER_ID);
-const records = (...pairs: [number, number | undefined][]) =>
-  LedgerTable.packRecords(pairs.map(([n, s]) => [ID(n), s === undefined ? undefined : entry(s)]));
 const chunkKeys = async (kv: Deno.Kv) =>
   await Array.fromAsync(kv.list({ prefix: ["ledger2", LEDGER_ID] }), (e) => e.key.slice(2));
 
 Deno.test("KvLedger: a write whose lease check fails, with the lease gone, is FencedError and writes nothing", async () => {
-  await withKv(async ({ kv, ledger, stored }) => {
-    await ledger.append(records([1, 10]), fence);
+  await withFixture(kvFixture, async ({ kv, ledger, stored }) => {
+    await ledger.append(records([1, entry(10)]), fence);
     // Another process holds the lease now: its entry is not at the versionstamp we renewed.
     await kv.set(["leases", LEDGER_ID], { owner: "someone else", expires_at: 0 });
     const taken = testFence(LEDGER_ID, {
@@ -82,7 +72,7 @@ Deno.test("KvLedger: a write whose lease check fails, with the lease gone, is Fe
       recheck: () => Promise.resolve(false),
     });
     const before = await stored();
-    await assert.rejects(ledger.append(records([2, 20]), taken), FencedError);
+    await assert.rejects(ledger.append(records([2, entry(20)]), taken), FencedError);
     const table = await ledger.load();
     table.set(ID(3), entry(30));
     await assert.rejects(ledger.compact(table, taken), FencedError);
@@ -93,7 +83,7 @@ Deno.test("KvLedger: a write whose lease check fails, with the lease gone, is Fe
 });
 
 Deno.test("KvLedger: every write carries the lease check, and a renewal in between is retried", async () => {
-  await withKv(async ({ kv, ledger }) => {
+  await withFixture(kvFixture, async ({ kv, ledger }) => {
     const lease = ["leases", LEDGER_ID];
     await kv.set(lease, { owner: "me", expires_at: 0 });
     let stamp = (await kv.get(lease)).versionstamp!;
@@ -104,10 +94,10 @@ Deno.test("KvLedger: every write carries the lease check, and a renewal in betwe
         return true;
       },
     });
-    await ledger.append(records([1, 10]), held);
+    await ledger.append(records([1, entry(10)]), held);
     assert.equal(held.rechecks, 0);
     await kv.set(lease, { owner: "me", expires_at: 1 }); // renewed: the versionstamp moved
-    await ledger.append(records([2, 20]), held);
+    await ledger.append(records([2, entry(20)]), held);
     assert.equal(held.rechecks, 1);
     const table = await ledger.load();
     await ledger.compact(table, held);
@@ -116,11 +106,11 @@ Deno.test("KvLedger: every write carries the lease check, and a renewal in betwe
 });
 
 Deno.test("KvLedger: appends number their chunks on from the last key, in any process", async () => {
-  await withKv(async ({ kv, ledger, reopen }) => {
-    await ledger.append(records([1, 10]), fence);
-    await ledger.append(records([2, 20]), fence);
+  await withFixture(kvFixture, async ({ kv, ledger, reopen }) => {
+    await ledger.append(records([1, entry(10)]), fence);
+    await ledger.append(records([2, entry(20)]), fence);
     const other: Ledger = await reopen();
-    await other.append(records([3, 30]), fence);
+    await other.append(records([3, entry(30)]), fence);
     assert.deepEqual(await chunkKeys(kv), [
       ["0", "000000000000"],
       ["0", "000000000001"],
@@ -131,12 +121,12 @@ Deno.test("KvLedger: appends number their chunks on from the last key, in any pr
 });
 
 Deno.test("KvLedger: a compaction leaves only its own generation, whatever a crash left", async () => {
-  await withKv(async ({ kv, ledger }) => {
-    await ledger.append(records([1, 10], [2, 20]), fence);
+  await withFixture(kvFixture, async ({ kv, ledger }) => {
+    await ledger.append(records([1, entry(10)], [2, entry(20)]), fence);
     // Compactions that crashed before their switch left generations nobody reads, one sorting
     // before any generation a compaction names and one after.
     for (const crashed of ["0-crashed", "zz-crashed"]) {
-      await kv.set(["ledger2", LEDGER_ID, crashed, "000000000000"], records([9, 90]));
+      await kv.set(["ledger2", LEDGER_ID, crashed, "000000000000"], records([9, entry(90)]));
     }
     assert.deepEqual(entriesOf(await ledger.load()), [[ID(1), entry(10)], [ID(2), entry(20)]]);
     const table = await ledger.load();
@@ -151,7 +141,7 @@ Deno.test("KvLedger: a compaction leaves only its own generation, whatever a cra
 });
 
 Deno.test("KvLedger: an id-only ledger replaced by an earlier release is read from its generation", async () => {
-  await withKv(async ({ kv, ledger, legacyLeft }) => {
+  await withFixture(kvFixture, async ({ kv, ledger, legacyLeft }) => {
     // The earlier release's replace: the new generation written and switched to, the old
     // one's deletion cut short by a crash.
     await kv.set(["ledger", LEDGER_ID, "0", crypto.randomUUID()], packIds([ID(7)]));

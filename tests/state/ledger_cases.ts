@@ -52,20 +52,27 @@ export function entriesOf(table: LedgerTable): [string, LedgerEntry][] {
   return [...table.entries()];
 }
 
-const records = (...pairs: [number, LedgerEntry | undefined][]) =>
+/** Packed records of the ids of numbers: upserts, or removals where the entry is undefined. */
+export const records = (...pairs: [number, LedgerEntry | undefined][]): Uint8Array =>
   LedgerTable.packRecords(pairs.map(([n, e]) => [ID(n), e]));
+
+/** Runs `fn` with a fixture `open` makes, closed afterwards. */
+export async function withFixture<F extends LedgerFixture>(
+  open: () => Promise<F>,
+  fn: (fixture: F) => Promise<void>,
+): Promise<void> {
+  const fixture = await open();
+  try {
+    await fn(fixture);
+  } finally {
+    await fixture.close();
+  }
+}
 
 /** Registers the shared ledger cases for the backend `name`, each with a fresh fixture. */
 export function ledgerCases(name: string, open: () => Promise<LedgerFixture>): void {
   const test = (what: string, fn: (f: LedgerFixture) => Promise<void>) =>
-    Deno.test(`${name}: ${what}`, async () => {
-      const fixture = await open();
-      try {
-        await fn(fixture);
-      } finally {
-        await fixture.close();
-      }
-    });
+    Deno.test(`${name}: ${what}`, () => withFixture(open, fn));
   const fence = testFence(LEDGER_ID);
 
   test("an empty ledger loads as an empty table", async ({ ledger }) => {
