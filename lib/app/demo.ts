@@ -115,7 +115,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       write(
         `${name}: ${result.outcome}, read ${fmt.format(result.read)}, pushed ${
           fmt.format(result.pushed)
-        }, ` +
+        }, unchanged ${fmt.format(result.unchanged)}, ` +
           `rejected ${result.rejected} in ${_took(result.durationMs, result.pushed, fmt)} (` +
           `${result.mailchimpRequests} Mailchimp + ${result.ometriaRequests} Ometria requests)\n`,
       );
@@ -180,10 +180,12 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const [reconciled] = await service.reconcile([LIST_ID], options.signal);
     const found = reconciled?.summary;
     write(
-      `Reconciliation: ${fmt.format(found?.mailchimp_members ?? 0)} ids in Mailchimp, ` +
-        `${found?.orphans ?? "?"} gone from it opted out in Ometria, ${
-          found?.missing ?? "?"
-        } missed (${reconciled?.mailchimpRequests ?? 0} Mailchimp requests)\n`,
+      `Reconciliation: ${fmt.format(found?.mailchimp_members ?? 0)} members in Mailchimp ` +
+        `compared with what Ometria was sent, ${found?.orphans ?? "?"} gone from it opted out ` +
+        `in Ometria, ${found?.missing ?? "?"} missed, ${found?.stale ?? "?"} stale (` +
+        `${reconciled?.mailchimpRequests ?? 0} Mailchimp + ${
+          reconciled?.ometriaRequests ?? 0
+        } Ometria requests)\n`,
     );
 
     const comparison = compareCopies(

@@ -204,6 +204,7 @@ class _Run {
       hardSignal: o.hardSignal,
       beforeRequest: () => this.beforeRequest(),
       readSeq: () => this.writer.nextSeq(),
+      now: () => this.writer.clock.now(),
       rewind: (serverTimeMs, lower) => {
         const now = this.writer.clock.now();
         const to = _rewindFor(state, serverTimeMs, lower, now, marginMs, this.log);
@@ -446,7 +447,10 @@ class _Run {
 
   /** Tries every quarantined member with an id again, as it is now in Mailchimp. */
   async retryQuarantine(): Promise<void> {
-    const ids = QuarantineBook.retryable(this.state.quarantine, this.o.quarantineRetries ?? DEFAULT_QUARANTINE_RETRIES);
+    const ids = QuarantineBook.retryable(
+      this.state.quarantine,
+      this.o.quarantineRetries ?? DEFAULT_QUARANTINE_RETRIES,
+    );
     if (ids.length === 0) return;
     this.log.info("Trying {count} quarantined member(s) again", { count: ids.length });
     const records: OutgoingRecord[] = [];

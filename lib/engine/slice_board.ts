@@ -79,6 +79,8 @@ export class SliceBoard {
 
   /** Slice `slice` has everything before `reach` acknowledged. */
   reached(slice: Slice, reach: number): void {
+    // -Infinity: a part that proved nothing (members past U from a torn answer).
+    if (reach === -Infinity) return;
     if (slice.reach === undefined || reach > slice.reach) slice.reach = reach;
     this.#move();
   }

@@ -22,6 +22,10 @@ import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
 import type { MembersSource } from "./ports.ts";
 
 const SECOND = 1000;
+// Tries of an unbounded page that proves nothing because its members all changed since the
+// request went out (see `_unchangedBefore`): enough for Mailchimp's clock to reach the next
+// second at ordinary request times.
+const _UNBOUNDED_STALLS = 30;
 const _TIE_PAGE = 1000;
 
 /** A member read with `last_changed` at or after U, with how its answer was read. */
@@ -109,6 +113,11 @@ export interface WindowReaderOptions {
    */
   readSeq?: () => number;
   /**
+   * Our clock, to time an answer: the first answer of a run has no earlier `Date` to tell
+   * what Mailchimp's clock said when the request went out. @default {() => 0}
+   */
+  now?: () => number;
+  /**
    * Called once, with Mailchimp's clock from the first answer and the lower edge asked for;
    * returns a lower edge to read from instead when Mailchimp's clock stepped back (see
    * run_connection.ts), or undefined to go on.
@@ -125,6 +134,21 @@ export function lastChangedOf(member: Member): number {
     );
   }
   return t;
+}
+
+/**
+ * The second before which no member of an unbounded answer can have changed while the answer
+ * was written: the second Mailchimp's clock showed in the last answer before the request went
+ * out, or, for a run's first request, its own `Date` less the time it took (a change is
+ * stamped with its second, and that second is at or after the request's).
+ */
+function _unchangedBefore(
+  sentAfterMs: number | undefined,
+  page: { serverTimeMs: number | undefined; tookMs: number },
+): number {
+  if (sentAfterMs !== undefined) return Math.floor(sentAfterMs / SECOND) * SECOND;
+  if (page.serverTimeMs === undefined) return -Infinity;
+  return Math.floor((page.serverTimeMs - page.tookMs) / SECOND) * SECOND - SECOND;
 }
 
 /** Why a page cannot be one moment's sorted listing, or undefined when it can. */
@@ -170,6 +194,8 @@ export class WindowReader {
   /** Torn answers read again so far. */
   tornPages = 0;
   readonly #o: WindowReaderOptions;
+  /** The latest `Date` of any answer so far: Mailchimp's clock had reached it. */
+  #lastAnswerMs: number | undefined;
 
   constructor(options: WindowReaderOptions) {
     this.#o = options;
@@ -209,11 +235,14 @@ export class WindowReader {
       // the range complete.
       const bounded = requests++ > 0 || range.end !== undefined;
       const beforeMs = !bounded || end === Infinity ? undefined : end ?? this.upper;
+      // Mailchimp's clock had reached the last answer's Date when this request went out: a
+      // member stamped before that second did not change while this answer was written.
+      const sentAfterMs = this.#lastAnswerMs;
       const page = this.#fetch({ sinceMs, beforeMs, count: o.pageSize, status });
       // Marked as handled now: a prefetch may fail while the caller works on the previous
       // slice, and its error is only looked at when the loop gets to it.
       page.catch(() => {});
-      return { sinceMs, beforeMs, page };
+      return { sinceMs, beforeMs, page, sentAfterMs };
     };
     const collectBeyond = (page: MembersResult & { readSeq: number }, times: readonly number[]) => {
       // An unbounded read hands out everything as its members (they are all past U).
@@ -231,8 +260,11 @@ export class WindowReader {
     };
     let next = request();
     for (;;) {
-      const { sinceMs, beforeMs, page: pending } = next;
+      const { sinceMs, beforeMs, page: pending, sentAfterMs } = next;
       const page = await pending;
+      if (page.serverTimeMs !== undefined) {
+        this.#lastAnswerMs = Math.max(this.#lastAnswerMs ?? -Infinity, page.serverTimeMs);
+      }
       if (this.upper === undefined) {
         if (page.serverTimeMs === undefined) {
           // Our own clock may be ahead of Mailchimp's: a bound taken from it could pass
@@ -273,6 +305,21 @@ export class WindowReader {
           tear,
         });
         next = request();
+        if (beyond.length > 0) {
+          // Handed out at once: whether or not a later answer proves anything, they go.
+          const out = beyond;
+          beyond = [];
+          yield {
+            members: [],
+            invalid: [],
+            doneBefore: lower ?? -Infinity,
+            last: false,
+            beyond: out,
+            toNow: false,
+            readAtMs: page.serverTimeMs,
+            readSeq: page.readSeq,
+          };
+        }
         continue;
       }
       torn = 0;
@@ -297,21 +344,31 @@ export class WindowReader {
         toNow = beforeMs === undefined;
       } else {
         // Malformed members with a readable time count too: they are quarantined, and a page
-        // of nothing else must still make progress.
+        // of nothing else must still make progress. Without an upper bound, a member that
+        // changed while the answer was written may show at its new place instead of the next
+        // member (the page still looks sorted): only members stamped before the request went
+        // out can bound what the page proves.
+        const trusted = beforeMs === undefined ? _unchangedBefore(sentAfterMs, page) : Infinity;
+        const proves = (t: number) => inWindow(t) && t < trusted;
         let lastIn = -Infinity;
-        for (const t of times) if (inWindow(t) && t > lastIn) lastIn = t;
+        for (const t of times) if (proves(t) && t > lastIn) lastIn = t;
         for (const m of page.invalid) {
           const t = m.lastChangedMs;
-          if (t !== undefined && inWindow(t) && t > lastIn) lastIn = t;
+          if (t !== undefined && proves(t) && t > lastIn) lastIn = t;
         }
         const lastT = times[times.length - 1]!;
-        if (lastT >= upper) {
-          // A full page reaching the range's end (an unbounded one, or an inclusive `before`
-          // showing members at it): every member before its last second is in it, so the
-          // whole range is.
+        if (beforeMs !== undefined && lastT >= upper) {
+          // A bounded full page reaching the range's end (an inclusive `before` shows members
+          // at it): every member before its last second is in it, so the whole range is.
+          // Not so for an unbounded one: a member that changed while it was written may show
+          // at its new place, past U, instead of the next member of the window (it looks
+          // sorted), so only what lies before its last member in the window is proven.
           doneBefore = upper;
         } else if (lastIn === -Infinity) {
-          if (++stalled > 3) {
+          // Without an upper bound, a page of members that all changed since the last answer
+          // proves nothing yet; Mailchimp's clock moves on with every answer, so a few more
+          // tries prove them.
+          if (++stalled > (beforeMs === undefined ? _UNBOUNDED_STALLS : 3)) {
             throw new Error(`Mailchimp's paging made no progress for list ${o.listId}`);
           }
           // A full page without a member of the window: before the lower edge (Mailchimp's
@@ -372,9 +429,10 @@ export class WindowReader {
     offset?: number;
     count: number;
     status?: MemberStatus | undefined;
-  }): Promise<MembersResult & { readSeq: number }> {
+  }): Promise<MembersResult & { readSeq: number; tookMs: number }> {
     this.#o.beforeRequest();
     const readSeq = this.#o.readSeq?.() ?? 0;
+    const sentAt = this.#o.now?.() ?? 0;
     const q: MembersQuery = {
       count: query.count,
       sortField: "last_changed",
@@ -385,7 +443,7 @@ export class WindowReader {
     if (query.beforeMs !== undefined) q.beforeMs = query.beforeMs;
     if (query.status !== undefined) q.status = query.status;
     const page = await this.#o.source.getMembers(this.#o.listId, q, this.#o.hardSignal);
-    return { ...page, readSeq };
+    return { ...page, readSeq, tookMs: Math.max(0, (this.#o.now?.() ?? 0) - sentAt) };
   }
 
   /**

@@ -26,6 +26,12 @@ import {
   type StateDocument,
   stateDocumentSchema,
 } from "./schema.ts";
+import {
+  replaceFileKeepingOpen,
+  syncFolder,
+  writeAll,
+  writeFileAtomically,
+} from "./atomic_file.ts";
 import { FileInboxes } from "./file_inbox.ts";
 import { LocalLeases } from "./leases.ts";
 import { FileLedger } from "./ledgers.ts";
@@ -130,6 +136,7 @@ export class FileStore implements StateStore {
   #legacyBytes: Uint8Array | undefined;
   #leases = new LocalLeases();
   #inboxes: FileInboxes;
+  #ledgers = new Map<string, FileLedger>();
   #closed = false;
   /**
    * Memory holds changes that are neither on disk nor waiting in `#pending` (an import, or
@@ -264,9 +271,11 @@ export class FileStore implements StateStore {
   }
 
   ledger(id: string): Ledger {
-    // One file per connection in a folder beside the state file; the name is the id made
-    // safe for any file system.
-    return new FileLedger(`${this.location}.ledger/${encodeURIComponent(id)}.ids`);
+    // One file per connection in a folder beside the state file (the name is the id made
+    // safe for any file system), and one FileLedger for it, whose appends run in order.
+    let ledger = this.#ledgers.get(id);
+    if (!ledger) this.#ledgers.set(id, ledger = new FileLedger(`${this.location}.ledger`, id));
+    return ledger;
   }
 
   /**
@@ -387,7 +396,7 @@ export class FileStore implements StateStore {
     const bytes = _encoder.encode(batch.map((state) => this.#journalLine(state)).join(""));
     try {
       this.#journal ??= await Deno.open(this.#journalPath, { write: true, append: true });
-      await _writeAll(this.#journal, bytes);
+      await writeAll(this.#journal, bytes);
       // fdatasync also makes the grown length durable, which reading the line back needs.
       await this.#journal.syncData();
       this.#journalBytes += bytes.length;
@@ -447,7 +456,7 @@ export class FileStore implements StateStore {
         this.#legacyBytes = undefined;
         this.#logger?.info("Saved the original tool's state file as {backup}", { backup });
       }
-      await _writeAtomically(this.location, bytes);
+      await writeFileAtomically(this.location, bytes);
       this.#writes++;
       this.#quarantineOnDisk.clear();
       this.#rememberOnDisk(Object.values(this.#connections));
@@ -462,7 +471,7 @@ export class FileStore implements StateStore {
         await Deno.remove(this.#journalPath).catch((error) => {
           if (!(error instanceof Deno.errors.NotFound)) throw error;
         });
-        await _syncFolder(dirname(this.#journalPath));
+        await syncFolder(dirname(this.#journalPath));
         this.#journalBytes = 0;
         this.#journalExists = false;
       }
@@ -612,21 +621,9 @@ async function _readJournal(journalPath: string): Promise<Uint8Array | undefined
 // A new journal holding only `header`, renamed over the old one and made durable (the
 // folder too, or a crash could bring back the old journal after new lines were
 // acknowledged). Returns it open for appending.
-async function _replaceJournal(journalPath: string, header: Uint8Array): Promise<Deno.FsFile> {
+function _replaceJournal(journalPath: string, header: Uint8Array): Promise<Deno.FsFile> {
   // One fixed name: we hold the lock, and a crash leaves at most this one file behind.
-  const temp = `${journalPath}.tmp`;
-  const file = await Deno.open(temp, { write: true, create: true, truncate: true });
-  try {
-    await _writeAll(file, header);
-    await file.sync();
-    await Deno.rename(temp, journalPath);
-    await _syncFolder(dirname(journalPath));
-    return file;
-  } catch (error) {
-    file.close();
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
+  return replaceFileKeepingOpen(journalPath, header, { tempPath: `${journalPath}.tmp` });
 }
 
 async function _digest(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
@@ -664,7 +661,7 @@ async function _lock(path: string, clock: Clock, timeoutMs: number): Promise<Den
     }
     await file.truncate(0);
     await file.seek(0, Deno.SeekMode.Start);
-    await _writeAll(file, new TextEncoder().encode(`${Deno.pid}\n`));
+    await writeAll(file, new TextEncoder().encode(`${Deno.pid}\n`));
     return file;
   } catch (error) {
     file.close();
@@ -791,51 +788,13 @@ async function _backUp(path: string, bytes: Uint8Array): Promise<string> {
       throw error;
     }
     try {
-      await _writeAll(file, bytes);
+      await writeAll(file, bytes);
       await file.sync();
     } finally {
       file.close();
     }
     return backup;
   }
-}
-
-async function _writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
-  const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    const file = await Deno.open(temp, { write: true, createNew: true });
-    try {
-      await _writeAll(file, bytes);
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-  await _syncFolder(dirname(path));
-}
-
-// The rename is only durable once the folder is synced. Not every platform can open a folder
-// (Windows cannot), and the document is complete either way, so failure is ignored.
-async function _syncFolder(folder: string): Promise<void> {
-  try {
-    const dir = await Deno.open(folder, { read: true });
-    try {
-      await dir.sync();
-    } finally {
-      dir.close();
-    }
-  } catch {
-    // Best effort, see above.
-  }
-}
-
-async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }
 
 /**

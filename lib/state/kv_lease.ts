@@ -158,6 +158,7 @@ export class KvLease implements Lease {
       } catch {
         return; // released
       }
+      if (this.#stop.signal.aborted) return;
       // Past the deadline on our own clock (a pause, or renewals that kept failing): another
       // process may already hold it, so nothing prepared before may be sent.
       if (clock.now() >= this.fence.deadline) {

@@ -73,6 +73,7 @@ export class KvStore implements StateStore {
   // cannot both see the lease free.
   #held = new Map<string, KvLease | "pending">();
   #signals = new InboxSignals();
+  #ledgers = new Map<string, KvLedger>();
   #closed = false;
 
   private constructor(kv: Deno.Kv, location: string, options: KvStoreOptions) {
@@ -157,7 +158,10 @@ export class KvStore implements StateStore {
 
   ledger(id: string): Ledger {
     this.#checkOpen();
-    return new KvLedger(this.#kv, id, _retryBusy);
+    // One KvLedger per connection: it knows where the connection's next chunk goes.
+    let ledger = this.#ledgers.get(id);
+    if (!ledger) this.#ledgers.set(id, ledger = new KvLedger(this.#kv, id, _retryBusy));
+    return ledger;
   }
 
   flush(): Promise<void> {

@@ -161,7 +161,13 @@ export class ConnectionWriter {
         beforeAttempt: () => this.fence.assertHeld(),
       });
       this.#acknowledge(table, send, answer);
-      return { ...answer, ...result, sent: send.length };
+      return {
+        ...answer,
+        unchanged: result.unchanged,
+        stale: result.stale,
+        rechecked: result.rechecked,
+        sent: send.length,
+      };
     } finally {
       for (const { id, settled } of mine) {
         settled.resolve();

@@ -74,6 +74,8 @@ export class WriterPool {
   readonly #slots = new Map<string, _Slot>();
   /** Claims under way, so two callers never take one lease twice. */
   readonly #claiming = new Map<string, Promise<_Slot | undefined>>();
+  /** Wake-ups on their way to a claim (so `idle` waits for an event just appended). */
+  readonly #waking = new Set<Promise<void>>();
   readonly #closing = new AbortController();
   #closed = false;
 
@@ -104,7 +106,11 @@ export class WriterPool {
     } finally {
       slot.jobs--;
       this.#nudge(slot);
+      // When nothing else needs the writer, the connection is free again once this returns:
+      // the drainer, woken, finds the inbox empty and ends, and the lease goes back.
+      if (slot.jobs === 0) await slot.drainer;
       this.#releaseIfIdle(id, slot);
+      await slot.released;
     }
   }
 
@@ -119,7 +125,7 @@ export class WriterPool {
       this.#startDrainer(id, slot);
       return;
     }
-    void (async () => {
+    const waking = (async () => {
       await slot?.released;
       const claimed = await this.#claim(id).catch((error) => {
         this.#o.logger.warn("Cannot claim {connection} for its webhook events: {error}", {
@@ -133,12 +139,14 @@ export class WriterPool {
         this.#releaseIfIdle(id, claimed);
       }
     })();
+    this.#waking.add(waking);
+    void waking.finally(() => this.#waking.delete(waking));
   }
 
   /** Resolves when no writer is draining, running a job or claiming (tests, shutdown). */
   async idle(): Promise<void> {
     for (;;) {
-      const pending: Promise<unknown>[] = [...this.#claiming.values()];
+      const pending: Promise<unknown>[] = [...this.#claiming.values(), ...this.#waking];
       for (const s of this.#slots.values()) {
         if (s.jobs > 0) pending.push(s.chain);
         if (s.drainer) pending.push(s.drainer);

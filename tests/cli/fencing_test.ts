@@ -24,9 +24,10 @@ Deno.test({
     });
     const second = await OmetriaSimulator.start({ maxRequestsPerSecond: 0, latencyMs: 10 });
     const kv = `kv:${world.dir}/state.kv`;
-    const env = (ometriaUrl: string) => ({
+    const env = (ometriaUrl: string, rate: string) => ({
       ...world.env,
       OMETRIA_BASE_URL: ometriaUrl,
+      OMETRIA_MAX_REQUESTS_PER_SECOND: rate,
       BULK_MEMBER_COUNT: "100",
       MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
       STATE_LEASE_SECONDS: "2",
@@ -35,18 +36,24 @@ Deno.test({
     let two: Deno.ChildProcess | undefined;
     try {
       world.mailchimp.addList(LIST, {
-        members: 30_000,
+        members: 10_000,
         seed: 14,
         lastChangedTo: Date.now() - 3600_000,
       });
-      one = spawnCli(["--once", "--state", kv, LIST], env(world.ometria.url));
+      // The first pushes at Ometria's default pace (it is still running when paused), the
+      // second as fast as the simulator takes it.
+      one = spawnCli(["--once", "--state", kv, LIST], env(world.ometria.url, "8"));
       await until(() => world.ometria.stats.pushRequests >= 5, "the first process pushing");
       Deno.kill(one.pid, "SIGSTOP");
       const pushedByOne = world.ometria.stats.pushRequests;
       // Past its lease on every clock: the second process may take over.
       await new Promise((resolve) => setTimeout(resolve, 2_500));
-      two = spawnCli(["--once", "--state", kv, LIST], env(second.url));
-      await until(() => second.stats.pushRequests >= 3, "the second process pushing");
+      two = spawnCli(["--once", "--state", kv, LIST], env(second.url, "1000"));
+      const early = two;
+      await until(() => second.stats.pushRequests >= 3, "the second process pushing", {
+        detail: () => `exit: ${JSON.stringify(early.status)}`,
+        timeoutMs: 30_000,
+      });
       Deno.kill(one.pid, "SIGCONT");
       const [first, other] = await Promise.all([one.output(), two.output()]);
       const decoder = new TextDecoder();

@@ -15,6 +15,10 @@ import {
 } from "../../lib/engine/push_in_order.ts";
 import { toRecordJson } from "../../lib/mapping/contact.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
+import { quietLogger } from "../../lib/log/logging.ts";
+import { recordHash } from "../../lib/state/record_hash.ts";
+import { MemoryStore } from "../../lib/state/memory_store.ts";
+import { ConnectionWriter } from "../../lib/writer/connection_writer.ts";
 import { until } from "../_helpers/until.ts";
 
 const SLOW_MS = 10_000;
@@ -28,12 +32,23 @@ async function world() {
     faults: { slowMs: SLOW_MS },
   });
   const instant = new InstantClock(60_000);
-  const client = new OmetriaClient({
+  const ometria = new OmetriaClient({
     apiKey: sim.apiKey,
     baseUrl: sim.url,
     endpoint: "push",
     clock: instant,
     rateLimiter: new RateLimiter({ perSecond: 1000, clock: instant }),
+  });
+  // Batches go through the connection's writer, as every push does.
+  const store = new MemoryStore({ clock });
+  const lease = (await store.acquire("list1"))!;
+  const client = new ConnectionWriter({
+    connection: { id: "list1", listId: "list1" },
+    store,
+    lease,
+    sink: ometria,
+    clock,
+    logger: quietLogger(),
   });
   return { clock, sim, client };
 }
@@ -43,13 +58,24 @@ function record(i: number): OutgoingRecord {
   const json = toRecordJson({
     "@type": "contact",
     "@collection": "mailchimp-list1",
-    id: `m${i}`,
+    id: _id(i),
     email: `m${i}@example.com`,
     firstname: "",
     lastname: "",
     marketing_optin: "NOT_SPECIFIED",
   });
-  return { ...json, changedMs: i * 1000 };
+  return {
+    ...json,
+    versionMs: i * 1000,
+    gone: false,
+    final: true,
+    hash: recordHash(json.json),
+    readSeq: 1,
+  };
+}
+
+function _id(i: number): string {
+  return i.toString(16).padStart(32, "0");
 }
 
 Deno.test("OrderedPusher acknowledges in order and runs at most 2 × concurrency batches past a slow one", async () => {
@@ -61,8 +87,8 @@ Deno.test("OrderedPusher acknowledges in order and runs at most 2 × concurrency
       connectionId: "list1",
       concurrency: 2,
       queued: 3,
-      onAcknowledged: (reach, pushed) => {
-        acks.push({ reach, pushed });
+      onAcknowledged: (reach, counts) => {
+        acks.push({ reach, pushed: counts.pushed });
         return Promise.resolve();
       },
       onRejected: () => assert.fail("nothing is rejected"),

@@ -18,7 +18,12 @@ async function withReader(
   simOptions: Omit<MailchimpSimulatorOptions, "clock">,
   setUp: (sim: MailchimpSimulator) => void,
   options: { pageSize?: number; maxTiePasses?: number },
-  fn: (reader: WindowReader, sim: MailchimpSimulator, requests: () => number) => Promise<void>,
+  fn: (
+    reader: WindowReader,
+    sim: MailchimpSimulator,
+    requests: () => number,
+    clock: FakeClock,
+  ) => Promise<void>,
 ): Promise<void> {
   const clock = new FakeClock(T0, { autoAdvance: true });
   const sim = await MailchimpSimulator.start({ clock, ...simOptions });
@@ -42,7 +47,7 @@ async function withReader(
       beforeRequest: () => requests++,
       readSeq: () => ++seq,
     });
-    await fn(reader, sim, () => requests);
+    await fn(reader, sim, () => requests, clock);
   } finally {
     await sim.close();
   }
@@ -55,74 +60,102 @@ async function all(slices: AsyncIterable<WindowSlice>): Promise<WindowSlice[]> {
 }
 
 Deno.test("WindowReader reads a small list in one answer that reaches the present", async () => {
-  await withReader({}, (sim) => {
-    sim.addList(LIST, { members: 300, seed: 1, lastChangedTo: T0 - HOUR });
-    // Changed after U (within the margin): past the window, but shown and handed out.
-    sim.upsertMember(LIST, { email: "late@example.com", FNAME: "Late" });
-  }, {}, async (reader, _sim, requests) => {
-    const slices = await all(reader.slices(undefined));
-    assert.equal(requests(), 1, "one request for an unchanged small list");
-    assert.equal(slices.length, 1);
-    const [only] = slices;
-    assert.equal(only!.last, true);
-    assert.equal(only!.toNow, true, "a short answer without an upper bound");
-    assert.equal(only!.members.length, 300);
-    assert.deepEqual(only!.beyond.map((b) => b.member.email_address), ["late@example.com"]);
-    assert.ok(only!.readSeq > 0);
-  });
+  await withReader(
+    {},
+    (sim) => {
+      sim.addList(LIST, { members: 300, seed: 1, lastChangedTo: T0 - HOUR });
+      // Changed after U (within the margin): past the window, but shown and handed out.
+      sim.upsertMember(LIST, { email: "late@example.com", FNAME: "Late" });
+    },
+    {},
+    async (reader, _sim, requests) => {
+      const slices = await all(reader.slices(undefined));
+      assert.equal(requests(), 1, "one request for an unchanged small list");
+      assert.equal(slices.length, 1);
+      const [only] = slices;
+      assert.equal(only!.last, true);
+      assert.equal(only!.toNow, true, "a short answer without an upper bound");
+      assert.equal(only!.members.length, 300);
+      assert.deepEqual(only!.beyond.map((b) => b.member.email_address), ["late@example.com"]);
+      assert.ok(only!.readSeq > 0);
+    },
+  );
 });
 
 Deno.test("WindowReader does not claim the present after a full first page", async () => {
-  await withReader({}, (sim) => {
-    sim.addList(LIST, { members: 700, seed: 2, lastChangedTo: T0 - HOUR });
-  }, { pageSize: 200 }, async (reader) => {
-    const slices = await all(reader.slices(undefined));
-    assert.equal(slices.reduce((n, s) => n + s.members.length, 0), 700);
-    assert.equal(slices.at(-1)!.toNow, false, "a final read from U is the run's to do");
-  });
+  await withReader(
+    {},
+    (sim) => {
+      sim.addList(LIST, { members: 700, seed: 2, lastChangedTo: T0 - HOUR });
+    },
+    { pageSize: 200 },
+    async (reader) => {
+      const slices = await all(reader.slices(undefined));
+      assert.equal(slices.reduce((n, s) => n + s.members.length, 0), 700);
+      assert.equal(slices.at(-1)!.toNow, false, "a final read from U is the run's to do");
+    },
+  );
 });
 
 Deno.test("WindowReader reads from U on without an upper bound (the final read)", async () => {
-  await withReader({}, (sim) => {
-    sim.addList(LIST, { members: 100, seed: 3, lastChangedTo: T0 - HOUR });
-  }, { pageSize: 50 }, async (reader, sim) => {
-    await all(reader.slices(undefined));
-    const upper = reader.upper!;
-    for (let i = 0; i < 120; i++) {
-      sim.upsertMember(LIST, { email: `after.${i}@example.com`, FNAME: "After" });
-    }
-    const final = await all(reader.slices(upper, undefined, { unbounded: true }));
-    const read = final.flatMap((s) => s.members.map((m) => m.email_address));
-    assert.equal(read.filter((e) => e.startsWith("after.")).length, 120);
-    assert.equal(final.at(-1)!.last, true);
-  });
+  await withReader(
+    {},
+    (sim) => {
+      sim.addList(LIST, { members: 100, seed: 3, lastChangedTo: T0 - HOUR });
+    },
+    { pageSize: 50 },
+    async (reader, sim, _requests, clock) => {
+      await all(reader.slices(undefined));
+      const upper = reader.upper!;
+      for (let i = 0; i < 120; i++) {
+        sim.upsertMember(LIST, { email: `after.${i}@example.com`, FNAME: "After" });
+      }
+      // Read a moment later, as a run's window takes time: the final read can tell that
+      // these did not change while it read them.
+      await clock.sleep(2_000);
+      const final = await all(reader.slices(upper, undefined, { unbounded: true }));
+      const read = final.flatMap((s) => s.members.map((m) => m.email_address));
+      assert.equal(read.filter((e) => e.startsWith("after.")).length, 120);
+      assert.equal(final.at(-1)!.last, true);
+    },
+  );
 });
 
 Deno.test("WindowReader gives up on a tie group it cannot prove within its passes", async () => {
   // Ties served in a new order at every request: one pass can never prove the group whole
   // (it takes two passes that agree), so a cap of one pass must fail, never report ok.
-  await withReader({ tieOrder: "random" }, (sim) => {
-    sim.addList(LIST, { tieGroups: [{ at: T0 - HOUR, size: 2_500 }] });
-  }, { maxTiePasses: 1 }, async (reader) => {
-    await assert.rejects(
-      () => all(reader.slices(undefined)),
-      /Could not prove that every member changed at .* was read in 1 passes/,
-    );
-  });
+  await withReader(
+    { tieOrder: "random" },
+    (sim) => {
+      sim.addList(LIST, { tieGroups: [{ at: T0 - HOUR, size: 2_500 }] });
+    },
+    { maxTiePasses: 1 },
+    async (reader) => {
+      await assert.rejects(
+        () => all(reader.slices(undefined)),
+        /Could not prove that every member changed at .* was read in 1 passes/,
+      );
+    },
+  );
 });
 
 Deno.test("WindowReader proves a tie group larger than a page whatever the order of ties", async () => {
-  await withReader({ tieOrder: "random" }, (sim) => {
-    sim.addList(LIST, {
-      members: 200,
-      seed: 4,
-      lastChangedTo: T0 - 2 * HOUR,
-      tieGroups: [{ at: T0 - HOUR, size: 2_300 }],
-    });
-  }, {}, async (reader) => {
-    const slices = await all(reader.slices(undefined));
-    const ids = slices.flatMap((s) => s.members.map((m) => m.id));
-    assert.equal(ids.length, 2_500);
-    assert.equal(new Set(ids).size, 2_500, "each member once");
-  });
+  await withReader(
+    { tieOrder: "random" },
+    (sim) => {
+      sim.addList(LIST, {
+        members: 200,
+        seed: 4,
+        lastChangedTo: T0 - 2 * HOUR,
+        tieGroups: [{ at: T0 - HOUR, size: 2_300 }],
+      });
+    },
+    {},
+    async (reader) => {
+      const slices = await all(reader.slices(undefined));
+      const ids = slices.flatMap((s) => s.members.map((m) => m.id));
+      assert.equal(ids.length, 2_500);
+      assert.equal(new Set(ids).size, 2_500, "each member once");
+    },
+  );
 });

@@ -66,3 +66,16 @@ export function sampleState(id: string, watermark = "2026-01-01T00:00:00+00:00")
     },
   };
 }
+
+/**
+ * A seeded generator of numbers in [0, 1) (mulberry32), for property tests: a failure names
+ * its seed, so the same sequence can be run again.
+ */
+export function seededRandom(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -2,10 +2,6 @@ import assert from "node:assert/strict";
 import { type ConnectionState, newConnectionState } from "../../lib/state/schema.ts";
 import { nextState, retryDelayMs } from "../../lib/state/transitions.ts";
 import { IdSet } from "../../lib/state/id_set.ts";
-import { FileLedger, MemoryLedger } from "../../lib/state/ledgers.ts";
-import { KvStore } from "../../lib/state/kv_store.ts";
-import { FakeClock } from "../_helpers/fake_clock.ts";
-import { withTempDir } from "./_helpers.ts";
 
 const T0 = Date.parse("2026-03-01T10:00:00Z");
 const summary = {
@@ -98,34 +94,4 @@ Deno.test("IdSet sorts, de-duplicates and subtracts packed ids", () => {
   assert.ok(a.has(ID(2)) && !a.has(ID(4)) && !a.has("not-an-id"));
   assert.deepEqual([...a.consumeWithout(IdSet.of([ID(2), ID(9)]))], [ID(1), ID(3)]);
   assert.throws(() => IdSet.of(["x"]), /32 lowercase hex/);
-});
-
-Deno.test("every ledger backend records, loads and replaces ids", async () => {
-  await withTempDir(async (dir) => {
-    const kv = await KvStore.open(`${dir}/s.kv`, { clock: new FakeClock() });
-    try {
-      for (
-        const ledger of [new MemoryLedger(), new FileLedger(`${dir}/l/c.ids`), kv.ledger("c")]
-      ) {
-        await ledger.add([ID(5), ID(1)]);
-        await ledger.add([ID(1), ID(9)]);
-        assert.deepEqual([...await ledger.load()], [ID(1), ID(5), ID(9)]);
-        await ledger.replace(IdSet.of([ID(9), ID(7)]));
-        assert.deepEqual([...await ledger.load()], [ID(7), ID(9)]);
-        await ledger.add([ID(2)]);
-        assert.deepEqual([...await ledger.load()], [ID(2), ID(7), ID(9)]);
-      }
-    } finally {
-      await kv.close();
-    }
-  });
-});
-
-Deno.test("FileLedger ignores a partial id left by a crash during an append", async () => {
-  await withTempDir(async (dir) => {
-    const ledger = new FileLedger(`${dir}/c.ids`);
-    await ledger.add([ID(1)]);
-    await Deno.writeFile(`${dir}/c.ids`, new Uint8Array([1, 2, 3]), { append: true });
-    assert.deepEqual([...await ledger.load()], [ID(1)]);
-  });
 });

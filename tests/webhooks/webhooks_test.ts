@@ -1,6 +1,7 @@
 /**
  * The webhook path end to end: the simulated Mailchimp delivers its events over real HTTP to
- * the receiver, which queues them; the sync service acts on each with its own clients.
+ * the receiver, which appends them to the connection's inbox in the state store; the sync
+ * service's writer for the connection acts on each with the connection's own clients.
  */
 import assert from "node:assert/strict";
 import { compareCopies } from "../../lib/sim/compare.ts";
@@ -13,7 +14,6 @@ import { KvStore } from "../../lib/state/kv_store.ts";
 import type { StateStore } from "../../lib/state/store.ts";
 import { serveWebhooks, type WebhookServer } from "../../lib/webhooks/receiver.ts";
 import { startWebhooks } from "../../lib/webhooks/setup.ts";
-import type { WebhookQueue } from "../../lib/webhooks/queue.ts";
 import { subscriberHash } from "../../lib/mailchimp/member.ts";
 import { runWebhooksCommand } from "../../lib/app/commands/webhooks.ts";
 
@@ -24,7 +24,6 @@ interface Receiver {
   world: World;
   service: SyncService;
   server: WebhookServer;
-  queue: WebhookQueue;
   metrics: Metrics;
   url: string;
   close(): Promise<void>;
@@ -47,12 +46,9 @@ async function startReceiver(
   const metrics = new Metrics();
   const connection = world.connection(LIST, { webhookSecret: SECRET });
   const svc = world.service([connection], { metrics, ...options.serviceOptions });
-  const { handler, queue } = startWebhooks({
+  const handler = startWebhooks({
     connections: [connection],
     store: world.store,
-    handle: async (job) => {
-      await svc.handleWebhook(job);
-    },
     clock: world.clock,
     logger: quietLogger(),
     metrics,
@@ -63,22 +59,21 @@ async function startReceiver(
     world,
     service: svc,
     server,
-    queue,
     metrics,
     url,
     close: async () => {
       await world.mailchimp.webhooks.settle();
       await server.close();
-      await queue.close();
+      await svc.close();
       await world.close();
     },
   };
 }
 
-/** Waits for deliveries to be answered and the queue to be worked off (no sleeps). */
+/** Waits for deliveries to be answered and the inboxes to be worked off (no sleeps). */
 async function settled(r: Receiver): Promise<void> {
   await r.world.mailchimp.webhooks.settle();
-  await r.queue.idle();
+  await r.service.idle();
 }
 
 Deno.test("receiver answers GET checks, 404s wrong secrets and unknown connections, 400s bad bodies", async () => {
@@ -201,7 +196,7 @@ Deno.test("a delivery retried by Mailchimp is acted on once", async () => {
       assert.equal(res.status, 200);
       await res.body?.cancel();
     }
-    await r.queue.idle();
+    await r.service.idle();
     assert.equal(r.world.mailchimp.stats.memberRequests - before, 1);
     assert.match(r.metrics.render(), /sync_webhook_events_total\{outcome="duplicate"\} 2/);
   } finally {
@@ -220,7 +215,7 @@ Deno.test("upemail opts out the old id at once and pushes the new one", async ()
     const contacts = r.world.ometria.contacts(collectionFor(LIST));
     assert.equal(contacts.get(member.id)?.marketing_optin, "EXPLICITLY_OPTEDOUT");
     assert.equal(contacts.get(moved.id)?.email, "moved@example.com");
-    const ledger = await r.world.store.ledger(LIST).load();
+    const ledger = (await r.world.store.ledger(LIST).load()).liveIds();
     assert.equal(ledger.has(member.id), false);
     assert.equal(ledger.has(moved.id), true);
   } finally {
@@ -255,7 +250,7 @@ Deno.test("a member Mailchimp serves malformed is quarantined from a webhook", a
       body: `type=profile&fired_at=2026-11-01+12:00:00&data[email]=${member.email_address}`,
     });
     await res.body?.cancel();
-    await r.queue.idle();
+    await r.service.idle();
     const state = await r.world.store.get(LIST);
     assert.deepEqual(state?.quarantine.map((q) => q.id), [subscriberHash(member.email_address)]);
   } finally {
@@ -288,14 +283,13 @@ Deno.test("webhook events share the Mailchimp connection cap and Ometria rate wi
   }
 });
 
-Deno.test("with Deno KV state, events go through a durable, de-duplicated KV queue", async () => {
+Deno.test("with Deno KV state, events wait in a durable, de-duplicated inbox in KV", async () => {
   const dir = await Deno.makeTempDir();
   const store = await KvStore.open(`${dir}/state.kv`, {
     clock: { now: () => Date.now(), sleep: () => Promise.resolve() },
   });
   const r = await startReceiver({ store });
   try {
-    assert.equal(r.queue.kind, "kv");
     await r.service.runOnce(LIST);
     r.world.mailchimp.webhooks.sendTo(LIST, r.url);
     const member = r.world.mailchimp.truth(LIST)[4]!;
@@ -309,10 +303,26 @@ Deno.test("with Deno KV state, events go through a durable, de-duplicated KV que
   }
 });
 
-Deno.test("with the memory state, events go through the bounded in-process queue", async () => {
+Deno.test("the receiver answers 200 only once the event is in the inbox, 503 when it is full", async () => {
   const r = await startReceiver();
   try {
-    assert.equal(r.queue.kind, "memory");
+    const member = r.world.mailchimp.truth(LIST)[5]!;
+    // Held back: the writer cannot act on it while Ometria holds its push.
+    const held = r.world.ometria.holdPush();
+    const body = (n: number) =>
+      `type=profile&fired_at=2026-11-01+12:00:0${n}&data[email]=${
+        encodeURIComponent(member.email_address)
+      }`;
+    const res = await fetch(r.url, { method: "POST", body: body(0) });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    const waiting = await r.world.store.inbox(LIST).peek(10);
+    assert.equal(waiting.length, 1, "in the inbox when the 200 was sent");
+    assert.deepEqual(waiting[0]?.entry.memberIds, [member.id]);
+    await held.arrived;
+    held.release();
+    await r.service.idle();
+    assert.equal((await r.world.store.inbox(LIST).peek(10)).length, 0, "removed once done");
   } finally {
     await r.close();
   }

@@ -1,0 +1,211 @@
+import assert from "node:assert/strict";
+import { IdSet } from "../../lib/state/id_set.ts";
+import {
+  LEDGER_RECORD_BYTES,
+  type LedgerEntry,
+  LedgerTable,
+} from "../../lib/state/ledger_table.ts";
+import { seededRandom } from "./_helpers.ts";
+
+const HEX = "0123456789abcdef";
+
+function randomHex(random: () => number, digits: number): string {
+  let s = "";
+  for (let i = 0; i < digits; i++) s += HEX[Math.floor(random() * 16)];
+  return s;
+}
+
+/**
+ * Ids for the property tests: one for every first-byte value, a crowd sharing their first 12
+ * bits (one bucket, so its unsorted tail is merged many times), and a few at the extremes.
+ */
+function idPool(random: () => number): string[] {
+  const ids = new Set<string>(["0".repeat(32), "f".repeat(32), "fff" + "0".repeat(29)]);
+  for (let b = 0; b < 256; b++) ids.add(b.toString(16).padStart(2, "0") + randomHex(random, 30));
+  for (let i = 0; i < 300; i++) ids.add("abc" + randomHex(random, 29));
+  for (let i = 0; i < 300; i++) ids.add(randomHex(random, 32));
+  return [...ids];
+}
+
+function randomEntry(random: () => number): LedgerEntry {
+  const unknownHash = random() < 0.2;
+  return {
+    versionMs: random() < 0.1 ? 0 : Math.floor(random() * 0xffffffff) * 1000,
+    // "0000000000000000" is the one 16-digit hash the table refuses (it stands for "").
+    hash: unknownHash ? "" : randomHex(random, 15) + "1",
+    acked: random() < 0.5,
+    gone: random() < 0.2,
+    final: random() < 0.3,
+  };
+}
+
+/** What replaying `records` must give, applied to a plain Map the obvious way. */
+function replay(reference: Map<string, LedgerEntry>, log: [string, LedgerEntry | undefined][]) {
+  for (const [id, entry] of log) {
+    if (entry === undefined) reference.delete(id);
+    else reference.set(id, entry);
+  }
+}
+
+/** Asserts equal lists element by element: the first difference is reported, and quickly. */
+function assertSameList<T>(actual: Iterable<T>, expected: readonly T[], what: string) {
+  const list = [...actual];
+  for (let i = 0; i < Math.min(list.length, expected.length); i++) {
+    assert.deepEqual(list[i], expected[i], `${what}, item ${i}`);
+  }
+  assert.equal(list.length, expected.length, `${what}: length`);
+}
+
+function assertSame(table: LedgerTable, reference: Map<string, LedgerEntry>, pool: string[]) {
+  assert.equal(table.size, reference.size);
+  const live = [...reference].filter(([, e]) => !e.gone).map(([id]) => id);
+  assert.equal(table.liveSize, live.length);
+  for (const id of pool) assert.deepEqual(table.get(id), reference.get(id), id);
+  const sorted = [...reference].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+  assertSameList(table.entries(), sorted, "entries()");
+  assertSameList(table.liveIds(), [...IdSet.of(live)], "liveIds()");
+  assertSameList(LedgerTable.fromRecords(table.toRecords()).entries(), sorted, "toRecords()");
+  assertSameList(
+    LedgerTable.fromRecords(table.toRecords({ dropGone: true })).entries(),
+    sorted.filter(([, e]) => !e.gone),
+    "toRecords({ dropGone: true })",
+  );
+}
+
+Deno.test("LedgerTable agrees with a Map over random sets, deletes and applied records", async (t) => {
+  for (const seed of [1, 2, 3, 4, 5]) {
+    await t.step(`seed ${seed}`, () => {
+      const random = seededRandom(seed);
+      const pool = idPool(random);
+      const pick = () => pool[Math.floor(random() * pool.length)]!;
+      const table = LedgerTable.empty();
+      const reference = new Map<string, LedgerEntry>();
+      for (let step = 0; step < 6000; step++) {
+        const kind = random();
+        if (kind < 0.6) {
+          const id = pick();
+          const entry = randomEntry(random);
+          table.set(id, entry);
+          reference.set(id, entry);
+        } else if (kind < 0.8) {
+          const id = pick();
+          table.delete(id);
+          reference.delete(id);
+        } else {
+          // A batch of records as an append carries them, repeats and removals included.
+          const log: [string, LedgerEntry | undefined][] = Array.from(
+            { length: 1 + Math.floor(random() * 40) },
+            () => [pick(), random() < 0.25 ? undefined : randomEntry(random)],
+          );
+          table.apply(LedgerTable.packRecords(log));
+          replay(reference, log);
+        }
+        if (step % 1500 === 0) assertSame(table, reference, pool);
+      }
+      assertSame(table, reference, pool);
+    });
+  }
+});
+
+Deno.test("LedgerTable.fromRecords() replays a log with repeats, removals and a torn tail", async (t) => {
+  for (const seed of [11, 12, 13]) {
+    await t.step(`seed ${seed}`, () => {
+      const random = seededRandom(seed);
+      const pool = idPool(random);
+      const log: [string, LedgerEntry | undefined][] = Array.from({ length: 20_000 }, () => [
+        pool[Math.floor(random() * pool.length)]!,
+        random() < 0.15 ? undefined : randomEntry(random),
+      ]);
+      const reference = new Map<string, LedgerEntry>();
+      replay(reference, log);
+      const records = LedgerTable.packRecords(log);
+      for (const torn of [0, 1, 16, LEDGER_RECORD_BYTES - 1]) {
+        // A crash in the middle of an append leaves part of a record at the end.
+        const bytes = new Uint8Array(records.length + torn);
+        bytes.set(records);
+        bytes.set(
+          LedgerTable.packRecord(pool[0]!, randomEntry(random)).subarray(0, torn),
+          records.length,
+        );
+        assertSame(LedgerTable.fromRecords(bytes), reference, pool);
+      }
+    });
+  }
+});
+
+Deno.test("LedgerTable.packRecord() lays a record out as documented", () => {
+  const id = "00112233445566778899aabbccddeeff";
+  const record = LedgerTable.packRecord(id, {
+    versionMs: 0x01020304 * 1000,
+    hash: "0123456789abcdef",
+    acked: true,
+    gone: false,
+    final: true,
+  });
+  assert.deepEqual(
+    [...record],
+    [
+      ...[0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77],
+      ...[0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff],
+      ...[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef],
+      ...[0x04, 0x03, 0x02, 0x01, 0b101, 0, 0, 0],
+    ],
+  );
+  const removal = LedgerTable.packRecord(id, undefined);
+  assert.deepEqual([...removal.subarray(16)], [...new Array(12).fill(0), 0x80, 0, 0, 0]);
+});
+
+Deno.test("LedgerTable.fromLegacyIds() gives acked entries of unknown version and hash", () => {
+  const ids = ["ff" + "0".repeat(30), "0".repeat(31) + "1", "a".repeat(32)];
+  const table = LedgerTable.fromLegacyIds(IdSet.of(ids));
+  assert.equal(table.size, 3);
+  assert.equal(table.liveSize, 3);
+  assert.deepEqual([...table.entries()].map(([id]) => id), [...ids].sort());
+  for (const id of ids) {
+    assert.deepEqual(table.get(id), {
+      versionMs: 0,
+      hash: "",
+      acked: true,
+      gone: false,
+      final: false,
+    });
+  }
+});
+
+Deno.test("LedgerTable refuses what it cannot store, and changes nothing then", () => {
+  const table = LedgerTable.empty();
+  const id = "0".repeat(32);
+  const entry = { versionMs: 1000, hash: "", acked: true, gone: false, final: false };
+  assert.throws(() => table.set("not-an-id", entry), TypeError);
+  assert.throws(() => table.set("A".repeat(32), entry), TypeError);
+  assert.throws(() => table.set(id, { ...entry, hash: "xyz" }), TypeError);
+  assert.throws(() => table.set(id, { ...entry, hash: "0".repeat(16) }), TypeError);
+  assert.throws(() => table.set(id, { ...entry, versionMs: 1500 }), RangeError);
+  assert.throws(() => table.set(id, { ...entry, versionMs: -1000 }), RangeError);
+  assert.throws(() => table.set(id, { ...entry, versionMs: 2 ** 32 * 1000 }), RangeError);
+  assert.throws(() => LedgerTable.packRecord("x", undefined), TypeError);
+  assert.equal(table.size, 0);
+  assert.equal(table.get("not-an-id"), undefined);
+  table.delete("not-an-id");
+  table.set(id, { ...entry, versionMs: 0xffffffff * 1000, gone: true });
+  assert.equal(table.get(id)?.versionMs, 0xffffffff * 1000);
+  assert.equal(table.liveSize, 0);
+  table.set(id, entry);
+  assert.equal(table.liveSize, 1);
+});
+
+Deno.test("LedgerTable holds 1,000,000 entries in at most 40 MB", () => {
+  const random = seededRandom(99);
+  const table = LedgerTable.empty();
+  const entry = { versionMs: 0, hash: "", acked: true, gone: false, final: true };
+  for (let i = 0; i < 1_000_000; i++) {
+    entry.versionMs = (1_700_000_000 + i) * 1000;
+    entry.hash = randomHex(random, 15) + "1";
+    table.set(randomHex(random, 32), entry);
+  }
+  assert.ok(table.size > 999_000, `${table.size} distinct ids`);
+  assert.ok(
+    table.byteSize <= 40_000_000,
+    `a million entries take ${table.byteSize} bytes`,
+  );
+});
