@@ -76,13 +76,17 @@ export class WriterPool {
   readonly #claiming = new Map<string, Promise<_Slot | undefined>>();
   /** Wake-ups on their way to a claim (so `idle` waits for an event just appended). */
   readonly #waking = new Set<Promise<void>>();
+  /** Aborted when the process stops (its signal): drains in flight stop between requests. */
   readonly #closing = new AbortController();
+  /** Aborted by `close`: no new work, no more waits for a retry; drains in flight finish. */
+  readonly #winding = new AbortController();
   #closed = false;
 
   constructor(options: WriterPoolOptions) {
     this.#o = options;
     options.signal?.addEventListener("abort", () => this.#closing.abort(), { once: true });
-    options.store.onInboxAppended((id) => this.wake(id), this.#closing.signal);
+    options.store.onInboxAppended((id) => this.wake(id), this.#winding.signal);
+    this.#closing.signal.addEventListener("abort", () => this.#winding.abort(), { once: true });
   }
 
   /**
@@ -157,10 +161,13 @@ export class WriterPool {
     }
   }
 
-  /** Stops draining, waits for jobs and drains in flight, and releases every lease. */
+  /**
+   * Takes no new work, lets the jobs and drains under way finish (a drain goes on until its
+   * inbox is empty, or fails), and releases every lease.
+   */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#closing.abort();
+    this.#winding.abort();
     for (const slot of this.#slots.values()) this.#nudge(slot);
     await this.idle();
   }
@@ -241,7 +248,7 @@ export class WriterPool {
         );
         if (wait === undefined) return;
         try {
-          await this.#o.clock.sleep(wait, this.#closing.signal);
+          await this.#o.clock.sleep(wait, this.#winding.signal);
         } catch {
           return;
         }
@@ -249,7 +256,7 @@ export class WriterPool {
       }
       if (slot.jobs === 0) return;
       if (slot.nudge.signal.aborted) slot.nudge = new AbortController();
-      await writer.inbox.changed(AbortSignal.any([slot.nudge.signal, this.#closing.signal]));
+      await writer.inbox.changed(AbortSignal.any([slot.nudge.signal, this.#winding.signal]));
     }
   }
 

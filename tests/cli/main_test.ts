@@ -62,8 +62,14 @@ Deno.test("main.ts --once syncs every list over HTTP and reports it in status", 
     assert.equal(result.code, 0, result.stderr);
     assert.doesNotMatch(result.stderr, new RegExp(w.mailchimp.apiKey), "no secrets in logs");
     assert.doesNotMatch(result.stderr, new RegExp(w.ometria.apiKey), "no secrets in logs");
-    assert.match(result.stderr, /List lista00001: ok, read 1200, pushed 1200, unchanged 0, rejected 0/);
-    assert.match(result.stderr, /List listb00002: ok, read 300, pushed 300, unchanged 0, rejected 0/);
+    assert.match(
+      result.stderr,
+      /List lista00001: ok, read 1200, pushed 1200, unchanged 0, rejected 0/,
+    );
+    assert.match(
+      result.stderr,
+      /List listb00002: ok, read 300, pushed 300, unchanged 0, rejected 0/,
+    );
     assertSynced(w.mailchimp, w.ometria, "lista00001");
     assertSynced(w.mailchimp, w.ometria, "listb00002");
 
