@@ -31,7 +31,7 @@ function contact(world: World, id: string): Record<string, unknown> | undefined 
 }
 
 /** Lets requests already sent arrive and settle (real HTTP on loopback). */
-async function settle(world: World, what: () => boolean, label: string): Promise<void> {
+async function settle(what: () => boolean, label: string): Promise<void> {
   await until(what, label, { timeoutMs: 5_000 });
 }
 
@@ -53,7 +53,7 @@ Deno.test("a member deleted while an older push of it is in flight stays opted o
     world.mailchimp.deleteMember(LIST, member.email_address);
     const requestsBefore = world.mailchimp.stats.memberRequests;
     assert.equal(await event(world, "unsubscribe", [member.id], "delete"), "queued");
-    await settle(world, () => world.mailchimp.stats.memberRequests > requestsBefore, "the 404");
+    await settle(() => world.mailchimp.stats.memberRequests > requestsBefore, "the 404");
     // Whatever the delete's opt-out does meanwhile, the held edit lands now.
     held.release();
     assert.equal((await run).outcome, "ok");
@@ -90,7 +90,7 @@ Deno.test("an older version held in flight never overwrites a newer one pushed a
     world.clock.set(world.clock.now() + 5_000);
     const reads = world.mailchimp.stats.membersRequests;
     const run = service.runOnce(LIST);
-    await settle(world, () => world.mailchimp.stats.membersRequests > reads, "the run's read");
+    await settle(() => world.mailchimp.stats.membersRequests > reads, "the run's read");
     held.release();
     assert.equal((await run).outcome, "ok");
     await service.idle();
