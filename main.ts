@@ -134,6 +134,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
         stop: stop.signal,
         hardStop: hardStop.signal,
         terminal,
+        secrets,
       });
     } catch (error) {
       // Not a list's failure (those are reported per list): the program itself could not go
