@@ -299,3 +299,24 @@ Deno.test("AlertManager backs off with the jitter source it is given", async () 
   );
   await alerts.close();
 });
+
+Deno.test("AlertManager redacts configured keys from every field it sends, ids included", async () => {
+  using logs = captureLogs();
+  await using receiver = startReceiver("ok");
+  // A state from before ids were checked: a key passed as the list id.
+  const key = "0123456789abcdef0123456789abcdef-us9";
+  const leaked = { id: key, list_id: key, threshold_seconds: 3600 };
+  const clock = new FakeClock(START + 2 * 60 * MIN, { autoAdvance: true });
+  const alerts = new AlertManager({
+    clock,
+    logger: logs.logger,
+    webhookUrl: receiver.url,
+    secrets: [key],
+  });
+  alerts.evaluate(leaked, stateFreshAt(key, START));
+  assert.equal(await alerts.drain(), true);
+  assert.equal(receiver.bodies[0]!["event"], "connection.behind");
+  assert.doesNotMatch(JSON.stringify(receiver.bodies), /0123456789abcdef/);
+  assert.equal(receiver.bodies[0]!["list_id"], "[redacted]");
+  await alerts.close();
+});
