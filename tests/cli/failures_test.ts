@@ -204,3 +204,100 @@ Deno.test("main.ts reports a misspelt flag with its suggestion and the other pro
   assert.match(result.stderr, /BULK_MEMBER_COUNT must be a whole number/);
   assert.match(result.stderr, /SYNC_SCHEDULE "99 \* \* \* \*" is not a valid cron expression/);
 });
+
+Deno.test("main.ts exits 2 in one line when LOG_FILE cannot be written, before syncing anything", async () => {
+  const w = await world();
+  try {
+    for (const logFile of [`${w.dir}/no-such-folder/log_file.log`, w.dir]) {
+      const result = await runCli(["--once", "--state", w.state, LIST], {
+        ...w.env,
+        LOG_FILE: logFile,
+      });
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+      assert.match(result.stderr, new RegExp(`^Cannot write LOG_FILE=${logFile}: `));
+      assertNoStackTrace(result.stderr);
+    }
+    assert.equal(w.ometria.stats.recordsReceived, 0, "nothing ran");
+  } finally {
+    await w.close();
+  }
+});
+
+/**
+ * Mounts a tmpfs of `kib` KiB at a new folder, or says why it cannot (not root, no
+ * CAP_SYS_ADMIN in a container): the only real way to a full file system a test can make.
+ */
+async function tinyFileSystem(
+  kib: number,
+): Promise<{ dir: string; close(): Promise<void> } | string> {
+  const dir = await Deno.makeTempDir({ prefix: "full_disk_" });
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${kib}k`, "tmpfs", dir],
+    stdout: "null",
+    stderr: "piped",
+  }).output().catch((error) => ({
+    success: false,
+    stderr: new TextEncoder().encode(String(error)),
+  }));
+  if (!mount.success) {
+    await Deno.remove(dir);
+    return new TextDecoder().decode(mount.stderr).trim() || "mount failed";
+  }
+  return {
+    dir,
+    async close() {
+      await new Deno.Command("umount", { args: [dir] }).output();
+      await Deno.remove(dir);
+    },
+  };
+}
+
+/** Fills the file system holding `dir` to the last byte. */
+async function fill(dir: string): Promise<void> {
+  const file = await Deno.open(`${dir}/filler`, { write: true, create: true });
+  try {
+    for (const size of [4096, 1]) {
+      try {
+        for (;;) await file.write(new Uint8Array(size));
+      } catch (error) {
+        if ((error as { code?: string }).code !== "ENOSPC") throw error;
+      }
+    }
+  } finally {
+    file.close();
+  }
+}
+
+const tmpfs = await tinyFileSystem(64);
+if (typeof tmpfs !== "string") await tmpfs.close();
+
+Deno.test({
+  name: `main.ts --once on a full disk exits 2 with advice and the state untouched${
+    typeof tmpfs === "string" ? ` (skipped: cannot mount a tmpfs here: ${tmpfs})` : ""
+  }`,
+  ignore: typeof tmpfs === "string",
+  async fn() {
+    const w = await world();
+    const disk = await tinyFileSystem(64);
+    assert.ok(typeof disk !== "string", disk as string);
+    try {
+      // A first run, as users run it: in the state's folder, logging to log_file.log there.
+      const env = { ...w.env, LOG_FILE: "log_file.log" };
+      const first = await runCli(["--once", LIST], env, { cwd: disk.dir });
+      assert.equal(first.code, 0, first.stderr);
+      const before = await Deno.readFile(`${disk.dir}/sync_jobs.json`);
+      await fill(disk.dir);
+      const result = await runCli(["--once", "--force", LIST], env, { cwd: disk.dir });
+      assert.equal(result.code, 2, result.stderr);
+      assert.doesNotMatch(result.stderr, /unexpected error|This is a bug/);
+      assert.match(result.stderr, /sync_jobs\.json.*No space left on device/);
+      assert.match(result.stderr, /is full: free space on it, or pass a --state on another disk/);
+      assertNoStackTrace(result.stderr);
+      assert.deepEqual(await Deno.readFile(`${disk.dir}/sync_jobs.json`), before, "untouched");
+    } finally {
+      await disk.close();
+      await w.close();
+    }
+  },
+});
