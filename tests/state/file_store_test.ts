@@ -229,6 +229,31 @@ Deno.test("FileStore refuses a journal damaged before its end and changes neithe
   });
 });
 
+Deno.test("FileStore refuses a journal none of whose lines can be read, rather than drop it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/sync_jobs.json`;
+    const clock = new FakeClock();
+    const store = await FileStore.open(path, { clock });
+    for (const id of ["a", "b", "c"]) await put(store, sampleState(id));
+    await withCrashCopy(path, async (copy) => {
+      const journal = await Deno.readTextFile(`${copy}.journal`);
+      // Every line's checksum off by one digit: each line whole, none of them readable.
+      const unreadable = journal.split("\n").map((line) =>
+        line === "" ? line : (line[0] === "0" ? "1" : "0") + line.slice(1)
+      ).join("\n");
+      await Deno.writeTextFile(`${copy}.journal`, unreadable);
+      const error = await FileStore.open(copy, { clock }).then(
+        () => assert.fail("a journal of unreadable lines was opened"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof StateError, `expected StateError, got ${error}`);
+      assert.match(error.message, /is damaged: line 1 its checksum does not match its content/);
+      assert.equal(await Deno.readTextFile(`${copy}.journal`), unreadable);
+    });
+    await store.close();
+  });
+});
+
 Deno.test("FileStore refuses a journal of an unknown version", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/sync_jobs.json`;
