@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../_helpers/fake_clock.ts";
 import { runCli, spawnCli } from "../_helpers/cli.ts";
 import { startCliWorld } from "../_helpers/cli_world.ts";
+import { fill, fullDiskUnavailable, tinyFileSystem } from "../_helpers/tiny_fs.ts";
 import { until } from "../_helpers/until.ts";
 
 const MINUTE = 60_000;
@@ -224,59 +225,13 @@ Deno.test("main.ts exits 2 in one line when LOG_FILE cannot be written, before s
   }
 });
 
-/**
- * Mounts a tmpfs of `kib` KiB at a new folder, or says why it cannot (not root, no
- * CAP_SYS_ADMIN in a container): the only real way to a full file system a test can make.
- */
-async function tinyFileSystem(
-  kib: number,
-): Promise<{ dir: string; close(): Promise<void> } | string> {
-  const dir = await Deno.makeTempDir({ prefix: "full_disk_" });
-  const mount = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", `size=${kib}k`, "tmpfs", dir],
-    stdout: "null",
-    stderr: "piped",
-  }).output().catch((error) => ({
-    success: false,
-    stderr: new TextEncoder().encode(String(error)),
-  }));
-  if (!mount.success) {
-    await Deno.remove(dir);
-    return new TextDecoder().decode(mount.stderr).trim() || "mount failed";
-  }
-  return {
-    dir,
-    async close() {
-      await new Deno.Command("umount", { args: [dir] }).output();
-      await Deno.remove(dir);
-    },
-  };
-}
-
-/** Fills the file system holding `dir` to the last byte. */
-async function fill(dir: string): Promise<void> {
-  const file = await Deno.open(`${dir}/filler`, { write: true, create: true });
-  try {
-    for (const size of [4096, 1]) {
-      try {
-        for (;;) await file.write(new Uint8Array(size));
-      } catch (error) {
-        if ((error as { code?: string }).code !== "ENOSPC") throw error;
-      }
-    }
-  } finally {
-    file.close();
-  }
-}
-
-const tmpfs = await tinyFileSystem(64);
-if (typeof tmpfs !== "string") await tmpfs.close();
+const noTmpfs = await fullDiskUnavailable();
 
 Deno.test({
   name: `main.ts --once on a full disk exits 2 with advice and the state untouched${
-    typeof tmpfs === "string" ? ` (skipped: cannot mount a tmpfs here: ${tmpfs})` : ""
+    noTmpfs === undefined ? "" : ` (skipped: cannot mount a tmpfs here: ${noTmpfs})`
   }`,
-  ignore: typeof tmpfs === "string",
+  ignore: noTmpfs !== undefined,
   async fn() {
     const w = await world();
     const disk = await tinyFileSystem(64);
