@@ -24,6 +24,7 @@ import {
   DEFAULT_PROGRESS_EVERY_SECONDS,
   DEFAULT_PUSH_CONCURRENCY,
   DEFAULT_RECONCILE_EVERY_HOURS,
+  DEFAULT_RUN_DEADLINE_MINUTES,
 } from "../config/defaults.ts";
 import type { ConnectionContext } from "../engine/ports.ts";
 import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.ts";
@@ -81,6 +82,11 @@ export interface SyncServiceOptions {
   sliceMembers?: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. @default {60} */
   marginSeconds?: number;
+  /**
+   * RUN_DEADLINE_MINUTES: from a run's start, how long its requests may wait out the APIs'
+   * rate limits (see `RetryOptions.deadline`). @default {60}
+   */
+  runDeadlineMinutes?: number;
   alerts?: AlertManager;
   metrics?: Metrics;
   /**
@@ -123,6 +129,7 @@ export type ConfiguredServiceOptions = Pick<
   | "mailchimpRetryMaxSeconds"
   | "mailchimpTimeoutSeconds"
   | "marginSeconds"
+  | "runDeadlineMinutes"
   | "ometriaMaxRequestsPerSecond"
   | "ometriaBatchSize"
   | "reconcileEveryHours"
@@ -147,6 +154,7 @@ export function serviceOptionsFromConfig(config: Config): ConfiguredServiceOptio
     mailchimpRetryMaxSeconds: config.mailchimpRetryMaxSeconds,
     mailchimpTimeoutSeconds: config.mailchimpTimeoutSeconds,
     marginSeconds: config.mailchimpClockMarginSeconds,
+    runDeadlineMinutes: config.runDeadlineMinutes,
     ometriaMaxRequestsPerSecond: config.ometriaMaxRequestsPerSecond,
     ometriaBatchSize: config.ometriaBatchSize,
     reconcileEveryHours: config.reconcileEveryHours,
@@ -160,6 +168,8 @@ interface _Wired {
   ometria: OmetriaClient;
   /** The connection's field mapping (push endpoint only). */
   fields: FieldMapper | undefined;
+  /** The deadline of the connection's run in progress, which its clients read. */
+  deadline: { at: number | undefined };
 }
 
 /**
@@ -199,7 +209,9 @@ export class SyncService {
     this.#wired = options.connections.map((config) => {
       // The legacy /record format is fixed: no mapping, no extra member fields read.
       let fields: FieldMapper | undefined;
+      const deadline: _Wired["deadline"] = { at: undefined };
       const mailchimp: MailchimpClient = new MailchimpClient({
+        deadline: () => deadline.at,
         apiKey: config.mailchimp.apiKey,
         baseUrl: config.mailchimp.baseUrl,
         ...(config.mailchimp.keyName ? { keyName: config.mailchimp.keyName } : {}),
@@ -233,6 +245,7 @@ export class SyncService {
         rateLimiters.set(accountKey, rateLimiter);
       }
       const ometria = new OmetriaClient({
+        deadline: () => deadline.at,
         apiKey: config.ometria.apiKey,
         baseUrl: config.ometria.baseUrl,
         endpoint: config.ometria.endpoint,
@@ -244,7 +257,7 @@ export class SyncService {
         maxBatchSize: options.ometriaBatchSize ?? DEFAULT_OMETRIA_BATCH_SIZE,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("ometria", e.status ?? 0) } : {}),
       });
-      return { config, mailchimp, ometria, fields };
+      return { config, mailchimp, ometria, fields, deadline };
     });
     this.#byId = new Map(this.#wired.map((w) => [w.config.id, w]));
     for (const w of this.#wired) this.#firstSeen.set(w.config.id, clock.now());
@@ -487,6 +500,8 @@ export class SyncService {
 
   async #run(w: _Wired, signal?: AbortSignal, hardSignal?: AbortSignal): Promise<RunResult> {
     const o = this.#options;
+    const deadlineMinutes = o.runDeadlineMinutes ?? DEFAULT_RUN_DEADLINE_MINUTES;
+    w.deadline.at = o.clock.now() + deadlineMinutes * 60_000;
     const result = await runConnection({
       ...this.#context(w, hardSignal),
       connection: {
@@ -506,7 +521,7 @@ export class SyncService {
         this.#progress?.update(w.config.id, p);
         o.onProgress?.(w.config.id, p);
       },
-    });
+    }).finally(() => w.deadline.at = undefined);
     this.#progress?.finish(w.config.id);
     o.onRunFinished?.(w.config.id);
     if (result.sawArchivedInListing) this.#archivedInListing = true;

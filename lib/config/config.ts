@@ -80,6 +80,8 @@ export interface Config {
   mailchimpTimeoutSeconds: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. */
   mailchimpClockMarginSeconds: number;
+  /** RUN_DEADLINE_MINUTES: how long a run may wait out the APIs' rate limits, from its start. */
+  runDeadlineMinutes: number;
   ometriaMaxRequestsPerSecond: number;
   /** OMETRIA_BATCH_SIZE: records per Ometria push request, 1 to 100. */
   ometriaBatchSize: number;
@@ -269,6 +271,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       mailchimpRetryMaxSeconds: env.MAILCHIMP_RETRY_MAX_SECONDS,
       mailchimpTimeoutSeconds: env.MAILCHIMP_TIMEOUT_SECONDS,
       mailchimpClockMarginSeconds: env.MAILCHIMP_CLOCK_MARGIN_SECONDS,
+      runDeadlineMinutes: env.RUN_DEADLINE_MINUTES,
       ometriaMaxRequestsPerSecond: env.OMETRIA_MAX_REQUESTS_PER_SECOND,
       ometriaBatchSize: env.OMETRIA_BATCH_SIZE,
       reconcileEveryHours: env.RECONCILE_EVERY_HOURS,
