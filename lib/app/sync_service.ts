@@ -30,7 +30,6 @@ import type { ConnectionContext } from "../engine/ports.ts";
 import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.ts";
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
 import type { AlertManager } from "../freshness/alerts.ts";
-import { freshnessOf } from "../freshness/freshness.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
 import { RateLimiter } from "../http/rate_limiter.ts";
@@ -442,28 +441,19 @@ export class SyncService {
   }
 
   /**
-   * Evaluates every connection's lag: alerts (once per incident) and metrics. `snapshot` is
+   * Evaluates every connection's lag for alerts (once per incident). `snapshot` is
    * a `store.list()` the caller already has (one listing per tick is enough).
    */
   async evaluateFreshness(snapshot?: readonly ConnectionState[]): Promise<void> {
-    const { store, clock, alerts, metrics } = this.#options;
-    if (!alerts && !metrics) return;
+    const { store, clock, alerts } = this.#options;
+    // Metrics read lag and quarantine from the store at every scrape (state_metrics.ts).
+    if (!alerts) return;
     const states = new Map((snapshot ?? await store.list()).map((s) => [s.id, s]));
     const now = clock.now();
     for (const w of this.#wired) {
       const state = states.get(w.config.id);
       const firstSeenMs = this.#firstSeen.get(w.config.id) ?? now;
-      const f = freshnessOf(state, {
-        nowMs: now,
-        thresholdSeconds: w.config.thresholdSeconds,
-        firstSeenMs,
-      });
-      metrics?.setConnection(w.config.id, {
-        lag_seconds: f.lag_seconds,
-        behind: f.behind,
-        quarantined: state?.quarantine.length ?? 0,
-      });
-      if (!alerts || !state) continue;
+      if (!state) continue;
       const alert = alerts.evaluate(
         { id: w.config.id, list_id: w.config.listId, threshold_seconds: w.config.thresholdSeconds },
         state,

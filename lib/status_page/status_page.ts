@@ -12,8 +12,8 @@
  *
  * @module
  */
-import type { Clock } from "../clock/clock.ts";
 import { formatLag, type StatusRow } from "../freshness/status_report.ts";
+import { redact } from "../log/error_text.ts";
 import {
   buildStatusPageView,
   parseStatusPageQuery,
@@ -95,12 +95,13 @@ export function renderStatusPage(view: StatusPageView, options: RenderStatusPage
   return out;
 }
 
-/** Where `GET /` reads the page from: the store's state as report rows, and the clock. */
-export interface StatusPageSource {
-  /** The configured connections with their stored state, in configuration order. */
-  rows(): Promise<readonly StatusRow[]>;
-  /** The time lags are computed at. */
-  clock: Clock;
+/** Options of {@linkcode statusPageResponse}. */
+export interface StatusPageResponseOptions {
+  /**
+   * Secrets taken out of the page, as they are and as they read once escaped for HTML (a
+   * state may hold a key passed as an id before ids were checked). @default {[]}
+   */
+  secrets?: readonly string[];
 }
 
 /**
@@ -112,10 +113,15 @@ export function statusPageResponse(
   rows: readonly StatusRow[],
   nowMs: number,
   request: Request,
+  options: StatusPageResponseOptions = {},
 ): Response {
   const query: StatusPageQuery = parseStatusPageQuery(new URL(request.url).searchParams);
   const nonce = crypto.randomUUID().replaceAll("-", "");
-  const html = renderStatusPage(buildStatusPageView(rows, nowMs, query), { nonce });
+  const secrets = (options.secrets ?? []).flatMap((s) => [s, _esc(s)]);
+  const html = redact(
+    renderStatusPage(buildStatusPageView(rows, nowMs, query), { nonce }),
+    secrets,
+  );
   return new Response(html, {
     headers: {
       "content-type": "text/html; charset=utf-8",

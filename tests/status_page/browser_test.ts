@@ -25,7 +25,7 @@ Deno.test({
       metrics: new Metrics(),
       port: 0,
       health: () => ({ ok: true }),
-      statusPage: { rows: () => sample.rows(), clock: sample.clock },
+      status: { rows: () => sample.rows(), clock: sample.clock },
     });
     try {
       const dom = await dumpDom(server.url);

@@ -20,7 +20,7 @@ const server = serveMetrics({
   metrics: new Metrics(),
   port: 0,
   health: () => ({ ok: true }),
-  statusPage: { rows: () => sample.rows(), clock: sample.clock },
+  status: { rows: () => sample.rows(), clock: sample.clock },
 });
 try {
   await screenshot(server.url, OUTPUT.pathname, { windowSize: [1280, 520] });

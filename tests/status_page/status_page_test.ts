@@ -238,7 +238,7 @@ Deno.test("serveMetrics() serves the status page at / from the store over HTTP",
     metrics: new Metrics(),
     port: 0,
     health: () => ({ ok: true }),
-    statusPage: {
+    status: {
       rows: async () =>
         (await store.list()).map((s) => ({
           id: s.id,
@@ -281,7 +281,7 @@ Deno.test("serveMetrics() answers 404 at / without a status page and 503 when th
     metrics: new Metrics(),
     port: 0,
     health: () => ({ ok: true }),
-    statusPage: {
+    status: {
       rows: () => Promise.reject(new Error("state.json is damaged at connection a")),
       clock: new FakeClock(NOW),
     },

@@ -289,11 +289,13 @@ function _listenForMetrics(
       hostname: config.metricsHost,
       port: config.metricsPort!,
       health: () => ({ ok: !deps.stop.aborted }),
-      // The page reads the store as `status` does, so it shows what is saved, not a cache.
-      statusPage: {
+      // The routes read the store as `status` does, so they show what is saved, not a cache,
+      // and the same as Deploy's handler shows.
+      status: {
         rows: async () => statusRows(await deps.store.list(), config),
         clock: deps.clock,
       },
+      secrets: deps.secrets ?? [],
     });
   } catch (error) {
     const why = errorText(error).replace(/\s*\(os error \d+\)$/, "");
