@@ -7,7 +7,7 @@
  */
 import { deployHandler } from "../../lib/app/deploy_http.ts";
 import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
-import { SAMPLE_CONNECTIONS, statusPageSample } from "../status_page/_sample.ts";
+import { sampleConnectionConfigs, statusPageSample } from "../status_page/_sample.ts";
 
 const TOKEN = "a-status-token-of-some-length";
 
@@ -32,13 +32,7 @@ export async function bothExpositions(): Promise<{ daemon: string; deploy: strin
       store: sample.store,
       clock: sample.clock,
       config: {
-        connections: SAMPLE_CONNECTIONS.map((c) => ({
-          id: c.id,
-          listId: c.listId,
-          mailchimp: { apiKey: "k-us1", baseUrl: "http://127.0.0.1:1" },
-          ometria: { apiKey: "o", baseUrl: "http://127.0.0.1:1", endpoint: "push" as const },
-          thresholdSeconds: c.threshold,
-        })),
+        connections: sampleConnectionConfigs(),
         thresholdMinutes: 120,
         statusToken: TOKEN,
       },

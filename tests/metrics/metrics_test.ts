@@ -97,6 +97,7 @@ Deno.test("serveMetrics() serves the status routes over HTTP: the state's gauges
       "outlet",
       "newsletter",
       "vip-club",
+      "shop-de",
     ]);
 
     const ok = await fetch(new URL("healthz", server.url));
