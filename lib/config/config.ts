@@ -164,21 +164,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     errors.push("--url only applies to webhooks register.");
   }
 
-  const secretVariables = _secretVariables(sources.env);
-  for (const [i, id] of positionals.entries()) {
-    const secret = secretInPlaceOfId(id, secretVariables);
-    if (secret !== undefined) {
-      errors.push(
-        `Argument ${i + 1} of the ids is ${secret}, not a list id (it is not shown). Pass ` +
-          "list ids as arguments, e.g. main.ts a1b2c3d4e5, and keys only in the environment.",
-      );
-    } else if (!LIST_ID.test(id)) {
-      errors.push(
-        `${shown(id)} is not a Mailchimp list id (letters, digits, "-" and "_" only). ` +
-          `Pass list ids as arguments, e.g. main.ts a1b2c3d4e5.`,
-      );
-    }
-  }
+  _checkIds(positionals, sources.env, errors);
   if (line.state !== undefined && line.state.trim() === "") {
     errors.push("--state needs a value: a file path, kv:, kv:<path> or memory:.");
   }
@@ -334,6 +320,32 @@ function _secretVariables(
     STATUS_TOKEN: env.STATUS_TOKEN,
     MAILCHIMP_WEBHOOK_SECRET: env.MAILCHIMP_WEBHOOK_SECRET,
   };
+}
+
+/**
+ * Appends a problem for each id argument that is not a list id, or that is a key (by its
+ * shape, or the value of a secret variable of `env`), never showing the key.
+ */
+function _checkIds(
+  ids: readonly string[],
+  env: Record<string, string | undefined>,
+  errors: string[],
+): void {
+  const secretVariables = _secretVariables(env);
+  for (const [i, id] of ids.entries()) {
+    const secret = secretInPlaceOfId(id, secretVariables);
+    if (secret !== undefined) {
+      errors.push(
+        `Argument ${i + 1} of the ids is ${secret}, not a list id (it is not shown). Pass ` +
+          "list ids as arguments, e.g. main.ts a1b2c3d4e5, and keys only in the environment.",
+      );
+    } else if (!LIST_ID.test(id)) {
+      errors.push(
+        `${shown(id)} is not a Mailchimp list id (letters, digits, "-" and "_" only). ` +
+          `Pass list ids as arguments, e.g. main.ts a1b2c3d4e5.`,
+      );
+    }
+  }
 }
 
 /** `--url`: an http(s) base URL, without a trailing slash, query or fragment. */
