@@ -59,3 +59,15 @@ export async function fill(dir: string): Promise<void> {
     file.close();
   }
 }
+
+/** Runs `fn` with the folder of a fresh 64 KiB tmpfs filled to the last byte, then unmounts it. */
+export async function withFullDisk(fn: (dir: string) => Promise<void>): Promise<void> {
+  const disk = await tinyFileSystem(64);
+  if (typeof disk === "string") throw new Error(`Cannot mount a tmpfs: ${disk}`);
+  try {
+    await fill(disk.dir);
+    await fn(disk.dir);
+  } finally {
+    await disk.close();
+  }
+}

@@ -1,7 +1,7 @@
 /** The advice a user gets when the machine, not the program, stopped a write. */
 import assert from "node:assert/strict";
 import { storageFailureAdvice } from "../../lib/app/commands/shared.ts";
-import { fill, fullDiskUnavailable, tinyFileSystem } from "../_helpers/tiny_fs.ts";
+import { fullDiskUnavailable, withFullDisk } from "../_helpers/tiny_fs.ts";
 
 const noTmpfs = await fullDiskUnavailable();
 
@@ -11,12 +11,9 @@ Deno.test({
   }`,
   ignore: noTmpfs !== undefined,
   async fn() {
-    const disk = await tinyFileSystem(64);
-    assert.ok(typeof disk !== "string", disk as string);
-    try {
-      await fill(disk.dir);
+    await withFullDisk(async (dir) => {
       // The kernel's own ENOSPC, as Deno reports it.
-      const error = await Deno.writeTextFile(`${disk.dir}/x`, "x").then(
+      const error = await Deno.writeTextFile(`${dir}/x`, "x").then(
         () => assert.fail("a full disk took a write"),
         (e: unknown) => e,
       );
@@ -28,9 +25,7 @@ Deno.test({
             "Free space on that disk or fix it \\(or pass another --state\\).$",
         ),
       );
-    } finally {
-      await disk.close();
-    }
+    });
   },
 });
 

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { runCommand } from "../../lib/app/cli.ts";
 import { loadConfig } from "../../lib/config/config.ts";
+import { simulatorEnv } from "../_helpers/cli.ts";
 import { startWorld, T0, type World } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
@@ -13,10 +14,7 @@ const LIST = "oncelist01";
 async function once(world: World, env: Record<string, string> = {}) {
   const loaded = await loadConfig({
     env: {
-      MAILCHIMP_API_KEY: world.mailchimp.apiKey,
-      MAILCHIMP_BASE_URL: world.mailchimp.url,
-      OMETRIA_API_KEY: world.ometria.apiKey,
-      OMETRIA_BASE_URL: world.ometria.url,
+      ...simulatorEnv(world.mailchimp, world.ometria),
       MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
       RECONCILE_EVERY_HOURS: "8760",
       ...env,

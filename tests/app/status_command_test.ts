@@ -8,6 +8,7 @@ import { loadConfig } from "../../lib/config/config.ts";
 import { MemoryStore } from "../../lib/state/memory_store.ts";
 import { record } from "../../lib/state/transitions.ts";
 import { FakeClock } from "../_helpers/fake_clock.ts";
+import { failedRun, runSummary } from "../_helpers/run_events.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
 const T0 = Date.UTC(2026, 5, 1, 12);
@@ -36,23 +37,11 @@ async function status(store: MemoryStore, args: string[], secrets: string[] = []
 async function failingNeverSynced(store: MemoryStore, id: string): Promise<void> {
   const c = { id, listId: id };
   await record(store, c, { type: "run-started", at: T0 - 2 * MINUTE, thresholdSeconds: 7200 });
-  await record(store, c, {
-    type: "run-failed",
-    at: T0 - MINUTE,
-    run: null,
-    error: "Mailchimp rejected the API key (401)",
-    summary: {
-      started_at: new Date(T0 - 2 * MINUTE).toISOString(),
-      finished_at: new Date(T0 - MINUTE).toISOString(),
-      outcome: "failed",
-      read: 0,
-      pushed: 0,
-      rejected: 0,
-      duration_ms: 60_000,
-      mailchimp_requests: 1,
-      ometria_requests: 0,
-    },
-  });
+  await record(
+    store,
+    c,
+    failedRun(T0 - 2 * MINUTE, T0 - MINUTE, "Mailchimp rejected the API key (401)"),
+  );
 }
 
 /** A connection whose last run completed a minute ago. */
@@ -63,17 +52,7 @@ async function synced(store: MemoryStore, id: string): Promise<void> {
     type: "run-completed",
     upperMs: T0 - 2 * MINUTE,
     error: null,
-    summary: {
-      started_at: new Date(T0 - 2 * MINUTE).toISOString(),
-      finished_at: new Date(T0 - MINUTE).toISOString(),
-      outcome: "ok",
-      read: 3,
-      pushed: 3,
-      rejected: 0,
-      duration_ms: 60_000,
-      mailchimp_requests: 1,
-      ometria_requests: 1,
-    },
+    summary: runSummary("ok", T0 - 2 * MINUTE, T0 - MINUTE, { read: 3, pushed: 3 }),
   });
 }
 

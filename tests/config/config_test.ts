@@ -700,39 +700,29 @@ Deno.test("loadConfig() refuses a key with a character past ASCII, naming the va
   assert.ok(file.some((e) => /OMETRIA_KEY_DE contains a character that is not plain/.test(e)));
 });
 
+/** The sources of a config whose connections file holds one entry, `fields` changed. */
+function oneConnection(fields: Record<string, unknown>): Partial<ConfigSources> {
+  const entry = {
+    id: "uk-shop",
+    list_id: "a1b2c3d4e5",
+    mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
+    ometria_api_key_env: "OMETRIA_KEY_UK",
+    ...fields,
+  };
+  return {
+    env: CONNECTION_KEYS,
+    args: ["--connections", "c.json"],
+    readTextFile: fileReader({ "c.json": JSON.stringify({ connections: [entry] }) }),
+  };
+}
+
 Deno.test("loadConfig() refuses '.' and '..' as connection ids: their webhook URL resolves away", async () => {
   for (const id of [".", ".."]) {
-    const found = await errors({
-      env: CONNECTION_KEYS,
-      args: ["--connections", "c.json"],
-      readTextFile: fileReader({
-        "c.json": JSON.stringify({
-          connections: [{
-            id,
-            list_id: "a1b2c3d4e5",
-            mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
-            ometria_api_key_env: "OMETRIA_KEY_UK",
-          }],
-        }),
-      }),
-    });
+    const found = await errors(oneConnection({ id }));
     assert.ok(found.some((e) => /must not be '\.' or '\.\.'/.test(e)), JSON.stringify(found));
   }
   // Dots inside an id stay fine.
-  const dotted = await ok({
-    env: CONNECTION_KEYS,
-    args: ["--connections", "c.json"],
-    readTextFile: fileReader({
-      "c.json": JSON.stringify({
-        connections: [{
-          id: "shop.uk...",
-          list_id: "a1b2c3d4e5",
-          mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
-          ometria_api_key_env: "OMETRIA_KEY_UK",
-        }],
-      }),
-    }),
-  });
+  const dotted = await ok(oneConnection({ id: "shop.uk..." }));
   assert.equal(dotted.connections[0]!.id, "shop.uk...");
 });
 
@@ -756,18 +746,7 @@ Deno.test("loadConfig() refuses a key given where a list or connection id belong
   });
   await t.step("in a connections file, as a list id or an id", async () => {
     for (const field of ["list_id", "id"]) {
-      const entry: Record<string, string> = {
-        id: "uk-shop",
-        list_id: "a1b2c3d4e5",
-        mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
-        ometria_api_key_env: "OMETRIA_KEY_UK",
-        [field]: CONNECTION_KEYS.OMETRIA_KEY_UK,
-      };
-      const found = await errors({
-        env: CONNECTION_KEYS,
-        args: ["--connections", "c.json"],
-        readTextFile: fileReader({ "c.json": JSON.stringify({ connections: [entry] }) }),
-      });
+      const found = await errors(oneConnection({ [field]: CONNECTION_KEYS.OMETRIA_KEY_UK }));
       assert.equal(found.length, 1, JSON.stringify(found));
       assert.match(
         found[0]!,

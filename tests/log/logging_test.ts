@@ -5,7 +5,7 @@ import {
   setupLogging,
   shutdownLogging,
 } from "../../lib/log/logging.ts";
-import { fill, fullDiskUnavailable, tinyFileSystem } from "../_helpers/tiny_fs.ts";
+import { fullDiskUnavailable, withFullDisk } from "../_helpers/tiny_fs.ts";
 
 function capturingConsole(lines: string[]): Console {
   const write = (...parts: unknown[]) => lines.push(parts.map(String).join(" "));
@@ -78,13 +78,10 @@ Deno.test({
   }`,
   ignore: noTmpfs !== undefined,
   async fn() {
-    const disk = await tinyFileSystem(64);
-    assert.ok(typeof disk !== "string", disk as string);
-    const lines: string[] = [];
-    try {
+    await withFullDisk(async (dir) => {
       // Opened on a full disk: the file is created, its first line has nowhere to go.
-      await fill(disk.dir);
-      const path = `${disk.dir}/log_file.log`;
+      const lines: string[] = [];
+      const path = `${dir}/log_file.log`;
       const logger = await setupLogging({ file: path, console: capturingConsole(lines) });
       try {
         assert.equal(logFileFailure(), undefined);
@@ -98,8 +95,6 @@ Deno.test({
       assert.match(logFileFailure() ?? "", /console only from now on/);
       assert.equal(lines.filter((l) => /^\s+at /m.test(l)).length, 0, "no stack trace");
       assert.equal(lines.filter((l) => / line \d+$/.test(l)).length, 50, "every line shown");
-    } finally {
-      await disk.close();
-    }
+    });
   },
 });

@@ -6,8 +6,8 @@
  * @module
  */
 import { deployHandler } from "../../lib/app/deploy_http.ts";
-import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
-import { sampleConnectionConfigs, statusPageSample } from "../status_page/_sample.ts";
+import { Metrics } from "../../lib/metrics/metrics.ts";
+import { sampleConnectionConfigs, serveSample, statusPageSample } from "../status_page/_sample.ts";
 
 const TOKEN = "a-status-token-of-some-length";
 
@@ -20,12 +20,7 @@ export async function bothExpositions(): Promise<{ daemon: string; deploy: strin
   metrics.countRequest("ometria", 429);
   metrics.countRequest("mailchimp", "error");
   metrics.recordWebhook("shop-uk", { outcome: "queued" });
-  const server = serveMetrics({
-    metrics,
-    port: 0,
-    health: () => ({ ok: true }),
-    status: { rows: () => sample.rows(), clock: sample.clock },
-  });
+  const server = serveSample(sample, metrics);
   try {
     const daemon = await (await fetch(new URL("metrics", server.url))).text();
     const handler = deployHandler({

@@ -7,8 +7,10 @@
  * @module
  */
 import { FakeClock } from "../_helpers/fake_clock.ts";
+import { failedRun } from "../_helpers/run_events.ts";
 import type { ConnectionConfig } from "../../lib/config/config.ts";
 import type { StatusRow } from "../../lib/freshness/status_report.ts";
+import { Metrics, type MetricsServer, serveMetrics } from "../../lib/metrics/metrics.ts";
 import { MemoryStore } from "../../lib/state/memory_store.ts";
 import { record } from "../../lib/state/transitions.ts";
 
@@ -149,23 +151,15 @@ export async function statusPageSample(
     at: nowMs - 25 * _MIN,
     thresholdSeconds: de!.threshold,
   });
-  await record(store, de!, {
-    type: "run-failed",
-    at: nowMs - 2 * _MIN,
-    run: null,
-    error: "Mailchimp rejected the API key (401): API Key Invalid. Check MAILCHIMP_KEY_DE",
-    summary: {
-      started_at: new Date(nowMs - 3 * _MIN).toISOString(),
-      finished_at: new Date(nowMs - 2 * _MIN).toISOString(),
-      outcome: "failed",
-      read: 0,
-      pushed: 0,
-      rejected: 0,
-      duration_ms: 400,
-      mailchimp_requests: 1,
-      ometria_requests: 0,
-    },
-  });
+  await record(
+    store,
+    de!,
+    failedRun(
+      nowMs - 3 * _MIN,
+      nowMs - 2 * _MIN,
+      "Mailchimp rejected the API key (401): API Key Invalid. Check MAILCHIMP_KEY_DE",
+    ),
+  );
 
   return {
     store,
@@ -180,4 +174,17 @@ export async function statusPageSample(
       }));
     },
   };
+}
+
+/**
+ * Serves the sample on a real metrics listener (port 0 on 127.0.0.1), as the daemon serves its
+ * state: the status page, `/status.json` and `/metrics` with `metrics`' counters.
+ */
+export function serveSample(sample: StatusPageSample, metrics = new Metrics()): MetricsServer {
+  return serveMetrics({
+    metrics,
+    port: 0,
+    health: () => ({ ok: true }),
+    status: { rows: () => sample.rows(), clock: sample.clock },
+  });
 }

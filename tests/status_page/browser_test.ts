@@ -8,9 +8,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
 import { CHROMIUM_PATH, evaluate, hasChromium } from "./_chromium.ts";
-import { SAMPLE_CONNECTIONS, statusPageSample } from "./_sample.ts";
+import { SAMPLE_CONNECTIONS, serveSample, statusPageSample } from "./_sample.ts";
 import { SCREENSHOTS, takeScreenshots } from "./screenshot.ts";
 
 const required = Deno.env.get("REQUIRE_CHROMIUM") === "1";
@@ -51,12 +50,7 @@ Deno.test({
   async fn(t) {
     assert.ok(available, `${CHROMIUM_PATH} is missing: apt-get install chromium`);
     const sample = await statusPageSample();
-    const server = serveMetrics({
-      metrics: new Metrics(),
-      port: 0,
-      health: () => ({ ok: true }),
-      status: { rows: () => sample.rows(), clock: sample.clock },
-    });
+    const server = serveSample(sample);
     try {
       for (const width of [1280, 390]) {
         await t.step(`${width} px wide`, async () => {

@@ -7,9 +7,8 @@
  *
  * @module
  */
-import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
 import { CHROMIUM_PATH, hasChromium, screenshot } from "./_chromium.ts";
-import { statusPageSample } from "./_sample.ts";
+import { serveSample, statusPageSample } from "./_sample.ts";
 
 /** The pictures of the page: file name and viewport (a desktop's, a phone's: 390 px wide). */
 export const SCREENSHOTS: readonly { file: string; windowSize: [number, number] }[] = [
@@ -34,12 +33,7 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   const sample = await statusPageSample();
-  const server = serveMetrics({
-    metrics: new Metrics(),
-    port: 0,
-    health: () => ({ ok: true }),
-    status: { rows: () => sample.rows(), clock: sample.clock },
-  });
+  const server = serveSample(sample);
   try {
     const docs = new URL("../../docs", import.meta.url).pathname;
     for (const path of await takeScreenshots(server.url, docs)) console.log(`Wrote ${path}`);

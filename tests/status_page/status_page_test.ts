@@ -11,6 +11,7 @@ import {
   parseStatusPageQuery,
   STATUS_PAGE_SIZE,
 } from "../../lib/status_page/status_page_view.ts";
+import { failedRun } from "../_helpers/run_events.ts";
 import { statusPageSample } from "./_sample.ts";
 
 const NOW = Date.UTC(2026, 0, 1, 12);
@@ -307,23 +308,10 @@ Deno.test("serveMetrics() answers 404 at / without a status page and 503 when th
 
 /** A state whose only run failed a minute before NOW: it never completed. */
 function failingState(id: string, fresh: ConnectionState | undefined): ConnectionState {
-  return nextState(fresh ?? newConnectionState(id, `list-${id}`), {
-    type: "run-failed",
-    at: NOW - MIN,
-    run: null,
-    error: "Mailchimp rejected the API key (401)",
-    summary: {
-      started_at: new Date(NOW - 2 * MIN).toISOString(),
-      finished_at: new Date(NOW - MIN).toISOString(),
-      outcome: "failed",
-      read: 0,
-      pushed: 0,
-      rejected: 0,
-      duration_ms: 60_000,
-      mailchimp_requests: 1,
-      ometria_requests: 0,
-    },
-  });
+  return nextState(
+    fresh ?? newConnectionState(id, `list-${id}`),
+    failedRun(NOW - 2 * MIN, NOW - MIN, "Mailchimp rejected the API key (401)"),
+  );
 }
 
 Deno.test("buildStatusPageView() puts failed connections right after the behind ones, on page 1", () => {
