@@ -13,12 +13,12 @@ import type { Logger } from "@logtape/logtape";
 import { type Config, configSecrets, envSecrets, loadConfig } from "./lib/config/config.ts";
 import { USAGE } from "./lib/config/usage.ts";
 import { systemClock } from "./lib/clock/clock.ts";
-import { setupLogging, shutdownLogging } from "./lib/log/logging.ts";
+import { LogFileError, logFileFailure, setupLogging, shutdownLogging } from "./lib/log/logging.ts";
 import { DEFAULT_STATE_PATH, openStore } from "./lib/state/open_store.ts";
 import { StateError, type StateStore } from "./lib/state/store.ts";
 import { runCommand } from "./lib/app/cli.ts";
 import { type CronFn, EXIT } from "./lib/app/commands/cli_deps.ts";
-import { stateFailureAdvice } from "./lib/app/commands/shared.ts";
+import { stateFailureAdvice, storageFailureAdvice } from "./lib/app/commands/shared.ts";
 import { TerminalLine } from "./lib/app/progress.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
 import { errorText, redact } from "./lib/log/error_text.ts";
@@ -68,25 +68,12 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   const config = result.config;
   const secrets = [...configSecrets(config), ...envSecrets(env)];
 
-  const logFileAllowed = config.logFile !== undefined && canUseFiles(config.logFile);
   // One terminal on both outputs: a --once progress line lives there, log lines around it.
   const terminal = Deno.stdout.isTerminal() && Deno.stderr.isTerminal()
-    ? new TerminalLine(_writeStdout)
+    ? new TerminalLine(_writeStdout, () => _terminalColumns())
     : undefined;
-  const logger = await setupLogging({
-    level: config.logLevel,
-    file: logFileAllowed ? config.logFile : undefined,
-    format: config.logFormat,
-    secrets,
-    aroundConsole: terminal ? (write) => terminal.interject(write) : undefined,
-  });
-  if (config.logFile !== undefined && !logFileAllowed && env.LOG_FILE !== undefined) {
-    logger.warn(
-      "LOG_FILE={path} is not written: this process may not write there. Grant " +
-        "--allow-read --allow-write for it, or unset LOG_FILE.",
-      { path: config.logFile },
-    );
-  }
+  const logger = await _startLogging(config, env, secrets, terminal);
+  if (logger === undefined) return EXIT.usage;
   if (config.command === "sync" || config.command === "reconcile") {
     for (const warning of config.warnings) logger.warn(warning);
   }
@@ -117,11 +104,13 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
         leaseMs: config.stateLeaseSeconds * 1000,
       });
     } catch (error) {
-      if (error instanceof StateError) {
-        logger.fatal(redact(error.message, secrets));
-        return EXIT.usage;
-      }
-      throw error;
+      const location = config.state ?? DEFAULT_STATE_PATH;
+      const problem = error instanceof StateError
+        ? error.message
+        : storageFailureAdvice(error, location);
+      if (problem === undefined) throw error;
+      logger.fatal(redact(problem, secrets));
+      return EXIT.usage;
     }
     let code: number;
     try {
@@ -135,12 +124,14 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
         stop: stop.signal,
         hardStop: hardStop.signal,
         terminal,
+        secrets,
       });
     } catch (error) {
       // Not a list's failure (those are reported per list): the program itself could not go
       // on. What was saved before stays valid.
-      if (error instanceof StateError) {
-        logger.fatal(stateFailureAdvice(error));
+      const storage = storageFailureAdvice(error, store.location);
+      if (error instanceof StateError || storage !== undefined) {
+        logger.fatal(storage ?? stateFailureAdvice(error as StateError));
         code = EXIT.usage;
       } else {
         logger.fatal("Stopped: {error}", { error: errorText(error, secrets) });
@@ -150,15 +141,63 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     try {
       await store.close();
     } catch (error) {
-      if (!(error instanceof StateError)) throw error;
+      const storage = storageFailureAdvice(error, store.location);
+      if (!(error instanceof StateError) && storage === undefined) throw error;
       // A write that failed during the command was reported (exit 2) already.
-      if (code !== EXIT.usage) logger.fatal(stateFailureAdvice(error));
+      if (code !== EXIT.usage) logger.fatal(storage ?? stateFailureAdvice(error as StateError));
       code = EXIT.usage;
     }
-    return code;
+    // A log file that stopped taking lines was said once, when it did; like a state that
+    // cannot be saved, it is the machine's problem to fix (exit 2).
+    return logFileFailure() !== undefined && code === EXIT.ok ? EXIT.usage : code;
   } finally {
     removeSignalHandlers();
     await shutdownLogging();
+  }
+}
+
+/**
+ * Sets up logging for `config` (console, and `LOG_FILE` when this process may write it), or
+ * says in one line why `LOG_FILE` cannot be written and resolves undefined (exit 2): a log
+ * file that fails on every line would print a stack trace each time.
+ */
+async function _startLogging(
+  config: Config,
+  env: Record<string, string | undefined>,
+  secrets: readonly string[],
+  terminal: TerminalLine | undefined,
+): Promise<Logger | undefined> {
+  const logFileAllowed = config.logFile !== undefined && canUseFiles(config.logFile);
+  let logger: Logger;
+  try {
+    logger = await setupLogging({
+      level: config.logLevel,
+      file: logFileAllowed ? config.logFile : undefined,
+      format: config.logFormat,
+      secrets,
+      aroundConsole: terminal ? (write) => terminal.interject(write) : undefined,
+    });
+  } catch (error) {
+    if (!(error instanceof LogFileError)) throw error;
+    console.error(redact(error.message, secrets));
+    return undefined;
+  }
+  if (config.logFile !== undefined && !logFileAllowed && env.LOG_FILE !== undefined) {
+    logger.warn(
+      "LOG_FILE={path} is not written: this process may not write there. Grant " +
+        "--allow-read --allow-write for it, or unset LOG_FILE.",
+      { path: config.logFile },
+    );
+  }
+  return logger;
+}
+
+/** The terminal's width in columns, for the live progress line (80 when it cannot be read). */
+function _terminalColumns(): number {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return 80;
   }
 }
 
@@ -323,6 +362,11 @@ async function guardedMain(
     const secrets = envSecrets(env);
     if (error instanceof StateError) {
       console.error(redact(stateFailureAdvice(error), secrets));
+      return EXIT.usage;
+    }
+    const storage = storageFailureAdvice(error, "the working folder");
+    if (storage !== undefined) {
+      console.error(redact(storage, secrets));
       return EXIT.usage;
     }
     console.error(

@@ -133,21 +133,36 @@ export class ProgressLog {
  * The one live line at the bottom of a terminal. Whatever else is written to the same
  * terminal (log lines on stderr) goes through {@linkcode TerminalLine.interject}, which
  * erases the line, lets the other text through and draws the line again below it, so log
- * lines and the live line never run into each other.
+ * lines and the live line never run into each other. The line never reaches the terminal's
+ * last column: a line that wraps is only partly erased by the next redraw, and each redraw
+ * then leaves a row behind.
  */
 export class TerminalLine {
   readonly #write: (text: string) => void;
+  readonly #columns: (() => number) | undefined;
   #text: string | undefined;
 
-  /** `write` writes text to the terminal as is (no newline added). */
-  constructor(write: (text: string) => void) {
+  /**
+   * `write` writes text to the terminal as is (no newline added); `columns` reads the
+   * terminal's width now (`main.ts` hands in `Deno.consoleSize`), asked at every redraw so a
+   * resized window is followed. Without it the line is never cut.
+   */
+  constructor(write: (text: string) => void, columns?: () => number) {
     this.#write = write;
+    this.#columns = columns;
   }
 
-  /** Draws `text` in place of the line. */
+  /** The width a line may take now: one less than the terminal's columns (at least 1). */
+  get width(): number {
+    if (this.#columns === undefined) return Number.POSITIVE_INFINITY;
+    const columns = this.#columns();
+    return Number.isFinite(columns) && columns > 1 ? Math.floor(columns) - 1 : 1;
+  }
+
+  /** Draws `text` in place of the line, cut to the terminal's width. */
   show(text: string): void {
-    this.#text = text;
-    this.#write(`\r\x1b[2K${text}`);
+    this.#text = _cut(text, this.width);
+    this.#write(`\r\x1b[2K${this.#text}`);
   }
 
   /** Runs `write` (which writes whole lines) with the live line out of its way. */
@@ -173,6 +188,47 @@ export class TerminalLine {
     if (this.#text !== undefined) this.#write("\r\x1b[2K");
     this.#text = undefined;
   }
+}
+
+/**
+ * The progress of `runs` in at most `width` characters, as much of it as fits: every run in
+ * full (`formatProgress`), else every run as `id pushed/total` after the overall rate, else
+ * only the totals, cut with "…" as a last resort. A terminal of 80 columns with ten lists
+ * running still shows one line that says something.
+ */
+export function fitProgress(runs: readonly ProgressFigures[], width: number): string {
+  const full = runs.map(formatProgress).join(" | ");
+  if (_length(full) <= width) return full;
+  const k = (v: number) => _short(v);
+  const pushed = runs.reduce((sum, f) => sum + f.pushed, 0);
+  const rate = runs.reduce((sum, f) => sum + f.rate, 0);
+  const totals = `${runs.length} running, pushed ${k(pushed)}, ${k(rate)}/s`;
+  const each = runs.map((f) =>
+    `${f.connection} ${k(f.pushed)}${f.total === undefined ? "" : `/${k(f.total)}`}`
+  ).join(" · ");
+  const compact = runs.length === 1 ? each : `${totals}: ${each}`;
+  if (_length(compact) <= width) return compact;
+  return _cut(runs.length === 1 ? compact : totals, width);
+}
+
+/** A count in at most 4 characters and a unit: `950`, `12.3k`, `1.2M`. */
+function _short(n: number): string {
+  const v = Math.round(n);
+  if (v < 1000) return String(v);
+  if (v < 1_000_000) return `${(v / 1000).toFixed(v < 10_000 ? 1 : 0)}k`;
+  return `${(v / 1_000_000).toFixed(v < 10_000_000 ? 1 : 0)}M`;
+}
+
+/** Characters (code points) of `text`, as a terminal counts columns for ids and digits. */
+function _length(text: string): number {
+  return [...text].length;
+}
+
+/** `text` cut to `width` code points, ending in "…" when cut. */
+function _cut(text: string, width: number): string {
+  const points = [...text];
+  if (points.length <= width) return text;
+  return width <= 1 ? "…".slice(0, width) : points.slice(0, width - 1).join("") + "…";
 }
 
 /** Options of {@linkcode ProgressLine}. */
@@ -224,8 +280,7 @@ export class ProgressLine {
 
   #draw(now: number): void {
     this.#lastDrawnMs = now;
-    this.#o.line.show(
-      [...this.#runs].map(([id, r]) => formatProgress(_figures(id, r, now))).join(" | "),
-    );
+    const runs = [...this.#runs].map(([id, r]) => _figures(id, r, now));
+    this.#o.line.show(fitProgress(runs, this.#o.line.width));
   }
 }

@@ -24,13 +24,13 @@ import {
   DEFAULT_PROGRESS_EVERY_SECONDS,
   DEFAULT_PUSH_CONCURRENCY,
   DEFAULT_RECONCILE_EVERY_HOURS,
+  DEFAULT_RUN_DEADLINE_MINUTES,
 } from "../config/defaults.ts";
 import type { EngineContext } from "../engine/ports.ts";
 import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.ts";
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
 import { actOnInbox } from "../engine/inbox_events.ts";
 import type { AlertManager } from "../freshness/alerts.ts";
-import { freshnessOf } from "../freshness/freshness.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
 import { RateLimiter } from "../http/rate_limiter.ts";
@@ -83,6 +83,11 @@ export interface SyncServiceOptions {
   sliceMembers?: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. @default {60} */
   marginSeconds?: number;
+  /**
+   * RUN_DEADLINE_MINUTES: from a run's start, how long its requests may wait out the APIs'
+   * rate limits (see `RetryOptions.deadline`). @default {60}
+   */
+  runDeadlineMinutes?: number;
   alerts?: AlertManager;
   metrics?: Metrics;
   /**
@@ -135,6 +140,7 @@ export type ConfiguredServiceOptions = Pick<
   | "mailchimpRetryMaxSeconds"
   | "mailchimpTimeoutSeconds"
   | "marginSeconds"
+  | "runDeadlineMinutes"
   | "ometriaMaxRequestsPerSecond"
   | "ometriaBatchSize"
   | "reconcileEveryHours"
@@ -159,6 +165,7 @@ export function serviceOptionsFromConfig(config: Config): ConfiguredServiceOptio
     mailchimpRetryMaxSeconds: config.mailchimpRetryMaxSeconds,
     mailchimpTimeoutSeconds: config.mailchimpTimeoutSeconds,
     marginSeconds: config.mailchimpClockMarginSeconds,
+    runDeadlineMinutes: config.runDeadlineMinutes,
     ometriaMaxRequestsPerSecond: config.ometriaMaxRequestsPerSecond,
     ometriaBatchSize: config.ometriaBatchSize,
     reconcileEveryHours: config.reconcileEveryHours,
@@ -172,6 +179,8 @@ interface _Wired {
   ometria: OmetriaClient;
   /** The connection's field mapping (push endpoint only). */
   fields: FieldMapper | undefined;
+  /** The deadline of the connection's run in progress, which its clients read. */
+  deadline: { at: number | undefined };
 }
 
 /**
@@ -208,7 +217,9 @@ export class SyncService {
     this.#wired = options.connections.map((config) => {
       // The legacy /record format is fixed: no mapping, no extra member fields read.
       let fields: FieldMapper | undefined;
+      const deadline: _Wired["deadline"] = { at: undefined };
       const mailchimp: MailchimpClient = new MailchimpClient({
+        deadline: () => deadline.at,
         apiKey: config.mailchimp.apiKey,
         baseUrl: config.mailchimp.baseUrl,
         ...(config.mailchimp.keyName ? { keyName: config.mailchimp.keyName } : {}),
@@ -242,6 +253,7 @@ export class SyncService {
         rateLimiters.set(accountKey, rateLimiter);
       }
       const ometria = new OmetriaClient({
+        deadline: () => deadline.at,
         apiKey: config.ometria.apiKey,
         baseUrl: config.ometria.baseUrl,
         endpoint: config.ometria.endpoint,
@@ -253,7 +265,7 @@ export class SyncService {
         maxBatchSize: options.ometriaBatchSize ?? DEFAULT_OMETRIA_BATCH_SIZE,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("ometria", e.status ?? 0) } : {}),
       });
-      return { config, mailchimp, ometria, fields };
+      return { config, mailchimp, ometria, fields, deadline };
     });
     this.#byId = new Map(this.#wired.map((w) => [w.config.id, w]));
     for (const w of this.#wired) this.#firstSeen.set(w.config.id, clock.now());
@@ -444,28 +456,19 @@ export class SyncService {
   }
 
   /**
-   * Evaluates every connection's lag: alerts (once per incident) and metrics. `snapshot` is
+   * Evaluates every connection's lag for alerts (once per incident). `snapshot` is
    * a `store.list()` the caller already has (one listing per tick is enough).
    */
   async evaluateFreshness(snapshot?: readonly ConnectionState[]): Promise<void> {
-    const { store, clock, alerts, metrics } = this.#options;
-    if (!alerts && !metrics) return;
+    const { store, clock, alerts } = this.#options;
+    // Metrics read lag and quarantine from the store at every scrape (state_metrics.ts).
+    if (!alerts) return;
     const states = new Map((snapshot ?? await store.list()).map((s) => [s.id, s]));
     const now = clock.now();
     for (const w of this.#wired) {
       const state = states.get(w.config.id);
       const firstSeenMs = this.#firstSeen.get(w.config.id) ?? now;
-      const f = freshnessOf(state, {
-        nowMs: now,
-        thresholdSeconds: w.config.thresholdSeconds,
-        firstSeenMs,
-      });
-      metrics?.setConnection(w.config.id, {
-        lag_seconds: f.lag_seconds,
-        behind: f.behind,
-        quarantined: state?.quarantine.length ?? 0,
-      });
-      if (!alerts || !state) continue;
+      if (!state) continue;
       const alert = alerts.evaluate(
         { id: w.config.id, list_id: w.config.listId, threshold_seconds: w.config.thresholdSeconds },
         state,
@@ -517,8 +520,10 @@ export class SyncService {
     hardSignal?: AbortSignal,
   ): Promise<RunResult | undefined> {
     const o = this.#options;
-    const done = await this.#pool.exclusive(w.config.id, (writer) =>
-      runConnection({
+    const deadlineMinutes = o.runDeadlineMinutes ?? DEFAULT_RUN_DEADLINE_MINUTES;
+    const done = await this.#pool.exclusive(w.config.id, (writer) => {
+      w.deadline.at = o.clock.now() + deadlineMinutes * 60_000;
+      return runConnection({
         ...this.#engine(w, writer, hardSignal),
         thresholdSeconds: w.config.thresholdSeconds,
         archivedInListing: this.#archivedInListing,
@@ -533,7 +538,8 @@ export class SyncService {
           this.#progress?.update(w.config.id, p);
           o.onProgress?.(w.config.id, p);
         },
-      }));
+      }).finally(() => w.deadline.at = undefined);
+    });
     this.#progress?.finish(w.config.id);
     o.onRunFinished?.(w.config.id);
     if (done.held) return undefined;

@@ -6,16 +6,23 @@
  *
  * @module
  */
-import { apiKeyProblem } from "./api_key.ts";
+import { apiKeyProblem, secretInPlaceOfId } from "./api_key.ts";
 import { type Command, type CommandLine, parseCommandLine } from "./command_line.ts";
-import { readConnectionsFile } from "./connections_file.ts";
+import { type ConnectionEntry, readConnectionsFile } from "./connections_file.ts";
 import {
   DEFAULT_LISTEN_HOST,
   DEFAULT_MAILCHIMP_SIM_PORT,
   DEFAULT_OMETRIA_BASE_URL,
   DEFAULT_OMETRIA_SIM_PORT,
 } from "./defaults.ts";
-import { type Env, type LogLevel, parseEnv, shown, webhookSecretProblem } from "./env_schema.ts";
+import {
+  decimalInteger,
+  type Env,
+  type LogLevel,
+  parseEnv,
+  shown,
+  webhookSecretProblem,
+} from "./env_schema.ts";
 import { cronEvery } from "./schedule.ts";
 import type { FieldsConfig } from "../mapping/fields_config.ts";
 import { MAILCHIMP_MAX_PAGE_SIZE, mailchimpBaseUrlFor } from "../mailchimp/mailchimp_url.ts";
@@ -73,6 +80,8 @@ export interface Config {
   mailchimpTimeoutSeconds: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. */
   mailchimpClockMarginSeconds: number;
+  /** RUN_DEADLINE_MINUTES: how long a run may wait out the APIs' rate limits, from its start. */
+  runDeadlineMinutes: number;
   ometriaMaxRequestsPerSecond: number;
   /** OMETRIA_BATCH_SIZE: records per Ometria push request, 1 to 100. */
   ometriaBatchSize: number;
@@ -157,14 +166,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     errors.push("--url only applies to webhooks register.");
   }
 
-  for (const id of positionals) {
-    if (!LIST_ID.test(id)) {
-      errors.push(
-        `${shown(id)} is not a Mailchimp list id (letters, digits, "-" and "_" only). ` +
-          `Pass list ids as arguments, e.g. main.ts a1b2c3d4e5.`,
-      );
-    }
-  }
+  _checkIds(positionals, sources.env, errors);
   if (line.state !== undefined && line.state.trim() === "") {
     errors.push("--state needs a value: a file path, kv:, kv:<path> or memory:.");
   }
@@ -257,6 +259,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       mailchimpRetryMaxSeconds: env.MAILCHIMP_RETRY_MAX_SECONDS,
       mailchimpTimeoutSeconds: env.MAILCHIMP_TIMEOUT_SECONDS,
       mailchimpClockMarginSeconds: env.MAILCHIMP_CLOCK_MARGIN_SECONDS,
+      runDeadlineMinutes: env.RUN_DEADLINE_MINUTES,
       ometriaMaxRequestsPerSecond: env.OMETRIA_MAX_REQUESTS_PER_SECOND,
       ometriaBatchSize: env.OMETRIA_BATCH_SIZE,
       reconcileEveryHours: env.RECONCILE_EVERY_HOURS,
@@ -278,11 +281,15 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
 }
 
 /**
- * Every secret a config holds (API keys, the alert webhook URL, which may carry a token),
- * for `redact` and `errorText` (lib/log/error_text.ts) to take out of any text shown or stored.
+ * Every secret a config holds (API keys, webhook secrets, `STATUS_TOKEN`, the alert webhook
+ * URL, which may carry a token), for `redact` and `errorText` (lib/log/error_text.ts) to take
+ * out of any text shown or stored.
  */
-export function configSecrets(config: Pick<Config, "connections" | "alertWebhookUrl">): string[] {
+export function configSecrets(
+  config: Pick<Config, "connections" | "alertWebhookUrl"> & Partial<Pick<Config, "statusToken">>,
+): string[] {
   const secrets = new Set<string>();
+  if (config.statusToken) secrets.add(config.statusToken);
   for (const c of config.connections) {
     if (c.mailchimp.apiKey) secrets.add(c.mailchimp.apiKey);
     if (c.ometria.apiKey) secrets.add(c.ometria.apiKey);
@@ -301,14 +308,47 @@ export function configSecrets(config: Pick<Config, "connections" | "alertWebhook
  * never show even before a config exists.
  */
 export function envSecrets(env: Record<string, string | undefined>): string[] {
-  return [
-    env.MAILCHIMP_API_KEY,
-    env.OMETRIA_API_KEY,
-    env.STATUS_TOKEN,
-    env.MAILCHIMP_WEBHOOK_SECRET,
-  ]
+  return Object.values(_secretVariables(env))
     .map((v) => v?.trim())
     .filter((v): v is string => v !== undefined && v !== "");
+}
+
+/** The environment's secret variables by name (the keys, the token, the webhook secret). */
+function _secretVariables(
+  env: Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  return {
+    MAILCHIMP_API_KEY: env.MAILCHIMP_API_KEY,
+    OMETRIA_API_KEY: env.OMETRIA_API_KEY,
+    STATUS_TOKEN: env.STATUS_TOKEN,
+    MAILCHIMP_WEBHOOK_SECRET: env.MAILCHIMP_WEBHOOK_SECRET,
+  };
+}
+
+/**
+ * Appends a problem for each id argument that is not a list id, or that is a key (by its
+ * shape, or the value of a secret variable of `env`), never showing the key.
+ */
+function _checkIds(
+  ids: readonly string[],
+  env: Record<string, string | undefined>,
+  errors: string[],
+): void {
+  const secretVariables = _secretVariables(env);
+  for (const [i, id] of ids.entries()) {
+    const secret = secretInPlaceOfId(id, secretVariables);
+    if (secret !== undefined) {
+      errors.push(
+        `Argument ${i + 1} of the ids is ${secret}, not a list id (it is not shown). Pass ` +
+          "list ids as arguments, e.g. main.ts a1b2c3d4e5, and keys only in the environment.",
+      );
+    } else if (!LIST_ID.test(id)) {
+      errors.push(
+        `${shown(id)} is not a Mailchimp list id (letters, digits, "-" and "_" only). ` +
+          `Pass list ids as arguments, e.g. main.ts a1b2c3d4e5.`,
+      );
+    }
+  }
 }
 
 /** `--url`: an http(s) base URL, without a trailing slash, query or fragment. */
@@ -357,8 +397,8 @@ function _simulatorPorts(
 
 function _port(flag: string, value: string | undefined, fallback: number, errors: string[]) {
   if (value === undefined) return fallback;
-  const n = Number(value.trim());
-  if (value.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535) {
+  const n = decimalInteger(value);
+  if (n === undefined || n > 65535) {
     errors.push(`${flag} must be a port number from 0 to 65535; it is ${shown(value)}.`);
     return fallback;
   }
@@ -423,8 +463,22 @@ async function _fileConnections(
   const entries = await readConnectionsFile(path, sources, errors);
   const out: ConnectionConfig[] = [];
   const seen = new Set<string>();
+  const secrets = _fileSecretVariables(entries, sources.env);
   for (const [i, entry] of entries.entries()) {
-    const where = `Connections file ${path}, connections.${i} (${entry.id})`;
+    const secretId = secretInPlaceOfId(entry.id, secrets);
+    const secretList = secretInPlaceOfId(entry.list_id, secrets);
+    const where = `Connections file ${path}, connections.${i}${
+      secretId === undefined ? ` (${entry.id})` : ""
+    }`;
+    if (secretId !== undefined || secretList !== undefined) {
+      errors.push(
+        `${where}: its ${secretId === undefined ? "list_id" : "id"} is ${
+          secretId ?? secretList
+        } (not shown), not an id. Put ids in the file and keys only in the environment ` +
+          "variables it names.",
+      );
+      continue;
+    }
     if (seen.has(entry.id)) errors.push(`${where}: the id "${entry.id}" is used twice.`);
     seen.add(entry.id);
     const key = (name: string, what: string) => {
@@ -480,6 +534,20 @@ async function _fileConnections(
     }
   }
   return out;
+}
+
+/** The secrets a connections file's entries name (and the environment's own), by variable. */
+function _fileSecretVariables(
+  entries: readonly ConnectionEntry[],
+  env: Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  const known = _secretVariables(env);
+  for (const e of entries) {
+    for (const name of [e.mailchimp_api_key_env, e.ometria_api_key_env, e.webhook_secret_env]) {
+      if (name !== undefined) known[name] = env[name];
+    }
+  }
+  return known;
 }
 
 /** A connection's webhook secret: its own variable (`webhook_secret_env`), else the shared one. */

@@ -18,7 +18,11 @@ const httpUrl = z
 
 /** Schema of one connection entry. */
 const connectionEntrySchema = z.strictObject({
-  id: z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, "must be 1-100 letters, digits, '.', '-' or '_'"),
+  id: z.string()
+    .regex(/^[A-Za-z0-9_.-]{1,100}$/, "must be 1-100 letters, digits, '.', '-' or '_'")
+    // The id is a path segment of the connection's webhook URL, where "." and ".." are
+    // resolved away before any request arrives: such a webhook could never be reached.
+    .refine((id) => id !== "." && id !== "..", "must not be '.' or '..' (it goes into a URL path)"),
   list_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be a Mailchimp list id"),
   mailchimp_api_key_env: envName,
   ometria_api_key_env: envName,

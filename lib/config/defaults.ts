@@ -36,6 +36,13 @@ export const DEFAULT_MAILCHIMP_MAX_CONNECTIONS = 10;
 /** MAILCHIMP_RETRY_MAX_SECONDS: how long a failing request is retried before the run fails. */
 export const DEFAULT_MAILCHIMP_RETRY_MAX_SECONDS = 60;
 
+/**
+ * RUN_DEADLINE_MINUTES: how long one run may take while the APIs' rate limits still get
+ * waited for; a `Retry-After` or a storm's backoff that would end later fails the run, naming
+ * why, instead of holding it (and a `--once` process) open. Above a million-member full sync.
+ */
+export const DEFAULT_RUN_DEADLINE_MINUTES = 60;
+
 /** MAILCHIMP_TIMEOUT_SECONDS: per attempt; half the retry budget, so a stall still gets a retry. */
 export const DEFAULT_MAILCHIMP_TIMEOUT_SECONDS = 30;
 

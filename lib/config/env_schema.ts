@@ -21,6 +21,7 @@ import {
   DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
   DEFAULT_POLLING_SECONDS,
   DEFAULT_RECONCILE_EVERY_HOURS,
+  DEFAULT_RUN_DEADLINE_MINUTES,
   DEFAULT_STATE_LEASE_SECONDS,
   DEFAULT_THRESHOLD_MINUTES,
 } from "./defaults.ts";
@@ -47,19 +48,45 @@ export function shown(value: string | undefined): string {
   return value.length <= 16 ? `"${value}"` : `a ${value.length}-character value (not shown)`;
 }
 
+/**
+ * The whole number `text` spells in plain decimal digits (surrounding spaces allowed), or
+ * undefined. `Number()` alone would also take `0x10`, `1e3`, `0b1` or `Infinity`, so a
+ * setting could mean something other than what it reads as (METRICS_PORT=0x10 is port 16).
+ */
+export function decimalInteger(text: string): number | undefined {
+  const t = text.trim();
+  if (!/^\d{1,16}$/.test(t)) return undefined;
+  const n = Number(t);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** The number `text` spells as plain decimal digits with an optional fraction, or undefined. */
+function _decimalNumber(text: string): number | undefined {
+  const t = text.trim();
+  return /^\d{1,16}(\.\d{1,16})?$/.test(t) ? Number(t) : undefined;
+}
+
+/** Says why a value that is a number in another notation (`0x10`, `1e3`) is still refused. */
+function _notation(v: string): string {
+  const n = Number(v.trim());
+  return Number.isFinite(n) && _decimalNumber(v) === undefined
+    ? ", which is not written in plain decimal digits"
+    : "";
+}
+
 function intVar(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) {
   return z
     .string()
     .optional()
     .transform((v, ctx) => {
       if (v === undefined || v.trim() === "") return fallback;
-      const n = Number(v.trim());
-      if (!Number.isInteger(n) || n < min || n > max) {
+      const n = decimalInteger(v);
+      if (n === undefined || n < min || n > max) {
         ctx.addIssue({
           code: "custom",
           message: `${name} must be a whole number${
             max === Number.MAX_SAFE_INTEGER ? ` of at least ${min}` : ` from ${min} to ${max}`
-          }; it is ${shown(v)}. Fix or unset it (default ${fallback}).`,
+          }; it is ${shown(v)}${_notation(v)}. Fix or unset it (default ${fallback}).`,
         });
         return z.NEVER;
       }
@@ -67,19 +94,18 @@ function intVar(name: string, fallback: number, min: number, max = Number.MAX_SA
     });
 }
 
-function positiveNumberVar(name: string, fallback: number) {
+function positiveNumberVar(name: string, fallback: number, max: number) {
   return z
     .string()
     .optional()
     .transform((v, ctx) => {
       if (v === undefined || v.trim() === "") return fallback;
-      const n = Number(v.trim());
-      if (!Number.isFinite(n) || n <= 0) {
+      const n = _decimalNumber(v);
+      if (n === undefined || n <= 0 || n > max) {
         ctx.addIssue({
           code: "custom",
-          message: `${name} must be a number above 0 (e.g. 12 or 0.5); it is ${
-            shown(v)
-          }. Fix or unset it (default ${fallback}).`,
+          message: `${name} must be a number above 0 and at most ${max} (e.g. 12 or 0.5); ` +
+            `it is ${shown(v)}${_notation(v)}. Fix or unset it (default ${fallback}).`,
         });
         return z.NEVER;
       }
@@ -94,11 +120,13 @@ function portVar(name: string) {
     .optional()
     .transform((v, ctx) => {
       if (v === undefined || v.trim() === "") return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) {
+      const n = decimalInteger(v);
+      if (n === undefined || n > 65535) {
         ctx.addIssue({
           code: "custom",
-          message: `${name} must be a port number from 0 to 65535; it is ${shown(v)}.`,
+          message: `${name} must be a port number from 0 to 65535; it is ${shown(v)}${
+            _notation(v)
+          }.`,
         });
         return z.NEVER;
       }
@@ -265,13 +293,19 @@ const envSchema = z.object({
     2,
     3600,
   ),
+  RUN_DEADLINE_MINUTES: intVar("RUN_DEADLINE_MINUTES", DEFAULT_RUN_DEADLINE_MINUTES, 1, 10_080),
   OMETRIA_MAX_REQUESTS_PER_SECOND: intVar(
     "OMETRIA_MAX_REQUESTS_PER_SECOND",
     DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
     1,
     1000,
   ),
-  RECONCILE_EVERY_HOURS: positiveNumberVar("RECONCILE_EVERY_HOURS", DEFAULT_RECONCILE_EVERY_HOURS),
+  // A year at most: beyond it the interval reads as "never", which is not what anyone means.
+  RECONCILE_EVERY_HOURS: positiveNumberVar(
+    "RECONCILE_EVERY_HOURS",
+    DEFAULT_RECONCILE_EVERY_HOURS,
+    8760,
+  ),
   STATE_LEASE_SECONDS: intVar("STATE_LEASE_SECONDS", DEFAULT_STATE_LEASE_SECONDS, 1, 3600),
   SYNC_SCHEDULE: z
     .string()

@@ -391,7 +391,9 @@ export class AlertManager {
 
   async #deliver(delivery: _Delivery): Promise<void> {
     const { payload } = delivery;
-    const body = JSON.stringify(payload);
+    // Every field, not only last_error: a state from before ids were checked may hold a key
+    // passed as a list id.
+    const body = redact(JSON.stringify(payload), this.#secrets);
     const closed = this.#closer.signal;
     const about = {
       alert_event: payload.event,

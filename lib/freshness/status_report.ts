@@ -197,13 +197,15 @@ function _status(state: ConnectionState | undefined): StatusEntry["status"] {
 }
 
 /**
- * Formats a duration in seconds for people: `45s`, `3m`, `2h 5m`, `3d 4h`; `-` when null.
- * Coarse on purpose: a lag is read at a glance.
+ * Formats a duration in seconds for people: `45s`, `1m 30s`, `12m`, `2h 5m`, `3d 4h`; `-`
+ * when null. Two units at most, a lag is read at a glance; seconds are kept below ten
+ * minutes, where a short threshold would otherwise read as its own lag ("1m of 1m").
  */
 export function formatLag(seconds: number | null): string {
   if (seconds === null || !Number.isFinite(seconds)) return "-";
   const s = Math.max(0, Math.floor(seconds));
   if (s < 60) return `${s}s`;
+  if (s < 600 && s % 60 !== 0) return `${Math.floor(s / 60)}m ${s % 60}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m`;
   if (s < 86_400) {
     const m = Math.floor((s % 3600) / 60);

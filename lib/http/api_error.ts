@@ -16,6 +16,11 @@ export interface ApiErrorInit {
   requestId?: string | undefined;
   /** Whether another attempt may succeed. @default {false} */
   retryable?: boolean;
+  /**
+   * The most attempts this kind of answer is worth, when fewer than the retry policy's (a
+   * bare 403 from Mailchimp's edge: one more try, not eight). @default {no limit of its own}
+   */
+  maxAttempts?: number | undefined;
   /** How long the server asked to wait (`Retry-After`), in milliseconds. */
   retryAfterMs?: number | undefined;
   /** The underlying error (network error, timeout). */
@@ -37,6 +42,8 @@ export class ApiError extends Error {
   readonly requestId: string | undefined;
   /** Whether another attempt may succeed. */
   readonly retryable: boolean;
+  /** The most attempts this kind of answer is worth, if it has a limit of its own. */
+  readonly maxAttempts: number | undefined;
   /** How long the server asked to wait, in milliseconds. */
   readonly retryAfterMs: number | undefined;
 
@@ -47,6 +54,7 @@ export class ApiError extends Error {
     this.status = init.status;
     this.requestId = init.requestId;
     this.retryable = init.retryable ?? false;
+    this.maxAttempts = init.maxAttempts;
     this.retryAfterMs = init.retryAfterMs;
   }
 }

@@ -13,6 +13,7 @@ import type { Clock } from "../clock/clock.ts";
 import { ApiError, type ApiErrorInit } from "./api_error.ts";
 import { type HttpExchange, noAnswerText, parseJson, requestText } from "./request_json.ts";
 import { parseRetryAfter, retry, type RetryPolicy } from "./retry.ts";
+import { ThrottleLog } from "./throttle_log.ts";
 
 /** One HTTP exchange with an API, for metrics; reported after every attempt. */
 export interface ApiRequestEvent {
@@ -64,6 +65,17 @@ export interface ApiSettings {
   gate?: (attempt: () => Promise<HttpExchange>, signal: AbortSignal) => Promise<HttpExchange>;
   /** Sees every answer, error answers included, before its status is judged. */
   onAnswer?: (exchange: HttpExchange) => void;
+  /**
+   * Where the client's 429s are told, once a storm (see `ThrottleLog`); one per client, so a
+   * storm over many requests is one line. @default {a ThrottleLog of this request alone}
+   */
+  throttles?: ThrottleLog;
+  /**
+   * The deadline of the run in progress (clock time), read at each request: no wait for
+   * the API's rate limit may end after it (see `RetryOptions.deadline`). Undefined outside
+   * a run: throttles are then bounded by the retry budget.
+   */
+  deadline?: () => number | undefined;
   /** Called after every attempt (metrics); a hook that throws is logged, never fatal. */
   onRequest?: ((event: ApiRequestEvent) => void) | undefined;
   /** Builds the API's own error class (e.g. `MailchimpError`) for no answer or a bad body. */
@@ -106,12 +118,14 @@ export interface ApiAnswer<T> {
 }
 
 /**
- * Sends `method path` to the API until an attempt is answered with a 2xx, then validates
- * the body against `schema`. No answer (network error, timeout) is retryable; an error answer
- * becomes whatever `statusError` says; retries honour `Retry-After` and are logged as a
- * warning. A body that is not JSON or not what `schema` wants throws a non-retryable
- * `newError` naming the endpoint and request id. Giving up on retries throws a `RetryError`
- * whose `cause` is the last error.
+ * Sends `method path` to the API until an attempt is answered with a 2xx whose body is JSON,
+ * then validates it against `schema`. No answer (network error, timeout) and a 2xx body that
+ * is not JSON (cut short, an HTML page) are retryable; an error answer becomes whatever
+ * `statusError` says; retries honour `Retry-After` and are logged as a warning, except 429s,
+ * which are the API's pace: told once a storm (`throttles`), retried until the run's
+ * `deadline`. JSON that is not what `schema` wants throws a non-retryable `newError` naming
+ * the endpoint and request id, never quoting the body. Giving up on retries throws a
+ * `RetryError` (or a `DeadlineError`) whose `cause` is the last error.
  */
 export async function apiRequest<S extends z.ZodType>(
   path: string,
@@ -124,61 +138,86 @@ export async function apiRequest<S extends z.ZodType>(
   const search = options.query?.toString() ?? "";
   const url = `${options.baseUrl}${path}${search ? `?${search}` : ""}`;
   const gate = options.gate ?? ((attempt) => attempt());
-  const attempt = (n: number, sig: AbortSignal) =>
-    gate(() => {
+  const throttles = options.throttles ?? new ThrottleLog({ api, logger, clock: options.clock });
+  const attempt = async (n: number, sig: AbortSignal) => {
+    const exchange = await gate(() => {
       options.beforeAttempt?.();
       return _attempt(url, endpoint, context, n, sig, options);
     }, sig);
+    throttles.answered();
+    // A body that is not JSON at all (cut short, a proxy's HTML page) is the way there, not
+    // the API's answer: worth another attempt. JSON of the wrong shape is not.
+    const json = parseJson(exchange.text);
+    if (json.ok) return { exchange, json: json.value };
+    throw options.newError(_malformed(options, endpoint, context, exchange, json.message, true));
+  };
 
-  let exchange: HttpExchange;
+  let answer: { exchange: HttpExchange; json: unknown };
   if (options.retry === false) {
-    exchange = await attempt(1, signal ?? new AbortController().signal);
+    answer = await attempt(1, signal ?? new AbortController().signal);
   } else {
     const { onFailedAttempt, ...policy } = options.retry ?? {};
-    exchange = await retry(attempt, {
+    answer = await retry(attempt, {
       ...policy,
       clock: options.clock,
       signal,
-      shouldRetry: (error) => error instanceof ApiError && error.retryable,
+      deadline: options.deadline?.(),
+      shouldRetry: (error, n) =>
+        error instanceof ApiError && error.retryable && n < (error.maxAttempts ?? Infinity),
+      isThrottle: (error) => error instanceof ApiError && error.status === 429,
       retryAfterMs: (error) => error instanceof ApiError ? error.retryAfterMs : undefined,
       onFailedAttempt: (info) => {
-        logger.warn(
-          "{api} {endpoint}{context} attempt {attempt} failed, retrying in {delayMs} ms: {error}",
-          {
-            api,
-            endpoint,
-            context,
-            attempt: info.attempt,
-            delayMs: info.delayMs,
-            error: errorText(info.error),
-          },
-        );
+        if (info.throttled) throttles.throttled(endpoint, info.delayMs);
+        else {
+          logger.warn(
+            "{api} {endpoint}{context} attempt {attempt} failed, retrying in {delayMs} ms: {error}",
+            {
+              api,
+              endpoint,
+              context,
+              attempt: info.attempt,
+              delayMs: info.delayMs,
+              error: errorText(info.error),
+            },
+          );
+        }
         onFailedAttempt?.(info);
       },
     });
   }
 
-  const json = parseJson(exchange.text);
-  let what: string;
-  if (json.ok) {
-    const parsed = schema.safeParse(json.value);
-    if (parsed.success) return { value: parsed.data, exchange };
-    what = zodProblems(parsed.error, 3);
-  } else {
-    what = json.message;
-  }
+  const { exchange, json } = answer;
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return { value: parsed.data, exchange };
+  throw newError(
+    _malformed(options, endpoint, context, exchange, zodProblems(parsed.error, 3), false),
+  );
+}
+
+/**
+ * What a 2xx answer whose body is not what the API documents is built from: the endpoint,
+ * what is wrong, the status when not 200 (a clue worth the words) and the request id. The
+ * body itself is never quoted: a members page would put member data into logs and the state.
+ */
+function _malformed(
+  options: ApiRequestOptions,
+  endpoint: string,
+  context: string,
+  exchange: HttpExchange,
+  what: string,
+  retryable: boolean,
+): ApiErrorInit {
   const { status, headers } = exchange;
   const requestId = headers.get("x-request-id") ?? undefined;
-  // 200 is what a good answer has; any other status is a clue worth the words.
-  throw newError({
-    message: `${api} ${endpoint}${context} returned a malformed response${
+  return {
+    message: `${options.api} ${endpoint}${context} returned a malformed response${
       status === 200 ? "" : ` (${status})`
     }: ${what}${requestId ? ` (request id ${requestId})` : ""}`,
     endpoint,
     status,
     requestId,
-    retryable: false,
-  });
+    retryable,
+  };
 }
 
 /** One attempt: the 2xx answer, or the API's error for no answer or an error answer. */

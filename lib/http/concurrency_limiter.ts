@@ -10,13 +10,24 @@ interface _Waiter {
 
 /**
  * Runs at most `max` tasks at once; the others wait in FIFO order. A waiter whose signal
- * aborts leaves the queue at once and rejects with the signal's reason. We do not use
- * `p-limit`: it has no per-task abort, so a cancelled run would keep its place in the queue
- * and hold up everyone behind it until its turn came.
+ * aborts leaves the queue at once and rejects with the signal's reason. `throttled()` feeds
+ * a 429 back: the cap halves and grows back by one per twice-the-cap tasks done without one
+ * (additive increase, multiplicative decrease), so a storm is met with fewer requests, not
+ * the same ten coming back together. We do not use `p-limit`: it has no per-task abort, so a
+ * cancelled run would keep its place in the queue and hold up everyone behind it.
  */
 export class ConcurrencyLimiter {
   /** The most tasks running at once. */
   readonly max: number;
+  /** The cap now: `max`, lower after 429s. */
+  #limit: number;
+  /**
+   * Tasks started since the cap last changed and done (as if forever before the first
+   * change): tasks started under the old cap say nothing about the new one.
+   */
+  #done = Number.POSITIVE_INFINITY;
+  /** Counts the cap's changes; a task remembers the one it started under. */
+  #generation = 0;
   #inFlight = 0;
   #maxInFlight = 0;
   #queue: _Waiter[] = [];
@@ -28,6 +39,23 @@ export class ConcurrencyLimiter {
       );
     }
     this.max = max;
+    this.#limit = max;
+  }
+
+  /** The cap now: `max`, or lower while 429s come (see `throttled`). */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /**
+   * Feeds back a 429: the cap halves (at least 1). The 429s of one crowded moment are one
+   * signal: after a cut, the next needs as many tasks done as the cap allows.
+   */
+  throttled(): void {
+    if (this.#done < this.#limit) return;
+    this.#limit = Math.max(1, Math.floor(this.#limit / 2));
+    this.#done = 0;
+    this.#generation++;
   }
 
   /** Tasks running now. */
@@ -51,16 +79,17 @@ export class ConcurrencyLimiter {
    */
   async run<T>(fn: () => Promise<T> | T, signal?: AbortSignal): Promise<T> {
     await this.#acquire(signal);
+    const generation = this.#generation;
     try {
       return await fn();
     } finally {
-      this.#release();
+      this.#release(generation);
     }
   }
 
   #acquire(signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#inFlight < this.max) {
+    if (this.#inFlight < this.#limit) {
       this.#take();
       return Promise.resolve();
     }
@@ -86,10 +115,16 @@ export class ConcurrencyLimiter {
     if (this.#inFlight > this.#maxInFlight) this.#maxInFlight = this.#inFlight;
   }
 
-  #release(): void {
+  #release(generation: number): void {
     this.#inFlight--;
-    // The slot goes to the oldest waiter before anyone calling run() later can take it.
-    this.#queue.shift()?.start();
+    if (generation === this.#generation) this.#done++;
+    if (this.#limit < this.max && this.#done >= 2 * this.#limit) {
+      this.#limit++;
+      this.#done = 0;
+      this.#generation++;
+    }
+    // Slots go to the oldest waiters before anyone calling run() later can take them.
+    while (this.#inFlight < this.#limit && this.#queue.length > 0) this.#queue.shift()!.start();
   }
 }
 

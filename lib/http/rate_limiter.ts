@@ -5,6 +5,7 @@
  * @module
  */
 import type { Clock } from "../clock/clock.ts";
+import { DeadlineError } from "./retry.ts";
 
 /** Options of {@linkcode RateLimiter}. */
 export interface RateLimiterOptions {
@@ -39,6 +40,8 @@ const _RECOVERY_STEP = 0.01;
  * lost, so a few milliseconds of slack keep the pace without allowing a burst at low rates.
  */
 const _TOLERANCE_MS = 4;
+/** The longest single sleep: a timer past 2^31 - 1 ms fires at once (and then again…). */
+const _MAX_SLEEP_MS = 2 ** 31 - 1;
 
 /**
  * Lets at most `perSecond` requests start within any window of `windowMs` (one second plus a
@@ -62,6 +65,8 @@ export class RateLimiter {
   /** The paced slot of the next start ("theoretical arrival time" of a GCRA). */
   #nextSlot = Number.NEGATIVE_INFINITY;
   #pausedUntil = Number.NEGATIVE_INFINITY;
+  /** Why everyone waits until `#pausedUntil`, in words for a `DeadlineError`. */
+  #pauseReason = "";
   #lastThrottle = Number.NEGATIVE_INFINITY;
   #throttles = 0;
   /** Waiters in arrival order; only the first one watches the clock. */
@@ -103,9 +108,12 @@ export class RateLimiter {
 
   /**
    * Resolves when a request may start and counts it as started. Rejects with the signal's
-   * reason when `signal` aborts first (its place in line goes to the next waiter).
+   * reason when `signal` aborts first (its place in line goes to the next waiter), and with a
+   * `DeadlineError` at once when a `pause()` (a server's `Retry-After`) lasts past
+   * `deadline`: the pace a run sets itself is always waited for, a server's stop only while
+   * the run can still meet its deadline.
    */
-  async acquire(signal?: AbortSignal): Promise<void> {
+  async acquire(signal?: AbortSignal, deadline?: number): Promise<void> {
     signal?.throwIfAborted();
     const ticket = { wake: () => {} };
     this.#queue.push(ticket);
@@ -117,13 +125,16 @@ export class RateLimiter {
           continue;
         }
         const now = this.#clock.now();
+        if (deadline !== undefined && this.#pausedUntil > Math.max(now, deadline)) {
+          throw new DeadlineError(this.#pauseReason, this.#pausedUntil - now, deadline - now);
+        }
         const wait = this.#waitMs(now);
         if (wait <= 0) {
           this.#grant(now);
           return;
         }
         // Re-checked after waking: a pause() or a 429 may have moved the turn.
-        await this.#clock.sleep(wait, signal);
+        await this.#clock.sleep(Math.min(wait, _MAX_SLEEP_MS), signal);
       }
     } finally {
       const wasFirst = this.#queue[0] === ticket;
@@ -132,10 +143,16 @@ export class RateLimiter {
     }
   }
 
-  /** Makes every `acquire()` wait until `ms` from now (a longer pause already set stays). */
-  pause(ms: number): void {
+  /**
+   * Makes every `acquire()` wait until `ms` from now (a longer pause already set stays);
+   * `reason` says why, for the error of a run that cannot wait that long.
+   */
+  pause(ms: number, reason = "The rate limiter is paused"): void {
     if (!(ms > 0)) return;
-    this.#pausedUntil = Math.max(this.#pausedUntil, this.#clock.now() + ms);
+    const until = this.#clock.now() + ms;
+    if (until <= this.#pausedUntil) return;
+    this.#pausedUntil = until;
+    this.#pauseReason = reason;
   }
 
   /**
@@ -146,9 +163,11 @@ export class RateLimiter {
    * everyone would cost eight requests to save one. Only a `Retry-After` longer than the
    * window, which no per-second limit needs, pauses everyone for that long.
    */
-  throttled(retryAfterMs?: number): void {
+  throttled(retryAfterMs?: number, reason = "The server answered 429 (rate limited)"): void {
     const now = this.#clock.now();
-    if (retryAfterMs !== undefined && retryAfterMs > this.#windowMs) this.pause(retryAfterMs);
+    if (retryAfterMs !== undefined && retryAfterMs > this.#windowMs) {
+      this.pause(retryAfterMs, `${reason}, asking every request to wait (Retry-After)`);
+    }
     if (now - this.#lastThrottle >= this.#windowMs) {
       this.#lastThrottle = now;
       this.#throttles++;

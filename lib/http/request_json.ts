@@ -100,17 +100,29 @@ export function isRetryableStatus(status: number): boolean {
 /** The outcome of {@linkcode parseJson}. */
 export type JsonParse = { ok: true; value: unknown } | { ok: false; message: string };
 
-/** Parses JSON text without throwing, describing what was wrong when it is not JSON. */
+/**
+ * Parses JSON text without throwing, describing what was wrong when it is not JSON: empty,
+ * an HTML page, or where the text stops being JSON and how long it is. The text itself is
+ * never quoted (V8's own message quotes it): an answer's body may be member data.
+ */
 export function parseJson(text: string): JsonParse {
   if (text.trim() === "") return { ok: false, message: "the body is empty, not JSON" };
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (error) {
-    const snippet = text.length > 60 ? `${text.slice(0, 60)}…` : text;
-    return {
-      ok: false,
-      message: `the body is not JSON (${errorText(error)}): ${JSON.stringify(snippet)}`,
-    };
+    const size = `${text.length.toLocaleString("en-US")} characters`;
+    if (/^\s*</.test(text)) {
+      return { ok: false, message: `the body is not JSON but an HTML page (${size})` };
+    }
+    const at = /at position (\d+)/.exec(errorText(error))?.[1];
+    const cut = /end of (JSON )?input|Unterminated/i.test(errorText(error)) ||
+      (at !== undefined && Number(at) >= text.length);
+    const where = cut
+      ? `it ends before its JSON does, after ${size}: cut short`
+      : at !== undefined
+      ? `it breaks at character ${Number(at).toLocaleString("en-US")} of ${size}`
+      : `${size}`;
+    return { ok: false, message: `the body is not JSON (${where})` };
   }
 }
 

@@ -18,7 +18,7 @@ import {
   type TextFormatter,
 } from "@logtape/logtape";
 import { getFileSink } from "@logtape/file";
-import { redact } from "./error_text.ts";
+import { errorText, redact } from "./error_text.ts";
 
 /** Options of {@linkcode setupLogging}. */
 export interface LoggingOptions {
@@ -43,8 +43,45 @@ export interface LoggingOptions {
 const ROOT_CATEGORY = "sync";
 
 /**
+ * Thrown by {@linkcode setupLogging} when the log file cannot be opened for appending (a
+ * read-only folder, a missing one, a folder in its place): `main.ts` says so in one line and
+ * exits 2, rather than have every later line fail with a stack trace.
+ */
+export class LogFileError extends Error {
+  /** The log file that could not be opened. */
+  readonly path: string;
+
+  constructor(path: string, cause: unknown) {
+    super(
+      `Cannot write LOG_FILE=${path}: ${
+        errorText(cause).replace(/\.$/, "")
+      }. Set LOG_FILE to a file this user may write, or to an empty value to log to the ` +
+        "console only.",
+      { cause },
+    );
+    this.name = "LogFileError";
+    this.path = path;
+  }
+}
+
+/** Why the log file stopped being written since the last `setupLogging`, if it did. */
+let _fileFailure: string | undefined;
+
+/**
+ * Why the log file could not be written during this run (the disk filled up, say), in one
+ * line; undefined while it is written fine. Lines go to the console only from that failure
+ * on, so `main.ts` ends with exit 2 as for a state that cannot be saved.
+ */
+export function logFileFailure(): string | undefined {
+  return _fileFailure;
+}
+
+/**
  * Configures LogTape for the whole process and returns the root logger. Call `dispose`
- * from {@linkcode shutdownLogging} before exiting so the file sink is flushed.
+ * from {@linkcode shutdownLogging} before exiting so the file sink is flushed. The log file
+ * is opened here, so one that cannot be written throws {@linkcode LogFileError} before
+ * anything runs; one that fails later (a full disk) is reported once on the console, and
+ * from then on the console alone is written (see {@linkcode logFileFailure}).
  */
 export async function setupLogging(options: LoggingOptions = {}): Promise<Logger> {
   const plain = options.format === "json"
@@ -71,12 +108,14 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<Logger
   const sinks: Record<string, Sink> = {
     console: around ? (record) => around(() => consoleSink(record)) : consoleSink,
   };
+  _fileFailure = undefined;
   if (options.file) {
-    sinks.file = getFileSink(options.file, {
-      formatter,
-      lazy: true,
-      flushInterval: 1000,
-    }) as unknown as Sink;
+    const report = (line: string) => {
+      const write = () => (options.console ?? console).error(redact(line, secrets));
+      if (around) around(write);
+      else write();
+    };
+    sinks.file = _guardedFileSink(options.file, formatter, report);
   }
   await configure({
     reset: true,
@@ -93,6 +132,51 @@ export async function setupLogging(options: LoggingOptions = {}): Promise<Logger
     ],
   });
   return getLogger([ROOT_CATEGORY]);
+}
+
+/**
+ * The file sink, opened now (a `LogFileError` when it cannot be), whose write failures are
+ * reported once through `report` and then stop it: LogTape would otherwise log each failure
+ * with its stack trace, for every line, to a console that can say nothing new.
+ */
+function _guardedFileSink(
+  path: string,
+  formatter: TextFormatter,
+  report: (line: string) => void,
+): Sink {
+  let file: Sink & Partial<Disposable>;
+  try {
+    file = getFileSink(path, { formatter, lazy: false, flushInterval: 1000 }) as unknown as
+      & Sink
+      & Partial<Disposable>;
+  } catch (error) {
+    throw new LogFileError(path, error);
+  }
+  const fail = (error: unknown) => {
+    if (_fileFailure !== undefined) return;
+    _fileFailure = `Cannot write the log file ${path}: ${
+      errorText(error).replace(/\.$/, "")
+    }. Logging goes to the console only from now on; free space or fix LOG_FILE.`;
+    report(_fileFailure);
+  };
+  const sink: Sink & Disposable = Object.assign((record: LogRecord) => {
+    if (_fileFailure !== undefined) return;
+    try {
+      file(record);
+    } catch (error) {
+      fail(error);
+    }
+  }, {
+    [Symbol.dispose]: () => {
+      try {
+        file[Symbol.dispose]?.();
+      } catch (error) {
+        // The last lines were buffered: flushing them at the end can fail the same way.
+        fail(error);
+      }
+    },
+  });
+  return sink;
 }
 
 /**

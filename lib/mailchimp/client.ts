@@ -20,6 +20,7 @@ import {
 } from "../http/api_request.ts";
 import { bodySnippet, isRetryableStatus, parseJson } from "../http/request_json.ts";
 import type { RetryPolicy } from "../http/retry.ts";
+import { ThrottleLog } from "../http/throttle_log.ts";
 import { quietLogger } from "../log/logging.ts";
 import { MailchimpError } from "./errors.ts";
 import {
@@ -73,6 +74,12 @@ export interface MailchimpClientOptions {
   limiter: ConcurrencyLimiter;
   /** Retry tuning (attempts, budget, delays, jitter, `onFailedAttempt`). */
   retry?: RetryPolicy;
+  /**
+   * The deadline of the run in progress (clock time), read at each request: a 429 is
+   * retried until then, and one whose wait would end after it fails the request at once.
+   * @default {() => undefined} (429s bounded by the retry budget)
+   */
+  deadline?: () => number | undefined;
   /**
    * Per-attempt limit for the whole answer, in milliseconds. Mailchimp itself gives up at
    * 120 s, but a page of at most 1000 members restricted with `fields` comes back in
@@ -208,13 +215,15 @@ export type MailchimpWebhook = z.infer<typeof _webhookSchema>;
 
 /**
  * Talks to one Mailchimp account with one API key. Every attempt goes through the key's
- * shared {@linkcode ConcurrencyLimiter}; network errors, timeouts, 408, 429, 5xx and a bare
- * 403 (Mailchimp's heavy throttling) are retried, other errors and malformed answers throw a
- * {@linkcode MailchimpError} at once. Giving up on retries throws a `RetryError` whose
+ * shared {@linkcode ConcurrencyLimiter}; network errors, timeouts, 408, 5xx and answers that
+ * are not JSON are retried, a bare 403 (Mailchimp's edge) once, and a 429 until the run's
+ * deadline while the limiter lets fewer requests in; other errors and malformed answers
+ * throw a {@linkcode MailchimpError} at once. Giving up on retries throws a `RetryError` whose
  * `cause` is the last `MailchimpError`.
  */
 export class MailchimpClient {
   #api: ApiSettings;
+  #limiter: ConcurrencyLimiter;
   #authorization: string;
   #keyName: string;
   #memberFields: readonly string[];
@@ -231,6 +240,7 @@ export class MailchimpClient {
     this.#keyName = options.keyName ?? "MAILCHIMP_API_KEY";
     this.#memberFields = [...MEMBER_FIELDS, ...(options.memberFields ?? [])];
     const { limiter } = options;
+    this.#limiter = limiter;
     this.#api = {
       api: "Mailchimp",
       baseUrl: options.baseUrl.replace(/\/+$/, ""),
@@ -241,6 +251,12 @@ export class MailchimpClient {
       retry: options.retry ?? {},
       // The slot is held while a request is in flight, never while backing off.
       gate: (attempt, signal) => limiter.run(attempt, signal),
+      throttles: new ThrottleLog({
+        api: "Mailchimp",
+        logger: options.logger ?? quietLogger(),
+        clock: options.clock,
+      }),
+      ...(options.deadline ? { deadline: options.deadline } : {}),
       onRequest: options.onRequest,
       newError: (init) => new MailchimpError(init),
       statusError: (answer) => this.#statusError(answer),
@@ -515,10 +531,21 @@ export class MailchimpClient {
       ? bodySnippet(text)
       : "(empty body)";
     const id = requestId ? `, request id ${requestId}` : "";
-    // Heavy throttling has been seen as a 403 without Mailchimp's problem body.
-    const retryable = isRetryableStatus(status) || (status === 403 && !hasProblem);
+    // Fewer requests at once while Mailchimp says there are too many (its 10 per key are
+    // shared with whatever else uses the key).
+    if (status === 429) this.#limiter.throttled();
+    // A 403 without Mailchimp's problem body comes from its edge (seen under heavy
+    // throttling, and when it blocks an address): one more try, not the full eight; after
+    // that the list's own backoff, minutes long, is the better wait.
+    const bare403 = status === 403 && !hasProblem;
+    const retryable = isRetryableStatus(status) || bare403;
     let message: string;
-    if (status === 401) {
+    if (bare403) {
+      message = `Mailchimp ${endpoint} answered 403 without a reason, as its edge does when it ` +
+        "throttles heavily or blocks this machine's address; tried twice, the list is retried " +
+        `after its backoff. If it persists, check that this machine may reach Mailchimp and ` +
+        `that ${this.#keyName} is right${requestId ? ` (request id ${requestId})` : ""}`;
+    } else if (status === 401) {
       message = `Mailchimp rejected the API key (401): ${
         said.replace(/\.$/, "")
       }. Check ${this.#keyName} (${endpoint}${id})`;
@@ -543,6 +570,7 @@ export class MailchimpClient {
       retryable,
       retryAfterMs,
       serverTimeMs: _date(answer.exchange.headers),
+      ...(bare403 ? { maxAttempts: 2 } : {}),
     });
   }
 }

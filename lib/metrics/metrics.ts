@@ -1,29 +1,45 @@
 /**
- * Prometheus metrics of the sync, in the text exposition format 0.0.4, without a dependency.
- * The registry knows its metric families up front and keeps one record per connection, so
- * rendering 10,000 connections is a single pass over a map with label values escaped once.
+ * The process's own Prometheus counters (text exposition format 0.0.4, no dependency), and
+ * the daemon's listener that serves them with the status routes (`routes.ts`). What can be
+ * read from the saved state — lag, threshold, behind, status, quarantine, last run, last
+ * webhook — is not counted here: `state_metrics.ts` renders it from the store at every
+ * scrape, for the daemon and Deno Deploy alike, so both carry those under the same names.
+ * What only a process can count stays here, one record per connection, so rendering 10,000
+ * connections is a single pass over a map with label values escaped once.
  *
- * Families:
- * - `sync_connection_lag_seconds{connection}` gauge (absent while the lag is unknown)
- * - `sync_connection_behind{connection}` gauge, 1 or 0
+ * Families (see {@linkcode PROCESS_FAMILIES}):
  * - `sync_members_synced_total{connection}` counter (members pushed to Ometria)
  * - `sync_run_duration_seconds{connection}` summary (`_sum` and `_count` only)
  * - `sync_run_failures_total{connection}` counter
+ * - `sync_reconcile_orphans_total{connection}`, `sync_reconcile_missed_total{connection}`,
+ *   `sync_reconcile_repaired_total{connection}` counters (what reconciliation found and fixed)
  * - `sync_mailchimp_requests_total{status}`, `sync_ometria_requests_total{status}` counters
  *   (`status="error"` for a request that got no response)
  * - `sync_http_429_total{api}` counter
- * - `sync_connection_quarantined{connection}` gauge (members held back from Ometria)
- * - `sync_reconcile_orphans_total{connection}`, `sync_reconcile_missed_total{connection}`,
- *   `sync_reconcile_repaired_total{connection}` counters (what reconciliation found and fixed)
- *
- * The same listener serves the status page at `/` (see `status_page/status_page.ts`) when
- * given a source for it: people look where the scraper already looks.
+ * - `sync_webhook_events_total{outcome}` counter (once a webhook was received)
  *
  * @module
  */
-import { errorText } from "../log/error_text.ts";
 import { DEFAULT_LISTEN_HOST } from "../config/defaults.ts";
-import { statusPageResponse, type StatusPageSource } from "../status_page/status_page.ts";
+import type { HealthReport } from "./health.ts";
+import { statusRoutes, type StatusSource } from "./routes.ts";
+
+/**
+ * The families only a process can count, which the daemon's `/metrics` adds to the state's
+ * (Deploy serves the state's alone): the one list the test of both endpoints' names checks.
+ */
+export const PROCESS_FAMILIES: readonly string[] = [
+  "sync_members_synced_total",
+  "sync_run_duration_seconds",
+  "sync_run_failures_total",
+  "sync_reconcile_orphans_total",
+  "sync_reconcile_missed_total",
+  "sync_reconcile_repaired_total",
+  "sync_mailchimp_requests_total",
+  "sync_ometria_requests_total",
+  "sync_http_429_total",
+  "sync_webhook_events_total",
+];
 
 /** The APIs whose requests are counted. */
 export type MetricsApi = "mailchimp" | "ometria";
@@ -31,13 +47,10 @@ export type MetricsApi = "mailchimp" | "ometria";
 interface _ConnectionRecord {
   /** `connection="…"`, escaped once when the connection is first seen. */
   label: string;
-  lagSeconds: number | null;
-  behind: boolean;
   synced: number;
   durationSumSeconds: number;
   runs: number;
   failures: number;
-  quarantined: number;
   orphans: number;
   missed: number;
   repaired: number;
@@ -52,21 +65,6 @@ export class Metrics {
   };
   #http429: Record<MetricsApi, number> = { mailchimp: 0, ometria: 0 };
   #webhookOutcomes = new Map<string, number>();
-  #webhookLast = new Map<
-    string,
-    { label: string; receivedSeconds: number; lagSeconds: number | null }
-  >();
-
-  /** Records the current freshness of a connection (from `freshnessOf`) and its quarantine. */
-  setConnection(
-    id: string,
-    freshness: { lag_seconds: number | null; behind: boolean; quarantined?: number },
-  ): void {
-    const record = this.#record(id);
-    record.lagSeconds = freshness.lag_seconds;
-    record.behind = freshness.behind;
-    if (freshness.quarantined !== undefined) record.quarantined = freshness.quarantined;
-  }
 
   /** Records what a reconciliation found (orphans, missed members) and repaired. */
   recordReconcile(id: string, found: { orphans: number; missing: number; repaired: number }): void {
@@ -98,25 +96,18 @@ export class Metrics {
 
   /**
    * Counts one webhook outcome: what the receiver did with a request (`queued`, `duplicate`,
-   * `not_found`, …) or what acting on an event did (`pushed`, `quarantined`, …). With a
-   * connection and `receivedAtMs`, also its last event's time and delivery lag (received −
-   * `fired_at`, when Mailchimp sent one).
+   * `not_found`, …) or what acting on an event did (`pushed`, `quarantined`, …). When the
+   * last event came and its delivery lag are facts of the state (`state_metrics.ts`), not
+   * counted here; the connection and times are taken for the callers' convenience only.
    */
   recordWebhook(
-    id: string | undefined,
+    _id: string | undefined,
     event: { outcome: string; receivedAtMs?: number; firedAtMs?: number | null },
   ): void {
     this.#webhookOutcomes.set(event.outcome, (this.#webhookOutcomes.get(event.outcome) ?? 0) + 1);
-    if (id === undefined || event.receivedAtMs === undefined) return;
-    const firedAt = event.firedAtMs ?? null;
-    this.#webhookLast.set(id, {
-      label: `connection="${_escapeLabel(id)}"`,
-      receivedSeconds: event.receivedAtMs / 1000,
-      lagSeconds: firedAt === null ? null : Math.max(0, (event.receivedAtMs - firedAt) / 1000),
-    });
   }
 
-  /** The registry in Prometheus text exposition format 0.0.4. */
+  /** The process's counters ({@linkcode PROCESS_FAMILIES}) in text exposition format 0.0.4. */
   render(): string {
     // Appending to one string (a rope in V8) measured faster than an array join: about 5 ms
     // median for 10,000 connections (70,000 samples, 3.6 MB).
@@ -126,12 +117,6 @@ export class Metrics {
       out += `# HELP ${name} ${_escapeHelp(help)}\n# TYPE ${name} ${type}\n`;
     };
 
-    family("sync_connection_lag_seconds", "gauge", "Seconds since fresh_as_of (or first seen).");
-    for (const r of records) {
-      if (r.lagSeconds !== null) out += `sync_connection_lag_seconds{${r.label}} ${r.lagSeconds}\n`;
-    }
-    family("sync_connection_behind", "gauge", "1 when the lag exceeds the threshold, else 0.");
-    for (const r of records) out += `sync_connection_behind{${r.label}} ${r.behind ? 1 : 0}\n`;
     family("sync_members_synced_total", "counter", "Members pushed to Ometria.");
     for (const r of records) out += `sync_members_synced_total{${r.label}} ${r.synced}\n`;
     family("sync_run_duration_seconds", "summary", "Duration of finished runs.");
@@ -141,8 +126,6 @@ export class Metrics {
     }
     family("sync_run_failures_total", "counter", "Runs that ended in failure.");
     for (const r of records) out += `sync_run_failures_total{${r.label}} ${r.failures}\n`;
-    family("sync_connection_quarantined", "gauge", "Members held back from Ometria.");
-    for (const r of records) out += `sync_connection_quarantined{${r.label}} ${r.quarantined}\n`;
     family("sync_reconcile_orphans_total", "counter", "Ids gone from Mailchimp found.");
     for (const r of records) out += `sync_reconcile_orphans_total{${r.label}} ${r.orphans}\n`;
     family("sync_reconcile_missed_total", "counter", "Members polling had missed.");
@@ -173,18 +156,6 @@ export class Metrics {
     for (const [outcome, count] of this.#webhookOutcomes) {
       out += `sync_webhook_events_total{outcome="${_escapeLabel(outcome)}"} ${count}\n`;
     }
-    out += "# HELP sync_webhook_last_received_timestamp_seconds When the last webhook event " +
-      "was received.\n# TYPE sync_webhook_last_received_timestamp_seconds gauge\n";
-    for (const w of this.#webhookLast.values()) {
-      out += `sync_webhook_last_received_timestamp_seconds{${w.label}} ${w.receivedSeconds}\n`;
-    }
-    out += "# HELP sync_webhook_delivery_lag_seconds Received minus fired_at of the last " +
-      "webhook event.\n# TYPE sync_webhook_delivery_lag_seconds gauge\n";
-    for (const w of this.#webhookLast.values()) {
-      if (w.lagSeconds !== null) {
-        out += `sync_webhook_delivery_lag_seconds{${w.label}} ${w.lagSeconds}\n`;
-      }
-    }
     return out;
   }
 
@@ -193,13 +164,10 @@ export class Metrics {
     if (record === undefined) {
       record = {
         label: `connection="${_escapeLabel(id)}"`,
-        lagSeconds: null,
-        behind: false,
         synced: 0,
         durationSumSeconds: 0,
         runs: 0,
         failures: 0,
-        quarantined: 0,
         orphans: 0,
         missed: 0,
         repaired: 0,
@@ -208,29 +176,6 @@ export class Metrics {
     }
     return record;
   }
-}
-
-/** What `/healthz` reports: 200 when ok, else 503; `detail` is included as JSON. */
-export interface HealthReport {
-  ok: boolean;
-  detail?: unknown;
-}
-
-/**
- * The `/healthz` answer: `{ok}` (and `detail` when given), 200 when ok, else 503; a `health`
- * that throws counts as not ok, with its error as the detail.
- */
-export function healthResponse(health: () => HealthReport, headers: HeadersInit = {}): Response {
-  let report: HealthReport;
-  try {
-    report = health();
-  } catch (error) {
-    report = { ok: false, detail: errorText(error) };
-  }
-  const body = report.detail === undefined
-    ? { ok: report.ok }
-    : { ok: report.ok, detail: report.detail };
-  return Response.json(body, { status: report.ok ? 200 : 503, headers });
 }
 
 /** Options of {@linkcode serveMetrics}. */
@@ -244,9 +189,13 @@ export interface ServeMetricsOptions {
   /** Called for every `/healthz`; a throw counts as not ok. */
   health: () => HealthReport;
   /**
-   * Where the status page at `GET /` is read from (the store's state); without it `/` is 404.
+   * Where the status page at `GET /`, `/status.json` and the state's gauges of `/metrics` are
+   * read from (the store's state); without it those two paths are 404 and `/metrics` carries
+   * the process's counters alone.
    */
-  statusPage?: StatusPageSource;
+  status?: StatusSource;
+  /** Secrets taken out of every answer. @default {[]} */
+  secrets?: readonly string[];
   /** Closes the server when aborted. */
   signal?: AbortSignal;
 }
@@ -260,46 +209,30 @@ export interface MetricsServer {
 }
 
 /**
- * Serves `GET /metrics` (Prometheus text format), `GET /healthz` (`{"ok":true}` with 200,
- * or 503 when not ok) and, given a `statusPage` source, the status page at `GET /` (HTML, see
- * `status_page/status_page.ts`) on `hostname:port`; anything else is 404 (405 for other
- * methods on those paths). Listens on the loopback interface unless told otherwise, since
- * metrics and the page name connections.
+ * Serves the status routes (`routes.ts`) on `hostname:port`: `GET /metrics` (the state's
+ * gauges, given a `status` source, then the process's counters), `GET /healthz` (`{"ok":true}`
+ * with 200, or 503 when not ok) and, given a `status` source, `GET /status.json` and the
+ * status page at `GET /`; anything else is 404 (405 for other methods on those paths). The
+ * same table as Deploy's handler, so both serve the same things. Listens on the loopback
+ * interface unless told otherwise, since metrics and the page name connections.
  */
 export function serveMetrics(options: ServeMetricsOptions): MetricsServer {
-  const { metrics, health } = options;
+  const { metrics } = options;
   const hostname = options.hostname ?? DEFAULT_LISTEN_HOST;
+  const routes = statusRoutes({
+    health: options.health,
+    source: options.status,
+    processMetrics: () => metrics.render(),
+    secrets: options.secrets,
+  });
   const server = Deno.serve({
     hostname,
     port: options.port,
     onListen: () => {},
     ...(options.signal ? { signal: options.signal } : {}),
   }, async (request) => {
-    const { pathname } = new URL(request.url);
-    const page = pathname === "/" ? options.statusPage : undefined;
-    if (pathname !== "/metrics" && pathname !== "/healthz" && page === undefined) {
-      return new Response("not found\n", { status: 404 });
-    }
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
-    }
-    if (page !== undefined) {
-      try {
-        return statusPageResponse(await page.rows(), page.clock.now(), request);
-      } catch (error) {
-        // The store names connections and files in its errors, never keys.
-        return new Response(`Cannot read the state: ${errorText(error)}\n`, {
-          status: 503,
-          headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
-        });
-      }
-    }
-    if (pathname === "/metrics") {
-      return new Response(metrics.render(), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-      });
-    }
-    return healthResponse(health);
+    return await routes(request) ??
+      new Response("not found\n", { status: 404, headers: { "cache-control": "no-store" } });
   });
   const address = server.addr as Deno.NetAddr;
   const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;

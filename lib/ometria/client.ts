@@ -24,6 +24,7 @@ import {
   parseJson,
 } from "../http/request_json.ts";
 import type { RetryPolicy } from "../http/retry.ts";
+import { ThrottleLog } from "../http/throttle_log.ts";
 import { quietLogger } from "../log/logging.ts";
 import { type OmetriaRecord, type RecordJson, toRecordJson } from "../mapping/contact.ts";
 import { errorText } from "../log/error_text.ts";
@@ -52,6 +53,12 @@ export interface OmetriaClientOptions {
   rateLimiter: RateLimiter;
   /** Retry tuning (attempts, budget, delays, jitter, `onFailedAttempt`). */
   retry?: RetryPolicy;
+  /**
+   * The deadline of the run in progress (clock time), read at each request: a 429 is
+   * retried, and a pause of the rate limiter waited for, only while that ends before it.
+   * @default {() => undefined} (429s bounded by the retry budget)
+   */
+  deadline?: () => number | undefined;
   /** Per-attempt limit for the whole answer, in milliseconds. @default {30_000} */
   timeoutMs?: number;
   /**
@@ -209,6 +216,7 @@ export class OmetriaClient {
     this.#maxBatchSize = batch;
     this.#maxRecordBytes = _positive("maxRecordBytes", options.maxRecordBytes ?? 61_440);
     const { rateLimiter } = options;
+    const deadline = options.deadline ?? (() => undefined);
     this.#api = {
       api: "Ometria",
       baseUrl: (options.baseUrl ?? DEFAULT_OMETRIA_BASE_URL).replace(/\/+$/, ""),
@@ -218,9 +226,11 @@ export class OmetriaClient {
       timeoutMs,
       retry: options.retry ?? {},
       gate: async (attempt, signal) => {
-        await rateLimiter.acquire(signal);
+        await rateLimiter.acquire(signal, deadline());
         return await attempt();
       },
+      throttles: new ThrottleLog({ api: "Ometria", logger: this.#logger, clock: options.clock }),
+      deadline,
       onAnswer: (exchange) => this.#watchQueue(exchange.headers),
       onRequest: options.onRequest,
       newError: (init) => new OmetriaError(init),
@@ -432,14 +442,19 @@ export class OmetriaClient {
       "Ometria ingest queue is low ({remaining} of {limit} left): pausing pushes {pauseMs} ms",
       { remaining, limit, pauseMs },
     );
-    this.#rateLimiter.pause(pauseMs);
+    this.#rateLimiter.pause(
+      pauseMs,
+      `Ometria's ingest queue is low (${remaining} of ${limit} left)`,
+    );
   }
 
   /** Ometria's rule for an error answer: its wording, and a 429 slows everyone's pace. */
   #statusError(answer: ApiErrorAnswer): OmetriaError {
     const { exchange: { status, text }, endpoint, context, requestId, retryAfterMs } = answer;
     // The pace is fed back, not stalled: see RateLimiter.throttled.
-    if (status === 429) this.#rateLimiter.throttled(retryAfterMs);
+    if (status === 429) {
+      this.#rateLimiter.throttled(retryAfterMs, `Ometria ${endpoint}${context} answered 429`);
+    }
     const json = parseJson(text);
     const parsed = json.ok ? _errorBodySchema.safeParse(json.value) : undefined;
     const said =

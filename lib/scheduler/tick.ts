@@ -86,7 +86,7 @@ async function _pool<T>(
 }
 
 /** Why an idle connection did not run: counted in the tick's line, never a line each. */
-const _IDLE = new Set(["fresh", "backoff", "check-deferred"]);
+const _IDLE = new Set(["fresh", "backoff", "check-deferred", "stopped"]);
 
 /** Runs one tick over every connection; never throws for a single connection's failure. */
 export async function tick<C extends ScheduledConnection>(
@@ -187,6 +187,12 @@ export async function tick<C extends ScheduledConnection>(
     }
   });
   await store.flush();
+  // A stop signal ends both pools before they reach every connection: those never got an
+  // entry, and without one the summary would call them none ("0 not run").
+  const seen = new Set(entries.map((e) => e.id));
+  for (const c of connections) {
+    if (!seen.has(c.id)) entries.push({ id: c.id, ran: false, reason: "stopped" });
+  }
   const ran = entries.filter((e) => e.ran);
   // One line per tick, however many connections: an idle daemon with many lists would
   // otherwise write a line per list per minute. Why the others did not run is counted.

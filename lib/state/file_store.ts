@@ -665,7 +665,14 @@ async function _lock(path: string, clock: Clock, timeoutMs: number): Promise<Den
     return file;
   } catch (error) {
     file.close();
-    throw error;
+    if (error instanceof StateError) throw error;
+    // A full disk shows first here, writing the pid: the state file is not touched yet.
+    throw new StateError(
+      `Cannot use the state file ${path}: cannot write its lock file ${lockPath}: ${
+        errorText(error)
+      }.${_advice(path, error)}`,
+      { cause: error },
+    );
   }
 }
 
@@ -814,6 +821,10 @@ function _advice(path: string, error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
     return ` This process may not write in ${folder}: make the folder writable for this ` +
       `user (and grant --allow-read and --allow-write for it), or pass another --state.`;
+  }
+  if ((error as { code?: unknown } | null)?.code === "ENOSPC") {
+    return ` The disk holding ${folder} is full: free space on it, or pass a --state on ` +
+      "another disk.";
   }
   if (/read-only file system/i.test(errorText(error))) {
     return ` ${folder} is on a read-only file system: pass a --state on a writable one.`;

@@ -77,7 +77,8 @@ export function encodeJournalHeader(base: string): string {
  * Splits a journal into its header and entries. A bad stretch at the end (a last line
  * without its newline, or lines that fail their checksum with no good line after them) is
  * a torn final write and only reported in `tornLength`; a bad line with good lines after it
- * is `damage`, because appends only ever add at the end. Never throws.
+ * is `damage`, because appends only ever add at the end, and so are whole lines none of
+ * which can be read. Never throws.
  */
 export function parseJournal(bytes: Uint8Array): ParsedJournal {
   const values: unknown[] = [];
@@ -102,6 +103,9 @@ export function parseJournal(bytes: Uint8Array): ParsedJournal {
     values.push(value.value);
     validLength = start;
   }
+  // The header is always written whole (renamed into place after a sync), so a journal with
+  // whole lines and not one readable line is damaged, not torn: dropped, it would lose them.
+  if (damage === undefined && values.length === 0 && firstBad !== undefined) damage = firstBad;
   if (damage === undefined && values.length > 0 && !_isHeader(values[0])) {
     damage = { line: 1, reason: "it is not a journal header" };
   }

@@ -12,8 +12,8 @@
  *
  * @module
  */
-import type { Clock } from "../clock/clock.ts";
 import { formatLag, type StatusRow } from "../freshness/status_report.ts";
+import { redact } from "../log/error_text.ts";
 import {
   buildStatusPageView,
   parseStatusPageQuery,
@@ -55,12 +55,7 @@ export function renderStatusPage(view: StatusPageView, options: RenderStatusPage
 <style nonce="${nonce}">${_CSS}</style>
 </head><body>
 <header><h1>Mailchimp → Ometria sync</h1>
-<p class="totals"><span class="${view.behind > 0 ? "n bad" : "n good"}" id="behind-count">${
-    view.behind > 0 ? `${view.behind} behind` : "none behind"
-  }</span> <span class="n">${view.total} connection${view.total === 1 ? "" : "s"}</span>`;
-  if (view.failed > 0) out += ` <span class="n warn">${view.failed} failed</span>`;
-  if (view.quarantined > 0) out += ` <span class="n warn">${view.quarantined} held</span>`;
-  out += `</p>
+<p class="totals">${_totals(view)}</p>
 <p class="meta">As of <time datetime="${view.generated_at}">${
     _shortTime(view.generated_at)
   }</time>; refreshes every ${refresh} s. Lag bars run to twice the threshold; the line is the threshold.</p>
@@ -68,9 +63,13 @@ export function renderStatusPage(view: StatusPageView, options: RenderStatusPage
 <input type="search" name="q" value="${
     _esc(view.query.q)
   }" placeholder="Filter by connection, list id or name" aria-label="Filter">
+<span class="only">Only:
 <label><input type="checkbox" name="behind" value="1"${
     view.query.behind ? " checked" : ""
-  }> only behind</label>
+  }> behind</label>
+<label><input type="checkbox" name="failed" value="1"${
+    view.query.failed ? " checked" : ""
+  }> failed</label></span>
 <button type="submit">Filter</button>
 </form></header>
 <main>`;
@@ -95,12 +94,13 @@ export function renderStatusPage(view: StatusPageView, options: RenderStatusPage
   return out;
 }
 
-/** Where `GET /` reads the page from: the store's state as report rows, and the clock. */
-export interface StatusPageSource {
-  /** The configured connections with their stored state, in configuration order. */
-  rows(): Promise<readonly StatusRow[]>;
-  /** The time lags are computed at. */
-  clock: Clock;
+/** Options of {@linkcode statusPageResponse}. */
+export interface StatusPageResponseOptions {
+  /**
+   * Secrets taken out of the page, as they are and as they read once escaped for HTML (a
+   * state may hold a key passed as an id before ids were checked). @default {[]}
+   */
+  secrets?: readonly string[];
 }
 
 /**
@@ -112,10 +112,15 @@ export function statusPageResponse(
   rows: readonly StatusRow[],
   nowMs: number,
   request: Request,
+  options: StatusPageResponseOptions = {},
 ): Response {
   const query: StatusPageQuery = parseStatusPageQuery(new URL(request.url).searchParams);
   const nonce = crypto.randomUUID().replaceAll("-", "");
-  const html = renderStatusPage(buildStatusPageView(rows, nowMs, query), { nonce });
+  const secrets = (options.secrets ?? []).flatMap((s) => [s, _esc(s)]);
+  const html = redact(
+    renderStatusPage(buildStatusPageView(rows, nowMs, query), { nonce }),
+    secrets,
+  );
   return new Response(html, {
     headers: {
       "content-type": "text/html; charset=utf-8",
@@ -129,6 +134,22 @@ export function statusPageResponse(
   });
 }
 
+/**
+ * The counts a person reads first, each a link to its filter: how many are behind (or that
+ * none is), how many failed, how many members are held, out of how many connections.
+ */
+function _totals(view: StatusPageView): string {
+  const link = (param: string, cls: string, text: string) =>
+    `<a class="n ${cls}" href="?${param}=1">${text}</a>`;
+  let out = view.behind > 0
+    ? `<a class="n bad" href="?behind=1" id="behind-count">${view.behind} behind</a>`
+    : `<span class="n good" id="behind-count">none behind</span>`;
+  out += ` <span class="n">${view.total} connection${view.total === 1 ? "" : "s"}</span>`;
+  if (view.failed > 0) out += ` ${link("failed", "warn", `${view.failed} failed`)}`;
+  if (view.quarantined > 0) out += ` <span class="n warn">${view.quarantined} held</span>`;
+  return out;
+}
+
 function _row(row: StatusPageRow, nowMs: number): string {
   const name = row.list_name ?? row.list_id;
   const cls = row.behind ? ` class="behind"` : row.status === "failed" ? ` class="failed"` : "";
@@ -139,9 +160,12 @@ function _row(row: StatusPageRow, nowMs: number): string {
   out += `<td>${row.behind ? `<span class="badge bad">BEHIND</span> ` : ""}<span class="badge ${
     _statusClass(row.status)
   }">${row.status}</span></td>`;
-  out += `<td>${_lagBar(row)}<div class="sub">${
+  const over = row.behind && row.lag_seconds !== null
+    ? `<span class="bad">${formatLag(row.lag_seconds - row.threshold_seconds)} over</span> · `
+    : "";
+  out += `<td>${_lagBar(row)}<div class="sub">${over}${
     row.fresh_as_of === null
-      ? "never complete"
+      ? `never complete${row.status === "failed" ? " · its runs fail" : ""}`
       : `fresh as of <time datetime="${_esc(row.fresh_as_of)}">${
         _shortTime(row.fresh_as_of)
       }</time>`
@@ -172,6 +196,13 @@ function _row(row: StatusPageRow, nowMs: number): string {
   return out + `</tr>\n`;
 }
 
+/**
+ * The lag as a bar against the threshold and in words. Its colour is honest about more than
+ * the lag: a connection with nothing in Ometria yet is never green (red while its runs fail,
+ * grey while its first run is under way), and one whose last run failed is at least amber. A
+ * lag over the threshold is red and its row says by how much (`_row`), so "1m of 1m" cannot
+ * read as fine.
+ */
 function _lagBar(row: StatusPageRow): string {
   if (row.lag_seconds === null) return `<span class="sub">lag unknown</span>`;
   const ratio = row.threshold_seconds > 0
@@ -181,12 +212,18 @@ function _lagBar(row: StatusPageRow): string {
   // style attributes, and 5 % steps are all the eye can tell apart anyway.
   // Rounded up, so any lag at all shows as a sliver rather than an empty track.
   const step = Math.ceil(Math.min(ratio / 2, 1) * 20);
-  const tone = row.behind ? "bad" : ratio > 0.75 ? "warn" : "good";
-  return `<div class="bar" title="lag ${formatLag(row.lag_seconds)} of ${
-    formatLag(row.threshold_seconds)
-  }"><i class="w${step} ${tone}"></i></div><span class="lag">${formatLag(row.lag_seconds)} of ${
-    formatLag(row.threshold_seconds)
-  }</span>`;
+  const never = row.fresh_as_of === null;
+  const failed = row.status === "failed";
+  const tone = row.behind || (never && failed)
+    ? "bad"
+    : never
+    ? "muted"
+    : failed || ratio > 0.75
+    ? "warn"
+    : "good";
+  const text = `${formatLag(row.lag_seconds)} of ${formatLag(row.threshold_seconds)}`;
+  return `<div class="bar" title="lag ${text}"><i class="w${step} ${tone}"></i></div>` +
+    `<span class="lag${row.behind ? " bad" : ""}">${text}</span>`;
 }
 
 function _pager(view: StatusPageView): string {
@@ -198,6 +235,7 @@ function _pager(view: StatusPageView): string {
     const params = new URLSearchParams();
     if (view.query.q !== "") params.set("q", view.query.q);
     if (view.query.behind) params.set("behind", "1");
+    if (view.query.failed) params.set("failed", "1");
     params.set("page", String(page));
     return ` <a href="?${_esc(params.toString())}">${label}</a>`;
   };
@@ -259,10 +297,11 @@ const _CSS = `
 *{box-sizing:border-box}
 body{margin:0;padding:16px 24px;font:14px/1.4 system-ui,sans-serif;background:var(--bg);color:var(--fg)}
 h1{font-size:18px;margin:0 0 6px}
-.totals{margin:0 0 4px;font-size:16px}.n{margin-right:14px;font-weight:600}
+.totals{margin:0 0 4px;font-size:16px}.n{margin-right:14px;font-weight:600}a.n{text-decoration:none}a.n:hover{text-decoration:underline}
 .meta,.sub{color:var(--muted);font-size:12px}.meta{margin:0 0 10px}
-form{display:flex;gap:10px;align-items:center;margin-bottom:12px}
-input[type=search]{width:320px;padding:4px 8px;font:inherit}
+form{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin-bottom:12px}
+input[type=search]{width:320px;max-width:100%;padding:4px 8px;font:inherit}
+.only label{margin-left:6px}
 table{border-collapse:collapse;width:100%}
 th{text-align:left;font-size:12px;color:var(--muted);font-weight:600;border-bottom:2px solid var(--line);padding:6px 8px}
 td{border-bottom:1px solid var(--line);padding:6px 8px;vertical-align:top}
@@ -274,10 +313,26 @@ tr.failed td:first-child{box-shadow:inset 4px 0 var(--warn)}
 .badge.bad{background:var(--bad);border-color:var(--bad);color:#fff}
 .bar{position:relative;display:inline-block;vertical-align:middle;width:120px;height:8px;background:var(--track);border-radius:4px;overflow:hidden;margin-right:8px}
 .bar::after{content:"";position:absolute;left:50%;top:0;bottom:0;width:2px;background:var(--fg);opacity:.55}
-.bar i{display:block;height:100%}.bar i.good{background:var(--good)}.bar i.warn{background:var(--warn)}.bar i.bad{background:var(--bad)}
+.bar i{display:block;height:100%}.bar i.good{background:var(--good)}.bar i.warn{background:var(--warn)}.bar i.bad{background:var(--bad)}.bar i.muted{background:var(--muted)}
 .lag{font-variant-numeric:tabular-nums}
 .err{color:var(--bad);font-size:12px;max-width:420px;overflow-wrap:anywhere}
 .mono{font-family:ui-monospace,monospace}
 .pager{margin:12px 0;color:var(--muted)}.pager a{margin-left:8px}
 .empty{color:var(--muted)}
+@media (max-width:720px){
+body{padding:12px}h1{font-size:17px}.totals{font-size:15px}.n{margin-right:10px}
+input[type=search]{width:100%}
+table,tbody,tr,td{display:block;width:100%}thead{display:none}
+tr{border:1px solid var(--line);border-radius:8px;margin:0 0 10px;padding:6px 0;overflow:hidden}
+tr.behind{border-color:var(--bad);box-shadow:inset 4px 0 var(--bad)}tr.failed{box-shadow:inset 4px 0 var(--warn)}
+tr.behind{background:var(--badbg)}tr.behind td{background:none}
+tr.behind td:first-child,tr.failed td:first-child{box-shadow:none}
+td{border:0;padding:3px 12px;overflow-wrap:anywhere}
+td+td::before{display:block;font-size:11px;font-weight:600;color:var(--muted)}
+td:nth-child(2)::before{content:"Status"}td:nth-child(3)::before{content:"Freshness"}
+td:nth-child(4)::before{content:"Last run"}td:nth-child(5)::before{content:"Held"}
+td:nth-child(6)::before{content:"Orphans"}td:nth-child(7)::before{content:"Last webhook"}
+td.num{display:inline-block;width:auto;text-align:left;padding-right:20px}
+.err{max-width:none}
+}
 ${_WIDTHS}`;

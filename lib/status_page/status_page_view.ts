@@ -1,6 +1,6 @@
 /**
  * What the status page shows, as data: the connections a request asked for (filtered, behind
- * ones first, one page of them) with their freshness, last run, quarantine, orphans and last
+ * ones first, then failed ones, one page of them) with their freshness, last run, quarantine, orphans and last
  * webhook, and totals over all of them. Kept apart from the HTML so the order, the filter and
  * the paging are tested on plain values.
  *
@@ -25,18 +25,23 @@ export interface StatusPageQuery {
   page: number;
   /** Case-insensitive text that the connection id, list id or list name must contain. */
   q: string;
-  /** Only connections that are behind. */
+  /** Only connections that are behind (or, with `failed` too, behind or failed). */
   behind: boolean;
+  /** Only connections whose last run failed (or, with `behind` too, failed or behind). */
+  failed: boolean;
 }
+
+const _flag = z.string().catch("").transform((v) => ["1", "true", "on", "yes"].includes(v));
 
 const _querySchema = z.object({
   page: z.coerce.number().int().min(1).max(1_000_000).catch(1),
   q: z.string().catch("").transform((q) => q.trim().slice(0, _MAX_FILTER)),
-  behind: z.string().catch("").transform((v) => ["1", "true", "on", "yes"].includes(v)),
+  behind: _flag,
+  failed: _flag,
 });
 
 /**
- * Reads `?page=`, `?q=` and `?behind=1` from a query string. The query comes from whoever
+ * Reads `?page=`, `?q=`, `?behind=1` and `?failed=1` from a query string. The query comes from whoever
  * opens the page, so nothing in it is an error: a value that makes no sense falls back to its
  * default (page 1, no filter), and the filter is cut to 200 characters.
  */
@@ -45,6 +50,7 @@ export function parseStatusPageQuery(params: URLSearchParams): StatusPageQuery {
     page: params.get("page") ?? undefined,
     q: params.get("q") ?? undefined,
     behind: params.get("behind") ?? undefined,
+    failed: params.get("failed") ?? undefined,
   });
 }
 
@@ -91,7 +97,10 @@ export interface StatusPageView {
   pages: number;
   /** The query, as understood. */
   query: StatusPageQuery;
-  /** The rows of this page: behind first (worst first), then in configuration order. */
+  /**
+   * The rows of this page: behind first (worst first), then those whose last run failed,
+   * then the rest, each group in configuration order.
+   */
   rows: StatusPageRow[];
 }
 
@@ -103,9 +112,10 @@ export interface StatusPageViewOptions {
 
 /**
  * Builds one page of the status page from the configured connections' rows at `nowMs`. Behind
- * connections come first, the furthest behind (lag over threshold) first, so what needs a
- * person is at the top of page 1; the others keep the configuration order, so rows do not jump
- * around between refreshes. Pure: the same rows, time and query give the same view.
+ * connections come first, the furthest behind (lag over threshold) first, then connections
+ * whose last run failed, so what needs a person is at the top of page 1 however many
+ * connections there are; the others keep the configuration order, so rows do not jump around
+ * between refreshes. Pure: the same rows, time and query give the same view.
  */
 export function buildStatusPageView(
   rows: readonly StatusRow[],
@@ -118,29 +128,31 @@ export function buildStatusPageView(
     throw new RangeError(`Cannot page the status as 'pageSize' must be >= 1: current ${pageSize}`);
   }
   const needle = query.q.toLowerCase();
+  const only = query.behind || query.failed;
   let behind = 0;
   let failed = 0;
   let quarantined = 0;
-  const matching: { row: StatusRow; index: number; ratio: number; behind: boolean }[] = [];
+  const matching: { row: StatusRow; index: number; rank: number; ratio: number }[] = [];
   rows.forEach((row, index) => {
     const freshness = freshnessOf(row.state, {
       nowMs,
       thresholdSeconds: row.threshold_seconds,
     });
+    const isFailed = row.state?.status === "failed";
     if (freshness.behind) behind++;
-    if (row.state?.status === "failed") failed++;
+    if (isFailed) failed++;
     quarantined += row.state?.quarantine.length ?? 0;
-    if (query.behind && !freshness.behind) return;
+    if (only && !((query.behind && freshness.behind) || (query.failed && isFailed))) return;
     if (needle !== "" && !_matches(row, needle)) return;
     const ratio = row.threshold_seconds > 0
       ? (freshness.lag_seconds ?? 0) / row.threshold_seconds
       : Number.POSITIVE_INFINITY;
-    matching.push({ row, index, ratio, behind: freshness.behind });
+    matching.push({ row, index, rank: freshness.behind ? 0 : isFailed ? 1 : 2, ratio });
   });
   matching.sort((a, b) =>
-    a.behind !== b.behind
-      ? (a.behind ? -1 : 1)
-      : a.behind && a.ratio !== b.ratio
+    a.rank !== b.rank
+      ? a.rank - b.rank
+      : a.rank === 0 && a.ratio !== b.ratio
       ? b.ratio - a.ratio
       : a.index - b.index
   );

@@ -113,3 +113,37 @@ Deno.test("a sync logs progress lines while it runs and an idle tick writes one 
     await world.close();
   }
 });
+
+Deno.test("ProgressLine fits the terminal's width, never reaching its last column", async (t) => {
+  for (const columns of [300, 170, 80, 12]) {
+    await t.step(`${columns} columns`, () => {
+      const clock = new FakeClock(T0);
+      const written: string[] = [];
+      const line = new ProgressLine({
+        line: new TerminalLine((text) => written.push(text), () => columns),
+        clock,
+      });
+      for (let i = 1; i <= 6; i++) {
+        clock.set(T0 + i * 1000);
+        for (const id of ["shop-uk-newsletter", "shop-de-newsletter", "outlet-all"]) {
+          line.update(id, { read: i * 12_000, pushed: i * 11_900, total: 1_250_000 });
+        }
+      }
+      const drawn = written.map((w) => w.replace("\r\x1b[2K", ""));
+      assert.ok(drawn.length > 0);
+      for (const text of drawn) {
+        assert.ok([...text].length < columns, `${[...text].length} of ${columns}: ${text}`);
+      }
+      const last = drawn.at(-1)!;
+      // As much as fits: every run in full, then each run in short, then the totals.
+      const expected = {
+        300:
+          /^shop-uk-newsletter: read 72,000, pushed 71,400 \(of ~1,250,000\), .* \| outlet-all: /,
+        170: /^3 running, pushed \d+k, \d+k\/s: shop-uk-newsletter 71k\/1\.3M · .* · outlet-all /,
+        80: /^3 running, pushed \d+k, \d+k\/s$/,
+        12: /^3 running,…$/,
+      }[columns]!;
+      assert.match(last, expected);
+    });
+  }
+});

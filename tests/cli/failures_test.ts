@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../_helpers/fake_clock.ts";
 import { runCli, spawnCli } from "../_helpers/cli.ts";
 import { startCliWorld } from "../_helpers/cli_world.ts";
+import { fill, fullDiskUnavailable, tinyFileSystem } from "../_helpers/tiny_fs.ts";
 import { until } from "../_helpers/until.ts";
 
 const MINUTE = 60_000;
@@ -203,4 +204,55 @@ Deno.test("main.ts reports a misspelt flag with its suggestion and the other pro
   assert.match(result.stderr, /Unknown option --onse: did you mean --once\?/);
   assert.match(result.stderr, /BULK_MEMBER_COUNT must be a whole number/);
   assert.match(result.stderr, /SYNC_SCHEDULE "99 \* \* \* \*" is not a valid cron expression/);
+});
+
+Deno.test("main.ts exits 2 in one line when LOG_FILE cannot be written, before syncing anything", async () => {
+  const w = await world();
+  try {
+    for (const logFile of [`${w.dir}/no-such-folder/log_file.log`, w.dir]) {
+      const result = await runCli(["--once", "--state", w.state, LIST], {
+        ...w.env,
+        LOG_FILE: logFile,
+      });
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+      assert.match(result.stderr, new RegExp(`^Cannot write LOG_FILE=${logFile}: `));
+      assertNoStackTrace(result.stderr);
+    }
+    assert.equal(w.ometria.stats.recordsReceived, 0, "nothing ran");
+  } finally {
+    await w.close();
+  }
+});
+
+const noTmpfs = await fullDiskUnavailable();
+
+Deno.test({
+  name: `main.ts --once on a full disk exits 2 with advice and the state untouched${
+    noTmpfs === undefined ? "" : ` (skipped: cannot mount a tmpfs here: ${noTmpfs})`
+  }`,
+  ignore: noTmpfs !== undefined,
+  async fn() {
+    const w = await world();
+    const disk = await tinyFileSystem(64);
+    assert.ok(typeof disk !== "string", disk as string);
+    try {
+      // A first run, as users run it: in the state's folder, logging to log_file.log there.
+      const env = { ...w.env, LOG_FILE: "log_file.log" };
+      const first = await runCli(["--once", LIST], env, { cwd: disk.dir });
+      assert.equal(first.code, 0, first.stderr);
+      const before = await Deno.readFile(`${disk.dir}/sync_jobs.json`);
+      await fill(disk.dir);
+      const result = await runCli(["--once", "--force", LIST], env, { cwd: disk.dir });
+      assert.equal(result.code, 2, result.stderr);
+      assert.doesNotMatch(result.stderr, /unexpected error|This is a bug/);
+      assert.match(result.stderr, /sync_jobs\.json.*No space left on device/);
+      assert.match(result.stderr, /is full: free space on it, or pass a --state on another disk/);
+      assertNoStackTrace(result.stderr);
+      assert.deepEqual(await Deno.readFile(`${disk.dir}/sync_jobs.json`), before, "untouched");
+    } finally {
+      await disk.close();
+      await w.close();
+    }
+  },
 });

@@ -649,3 +649,110 @@ Deno.test("loadConfig() reads simulate's ports", async () => {
   const elsewhere = await errors({ env: KEYS, args: ["--ometria-port", "1", "l1"] });
   assert.match(elsewhere[0]!, /only apply to simulate/);
 });
+
+Deno.test("loadConfig() accepts numbers only in plain decimal digits, and in range", async (t) => {
+  for (
+    const [name, value, pattern] of [
+      ["METRICS_PORT", "0x10", /METRICS_PORT must be a port number .*not written in plain decimal/],
+      ["WEBHOOK_PORT", "1e3", /WEBHOOK_PORT must be a port number .*not written in plain decimal/],
+      ["BULK_MEMBER_COUNT", "0b11", /BULK_MEMBER_COUNT must be a whole number .*plain decimal/],
+      ["POLLING_TIME_IN_SECONDS", "6e1", /POLLING_TIME_IN_SECONDS must be a whole number/],
+      ["RECONCILE_EVERY_HOURS", "1e308", /RECONCILE_EVERY_HOURS must be a number above 0 and at/],
+      ["RECONCILE_EVERY_HOURS", "Infinity", /RECONCILE_EVERY_HOURS must be a number above 0/],
+      ["RECONCILE_EVERY_HOURS", "9000", /RECONCILE_EVERY_HOURS must be a number above 0 and at/],
+    ] as const
+  ) {
+    await t.step(`${name}=${value}`, async () => {
+      const found = await errors({ env: { ...KEYS, [name]: value }, args: ["l1"] });
+      assert.ok(found.some((e) => pattern.test(e)), JSON.stringify(found));
+    });
+  }
+  const good = await ok({
+    env: {
+      ...KEYS,
+      METRICS_PORT: " 9464 ",
+      RECONCILE_EVERY_HOURS: "0.5",
+      BULK_MEMBER_COUNT: "010",
+    },
+    args: ["l1"],
+  });
+  assert.deepEqual([good.metricsPort, good.reconcileEveryHours, good.bulkMemberCount], [
+    9464,
+    0.5,
+    10,
+  ]);
+  const sim = await errors({ args: ["simulate", "--mailchimp-port", "0x1f90"] });
+  assert.ok(sim.some((e) => /--mailchimp-port must be a port number/.test(e)), JSON.stringify(sim));
+});
+
+Deno.test("loadConfig() refuses a key with a character past ASCII, naming the variable", async () => {
+  for (const key of ["om-kéy", "om-key\u2019", "om-ключ"]) {
+    const found = await errors({ env: { ...KEYS, OMETRIA_API_KEY: key }, args: ["l1"] });
+    assert.deepEqual(found.length, 1, JSON.stringify(found));
+    assert.match(found[0]!, /^OMETRIA_API_KEY contains a character that is not plain ASCII/);
+    assert.ok(!found[0]!.includes(key));
+  }
+  const file = await errors({
+    env: { ...CONNECTION_KEYS, OMETRIA_KEY_DE: "om-dé" },
+    args: ["--connections", "c.json"],
+    readTextFile: fileReader({ "c.json": CONNECTIONS }),
+  });
+  assert.ok(file.some((e) => /OMETRIA_KEY_DE contains a character that is not plain/.test(e)));
+});
+
+/** The sources of a config whose connections file holds one entry, `fields` changed. */
+function oneConnection(fields: Record<string, unknown>): Partial<ConfigSources> {
+  const entry = {
+    id: "uk-shop",
+    list_id: "a1b2c3d4e5",
+    mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
+    ometria_api_key_env: "OMETRIA_KEY_UK",
+    ...fields,
+  };
+  return {
+    env: CONNECTION_KEYS,
+    args: ["--connections", "c.json"],
+    readTextFile: fileReader({ "c.json": JSON.stringify({ connections: [entry] }) }),
+  };
+}
+
+Deno.test("loadConfig() refuses '.' and '..' as connection ids: their webhook URL resolves away", async () => {
+  for (const id of [".", ".."]) {
+    const found = await errors(oneConnection({ id }));
+    assert.ok(found.some((e) => /must not be '\.' or '\.\.'/.test(e)), JSON.stringify(found));
+  }
+  // Dots inside an id stay fine.
+  const dotted = await ok(oneConnection({ id: "shop.uk..." }));
+  assert.equal(dotted.connections[0]!.id, "shop.uk...");
+});
+
+Deno.test("loadConfig() refuses a key given where a list or connection id belongs, never showing it", async (t) => {
+  await t.step("a Mailchimp key as a list id, for sync, status and reset", async () => {
+    // Another account's key: not a configured secret, so known by its shape alone.
+    const other = "fedcba9876543210fedcba9876543210-us7";
+    for (const command of [[], ["status"], ["reset"]]) {
+      const found = await errors({ env: KEYS, args: [...command, "l1", other] });
+      assert.equal(found.length, 1, JSON.stringify(found));
+      assert.match(found[0]!, /^Argument 2 of the ids is a Mailchimp API key, not a list id/);
+      assert.ok(!found[0]!.includes(other.slice(0, 12)));
+    }
+  });
+  await t.step("the value of a configured secret, whatever its shape", async () => {
+    const found = await errors({
+      env: { ...KEYS, OMETRIA_API_KEY: "plainalnumkey" },
+      args: ["plainalnumkey"],
+    });
+    assert.match(found[0]!, /^Argument 1 of the ids is the value of OMETRIA_API_KEY/);
+  });
+  await t.step("in a connections file, as a list id or an id", async () => {
+    for (const field of ["list_id", "id"]) {
+      const found = await errors(oneConnection({ [field]: CONNECTION_KEYS.OMETRIA_KEY_UK }));
+      assert.equal(found.length, 1, JSON.stringify(found));
+      assert.match(
+        found[0]!,
+        new RegExp(`its ${field} is the value of OMETRIA_KEY_UK \\(not shown\\)`),
+      );
+      assert.ok(!found[0]!.includes("om-uk"), found[0]);
+    }
+  });
+});

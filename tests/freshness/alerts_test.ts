@@ -260,24 +260,33 @@ Deno.test("AlertManager rejects an invalid webhook URL without echoing it", () =
   );
 });
 
-Deno.test("AlertManager redacts configured keys from last_error in the log and the webhook", async () => {
+Deno.test("AlertManager redacts configured keys from every field it sends and logs, ids included", async () => {
   using logs = captureLogs();
   await using receiver = startReceiver("ok");
   const key = "leaky-KEY-0123456789-us9";
+  // A state from before ids were checked: another key passed as the list id.
+  const listKey = "0123456789abcdef0123456789abcdef-us9";
   const clock = new FakeClock(START + 2 * 60 * MIN, { autoAdvance: true });
   const alerts = new AlertManager({
     clock,
     logger: logs.logger,
     webhookUrl: receiver.url,
-    secrets: [key],
+    secrets: [key, listKey],
   });
   alerts.evaluate(conn, {
     ...stateFreshAt(conn.id, START),
     last_error: `TypeError: Invalid header value: ${key}`,
   });
+  alerts.evaluate(
+    { id: listKey, list_id: listKey, threshold_seconds: 3600 },
+    stateFreshAt(listKey, START),
+  );
   assert.equal(await alerts.drain(), true);
   assert.equal(receiver.bodies[0]!["last_error"], "TypeError: Invalid header value: [redacted]");
   assert.doesNotMatch(logs.text(), /leaky-KEY/);
+  assert.equal(receiver.bodies[1]!["event"], "connection.behind");
+  assert.equal(receiver.bodies[1]!["list_id"], "[redacted]");
+  assert.doesNotMatch(JSON.stringify(receiver.bodies), /leaky-KEY|0123456789abcdef/);
   await alerts.close();
 });
 

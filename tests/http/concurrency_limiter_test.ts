@@ -100,3 +100,36 @@ Deno.test("MailchimpLimiters gives every user of one API key the same limiter", 
   assert.equal(limiters.size, 2);
   assert.notEqual(new MailchimpLimiters().for("key-us1"), a, "no state shared across registries");
 });
+
+Deno.test("ConcurrencyLimiter halves its cap on a 429, once per crowded moment, and grows back", async () => {
+  const limiter = new ConcurrencyLimiter(10);
+  const gates = Array.from({ length: 10 }, () => deferred());
+  const running = gates.map((g) => limiter.run(() => g.promise));
+  await macrotask();
+  // Ten requests answered 429 at once: one signal, one cut.
+  for (let i = 0; i < 10; i++) limiter.throttled();
+  assert.equal(limiter.limit, 5);
+  for (const g of gates) g.resolve();
+  await Promise.all(running);
+  // Tasks started before the cut say nothing about the new cap: the next 429 cuts again
+  // only after as many tasks as the cap started and finished under it.
+  limiter.throttled();
+  assert.equal(limiter.limit, 5);
+  await Promise.all(Array.from({ length: 5 }, () => limiter.run(() => Promise.resolve())));
+  limiter.throttled();
+  assert.equal(limiter.limit, 2);
+  // Fewer at once while it is low.
+  let peak = 0;
+  let now = 0;
+  const work = () =>
+    limiter.run(async () => {
+      peak = Math.max(peak, ++now);
+      await macrotask();
+      now--;
+    });
+  await Promise.all(Array.from({ length: 4 }, work));
+  assert.equal(peak, 2);
+  // One more slot per twice-the-cap tasks done without a 429, up to max.
+  for (let i = 0; i < 200; i++) await work();
+  assert.equal(limiter.limit, 10);
+});

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../_helpers/fake_clock.ts";
 import { RateLimiter } from "../../lib/http/rate_limiter.ts";
+import { DeadlineError } from "../../lib/http/retry.ts";
 import { seededRandom } from "../../lib/sim/random.ts";
 
 /** Most grants in one calendar second and in any window of 1000 ms. */
@@ -177,4 +178,55 @@ Deno.test("RateLimiter.acquire() rejects when aborted while waiting and hands it
   await behind;
   assert.throws(() => new RateLimiter({ perSecond: 0, clock }), RangeError);
   assert.throws(() => new RateLimiter({ perSecond: 8, clock, marginMs: -1 }), RangeError);
+});
+
+Deno.test("RateLimiter.acquire() with a deadline refuses at once a pause that outlasts it", async () => {
+  const clock = new FakeClock();
+  const limiter = new RateLimiter({ perSecond: 8, clock });
+  limiter.throttled(3_600_000, "Ometria POST /v2/push answered 429");
+  const error = await limiter.acquire(undefined, clock.now() + 10 * 60_000).then(
+    () => assert.fail("granted during an hour's pause"),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof DeadlineError, String(error));
+  assert.match(
+    error.message,
+    /^Ometria POST \/v2\/push answered 429, asking every request to wait \(Retry-After\): waiting 60 min for the rate limit would end past the run's deadline \(10 min left\)/,
+  );
+  assert.equal(clock.pendingTimers, 0, "nobody sleeps");
+  // A pause that ends in time is waited for, as before.
+  limiter.pause(5_000, "short");
+  const granted = limiter.acquire(undefined, clock.now() + 3_600_000 * 2);
+  await settle();
+  assert.equal(clock.pendingTimers, 1);
+  await clock.tick(3_600_000);
+  await granted;
+});
+
+/**
+ * A clock whose timers behave like the platform's: a sleep past 2^31 - 1 ms ends at once.
+ * It refuses to be asked more than 100 times, which only a loop of such sleeps would do.
+ */
+class OverflowingClock {
+  #now = Date.UTC(2026, 0, 1);
+  readonly sleeps: number[] = [];
+  now(): number {
+    return this.#now;
+  }
+  sleep(ms: number): Promise<void> {
+    this.sleeps.push(ms);
+    if (this.sleeps.length > 100) return Promise.reject(new Error("a loop of sleeps"));
+    this.#now += ms > 2 ** 31 - 1 ? 1 : ms;
+    return Promise.resolve();
+  }
+}
+
+Deno.test("RateLimiter never asks for a sleep that would overflow the platform's timers", async () => {
+  const clock = new OverflowingClock();
+  const limiter = new RateLimiter({ perSecond: 8, clock });
+  // What parseRetryAfter once let through: about 25.5 days.
+  limiter.pause(2_200_000_000);
+  await limiter.acquire();
+  assert.equal(clock.sleeps.length, 2, `${clock.sleeps.length} sleeps`);
+  assert.ok(clock.sleeps.every((ms) => ms <= 2 ** 31 - 1), String(clock.sleeps));
 });

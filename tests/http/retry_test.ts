@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../_helpers/fake_clock.ts";
 import { isRetryableStatus } from "../../lib/http/request_json.ts";
-import { parseRetryAfter, retry, RetryError } from "../../lib/http/retry.ts";
+import {
+  DeadlineError,
+  MAX_RETRY_AFTER_MS,
+  parseRetryAfter,
+  retry,
+  RetryError,
+} from "../../lib/http/retry.ts";
 
 /** An error answer as a client would throw it. */
 class StatusError extends Error {
@@ -88,7 +94,8 @@ Deno.test("retry() throws RetryError with last error as cause after maxAttempts"
   assert.equal(calls, 4);
   assert.ok(error.cause instanceof StatusError);
   assert.equal(error.cause.status, 502);
-  assert.match(error.message, /Gave up after 4 attempts \(no attempts left\): HTTP 502/);
+  // The cause first: a status line cut short must still show why.
+  assert.equal(error.message, "HTTP 502 (gave up after 4 attempts: no attempts left)");
 });
 
 Deno.test("retry() gives up within maxElapsedMs", async () => {
@@ -228,4 +235,92 @@ Deno.test("parseRetryAfter() reads seconds and HTTP-dates", () => {
   assert.equal(parseRetryAfter("Thu, 01 Jan 2026 11:00:00 GMT", now), 0, "a past date is now");
   assert.equal(parseRetryAfter(null, now), undefined);
   assert.equal(parseRetryAfter("soon", now), undefined);
+});
+
+/** A 429 as a client would throw it, with its Retry-After in milliseconds. */
+class Throttle extends Error {
+  constructor(readonly retryAfterMs: number | undefined) {
+    super("HTTP 429 Too Many Requests");
+  }
+}
+
+const throttleOptions = {
+  isThrottle: (e: unknown) => e instanceof Throttle,
+  retryAfterMs: (e: unknown) => e instanceof Throttle ? e.retryAfterMs : undefined,
+};
+
+Deno.test("retry() rides out a storm of 429s past maxAttempts, each wait growing with jitter", async () => {
+  const start = Date.UTC(2026, 0, 1);
+  const clock = new FakeClock(start, { autoAdvance: true });
+  const delays: number[] = [];
+  let calls = 0;
+  const result = await retry(() => {
+    // 40 answers 429 with Retry-After: 1, then the storm is over.
+    if (++calls <= 40) return Promise.reject(new Throttle(1000));
+    return Promise.resolve("ok");
+  }, {
+    clock,
+    ...throttleOptions,
+    random: () => 0.5,
+    deadline: start + 30 * 60_000,
+    onFailedAttempt: ({ delayMs, throttled }) => {
+      assert.ok(throttled);
+      delays.push(delayMs);
+    },
+  });
+  assert.equal(result, "ok");
+  assert.equal(calls, 41, "not given up after 8 attempts: a 429 is the server's pace");
+  // Retry-After is a floor; on top, half of a ceiling that doubles up to 15 s.
+  assert.deepEqual(delays.slice(0, 7), [1250, 1500, 2000, 3000, 5000, 8500, 8500]);
+  assert.ok(delays.every((d) => d >= 1000));
+});
+
+Deno.test("retry() gives up on a throttle with a DeadlineError, cause first, when its wait passes the deadline", async (t) => {
+  for (
+    const [name, retryAfterMs] of [["Retry-After 1 h", 3_600_000], ["a day", 86_400_000]] as const
+  ) {
+    await t.step(name, async () => {
+      const start = Date.UTC(2026, 0, 1);
+      const clock = new FakeClock(start, { autoAdvance: true });
+      let calls = 0;
+      const error = await retry(() => {
+        calls++;
+        return Promise.reject(new Throttle(retryAfterMs));
+      }, { clock, ...throttleOptions, random: () => 0, deadline: start + 10 * 60_000 }).then(
+        () => assert.fail("should have given up"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof DeadlineError, String(error));
+      assert.ok(error.cause instanceof Throttle);
+      assert.equal(calls, 1);
+      assert.equal(clock.now(), start, "no wait was started");
+      assert.match(
+        error.message,
+        /^HTTP 429 Too Many Requests: waiting [\d.]+ (min|h) for the rate limit would end past the run's deadline \(10 min left\)/,
+      );
+    });
+  }
+});
+
+Deno.test("retry() without a deadline bounds a storm by its time budget", async () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1), { autoAdvance: true });
+  const error = await retry(() => Promise.reject(new Throttle(1000)), {
+    clock,
+    ...throttleOptions,
+    random: () => 1,
+  }).then(() => assert.fail("should have given up"), (e: unknown) => e);
+  assert.ok(error instanceof RetryError);
+  assert.match(
+    error.message,
+    /^HTTP 429 Too Many Requests \(gave up after \d+ attempts: rate limited/,
+  );
+  assert.ok(clock.now() - Date.UTC(2026, 0, 1) <= 60_000);
+});
+
+Deno.test("parseRetryAfter() reads a wait beyond a day as a day", () => {
+  const now = Date.UTC(2026, 0, 1);
+  // Above 2^31 ms a timer fires at once: 2,200,000 s is about 25.5 days.
+  assert.equal(parseRetryAfter("2200000", now), MAX_RETRY_AFTER_MS);
+  assert.equal(parseRetryAfter("Fri, 01 Jan 2100 00:00:00 GMT", now), MAX_RETRY_AFTER_MS);
+  assert.equal(MAX_RETRY_AFTER_MS, 86_400_000);
 });

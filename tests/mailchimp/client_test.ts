@@ -277,7 +277,9 @@ Deno.test("MailchimpClient honours Retry-After when Mailchimp sends one", async 
   try {
     sim.faults.queue(429);
     const clock = new InstantClock(600_000);
-    const result = await client(sim, { clock, timeoutMs: 600_000, retry: {} }).ping();
+    // No jitter: the wait is the Retry-After alone (jitter comes on top, see retry_test).
+    const retry = { random: () => 0 };
+    const result = await client(sim, { clock, timeoutMs: 600_000, retry }).ping();
     assert.equal(result, "Everything's Chimpy!");
     assert.deepEqual(clock.sleeps, [3000]);
   } finally {
@@ -285,7 +287,7 @@ Deno.test("MailchimpClient honours Retry-After when Mailchimp sends one", async 
   }
 });
 
-Deno.test("MailchimpClient retries a bare 403 but not a 403 problem", async () => {
+Deno.test("MailchimpClient tries a bare 403 twice and explains it; a 403 problem once", async () => {
   const sim = await startSim();
   const server = fixture(() =>
     new Response(JSON.stringify({ title: "Forbidden", status: 403, detail: "No access." }), {
@@ -297,6 +299,17 @@ Deno.test("MailchimpClient retries a bare 403 but not a 403 problem", async () =
     sim.faults.queue(403);
     assert.equal(await client(sim).ping(), "Everything's Chimpy!");
     assert.equal(sim.stats.requests, 2);
+
+    sim.faults.queue(403, 403, 403, 403);
+    const bare = await failure(client(sim).ping());
+    assert.ok(bare instanceof MailchimpError, String(bare));
+    assert.equal(bare.status, 403);
+    assert.equal(sim.stats.requests, 4, "two more attempts, not eight");
+    assert.match(bare.message, /^Mailchimp GET \/ping answered 403 without a reason, as its edge/);
+    assert.match(
+      bare.message,
+      /check that this machine may reach Mailchimp and that MAILCHIMP_API_KEY/,
+    );
 
     const error = await failure(client(server).ping());
     assert.ok(error instanceof MailchimpError);
@@ -386,7 +399,7 @@ Deno.test("MailchimpClient keeps 30 concurrent page reads within one limiter of 
   }
 });
 
-Deno.test("MailchimpClient reports a malformed answer clearly and does not retry", async (t) => {
+Deno.test("MailchimpClient reports a malformed answer clearly, retrying only one that is not JSON", async (t) => {
   const member = (status: string) => ({
     id: "a",
     email_address: "a@example.com",
@@ -399,28 +412,42 @@ Deno.test("MailchimpClient reports a malformed answer clearly and does not retry
     new Response(body, { headers: { "content-type": "application/json", "x-request-id": "r1" } })
   );
   try {
+    await t.step("wrong shape: at once", async () => {
+      body = JSON.stringify({ members: "none", total_items: 5 });
+      const before = server.requests;
+      const error = await failure(client(server).getMembers("x", { count: 5 }));
+      assert.ok(error instanceof MailchimpError);
+      assert.equal(error.status, 200);
+      assert.equal(error.retryable, false);
+      assert.equal(error.requestId, "r1");
+      assert.match(error.message, /^Mailchimp GET \/lists\/x\/members returned/);
+      assert.match(error.message, /returned a malformed response: members: /);
+      assert.equal(server.requests - before, 1);
+    });
     for (
       const [name, text, expected] of [
+        // A page of members cut off mid-record: the error must not carry its member data.
         [
-          "wrong shape",
-          JSON.stringify({ members: "none", total_items: 5 }),
-          /returned a malformed response: members: /,
+          "cut short",
+          JSON.stringify({ members: [member("subscribed")] }).slice(0, 60),
+          /the body is not JSON \(it ends before its JSON does, after 60 characters: cut short\)/,
         ],
-        ["not JSON", "<html>oops</html>", /returned a malformed response: the body is not JSON/],
+        ["an HTML page", "<html>oops</html>", /the body is not JSON but an HTML page/],
         ["empty", "", /returned a malformed response: the body is empty/],
       ] as const
     ) {
-      await t.step(name, async () => {
+      await t.step(`${name}: retried, then given up`, async () => {
         body = text;
         const before = server.requests;
         const error = await failure(client(server).getMembers("x", { count: 5 }));
-        assert.ok(error instanceof MailchimpError);
-        assert.equal(error.status, 200);
-        assert.equal(error.retryable, false);
-        assert.equal(error.requestId, "r1");
+        assert.ok(error instanceof RetryError, String(error));
+        assert.ok(error.cause instanceof MailchimpError);
+        assert.equal(error.cause.status, 200);
+        assert.equal(error.cause.retryable, true);
         assert.match(error.message, /^Mailchimp GET \/lists\/x\/members returned/);
         assert.match(error.message, expected);
-        assert.equal(server.requests - before, 1);
+        assert.doesNotMatch(error.message, /a@example\.com|subscribed|oops/);
+        assert.equal(server.requests - before, 8);
       });
     }
     await t.step("malformed members are returned apart, the rest of the page kept", async () => {

@@ -278,3 +278,36 @@ Deno.test("tick() skips a connection held elsewhere", async () => {
     await world.close();
   }
 });
+
+Deno.test("tick() counts the connections a stop signal kept from running in its summary", async () => {
+  const world = await startWorld();
+  const { captureLogs } = await import("../freshness/_helpers.ts");
+  using logs = captureLogs();
+  try {
+    const ids = Array.from({ length: 30 }, (_, i) => `list${String(i).padStart(6, "0")}`);
+    for (const id of ids) world.mailchimp.addList(id, { members: 3 });
+    const stop = new AbortController();
+    const service = world.service(ids, {
+      logger: logs.logger,
+      maxConcurrentRuns: 2,
+      reconcileEveryHours: 0,
+      // SIGTERM while the first runs are in flight.
+      onRunFinished: () => stop.abort(new Error("SIGTERM received")),
+    });
+    const result = await service.tick({ signal: stop.signal });
+    const ran = result.entries.filter((e) => e.ran).length;
+    assert.ok(ran >= 1 && ran <= 2, `${ran} ran`);
+    assert.equal(result.entries.length, 30, "every connection has an entry");
+    const stopped = result.entries.filter((e) => !e.ran && e.reason === "stopped").length;
+    assert.equal(stopped, 30 - ran);
+    const line = logs.records.map((r) => r.message.join("")).find((m) => m.startsWith("Tick:"));
+    assert.equal(
+      line,
+      `Tick: ${ran} run(s) (0 failed) of 30 connection(s); ${30 - ran} not run (stopped: ${
+        30 - ran
+      })`,
+    );
+  } finally {
+    await world.close();
+  }
+});

@@ -198,34 +198,62 @@ Deno.test("FileStore ignores a torn last journal line and replaces the journal a
   });
 });
 
-Deno.test("FileStore refuses a journal damaged before its end and changes neither file", async () => {
+/**
+ * Runs `fn` on a crash copy of a state file whose journal holds three connections' lines
+ * (see `withCrashCopy`), with the store's clock.
+ */
+async function withJournalOfThree(
+  fn: (copy: string, clock: FakeClock) => Promise<void>,
+): Promise<void> {
   await withTempDir(async (dir) => {
     const path = `${dir}/sync_jobs.json`;
     const clock = new FakeClock();
     const store = await FileStore.open(path, { clock });
     for (const id of ["a", "b", "c"]) await put(store, sampleState(id));
-    await withCrashCopy(path, async (copy) => {
-      const journal = await Deno.readTextFile(`${copy}.journal`);
-      // One changed character in the second line (connection "b"'s state; "a" went into the
-      // document with the first write).
-      const damaged = journal.replace('"list_id":"list-b"', '"list_id":"list-x"');
-      assert.notEqual(damaged, journal);
-      await Deno.writeTextFile(`${copy}.journal`, damaged);
-      const document = await Deno.readFile(copy);
-      for (const readOnly of [false, true]) {
-        const error = await FileStore.open(copy, { clock, readOnly }).then(
-          () => assert.fail("a damaged journal was opened"),
-          (e: unknown) => e,
-        );
-        assert.ok(error instanceof StateError, `expected StateError, got ${error}`);
-        assert.match(error.message, new RegExp(`The journal ${copy}\.journal .* is damaged`));
-        assert.match(error.message, /line 2 its checksum does not match its content/);
-        assert.match(error.message, /Neither file has been changed/);
-      }
-      assert.equal(await Deno.readTextFile(`${copy}.journal`), damaged);
-      assert.deepEqual(await Deno.readFile(copy), document);
-    });
+    await withCrashCopy(path, (copy) => fn(copy, clock));
     await store.close();
+  });
+}
+
+Deno.test("FileStore refuses a journal damaged before its end and changes neither file", async () => {
+  await withJournalOfThree(async (copy, clock) => {
+    const journal = await Deno.readTextFile(`${copy}.journal`);
+    // One changed character in the second line (connection "b"'s state; "a" went into the
+    // document with the first write).
+    const damaged = journal.replace('"list_id":"list-b"', '"list_id":"list-x"');
+    assert.notEqual(damaged, journal);
+    await Deno.writeTextFile(`${copy}.journal`, damaged);
+    const document = await Deno.readFile(copy);
+    for (const readOnly of [false, true]) {
+      const error = await FileStore.open(copy, { clock, readOnly }).then(
+        () => assert.fail("a damaged journal was opened"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof StateError, `expected StateError, got ${error}`);
+      assert.match(error.message, new RegExp(`The journal ${copy}\.journal .* is damaged`));
+      assert.match(error.message, /line 2 its checksum does not match its content/);
+      assert.match(error.message, /Neither file has been changed/);
+    }
+    assert.equal(await Deno.readTextFile(`${copy}.journal`), damaged);
+    assert.deepEqual(await Deno.readFile(copy), document);
+  });
+});
+
+Deno.test("FileStore refuses a journal none of whose lines can be read, rather than drop it", async () => {
+  await withJournalOfThree(async (copy, clock) => {
+    const journal = await Deno.readTextFile(`${copy}.journal`);
+    // Every line's checksum off by one digit: each line whole, none of them readable.
+    const unreadable = journal.split("\n").map((line) =>
+      line === "" ? line : (line[0] === "0" ? "1" : "0") + line.slice(1)
+    ).join("\n");
+    await Deno.writeTextFile(`${copy}.journal`, unreadable);
+    const error = await FileStore.open(copy, { clock }).then(
+      () => assert.fail("a journal of unreadable lines was opened"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof StateError, `expected StateError, got ${error}`);
+    assert.match(error.message, /is damaged: line 1 its checksum does not match its content/);
+    assert.equal(await Deno.readTextFile(`${copy}.journal`), unreadable);
   });
 });
 

@@ -58,6 +58,13 @@ Deno.test("parseJournal() sets a torn end aside and reports damage before whole 
       damage: "line 2: its checksum does not match its content",
     },
     {
+      name: "only unreadable whole lines",
+      text: ("0".repeat(40) + "\n").repeat(3),
+      entries: 0,
+      torn: 0,
+      damage: "line 1: it is not a checksummed line",
+    },
+    {
       name: "no header",
       text: LINES.join(""),
       entries: 0,

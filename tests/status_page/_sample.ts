@@ -1,12 +1,16 @@
 /**
  * A handful of connections in every state the status page distinguishes (fresh, nearly late,
- * behind and failing, holding members, never run, receiving webhooks), written into a store
- * through the real transitions. The browser test and `deno task screenshot` show this state.
+ * behind and failing, failing since its first run, holding members, never run, receiving
+ * webhooks), written into a store through the real transitions. The browser test and
+ * `deno task screenshot` show this state.
  *
  * @module
  */
 import { FakeClock } from "../_helpers/fake_clock.ts";
+import { failedRun } from "../_helpers/run_events.ts";
+import type { ConnectionConfig } from "../../lib/config/config.ts";
 import type { StatusRow } from "../../lib/freshness/status_report.ts";
+import { Metrics, type MetricsServer, serveMetrics } from "../../lib/metrics/metrics.ts";
 import { MemoryStore } from "../../lib/state/memory_store.ts";
 import { record } from "../../lib/state/transitions.ts";
 
@@ -27,7 +31,19 @@ export const SAMPLE_CONNECTIONS = [
   { id: "outlet", listId: "k1l2m3n4o5", threshold: 3600 },
   { id: "newsletter", listId: "p6q7r8s9t0", threshold: 7200 },
   { id: "vip-club", listId: "u1v2w3x4y5", threshold: 1800 },
+  { id: "shop-de", listId: "z9y8x7w6v5", threshold: 7200 },
 ] as const;
+
+/** The sample's connections as a config holds them (with keys that reach nothing). */
+export function sampleConnectionConfigs(): ConnectionConfig[] {
+  return SAMPLE_CONNECTIONS.map((c) => ({
+    id: c.id,
+    listId: c.listId,
+    mailchimp: { apiKey: "mc-key-us9", baseUrl: "http://127.0.0.1:1/3.0" },
+    ometria: { apiKey: "om-key", baseUrl: "http://127.0.0.1:2", endpoint: "push" as const },
+    thresholdSeconds: c.threshold,
+  }));
+}
 
 /** Builds the sample at `nowMs`; `shop-eu` is the one behind (its runs fail). */
 export async function statusPageSample(
@@ -35,7 +51,7 @@ export async function statusPageSample(
 ): Promise<StatusPageSample> {
   const store = new MemoryStore();
   const clock = new FakeClock(nowMs);
-  const [uk, eu, outlet, _newsletter, vip] = SAMPLE_CONNECTIONS.map((c) => ({
+  const [uk, eu, outlet, _newsletter, vip, de] = SAMPLE_CONNECTIONS.map((c) => ({
     id: c.id,
     listId: c.listId,
     threshold: c.threshold,
@@ -132,6 +148,22 @@ export async function statusPageSample(
     eventType: "subscribe",
   });
 
+  // Its first sync has failed since a new key was pasted: nothing of it is in Ometria yet.
+  await record(store, de!, {
+    type: "run-started",
+    at: nowMs - 25 * _MIN,
+    thresholdSeconds: de!.threshold,
+  });
+  await record(
+    store,
+    de!,
+    failedRun(
+      nowMs - 3 * _MIN,
+      nowMs - 2 * _MIN,
+      "Mailchimp rejected the API key (401): API Key Invalid. Check MAILCHIMP_KEY_DE",
+    ),
+  );
+
   return {
     store,
     clock,
@@ -145,4 +177,17 @@ export async function statusPageSample(
       }));
     },
   };
+}
+
+/**
+ * Serves the sample on a real metrics listener (port 0 on 127.0.0.1), as the daemon serves its
+ * state: the status page, `/status.json` and `/metrics` with `metrics`' counters.
+ */
+export function serveSample(sample: StatusPageSample, metrics = new Metrics()): MetricsServer {
+  return serveMetrics({
+    metrics,
+    port: 0,
+    health: () => ({ ok: true }),
+    status: { rows: () => sample.rows(), clock: sample.clock },
+  });
 }

@@ -1,60 +1,107 @@
 /**
  * The status page in a real headless Chromium from Debian's packages, served by a real metrics
- * listener on 127.0.0.1. Skipped where /usr/bin/chromium is missing, unless
+ * listener on 127.0.0.1, at a desktop's width and at a phone's (390 px): what comes first,
+ * that the filters work, that nothing runs off the side of a phone, and the two pictures of
+ * `deno task screenshot`. Skipped where /usr/bin/chromium is missing, unless
  * `REQUIRE_CHROMIUM=1` (set by `.ci/run`, which installs it), so CI cannot pass without it.
  *
  * @module
  */
 import assert from "node:assert/strict";
-import { Metrics, serveMetrics } from "../../lib/metrics/metrics.ts";
-import { CHROMIUM_PATH, dumpDom, hasChromium, screenshot } from "./_chromium.ts";
-import { SAMPLE_CONNECTIONS, statusPageSample } from "./_sample.ts";
+import { CHROMIUM_PATH, evaluate, hasChromium } from "./_chromium.ts";
+import { SAMPLE_CONNECTIONS, serveSample, statusPageSample } from "./_sample.ts";
+import { SCREENSHOTS, takeScreenshots } from "./screenshot.ts";
 
 const required = Deno.env.get("REQUIRE_CHROMIUM") === "1";
 const available = hasChromium();
 
+/** What the page shows once loaded: its rows in order, where each landed, a few styles. */
+interface _Layout {
+  live: string | undefined;
+  viewport: number;
+  scrollWidth: number;
+  headerShown: boolean;
+  secondCellLabel: string;
+  rows: { id: string; cls: string; left: number; right: number }[];
+  behindCount: string;
+}
+
+const _LAYOUT = `(() => {
+  const rows = [...document.querySelectorAll("tr[data-id]")];
+  return {
+    live: document.documentElement.dataset.live,
+    viewport: innerWidth,
+    scrollWidth: document.documentElement.scrollWidth,
+    headerShown: getComputedStyle(document.querySelector("thead")).display !== "none",
+    secondCellLabel: getComputedStyle(rows[0].children[1], "::before").content,
+    rows: rows.map((r) => {
+      const box = r.getBoundingClientRect();
+      return { id: r.dataset.id, cls: r.className, left: box.left, right: box.right };
+    }),
+    behindCount: document.getElementById("behind-count").textContent,
+  };
+})()`;
+
 Deno.test({
-  name: `status page in headless Chromium: rows shown, the behind one marked, its script ran${
+  name: `status page in headless Chromium: behind and failed first, filters, a phone's width${
     available ? "" : ` (skipped: ${CHROMIUM_PATH} missing; apt-get install chromium)`
   }`,
   ignore: !available && !required,
-  async fn() {
+  async fn(t) {
     assert.ok(available, `${CHROMIUM_PATH} is missing: apt-get install chromium`);
     const sample = await statusPageSample();
-    const server = serveMetrics({
-      metrics: new Metrics(),
-      port: 0,
-      health: () => ({ ok: true }),
-      statusPage: { rows: () => sample.rows(), clock: sample.clock },
-    });
+    const server = serveSample(sample);
     try {
-      const dom = await dumpDom(server.url);
-      // The inline script set this after load: the CSP nonce let it run.
-      assert.match(dom, /<html lang="en" data-live="1">/);
-      const rows = [...dom.matchAll(/<tr( class="[^"]*")? data-id="([^"]+)"( data-behind="1")?>/g)]
-        .map((m) => ({ id: m[2]!, behind: m[3] !== undefined, cls: m[1] ?? "" }));
-      assert.deepEqual(
-        rows.map((r) => r.id).sort(),
-        SAMPLE_CONNECTIONS.map((c) => c.id).sort(),
-      );
-      assert.deepEqual(rows[0], { id: "shop-eu", behind: true, cls: ` class="behind"` });
-      assert.deepEqual(rows.filter((r) => r.behind).map((r) => r.id), ["shop-eu"]);
-      assert.match(dom, /data-id="shop-eu"[^]*?<span class="badge bad">BEHIND<\/span>/);
-      assert.match(dom, /id="behind-count">1 behind</);
-
-      const filtered = await dumpDom(`${server.url}?behind=1`);
-      assert.deepEqual([...filtered.matchAll(/data-id="([^"]+)"/g)].map((m) => m[1]), ["shop-eu"]);
-
-      // The picture renders too (what `deno task screenshot` relies on).
-      const dir = await Deno.makeTempDir({ prefix: "status_page_png_" });
-      try {
-        await screenshot(server.url, `${dir}/page.png`, { windowSize: [1000, 400] });
-        const png = await Deno.readFile(`${dir}/page.png`);
-        assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47], "a PNG");
-        assert.ok(png.length > 10_000, `a page, not a blank: ${png.length} bytes`);
-      } finally {
-        await Deno.remove(dir, { recursive: true });
+      for (const width of [1280, 390]) {
+        await t.step(`${width} px wide`, async () => {
+          const page = await evaluate<_Layout>(server.url, _LAYOUT, { windowSize: [width, 800] });
+          // The inline script set this after load: the CSP nonce let it run.
+          assert.equal(page.live, "1");
+          assert.equal(page.viewport, width);
+          // Behind first, then the ones whose last run failed, then configuration order.
+          assert.deepEqual(page.rows.map((r) => [r.id, r.cls]), [
+            ["shop-eu", "behind"],
+            ["shop-de", "failed"],
+            ["shop-uk", ""],
+            ["outlet", ""],
+            ["newsletter", ""],
+            ["vip-club", ""],
+          ]);
+          assert.equal(page.rows.length, SAMPLE_CONNECTIONS.length);
+          assert.equal(page.behindCount, "1 behind");
+          // Nothing wider than the screen: no sideways scrolling, no row cut off.
+          assert.ok(page.scrollWidth <= width, `the page is ${page.scrollWidth} px wide`);
+          for (const row of page.rows) {
+            assert.ok(row.left >= 0 && row.right <= width, `${row.id}: ${row.left}–${row.right}`);
+          }
+          // On a phone every row is a card whose cells say what they are.
+          assert.equal(page.headerShown, width > 720);
+          assert.equal(page.secondCellLabel, width > 720 ? "none" : '"Status"');
+        });
       }
+
+      await t.step("a filter for each: ?behind=1 and ?failed=1", async () => {
+        const ids = `[...document.querySelectorAll("tr[data-id]")].map((r) => r.dataset.id)`;
+        assert.deepEqual(await evaluate(`${server.url}?behind=1`, ids), ["shop-eu"]);
+        assert.deepEqual(await evaluate(`${server.url}?failed=1`, ids), ["shop-eu", "shop-de"]);
+      });
+
+      await t.step("the pictures of deno task screenshot, at both widths", async () => {
+        const dir = await Deno.makeTempDir({ prefix: "status_page_png_" });
+        try {
+          const paths = await takeScreenshots(server.url, dir);
+          for (const [i, path] of paths.entries()) {
+            const png = await Deno.readFile(path);
+            assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47], "a PNG");
+            // IHDR: the picture is exactly as wide as the window it was taken in.
+            const width = new DataView(png.buffer, png.byteOffset).getUint32(16);
+            assert.equal(width, SCREENSHOTS[i]!.windowSize[0]);
+            assert.ok(png.length > 10_000, `a page, not a blank: ${png.length} bytes`);
+          }
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+      });
     } finally {
       await server.close();
     }

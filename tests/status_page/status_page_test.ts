@@ -11,11 +11,12 @@ import {
   parseStatusPageQuery,
   STATUS_PAGE_SIZE,
 } from "../../lib/status_page/status_page_view.ts";
+import { failedRun } from "../_helpers/run_events.ts";
 import { statusPageSample } from "./_sample.ts";
 
 const NOW = Date.UTC(2026, 0, 1, 12);
 const MIN = 60_000;
-const ALL = { page: 1, q: "", behind: false };
+const ALL = { page: 1, q: "", behind: false, failed: false };
 
 /** A state whose last completed run made it fresh `minutesAgo` minutes before NOW. */
 function freshState(id: string, minutesAgo: number): ConnectionState {
@@ -53,11 +54,17 @@ function shownRows(html: string): { id: string; behind: boolean }[] {
     .map((m) => ({ id: m[2]!, behind: m[3] !== undefined }));
 }
 
-Deno.test("parseStatusPageQuery() reads page, q and behind, and falls back on nonsense", () => {
+Deno.test("parseStatusPageQuery() reads page, q, behind and failed, and falls back on nonsense", () => {
   const parse = (qs: string) => parseStatusPageQuery(new URLSearchParams(qs));
-  assert.deepEqual(parse(""), { page: 1, q: "", behind: false });
-  assert.deepEqual(parse("page=3&q=%20shop%20&behind=1"), { page: 3, q: "shop", behind: true });
-  assert.deepEqual(parse("page=-2&behind=no"), { page: 1, q: "", behind: false });
+  assert.deepEqual(parse(""), ALL);
+  assert.deepEqual(parse("page=3&q=%20shop%20&behind=1"), {
+    page: 3,
+    q: "shop",
+    behind: true,
+    failed: false,
+  });
+  assert.deepEqual(parse("failed=1"), { ...ALL, failed: true });
+  assert.deepEqual(parse("page=-2&behind=no"), ALL);
   assert.deepEqual(parse("page=2.5"), ALL);
   assert.deepEqual(parse("page=abc"), ALL);
   assert.equal(parse(`q=${"x".repeat(5000)}`).q.length, 200);
@@ -108,7 +115,7 @@ Deno.test("buildStatusPageView() carries quarantine, orphans and the last webhoo
   assert.equal(byId.get("newsletter")!.webhook, null);
   assert.equal(byId.get("newsletter")!.status, "never");
   assert.equal(byId.get("shop-uk")!.list_name, null, "the state carries no list name yet");
-  assert.deepEqual([view.total, view.behind, view.failed, view.quarantined], [5, 1, 1, 3]);
+  assert.deepEqual([view.total, view.behind, view.failed, view.quarantined], [6, 1, 2, 3]);
 });
 
 Deno.test("renderStatusPage() escapes ids, errors, webhook types and the filter", () => {
@@ -238,7 +245,7 @@ Deno.test("serveMetrics() serves the status page at / from the store over HTTP",
     metrics: new Metrics(),
     port: 0,
     health: () => ({ ok: true }),
-    statusPage: {
+    status: {
       rows: async () =>
         (await store.list()).map((s) => ({
           id: s.id,
@@ -281,7 +288,7 @@ Deno.test("serveMetrics() answers 404 at / without a status page and 503 when th
     metrics: new Metrics(),
     port: 0,
     health: () => ({ ok: true }),
-    statusPage: {
+    status: {
       rows: () => Promise.reject(new Error("state.json is damaged at connection a")),
       clock: new FakeClock(NOW),
     },
@@ -297,4 +304,73 @@ Deno.test("serveMetrics() answers 404 at / without a status page and 503 when th
     await plain.close();
     await broken.close();
   }
+});
+
+/** A state whose only run failed a minute before NOW: it never completed. */
+function failingState(id: string, fresh: ConnectionState | undefined): ConnectionState {
+  return nextState(
+    fresh ?? newConnectionState(id, `list-${id}`),
+    failedRun(NOW - 2 * MIN, NOW - MIN, "Mailchimp rejected the API key (401)"),
+  );
+}
+
+Deno.test("buildStatusPageView() puts failed connections right after the behind ones, on page 1", () => {
+  const rows: StatusRow[] = Array.from({ length: 300 }, (_, i) => row(`c${i}`, 5));
+  // Failing, configured far down the list: page 3 in configuration order.
+  rows[250] = { ...rows[250]!, state: failingState("c250", rows[250]!.state) };
+  rows[280] = row("c280", 90);
+  const view = buildStatusPageView(rows, NOW, ALL);
+  assert.deepEqual(view.rows.slice(0, 3).map((r) => [r.id, r.behind, r.status]), [
+    ["c280", true, "ok"],
+    ["c250", false, "failed"],
+    ["c0", false, "ok"],
+  ]);
+  const failed = buildStatusPageView(rows, NOW, { ...ALL, failed: true });
+  assert.deepEqual(failed.rows.map((r) => r.id), ["c250"]);
+  const either = buildStatusPageView(rows, NOW, { ...ALL, failed: true, behind: true });
+  assert.deepEqual(either.rows.map((r) => r.id), ["c280", "c250"]);
+  const html = renderStatusPage(failed, { nonce: "n" });
+  assert.match(html, /<input type="checkbox" name="failed" value="1" checked> failed/);
+  assert.match(html, /<a class="n warn" href="\?failed=1">1 failed<\/a>/);
+});
+
+Deno.test("renderStatusPage() draws honest bars: never green for a list with nothing in Ometria", () => {
+  const never = newConnectionState("first", "list-first");
+  const running = nextState(never, {
+    type: "run-started",
+    at: NOW - 3 * MIN,
+    thresholdSeconds: 3600,
+  });
+  const rows: StatusRow[] = [
+    // Its only runs fail: nothing of it is in Ometria, however short its lag.
+    {
+      id: "failing",
+      list_id: "l1",
+      threshold_seconds: 3600,
+      state: failingState("failing", undefined),
+    },
+    // Its first run is under way: not done, not failing either.
+    { id: "first", list_id: "l2", threshold_seconds: 3600, state: running },
+    // Fresh, but its last run failed.
+    {
+      id: "flaky",
+      list_id: "l3",
+      threshold_seconds: 3600,
+      state: failingState("flaky", freshState("flaky", 5)),
+    },
+    // A minute and a second of a minute: behind, and it must read so.
+    { ...row("short", 61 / 60, 1) },
+  ];
+  const html = renderStatusPage(buildStatusPageView(rows, NOW, ALL), { nonce: "n" });
+  const cell = (id: string) =>
+    new RegExp(`data-id="${id}".*?<i class="w\\d+ (\\w+)">`).exec(html)?.[1];
+  assert.equal(cell("failing"), "bad");
+  assert.match(html, /data-id="failing".*never complete · its runs fail/);
+  assert.equal(cell("first"), "muted");
+  assert.equal(cell("flaky"), "warn");
+  assert.equal(cell("short"), "bad");
+  assert.match(
+    html,
+    /data-id="short".*1m 1s of 1m<\/span><div class="sub"><span class="bad">1s over<\/span>/,
+  );
 });

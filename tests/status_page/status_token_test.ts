@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { deployHandler } from "../../lib/app/deploy_http.ts";
 import { envSecrets, loadConfig } from "../../lib/config/config.ts";
 import { STATUS_COOKIE } from "../../lib/status_page/status_token.ts";
-import { SAMPLE_CONNECTIONS, statusPageSample } from "./_sample.ts";
+import { sampleConnectionConfigs, statusPageSample } from "./_sample.ts";
 
 const TOKEN = "s3cret-status-token_0123456789";
 
@@ -12,13 +12,7 @@ async function handlerWith(statusToken: string | undefined) {
     store: sample.store,
     clock: sample.clock,
     config: {
-      connections: SAMPLE_CONNECTIONS.map((c) => ({
-        id: c.id,
-        listId: c.listId,
-        mailchimp: { apiKey: "mc-key-us9", baseUrl: "http://127.0.0.1:1/3.0" },
-        ometria: { apiKey: "om-key", baseUrl: "http://127.0.0.1:2", endpoint: "push" as const },
-        thresholdSeconds: c.threshold,
-      })),
+      connections: sampleConnectionConfigs(),
       thresholdMinutes: 60,
       statusToken,
     },

@@ -46,4 +46,10 @@ export interface CliDeps {
    * draws its progress there (log lines are written around it).
    */
   terminal?: TerminalLine | undefined;
+  /**
+   * Every secret the process knows (the configured keys and tokens, and those in the
+   * environment), taken out of what a command writes.
+   * @default {[]}
+   */
+  secrets?: readonly string[] | undefined;
 }

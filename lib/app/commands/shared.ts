@@ -63,6 +63,30 @@ export function stateFailureAdvice(error: StateError): string {
   }. The last saved state is kept and the next run resumes from it. Check that the folder is writable and the disk has free space (or pass another --state).`;
 }
 
+/** OS error codes that mean the disk, not the program, stopped a write; and what they mean. */
+const _STORAGE_ERRORS: Readonly<Record<string, string>> = {
+  ENOSPC: "the disk is full",
+  EDQUOT: "this user's disk quota is used up",
+  EROFS: "the file system is read-only",
+  EIO: "the disk reported an input/output error",
+};
+
+/**
+ * What to tell a user when an error the store did not word itself (a plain OS error) says
+ * the disk stopped a write under `location` — a full disk, a quota, a read-only file system —
+ * or undefined for any other error. Such an error is the machine's, not a bug: it gets the
+ * state's advice and exit 2.
+ */
+export function storageFailureAdvice(error: unknown, location: string): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  const meaning = typeof code === "string" ? _STORAGE_ERRORS[code] : undefined;
+  if (meaning === undefined) return undefined;
+  const said = error instanceof Error ? error.message.replace(/\.$/, "") : String(error);
+  return `Cannot write under ${location}: ${said}: ${meaning}. The last saved state is kept ` +
+    "and the next run resumes from it. Free space on that disk or fix it (or pass another " +
+    "--state).";
+}
+
 /**
  * Builds the service for a config (shared by sync, the daemon, reconcile and the webhook
  * receiver): the config's settings, the process's store, clock, logger and fetch, and the

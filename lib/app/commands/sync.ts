@@ -126,7 +126,10 @@ function _listen(config: Config, deps: CliDeps, sync: _Sync): string | undefined
   return undefined;
 }
 
-/** `--once`: one tick; 0, 1 when a list failed, 2 for the state, 3 when stopped. */
+/**
+ * `--once`: one tick; 0, 1 when a list failed or was not run because of trouble (backoff,
+ * held by another process), 2 for the state, 3 when stopped.
+ */
 async function _once(
   deps: CliDeps,
   runTick: () => Promise<TickResult>,
@@ -135,7 +138,8 @@ async function _once(
   let code: number;
   try {
     const result = await runTick().finally(() => line?.end());
-    code = deps.stop.aborted ? EXIT.interrupted : result.failed ? EXIT.failed : EXIT.ok;
+    const skipped = _notRunForTrouble(result, deps);
+    code = deps.stop.aborted ? EXIT.interrupted : result.failed || skipped ? EXIT.failed : EXIT.ok;
   } catch (error) {
     if (!(error instanceof StateError)) throw error;
     deps.logger.fatal(stateFailureAdvice(error));
@@ -147,6 +151,28 @@ async function _once(
     });
   }
   return code;
+}
+
+/**
+ * Logs each connection a `--once` tick did not run for a reason that is not "nothing to do"
+ * — its last run failed and it waits out its backoff, or another process holds it — and says
+ * whether there was one: then nothing was synced for it, and exit 0 would read as synced.
+ */
+function _notRunForTrouble(result: TickResult, deps: CliDeps): boolean {
+  let any = false;
+  for (const e of result.entries) {
+    if (e.ran || (e.reason !== "backoff" && e.reason !== "held-elsewhere")) continue;
+    any = true;
+    deps.logger.error(
+      e.reason === "backoff"
+        ? "{connection} was not run: its last run failed and it waits out its backoff (see " +
+          "status, or pass --force to run it now)"
+        : "{connection} was not run: another process holds it (a daemon or another --once " +
+          "on the same state)",
+      { connection: e.id, reason: e.reason },
+    );
+  }
+  return any;
 }
 
 /**
@@ -258,11 +284,13 @@ function _listenForMetrics(
       hostname: config.metricsHost,
       port: config.metricsPort!,
       health: () => ({ ok: !deps.stop.aborted }),
-      // The page reads the store as `status` does, so it shows what is saved, not a cache.
-      statusPage: {
+      // The routes read the store as `status` does, so they show what is saved, not a cache,
+      // and the same as Deploy's handler shows.
+      status: {
         rows: async () => statusRows(await deps.store.list(), config),
         clock: deps.clock,
       },
+      secrets: deps.secrets ?? [],
     });
   } catch (error) {
     const why = errorText(error).replace(/\s*\(os error \d+\)$/, "");
