@@ -22,6 +22,8 @@ import { stateFailureAdvice } from "./lib/app/commands/shared.ts";
 import { TerminalLine } from "./lib/app/progress.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
 import { errorText, redact } from "./lib/log/error_text.ts";
+import { folderOf, permissionAdvice } from "./lib/config/permission_advice.ts";
+import { isKvConnectUrl } from "./lib/state/kv_connect.ts";
 
 const GRACE_MS = 8_000;
 
@@ -35,8 +37,48 @@ const _denoCron: CronFn = (name, schedule, options, handler) =>
   Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler);
 
 function canUseFiles(path: string): boolean {
-  return Deno.permissions.querySync({ name: "read", path }).state === "granted" &&
-    Deno.permissions.querySync({ name: "write", path }).state === "granted";
+  return _granted("read", path) && _granted("write", path);
+}
+
+/**
+ * Why this process may not use the state `spec` names, or undefined when it may (or when
+ * no file is involved: the default file falls back to memory, `memory:`, the platform's
+ * `kv:`, a KV Connect URL). A file state keeps its lock, journal, temp file and ledger
+ * beside it, and a Deno KV file its -wal and -shm, so the folder is what to grant; asked
+ * here, before anything opens it, so that the answer names the flag instead of blaming the
+ * folder's owner, and no prompt can wait for an answer.
+ */
+function _stateAccessProblem(
+  spec: string | undefined,
+  options: { readOnly: boolean; syncDir: string | undefined },
+): string | undefined {
+  if (spec === undefined || spec === "memory:" || spec === "kv:") return undefined;
+  const kv = spec.startsWith("kv:");
+  const file = kv ? spec.slice("kv:".length) : spec;
+  if (kv && isKvConnectUrl(file)) return undefined;
+  const wanted: ("read" | "write")[] = options.readOnly && !kv ? ["read"] : ["read", "write"];
+  // Reading is asked of the folder (the lock, journal and ledger are read there), writing of
+  // the file: a grant that leaves out the folder's other files is found when they are
+  // written, with that file's name.
+  const missing = wanted.filter((name) => !_granted(name, name === "read" ? folderOf(file) : file));
+  if (missing.length === 0) return undefined;
+  return permissionAdvice({
+    what: kv
+      ? `the Deno KV database ${file}`
+      : `the state file ${file} (with its lock, journal and ledger beside it)`,
+    file,
+    missing,
+    syncDir: options.syncDir,
+  });
+}
+
+/** Whether `name` access to `path` was granted; true where there is no permissions API. */
+function _granted(name: "read" | "write", path: string): boolean {
+  try {
+    return Deno.permissions.querySync({ name, path }).state === "granted";
+  } catch {
+    return true;
+  }
 }
 
 function envObject(): Record<string, string | undefined> {
@@ -82,9 +124,12 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   });
   if (config.logFile !== undefined && !logFileAllowed && env.LOG_FILE !== undefined) {
     logger.warn(
-      "LOG_FILE={path} is not written: this process may not write there. Grant " +
-        "--allow-read --allow-write for it, or unset LOG_FILE.",
-      { path: config.logFile },
+      permissionAdvice({
+        what: `LOG_FILE=${config.logFile} (the log goes to standard error only)`,
+        file: config.logFile,
+        missing: ["read", "write"],
+        syncDir: env.SYNC_DIR,
+      }),
     );
   }
   if (config.command === "sync" || config.command === "reconcile") {
@@ -106,14 +151,20 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   try {
     const optional = await _optionalCommand(config, env, logger, stop.signal);
     if (optional !== undefined) return optional;
+    // webhooks register/list never write the state, and must work beside a running daemon.
+    const readOnly = config.command === "status" || config.command === "webhooks";
+    const denied = _stateAccessProblem(config.state, { readOnly, syncDir: env.SYNC_DIR });
+    if (denied !== undefined) {
+      logger.fatal(denied);
+      return EXIT.usage;
+    }
     let store: StateStore;
     try {
       store = await openStore(config.state, {
         clock: systemClock,
         logger,
         canUseFiles: canUseFiles(config.state ?? DEFAULT_STATE_PATH),
-        // webhooks register/list never write the state, and must work beside a running daemon.
-        readOnly: config.command === "status" || config.command === "webhooks",
+        readOnly,
       });
     } catch (error) {
       if (error instanceof StateError) {
@@ -320,6 +371,16 @@ async function guardedMain(
     return await main(args, env);
   } catch (error) {
     const secrets = envSecrets(env);
+    if (error instanceof Deno.errors.NotCapable) {
+      // An access no check above foresaw: Deno's message names the resource and the flag.
+      console.error(
+        `Stopped: ${
+          redact(error.message, secrets).replace(/\.?$/, ".")
+        } This process was started without ` +
+          `that permission (README, "Permissions and why").`,
+      );
+      return EXIT.usage;
+    }
     if (error instanceof StateError) {
       console.error(redact(stateFailureAdvice(error), secrets));
       return EXIT.usage;
