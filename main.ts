@@ -21,6 +21,7 @@ import { type CronFn, EXIT } from "./lib/app/commands/cli_deps.ts";
 import { stateFailureAdvice } from "./lib/app/commands/shared.ts";
 import { TerminalLine } from "./lib/app/progress.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
+import { signalKind } from "./lib/app/signal_kind.ts";
 import { errorText, redact } from "./lib/log/error_text.ts";
 import { folderOf, permissionAdvice } from "./lib/config/permission_advice.ts";
 import { isKvConnectUrl } from "./lib/state/kv_connect.ts";
@@ -141,9 +142,11 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   const removeSignalHandlers = _handleSignals(stop, hardStop, {
     graceMs: GRACE_MS,
     announce: (name) =>
-      logger.info("{signal} received: finishing batches in flight, then exiting", {
-        signal: name,
-      }),
+      logger.info(
+        "{signal} received: finishing batches in flight, then exiting (another SIGINT or " +
+          "SIGTERM a second or more from now exits at once)",
+        { signal: name },
+      ),
     again: "exit",
     skipMissing: false,
   });
@@ -322,20 +325,27 @@ interface _SignalPolicy {
 
 /**
  * The one SIGINT/SIGTERM handler, installed for both signals: the first signal aborts
- * `stop` (nothing new starts; batches in flight finish) and `graceMs` later `hardStop`; a
- * later one does what `policy.again` says. Returns what removes the listeners.
+ * `stop` (nothing new starts; batches in flight finish) and `graceMs` later `hardStop`; one
+ * within a second of it is the same Ctrl-C delivered twice (by the terminal and by
+ * `deno task`: see lib/app/signal_kind.ts) and is ignored; a later one does what
+ * `policy.again` says. Returns what removes the listeners.
  */
 function _handleSignals(
   stop: AbortController,
   hardStop: AbortController,
   policy: _SignalPolicy,
 ): () => void {
+  let firstAt: number | undefined;
   const handler = (name: Deno.Signal) => () => {
-    if (stop.signal.aborted) {
+    const now = performance.now();
+    const kind = signalKind(firstAt, now);
+    if (kind === "duplicate") return;
+    if (kind === "again") {
       if (policy.again === "hard-stop") return hardStop.abort(new Error(`${name} received again`));
       console.error(`${name} received again: exiting now.`);
       Deno.exit(130);
     }
+    firstAt = now;
     policy.announce(name);
     stop.abort(new Error(`${name} received`));
     Deno.unrefTimer(

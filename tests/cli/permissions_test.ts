@@ -33,7 +33,10 @@ Deno.test("deno task sync with --state elsewhere exits 2 at once on a terminal, 
     assert.match(text, new RegExp(`may not read or write ${w.dir} `));
     assert.match(text, /--allow-read and --allow-write do not include it/);
     assert.match(text, new RegExp(`SYNC_DIR=${w.dir} deno task sync`));
-    assert.match(text, new RegExp(`--allow-read=\\.,${w.dir} --allow-write=\\.,${w.dir} main\\.ts`));
+    assert.match(
+      text,
+      new RegExp(`--allow-read=\\.,${w.dir} --allow-write=\\.,${w.dir} main\\.ts`),
+    );
     assert.doesNotMatch(text, /make the folder writable/, "not blamed on the folder's owner");
     assert.equal(w.mailchimp.stats.requests, 0, "nothing ran");
   } finally {
