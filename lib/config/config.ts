@@ -19,6 +19,7 @@ import { type Env, type LogLevel, parseEnv, shown, webhookSecretProblem } from "
 import { cronEvery } from "./schedule.ts";
 import type { FieldsConfig } from "../mapping/fields_config.ts";
 import { MAILCHIMP_MAX_PAGE_SIZE, mailchimpBaseUrlFor } from "../mailchimp/mailchimp_url.ts";
+import { kvConnectUrlProblem } from "../state/kv_connect.ts";
 
 export type { Command } from "./command_line.ts";
 export type { LogLevel } from "./env_schema.ts";
@@ -166,6 +167,10 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (line.state !== undefined && line.state.trim() === "") {
     errors.push("--state needs a value: a file path, kv:, kv:<path> or memory:.");
   }
+  const kvProblem = line.state?.startsWith("kv:")
+    ? kvConnectUrlProblem(line.state.slice("kv:".length))
+    : undefined;
+  if (kvProblem !== undefined) errors.push(kvProblem);
   const { mailchimpPort, ometriaPort } = _simulatorPorts(line, errors);
 
   const needsConnections = SYNCING.includes(command);
