@@ -17,6 +17,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import { type Config, loadConfig } from "../config/config.ts";
 import { deployArgs } from "../config/deploy_args.ts";
+import { timelineRefusal } from "../config/deploy_timeline.ts";
 import { scheduleFromEnv } from "../config/schedule.ts";
 import { setupLogging, shutdownLogging } from "../log/logging.ts";
 import { openStore } from "../state/open_store.ts";
@@ -55,9 +56,10 @@ export interface DeployServer {
 /** What {@linkcode startDeploy} needs from the process (`main.ts` provides it). */
 export interface DeployDeps {
   /**
-   * The environment. Read for the configuration (as `deployArgs` describes) and for
+   * The environment. Read for the configuration (as `deployArgs` describes), for
+   * `DENO_TIMELINE` (only `production` ticks, unless SYNC_ON_BRANCHES), and for
    * `SYNC_TICK_AT_START`: when `1`, one tick also runs as soon as the isolate starts (a smoke
-   * test of a deployment, and how the tests run a tick, since a cron fires only on schedule).
+   * test of a deployment, since a cron fires only on schedule).
    */
   env: Record<string, string | undefined>;
   clock: Clock;
@@ -97,6 +99,8 @@ type _Ready =
     logger: Logger;
     store: StateStore;
     handler: (request: Request) => Promise<Response>;
+    /** Why this deployment does not tick (not production), or undefined when it does. */
+    refusal: string | undefined;
   }
   | { ok: false; errors: string[] };
 
@@ -227,14 +231,22 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
         hardStop: deps.hardStop,
       })
       : undefined;
+    const refusal = timelineRefusal(deps.env.DENO_TIMELINE, config.syncOnBranches);
+    if (refusal !== undefined) logger.warn(refusal);
     const handler = deployHandler({
       store,
       clock: deps.clock,
       config,
       ...(webhooks ? { webhooks: webhooks.handler } : {}),
-      health: () => deps.stop.aborted ? { ok: false, detail: "stopping" } : { ok: true },
+      // Alive either way; a deployment that does not tick says why.
+      health: () =>
+        deps.stop.aborted
+          ? { ok: false, detail: "stopping" }
+          : refusal === undefined
+          ? { ok: true }
+          : { ok: true, detail: refusal },
     });
-    return { ok: true, config, logger, store, handler };
+    return { ok: true, config, logger, store, handler, refusal };
   } catch (error) {
     const message = `Cannot start on Deno Deploy: ${errorText(error)}`;
     deps.writeError(message);
@@ -249,6 +261,11 @@ async function _tick(ready: Promise<_Ready>, deps: DeployDeps): Promise<number> 
     return EXIT.usage;
   }
   if (deps.stop.aborted) return EXIT.ok;
+  if (r.refusal !== undefined) {
+    // Said at start (and by /healthz); once a minute would drown the log.
+    r.logger.debug("Tick skipped: {why}", { why: r.refusal });
+    return EXIT.ok;
+  }
   try {
     const code = await runCommand(r.config, {
       clock: deps.clock,

@@ -96,6 +96,11 @@ export interface Config {
   webhooksAction: "register" | "list" | undefined;
   /** `webhooks register --url`: the public base URL the receiver is reached at. */
   publicUrl: string | undefined;
+  /**
+   * SYNC_ON_BRANCHES: on Deno Deploy, tick outside the production timeline too (branch and
+   * preview deployments), which by default do not: see `config/deploy_timeline.ts`.
+   */
+  syncOnBranches: boolean;
   /** `simulate --mailchimp-port`: where the Mailchimp simulator listens. */
   mailchimpPort: number;
   /** `simulate --ometria-port`: where the Ometria simulator listens. */
@@ -272,6 +277,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       webhookHost: env.WEBHOOK_HOST || DEFAULT_LISTEN_HOST,
       webhooksAction,
       publicUrl,
+      syncOnBranches: env.SYNC_ON_BRANCHES,
       mailchimpPort,
       ometriaPort,
       warnings,

@@ -649,3 +649,17 @@ Deno.test("loadConfig() reads simulate's ports", async () => {
   const elsewhere = await errors({ env: KEYS, args: ["--ometria-port", "1", "l1"] });
   assert.match(elsewhere[0]!, /only apply to simulate/);
 });
+
+Deno.test("loadConfig() reads SYNC_ON_BRANCHES as on or off, and refuses anything else", async (t) => {
+  for (const [value, on] of [["1", true], ["true", true], ["0", false], ["", false]] as const) {
+    await t.step(JSON.stringify(value), async () => {
+      const config = await ok({ env: { ...KEYS, SYNC_ON_BRANCHES: value }, args: ["list1"] });
+      assert.equal(config.syncOnBranches, on);
+    });
+  }
+  assert.equal((await ok({ env: KEYS, args: ["list1"] })).syncOnBranches, false);
+  const problems = await errors({ env: { ...KEYS, SYNC_ON_BRANCHES: "staging" }, args: ["l1"] });
+  assert.deepEqual(problems, [
+    'SYNC_ON_BRANCHES must be 1 (Deno Deploy: tick on branch and preview deployments too, not only in production) or 0; it is "staging".',
+  ]);
+});
