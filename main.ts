@@ -6,6 +6,8 @@
  * code (0 ok, 1 a list failed, 2 usage, configuration or state errors, 3 a `--once` run
  * stopped by a signal). The demo, the simulators and the benchmark are loaded with
  * `import()` only when chosen, so the production import graph holds production code only.
+ * It is also the process side of the Deno Deploy entry ({@linkcode serveOnDeploy}, called by
+ * `deploy.ts`), and runs only as the program's main module, so deploy.ts can import it.
  *
  * @module
  */
@@ -315,7 +317,7 @@ interface _SignalPolicy {
   /**
    * What a second signal does. `"exit"`: leave at once with 130 (the state file is only ever
    * replaced atomically, so leaving keeps it valid). `"hard-stop"`: abort `hardStop` now, so
-   * runs still save their checkpoints and give their leases back (Deploy kills the isolate
+   * runs still save their checkpoints and give their leases back (Deploy kills the instance
    * 5 s after its SIGINT whatever we do).
    */
   again: "exit" | "hard-stop";
@@ -403,13 +405,21 @@ async function guardedMain(
   }
 }
 
-const env = envObject();
-const onDeploy = isDeploy(env);
-if (onDeploy) {
-  // Deploy sees only crons and servers registered before the first await, so startDeploy
-  // registers both synchronously. Deploy sends SIGINT and kills 5 s later: the first signal
-  // stops new runs, and DEPLOY_GRACE_MS later requests in flight are abandoned, so runs save
-  // their checkpoints and give their KV leases back before the kill.
+/**
+ * The Deno Deploy entry, called by `deploy.ts` at its top level: reads the environment,
+ * installs the signal handler, registers the cron and starts serving, and returns without
+ * awaiting anything, so that the cron is registered before `Deno.serve` starts, where
+ * Deploy looks for it (docs.deno.com/deploy/reference/cron/). Every tick is one `--once`
+ * run configured from the environment (lib/app/deploy.ts).
+ */
+export function serveOnDeploy(): void {
+  _serveOnDeploy(envObject());
+}
+
+function _serveOnDeploy(env: Record<string, string | undefined>): void {
+  // Deploy sends SIGINT and kills 5 s later: the first signal stops new runs, and
+  // DEPLOY_GRACE_MS later requests in flight are abandoned, so runs save their checkpoints
+  // and give their KV leases back before the kill.
   const stop = new AbortController();
   const hardStop = new AbortController();
   const removeSignalHandlers = _handleSignals(stop, hardStop, {
@@ -436,7 +446,24 @@ if (onDeploy) {
     stop: stop.signal,
     hardStop: hardStop.signal,
     writeError: (line) => console.error(line),
-  }).finished.finally(removeSignalHandlers);
-} else {
-  Deno.exitCode = await guardedMain(Deno.args, env);
+  }).finished.finally(removeSignalHandlers).then(() => {
+    // Everything is saved and given back; what may still be open is the cron's socket to the
+    // platform, which would keep the process alive until Deploy's kill.
+    Deno.exit();
+  });
+}
+
+if (import.meta.main) {
+  const env = envObject();
+  if (isDeploy(env)) {
+    // Registered here only because the environment says Deploy, which Deploy may not say
+    // where it reads a revision's crons; deploy.ts registers whatever the environment.
+    console.error(
+      "main.ts is the command line; on Deno Deploy make deploy.ts the entrypoint (deno.json's " +
+        "deploy.runtime.entrypoint), which registers its cron whatever the environment.",
+    );
+    _serveOnDeploy(env);
+  } else {
+    Deno.exitCode = await guardedMain(Deno.args, env);
+  }
 }

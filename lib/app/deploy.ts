@@ -1,12 +1,15 @@
 /**
  * Deno Deploy mode: one `Deno.cron` whose every invocation is one `--once` tick configured
  * from the environment, and one HTTP handler (`/healthz`, `/status.json`, `/metrics`) that
- * answers from the shared Deno KV state. `main.ts` calls {@linkcode startDeploy} synchronously
- * at the top level, because Deploy only sees crons and the HTTP handler registered before
- * the module's first await; the asynchronous set-up (config, logging, KV) runs behind them
- * and each tick or request waits for it.
+ * answers from the shared Deno KV state. The entrypoint, `deploy.ts`, calls
+ * {@linkcode startDeploy} (through `main.ts`) at its top level, unconditionally: Deploy
+ * extracts a revision's crons by evaluating the module's top-level code, and only sees
+ * those registered before `Deno.serve` starts (docs.deno.com/deploy/reference/cron/). The
+ * asynchronous set-up (config, logging, KV) runs behind them and each tick or request waits
+ * for it. Since registering cannot depend on where it runs, the check that keeps branch and
+ * preview deployments from syncing is made by each tick (`config/deploy_timeline.ts`).
  *
- * Shutdown: Deploy sends SIGINT and kills the isolate 5 s later. `main.ts` turns the signal
+ * Shutdown: Deploy sends SIGINT and kills the instance 5 s later. `main.ts` turns the signal
  * into `stop` (no new runs; batches in flight finish) and, {@linkcode DEPLOY_GRACE_MS} later,
  * `hardStop` (requests in flight are abandoned), so a run ends, saves its checkpoint and
  * gives its KV lease back before the kill; a lease the kill still catches lapses after 15 s.
@@ -58,7 +61,7 @@ export interface DeployDeps {
   /**
    * The environment. Read for the configuration (as `deployArgs` describes), for
    * `DENO_TIMELINE` (only `production` ticks, unless SYNC_ON_BRANCHES), and for
-   * `SYNC_TICK_AT_START`: when `1`, one tick also runs as soon as the isolate starts (a smoke
+   * `SYNC_TICK_AT_START`: when `1`, one tick also runs as soon as an instance starts (a smoke
    * test of a deployment, since a cron fires only on schedule).
    */
   env: Record<string, string | undefined>;
@@ -86,8 +89,9 @@ export interface DeployApp {
    */
   tick(): Promise<number>;
   /**
-   * Resolves after `stop`, once the cron is unregistered, the tick in flight has ended, the
-   * server has shut down and the store (with its leases) is closed.
+   * Resolves after `stop`, once the tick in flight has ended, the server has shut down and
+   * the store (with its leases) is closed. The cron's registration may still be open then
+   * (see the comment inside): the process should exit.
    */
   finished: Promise<void>;
 }
@@ -154,8 +158,11 @@ export function startDeploy(deps: DeployDeps): DeployApp {
       if (deps.stop.aborted) resolve();
       deps.stop.addEventListener("abort", () => resolve(), { once: true });
     });
+    // The cron is not waited for: on Deploy the runtime hands crons to the platform over a
+    // socket (DENO_UNSTABLE_CRON_SOCK), and there an aborted cron's promise settles only
+    // when the platform next invokes it or closes the socket, so waiting would hold the
+    // shutdown, and the leases, until the kill. No new tick starts after `stop` anyway.
     cronAbort.abort();
-    await cronDone;
     await running;
     await server.shutdown();
     const r = await ready;

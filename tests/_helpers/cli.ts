@@ -1,6 +1,9 @@
 /** Runs main.ts as a subprocess, the way users run it. */
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+/** The repository's root, where `deno task` finds deno.json. */
+export const ROOT = new URL("../../", import.meta.url).pathname;
+
+const MAIN = `${ROOT}main.ts`;
 
 /** Permissions the CLI is run with in tests (what `deno task sync` grants, plus temp dirs). */
 export const CLI_PERMISSIONS = [
@@ -50,14 +53,18 @@ export function cliEnv(extra: Record<string, string>): Record<string, string> {
   return { ...env, ...extra };
 }
 
-/** Starts the CLI; the caller waits for it, reads it or kills it. */
+/**
+ * Starts the CLI (or `options.entry`, a path from the repository's root, such as the Deno
+ * Deploy entry); the caller waits for it, reads it or kills it.
+ */
 export function spawnCli(
   args: string[],
   env: Record<string, string>,
-  options: { cwd?: string; permissions?: string[] } = {},
+  options: { cwd?: string; permissions?: string[]; entry?: string } = {},
 ): Deno.ChildProcess {
+  const entry = options.entry === undefined ? MAIN : `${ROOT}${options.entry}`;
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(options.permissions ?? CLI_PERMISSIONS), MAIN, ...args],
+    args: ["run", ...(options.permissions ?? CLI_PERMISSIONS), entry, ...args],
     env: cliEnv(env),
     clearEnv: true,
     ...(options.cwd ? { cwd: options.cwd } : {}),
@@ -66,9 +73,6 @@ export function spawnCli(
     stderr: "piped",
   }).spawn();
 }
-
-/** The repository's root, where `deno task` finds deno.json. */
-export const ROOT = new URL("../../", import.meta.url).pathname;
 
 /**
  * How {@linkcode spawnTask} starts `deno task`: as it is; under `setsid`, so that the task
