@@ -135,7 +135,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
       }),
     );
   }
-  if (config.command === "sync" || config.command === "reconcile") {
+  if (["sync", "reconcile", "webhooks"].includes(config.command)) {
     for (const warning of config.warnings) logger.warn(warning);
   }
 

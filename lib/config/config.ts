@@ -154,6 +154,8 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     }
     if (action === "register") {
       publicUrl = _publicUrl(line.url, errors);
+      const clear = publicUrl === undefined ? undefined : _clearTextWarning(publicUrl);
+      if (clear !== undefined) warnings.push(clear);
     } else if (line.url !== undefined) {
       errors.push("--url only applies to webhooks register.");
     }
@@ -340,6 +342,32 @@ function _publicUrl(value: string | undefined, errors: string[]): string | undef
     );
     return undefined;
   }
+}
+
+/**
+ * The warning for a public `http://` webhook base, or undefined: every event Mailchimp sends
+ * there, and the secret in its URL (the receiver's only protection), would cross the internet
+ * in clear. Loopback and private addresses are left alone: nothing public reaches them, so
+ * they are a test or a proxy's inside, not what Mailchimp is given.
+ */
+function _clearTextWarning(base: string): string | undefined {
+  const url = new URL(base);
+  if (url.protocol !== "http:" || _isPrivateHost(url.hostname)) return undefined;
+  return `--url ${base} is http://: Mailchimp would send every event, and the webhook ` +
+    `secret in its URL, in clear across the internet. Put a TLS reverse proxy in front of ` +
+    `the receiver and register https://${url.host} instead (README, "Real time").`;
+}
+
+/** Loopback, private (RFC 1918, unique-local) and link-local addresses, and `localhost`. */
+function _isPrivateHost(host: string): boolean {
+  const name = host.toLowerCase().replace(/^\[|\]$/g, "");
+  if (name === "localhost" || name.endsWith(".localhost") || name === "::1") return true;
+  if (/^(fc|fd|fe80:)/.test(name) && name.includes(":")) return true;
+  const v4 = /^(\d+)\.(\d+)\.\d+\.\d+$/.exec(name);
+  if (!v4) return false;
+  const [a, b] = [Number(v4[1]), Number(v4[2])];
+  return a === 127 || a === 10 || (a === 172 && b >= 16 && b <= 31) ||
+    (a === 192 && b === 168) || (a === 169 && b === 254);
 }
 
 /** `simulate --mailchimp-port/--ometria-port`, or their defaults; refused for other commands. */

@@ -663,3 +663,25 @@ Deno.test("loadConfig() reads SYNC_ON_BRANCHES as on or off, and refuses anythin
     'SYNC_ON_BRANCHES must be 1 (Deno Deploy: tick on branch and preview deployments too, not only in production) or 0; it is "staging".',
   ]);
 });
+
+Deno.test("loadConfig() warns of a public http:// webhooks --url, not of https or a private address", async (t) => {
+  const env = { ...KEYS, MAILCHIMP_WEBHOOK_SECRET: "a-webhook-secret-0123456789" };
+  for (
+    const [url, warned] of [
+      ["http://sync.example.com", true],
+      ["http://203.0.113.7:8090", true],
+      ["https://sync.example.com", false],
+      ["http://127.0.0.1:8090", false],
+      ["http://localhost:8090", false],
+      ["http://192.168.1.20", false],
+      ["http://10.0.0.5", false],
+      ["http://[::1]:8090", false],
+    ] as const
+  ) {
+    await t.step(url, async () => {
+      const config = await ok({ env, args: ["webhooks", "register", "list1", "--url", url] });
+      const warnings = config.warnings.filter((w) => w.includes("in clear"));
+      assert.equal(warnings.length, warned ? 1 : 0, warnings.join("\n"));
+    });
+  }
+});
