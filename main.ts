@@ -24,6 +24,7 @@ import { stateFailureAdvice } from "./lib/app/commands/shared.ts";
 import { TerminalLine } from "./lib/app/progress.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
 import { signalKind } from "./lib/app/signal_kind.ts";
+import { stateVolumeProblem } from "./lib/app/state_volume.ts";
 import { errorText, redact } from "./lib/log/error_text.ts";
 import { folderOf, permissionAdvice } from "./lib/config/permission_advice.ts";
 import { isKvConnectUrl } from "./lib/state/kv_connect.ts";
@@ -73,6 +74,29 @@ function _stateAccessProblem(
     missing,
     syncDir: options.syncDir,
   });
+}
+
+/**
+ * With SYNC_REQUIRE_STATE_VOLUME (the container image), why the folder of a local state
+ * (`--state <file>`, `kv:<path>`, or the default file) is not a place the state survives
+ * the container in, or undefined (lib/app/state_volume.ts decides from the devices).
+ */
+function _stateVolumeCheck(spec: string | undefined): string | undefined {
+  if (spec === "memory:" || spec === "kv:") return undefined;
+  const file = spec === undefined ? DEFAULT_STATE_PATH : spec.replace(/^kv:/, "");
+  if (isKvConnectUrl(file)) return undefined;
+  try {
+    const folder = Deno.realPathSync(folderOf(file));
+    return stateVolumeProblem({
+      folder,
+      folderDevice: Deno.statSync(folder).dev,
+      rootDevice: Deno.statSync("/").dev,
+    });
+  } catch (error) {
+    return `Cannot tell whether the folder of ${file} is on a mounted volume, as ` +
+      `SYNC_REQUIRE_STATE_VOLUME=1 asks: ${errorText(error)}. The folder must exist, and it ` +
+      `and / must be readable (--allow-read); or set SYNC_REQUIRE_STATE_VOLUME=0.`;
+  }
 }
 
 /** Whether `name` access to `path` was granted; true where there is no permissions API. */
@@ -158,7 +182,8 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     if (optional !== undefined) return optional;
     // webhooks register/list never write the state, and must work beside a running daemon.
     const readOnly = config.command === "status" || config.command === "webhooks";
-    const denied = _stateAccessProblem(config.state, { readOnly, syncDir: env.SYNC_DIR });
+    const denied = _stateAccessProblem(config.state, { readOnly, syncDir: env.SYNC_DIR }) ??
+      (config.requireStateVolume && !readOnly ? _stateVolumeCheck(config.state) : undefined);
     if (denied !== undefined) {
       logger.fatal(denied);
       return EXIT.usage;

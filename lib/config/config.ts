@@ -101,6 +101,11 @@ export interface Config {
    * preview deployments), which by default do not: see `config/deploy_timeline.ts`.
    */
   syncOnBranches: boolean;
+  /**
+   * SYNC_REQUIRE_STATE_VOLUME: refuse a state folder that is not a mounted volume (the
+   * container image sets it; see `app/state_volume.ts`).
+   */
+  requireStateVolume: boolean;
   /** `simulate --mailchimp-port`: where the Mailchimp simulator listens. */
   mailchimpPort: number;
   /** `simulate --ometria-port`: where the Ometria simulator listens. */
@@ -280,6 +285,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       webhooksAction,
       publicUrl,
       syncOnBranches: env.SYNC_ON_BRANCHES,
+      requireStateVolume: env.SYNC_REQUIRE_STATE_VOLUME,
       mailchimpPort,
       ometriaPort,
       warnings,

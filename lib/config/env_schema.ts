@@ -311,6 +311,10 @@ const envSchema = z.object({
   WEBHOOK_PORT: portVar("WEBHOOK_PORT"),
   WEBHOOK_HOST: z.string().trim().optional(),
   MAILCHIMP_WEBHOOK_SECRET: webhookSecretVar("MAILCHIMP_WEBHOOK_SECRET"),
+  SYNC_REQUIRE_STATE_VOLUME: flagVar(
+    "SYNC_REQUIRE_STATE_VOLUME",
+    "refuse to keep the state in a folder that is not a mounted volume; the image sets it",
+  ),
   SYNC_ON_BRANCHES: flagVar(
     "SYNC_ON_BRANCHES",
     "Deno Deploy: tick on branch and preview deployments too, not only in production",
