@@ -6,6 +6,8 @@
  * code (0 ok, 1 a list failed, 2 usage, configuration or state errors, 3 a `--once` run
  * stopped by a signal). The demo, the simulators and the benchmark are loaded with
  * `import()` only when chosen, so the production import graph holds production code only.
+ * It is also the process side of the Deno Deploy entry ({@linkcode serveOnDeploy}, called by
+ * `deploy.ts`), and runs only as the program's main module, so deploy.ts can import it.
  *
  * @module
  */
@@ -21,7 +23,11 @@ import { type CronFn, EXIT } from "./lib/app/commands/cli_deps.ts";
 import { stateFailureAdvice, storageFailureAdvice } from "./lib/app/commands/shared.ts";
 import { TerminalLine } from "./lib/app/progress.ts";
 import { DEPLOY_GRACE_MS, isDeploy, startDeploy } from "./lib/app/deploy.ts";
+import { signalKind } from "./lib/app/signal_kind.ts";
+import { stateVolumeProblem } from "./lib/app/state_volume.ts";
 import { errorText, redact } from "./lib/log/error_text.ts";
+import { folderOf, permissionAdvice } from "./lib/config/permission_advice.ts";
+import { isKvConnectUrl } from "./lib/state/kv_connect.ts";
 
 const GRACE_MS = 8_000;
 
@@ -35,8 +41,71 @@ const _denoCron: CronFn = (name, schedule, options, handler) =>
   Deno.cron(name, schedule, options.signal ? { signal: options.signal } : {}, handler);
 
 function canUseFiles(path: string): boolean {
-  return Deno.permissions.querySync({ name: "read", path }).state === "granted" &&
-    Deno.permissions.querySync({ name: "write", path }).state === "granted";
+  return _granted("read", path) && _granted("write", path);
+}
+
+/**
+ * Why this process may not use the state `spec` names, or undefined when it may (or when
+ * no file is involved: the default file falls back to memory, `memory:`, the platform's
+ * `kv:`, a KV Connect URL). A file state keeps its lock, journal, temp file and ledger
+ * beside it, and a Deno KV file its -wal and -shm, so the folder is what to grant; asked
+ * here, before anything opens it, so that the answer names the flag instead of blaming the
+ * folder's owner, and no prompt can wait for an answer.
+ */
+function _stateAccessProblem(
+  spec: string | undefined,
+  options: { readOnly: boolean; syncDir: string | undefined },
+): string | undefined {
+  if (spec === undefined || spec === "memory:" || spec === "kv:") return undefined;
+  const kv = spec.startsWith("kv:");
+  const file = kv ? spec.slice("kv:".length) : spec;
+  if (kv && isKvConnectUrl(file)) return undefined;
+  const wanted: ("read" | "write")[] = options.readOnly && !kv ? ["read"] : ["read", "write"];
+  // Reading is asked of the folder (the lock, journal and ledger are read there), writing of
+  // the file: a grant that leaves out the folder's other files is found when they are
+  // written, with that file's name.
+  const missing = wanted.filter((name) => !_granted(name, name === "read" ? folderOf(file) : file));
+  if (missing.length === 0) return undefined;
+  return permissionAdvice({
+    what: kv
+      ? `the Deno KV database ${file}`
+      : `the state file ${file} (with its lock, journal and ledger beside it)`,
+    file,
+    missing,
+    syncDir: options.syncDir,
+  });
+}
+
+/**
+ * With SYNC_REQUIRE_STATE_VOLUME (the container image), why the folder of a local state
+ * (`--state <file>`, `kv:<path>`, or the default file) is not a place the state survives
+ * the container in, or undefined (lib/app/state_volume.ts decides from the devices).
+ */
+function _stateVolumeCheck(spec: string | undefined): string | undefined {
+  if (spec === "memory:" || spec === "kv:") return undefined;
+  const file = spec === undefined ? DEFAULT_STATE_PATH : spec.replace(/^kv:/, "");
+  if (isKvConnectUrl(file)) return undefined;
+  try {
+    const folder = Deno.realPathSync(folderOf(file));
+    return stateVolumeProblem({
+      folder,
+      folderDevice: Deno.statSync(folder).dev,
+      rootDevice: Deno.statSync("/").dev,
+    });
+  } catch (error) {
+    return `Cannot tell whether the folder of ${file} is on a mounted volume, as ` +
+      `SYNC_REQUIRE_STATE_VOLUME=1 asks: ${errorText(error)}. The folder must exist, and it ` +
+      `and / must be readable (--allow-read); or set SYNC_REQUIRE_STATE_VOLUME=0.`;
+  }
+}
+
+/** Whether `name` access to `path` was granted; true where there is no permissions API. */
+function _granted(name: "read" | "write", path: string): boolean {
+  try {
+    return Deno.permissions.querySync({ name, path }).state === "granted";
+  } catch {
+    return true;
+  }
 }
 
 function envObject(): Record<string, string | undefined> {
@@ -74,7 +143,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     : undefined;
   const logger = await _startLogging(config, env, secrets, terminal);
   if (logger === undefined) return EXIT.usage;
-  if (config.command === "sync" || config.command === "reconcile") {
+  if (["sync", "reconcile", "webhooks"].includes(config.command)) {
     for (const warning of config.warnings) logger.warn(warning);
   }
 
@@ -83,9 +152,11 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   const removeSignalHandlers = _handleSignals(stop, hardStop, {
     graceMs: GRACE_MS,
     announce: (name) =>
-      logger.info("{signal} received: finishing batches in flight, then exiting", {
-        signal: name,
-      }),
+      logger.info(
+        "{signal} received: finishing batches in flight, then exiting (another SIGINT or " +
+          "SIGTERM a second or more from now exits at once)",
+        { signal: name },
+      ),
     again: "exit",
     skipMissing: false,
   });
@@ -93,14 +164,21 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   try {
     const optional = await _optionalCommand(config, env, logger, stop.signal);
     if (optional !== undefined) return optional;
+    // webhooks register/list never write the state, and must work beside a running daemon.
+    const readOnly = config.command === "status" || config.command === "webhooks";
+    const denied = _stateAccessProblem(config.state, { readOnly, syncDir: env.SYNC_DIR }) ??
+      (config.requireStateVolume && !readOnly ? _stateVolumeCheck(config.state) : undefined);
+    if (denied !== undefined) {
+      logger.fatal(denied);
+      return EXIT.usage;
+    }
     let store: StateStore;
     try {
       store = await openStore(config.state, {
         clock: systemClock,
         logger,
         canUseFiles: canUseFiles(config.state ?? DEFAULT_STATE_PATH),
-        // webhooks register/list never write the state, and must work beside a running daemon.
-        readOnly: config.command === "status" || config.command === "webhooks",
+        readOnly,
         leaseMs: config.stateLeaseSeconds * 1000,
       });
     } catch (error) {
@@ -184,9 +262,12 @@ async function _startLogging(
   }
   if (config.logFile !== undefined && !logFileAllowed && env.LOG_FILE !== undefined) {
     logger.warn(
-      "LOG_FILE={path} is not written: this process may not write there. Grant " +
-        "--allow-read --allow-write for it, or unset LOG_FILE.",
-      { path: config.logFile },
+      permissionAdvice({
+        what: `LOG_FILE=${config.logFile} (the log goes to standard error only)`,
+        file: config.logFile,
+        missing: ["read", "write"],
+        syncDir: env.SYNC_DIR,
+      }),
     );
   }
   return logger;
@@ -301,7 +382,7 @@ interface _SignalPolicy {
   /**
    * What a second signal does. `"exit"`: leave at once with 130 (the state file is only ever
    * replaced atomically, so leaving keeps it valid). `"hard-stop"`: abort `hardStop` now, so
-   * runs still save their checkpoints and give their leases back (Deploy kills the isolate
+   * runs still save their checkpoints and give their leases back (Deploy kills the instance
    * 5 s after its SIGINT whatever we do).
    */
   again: "exit" | "hard-stop";
@@ -311,20 +392,27 @@ interface _SignalPolicy {
 
 /**
  * The one SIGINT/SIGTERM handler, installed for both signals: the first signal aborts
- * `stop` (nothing new starts; batches in flight finish) and `graceMs` later `hardStop`; a
- * later one does what `policy.again` says. Returns what removes the listeners.
+ * `stop` (nothing new starts; batches in flight finish) and `graceMs` later `hardStop`; one
+ * within a second of it is the same Ctrl-C delivered twice (by the terminal and by
+ * `deno task`: see lib/app/signal_kind.ts) and is ignored; a later one does what
+ * `policy.again` says. Returns what removes the listeners.
  */
 function _handleSignals(
   stop: AbortController,
   hardStop: AbortController,
   policy: _SignalPolicy,
 ): () => void {
+  let firstAt: number | undefined;
   const handler = (name: Deno.Signal) => () => {
-    if (stop.signal.aborted) {
+    const now = performance.now();
+    const kind = signalKind(firstAt, now);
+    if (kind === "duplicate") return;
+    if (kind === "again") {
       if (policy.again === "hard-stop") return hardStop.abort(new Error(`${name} received again`));
       console.error(`${name} received again: exiting now.`);
       Deno.exit(130);
     }
+    firstAt = now;
     policy.announce(name);
     stop.abort(new Error(`${name} received`));
     Deno.unrefTimer(
@@ -360,6 +448,16 @@ async function guardedMain(
     return await main(args, env);
   } catch (error) {
     const secrets = envSecrets(env);
+    if (error instanceof Deno.errors.NotCapable) {
+      // An access no check above foresaw: Deno's message names the resource and the flag.
+      console.error(
+        `Stopped: ${
+          redact(error.message, secrets).replace(/\.?$/, ".")
+        } This process was started without ` +
+          `that permission (README, "Permissions and why").`,
+      );
+      return EXIT.usage;
+    }
     if (error instanceof StateError) {
       console.error(redact(stateFailureAdvice(error), secrets));
       return EXIT.usage;
@@ -377,13 +475,21 @@ async function guardedMain(
   }
 }
 
-const env = envObject();
-const onDeploy = isDeploy(env);
-if (onDeploy) {
-  // Deploy sees only crons and servers registered before the first await, so startDeploy
-  // registers both synchronously. Deploy sends SIGINT and kills 5 s later: the first signal
-  // stops new runs, and DEPLOY_GRACE_MS later requests in flight are abandoned, so runs save
-  // their checkpoints and give their KV leases back before the kill.
+/**
+ * The Deno Deploy entry, called by `deploy.ts` at its top level: reads the environment,
+ * installs the signal handler, registers the cron and starts serving, and returns without
+ * awaiting anything, so that the cron is registered before `Deno.serve` starts, where
+ * Deploy looks for it (docs.deno.com/deploy/reference/cron/). Every tick is one `--once`
+ * run configured from the environment (lib/app/deploy.ts).
+ */
+export function serveOnDeploy(): void {
+  _serveOnDeploy(envObject());
+}
+
+function _serveOnDeploy(env: Record<string, string | undefined>): void {
+  // Deploy sends SIGINT and kills 5 s later: the first signal stops new runs, and
+  // DEPLOY_GRACE_MS later requests in flight are abandoned, so runs save their checkpoints
+  // and give their KV leases back before the kill.
   const stop = new AbortController();
   const hardStop = new AbortController();
   const removeSignalHandlers = _handleSignals(stop, hardStop, {
@@ -410,7 +516,24 @@ if (onDeploy) {
     stop: stop.signal,
     hardStop: hardStop.signal,
     writeError: (line) => console.error(line),
-  }).finished.finally(removeSignalHandlers);
-} else {
-  Deno.exitCode = await guardedMain(Deno.args, env);
+  }).finished.finally(removeSignalHandlers).then(() => {
+    // Everything is saved and given back; what may still be open is the cron's socket to the
+    // platform, which would keep the process alive until Deploy's kill.
+    Deno.exit();
+  });
+}
+
+if (import.meta.main) {
+  const env = envObject();
+  if (isDeploy(env)) {
+    // Registered here only because the environment says Deploy, which Deploy may not say
+    // where it reads a revision's crons; deploy.ts registers whatever the environment.
+    console.error(
+      "main.ts is the command line; on Deno Deploy make deploy.ts the entrypoint (deno.json's " +
+        "deploy.runtime.entrypoint), which registers its cron whatever the environment.",
+    );
+    _serveOnDeploy(env);
+  } else {
+    Deno.exitCode = await guardedMain(Deno.args, env);
+  }
 }

@@ -1,12 +1,15 @@
 /**
  * Deno Deploy mode: one `Deno.cron` whose every invocation is one `--once` tick configured
  * from the environment, and one HTTP handler (`/healthz`, `/status.json`, `/metrics`) that
- * answers from the shared Deno KV state. `main.ts` calls {@linkcode startDeploy} synchronously
- * at the top level, because Deploy only sees crons and the HTTP handler registered before
- * the module's first await; the asynchronous set-up (config, logging, KV) runs behind them
- * and each tick or request waits for it.
+ * answers from the shared Deno KV state. The entrypoint, `deploy.ts`, calls
+ * {@linkcode startDeploy} (through `main.ts`) at its top level, unconditionally: Deploy
+ * extracts a revision's crons by evaluating the module's top-level code, and only sees
+ * those registered before `Deno.serve` starts (docs.deno.com/deploy/reference/cron/). The
+ * asynchronous set-up (config, logging, KV) runs behind them and each tick or request waits
+ * for it. Since registering cannot depend on where it runs, the check that keeps branch and
+ * preview deployments from syncing is made by each tick (`config/deploy_timeline.ts`).
  *
- * Shutdown: Deploy sends SIGINT and kills the isolate 5 s later. `main.ts` turns the signal
+ * Shutdown: Deploy sends SIGINT and kills the instance 5 s later. `main.ts` turns the signal
  * into `stop` (no new runs; batches in flight finish) and, {@linkcode DEPLOY_GRACE_MS} later,
  * `hardStop` (requests in flight are abandoned), so a run ends, saves its checkpoint and
  * gives its KV lease back before the kill; a lease the kill still catches lapses after 15 s.
@@ -17,6 +20,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import { type Config, loadConfig } from "../config/config.ts";
 import { deployArgs } from "../config/deploy_args.ts";
+import { timelineRefusal } from "../config/deploy_timeline.ts";
 import { scheduleFromEnv } from "../config/schedule.ts";
 import { setupLogging, shutdownLogging } from "../log/logging.ts";
 import { openStore } from "../state/open_store.ts";
@@ -55,9 +59,10 @@ export interface DeployServer {
 /** What {@linkcode startDeploy} needs from the process (`main.ts` provides it). */
 export interface DeployDeps {
   /**
-   * The environment. Read for the configuration (as `deployArgs` describes) and for
-   * `SYNC_TICK_AT_START`: when `1`, one tick also runs as soon as the isolate starts (a smoke
-   * test of a deployment, and how the tests run a tick, since a cron fires only on schedule).
+   * The environment. Read for the configuration (as `deployArgs` describes), for
+   * `DENO_TIMELINE` (only `production` ticks, unless SYNC_ON_BRANCHES), and for
+   * `SYNC_TICK_AT_START`: when `1`, one tick also runs as soon as an instance starts (a smoke
+   * test of a deployment, since a cron fires only on schedule).
    */
   env: Record<string, string | undefined>;
   clock: Clock;
@@ -84,8 +89,9 @@ export interface DeployApp {
    */
   tick(): Promise<number>;
   /**
-   * Resolves after `stop`, once the cron is unregistered, the tick in flight has ended, the
-   * server has shut down and the store (with its leases) is closed.
+   * Resolves after `stop`, once the tick in flight has ended, the server has shut down and
+   * the store (with its leases) is closed. The cron's registration may still be open then
+   * (see the comment inside): the process should exit.
    */
   finished: Promise<void>;
 }
@@ -99,6 +105,8 @@ type _Ready =
     handler: (request: Request) => Promise<Response>;
     /** Closed before the store: it drains webhook inboxes. */
     close: () => Promise<void>;
+    /** Why this deployment does not tick (not production), or undefined when it does. */
+    refusal: string | undefined;
   }
   | { ok: false; errors: string[] };
 
@@ -152,8 +160,11 @@ export function startDeploy(deps: DeployDeps): DeployApp {
       if (deps.stop.aborted) resolve();
       deps.stop.addEventListener("abort", () => resolve(), { once: true });
     });
+    // The cron is not waited for: on Deploy the runtime hands crons to the platform over a
+    // socket (DENO_UNSTABLE_CRON_SOCK), and there an aborted cron's promise settles only
+    // when the platform next invokes it or closes the socket, so waiting would hold the
+    // shutdown, and the leases, until the kill. No new tick starts after `stop` anyway.
     cronAbort.abort();
-    await cronDone;
     await running;
     await server.shutdown();
     const r = await ready;
@@ -232,12 +243,20 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
         stop: deps.stop,
       })
       : undefined;
+    const refusal = timelineRefusal(deps.env.DENO_TIMELINE, config.syncOnBranches);
+    if (refusal !== undefined) logger.warn(refusal);
     const handler = deployHandler({
       store,
       clock: deps.clock,
       config,
       ...(webhooks ? { webhooks: webhooks.handler } : {}),
-      health: () => deps.stop.aborted ? { ok: false, detail: "stopping" } : { ok: true },
+      // Alive either way; a deployment that does not tick says why.
+      health: () =>
+        deps.stop.aborted
+          ? { ok: false, detail: "stopping" }
+          : refusal === undefined
+          ? { ok: true }
+          : { ok: true, detail: refusal },
     });
     return {
       ok: true,
@@ -245,6 +264,7 @@ async function _prepare(deps: DeployDeps): Promise<_Ready> {
       logger,
       store,
       handler,
+      refusal,
       close: () => webhooks?.service.close() ?? Promise.resolve(),
     };
   } catch (error) {
@@ -261,6 +281,11 @@ async function _tick(ready: Promise<_Ready>, deps: DeployDeps): Promise<number> 
     return EXIT.usage;
   }
   if (deps.stop.aborted) return EXIT.ok;
+  if (r.refusal !== undefined) {
+    // Said at start (and by /healthz); once a minute would drown the log.
+    r.logger.debug("Tick skipped: {why}", { why: r.refusal });
+    return EXIT.ok;
+  }
   try {
     const code = await runCommand(r.config, {
       clock: deps.clock,

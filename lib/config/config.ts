@@ -26,6 +26,7 @@ import {
 import { cronEvery } from "./schedule.ts";
 import type { FieldsConfig } from "../mapping/fields_config.ts";
 import { MAILCHIMP_MAX_PAGE_SIZE, mailchimpBaseUrlFor } from "../mailchimp/mailchimp_url.ts";
+import { kvConnectUrlProblem } from "../state/kv_connect.ts";
 
 export type { Command } from "./command_line.ts";
 export type { LogLevel } from "./env_schema.ts";
@@ -106,6 +107,16 @@ export interface Config {
   webhooksAction: "register" | "list" | undefined;
   /** `webhooks register --url`: the public base URL the receiver is reached at. */
   publicUrl: string | undefined;
+  /**
+   * SYNC_ON_BRANCHES: on Deno Deploy, tick outside the production timeline too (branch and
+   * preview deployments), which by default do not: see `config/deploy_timeline.ts`.
+   */
+  syncOnBranches: boolean;
+  /**
+   * SYNC_REQUIRE_STATE_VOLUME: refuse a state folder that is not a mounted volume (the
+   * container image sets it; see `app/state_volume.ts`).
+   */
+  requireStateVolume: boolean;
   /** `simulate --mailchimp-port`: where the Mailchimp simulator listens. */
   mailchimpPort: number;
   /** `simulate --ometria-port`: where the Ometria simulator listens. */
@@ -159,6 +170,8 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     }
     if (action === "register") {
       publicUrl = _publicUrl(line.url, errors);
+      const clear = publicUrl === undefined ? undefined : _clearTextWarning(publicUrl);
+      if (clear !== undefined) warnings.push(clear);
     } else if (line.url !== undefined) {
       errors.push("--url only applies to webhooks register.");
     }
@@ -170,6 +183,10 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (line.state !== undefined && line.state.trim() === "") {
     errors.push("--state needs a value: a file path, kv:, kv:<path> or memory:.");
   }
+  const kvProblem = line.state?.startsWith("kv:")
+    ? kvConnectUrlProblem(line.state.slice("kv:".length))
+    : undefined;
+  if (kvProblem !== undefined) errors.push(kvProblem);
   const { mailchimpPort, ometriaPort } = _simulatorPorts(line, errors);
 
   const needsConnections = SYNCING.includes(command);
@@ -273,6 +290,8 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       webhookHost: env.WEBHOOK_HOST || DEFAULT_LISTEN_HOST,
       webhooksAction,
       publicUrl,
+      syncOnBranches: env.SYNC_ON_BRANCHES,
+      requireStateVolume: env.SYNC_REQUIRE_STATE_VOLUME,
       mailchimpPort,
       ometriaPort,
       warnings,
@@ -372,6 +391,32 @@ function _publicUrl(value: string | undefined, errors: string[]): string | undef
     );
     return undefined;
   }
+}
+
+/**
+ * The warning for a public `http://` webhook base, or undefined: every event Mailchimp sends
+ * there, and the secret in its URL (the receiver's only protection), would cross the internet
+ * in clear. Loopback and private addresses are left alone: nothing public reaches them, so
+ * they are a test or a proxy's inside, not what Mailchimp is given.
+ */
+function _clearTextWarning(base: string): string | undefined {
+  const url = new URL(base);
+  if (url.protocol !== "http:" || _isPrivateHost(url.hostname)) return undefined;
+  return `--url ${base} is http://: Mailchimp would send every event, and the webhook ` +
+    `secret in its URL, in clear across the internet. Put a TLS reverse proxy in front of ` +
+    `the receiver and register https://${url.host} instead (README, "Real time").`;
+}
+
+/** Loopback, private (RFC 1918, unique-local) and link-local addresses, and `localhost`. */
+function _isPrivateHost(host: string): boolean {
+  const name = host.toLowerCase().replace(/^\[|\]$/g, "");
+  if (name === "localhost" || name.endsWith(".localhost") || name === "::1") return true;
+  if (/^(fc|fd|fe80:)/.test(name) && name.includes(":")) return true;
+  const v4 = /^(\d+)\.(\d+)\.\d+\.\d+$/.exec(name);
+  if (!v4) return false;
+  const [a, b] = [Number(v4[1]), Number(v4[2])];
+  return a === 127 || a === 10 || (a === 172 && b >= 16 && b <= 31) ||
+    (a === 192 && b === 168) || (a === 169 && b === 254);
 }
 
 /** `simulate --mailchimp-port/--ometria-port`, or their defaults; refused for other commands. */

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { errorText } from "../log/error_text.ts";
 import { fieldsConfigSchema } from "../mapping/fields_config.ts";
+import { permissionAdvice } from "./permission_advice.ts";
 
 const envName = z
   .string()
@@ -68,9 +69,17 @@ export async function readConnectionsFile(
     text = await sources.readTextFile(path);
   } catch (error) {
     errors.push(
-      `Cannot read the connections file ${path}: ${
-        errorText(error).replace(/\.$/, "")
-      }. Check the path given to --connections.`,
+      error instanceof Deno.errors.NotCapable
+        // Not a wrong path: the file is outside what this process may read.
+        ? permissionAdvice({
+          what: `the connections file ${path}`,
+          file: path,
+          missing: ["read"],
+          syncDir: sources.env.SYNC_DIR,
+        })
+        : `Cannot read the connections file ${path}: ${
+          errorText(error).replace(/\.$/, "")
+        }. Check the path given to --connections.`,
     );
     return [];
   }

@@ -171,6 +171,27 @@ function choiceVar<T extends string>(
     });
 }
 
+/**
+ * An on/off variable: `1`, `true`, `yes` or `on` switch it on; `0`, `false`, `no`, `off`,
+ * empty or unset leave it off; anything else is refused, since a typo must not switch a
+ * safety off (or on) unnoticed. `meaning` says what on does, for the message.
+ */
+function flagVar(name: string, meaning: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const value = (v ?? "").trim().toLowerCase();
+      if (["1", "true", "yes", "on"].includes(value)) return true;
+      if (["", "0", "false", "no", "off"].includes(value)) return false;
+      ctx.addIssue({
+        code: "custom",
+        message: `${name} must be 1 (${meaning}) or 0; it is ${shown(v)}.`,
+      });
+      return z.NEVER;
+    });
+}
+
 /** An API key variable: trimmed, and refused when it could not be sent as a header. */
 function apiKeyVar(name: string) {
   return z
@@ -326,6 +347,14 @@ const envSchema = z.object({
   WEBHOOK_PORT: portVar("WEBHOOK_PORT"),
   WEBHOOK_HOST: z.string().trim().optional(),
   MAILCHIMP_WEBHOOK_SECRET: webhookSecretVar("MAILCHIMP_WEBHOOK_SECRET"),
+  SYNC_REQUIRE_STATE_VOLUME: flagVar(
+    "SYNC_REQUIRE_STATE_VOLUME",
+    "refuse to keep the state in a folder that is not a mounted volume; the image sets it",
+  ),
+  SYNC_ON_BRANCHES: flagVar(
+    "SYNC_ON_BRANCHES",
+    "Deno Deploy: tick on branch and preview deployments too, not only in production",
+  ),
 });
 
 /** The environment, validated. */

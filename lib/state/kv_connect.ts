@@ -5,9 +5,40 @@
  * metadata exchange at once, so a wrong URL or token fails at start-up, here, with a message
  * that never carries the token.
  *
+ * Deno Deploy's KV Connect URL changed with the platform: Deploy Classic, shut down on
+ * 2026-07-20, served `https://api.deno.com/databases/<id>/connect`; today's Deploy serves
+ * `https://api.deno.com/v2/databases/<id>/connect` (docs.deno.com/deploy/reference/deno_kv/).
+ *
  * @module
  */
 import { errorText } from "../log/error_text.ts";
+
+/** Today's Deno Deploy KV Connect URL of database `id`. */
+export function deployKvConnectUrl(id: string): string {
+  return `https://api.deno.com/v2/databases/${id}/connect`;
+}
+
+const _CLASSIC = /^\/databases\/([^/]+)\/connect\/?$/;
+
+/**
+ * What is wrong with KV Connect `url` before anything is sent to it, or undefined: a Deno
+ * Deploy Classic URL names a platform that is gone (its databases were not moved), so it is
+ * refused with today's form of the URL instead of failing later on an answer from a server.
+ */
+export function kvConnectUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  const classic = parsed.hostname === "api.deno.com" ? _CLASSIC.exec(parsed.pathname) : null;
+  if (!classic) return undefined;
+  return `--state kv:${kvConnectLocation(url)} is Deno Deploy Classic's KV Connect URL, and ` +
+    `Deploy Classic was shut down on 2026-07-20. Today's Deno Deploy (console.deno.com) serves ` +
+    `a database at ${deployKvConnectUrl("<database id>")}: the id is on the database's page, ` +
+    `and a database of Classic was not moved to it (ask support@deno.com to move its data).`;
+}
 
 /** True when a `kv:` spec's path is a KV Connect URL (`http://` or `https://`). */
 export function isKvConnectUrl(path: string): boolean {
@@ -54,7 +85,9 @@ export function explainKvConnectError(location: string, error: unknown): string 
     const hint = code === 401 || code === 403
       ? "check DENO_KV_ACCESS_TOKEN: the server refused it"
       : code === 404
-      ? "check the URL: the server knows no database there"
+      ? `check the URL: the server knows no database there (on today's Deno Deploy it is ${
+        deployKvConnectUrl("<database id>")
+      })`
       : "check the URL and that the server is a KV Connect endpoint";
     return `${what}: the server answered ${code}${status[2]!.trimEnd()}; ${hint}.`;
   }

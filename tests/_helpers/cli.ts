@@ -1,6 +1,9 @@
 /** Runs main.ts as a subprocess, the way users run it. */
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+/** The repository's root, where `deno task` finds deno.json. */
+export const ROOT = new URL("../../", import.meta.url).pathname;
+
+const MAIN = `${ROOT}main.ts`;
 
 /** Permissions the CLI is run with in tests (what `deno task sync` grants, plus temp dirs). */
 export const CLI_PERMISSIONS = [
@@ -50,14 +53,18 @@ export function cliEnv(extra: Record<string, string>): Record<string, string> {
   return { ...env, ...extra };
 }
 
-/** Starts the CLI; the caller waits for it, reads it or kills it. */
+/**
+ * Starts the CLI (or `options.entry`, a path from the repository's root, such as the Deno
+ * Deploy entry); the caller waits for it, reads it or kills it.
+ */
 export function spawnCli(
   args: string[],
   env: Record<string, string>,
-  options: { cwd?: string; permissions?: string[] } = {},
+  options: { cwd?: string; permissions?: string[]; entry?: string } = {},
 ): Deno.ChildProcess {
+  const entry = options.entry === undefined ? MAIN : `${ROOT}${options.entry}`;
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", ...(options.permissions ?? CLI_PERMISSIONS), MAIN, ...args],
+    args: ["run", ...(options.permissions ?? CLI_PERMISSIONS), entry, ...args],
     env: cliEnv(env),
     clearEnv: true,
     ...(options.cwd ? { cwd: options.cwd } : {}),
@@ -65,6 +72,80 @@ export function spawnCli(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+}
+
+/**
+ * How {@linkcode spawnTask} starts `deno task`: as it is; under `setsid`, so that the task
+ * and its child are a process group of their own, as a terminal's foreground job is (signal
+ * it with `Deno.kill(-child.pid, …)`); or under `script`, on a terminal of its own, where
+ * Deno would show a permission prompt (the child's stdout is then the terminal's output).
+ */
+export type TaskWrapper = "none" | "setsid" | "pty";
+
+/**
+ * Starts `deno task <args…>` in the repository, the way a user types it (e.g. `["sync",
+ * "--once", …]`), with the environment {@linkcode cliEnv} builds. Its stdin is a pipe nobody
+ * writes, so that a prompt would wait rather than read an end of file: close it (and read or
+ * cancel both outputs) when done.
+ */
+export function spawnTask(
+  args: string[],
+  env: Record<string, string>,
+  options: { wrapper?: TaskWrapper } = {},
+): Deno.ChildProcess {
+  const task = [Deno.execPath(), "task", ...args];
+  const wrapper = options.wrapper ?? "none";
+  if (wrapper === "pty" && !task.every((word) => /^[\w@%+=:,./-]+$/.test(word))) {
+    throw new TypeError(`Cannot pass ${JSON.stringify(task)} to script -c unquoted`);
+  }
+  const [command, ...rest] = wrapper === "setsid"
+    ? ["setsid", ...task]
+    : wrapper === "pty"
+    ? ["script", "-qec", task.join(" "), "/dev/null"]
+    : task;
+  return new Deno.Command(command!, {
+    args: rest,
+    env: cliEnv(env),
+    clearEnv: true,
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** What a finished (or timed-out) `deno task` did. */
+export interface TaskResult extends CliResult {
+  /** True when it was still running after the timeout and was killed. */
+  timedOut: boolean;
+}
+
+/**
+ * Runs `deno task <args…>` to completion (see {@linkcode spawnTask}), killing it once
+ * `timeoutMs` of real time have passed: a run that waits at a prompt ends as `timedOut`.
+ */
+export async function runTask(
+  args: string[],
+  env: Record<string, string>,
+  options: { wrapper?: TaskWrapper; timeoutMs?: number } = {},
+): Promise<TaskResult> {
+  const child = spawnTask(args, env, options);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, options.timeoutMs ?? 30_000);
+  try {
+    const [stdout, stderr] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+    ]);
+    const status = await child.status;
+    return { code: status.code, stdout, stderr, timedOut };
+  } finally {
+    clearTimeout(timer);
+    await child.stdin.close().catch(() => {});
+  }
 }
 
 /** Runs the CLI to completion. */

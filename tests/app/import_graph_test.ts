@@ -1,5 +1,5 @@
 /**
- * The production import graph — what main.ts imports statically, leaving out the modules
+ * The production import graph — what main.ts (and deploy.ts, through it) imports statically, leaving out the modules
  * it loads with `import()` when chosen (demo, simulate, bench, healthcheck) — holds
  * production code only: no test helper (FakeClock among them), no simulator.
  */
@@ -13,10 +13,10 @@ interface _Dependency {
   isDynamic?: boolean;
 }
 
-/** The repository paths main.ts reaches through static imports (type imports included). */
-async function productionGraph(): Promise<Set<string>> {
+/** The repository paths `entry` reaches through static imports (type imports included). */
+async function productionGraph(entry: string): Promise<Set<string>> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "main.ts"],
+    args: ["info", "--json", entry],
     cwd: new URL(ROOT).pathname,
     stdout: "piped",
     stderr: "piped",
@@ -35,16 +35,20 @@ async function productionGraph(): Promise<Set<string>> {
       for (const target of [d.code?.specifier, d.type?.specifier]) if (target) visit(target);
     }
   };
-  visit(`${ROOT}main.ts`);
+  visit(`${ROOT}${entry}`);
   return new Set([...reached].map((url) => url.slice(ROOT.length)));
 }
 
-Deno.test("main.ts's static imports reach no test, simulator or optional-command module", async () => {
-  const graph = await productionGraph();
-  assert.ok(graph.has("lib/app/cli.ts") && graph.has("lib/engine/run_connection.ts"), "walked");
-  const offending = [...graph].filter((path) =>
-    path.startsWith("tests/") || path.startsWith("lib/sim/") ||
-    ["lib/app/demo.ts", "lib/app/simulate.ts", "lib/app/bench.ts"].includes(path)
-  );
-  assert.deepEqual(offending, []);
+Deno.test("the static imports of main.ts and of the Deploy entry reach no test, simulator or optional-command module", async (t) => {
+  for (const entry of ["main.ts", "deploy.ts"]) {
+    await t.step(entry, async () => {
+      const graph = await productionGraph(entry);
+      assert.ok(graph.has("lib/app/cli.ts") && graph.has("lib/engine/run_connection.ts"), "walked");
+      const offending = [...graph].filter((path) =>
+        path.startsWith("tests/") || path.startsWith("lib/sim/") ||
+        ["lib/app/demo.ts", "lib/app/simulate.ts", "lib/app/bench.ts"].includes(path)
+      );
+      assert.deepEqual(offending, []);
+    });
+  }
 });

@@ -54,6 +54,23 @@ Deno.test("main.ts --state kv:<url> fails clearly, exit 2, and never prints the 
       assert.match(r.stderr, /reachable/);
       assert.ok(!(r.stdout + r.stderr).includes(TOKEN));
     });
+    await t.step(
+      "Deno Deploy Classic's URL, refused before anything is sent, with today's",
+      async () => {
+        const r = await runCli(
+          ["--once", "--state", "kv:https://api.deno.com/databases/0a1b2c/connect", "list1"],
+          { ...KEYS, DENO_KV_ACCESS_TOKEN: TOKEN },
+          // No network beyond the loopback: the refusal must not need to connect.
+          { permissions: ["--allow-net=127.0.0.1", "--allow-env", "--allow-read"] },
+        );
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, /Deno Deploy Classic's KV Connect URL/);
+        assert.match(r.stderr, /shut down on 2026-07-20/);
+        assert.match(r.stderr, /https:\/\/api\.deno\.com\/v2\/databases\/<database id>\/connect/);
+        assert.doesNotMatch(r.stderr, /requires net access|Cannot open the remote/i);
+        assert.ok(!(r.stdout + r.stderr).includes(TOKEN));
+      },
+    );
     await t.step("no token", async () => {
       const r = await runCli(["--once", "--state", `kv:${url}`, "list1"], KEYS);
       assert.equal(r.code, 2, r.stderr);

@@ -756,3 +756,39 @@ Deno.test("loadConfig() refuses a key given where a list or connection id belong
     }
   });
 });
+
+Deno.test("loadConfig() reads SYNC_ON_BRANCHES as on or off, and refuses anything else", async (t) => {
+  for (const [value, on] of [["1", true], ["true", true], ["0", false], ["", false]] as const) {
+    await t.step(JSON.stringify(value), async () => {
+      const config = await ok({ env: { ...KEYS, SYNC_ON_BRANCHES: value }, args: ["list1"] });
+      assert.equal(config.syncOnBranches, on);
+    });
+  }
+  assert.equal((await ok({ env: KEYS, args: ["list1"] })).syncOnBranches, false);
+  const problems = await errors({ env: { ...KEYS, SYNC_ON_BRANCHES: "staging" }, args: ["l1"] });
+  assert.deepEqual(problems, [
+    'SYNC_ON_BRANCHES must be 1 (Deno Deploy: tick on branch and preview deployments too, not only in production) or 0; it is "staging".',
+  ]);
+});
+
+Deno.test("loadConfig() warns of a public http:// webhooks --url, not of https or a private address", async (t) => {
+  const env = { ...KEYS, MAILCHIMP_WEBHOOK_SECRET: "a-webhook-secret-0123456789" };
+  for (
+    const [url, warned] of [
+      ["http://sync.example.com", true],
+      ["http://203.0.113.7:8090", true],
+      ["https://sync.example.com", false],
+      ["http://127.0.0.1:8090", false],
+      ["http://localhost:8090", false],
+      ["http://192.168.1.20", false],
+      ["http://10.0.0.5", false],
+      ["http://[::1]:8090", false],
+    ] as const
+  ) {
+    await t.step(url, async () => {
+      const config = await ok({ env, args: ["webhooks", "register", "list1", "--url", url] });
+      const warnings = config.warnings.filter((w) => w.includes("in clear"));
+      assert.equal(warnings.length, warned ? 1 : 0, warnings.join("\n"));
+    });
+  }
+});

@@ -14,6 +14,7 @@ import { MailchimpLimiters } from "../../http/concurrency_limiter.ts";
 import { errorText, redact } from "../../log/error_text.ts";
 import { MailchimpClient, type MailchimpWebhook } from "../../mailchimp/client.ts";
 import { WEBHOOK_PATH_PREFIX, webhookPath } from "../../webhooks/receiver.ts";
+import { registerFailureAdvice } from "../register_failure_advice.ts";
 
 /** The events registered: every change to a member; `campaign` says nothing about one. */
 export const WEBHOOK_EVENTS = {
@@ -93,7 +94,11 @@ export async function runWebhooksCommand(
     } catch (error) {
       failed++;
       const why = errorText(error, secrets);
-      deps.write(`${c.id} (list ${c.listId}): failed: ${why}\n`);
+      deps.write(
+        `${c.id} (list ${c.listId}): failed: ${
+          registerFailureAdvice(why, { publicUrl: config.publicUrl, connection: c.id })
+        }\n`,
+      );
       deps.logger.error("webhooks {action} failed for {connection}: {error}", {
         action: config.webhooksAction ?? "",
         connection: c.id,
