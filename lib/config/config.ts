@@ -15,7 +15,14 @@ import {
   DEFAULT_OMETRIA_BASE_URL,
   DEFAULT_OMETRIA_SIM_PORT,
 } from "./defaults.ts";
-import { type Env, type LogLevel, parseEnv, shown, webhookSecretProblem } from "./env_schema.ts";
+import {
+  type Env,
+  type LogLevel,
+  parseEnv,
+  shown,
+  webhookSecretProblem,
+  webhookSigningSecretProblem,
+} from "./env_schema.ts";
 import { cronEvery } from "./schedule.ts";
 import type { FieldsConfig } from "../mapping/fields_config.ts";
 import { MAILCHIMP_MAX_PAGE_SIZE, mailchimpBaseUrlFor } from "../mailchimp/mailchimp_url.ts";
@@ -39,6 +46,15 @@ export interface ConnectionConfig {
    */
   webhookSecret?: string;
   webhookSecretName?: string;
+  /**
+   * The signing secret of this list's webhook (MAILCHIMP_WEBHOOK_SIGNING_SECRET for a list
+   * given on the command line, or the variable named by `webhook_signing_secret_env`): with
+   * it, the receiver checks every delivery's signature. `webhookSigningSecretName` names the
+   * variable even when it is not set yet, for `webhooks register` to say where the secret it
+   * is shown goes.
+   */
+  webhookSigningSecret?: string;
+  webhookSigningSecretName?: string;
   /** The connections file's `fields` (the documented default when absent). */
   fields?: FieldsConfig;
 }
@@ -176,12 +192,24 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     connections = (await _fileConnections(line.connections, sources, env, errors, {
       requireKeys: needsConnections,
       thresholdMinutes,
+      // `webhooks register` is what prints the secret: it cannot need it yet.
+      requireSigningSecret: command !== "webhooks",
     })).filter((c) => wanted.size === 0 || wanted.has(c.id) || wanted.has(c.listId));
   } else if (positionals.length > 0 && (needsConnections || command === "status")) {
     connections = _argumentConnections(positionals, env, errors, {
       requireKeys: needsConnections,
       thresholdMinutes,
     });
+  }
+  if (
+    env.MAILCHIMP_WEBHOOK_SIGNING_SECRET !== undefined && line.connections === undefined &&
+    new Set(positionals).size > 1
+  ) {
+    errors.push(
+      "MAILCHIMP_WEBHOOK_SIGNING_SECRET is one webhook's signing secret, and each list's " +
+        "webhook has its own: with several lists, use a connections file and name each one's " +
+        'variable in "webhook_signing_secret_env".',
+    );
   }
 
   if (needsConnections && connections.length === 0 && errors.length === 0) {
@@ -284,6 +312,7 @@ export function configSecrets(config: Pick<Config, "connections" | "alertWebhook
     if (c.mailchimp.apiKey) secrets.add(c.mailchimp.apiKey);
     if (c.ometria.apiKey) secrets.add(c.ometria.apiKey);
     if (c.webhookSecret) secrets.add(c.webhookSecret);
+    if (c.webhookSigningSecret) secrets.add(c.webhookSigningSecret);
   }
   if (config.alertWebhookUrl) {
     // The origin is fine to show; what follows it may be a token.
@@ -303,6 +332,7 @@ export function envSecrets(env: Record<string, string | undefined>): string[] {
     env.OMETRIA_API_KEY,
     env.STATUS_TOKEN,
     env.MAILCHIMP_WEBHOOK_SECRET,
+    env.MAILCHIMP_WEBHOOK_SIGNING_SECRET,
   ]
     .map((v) => v?.trim())
     .filter((v): v is string => v !== undefined && v !== "");
@@ -391,7 +421,8 @@ function _argumentConnections(
       );
     }
   }
-  return [...new Set(listIds)].map((listId) => ({
+  const unique = [...new Set(listIds)];
+  return unique.map((listId) => ({
     id: listId,
     listId,
     mailchimp: { apiKey: mailchimpKey ?? "", baseUrl: mailchimpBase ?? "" },
@@ -407,6 +438,16 @@ function _argumentConnections(
         webhookSecretName: "MAILCHIMP_WEBHOOK_SECRET",
       }
       : {}),
+    // One webhook, one secret: with several lists the variable fits none of them (an error
+    // when it is set), and `webhooks register` names a variable per connection instead.
+    ...(unique.length === 1
+      ? {
+        webhookSigningSecretName: "MAILCHIMP_WEBHOOK_SIGNING_SECRET",
+        ...(env.MAILCHIMP_WEBHOOK_SIGNING_SECRET
+          ? { webhookSigningSecret: env.MAILCHIMP_WEBHOOK_SIGNING_SECRET }
+          : {}),
+      }
+      : {}),
   }));
 }
 
@@ -415,7 +456,7 @@ async function _fileConnections(
   sources: ConfigSources,
   env: Env,
   errors: string[],
-  options: { requireKeys: boolean; thresholdMinutes: number },
+  options: { requireKeys: boolean; thresholdMinutes: number; requireSigningSecret: boolean },
 ): Promise<ConnectionConfig[]> {
   const entries = await readConnectionsFile(path, sources, errors);
   const out: ConnectionConfig[] = [];
@@ -468,6 +509,7 @@ async function _fileConnections(
       },
       thresholdSeconds: (entry.threshold_minutes ?? options.thresholdMinutes) * 60,
       ..._fileWebhookSecret(entry.webhook_secret_env, sources, env, where, errors),
+      ..._fileSigningSecret(entry.webhook_signing_secret_env, sources, where, errors, options),
       ...(entry.fields ? { fields: entry.fields } : {}),
     });
     if (entry.fields && (entry.ometria_endpoint ?? env.OMETRIA_ENDPOINT) === "record") {
@@ -506,4 +548,35 @@ function _fileWebhookSecret(
     return {};
   }
   return { webhookSecret: value, webhookSecretName: name };
+}
+
+/**
+ * A connection's webhook signing secret, from the variable its entry names (a signing secret
+ * belongs to one list's webhook, so there is no shared fallback). The name is kept even while
+ * the variable is unset, for `webhooks register` to say where the secret goes.
+ */
+function _fileSigningSecret(
+  name: string | undefined,
+  sources: ConfigSources,
+  where: string,
+  errors: string[],
+  options: { requireSigningSecret: boolean },
+): Pick<ConnectionConfig, "webhookSigningSecret" | "webhookSigningSecretName"> {
+  if (name === undefined) return {};
+  const value = sources.env[name]?.trim();
+  if (!value) {
+    if (options.requireSigningSecret) {
+      errors.push(
+        `${where}: the environment variable ${name} (its webhook signing secret) is not set; ` +
+          `set it to the secret \`webhooks register\` printed, or remove "webhook_signing_secret_env".`,
+      );
+    }
+    return { webhookSigningSecretName: name };
+  }
+  const problem = webhookSigningSecretProblem(name, value);
+  if (problem !== undefined) {
+    errors.push(`${where}: ${problem}`);
+    return { webhookSigningSecretName: name };
+  }
+  return { webhookSigningSecret: value, webhookSigningSecretName: name };
 }

@@ -149,7 +149,10 @@ export async function apiRequest<S extends z.ZodType>(
     });
   }
 
-  const json = parseJson(exchange.text);
+  // A 204 has no body by definition (Mailchimp answers a DELETE so): it is checked as undefined.
+  const json = exchange.status === 204 && exchange.text.trim() === ""
+    ? { ok: true as const, value: undefined }
+    : parseJson(exchange.text);
   let what: string;
   if (json.ok) {
     const parsed = schema.safeParse(json.value);

@@ -190,12 +190,29 @@ const _webhookSchema = z.object({
   url: z.string(),
   events: z.record(z.string(), z.boolean()).default({}),
   sources: z.record(z.string(), z.boolean()).default({}),
+  // Absent on accounts that predate signing: unknown, not false.
+  signing_enabled: z.boolean().optional(),
 });
 
 const _webhooksSchema = z.object({ webhooks: z.array(_webhookSchema) });
 
+// Only the create answer carries the secret (docs/API_NOTES.md, "Signed deliveries").
+const _createdWebhookSchema = _webhookSchema.extend({
+  signing_secret: z.string().min(1).nullable().optional(),
+});
+
 /** A list webhook as Mailchimp describes it (`/lists/{id}/webhooks`). */
 export type MailchimpWebhook = z.infer<typeof _webhookSchema>;
+
+/** The webhook as saved, and its signing secret when Mailchimp just created a signed one. */
+export interface SavedWebhook {
+  webhook: MailchimpWebhook;
+  /** Returned exactly once, at creation: whoever registers must hand it on or lose it. */
+  signingSecret?: string;
+}
+
+/** What {@linkcode MailchimpClient.saveWebhook} sends: a webhook without its id. */
+export type WebhookSettings = Pick<MailchimpWebhook, "url" | "events" | "sources">;
 
 /**
  * Talks to one Mailchimp account with one API key. Every attempt goes through the key's
@@ -387,17 +404,19 @@ export class MailchimpClient {
    * `POST /lists/{id}/webhooks` (create) or, with `webhookId`, `PATCH
    * /lists/{id}/webhooks/{webhook_id}` (update). Mailchimp checks the URL with a GET before
    * it answers. Sent once, without retries: a create that timed out may still have happened,
-   * and registering again (which lists first and updates) is the way to repair it.
+   * and registering again (which lists first and updates) is the way to repair it. A create
+   * answers the webhook's signing secret, once; it is returned apart from the webhook so that
+   * nothing that keeps or prints webhooks holds it by accident.
    */
   async saveWebhook(
     listId: string,
-    webhook: Omit<MailchimpWebhook, "id">,
+    webhook: WebhookSettings,
     webhookId?: string,
     signal?: AbortSignal,
-  ): Promise<MailchimpWebhook> {
+  ): Promise<SavedWebhook> {
     const base = `/lists/${_segment(listId)}/webhooks`;
     const path = webhookId === undefined ? base : `${base}/${_segment(webhookId)}`;
-    const { value } = await apiRequest(path, _webhookSchema, {
+    const { value } = await apiRequest(path, _createdWebhookSchema, {
       ...this.#api,
       retry: false,
       method: webhookId === undefined ? "POST" : "PATCH",
@@ -409,7 +428,26 @@ export class MailchimpClient {
       body: JSON.stringify(webhook),
       signal,
     });
-    return value;
+    const { signing_secret, ...saved } = value;
+    return signing_secret ? { webhook: saved, signingSecret: signing_secret } : { webhook: saved };
+  }
+
+  /**
+   * `DELETE /lists/{id}/webhooks/{webhook_id}`: how a webhook gets a new signing secret (it
+   * is deleted, then created again). Sent once, without retries, as a save is.
+   */
+  async deleteWebhook(listId: string, webhookId: string, signal?: AbortSignal): Promise<void> {
+    await apiRequest(
+      `/lists/${_segment(listId)}/webhooks/${_segment(webhookId)}`,
+      z.unknown(),
+      {
+        ...this.#api,
+        retry: false,
+        method: "DELETE",
+        headers: { Authorization: this.#authorization, Accept: "application/json" },
+        signal,
+      },
+    );
   }
 
   /**

@@ -42,7 +42,7 @@ import {
   uniqueEmailIdOf,
 } from "./member_data.ts";
 import { seededRandom } from "./random.ts";
-import { SimWebhooks } from "./webhook_sender.ts";
+import { SimWebhooks, type SimWebhooksOptions, type SmsEventType } from "./webhook_sender.ts";
 
 /** Options of {@linkcode MailchimpSimulator.start}. */
 export interface MailchimpSimulatorOptions {
@@ -115,6 +115,17 @@ export interface MailchimpSimulatorOptions {
   quirkSeed?: number;
   /** Random faults (see `faults.ts`); tests can also queue faults on `faults`. @default {{}} */
   faults?: FaultPlan;
+  /**
+   * Whether webhooks created through the API sign their deliveries and return a signing
+   * secret once (`"on"`), or are unsigned like those created before signing existed.
+   * @default {"on"}
+   */
+  webhookSigning?: SimWebhooksOptions["signing"];
+  /**
+   * How a retried delivery is signed (`webhooks.retryFailed`): afresh, or with its first
+   * signature (undocumented either way). @default {"fresh"}
+   */
+  webhookRetrySignatures?: SimWebhooksOptions["retrySignatures"];
   /**
    * Called before a members page is computed (after auth and validation), with a 0-based
    * index counting such calls: tests use it to change members in the middle of a run.
@@ -335,9 +346,15 @@ export class MailchimpSimulator {
    * `webhooks.sendTo(listId, url)`; `upsertMember`, `changeMembers`, `deleteMember` and
    * `changeEmail` deliver Mailchimp's events to them. `webhooks.settle()` waits for deliveries.
    */
-  readonly webhooks = new SimWebhooks();
+  readonly webhooks: SimWebhooks;
 
   private constructor(options: MailchimpSimulatorOptions) {
+    this.webhooks = new SimWebhooks({
+      ...(options.webhookSigning ? { signing: options.webhookSigning } : {}),
+      ...(options.webhookRetrySignatures
+        ? { retrySignatures: options.webhookRetrySignatures }
+        : {}),
+    });
     this.apiKey = options.apiKey ?? _DEFAULT_KEY;
     this.#clock = options.clock ?? systemClock;
     this.#settings = _settings({
@@ -544,6 +561,27 @@ export class MailchimpSimulator {
     if (id === old.id) this.webhooks.changed(listId, old, record, this.#now());
     else this.webhooks.emailChanged(listId, old, record, this.#now());
     return _toSimMember(record, list.profile);
+  }
+
+  /**
+   * Delivers an SMS event, or the `profile` of an SMS-only contact (no email), of the
+   * contact with `phone` to the list's webhooks that ask for that type (fields undocumented:
+   * see `SimWebhooks.sms`). Nothing in the members listing changes.
+   */
+  sendSmsEvent(listId: string, type: SmsEventType | "profile", phone: string): void {
+    this.#list(listId);
+    this.webhooks.sms(listId, type, phone, this.#now());
+  }
+
+  /** Delivers a `campaign` event (a campaign sent to the list) to webhooks that ask for it. */
+  sendCampaign(listId: string, subject: string): void {
+    this.#list(listId);
+    this.webhooks.campaign(listId, subject, this.#now());
+  }
+
+  /** Retries every failed webhook delivery now (Mailchimp retries for 75 minutes). */
+  retryWebhooks(): void {
+    this.webhooks.retryFailed(this.#now());
   }
 
   /**
@@ -897,6 +935,11 @@ export class MailchimpSimulator {
         requestId,
       );
     }
+    if (req.method === "DELETE" && webhookId !== undefined) {
+      await req.body?.cancel();
+      if (!this.webhooks.delete(listId, webhookId)) return this.#notFound(requestId);
+      return this.#stamp(new Response(null, { status: 204 }), requestId);
+    }
     const create = req.method === "POST" && webhookId === undefined;
     const update = req.method === "PATCH" && webhookId !== undefined;
     if (!create && !update) {
@@ -912,7 +955,11 @@ export class MailchimpSimulator {
     const saved = await this.webhooks.save(listId, body, webhookId);
     if (saved === "not found") return this.#notFound(requestId);
     if (typeof saved === "string") return this.#problem(400, "Invalid Resource", saved, requestId);
-    return this.#json(JSON.stringify(saved), requestId);
+    // The secret is in the create response only ("Returned exactly once at creation").
+    const answer = saved.signingSecret === undefined
+      ? saved.webhook
+      : { ...saved.webhook, signing_secret: saved.signingSecret };
+    return this.#json(JSON.stringify(answer), requestId);
   }
 
   #notFound(requestId: string): Response {
