@@ -166,7 +166,21 @@ const _idsSchema = z.object({
 });
 
 const _mergeFieldsSchema = z.object({
-  merge_fields: z.array(z.object({ tag: z.string(), type: z.string(), name: z.string() })),
+  merge_fields: z.array(z.object({
+    tag: z.string(),
+    type: z.string(),
+    name: z.string(),
+    // Only the formats are read; a field whose options are unusual keeps its other facts.
+    options: z.object({
+      date_format: z.string().optional().catch(undefined),
+      phone_format: z.string().optional().catch(undefined),
+    }).nullable().optional().catch(undefined),
+  })),
+  total_items: z.number().int().nonnegative(),
+});
+
+const _memberTagsSchema = z.object({
+  tags: z.array(z.object({ name: z.string() })),
   total_items: z.number().int().nonnegative(),
 });
 
@@ -451,19 +465,40 @@ export class MailchimpClient {
   }
 
   /**
-   * `GET /lists/{id}/merge-fields`: every merge field of the list (tag, type, name), all
-   * pages, for the field mapping.
+   * `GET /lists/{id}/merge-fields`: every merge field of the list (tag, type, name and the
+   * formats its `options` name), all pages, for the field mapping.
    */
   async getMergeFields(listId: string, signal?: AbortSignal): Promise<MergeFieldDefinition[]> {
     const path = `/lists/${_segment(listId)}/merge-fields`;
-    return await this.#all(
-      "merge_fields.tag,merge_fields.type,merge_fields.name",
+    const fields = await this.#all(
+      "merge_fields.tag,merge_fields.type,merge_fields.name,merge_fields.options",
       (q) =>
         this.#get(path, q, _mergeFieldsSchema, signal).then(({ value }) => ({
           items: value.merge_fields,
           total: value.total_items,
         })),
     );
+    return fields.map(({ options, ...f }) => {
+      const o = { date_format: options?.date_format, phone_format: options?.phone_format };
+      return o.date_format || o.phone_format ? { ...f, options: o } : f;
+    });
+  }
+
+  /**
+   * `GET /lists/{id}/members/{subscriber_hash}/tags`: the names of every tag of a member, all
+   * pages: the members listing serves at most 50 of them.
+   */
+  async getMemberTags(listId: string, id: string, signal?: AbortSignal): Promise<string[]> {
+    const path = `/lists/${_segment(listId)}/members/${_segment(id)}/tags`;
+    const tags = await this.#all(
+      "tags.name",
+      (q) =>
+        this.#get(path, q, _memberTagsSchema, signal).then(({ value }) => ({
+          items: value.tags,
+          total: value.total_items,
+        })),
+    );
+    return tags.map((t) => t.name);
   }
 
   /**
