@@ -35,7 +35,7 @@ import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
 import { RateLimiter } from "../http/rate_limiter.ts";
 import { MailchimpClient } from "../mailchimp/client.ts";
 import { OmetriaClient } from "../ometria/client.ts";
-import { FieldMapper } from "../mapping/field_mapper.ts";
+import { FieldMapper, mappingReporter } from "../mapping/field_mapper.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { nextState } from "../state/transitions.ts";
@@ -221,7 +221,16 @@ export class SyncService {
           : {}),
       });
       if (config.ometria.endpoint === "push") {
-        fields = new FieldMapper(config.listId, config.fields, mailchimp);
+        fields = new FieldMapper(
+          config.listId,
+          config.fields,
+          mailchimp,
+          mappingReporter(
+            config.id,
+            logger,
+            metrics && ((field, reason) => metrics.countDroppedValue(config.id, field, reason)),
+          ),
+        );
       }
       const accountKey = `${config.ometria.baseUrl}\u0000${config.ometria.apiKey}`;
       let rateLimiter = rateLimiters.get(accountKey);
