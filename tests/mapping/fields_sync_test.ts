@@ -234,6 +234,72 @@ Deno.test("a member whose mapped record is over 60 KB is quarantined, the rest s
   }
 });
 
+/** A retail list of 30 synced once; then the member's phone and a property are emptied. */
+async function clearedPhoneRun(world: World) {
+  world.mailchimp.addList(LIST, { members: 30, profile: "retail", lastChangedTo: T0 - 60_000 });
+  const service = world.service([LIST]);
+  assert.equal((await service.runOnce(LIST)).outcome, "ok");
+  const member = world.mailchimp.truth(LIST).find((m) => m.merge_fields.PHONE !== "")!;
+  const before = world.ometria.contacts(collectionFor(LIST)).get(member.id)!;
+  assert.match(String(before.phone_number), /^\+44/);
+  world.clock.set(world.clock.now() + 10_000);
+  world.mailchimp.upsertMember(LIST, {
+    email: member.email_address,
+    extra: { merge: { ...member.merge_fields, PHONE: "", SHOESIZE: "" } },
+  });
+  world.clock.set(world.clock.now() + 10_000);
+  const result = await service.runOnce(LIST);
+  return { result, member, after: world.ometria.contacts(collectionFor(LIST)).get(member.id)! };
+}
+
+Deno.test("a field emptied in Mailchimp is cleared in Ometria, which merges what a record leaves out", async (t) => {
+  await t.step("blanks clear (the simulator's default)", async () => {
+    const world = await startWorld();
+    try {
+      const { result, after } = await clearedPhoneRun(world);
+      assert.equal(result.outcome, "ok", result.error);
+      assert.equal("phone_number" in after, false);
+      assert.equal("shoesize" in (after.properties as Record<string, unknown>), false);
+      const c = mappedCopy(world, LIST);
+      assert.deepEqual([c.missing.length, c.stale.length], [0, 0]);
+    } finally {
+      await world.close();
+    }
+  });
+  await t.step(
+    "blanks are ignored: Ometria keeps the old value, and the copy check sees it",
+    async () => {
+      const world = await startWorld({ ometria: { records: { nullFields: "keep" } } });
+      try {
+        const { result, member, after } = await clearedPhoneRun(world);
+        assert.equal(result.outcome, "ok", result.error);
+        assert.match(String(after.phone_number), /^\+44/);
+        assert.deepEqual(mappedCopy(world, LIST).stale, [member.id]);
+      } finally {
+        await world.close();
+      }
+    },
+  );
+  await t.step("blanks are refused: the record is rejected, naming the field", async () => {
+    const world = await startWorld({ ometria: { records: { nullFields: "reject" } } });
+    try {
+      world.mailchimp.addList(LIST, { members: 30, profile: "retail", lastChangedTo: T0 });
+      const result = await world.service([LIST]).runOnce(LIST);
+      assert.equal(result.outcome, "failed");
+      const state = await world.store.get(LIST);
+      assert.ok((state?.quarantine.length ?? 0) > 0);
+      assert.ok(world.ometria.errors().every((e) => /^root > /.test(e.error_path)));
+      // The way out the docs give: leave emptied fields out.
+      const omit = world.service([], {
+        connections: [world.connection(LIST, { fields: { cleared: "omit" } })],
+      });
+      assert.equal((await omit.runOnce(LIST)).outcome, "ok");
+    } finally {
+      await world.close();
+    }
+  });
+});
+
 Deno.test("a list with day-first date formats reaches Ometria with the right days, served either way", async (t) => {
   for (const mergeDateValues of ["iso", "display"] as const) {
     await t.step(mergeDateValues, async () => {
