@@ -27,6 +27,7 @@ export type AlertEvent =
   | "connection.behind"
   | "connection.recovered"
   | "connection.diverged"
+  | "connection.rejected_async"
   | "state.write_failed";
 
 /** The JSON body POSTed to the webhook for every alert. */
@@ -48,6 +49,10 @@ export interface AlertPayload {
   missed?: number;
   /** `connection.diverged` only: a few of the orphan ids. */
   orphan_ids?: string[];
+  /** `connection.rejected_async` only: errors Ometria listed that name no record of ours. */
+  rejected?: number;
+  /** `connection.rejected_async` only: a few of them, `field: message`. */
+  errors?: string[];
 }
 
 /** Retry policy of webhook deliveries. */
@@ -258,6 +263,31 @@ export class AlertManager {
   }
 
   /**
+   * Sends `connection.rejected_async` (log line at once, webhook in the background): Ometria
+   * listed validation errors after answering "OK" (`GET /v2/push/_errors`) that cannot be
+   * tied to a record, so some pushed records may not be stored and none can be named (the
+   * documented error shape names a field, not a record). Records an error does name are
+   * quarantined instead; this is for the rest. `errors` are shown as `field: message`.
+   */
+  rejectedAsync(
+    conn: AlertConnection,
+    state: ConnectionState,
+    found: { rejected: number; errors: readonly string[] },
+  ): void {
+    this.#alert({
+      event: "connection.rejected_async",
+      connection: conn.id,
+      list_id: conn.list_id,
+      lag_seconds: null,
+      threshold_seconds: conn.threshold_seconds,
+      fresh_as_of: state.fresh_as_of,
+      last_error: state.last_error === null ? null : redact(state.last_error, this.#secrets),
+      rejected: found.rejected,
+      errors: found.errors.slice(0, 10).map((e) => redact(e, this.#secrets)),
+    }, new Date(this.#clock.now()).toISOString());
+  }
+
+  /**
    * Sends `state.write_failed` (log line at once, webhook in the background): the state
    * could not be saved for `ticks` ticks in a row. Syncing goes on from the last saved state,
    * but checkpoints are not kept until it is fixed. `connection` is the state's location.
@@ -345,6 +375,11 @@ export class AlertManager {
       this.#logger.error(
         "connection.diverged {connection} (list {list_id}): reconciliation found {orphans} orphan(s) and {missed} member(s) polling missed, and repaired them",
         properties,
+      );
+    } else if (payload.event === "connection.rejected_async") {
+      this.#logger.error(
+        "connection.rejected_async {connection} (list {list_id}): Ometria listed {rejected} validation error(s) after accepting pushes, tied to no record: {errors}",
+        { ...properties, errors: (payload.errors ?? []).join("; ") },
       );
     } else {
       // WARN rather than INFO so that whoever watches warnings sees each incident end too.
