@@ -188,6 +188,28 @@ Deno.test("a member pushed from a webhook carries the mapped fields a run would 
   }
 });
 
+Deno.test("SMS, campaign and SMS-only deliveries are answered 200 and counted by type, never acted on", async () => {
+  const r = await startReceiver();
+  try {
+    await r.service.runOnce(LIST);
+    r.world.mailchimp.webhooks.sendTo(LIST, r.url);
+    const before = r.world.mailchimp.stats.memberRequests;
+    r.world.mailchimp.sendSmsEvent(LIST, "sms_subscribe", "+15555550100");
+    r.world.mailchimp.sendSmsEvent(LIST, "upsms", "+15555550101");
+    r.world.mailchimp.sendSmsEvent(LIST, "profile", "+15555550100");
+    r.world.mailchimp.sendCampaign(LIST, "Spring sale");
+    await settled(r);
+    assert.equal(r.world.mailchimp.webhooks.stats.failed, 0, "no delivery refused");
+    assert.equal(r.world.mailchimp.stats.memberRequests, before, "nothing fetched");
+    const text = r.metrics.render();
+    for (const kind of ["sms_subscribe", "upsms", "no_email", "campaign"]) {
+      assert.match(text, new RegExp(`sync_webhook_events_total\\{outcome="ignored_${kind}"\\} 1`));
+    }
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("a delivery retried by Mailchimp is acted on once", async () => {
   const r = await startReceiver();
   try {
