@@ -247,19 +247,12 @@ export class AlertManager {
     state: ConnectionState,
     found: { orphans: number; missing: number; orphan_ids: readonly string[] },
   ): void {
-    const nowIso = new Date(this.#clock.now()).toISOString();
     this.#alert({
-      event: "connection.diverged",
-      connection: conn.id,
-      list_id: conn.list_id,
-      lag_seconds: null,
-      threshold_seconds: conn.threshold_seconds,
-      fresh_as_of: state.fresh_as_of,
-      last_error: state.last_error === null ? null : redact(state.last_error, this.#secrets),
+      ...this.#incident("connection.diverged", conn, state),
       orphans: found.orphans,
       missed: found.missing,
       orphan_ids: found.orphan_ids.slice(0, 10),
-    }, nowIso);
+    }, new Date(this.#clock.now()).toISOString());
   }
 
   /**
@@ -275,16 +268,23 @@ export class AlertManager {
     found: { rejected: number; errors: readonly string[] },
   ): void {
     this.#alert({
-      event: "connection.rejected_async",
+      ...this.#incident("connection.rejected_async", conn, state),
+      rejected: found.rejected,
+      errors: found.errors.slice(0, 10).map((e) => redact(e, this.#secrets)),
+    }, new Date(this.#clock.now()).toISOString());
+  }
+
+  /** The payload of an incident that is not about lag: the connection and its last state. */
+  #incident(event: AlertEvent, conn: AlertConnection, state: ConnectionState): AlertPayload {
+    return {
+      event,
       connection: conn.id,
       list_id: conn.list_id,
       lag_seconds: null,
       threshold_seconds: conn.threshold_seconds,
       fresh_as_of: state.fresh_as_of,
       last_error: state.last_error === null ? null : redact(state.last_error, this.#secrets),
-      rejected: found.rejected,
-      errors: found.errors.slice(0, 10).map((e) => redact(e, this.#secrets)),
-    }, new Date(this.#clock.now()).toISOString());
+    };
   }
 
   /**

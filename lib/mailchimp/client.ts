@@ -469,14 +469,12 @@ export class MailchimpClient {
    * formats its `options` name), all pages, for the field mapping.
    */
   async getMergeFields(listId: string, signal?: AbortSignal): Promise<MergeFieldDefinition[]> {
-    const path = `/lists/${_segment(listId)}/merge-fields`;
-    const fields = await this.#all(
-      "merge_fields.tag,merge_fields.type,merge_fields.name,merge_fields.options",
-      (q) =>
-        this.#get(path, q, _mergeFieldsSchema, signal).then(({ value }) => ({
-          items: value.merge_fields,
-          total: value.total_items,
-        })),
+    const fields = await this.#listing(
+      `/lists/${_segment(listId)}/merge-fields`,
+      "merge_fields",
+      ["tag", "type", "name", "options"],
+      _mergeFieldsSchema,
+      signal,
     );
     return fields.map(({ options, ...f }) => {
       const o = { date_format: options?.date_format, phone_format: options?.phone_format };
@@ -490,14 +488,7 @@ export class MailchimpClient {
    */
   async getMemberTags(listId: string, id: string, signal?: AbortSignal): Promise<string[]> {
     const path = `/lists/${_segment(listId)}/members/${_segment(id)}/tags`;
-    const tags = await this.#all(
-      "tags.name",
-      (q) =>
-        this.#get(path, q, _memberTagsSchema, signal).then(({ value }) => ({
-          items: value.tags,
-          total: value.total_items,
-        })),
-    );
+    const tags = await this.#listing(path, "tags", ["name"], _memberTagsSchema, signal);
     return tags.map((t) => t.name);
   }
 
@@ -507,45 +498,50 @@ export class MailchimpClient {
    */
   async getInterests(listId: string, signal?: AbortSignal): Promise<InterestDefinition[]> {
     const base = `/lists/${_segment(listId)}/interest-categories`;
-    const categories = await this.#all(
-      "categories.id,categories.title",
-      (q) =>
-        this.#get(base, q, _categoriesSchema, signal).then(({ value }) => ({
-          items: value.categories,
-          total: value.total_items,
-        })),
+    const categories = await this.#listing(
+      base,
+      "categories",
+      ["id", "title"],
+      _categoriesSchema,
+      signal,
     );
     const out: InterestDefinition[] = [];
     for (const c of categories) {
       const path = `${base}/${_segment(c.id)}/interests`;
-      const interests = await this.#all(
-        "interests.id,interests.name",
-        (q) =>
-          this.#get(path, q, _interestsSchema, signal).then(({ value }) => ({
-            items: value.interests,
-            total: value.total_items,
-          })),
+      const interests = await this.#listing(
+        path,
+        "interests",
+        ["id", "name"],
+        _interestsSchema,
+        signal,
       );
       for (const i of interests) out.push({ id: i.id, name: i.name, category: c.title });
     }
     return out;
   }
 
-  /** Every item of a listing, 1000 a page, until a short page or `total_items`. */
-  async #all<T>(
-    fields: string,
-    page: (query: URLSearchParams) => Promise<{ items: T[]; total: number }>,
+  /**
+   * Every item of the listing at `path` (its items under `key`, each with `fields`), 1000 a
+   * page, until a short page or `total_items`.
+   */
+  async #listing<K extends string, T>(
+    path: string,
+    key: K,
+    fields: readonly string[],
+    schema: z.ZodType<{ [k in K]: T[] } & { total_items: number }>,
+    signal: AbortSignal | undefined,
   ): Promise<T[]> {
     const out: T[] = [];
     for (;;) {
       const query = new URLSearchParams({
         count: String(_MAX_COUNT),
         offset: String(out.length),
-        fields: `${fields},total_items`,
+        fields: [...fields.map((f) => `${key}.${f}`), "total_items"].join(","),
       });
-      const { items, total } = await page(query);
+      const { value } = await this.#get(path, query, schema, signal);
+      const items = value[key];
       out.push(...items);
-      if (items.length < _MAX_COUNT || out.length >= total) return out;
+      if (items.length < _MAX_COUNT || out.length >= value.total_items) return out;
     }
   }
 

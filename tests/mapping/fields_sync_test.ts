@@ -8,7 +8,8 @@ import { runCommand } from "../../lib/app/cli.ts";
 import { loadConfig } from "../../lib/config/config.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
 import { Metrics } from "../../lib/metrics/metrics.ts";
-import { compareCopies } from "../../lib/sim/compare.ts";
+import { compareCopies, type TruthMember } from "../../lib/sim/compare.ts";
+import type { MemberExtras } from "../../lib/sim/_member_index.ts";
 import { startWorld, T0, type World } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
@@ -234,6 +235,12 @@ Deno.test("a member whose mapped record is over 60 KB is quarantined, the rest s
   }
 });
 
+/** Changes a member's fields, then moves the clock past the run's margin for it. */
+function changedBeforeRun(world: World, email: string, extra: Partial<MemberExtras>): void {
+  world.mailchimp.upsertMember(LIST, { email, extra });
+  world.clock.set(world.clock.now() + 30_000);
+}
+
 /** A retail list of 30 synced once; then the member's phone and a property are emptied. */
 async function clearedPhoneRun(world: World) {
   world.mailchimp.addList(LIST, { members: 30, profile: "retail", lastChangedTo: T0 - 60_000 });
@@ -243,11 +250,9 @@ async function clearedPhoneRun(world: World) {
   const before = world.ometria.contacts(collectionFor(LIST)).get(member.id)!;
   assert.match(String(before.phone_number), /^\+44/);
   world.clock.set(world.clock.now() + 10_000);
-  world.mailchimp.upsertMember(LIST, {
-    email: member.email_address,
-    extra: { merge: { ...member.merge_fields, PHONE: "", SHOESIZE: "" } },
+  changedBeforeRun(world, member.email_address, {
+    merge: { ...member.merge_fields, PHONE: "", SHOESIZE: "" },
   });
-  world.clock.set(world.clock.now() + 10_000);
   const result = await service.runOnce(LIST);
   return { result, member, after: world.ometria.contacts(collectionFor(LIST)).get(member.id)! };
 }
@@ -322,15 +327,28 @@ Deno.test("a list with day-first date formats reaches Ometria with the right day
   }
 });
 
-Deno.test("a member with 60 tags keeps the Ometria lists of the tags past the listing's 50", async () => {
+/**
+ * Runs `fn` in a world with a retail list of 5 members whose first member was just changed
+ * by `extra` (given the member as it was), closing the world after.
+ */
+async function withChangedMember(
+  extra: (member: TruthMember) => Partial<MemberExtras>,
+  fn: (world: World, member: TruthMember) => Promise<void>,
+): Promise<void> {
   const world = await startWorld();
   try {
     world.mailchimp.addList(LIST, { members: 5, profile: "retail", lastChangedTo: T0 - 60_000 });
     const member = world.mailchimp.truth(LIST)[0]!;
-    const tags = Array.from({ length: 60 }, (_, i) => `Tag ${i}`);
-    world.clock.set(world.clock.now() - 30_000);
-    world.mailchimp.upsertMember(LIST, { email: member.email_address, extra: { tags } });
-    world.clock.set(world.clock.now() + 30_000);
+    changedBeforeRun(world, member.email_address, extra(member));
+    await fn(world, member);
+  } finally {
+    await world.close();
+  }
+}
+
+Deno.test("a member with 60 tags keeps the Ometria lists of the tags past the listing's 50", async () => {
+  const tags = Array.from({ length: 60 }, (_, i) => `Tag ${i}`);
+  await withChangedMember(() => ({ tags }), async (world, member) => {
     const service = world.service([], {
       connections: [world.connection(LIST, {
         fields: { tags: { lists: { "Tag 1": "L1", "Tag 55": "L55", Gone: "L0" } } },
@@ -340,22 +358,12 @@ Deno.test("a member with 60 tags keeps the Ometria lists of the tags past the li
     const contact = world.ometria.contacts(collectionFor(LIST)).get(member.id)!;
     assert.deepEqual(contact["@add_to_lists"], ["L1", "L55"]);
     assert.deepEqual(contact["@remove_from_lists"], ["L0"]);
-  } finally {
-    await world.close();
-  }
+  });
 });
 
 Deno.test("a phone that cannot be made E.164 is left out and counted, not sent as typed", async () => {
-  const world = await startWorld();
-  try {
-    world.mailchimp.addList(LIST, { members: 5, profile: "retail", lastChangedTo: T0 - 60_000 });
-    const member = world.mailchimp.truth(LIST)[0]!;
-    world.clock.set(world.clock.now() - 30_000);
-    world.mailchimp.upsertMember(LIST, {
-      email: member.email_address,
-      extra: { merge: { ...member.merge_fields, PHONE: "07700 900123" } },
-    });
-    world.clock.set(world.clock.now() + 30_000);
+  const extra = (m: TruthMember) => ({ merge: { ...m.merge_fields, PHONE: "07700 900123" } });
+  await withChangedMember(extra, async (world, member) => {
     const metrics = new Metrics();
     using logs = captureLogs();
     const service = world.service([LIST], { metrics, logger: logs.logger });
@@ -369,7 +377,5 @@ Deno.test("a phone that cannot be made E.164 is left out and counted, not sent a
     const warning = logs.text().split("\n").find((l) => l.includes("left out of phone_number"));
     assert.ok(warning, logs.text());
     assert.doesNotMatch(warning, /07700/, "a phone number is personal data: never logged");
-  } finally {
-    await world.close();
-  }
+  });
 });

@@ -88,31 +88,30 @@ Deno.test("recentErrors() reads the documented and the richer _errors shapes int
 });
 
 Deno.test("a record rejected whole gets its reason from _errors, tied to it or said not to be", async (t) => {
-  await t.step("documented shape: the field and message, not tied to the record", async () => {
-    const f = fixture({ body: answers.PUSH_REJECTED_ONE }, answers.ERRORS_DOCUMENTED);
-    try {
-      const result = await f.client.push([contact(ID)]);
-      assert.deepEqual(result.rejectedRecords, [{
-        id: ID,
-        reason: "rejected by Ometria; its latest push errors, not tied to a record: " +
-          "lastname: not a valid value",
-      }]);
-    } finally {
-      await f.close();
-    }
-  });
-  await t.step("rich shape: the record's own error", async () => {
-    const f = fixture({ body: answers.PUSH_REJECTED_ONE }, answers.ERRORS_RICH);
-    try {
-      const result = await f.client.push([contact(ID)]);
-      assert.deepEqual(result.rejectedRecords, [{
-        id: ID,
-        reason: "rejected by Ometria: phone_number: not a valid value",
-      }]);
-    } finally {
-      await f.close();
-    }
-  });
+  const cases: [string, string, string][] = [
+    [
+      "documented shape: the field and message, not tied to the record",
+      answers.ERRORS_DOCUMENTED,
+      "rejected by Ometria; its latest push errors, not tied to a record: " +
+      "lastname: not a valid value",
+    ],
+    [
+      "rich shape: the record's own error",
+      answers.ERRORS_RICH,
+      "rejected by Ometria: phone_number: not a valid value",
+    ],
+  ];
+  for (const [name, errors, reason] of cases) {
+    await t.step(name, async () => {
+      const f = fixture({ body: answers.PUSH_REJECTED_ONE }, errors);
+      try {
+        const result = await f.client.push([contact(ID)]);
+        assert.deepEqual(result.rejectedRecords, [{ id: ID, reason }]);
+      } finally {
+        await f.close();
+      }
+    });
+  }
 });
 
 Deno.test("a skipped count beside accepted and rejected acknowledges the batch", async () => {

@@ -5,11 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { quietLogger } from "../../lib/log/logging.ts";
 import { parseWebhookEvent } from "../../lib/webhooks/event.ts";
-import { InProcessWebhookQueue, type WebhookJob } from "../../lib/webhooks/queue.ts";
-import { type ReceiverOutcome, webhookReceiver } from "../../lib/webhooks/receiver.ts";
 import { FakeClock } from "../_helpers/fake_clock.ts";
+import { recordingReceiver } from "../_helpers/recording_receiver.ts";
 import * as fixtures from "../fixtures/mailchimp_webhooks.ts";
 
 /** MD5 of the lowercased address, written out here as Mailchimp's SDK defines the member id. */
@@ -73,30 +71,11 @@ Deno.test("parseWebhookEvent() tells valid deliveries not to act on from bodies 
 
 Deno.test("the receiver queues documented deliveries and answers 200 to those it does not act on, counted by type", async () => {
   const clock = new FakeClock(Date.UTC(2026, 3, 30, 10, 0, 0));
-  const jobs: WebhookJob[] = [];
-  const queue = new InProcessWebhookQueue({
+  const r = recordingReceiver(
+    [{ id: "c1", listId: "a6b5da1054", secret: "s3cret-0123456789abcdef" }],
     clock,
-    handler: (job) => {
-      jobs.push(job);
-      return Promise.resolve();
-    },
-  });
-  const outcomes: ReceiverOutcome[] = [];
-  const handler = webhookReceiver({
-    routes: [{ id: "c1", listId: "a6b5da1054", secret: "s3cret-0123456789abcdef" }],
-    queue,
-    clock,
-    logger: quietLogger(),
-    onOutcome: (outcome) => outcomes.push(outcome),
-  });
-  const post = (body: string) =>
-    handler(
-      new Request("http://127.0.0.1/webhooks/mailchimp/c1/s3cret-0123456789abcdef", {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body,
-      }),
-    );
+  );
+  const path = "/webhooks/mailchimp/c1/s3cret-0123456789abcdef";
   try {
     for (
       const body of [
@@ -110,15 +89,12 @@ Deno.test("the receiver queues documented deliveries and answers 200 to those it
         fixtures.PROFILE_SMS_ONLY,
       ]
     ) {
-      const answer = await post(body);
-      const text = await answer.text();
-      assert.equal(answer.status, 200, `${text} for ${body.slice(0, 40)}`);
+      const [status, text] = await r.post(path, body);
+      assert.equal(status, 200, `${text} for ${body.slice(0, 40)}`);
     }
-    const bad = await post("type=nonsense&data[id]=x");
-    assert.equal(bad.status, 400);
-    await bad.body?.cancel();
-    await queue.idle();
-    assert.deepEqual(outcomes, [
+    assert.equal((await r.post(path, "type=nonsense&data[id]=x"))[0], 400);
+    await r.queue.idle();
+    assert.deepEqual(r.outcomes, [
       "queued",
       "queued",
       "queued",
@@ -129,7 +105,7 @@ Deno.test("the receiver queues documented deliveries and answers 200 to those it
       "ignored_no_email",
       "bad_request",
     ]);
-    assert.deepEqual(jobs.map((j) => j.event.type), [
+    assert.deepEqual(r.jobs.map((j) => j.event.type), [
       "subscribe",
       "unsubscribe",
       "profile",
@@ -137,6 +113,6 @@ Deno.test("the receiver queues documented deliveries and answers 200 to those it
       "cleaned",
     ]);
   } finally {
-    await queue.close();
+    await r.queue.close();
   }
 });

@@ -18,6 +18,7 @@ import {
 } from "../../lib/webhooks/receiver.ts";
 import { verifyWebhookSignature } from "../../lib/webhooks/signature.ts";
 import { FakeClock } from "../_helpers/fake_clock.ts";
+import { recordingReceiver } from "../_helpers/recording_receiver.ts";
 import { SUBSCRIBE } from "../fixtures/mailchimp_webhooks.ts";
 
 const NOW = Date.UTC(2026, 4, 1, 12, 0, 0);
@@ -71,42 +72,20 @@ Deno.test("verifyWebhookSignature() follows Mailchimp's recipe and its 5-minute 
   }
 });
 
-/** A receiver for one connection on list `a6b5da1054`, recording outcomes and jobs. */
+/** A receiver for one connection on list `a6b5da1054`, and a POST to its route. */
 function receiver(connection: Partial<ConnectionConfig>) {
-  const clock = new FakeClock(NOW);
-  const jobs: WebhookJob[] = [];
-  const outcomes: ReceiverOutcome[] = [];
-  const queue = new InProcessWebhookQueue({
-    clock,
-    handler: (job) => {
-      jobs.push(job);
-      return Promise.resolve();
-    },
-  });
-  const handler = webhookReceiver({
-    routes: webhookRoutes([{
+  const r = recordingReceiver(
+    webhookRoutes([{
       id: "c1",
       listId: "a6b5da1054",
       webhookSecret: "url-secret-0123456789",
       ...connection,
     }]),
-    queue,
-    clock,
-    logger: quietLogger(),
-    onOutcome: (o) => outcomes.push(o),
-  });
-  const post = async (body: string, headers: Record<string, string> = {}) => {
-    const answer = await handler(
-      new Request("http://127.0.0.1/webhooks/mailchimp/c1/url-secret-0123456789", {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
-        body,
-      }),
-    );
-    await answer.body?.cancel();
-    return answer.status;
-  };
-  return { clock, jobs, outcomes, queue, post };
+    new FakeClock(NOW),
+  );
+  const post = async (body: string, headers: Record<string, string> = {}) =>
+    (await r.post("/webhooks/mailchimp/c1/url-secret-0123456789", body, headers))[0];
+  return { ...r, post };
 }
 
 Deno.test("with a signing secret the receiver refuses unsigned and forged deliveries, and does not act on stale ones", async () => {
