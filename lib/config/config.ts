@@ -201,16 +201,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       thresholdMinutes,
     });
   }
-  if (
-    env.MAILCHIMP_WEBHOOK_SIGNING_SECRET !== undefined && line.connections === undefined &&
-    new Set(positionals).size > 1
-  ) {
-    errors.push(
-      "MAILCHIMP_WEBHOOK_SIGNING_SECRET is one webhook's signing secret, and each list's " +
-        "webhook has its own: with several lists, use a connections file and name each one's " +
-        'variable in "webhook_signing_secret_env".',
-    );
-  }
+  _sharedSigningSecret(env, line.connections === undefined ? positionals : [], errors);
 
   if (needsConnections && connections.length === 0 && errors.length === 0) {
     errors.push(
@@ -336,6 +327,19 @@ export function envSecrets(env: Record<string, string | undefined>): string[] {
   ]
     .map((v) => v?.trim())
     .filter((v): v is string => v !== undefined && v !== "");
+}
+
+/**
+ * MAILCHIMP_WEBHOOK_SIGNING_SECRET with several lists on the command line: one webhook's
+ * secret cannot be every list's, since each list's webhook has its own.
+ */
+function _sharedSigningSecret(env: Env, listIds: readonly string[], errors: string[]): void {
+  if (env.MAILCHIMP_WEBHOOK_SIGNING_SECRET === undefined || new Set(listIds).size < 2) return;
+  errors.push(
+    "MAILCHIMP_WEBHOOK_SIGNING_SECRET is one webhook's signing secret, and each list's " +
+      "webhook has its own: with several lists, use a connections file and name each one's " +
+      'variable in "webhook_signing_secret_env".',
+  );
 }
 
 /** `--url`: an http(s) base URL, without a trailing slash, query or fragment. */

@@ -15,15 +15,11 @@ import { type Clock, systemClock } from "../clock/clock.ts";
 import { droppedResponse, FaultInjector, type FaultPlan } from "./faults.ts";
 import {
   DEFAULT_RECORD_POLICY,
-  OMETRIA_MARKETING_OPTINS,
   OMETRIA_MAX_RECORD_BYTES,
   type RecordPolicy,
   storedRecord,
   validateRecord,
 } from "./ometria_records.ts";
-
-export { OMETRIA_MARKETING_OPTINS, OMETRIA_MAX_RECORD_BYTES };
-export type { RecordPolicy };
 
 /** The largest batch Ometria documents for one request (the default `maxBatchRecords`). */
 export const OMETRIA_MAX_BATCH = 100;

@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../_helpers/fake_clock.ts";
-import {
-  OmetriaSimulator,
-  type OmetriaSimulatorOptions,
-  type RecordPolicy,
-} from "../../lib/sim/ometria_sim.ts";
+import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../../lib/sim/ometria_sim.ts";
+import type { RecordPolicy } from "../../lib/sim/ometria_records.ts";
 
 interface _Answer {
   status: number;
