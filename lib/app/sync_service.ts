@@ -18,6 +18,7 @@ import {
   DEFAULT_MAX_CONCURRENT_RUNS,
   DEFAULT_MINUTES_PER_BULK,
   DEFAULT_OMETRIA_BATCH_SIZE,
+  DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND,
   DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
   DEFAULT_PAGE_SIZE,
   DEFAULT_POLLING_SECONDS,
@@ -36,7 +37,7 @@ import { MailchimpLimiters } from "../http/concurrency_limiter.ts";
 import { RateLimiter } from "../http/rate_limiter.ts";
 import { MailchimpClient } from "../mailchimp/client.ts";
 import { OmetriaClient } from "../ometria/client.ts";
-import { FieldMapper } from "../mapping/field_mapper.ts";
+import { FieldMapper, mappingReporter } from "../mapping/field_mapper.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { nextState } from "../state/transitions.ts";
@@ -71,8 +72,10 @@ export interface SyncServiceOptions {
   mailchimpRetryMaxSeconds?: number;
   /** Per-attempt Mailchimp timeout. @default {30} */
   mailchimpTimeoutSeconds?: number;
-  /** Ometria requests per second per account. @default {8} */
+  /** Ometria push requests per second per account. @default {8} */
   ometriaMaxRequestsPerSecond?: number;
+  /** Requests per second per account to the rest of Ometria's Data API (`_errors`). @default {4} */
+  ometriaDataApiRequestsPerSecond?: number;
   /** Records per Ometria request (OMETRIA_BATCH_SIZE, ≤ 100; a 413 lowers it). @default {100} */
   ometriaBatchSize?: number;
   /** Ometria requests in flight per stream of batches of a run (see run_connection.ts). @default {8} */
@@ -211,7 +214,8 @@ export class SyncService {
       ? new ProgressLog({ logger: options.logger, clock: options.clock, intervalMs: every * 1000 })
       : undefined;
     const limiters = new MailchimpLimiters();
-    const rateLimiters = new Map<string, RateLimiter>();
+    // Per account, push and the rest of the Data API are limited apart (8/s and 4/s).
+    const rateLimiters = new Map<string, { push: RateLimiter; data: RateLimiter }>();
     const fetchFn = options.fetch ?? globalThis.fetch;
     const { clock, logger, metrics } = options;
     this.#wired = options.connections.map((config) => {
@@ -241,16 +245,30 @@ export class SyncService {
           : {}),
       });
       if (config.ometria.endpoint === "push") {
-        fields = new FieldMapper(config.listId, config.fields, mailchimp);
+        fields = new FieldMapper(
+          config.listId,
+          config.fields,
+          mailchimp,
+          mappingReporter(
+            config.id,
+            logger,
+            metrics && ((field, reason) => metrics.countDroppedValue(config.id, field, reason)),
+          ),
+        );
       }
       const accountKey = `${config.ometria.baseUrl}\u0000${config.ometria.apiKey}`;
-      let rateLimiter = rateLimiters.get(accountKey);
-      if (!rateLimiter) {
-        rateLimiter = new RateLimiter({
-          perSecond: options.ometriaMaxRequestsPerSecond ?? DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
-          clock,
-        });
-        rateLimiters.set(accountKey, rateLimiter);
+      let ometriaRates = rateLimiters.get(accountKey);
+      if (!ometriaRates) {
+        const rate = (perSecond: number) => new RateLimiter({ perSecond, clock });
+        ometriaRates = {
+          push: rate(
+            options.ometriaMaxRequestsPerSecond ?? DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
+          ),
+          data: rate(
+            options.ometriaDataApiRequestsPerSecond ?? DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND,
+          ),
+        };
+        rateLimiters.set(accountKey, ometriaRates);
       }
       const ometria = new OmetriaClient({
         deadline: () => deadline.at,
@@ -261,7 +279,8 @@ export class SyncService {
         fetch: fetchFn,
         clock,
         logger,
-        rateLimiter,
+        rateLimiter: ometriaRates.push,
+        dataApiRateLimiter: ometriaRates.data,
         maxBatchSize: options.ometriaBatchSize ?? DEFAULT_OMETRIA_BATCH_SIZE,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("ometria", e.status ?? 0) } : {}),
       });

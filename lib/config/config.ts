@@ -22,6 +22,7 @@ import {
   parseEnv,
   shown,
   webhookSecretProblem,
+  webhookSigningSecretProblem,
 } from "./env_schema.ts";
 import { cronEvery } from "./schedule.ts";
 import type { FieldsConfig } from "../mapping/fields_config.ts";
@@ -47,6 +48,15 @@ export interface ConnectionConfig {
    */
   webhookSecret?: string;
   webhookSecretName?: string;
+  /**
+   * The signing secret of this list's webhook (MAILCHIMP_WEBHOOK_SIGNING_SECRET for a list
+   * given on the command line, or the variable named by `webhook_signing_secret_env`): with
+   * it, the receiver checks every delivery's signature. `webhookSigningSecretName` names the
+   * variable even when it is not set yet, for `webhooks register` to say where the secret it
+   * is shown goes.
+   */
+  webhookSigningSecret?: string;
+  webhookSigningSecretName?: string;
   /** The connections file's `fields` (the documented default when absent). */
   fields?: FieldsConfig;
 }
@@ -197,6 +207,8 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     connections = (await _fileConnections(line.connections, sources, env, errors, {
       requireKeys: needsConnections,
       thresholdMinutes,
+      // `webhooks register` is what prints the secret: it cannot need it yet.
+      requireSigningSecret: command !== "webhooks",
     })).filter((c) => wanted.size === 0 || wanted.has(c.id) || wanted.has(c.listId));
   } else if (positionals.length > 0 && (needsConnections || command === "status")) {
     connections = _argumentConnections(positionals, env, errors, {
@@ -204,6 +216,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       thresholdMinutes,
     });
   }
+  _sharedSigningSecret(env, line.connections === undefined ? positionals : [], errors);
 
   if (needsConnections && connections.length === 0 && errors.length === 0) {
     errors.push(
@@ -313,6 +326,7 @@ export function configSecrets(
     if (c.mailchimp.apiKey) secrets.add(c.mailchimp.apiKey);
     if (c.ometria.apiKey) secrets.add(c.ometria.apiKey);
     if (c.webhookSecret) secrets.add(c.webhookSecret);
+    if (c.webhookSigningSecret) secrets.add(c.webhookSigningSecret);
   }
   if (config.alertWebhookUrl) {
     // The origin is fine to show; what follows it may be a token.
@@ -341,6 +355,7 @@ function _secretVariables(
     OMETRIA_API_KEY: env.OMETRIA_API_KEY,
     STATUS_TOKEN: env.STATUS_TOKEN,
     MAILCHIMP_WEBHOOK_SECRET: env.MAILCHIMP_WEBHOOK_SECRET,
+    MAILCHIMP_WEBHOOK_SIGNING_SECRET: env.MAILCHIMP_WEBHOOK_SIGNING_SECRET,
   };
 }
 
@@ -368,6 +383,19 @@ function _checkIds(
       );
     }
   }
+}
+
+/**
+ * MAILCHIMP_WEBHOOK_SIGNING_SECRET with several lists on the command line: one webhook's
+ * secret cannot be every list's, since each list's webhook has its own.
+ */
+function _sharedSigningSecret(env: Env, listIds: readonly string[], errors: string[]): void {
+  if (env.MAILCHIMP_WEBHOOK_SIGNING_SECRET === undefined || new Set(listIds).size < 2) return;
+  errors.push(
+    "MAILCHIMP_WEBHOOK_SIGNING_SECRET is one webhook's signing secret, and each list's " +
+      "webhook has its own: with several lists, use a connections file and name each one's " +
+      'variable in "webhook_signing_secret_env".',
+  );
 }
 
 /** `--url`: an http(s) base URL, without a trailing slash, query or fragment. */
@@ -479,7 +507,8 @@ function _argumentConnections(
       );
     }
   }
-  return [...new Set(listIds)].map((listId) => ({
+  const unique = [...new Set(listIds)];
+  return unique.map((listId) => ({
     id: listId,
     listId,
     mailchimp: { apiKey: mailchimpKey ?? "", baseUrl: mailchimpBase ?? "" },
@@ -495,6 +524,16 @@ function _argumentConnections(
         webhookSecretName: "MAILCHIMP_WEBHOOK_SECRET",
       }
       : {}),
+    // One webhook, one secret: with several lists the variable fits none of them (an error
+    // when it is set), and `webhooks register` names a variable per connection instead.
+    ...(unique.length === 1
+      ? {
+        webhookSigningSecretName: "MAILCHIMP_WEBHOOK_SIGNING_SECRET",
+        ...(env.MAILCHIMP_WEBHOOK_SIGNING_SECRET
+          ? { webhookSigningSecret: env.MAILCHIMP_WEBHOOK_SIGNING_SECRET }
+          : {}),
+      }
+      : {}),
   }));
 }
 
@@ -503,7 +542,7 @@ async function _fileConnections(
   sources: ConfigSources,
   env: Env,
   errors: string[],
-  options: { requireKeys: boolean; thresholdMinutes: number },
+  options: { requireKeys: boolean; thresholdMinutes: number; requireSigningSecret: boolean },
 ): Promise<ConnectionConfig[]> {
   const entries = await readConnectionsFile(path, sources, errors);
   const out: ConnectionConfig[] = [];
@@ -570,6 +609,7 @@ async function _fileConnections(
       },
       thresholdSeconds: (entry.threshold_minutes ?? options.thresholdMinutes) * 60,
       ..._fileWebhookSecret(entry.webhook_secret_env, sources, env, where, errors),
+      ..._fileSigningSecret(entry.webhook_signing_secret_env, sources, where, errors, options),
       ...(entry.fields ? { fields: entry.fields } : {}),
     });
     if (entry.fields && (entry.ometria_endpoint ?? env.OMETRIA_ENDPOINT) === "record") {
@@ -622,4 +662,35 @@ function _fileWebhookSecret(
     return {};
   }
   return { webhookSecret: value, webhookSecretName: name };
+}
+
+/**
+ * A connection's webhook signing secret, from the variable its entry names (a signing secret
+ * belongs to one list's webhook, so there is no shared fallback). The name is kept even while
+ * the variable is unset, for `webhooks register` to say where the secret goes.
+ */
+function _fileSigningSecret(
+  name: string | undefined,
+  sources: ConfigSources,
+  where: string,
+  errors: string[],
+  options: { requireSigningSecret: boolean },
+): Pick<ConnectionConfig, "webhookSigningSecret" | "webhookSigningSecretName"> {
+  if (name === undefined) return {};
+  const value = sources.env[name]?.trim();
+  if (!value) {
+    if (options.requireSigningSecret) {
+      errors.push(
+        `${where}: the environment variable ${name} (its webhook signing secret) is not set; ` +
+          `set it to the secret \`webhooks register\` printed, or remove "webhook_signing_secret_env".`,
+      );
+    }
+    return { webhookSigningSecretName: name };
+  }
+  const problem = webhookSigningSecretProblem(name, value);
+  if (problem !== undefined) {
+    errors.push(`${where}: ${problem}`);
+    return { webhookSigningSecretName: name };
+  }
+  return { webhookSigningSecret: value, webhookSigningSecretName: name };
 }

@@ -33,6 +33,8 @@ const connectionEntrySchema = z.strictObject({
   mailchimp_base_url: httpUrl.optional(),
   data_center: z.string().regex(/^[a-z0-9]+$/i).optional(),
   webhook_secret_env: envName.optional(),
+  /** The variable holding the signing secret `webhooks register` printed for this list. */
+  webhook_signing_secret_env: envName.optional(),
   /** Mailchimp → Ometria field mapping (README, "Fields"); the default when absent. */
   fields: fieldsConfigSchema.optional(),
 });

@@ -60,6 +60,12 @@ export const DEFAULT_OMETRIA_BASE_URL = "https://api.ometria.com";
 /** OMETRIA_MAX_REQUESTS_PER_SECOND: per account; Ometria's documented default rate. */
 export const DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND = 8;
 
+/**
+ * Requests per second to Ometria's Data API other than push (`_errors`, contacts): its own
+ * documented default, apart from the push limit.
+ */
+export const DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND = 4;
+
 /** OMETRIA_BATCH_SIZE: records per push request; the most Ometria takes in one. */
 export const DEFAULT_OMETRIA_BATCH_SIZE = 100;
 

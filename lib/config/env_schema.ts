@@ -222,14 +222,25 @@ export function webhookSecretProblem(name: string, value: string): string | unde
     `(it goes into the webhook URL): e.g. generate one with \`openssl rand -hex 24\`.`;
 }
 
-function webhookSecretVar(name: string) {
+/**
+ * The problem with a webhook signing secret held by variable `name`, or undefined when it is
+ * usable. Mailchimp does not document the secret's alphabet; it is shown once and pasted, so
+ * anything printable without spaces is taken (the value is never repeated).
+ */
+export function webhookSigningSecretProblem(name: string, value: string): string | undefined {
+  if (/^[\x21-\x7e]{8,500}$/.test(value)) return undefined;
+  return `${name} must be the signing secret \`webhooks register\` printed when it created the ` +
+    `webhook (8 or more printable characters, no spaces).`;
+}
+
+function secretVar(name: string, problemOf: (name: string, value: string) => string | undefined) {
   return z
     .string()
     .optional()
     .transform((v, ctx) => {
       const secret = v?.trim();
       if (!secret) return undefined;
-      const problem = webhookSecretProblem(name, secret);
+      const problem = problemOf(name, secret);
       if (problem !== undefined) {
         ctx.addIssue({ code: "custom", message: problem });
         return z.NEVER;
@@ -346,7 +357,11 @@ const envSchema = z.object({
   METRICS_HOST: z.string().trim().optional(),
   WEBHOOK_PORT: portVar("WEBHOOK_PORT"),
   WEBHOOK_HOST: z.string().trim().optional(),
-  MAILCHIMP_WEBHOOK_SECRET: webhookSecretVar("MAILCHIMP_WEBHOOK_SECRET"),
+  MAILCHIMP_WEBHOOK_SECRET: secretVar("MAILCHIMP_WEBHOOK_SECRET", webhookSecretProblem),
+  MAILCHIMP_WEBHOOK_SIGNING_SECRET: secretVar(
+    "MAILCHIMP_WEBHOOK_SIGNING_SECRET",
+    webhookSigningSecretProblem,
+  ),
   SYNC_REQUIRE_STATE_VOLUME: flagVar(
     "SYNC_REQUIRE_STATE_VOLUME",
     "refuse to keep the state in a folder that is not a mounted volume; the image sets it",

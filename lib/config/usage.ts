@@ -10,7 +10,7 @@ export const USAGE = `Usage:
   main.ts reconcile [--once] [--force] [--state …] [--connections <file>] <list_id…>
   main.ts status [--json] [--check] [--state …] [--connections <file>] [list_id…]
   main.ts reset [--state …] <list_id…>
-  main.ts webhooks register [--state …] [--connections <file>] --url <public base URL> <list_id…>
+  main.ts webhooks register [--force] [--state …] [--connections <file>] --url <public base URL> <list_id…>
   main.ts webhooks list [--state …] [--connections <file>] <list_id…>
   main.ts demo | bench | healthcheck
   main.ts simulate [--mailchimp-port <port>] [--ometria-port <port>]

@@ -27,6 +27,7 @@ export type AlertEvent =
   | "connection.behind"
   | "connection.recovered"
   | "connection.diverged"
+  | "connection.rejected_async"
   | "state.write_failed";
 
 /** The JSON body POSTed to the webhook for every alert. */
@@ -48,6 +49,10 @@ export interface AlertPayload {
   missed?: number;
   /** `connection.diverged` only: a few of the orphan ids. */
   orphan_ids?: string[];
+  /** `connection.rejected_async` only: errors Ometria listed that name no record of ours. */
+  rejected?: number;
+  /** `connection.rejected_async` only: a few of them, `field: message`. */
+  errors?: string[];
 }
 
 /** Retry policy of webhook deliveries. */
@@ -242,19 +247,44 @@ export class AlertManager {
     state: ConnectionState,
     found: { orphans: number; missing: number; orphan_ids: readonly string[] },
   ): void {
-    const nowIso = new Date(this.#clock.now()).toISOString();
     this.#alert({
-      event: "connection.diverged",
+      ...this.#incident("connection.diverged", conn, state),
+      orphans: found.orphans,
+      missed: found.missing,
+      orphan_ids: found.orphan_ids.slice(0, 10),
+    }, new Date(this.#clock.now()).toISOString());
+  }
+
+  /**
+   * Sends `connection.rejected_async` (log line at once, webhook in the background): Ometria
+   * listed validation errors after answering "OK" (`GET /v2/push/_errors`) that cannot be
+   * tied to a record, so some pushed records may not be stored and none can be named (the
+   * documented error shape names a field, not a record). Records an error does name are
+   * quarantined instead; this is for the rest. `errors` are shown as `field: message`.
+   */
+  rejectedAsync(
+    conn: AlertConnection,
+    state: ConnectionState,
+    found: { rejected: number; errors: readonly string[] },
+  ): void {
+    this.#alert({
+      ...this.#incident("connection.rejected_async", conn, state),
+      rejected: found.rejected,
+      errors: found.errors.slice(0, 10).map((e) => redact(e, this.#secrets)),
+    }, new Date(this.#clock.now()).toISOString());
+  }
+
+  /** The payload of an incident that is not about lag: the connection and its last state. */
+  #incident(event: AlertEvent, conn: AlertConnection, state: ConnectionState): AlertPayload {
+    return {
+      event,
       connection: conn.id,
       list_id: conn.list_id,
       lag_seconds: null,
       threshold_seconds: conn.threshold_seconds,
       fresh_as_of: state.fresh_as_of,
       last_error: state.last_error === null ? null : redact(state.last_error, this.#secrets),
-      orphans: found.orphans,
-      missed: found.missing,
-      orphan_ids: found.orphan_ids.slice(0, 10),
-    }, nowIso);
+    };
   }
 
   /**
@@ -345,6 +375,11 @@ export class AlertManager {
       this.#logger.error(
         "connection.diverged {connection} (list {list_id}): reconciliation found {orphans} orphan(s) and {missed} member(s) polling missed, and repaired them",
         properties,
+      );
+    } else if (payload.event === "connection.rejected_async") {
+      this.#logger.error(
+        "connection.rejected_async {connection} (list {list_id}): Ometria listed {rejected} validation error(s) after accepting pushes, tied to no record: {errors}",
+        { ...properties, errors: (payload.errors ?? []).join("; ") },
       );
     } else {
       // WARN rather than INFO so that whoever watches warnings sees each incident end too.

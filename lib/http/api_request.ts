@@ -146,7 +146,11 @@ export async function apiRequest<S extends z.ZodType>(
     }, sig);
     throttles.answered();
     // A body that is not JSON at all (cut short, a proxy's HTML page) is the way there, not
-    // the API's answer: worth another attempt. JSON of the wrong shape is not.
+    // the API's answer: worth another attempt. JSON of the wrong shape is not. A 204 has no
+    // body by definition (Mailchimp answers a DELETE so): it is checked as undefined.
+    if (exchange.status === 204 && exchange.text.trim() === "") {
+      return { exchange, json: undefined };
+    }
     const json = parseJson(exchange.text);
     if (json.ok) return { exchange, json: json.value };
     throw options.newError(_malformed(options, endpoint, context, exchange, json.message, true));

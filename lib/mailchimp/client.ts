@@ -182,7 +182,21 @@ const _idsSchema = z.object({
 });
 
 const _mergeFieldsSchema = z.object({
-  merge_fields: z.array(z.object({ tag: z.string(), type: z.string(), name: z.string() })),
+  merge_fields: z.array(z.object({
+    tag: z.string(),
+    type: z.string(),
+    name: z.string(),
+    // Only the formats are read; a field whose options are unusual keeps its other facts.
+    options: z.object({
+      date_format: z.string().optional().catch(undefined),
+      phone_format: z.string().optional().catch(undefined),
+    }).nullable().optional().catch(undefined),
+  })),
+  total_items: z.number().int().nonnegative(),
+});
+
+const _memberTagsSchema = z.object({
+  tags: z.array(z.object({ name: z.string() })),
   total_items: z.number().int().nonnegative(),
 });
 
@@ -206,12 +220,29 @@ const _webhookSchema = z.object({
   url: z.string(),
   events: z.record(z.string(), z.boolean()).default({}),
   sources: z.record(z.string(), z.boolean()).default({}),
+  // Absent on accounts that predate signing: unknown, not false.
+  signing_enabled: z.boolean().optional(),
 });
 
 const _webhooksSchema = z.object({ webhooks: z.array(_webhookSchema) });
 
+// Only the create answer carries the secret (docs/API_NOTES.md, "Signed deliveries").
+const _createdWebhookSchema = _webhookSchema.extend({
+  signing_secret: z.string().min(1).nullable().optional(),
+});
+
 /** A list webhook as Mailchimp describes it (`/lists/{id}/webhooks`). */
 export type MailchimpWebhook = z.infer<typeof _webhookSchema>;
+
+/** The webhook as saved, and its signing secret when Mailchimp just created a signed one. */
+export interface SavedWebhook {
+  webhook: MailchimpWebhook;
+  /** Returned exactly once, at creation: whoever registers must hand it on or lose it. */
+  signingSecret?: string;
+}
+
+/** What {@linkcode MailchimpClient.saveWebhook} sends: a webhook without its id. */
+export type WebhookSettings = Pick<MailchimpWebhook, "url" | "events" | "sources">;
 
 /**
  * Talks to one Mailchimp account with one API key. Every attempt goes through the key's
@@ -414,17 +445,19 @@ export class MailchimpClient {
    * `POST /lists/{id}/webhooks` (create) or, with `webhookId`, `PATCH
    * /lists/{id}/webhooks/{webhook_id}` (update). Mailchimp checks the URL with a GET before
    * it answers. Sent once, without retries: a create that timed out may still have happened,
-   * and registering again (which lists first and updates) is the way to repair it.
+   * and registering again (which lists first and updates) is the way to repair it. A create
+   * answers the webhook's signing secret, once; it is returned apart from the webhook so that
+   * nothing that keeps or prints webhooks holds it by accident.
    */
   async saveWebhook(
     listId: string,
-    webhook: Omit<MailchimpWebhook, "id">,
+    webhook: WebhookSettings,
     webhookId?: string,
     signal?: AbortSignal,
-  ): Promise<MailchimpWebhook> {
+  ): Promise<SavedWebhook> {
     const base = `/lists/${_segment(listId)}/webhooks`;
     const path = webhookId === undefined ? base : `${base}/${_segment(webhookId)}`;
-    const { value } = await apiRequest(path, _webhookSchema, {
+    const { value } = await apiRequest(path, _createdWebhookSchema, {
       ...this.#api,
       retry: false,
       method: webhookId === undefined ? "POST" : "PATCH",
@@ -436,23 +469,54 @@ export class MailchimpClient {
       body: JSON.stringify(webhook),
       signal,
     });
-    return value;
+    const { signing_secret, ...saved } = value;
+    return signing_secret ? { webhook: saved, signingSecret: signing_secret } : { webhook: saved };
   }
 
   /**
-   * `GET /lists/{id}/merge-fields`: every merge field of the list (tag, type, name), all
-   * pages, for the field mapping.
+   * `DELETE /lists/{id}/webhooks/{webhook_id}`: how a webhook gets a new signing secret (it
+   * is deleted, then created again). Sent once, without retries, as a save is.
+   */
+  async deleteWebhook(listId: string, webhookId: string, signal?: AbortSignal): Promise<void> {
+    await apiRequest(
+      `/lists/${_segment(listId)}/webhooks/${_segment(webhookId)}`,
+      z.unknown(),
+      {
+        ...this.#api,
+        retry: false,
+        method: "DELETE",
+        headers: { Authorization: this.#authorization, Accept: "application/json" },
+        signal,
+      },
+    );
+  }
+
+  /**
+   * `GET /lists/{id}/merge-fields`: every merge field of the list (tag, type, name and the
+   * formats its `options` name), all pages, for the field mapping.
    */
   async getMergeFields(listId: string, signal?: AbortSignal): Promise<MergeFieldDefinition[]> {
-    const path = `/lists/${_segment(listId)}/merge-fields`;
-    return await this.#all(
-      "merge_fields.tag,merge_fields.type,merge_fields.name",
-      (q) =>
-        this.#get(path, q, _mergeFieldsSchema, signal).then(({ value }) => ({
-          items: value.merge_fields,
-          total: value.total_items,
-        })),
+    const fields = await this.#listing(
+      `/lists/${_segment(listId)}/merge-fields`,
+      "merge_fields",
+      ["tag", "type", "name", "options"],
+      _mergeFieldsSchema,
+      signal,
     );
+    return fields.map(({ options, ...f }) => {
+      const o = { date_format: options?.date_format, phone_format: options?.phone_format };
+      return o.date_format || o.phone_format ? { ...f, options: o } : f;
+    });
+  }
+
+  /**
+   * `GET /lists/{id}/members/{subscriber_hash}/tags`: the names of every tag of a member, all
+   * pages: the members listing serves at most 50 of them.
+   */
+  async getMemberTags(listId: string, id: string, signal?: AbortSignal): Promise<string[]> {
+    const path = `/lists/${_segment(listId)}/members/${_segment(id)}/tags`;
+    const tags = await this.#listing(path, "tags", ["name"], _memberTagsSchema, signal);
+    return tags.map((t) => t.name);
   }
 
   /**
@@ -461,45 +525,50 @@ export class MailchimpClient {
    */
   async getInterests(listId: string, signal?: AbortSignal): Promise<InterestDefinition[]> {
     const base = `/lists/${_segment(listId)}/interest-categories`;
-    const categories = await this.#all(
-      "categories.id,categories.title",
-      (q) =>
-        this.#get(base, q, _categoriesSchema, signal).then(({ value }) => ({
-          items: value.categories,
-          total: value.total_items,
-        })),
+    const categories = await this.#listing(
+      base,
+      "categories",
+      ["id", "title"],
+      _categoriesSchema,
+      signal,
     );
     const out: InterestDefinition[] = [];
     for (const c of categories) {
       const path = `${base}/${_segment(c.id)}/interests`;
-      const interests = await this.#all(
-        "interests.id,interests.name",
-        (q) =>
-          this.#get(path, q, _interestsSchema, signal).then(({ value }) => ({
-            items: value.interests,
-            total: value.total_items,
-          })),
+      const interests = await this.#listing(
+        path,
+        "interests",
+        ["id", "name"],
+        _interestsSchema,
+        signal,
       );
       for (const i of interests) out.push({ id: i.id, name: i.name, category: c.title });
     }
     return out;
   }
 
-  /** Every item of a listing, 1000 a page, until a short page or `total_items`. */
-  async #all<T>(
-    fields: string,
-    page: (query: URLSearchParams) => Promise<{ items: T[]; total: number }>,
+  /**
+   * Every item of the listing at `path` (its items under `key`, each with `fields`), 1000 a
+   * page, until a short page or `total_items`.
+   */
+  async #listing<K extends string, T>(
+    path: string,
+    key: K,
+    fields: readonly string[],
+    schema: z.ZodType<{ [k in K]: T[] } & { total_items: number }>,
+    signal: AbortSignal | undefined,
   ): Promise<T[]> {
     const out: T[] = [];
     for (;;) {
       const query = new URLSearchParams({
         count: String(_MAX_COUNT),
         offset: String(out.length),
-        fields: `${fields},total_items`,
+        fields: [...fields.map((f) => `${key}.${f}`), "total_items"].join(","),
       });
-      const { items, total } = await page(query);
+      const { value } = await this.#get(path, query, schema, signal);
+      const items = value[key];
       out.push(...items);
-      if (items.length < _MAX_COUNT || out.length >= total) return out;
+      if (items.length < _MAX_COUNT || out.length >= value.total_items) return out;
     }
   }
 

@@ -15,6 +15,12 @@ export interface MergeFieldDefinition {
   type: string;
   /** The label shown in Mailchimp. */
   name: string;
+  /**
+   * What Mailchimp's `options` say of the values' format (docs/API_NOTES.md, "Merge-field
+   * options"): `date_format` of a date or birthday field (`MM/DD/YYYY`, `DD/MM/YYYY`,
+   * `MM/DD`, `DD/MM`), `phone_format` of a phone field (`US`, or `none` for international).
+   */
+  options?: { date_format?: string | undefined; phone_format?: string | undefined } | undefined;
 }
 
 /** One interest (group) of a list, from its interest categories. */

@@ -41,7 +41,10 @@ export const memberSchema = z.object({
   vip: z.boolean().nullable().optional(),
   member_rating: z.number().nullable().optional(),
   location: z.object({ country_code: z.string().nullable().optional() }).nullable().optional(),
+  // The listing serves at most 50 tags; `tags_count` says how many the member has
+  // (docs/API_NOTES.md, "Tags"): above what was served, the rest are read on their own.
   tags: z.array(z.object({ name: z.string() })).nullable().optional(),
+  tags_count: z.number().int().nonnegative().nullable().optional(),
   interests: z.record(z.string(), z.boolean()).nullable().optional(),
 });
 
@@ -173,7 +176,15 @@ function _wellFormed(raw: unknown): Member | undefined {
   if (has("language")) member.language = language as string | null;
   if (has("vip")) member.vip = vip as boolean | null;
   if (has("member_rating")) member.member_rating = member_rating as number | null;
-  const { location, tags, interests } = raw;
+  const { location, tags, interests, tags_count } = raw;
+  if (has("tags_count")) {
+    if (tags_count == null) member.tags_count = tags_count as null | undefined;
+    else if (
+      typeof tags_count === "number" && Number.isSafeInteger(tags_count) && tags_count >= 0
+    ) {
+      member.tags_count = tags_count;
+    } else return undefined;
+  }
   if (has("location")) {
     if (location == null) member.location = location as null | undefined;
     else {

@@ -1,5 +1,6 @@
 /**
- * Mailchimp member → Ometria record, pure functions (the table in API_FACTS.md).
+ * Mailchimp member → Ometria record, pure functions (the mapping table of the README,
+ * "Fields"; the facts it rests on are in docs/API_NOTES.md).
  *
  * @module
  */

@@ -7,8 +7,11 @@
  */
 import type { Member } from "../mailchimp/member.ts";
 import type { InterestDefinition, MergeFieldDefinition } from "../mailchimp/list_definitions.ts";
-import type { ContactMapping } from "./field_mapping.ts";
-import { resolveMapping } from "./field_mapping.ts";
+import type { Logger } from "@logtape/logtape";
+import { errorText } from "../log/error_text.ts";
+import { dateOrderEvidence, DROPPED_REASONS, withDateOrder } from "./formats.ts";
+import type { ContactMapping, DroppedValue, MergeFieldRoute } from "./field_mapping.ts";
+import { needsAllTags, resolveMapping } from "./field_mapping.ts";
 import {
   type FieldsConfig,
   type FullFieldsConfig,
@@ -22,6 +25,31 @@ export interface ListDefinitionsSource {
   getMergeFields(listId: string, signal?: AbortSignal): Promise<MergeFieldDefinition[]>;
   /** Every interest of the list, with its name. */
   getInterests(listId: string, signal?: AbortSignal): Promise<InterestDefinition[]>;
+  /** Every tag name of one member (the listing serves 50 at most). */
+  getMemberTags(listId: string, id: string, signal?: AbortSignal): Promise<string[]>;
+}
+
+/** Day/month order evidence of one date or birthday field, from the values served so far. */
+interface _Order {
+  dayFirst: number;
+  monthFirst: number;
+  /** The order told of in the log, once. */
+  told?: "day-first" | "month-first";
+}
+
+/** Options of {@linkcode FieldMapper}. */
+export interface FieldMapperOptions {
+  /**
+   * Told of every value left out because it could not be normalised (a phone without a
+   * country code, a date that is none), for counting and logging; the value itself is never
+   * passed on (it is personal data).
+   */
+  onDropped?: (dropped: DroppedValue) => void;
+  /**
+   * Told when a date or birthday field's values show another day/month order than its
+   * `date_format` declares (Mailchimp does not document in which form it serves them).
+   */
+  onDateOrder?: (tag: string, declared: string | undefined, served: string) => void;
 }
 
 /**
@@ -45,12 +73,23 @@ export class FieldMapper {
   readonly #fields: FullFieldsConfig;
   readonly #source: ListDefinitionsSource;
   readonly #explicit: boolean;
+  readonly #onDropped: FieldMapperOptions["onDropped"];
+  readonly #onDateOrder: FieldMapperOptions["onDateOrder"];
+  /** What the values served so far show of each date field's order (kept for the process). */
+  readonly #orders = new Map<string, _Order>();
 
-  constructor(listId: string, fields: FieldsConfig | undefined, source: ListDefinitionsSource) {
+  constructor(
+    listId: string,
+    fields: FieldsConfig | undefined,
+    source: ListDefinitionsSource,
+    options: FieldMapperOptions = {},
+  ) {
     this.#listId = listId;
     this.#fields = fullFieldsConfig(fields);
     this.#source = source;
     this.#explicit = Object.keys(this.#fields.mergeFields).length > 0;
+    this.#onDropped = options.onDropped;
+    this.#onDateOrder = options.onDateOrder;
   }
 
   /** The `members.*` paths the mapping reads beyond the sync's own (for `fields=`). */
@@ -75,21 +114,27 @@ export class FieldMapper {
     return "problems" in resolved ? resolved.problems : [];
   }
 
-  /** A resolver for one run: definitions are fetched once and kept until the run ends. */
+  /**
+   * A resolver for one run: definitions are fetched once and kept until the run ends; the
+   * full tag set of a member whose listing left tags out is fetched for the members at hand.
+   */
   forRun(signal?: AbortSignal): MappingForMembers {
     let mapping: Promise<ContactMapping> | undefined;
     let interests: Promise<Map<string, string>> | undefined;
     // Members with no merge field beyond the names need no definitions: a list of names and
-    // emails (or 10,000 of them) costs no merge-fields request at all.
+    // emails (or 10,000 of them) costs no merge-fields request at all. One with an emptied
+    // field needs them too, unless cleared fields are left out: its route says where the
+    // clearing goes.
     let plain: ContactMapping | undefined;
-    return async (members) => {
-      if (!this.#explicit && !members.some(_hasOtherMergeFields)) {
+    const keepEmpty = this.#fields.cleared !== "omit";
+    const definitions = async (members: readonly Member[]): Promise<ContactMapping> => {
+      if (!this.#explicit && !members.some((m) => _hasOtherMergeFields(m, keepEmpty))) {
         if (plain === undefined) {
           const resolved = resolveMapping(this.#fields, []);
           if ("problems" in resolved) throw new FieldMappingError(resolved.problems.join("; "));
           plain = resolved.mapping;
         }
-        if (plain.interests === null || !members.some((m) => _hasInterest(m))) return plain;
+        return plain;
       }
       mapping ??= this.#source.getMergeFields(this.#listId, signal).then((definitions) => {
         const resolved = resolveMapping(this.#fields, definitions);
@@ -97,20 +142,84 @@ export class FieldMapper {
         return resolved.mapping;
       });
       // A failed fetch is not kept: the run fails, and the next run asks again.
-      const base = await mapping.catch((error) => {
+      return await mapping.catch((error) => {
         mapping = undefined;
         throw error;
       });
-      if (base.interests === null || !members.some((m) => _hasInterest(m))) return base;
-      interests ??= this.#source.getInterests(this.#listId, signal).then(
-        (all) => new Map(all.map((i) => [i.id, i.name])),
-      );
-      const names = await interests.catch((error) => {
-        interests = undefined;
-        throw error;
-      });
-      return { ...base, interestNames: names };
     };
+    return async (members) => {
+      let base = this.#servedOrder(await definitions(members), members);
+      if (this.#onDropped) base = { ...base, onDropped: this.#onDropped };
+      if (base.interests !== null && members.some((m) => _hasInterest(m))) {
+        interests ??= this.#source.getInterests(this.#listId, signal).then(
+          (all) => new Map(all.map((i) => [i.id, i.name])),
+        );
+        const names = await interests.catch((error) => {
+          interests = undefined;
+          throw error;
+        });
+        base = { ...base, interestNames: names };
+      }
+      return base.tags === null ? base : { ...base, allTags: await this.#allTags(members, signal) };
+    };
+  }
+
+  /**
+   * `mapping` with each date and birthday field read in the day/month order its values
+   * show. Mailchimp may serve them in the field's `date_format` or in its own write format
+   * (`MM/DD`, `YYYY-MM-DD`): a value like `23/04` tells which, and once only one order has
+   * been seen it is the one used; while nothing tells, the declared format is.
+   */
+  #servedOrder(mapping: ContactMapping, members: readonly Member[]): ContactMapping {
+    let routes: Map<string, MergeFieldRoute> | undefined;
+    for (const [tag, route] of mapping.mergeFields) {
+      if (route.type !== "date" && route.type !== "birthday") continue;
+      let order = this.#orders.get(tag);
+      for (const m of members) {
+        const value = m.merge_fields[tag];
+        const seen = typeof value === "string" ? dateOrderEvidence(value) : undefined;
+        if (seen === undefined) continue;
+        order ??= { dayFirst: 0, monthFirst: 0 };
+        if (seen === "day-first") order.dayFirst++;
+        else order.monthFirst++;
+      }
+      if (order === undefined) continue;
+      this.#orders.set(tag, order);
+      if ((order.dayFirst > 0) === (order.monthFirst > 0)) continue;
+      const served = order.dayFirst > 0 ? "day-first" : "month-first";
+      const declared = route.options?.date_format;
+      const format = withDateOrder(declared, served, route.type === "birthday");
+      if (format === declared) continue;
+      if (order.told !== served) {
+        order.told = served;
+        this.#onDateOrder?.(tag, declared, format);
+      }
+      routes ??= new Map(mapping.mergeFields);
+      routes.set(tag, { ...route, options: { ...route.options, date_format: format } });
+    }
+    return routes === undefined ? mapping : { ...mapping, mergeFields: routes };
+  }
+
+  /**
+   * The full tag sets of the members whose listing left some out, one request each (rare:
+   * more than 50 tags). A member whose tags cannot be read gets the error, and only it is
+   * held back: the others of the page go on.
+   */
+  async #allTags(
+    members: readonly Member[],
+    signal: AbortSignal | undefined,
+  ): Promise<Map<string, readonly string[] | Error>> {
+    const out = new Map<string, readonly string[] | Error>();
+    for (const m of members) {
+      if (!needsAllTags(m)) continue;
+      try {
+        out.set(m.id, await this.#source.getMemberTags(this.#listId, m.id, signal));
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        out.set(m.id, new Error(errorText(error)));
+      }
+    }
+    return out;
   }
 }
 
@@ -122,12 +231,52 @@ function _hasInterest(member: Member): boolean {
   return false;
 }
 
-function _hasOtherMergeFields(member: Member): boolean {
+function _hasOtherMergeFields(member: Member, evenEmpty: boolean): boolean {
   const merge = member.merge_fields;
   for (const tag in merge) {
     if (tag === "FNAME" || tag === "LNAME" || !Object.hasOwn(merge, tag)) continue;
+    if (evenEmpty) return true;
     const value = merge[tag];
     if (value !== "" && value !== null) return true;
   }
   return false;
+}
+
+/**
+ * A connection's {@linkcode FieldMapperOptions} in a service: every value left out is
+ * counted (`count`), and the first of each field and reason logged as a warning naming the
+ * member's Mailchimp field, never the value (a phone number, a birthday: personal data); a
+ * date field served in another order than it declares is logged once.
+ */
+export function mappingReporter(
+  connectionId: string,
+  logger: Logger,
+  count?: (field: string, reason: string) => void,
+): Required<FieldMapperOptions> {
+  const seen = new Set<string>();
+  return {
+    onDropped: (d) => {
+      count?.(d.target, d.reason);
+      const key = `${d.target}\u0000${d.reason}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      logger.warn(
+        "Connection {connection}: {from} left out of {target}: the value {why} ({reason}); " +
+          "later ones are only counted (sync_fields_dropped_total)",
+        {
+          connection: connectionId,
+          from: d.from,
+          target: d.target,
+          why: DROPPED_REASONS[d.reason],
+          reason: d.reason,
+        },
+      );
+    },
+    onDateOrder: (tag, declared, served) =>
+      logger.warn(
+        "Connection {connection}: merge field {tag} is served as {served} although its " +
+          "date_format says {declared}: its values are read as served",
+        { connection: connectionId, tag, served, declared: declared ?? "(none)" },
+      ),
+  };
 }

@@ -7,11 +7,22 @@
 import type { Member } from "../mailchimp/member.ts";
 import type { MergeFieldDefinition } from "../mailchimp/list_definitions.ts";
 import type { FieldTarget, FullFieldsConfig, MemberSource } from "./fields_config.ts";
+import { type DroppedReason, normaliseBirthday, normaliseDate, toE164 } from "./formats.ts";
 
-/** Where each merge tag goes, with its Mailchimp type. */
+/** Where each merge tag goes, with its Mailchimp type and the formats its options name. */
 export interface MergeFieldRoute {
   target: FieldTarget;
   type: string;
+  options?: MergeFieldDefinition["options"];
+}
+
+/** A value the mapping left out: where it was going, where from, and why. */
+export interface DroppedValue {
+  /** The Ometria field, e.g. `phone_number` or `properties.birthday`. */
+  target: string;
+  /** The Mailchimp field, e.g. the merge tag `PHONE`. */
+  from: string;
+  reason: DroppedReason;
 }
 
 /**
@@ -27,6 +38,25 @@ export interface ContactMapping {
   interests: `properties.${string}` | null;
   /** Interest id → name (empty until a member with an interest is met). */
   interestNames: ReadonlyMap<string, string>;
+  /** How a field emptied in Mailchimp is sent (see `fields.cleared`). */
+  cleared: FullFieldsConfig["cleared"];
+  /**
+   * Every tag of the members whose listing did not carry them all (see
+   * {@linkcode needsAllTags}), by member id; an `Error` when they could not be read.
+   */
+  allTags: ReadonlyMap<string, readonly string[] | Error>;
+  /** Told of every value left out because it could not be normalised (counted, logged). */
+  onDropped?: ((dropped: DroppedValue) => void) | undefined;
+}
+
+/**
+ * Whether a member's listing left tags out: Mailchimp serves at most 50 and says how many
+ * there are in `tags_count`; without a count, 50 served may be 50 of more.
+ */
+export function needsAllTags(member: Member): boolean {
+  const tags = member.tags;
+  if (tags == null) return false;
+  return member.tags_count != null ? member.tags_count > tags.length : tags.length >= 50;
 }
 
 /** Mailchimp's address sub-fields, in its order: each becomes `<property>_<sub-field>`. */
@@ -74,7 +104,13 @@ export function resolveMapping(
     if (d.type === "address" && target !== null && !target.startsWith("properties.")) {
       problems.push(`merge tag ${d.tag} is an address (an object): map it to properties.<name>`);
     }
-    routes.set(d.tag, { target, type: d.type });
+    routes.set(
+      d.tag,
+      d.options ? { target, type: d.type, options: d.options } : {
+        target,
+        type: d.type,
+      },
+    );
   }
   if (problems.length > 0) return { problems };
   return {
@@ -85,6 +121,8 @@ export function resolveMapping(
       tags: fields.tags,
       interests: fields.interests,
       interestNames,
+      cleared: fields.cleared,
+      allTags: new Map(),
     },
   };
 }
@@ -107,66 +145,47 @@ export function defaultTarget(
 /**
  * The fields `mapping` adds to a contact for `member`: Ometria's own fields at the top
  * level, the rest under `properties`, tags as a property or as `@add_to_lists` /
- * `@remove_from_lists`. Empty values are left out, so a field cleared in Mailchimp is
- * cleared in Ometria when the record replaces the old one. Throws a `TypeError` for a value
- * Ometria's field cannot hold (a `date_of_birth` that is not YYYY-MM-DD): the member is
- * then quarantined with that reason rather than sent wrong.
+ * `@remove_from_lists`. A field emptied in Mailchimp is sent as `mapping.cleared` says (null
+ * by default): Ometria merges a partial record, so a field left out keeps its old value
+ * there (docs/API_NOTES.md, "Ometria push"). Dates, birthdays and phone numbers are
+ * normalised by their merge field's options; a value that cannot be is left out and told to
+ * `mapping.onDropped`. Throws a `TypeError` when the member's full tag set was needed but
+ * could not be read: the member is then quarantined rather than taken off lists it is on.
  */
 export function mappedFields(member: Member, mapping: ContactMapping): Record<string, unknown> {
   const top: Record<string, unknown> = {};
   const properties: Record<string, unknown> = {};
-  const put = (target: FieldTarget, value: unknown, from: string) => {
-    if (target === null || value === undefined || value === null || value === "") return;
-    if (target.startsWith("properties.")) {
-      properties[target.slice(11)] = value;
-      return;
-    }
-    top[target] = _ometriaValue(target, value, from);
-  };
-  const merge = member.merge_fields;
-  for (const tag in merge) {
-    if (tag === "FNAME" || tag === "LNAME" || !Object.hasOwn(merge, tag)) continue;
-    const value = merge[tag];
-    const route = mapping.mergeFields.get(tag) ??
-      (mapping.otherMergeFields === "ignore"
-        ? { target: null, type: "text" }
-        : { target: defaultTarget({ tag, type: "text" }, true), type: "text" });
-    if (route.target === null) continue;
-    if (typeof value === "object" && value !== null && route.target.startsWith("properties.")) {
-      // An address (the only object Mailchimp serves in merge fields): one property per
-      // part, since Ometria segments on flat values.
-      const parts = value as Record<string, unknown>;
-      for (const part of ADDRESS_PARTS) {
-        put(`${route.target}_${part}` as FieldTarget, _text(parts[part]), `${tag}.${part}`);
+  const blank = mapping.cleared === "null" ? null : "";
+  const put = (target: FieldTarget, value: unknown, from: string, route?: MergeFieldRoute) => {
+    // Undefined: the answer did not carry the field, which says nothing about its value.
+    if (target === null || value === undefined) return;
+    let out: unknown;
+    if (value === null || value === "") {
+      if (mapping.cleared === "omit") return;
+      out = blank;
+    } else {
+      const normalised = _ometriaValue(target, value, route);
+      if ("reason" in normalised) {
+        mapping.onDropped?.({ target, from, reason: normalised.reason });
+        return;
       }
-      continue;
+      out = normalised.value;
     }
-    put(route.target, typeof value === "object" ? undefined : value, tag);
-  }
+    if (target.startsWith("properties.")) properties[target.slice(11)] = out;
+    else top[target] = out;
+  };
+  _mergeFields(member, mapping, put);
   const m = mapping.member;
   put(m.language, member.language, "language");
   put(m.vip, member.vip, "vip");
   put(m.member_rating, member.member_rating, "member_rating");
   put(m.timestamp_signup, member.timestamp_signup || member.timestamp_opt, "timestamp_signup");
   put(m.country, member.location?.country_code?.toUpperCase(), "location.country_code");
+  // An unsubscribe time is history, not a field a later subscribe empties: it is only sent.
   if (member.status === "unsubscribed" || member.status === "cleaned") {
     put(m.unsubscribed_at, member.last_changed, "last_changed");
   }
-  if (mapping.tags !== null && member.tags != null) {
-    const names = member.tags.map((t) => t.name);
-    if (typeof mapping.tags === "string") {
-      properties[mapping.tags.slice(11)] = [...names].sort();
-    } else {
-      const has = new Set(names);
-      const add: string[] = [];
-      const remove: string[] = [];
-      for (const [tag, list] of Object.entries(mapping.tags.lists)) {
-        (has.has(tag) ? add : remove).push(list);
-      }
-      if (add.length > 0) top["@add_to_lists"] = add;
-      if (remove.length > 0) top["@remove_from_lists"] = remove;
-    }
-  }
+  _tagFields(member, mapping, top, properties);
   if (mapping.interests !== null && member.interests != null) {
     const names = Object.entries(member.interests)
       .filter(([, on]) => on)
@@ -178,36 +197,111 @@ export function mappedFields(member: Member, mapping: ContactMapping): Record<st
   return top;
 }
 
+type _Put = (target: FieldTarget, value: unknown, from: string, route?: MergeFieldRoute) => void;
+
+/** Every merge field but the names, by its route (an address split into its parts). */
+function _mergeFields(member: Member, mapping: ContactMapping, put: _Put): void {
+  const merge = member.merge_fields;
+  for (const tag in merge) {
+    if (tag === "FNAME" || tag === "LNAME" || !Object.hasOwn(merge, tag)) continue;
+    const value = merge[tag];
+    const route = mapping.mergeFields.get(tag) ??
+      (mapping.otherMergeFields === "ignore"
+        ? { target: null, type: "text" }
+        : { target: defaultTarget({ tag, type: "text" }, true), type: "text" });
+    if (route.target === null) continue;
+    const isObject = typeof value === "object" && value !== null;
+    if ((route.type === "address" || isObject) && route.target.startsWith("properties.")) {
+      // An address is an object, or "" when empty: one property per part, since Ometria
+      // segments on flat values, each cleared with the rest.
+      const parts = isObject ? value as Record<string, unknown> : {};
+      for (const part of ADDRESS_PARTS) {
+        put(`${route.target}_${part}` as FieldTarget, _text(parts[part]) ?? "", `${tag}.${part}`);
+      }
+      continue;
+    }
+    put(route.target, isObject ? undefined : value, tag, route);
+  }
+}
+
+/** Tags as a property, or as the lists to add the member to and take it off. */
+function _tagFields(
+  member: Member,
+  mapping: ContactMapping,
+  top: Record<string, unknown>,
+  properties: Record<string, unknown>,
+): void {
+  if (mapping.tags === null || member.tags == null) return;
+  const all = mapping.allTags.get(member.id);
+  if (all instanceof Error || (all === undefined && needsAllTags(member))) {
+    throw new TypeError(
+      `its ${member.tags_count ?? "50 or more"} tags could not all be read ` +
+        `(the listing serves 50): ${all instanceof Error ? all.message : "not fetched"}`,
+    );
+  }
+  const names = all ?? member.tags.map((t) => t.name);
+  if (typeof mapping.tags === "string") {
+    properties[mapping.tags.slice(11)] = [...names].sort();
+    return;
+  }
+  const has = new Set(names);
+  const add: string[] = [];
+  const remove: string[] = [];
+  for (const [tag, list] of Object.entries(mapping.tags.lists)) {
+    (has.has(tag) ? add : remove).push(list);
+  }
+  if (add.length > 0) top["@add_to_lists"] = add;
+  if (remove.length > 0) top["@remove_from_lists"] = remove;
+}
+
 function _text(value: unknown): string | undefined {
   if (typeof value === "string") return value;
   if (typeof value === "number" && Number.isFinite(value)) return String(value);
   return undefined;
 }
 
-/** A value in the form Ometria's field takes. */
-function _ometriaValue(target: string, value: unknown, from: string): unknown {
+/**
+ * A value in the form Ometria's field takes, or why it cannot be: a date or birthday by its
+ * field's `date_format` (to `date_of_birth` or a property alike, so one birthday reads the
+ * same from every list), a phone number in E.164 for `phone_number`.
+ */
+function _ometriaValue(
+  target: string,
+  value: unknown,
+  route?: MergeFieldRoute,
+): { value: unknown } | { reason: DroppedReason } {
+  const text = typeof value === "string" ? value : undefined;
+  const format = route?.options?.date_format;
+  if (text !== undefined && route?.type === "birthday") return normaliseBirthday(text, format);
+  if (text !== undefined && (route?.type === "date" || target === "date_of_birth")) {
+    return normaliseDate(text, format);
+  }
   switch (target) {
-    case "date_of_birth": {
-      const text = String(value).trim();
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) {
-        throw new TypeError(
-          `${from} ${JSON.stringify(value)} is not a date (YYYY-MM-DD) for date_of_birth`,
-        );
-      }
-      return text;
-    }
+    case "date_of_birth":
+      return { reason: "not_a_date" };
+    case "phone_number":
+      return toE164(
+        String(value),
+        route?.type === "phone" ? route.options?.phone_format : undefined,
+      );
     case "gender": {
       // Single letters, as Ometria's integrations send them; anything else stated is "o".
       const g = String(value).trim().toLowerCase();
-      return g === "f" || g === "female" || g === "woman"
-        ? "f"
-        : g === "m" || g === "male" || g === "man"
-        ? "m"
-        : "o";
+      return {
+        value: g === "f" || g === "female" || g === "woman"
+          ? "f"
+          : g === "m" || g === "male" || g === "man"
+          ? "m"
+          : "o",
+      };
     }
     case "country_id":
-      return String(value).trim().toUpperCase();
+      return { value: String(value).trim().toUpperCase() };
     default:
-      return typeof value === "number" || typeof value === "boolean" ? String(value) : value;
+      // A property keeps its JSON type; Ometria's own fields take text.
+      return !target.startsWith("properties.") &&
+          (typeof value === "number" || typeof value === "boolean")
+        ? { value: String(value) }
+        : { value };
   }
 }

@@ -80,6 +80,11 @@ export const fieldsConfigSchema = z.strictObject({
   interests: z.union([z.null(), propertyTarget], {
     error: "must be null or properties.<name>",
   }).optional(),
+  /**
+   * How a field emptied in Mailchimp is sent: `"null"` (default), `"empty"` (`""`), or
+   * `"omit"` (left out, so Ometria keeps its old value): see docs/API_NOTES.md.
+   */
+  cleared: z.enum(["null", "empty", "omit"]).optional(),
 });
 
 /** A connection's `fields` entry as written (every key optional). */
@@ -111,6 +116,7 @@ export interface FullFieldsConfig {
   member: Readonly<Record<MemberSource, FieldTarget>>;
   tags: `properties.${string}` | { lists: Readonly<Record<string, string>> } | null;
   interests: `properties.${string}` | null;
+  cleared: "null" | "empty" | "omit";
 }
 
 /**
@@ -131,6 +137,7 @@ export const DEFAULT_FIELDS: FullFieldsConfig = {
   },
   tags: "properties.mailchimp_tags",
   interests: "properties.mailchimp_interests",
+  cleared: "null",
 };
 
 /** `fields` as written, completed with {@linkcode DEFAULT_FIELDS}. */
@@ -147,6 +154,7 @@ export function fullFieldsConfig(fields: FieldsConfig | undefined): FullFieldsCo
     member,
     tags: f.tags === undefined ? DEFAULT_FIELDS.tags : f.tags,
     interests: f.interests === undefined ? DEFAULT_FIELDS.interests : f.interests,
+    cleared: f.cleared ?? DEFAULT_FIELDS.cleared,
   };
 }
 
@@ -162,7 +170,7 @@ export function memberFieldsFor(fields: FullFieldsConfig): string[] {
   if (m.member_rating !== null) out.push("members.member_rating");
   if (m.timestamp_signup !== null) out.push("members.timestamp_signup");
   if (m.country !== null) out.push("members.location.country_code");
-  if (fields.tags !== null) out.push("members.tags");
+  if (fields.tags !== null) out.push("members.tags", "members.tags_count");
   if (fields.interests !== null) out.push("members.interests");
   return out;
 }

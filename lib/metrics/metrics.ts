@@ -39,6 +39,7 @@ export const PROCESS_FAMILIES: readonly string[] = [
   "sync_ometria_requests_total",
   "sync_http_429_total",
   "sync_webhook_events_total",
+  "sync_fields_dropped_total",
 ];
 
 /** The APIs whose requests are counted. */
@@ -65,6 +66,8 @@ export class Metrics {
   };
   #http429: Record<MetricsApi, number> = { mailchimp: 0, ometria: 0 };
   #webhookOutcomes = new Map<string, number>();
+  /** `connection`, `field` and `reason` labels → values left out of contacts. */
+  #dropped = new Map<string, number>();
 
   /** Records what a reconciliation found (orphans, missed members) and repaired. */
   recordReconcile(id: string, found: { orphans: number; missing: number; repaired: number }): void {
@@ -107,6 +110,18 @@ export class Metrics {
     this.#webhookOutcomes.set(event.outcome, (this.#webhookOutcomes.get(event.outcome) ?? 0) + 1);
   }
 
+  /**
+   * Counts one value the field mapping left out of a contact because it could not be
+   * normalised (`sync_fields_dropped_total{connection, field, reason}`): `reason` is one of a
+   * few codes (`no_country_code`, `not_a_date`, …), so the labels stay few.
+   */
+  countDroppedValue(id: string, field: string, reason: string): void {
+    const key = `connection="${_escapeLabel(id)}",field="${_escapeLabel(field)}",reason="${
+      _escapeLabel(reason)
+    }"`;
+    this.#dropped.set(key, (this.#dropped.get(key) ?? 0) + 1);
+  }
+
   /** The process's counters ({@linkcode PROCESS_FAMILIES}) in text exposition format 0.0.4. */
   render(): string {
     // Appending to one string (a rope in V8) measured faster than an array join: about 5 ms
@@ -143,6 +158,12 @@ export class Metrics {
     family("sync_http_429_total", "counter", "HTTP 429 (rate limited) answers by API.");
     for (const api of ["mailchimp", "ometria"] as const) {
       out += `sync_http_429_total{api="${api}"} ${this.#http429[api]}\n`;
+    }
+    if (this.#dropped.size > 0) {
+      family("sync_fields_dropped_total", "counter", "Values left out: not normalisable.");
+      for (const [labels, count] of this.#dropped) {
+        out += `sync_fields_dropped_total{${labels}} ${count}\n`;
+      }
     }
     out += this.#renderWebhooks();
     return out;

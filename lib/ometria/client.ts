@@ -1,14 +1,20 @@
 /**
  * The Ometria client: pushes batches of records to the Data API (`POST /v2/push`) or to the
  * original tool's legacy endpoint (`POST /record`), within Ometria's batch, record-size and
- * rate limits, retrying transient failures.
+ * rate limits, retrying transient failures; and reads the asynchronous validation errors
+ * (`GET /v2/push/_errors`) in both the documented shape and the richer one some clients
+ * model (docs/API_NOTES.md, "Ometria push").
  *
  * @module
  */
 import { z } from "zod";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
-import { DEFAULT_OMETRIA_BASE_URL, DEFAULT_OMETRIA_BATCH_SIZE } from "../config/defaults.ts";
+import {
+  DEFAULT_OMETRIA_BASE_URL,
+  DEFAULT_OMETRIA_BATCH_SIZE,
+  DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND,
+} from "../config/defaults.ts";
 import { ApiError, type ApiErrorInit } from "../http/api_error.ts";
 import {
   type ApiErrorAnswer,
@@ -16,7 +22,7 @@ import {
   type ApiRequestEvent,
   type ApiSettings,
 } from "../http/api_request.ts";
-import type { RateLimiter } from "../http/rate_limiter.ts";
+import { RateLimiter } from "../http/rate_limiter.ts";
 import {
   bodySnippet,
   type HttpExchange,
@@ -49,8 +55,14 @@ export interface OmetriaClientOptions {
   clock: Clock;
   /** Where retries, oversized records and queue pauses are logged. @default {quietLogger()} */
   logger?: Logger;
-  /** The account's shared rate limiter: every request acquires it first. */
+  /** The account's shared rate limiter for pushes: every push request acquires it first. */
   rateLimiter: RateLimiter;
+  /**
+   * The account's shared rate limiter for the rest of the Data API (`_errors`), whose limit
+   * is Ometria's apart from the push one ("Data API | 4 requests per second").
+   * @default {a limiter of its own at 4 requests/s}
+   */
+  dataApiRateLimiter?: RateLimiter;
   /** Retry tuning (attempts, budget, delays, jitter, `onFailedAttempt`). */
   retry?: RetryPolicy;
   /**
@@ -99,10 +111,38 @@ export interface RejectedRecord {
   reason: string;
 }
 
+/**
+ * One entry of `GET /v2/push/_errors`, read from either shape Ometria may serve: the
+ * documented `{error_message, error_path}` ("root > lastname", no request index), or the
+ * richer row Fivetran's connector models (`record_id`, `request_id`, `record_type`, a
+ * timestamp, `message` as text or as `{error, error_path}`). Fields a shape lacks are absent.
+ */
+export interface OmetriaAsyncError {
+  /** What was wrong, usually "not a valid value". */
+  message: string;
+  /** Where, as Ometria wrote it, e.g. `root > lastname`. */
+  path?: string;
+  /** The field the path names, e.g. `lastname`, `properties.shoe_size`; absent for `root`. */
+  field?: string;
+  /** The record's `id`, when the entry names it (rich shape). */
+  recordId?: string;
+  /** The push request's `request_id`, when the entry names it (rich shape). */
+  requestId?: string;
+  /** The record's `@type`, when named. */
+  recordType?: string;
+  /** When Ometria validated it, as it wrote it. */
+  timestamp?: string;
+}
+
 /** What Ometria said about one batch. */
 export interface PushResult {
-  /** Records Ometria accepted; `accepted + rejected` is the number of records given. */
+  /** Records Ometria accepted; `accepted + rejected + skipped` is the number given. */
   accepted: number;
+  /**
+   * Records Ometria answered as `skipped` (a count some answers carry beside `accepted`,
+   * undocumented): acknowledged, neither lost nor rejected.
+   */
+  skipped: number;
   /** Records Ometria rejected plus those too large to send; above 0 is a failure to report. */
   rejected: number;
   /** Ids of the records not sent because their JSON exceeds `maxRecordBytes`. */
@@ -150,20 +190,34 @@ const _pushSchema = z.object({
   request_id: z.string().optional(),
   accepted: z.number().int().nonnegative(),
   rejected: z.number().int().nonnegative(),
+  skipped: z.number().int().nonnegative().optional(),
 });
 
 // The original endpoint answered `{"status":"Ok","response":1}`; its `response` meant nothing more.
 const _recordSchema = z.object({ status: z.string().regex(/^ok$/i, 'expected "Ok"') });
 
+// Every field optional: an entry is read for what it carries (see OmetriaAsyncError).
+const _text = z.union([z.string(), z.number().transform(String)]).optional().catch(undefined);
 const _pushErrorSchema = z.object({
-  error_message: z.string(),
-  error_path: z.string().optional(),
+  error_message: _text,
+  error_path: _text,
+  message: z.union([
+    z.string(),
+    z.object({ error: _text, message: _text, error_path: _text }).loose(),
+  ]).optional().catch(undefined),
+  message_error: _text,
+  message_error_path: _text,
+  record_id: _text,
+  request_id: _text,
+  record_type: _text,
+  timestamp: _text,
+  time_stamp: _text,
 }).loose();
 
 const _errorsSchema = z.union([
-  z.array(_pushErrorSchema),
-  z.object({ errors: z.array(_pushErrorSchema) }).transform((v) => v.errors),
-  z.object({ data: z.array(_pushErrorSchema) }).transform((v) => v.data),
+  z.array(z.unknown()),
+  z.object({ errors: z.array(z.unknown()) }).transform((v) => v.errors),
+  z.object({ data: z.array(z.unknown()) }).transform((v) => v.data),
 ]);
 
 const _errorBodySchema = z.object({
@@ -191,6 +245,7 @@ export class OmetriaClient {
   #endpoint: OmetriaEndpoint;
   #logger: Logger;
   #rateLimiter: RateLimiter;
+  #dataApi: ApiSettings;
   #keyName: string;
   /** The configured batch size: the most `push()` takes. */
   #configuredBatchSize: number;
@@ -236,6 +291,18 @@ export class OmetriaClient {
       newError: (init) => new OmetriaError(init),
       statusError: (answer) => this.#statusError(answer),
     };
+    const dataLimiter = options.dataApiRateLimiter ??
+      new RateLimiter({
+        perSecond: DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND,
+        clock: options.clock,
+      });
+    this.#dataApi = {
+      ...this.#api,
+      gate: async (attempt, signal) => {
+        await dataLimiter.acquire(signal);
+        return await attempt();
+      },
+    };
   }
 
   /**
@@ -272,6 +339,7 @@ export class OmetriaClient {
     const items: RecordJson[] = [];
     const result: PushResult = {
       accepted: 0,
+      skipped: 0,
       rejected: 0,
       tooLarge: [],
       rejectedRecords: [],
@@ -340,6 +408,7 @@ export class OmetriaClient {
     if (answer.queueRemaining !== undefined) result.queueRemaining = answer.queueRemaining;
     if (answer.rejected === 0) {
       result.accepted += answer.accepted;
+      result.skipped += answer.skipped;
       return;
     }
     if (items.length > 1 && answer.rejected < items.length) {
@@ -353,10 +422,8 @@ export class OmetriaClient {
     }
     // Every record of this request was rejected: they are known, only the reasons are not.
     result.extraRequests++;
-    const reasons = await this.#reasons(items.length, opts);
-    items.forEach((item, i) => {
-      this.#reject(result, item.id, reasons.get(i) ?? "rejected by Ometria (no reason given)");
-    });
+    const reasonOf = await this.#reasons(items, answer.requestId, opts);
+    for (const item of items) this.#reject(result, item.id, reasonOf(item.id));
   }
 
   #reject(result: PushResult, id: string, reason: string): void {
@@ -383,11 +450,11 @@ export class OmetriaClient {
     };
     if (this.#endpoint === "record") {
       const { exchange } = await apiRequest("/record", _recordSchema, request);
-      return _answer(exchange, undefined, items.length, 0);
+      return _answer(exchange, undefined, { accepted: items.length, rejected: 0 });
     }
     const { value, exchange } = await apiRequest("/v2/push", _pushSchema, request);
-    const answer = _answer(exchange, value.request_id, value.accepted, value.rejected);
-    const acknowledged = value.accepted + value.rejected;
+    const answer = _answer(exchange, value.request_id, value);
+    const acknowledged = value.accepted + value.rejected + (value.skipped ?? 0);
     if (acknowledged !== items.length) {
       // Records Ometria did not count may be lost: the cursor must not pass them.
       const id = answer.requestId ? ` (request id ${answer.requestId})` : "";
@@ -396,7 +463,9 @@ export class OmetriaClient {
           `Ometria POST /v2/push${
             _batch(label)
           } acknowledged ${acknowledged} of ${items.length} records (accepted ${value.accepted}, ` +
-          `rejected ${value.rejected}): the batch is not counted as delivered${id}`,
+          `rejected ${value.rejected}${
+            value.skipped === undefined ? "" : `, skipped ${value.skipped}`
+          }): the batch is not counted as delivered${id}`,
         endpoint: "POST /v2/push",
         status: exchange.status,
         requestId: answer.requestId,
@@ -407,25 +476,47 @@ export class OmetriaClient {
   }
 
   /**
-   * Ometria's reasons for the records of a request of `size` records that it just rejected
-   * whole, by index, from the latest entries of `GET /v2/push/_errors` whose path names an
-   * index (`[3].email`). The list is account-wide and oldest first: only its last `size`
-   * entries are read, and when two name one index the later wins. Empty when unreadable.
+   * Ometria's reasons for the records of a request it just rejected whole, from `GET
+   * /v2/push/_errors`: an entry naming a record's id (the richer shape) gives that record's
+   * reason; else entries naming the request; else, in the documented shape, which ties an
+   * error to nothing (`root > lastname`), the latest errors are quoted as what they are:
+   * not tied to this record. The list is account-wide and its order undocumented, so all of
+   * it is read.
    */
-  async #reasons(size: number, opts: PushOptions): Promise<Map<number, string>> {
-    const errors = await this.#recentErrors(opts.label, opts.signal);
-    const reasons = new Map<number, string>();
-    for (const e of errors?.slice(-size) ?? []) {
-      const match = /^\[(\d+)\]\.?(.*)$/.exec(e.error_path ?? "");
-      if (match && Number(match[1]) < size) {
-        // The index is this request's, meaningless to the reader: the field stays.
-        reasons.set(
-          Number(match[1]),
-          match[2] ? `${match[2]}: ${e.error_message}` : e.error_message,
-        );
-      }
+  async #reasons(
+    items: readonly RecordJson[],
+    requestId: string | undefined,
+    opts: PushOptions,
+  ): Promise<(id: string) => string> {
+    const errors = await this.#recentErrorsOrUndefined(opts.label, opts.signal) ?? [];
+    const ids = new Set(items.map((i) => i.id));
+    const byRecord = new Map<string, string[]>();
+    const forRequest: string[] = [];
+    const untied: string[] = [];
+    for (const e of errors) {
+      const text = e.field ? `${e.field}: ${e.message}` : e.message;
+      if (e.recordId !== undefined) {
+        if (ids.has(e.recordId)) {
+          byRecord.set(e.recordId, [...byRecord.get(e.recordId) ?? [], text]);
+        }
+      } else if (e.requestId !== undefined) {
+        if (e.requestId === requestId) forRequest.push(text);
+      } else untied.push(text);
     }
-    return reasons;
+    const distinct = (texts: string[]) => [...new Set(texts)].slice(0, 3).join("; ");
+    const fallback = forRequest.length > 0
+      ? `rejected by Ometria: ${distinct(forRequest)}`
+      : untied.length > 0
+      ? `rejected by Ometria; its latest push errors, not tied to a record: ${
+        distinct(untied.slice(-10).reverse())
+      }`
+      : errors.length === 0
+      ? "rejected by Ometria (no reason given)"
+      : "rejected by Ometria (no error at _errors names this record)";
+    return (id) => {
+      const own = byRecord.get(id);
+      return own ? `rejected by Ometria: ${distinct(own)}` : fallback;
+    };
   }
 
   /** Pauses everyone for 1 to 5 s, the lower the queue the longer, when it is nearly full. */
@@ -463,12 +554,11 @@ export class OmetriaClient {
         : undefined) ?? (text.trim() ? bodySnippet(text) : "(empty body)");
     const id = requestId ? ` (request id ${requestId})` : "";
     let message: string;
-    if (status === 401) {
+    if (status === 401 || status === 403) {
+      // 403 is what Ometria documents for a key it does not take ("API key is not authorised
+      // to access this resource"); 401 is handled alike. Neither is worth a retry.
       message =
-        `Ometria rejected the API key (401): check ${this.#keyName} (${endpoint}${context}: ${said}${id})`;
-    } else if (status === 403) {
-      message =
-        `Ometria refused ${endpoint}${context} (403): check that ${this.#keyName} may write data: ${said}${id}`;
+        `Ometria rejected the API key (${status}): check ${this.#keyName} (${endpoint}${context}: ${said}${id})`;
     } else if (status === 400 || status === 413 || status === 422) {
       message =
         `Ometria refused the whole batch at ${endpoint}${context} (${status}): ${said}; fix the records and run again${id}`;
@@ -485,21 +575,33 @@ export class OmetriaClient {
     });
   }
 
-  /** The latest entries of `GET /v2/push/_errors`, or undefined when they cannot be had. */
-  async #recentErrors(
+  /**
+   * `GET /v2/push/_errors`: the account's latest validation errors ("the 100 most recent"),
+   * each read into one {@linkcode OmetriaAsyncError} whichever shape it comes in; entries
+   * that carry no message are left out. Paced by the Data API's limiter, not the push one,
+   * and tried once: the caller decides when to ask again. Errors reaching Ometria throw.
+   */
+  async recentErrors(signal?: AbortSignal): Promise<OmetriaAsyncError[]> {
+    const { value } = await apiRequest("/v2/push/_errors", _errorsSchema, {
+      ...this.#dataApi,
+      retry: false,
+      headers: { "X-Ometria-Auth": this.#apiKey },
+      signal,
+    });
+    return value.flatMap((entry) => {
+      const parsed = _pushErrorSchema.safeParse(entry);
+      const e = parsed.success ? _asyncError(parsed.data) : undefined;
+      return e === undefined ? [] : [e];
+    });
+  }
+
+  /** {@linkcode OmetriaClient.recentErrors}, or undefined (logged) when it cannot be had. */
+  async #recentErrorsOrUndefined(
     label: string | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<z.output<typeof _errorsSchema> | undefined> {
+  ): Promise<OmetriaAsyncError[] | undefined> {
     try {
-      const { value } = await apiRequest("/v2/push/_errors", _errorsSchema, {
-        ...this.#api,
-        // One attempt only: these messages explain a failure, they are not worth a delay.
-        retry: false,
-        headers: { "X-Ometria-Auth": this.#apiKey },
-        context: _batch(label),
-        signal,
-      });
-      return value;
+      return await this.recentErrors(signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       this.#logger.warn("Could not read Ometria's push errors{batch}: {error}", {
@@ -511,10 +613,41 @@ export class OmetriaClient {
   }
 }
 
+/** One parsed `_errors` entry as the normalised type, or undefined without a message. */
+function _asyncError(e: z.output<typeof _pushErrorSchema>): OmetriaAsyncError | undefined {
+  const nested = typeof e.message === "object" ? e.message : undefined;
+  const message = e.error_message ?? (typeof e.message === "string" ? e.message : undefined) ??
+    nested?.error ?? nested?.message ?? e.message_error;
+  if (message === undefined || message.trim() === "") return undefined;
+  const path = e.error_path ?? nested?.error_path ?? e.message_error_path;
+  const field = path === undefined ? undefined : _fieldOf(path);
+  const out: OmetriaAsyncError = { message };
+  if (path !== undefined) out.path = path;
+  if (field !== undefined) out.field = field;
+  if (e.record_id !== undefined) out.recordId = e.record_id;
+  if (e.request_id !== undefined) out.requestId = e.request_id;
+  if (e.record_type !== undefined) out.recordType = e.record_type;
+  const timestamp = e.timestamp ?? e.time_stamp;
+  if (timestamp !== undefined) out.timestamp = timestamp;
+  return out;
+}
+
+/**
+ * The field an `error_path` names: `root > lastname` → `lastname`, `root > properties > x`
+ * → `properties.x`, a dotted path as it is (`[3].email` → `email`); `root` names none.
+ */
+function _fieldOf(path: string): string | undefined {
+  const parts = path.split(">").map((p) => p.trim()).filter((p) => p !== "");
+  if (parts[0] === "root") parts.shift();
+  const field = parts.join(".").replace(/^\[\d+\]\.?/, "");
+  return field === "" ? undefined : field;
+}
+
 /** What one successful request said. */
 interface _Answer {
   accepted: number;
   rejected: number;
+  skipped: number;
   requestId: string | undefined;
   queueRemaining: number | undefined;
 }
@@ -523,12 +656,12 @@ interface _Answer {
 function _answer(
   exchange: HttpExchange,
   bodyRequestId: string | undefined,
-  accepted: number,
-  rejected: number,
+  counts: { accepted: number; rejected: number; skipped?: number | undefined },
 ): _Answer {
   return {
-    accepted,
-    rejected,
+    accepted: counts.accepted,
+    rejected: counts.rejected,
+    skipped: counts.skipped ?? 0,
     queueRemaining: _number(exchange.headers.get("x-queuesize-remaining")),
     requestId: bodyRequestId ?? exchange.headers.get("x-request-id") ?? undefined,
   };

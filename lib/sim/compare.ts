@@ -117,9 +117,11 @@ function _expected(member: TruthMember, listId: string, endpoint: "push" | "reco
     firstname,
     lastname,
     marketing_optin: optin,
+    // Ometria merges what a record leaves out, so a member no longer subscribed keeps the
+    // time it subscribed: only a subscribed member's is checked.
     timestamp_subscribed: member.status === "subscribed" && member.timestamp_opt
       ? member.timestamp_opt
-      : null,
+      : undefined,
   };
 }
 
@@ -136,8 +138,14 @@ function _expectedDefaultFields(
   const phone = check.mergeFields.find((d) => d.type === "phone")?.tag;
   const types = new Map(check.mergeFields.map((d) => [d.tag, d.type]));
   for (const [tag, value] of Object.entries(member.merge_fields)) {
-    if (tag === "FNAME" || tag === "LNAME" || value === "" || value == null) continue;
-    if (tag === phone) out.phone_number = String(value);
+    if (tag === "FNAME" || tag === "LNAME") continue;
+    // An emptied field is cleared: a value Ometria kept would be stale.
+    if (value === "" || value == null) {
+      if (tag === phone) out.phone_number = null;
+      else if (tag === "GENDER") out.gender = null;
+      continue;
+    }
+    if (tag === phone) out.phone_number = _e164(String(value));
     else if (tag === "GENDER") {
       const g = String(value).toLowerCase();
       out.gender = g === "female" ? "f" : g === "male" ? "m" : "o";
@@ -153,9 +161,10 @@ function _expectedDefaultFields(
   const acquired = member.timestamp_signup || member.timestamp_opt;
   if (acquired) out.timestamp_acquired = acquired;
   if (member.location?.country_code) out.country_id = member.location.country_code;
-  if (member.status === "unsubscribed" || member.status === "cleaned") {
-    out.timestamp_unsubscribed = member.last_changed;
-  }
+  // An unsubscribe time is history: a member subscribed again keeps it (not checked then).
+  out.timestamp_unsubscribed = member.status === "unsubscribed" || member.status === "cleaned"
+    ? member.last_changed
+    : undefined;
   if (member.tags) properties.mailchimp_tags = member.tags.map((t) => t.name).sort();
   if (member.interests) {
     properties.mailchimp_interests = Object.entries(member.interests).filter(([, on]) => on)
@@ -165,13 +174,28 @@ function _expectedDefaultFields(
   return out;
 }
 
-/** JSON with object keys sorted, so two equal values give equal text. */
+/**
+ * An international number as E.164, written out here for the simulator's numbers (`+44 7700
+ * 123456`): its spaces, dots, dashes and parentheses taken out.
+ */
+function _e164(text: string): string {
+  return text.replace(/[\s().-]/g, "");
+}
+
+/**
+ * JSON with object keys sorted, so two equal values give equal text; a key holding null is
+ * no value, as a key left out (whether Ometria stores a cleared field as null or drops it).
+ */
 function _canonical(value: unknown): string {
   return JSON.stringify(
     value,
     (_k, v) =>
       typeof v === "object" && v !== null && !Array.isArray(v)
-        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
+        ? Object.fromEntries(
+          Object.entries(v).filter(([, x]) => x !== null).sort(([a], [b]) =>
+            a < b ? -1 : a > b ? 1 : 0
+          ),
+        )
         : v,
   ) ?? "null";
 }
@@ -208,13 +232,15 @@ export function compareCopies(
       continue;
     }
     const want = _expected(member, listId, endpoint);
-    if (Object.entries(want).some(([f, v]) => v !== (got[f] ?? null))) {
+    if (Object.entries(want).some(([f, v]) => v !== undefined && v !== (got[f] ?? null))) {
       stale.push(member.id);
       continue;
     }
     if (options.defaultFields && endpoint === "push") {
       const fields = _expectedDefaultFields(member, options.defaultFields);
-      if (Object.entries(fields).some(([f, v]) => _canonical(v) !== _canonical(got[f] ?? null))) {
+      const differs = ([f, v]: [string, unknown]) =>
+        v !== undefined && _canonical(v) !== _canonical(got[f] ?? null);
+      if (Object.entries(fields).some(differs)) {
         stale.push(member.id);
       }
     }

@@ -1,7 +1,7 @@
 /**
  * A Mailchimp Marketing API v3 simulator over real HTTP, for the demo, the tests, the
  * benchmarks and `deno task simulate`. It plays what a client can observe (see
- * API_FACTS.md): auth, problem+json errors, the members listing with its paging, fields,
+ * docs/API_NOTES.md): auth, problem+json errors, the members listing with its paging, fields,
  * filters and sorting, the 10-connection limit, and every behaviour that is not confirmed
  * (inclusive or exclusive `since`, tie order, archived members in the default listing) as
  * a switch, and so is each misbehaviour the docs do not rule out: pages torn by a member
@@ -41,8 +41,15 @@ import {
   type SimMergeField,
   uniqueEmailIdOf,
 } from "./member_data.ts";
+import {
+  DEFAULT_LIST_FORMATS,
+  type ListFormats,
+  type MergeDateValues,
+  mergeFieldOptions,
+  servedMergeValue,
+} from "./merge_formats.ts";
 import { seededRandom } from "./random.ts";
-import { SimWebhooks } from "./webhook_sender.ts";
+import { SimWebhooks, type SimWebhooksOptions, type SmsEventType } from "./webhook_sender.ts";
 
 /** Options of {@linkcode MailchimpSimulator.start}. */
 export interface MailchimpSimulatorOptions {
@@ -116,6 +123,23 @@ export interface MailchimpSimulatorOptions {
   /** Random faults (see `faults.ts`); tests can also queue faults on `faults`. @default {{}} */
   faults?: FaultPlan;
   /**
+   * Whether webhooks created through the API sign their deliveries and return a signing
+   * secret once (`"on"`), or are unsigned like those created before signing existed.
+   * @default {"on"}
+   */
+  webhookSigning?: SimWebhooksOptions["signing"];
+  /**
+   * How a retried delivery is signed (`webhooks.retryFailed`): afresh, or with its first
+   * signature (undocumented either way). @default {"fresh"}
+   */
+  webhookRetrySignatures?: SimWebhooksOptions["retrySignatures"];
+  /**
+   * How date and birthday merge values are served: normalised (`"iso"`: `YYYY-MM-DD`,
+   * birthdays `MM/DD`) or in each field's `date_format` (`"display"`). Undocumented, so
+   * both are played. @default {"iso"}
+   */
+  mergeDateValues?: MergeDateValues;
+  /**
    * Called before a members page is computed (after auth and validation), with a 0-based
    * index counting such calls: tests use it to change members in the middle of a run.
    */
@@ -141,6 +165,7 @@ export type MailchimpSimulatorSettings = Pick<
   | "tornPageRate"
   | "tornPageMode"
   | "quirkSeed"
+  | "mergeDateValues"
 >;
 
 /**
@@ -186,6 +211,11 @@ export interface AddListOptions {
    * @default {"names"}
    */
   profile?: ListProfile;
+  /**
+   * The `options` of the list's date, birthday and phone merge fields (a birthday may be
+   * DD/MM, a date DD/MM/YYYY, a phone US-formatted). @default {DEFAULT_LIST_FORMATS}
+   */
+  formats?: Partial<ListFormats>;
 }
 
 /** A member as the simulator serves it (every field it knows). */
@@ -208,8 +238,10 @@ export interface SimMember {
   contact_id: string;
   /** Unique email id. */
   unique_email_id: string;
-  /** Tags, as Mailchimp serves them. */
+  /** Every tag, as the member's tags endpoint serves them (the listing serves 50 at most). */
   tags: { id: number; name: string }[];
+  /** How many tags the member has. */
+  tags_count: number;
   /** Interest id → whether the member has it (absent on a list without interests). */
   interests?: Record<string, boolean>;
   /** Language code, or "". */
@@ -279,6 +311,16 @@ interface _List {
   /** Raw field values served instead of the true ones, by member id (`corruptMember`). */
   corrupt: Map<string, Record<string, unknown>>;
   profile: ListProfile;
+  formats: ListFormats;
+}
+
+/** What serving a member's JSON needs of its list and the settings. */
+interface _Serve {
+  profile: ListProfile;
+  formats: ListFormats;
+  dateValues: MergeDateValues;
+  /** Merge tag → type, for the formatted ones. */
+  types: ReadonlyMap<string, string>;
 }
 
 type _Route =
@@ -286,6 +328,7 @@ type _Route =
   | { kind: "list"; listId: string }
   | { kind: "members"; listId: string }
   | { kind: "member"; listId: string; hash: string }
+  | { kind: "member-tags"; listId: string; hash: string }
   | { kind: "merge-fields"; listId: string }
   | { kind: "interest-categories"; listId: string }
   | { kind: "interests"; listId: string; categoryId: string };
@@ -335,9 +378,15 @@ export class MailchimpSimulator {
    * `webhooks.sendTo(listId, url)`; `upsertMember`, `changeMembers`, `deleteMember` and
    * `changeEmail` deliver Mailchimp's events to them. `webhooks.settle()` waits for deliveries.
    */
-  readonly webhooks = new SimWebhooks();
+  readonly webhooks: SimWebhooks;
 
   private constructor(options: MailchimpSimulatorOptions) {
+    this.webhooks = new SimWebhooks({
+      ...(options.webhookSigning ? { signing: options.webhookSigning } : {}),
+      ...(options.webhookRetrySignatures
+        ? { retrySignatures: options.webhookRetrySignatures }
+        : {}),
+    });
     this.apiKey = options.apiKey ?? _DEFAULT_KEY;
     this.#clock = options.clock ?? systemClock;
     this.#settings = _settings({
@@ -353,6 +402,7 @@ export class MailchimpSimulator {
       tornPageRate: 0,
       tornPageMode: "stamp",
       quirkSeed: 1,
+      mergeDateValues: "iso",
     }, options);
     this.#onMembersRequest = options.onMembersRequest;
     this.#tieRandom = seededRandom(options.tieSeed ?? 1);
@@ -424,6 +474,7 @@ export class MailchimpSimulator {
       nextChangeSeed: (opts.seed ?? 1) * 7919 + 1,
       corrupt: new Map(),
       profile: opts.profile ?? "names",
+      formats: { ...DEFAULT_LIST_FORMATS, ...opts.formats },
     });
   }
 
@@ -547,6 +598,27 @@ export class MailchimpSimulator {
   }
 
   /**
+   * Delivers an SMS event, or the `profile` of an SMS-only contact (no email), of the
+   * contact with `phone` to the list's webhooks that ask for that type (fields undocumented:
+   * see `SimWebhooks.sms`). Nothing in the members listing changes.
+   */
+  sendSmsEvent(listId: string, type: SmsEventType | "profile", phone: string): void {
+    this.#list(listId);
+    this.webhooks.sms(listId, type, phone, this.#now());
+  }
+
+  /** Delivers a `campaign` event (a campaign sent to the list) to webhooks that ask for it. */
+  sendCampaign(listId: string, subject: string): void {
+    this.#list(listId);
+    this.webhooks.campaign(listId, subject, this.#now());
+  }
+
+  /** Retries every failed webhook delivery now (Mailchimp retries for 75 minutes). */
+  retryWebhooks(): void {
+    this.webhooks.retryFailed(this.#now());
+  }
+
+  /**
    * Serves the member with this email malformed from now on, in listings and in `GET` of
    * the member: each key of `overrides` replaces that field's value in what is served, raw
    * (e.g. `{ status: "weird" }`, `{ email_address: null }`, `{ last_changed: "not a date" }`);
@@ -591,10 +663,16 @@ export class MailchimpSimulator {
    */
   fieldDefinitions(
     listId: string,
-  ): { mergeFields: SimMergeField[]; interestNames: Map<string, string> } {
+  ): {
+    mergeFields: (SimMergeField & { options: Record<string, unknown> })[];
+    interestNames: Map<string, string>;
+  } {
     const list = this.#list(listId);
     return {
-      mergeFields: [...MERGE_FIELDS[list.profile]],
+      mergeFields: MERGE_FIELDS[list.profile].map((f) => ({
+        ...f,
+        options: mergeFieldOptions(f.type, list.formats),
+      })),
       interestNames: new Map(
         INTEREST_CATEGORIES[list.profile].flatMap((c) => c.interests.map((i) => [i.id, i.name])),
       ),
@@ -712,6 +790,9 @@ export class MailchimpSimulator {
     if (list === undefined) return this.#notFound(requestId);
     if (route.kind === "list") return this.#json(_listJson(list), requestId);
     if (route.kind === "member") return this.#member(list, route.hash, url.searchParams, requestId);
+    if (route.kind === "member-tags") {
+      return this.#memberTags(list, route.hash, url.searchParams, requestId);
+    }
     if (route.kind === "merge-fields") {
       const fields = MERGE_FIELDS[list.profile].map((f, i) => ({
         merge_id: i + 1,
@@ -719,6 +800,7 @@ export class MailchimpSimulator {
         name: f.name,
         type: f.type,
         required: false,
+        options: mergeFieldOptions(f.type, list.formats),
         list_id: list.id,
       }));
       return this.#json(_listing("merge_fields", fields, url.searchParams), requestId);
@@ -790,7 +872,7 @@ export class MailchimpSimulator {
     if (tear !== undefined) result = this.#tear(list, result, tear);
     const total = this.#reportedTotal(result.total);
     return this.#json(
-      _pageJson(list, { total, records: result.records }, query.selection),
+      _pageJson(list, { total, records: result.records }, query.selection, this.#serve(list)),
       requestId,
     );
   }
@@ -811,13 +893,40 @@ export class MailchimpSimulator {
     const extras: string[] = [];
     if (selection.top.has("list_id")) extras.push(`"list_id":${JSON.stringify(list.id)}`);
     if (selection.top.has("_links")) extras.push(`"_links":[]`);
-    const json = _servedMemberJson(record, selection.memberFields, list.corrupt, list.profile);
+    const json = _servedMemberJson(record, selection.memberFields, list.corrupt, this.#serve(list));
     const body = extras.length === 0
       ? json
       : json === "{}"
       ? `{${extras.join(",")}}`
       : `${json.slice(0, -1)},${extras.join(",")}}`;
     return this.#json(body, requestId);
+  }
+
+  /**
+   * `GET /lists/{id}/members/{subscriber_hash}/tags`: every tag, `{id, name, date_added}`,
+   * paged with `count` (default 10, at most 1000) and `offset`, with `total_items`
+   * (Mailchimp's SDK, `ListMemberTagsListsResponse.ts`).
+   */
+  #memberTags(list: _List, hash: string, params: URLSearchParams, requestId: string): Response {
+    const id = hash.includes("@") ? memberId(hash) : hash.toLowerCase();
+    const record = list.index.get(id);
+    if (record === undefined) return this.#notFound(requestId);
+    const added = _formatSeconds(Math.max(0, record.signup, record.opt));
+    const tags = _tagsJson(extrasOf(record, list.profile).tags).map((t) => ({
+      ...t,
+      date_added: added,
+    }));
+    return this.#json(_listing("tags", tags, params), requestId);
+  }
+
+  /** What serving a member of `list` needs now. */
+  #serve(list: _List): _Serve {
+    return {
+      profile: list.profile,
+      formats: list.formats,
+      dateValues: this.#settings.mergeDateValues,
+      types: new Map(MERGE_FIELDS[list.profile].map((f) => [f.tag, f.type])),
+    };
   }
 
   /** The tear mode of the listing answer being written, if it is to be torn. */
@@ -897,6 +1006,11 @@ export class MailchimpSimulator {
         requestId,
       );
     }
+    if (req.method === "DELETE" && webhookId !== undefined) {
+      await req.body?.cancel();
+      if (!this.webhooks.delete(listId, webhookId)) return this.#notFound(requestId);
+      return this.#stamp(new Response(null, { status: 204 }), requestId);
+    }
     const create = req.method === "POST" && webhookId === undefined;
     const update = req.method === "PATCH" && webhookId !== undefined;
     if (!create && !update) {
@@ -912,7 +1026,11 @@ export class MailchimpSimulator {
     const saved = await this.webhooks.save(listId, body, webhookId);
     if (saved === "not found") return this.#notFound(requestId);
     if (typeof saved === "string") return this.#problem(400, "Invalid Resource", saved, requestId);
-    return this.#json(JSON.stringify(saved), requestId);
+    // The secret is in the create response only ("Returned exactly once at creation").
+    const answer = saved.signingSecret === undefined
+      ? saved.webhook
+      : { ...saved.webhook, signing_secret: saved.signingSecret };
+    return this.#json(JSON.stringify(answer), requestId);
   }
 
   #notFound(requestId: string): Response {
@@ -1019,7 +1137,9 @@ function _route(pathname: string): _Route | undefined {
       return undefined;
     }
   }
-  const m = /^\/3\.0\/(?:(ping)|lists\/([^/]+)(\/members(?:\/([^/]+))?)?)\/?$/.exec(pathname);
+  const m = /^\/3\.0\/(?:(ping)|lists\/([^/]+)(\/members(?:\/([^/]+)(\/tags)?)?)?)\/?$/.exec(
+    pathname,
+  );
   if (m === null) return undefined;
   if (m[1] !== undefined) return { kind: "ping" };
   let listId: string;
@@ -1030,7 +1150,11 @@ function _route(pathname: string): _Route | undefined {
   } catch {
     return undefined;
   }
-  if (hash !== undefined) return { kind: "member", listId, hash };
+  if (hash !== undefined) {
+    return m[5] === undefined
+      ? { kind: "member", listId, hash }
+      : { kind: "member-tags", listId, hash };
+  }
   return m[3] === undefined ? { kind: "list", listId } : { kind: "members", listId };
 }
 
@@ -1053,6 +1177,7 @@ const _MEMBER_FIELDS = [
   "member_rating",
   "location",
   "tags",
+  "tags_count",
 ] as const;
 const _F_ID = 1 << 0;
 const _F_EMAIL = 1 << 1;
@@ -1069,8 +1194,11 @@ const _F_VIP = 1 << 11;
 const _F_RATING = 1 << 12;
 const _F_LOCATION = 1 << 13;
 const _F_TAGS = 1 << 14;
+const _F_TAGS_COUNT = 1 << 15;
 const _F_EXTRAS = _F_MERGE | _F_INTERESTS | _F_LANGUAGE | _F_VIP | _F_RATING | _F_LOCATION |
-  _F_TAGS;
+  _F_TAGS | _F_TAGS_COUNT;
+/** Tags a members listing serves per member: "Returns up to 50 tags" (Mailchimp's SDK). */
+const _LISTED_TAGS = 50;
 const _TOP_FIELDS = ["members", "list_id", "total_items", "_links"] as const;
 
 interface _Selection {
@@ -1254,14 +1382,14 @@ function _scanPage(
 
 // ---- JSON ---------------------------------------------------------------------------
 
-function _pageJson(list: _List, page: RecordPage, selection: _Selection): string {
+function _pageJson(list: _List, page: RecordPage, selection: _Selection, serve: _Serve): string {
   const parts: string[] = [];
   if (selection.top.has("members")) {
     const f = selection.memberFields;
     const corrupt = list.corrupt;
     const members = corrupt.size === 0
-      ? page.records.map((r) => _memberJson(r, f, list.profile))
-      : page.records.map((r) => _servedMemberJson(r, f, corrupt, list.profile));
+      ? page.records.map((r) => _memberJson(r, f, serve))
+      : page.records.map((r) => _servedMemberJson(r, f, corrupt, serve));
     parts.push(`"members":[${members.join(",")}]`);
   }
   if (selection.top.has("list_id")) parts.push(`"list_id":${JSON.stringify(list.id)}`);
@@ -1271,8 +1399,9 @@ function _pageJson(list: _List, page: RecordPage, selection: _Selection): string
 }
 
 /** One member as JSON, built by hand: ids and times need no escaping, strings use JSON.stringify. */
-function _memberJson(r: MemberRecord, f: number, profile: ListProfile): string {
+function _memberJson(r: MemberRecord, f: number, serve: _Serve): string {
   let s = "";
+  const profile = serve.profile;
   const x = (f & _F_EXTRAS) === 0 ? undefined : extrasOf(r, profile);
   if (f & _F_ID) s += `,"id":"${r.id}"`;
   if (f & _F_EMAIL) s += `,"email_address":${JSON.stringify(r.email)}`;
@@ -1282,7 +1411,8 @@ function _memberJson(r: MemberRecord, f: number, profile: ListProfile): string {
   if (f & _F_MERGE) {
     s += `,"merge_fields":{"FNAME":${JSON.stringify(r.fname)},"LNAME":${JSON.stringify(r.lname)}`;
     for (const [tag, value] of Object.entries(x!.merge)) {
-      s += `,${JSON.stringify(tag)}:${JSON.stringify(value)}`;
+      const served = servedMergeValue(serve.types.get(tag), value, serve.formats, serve.dateValues);
+      s += `,${JSON.stringify(tag)}:${JSON.stringify(served)}`;
     }
     s += "}";
   }
@@ -1301,7 +1431,8 @@ function _memberJson(r: MemberRecord, f: number, profile: ListProfile): string {
       JSON.stringify(x!.country_code)
     },"timezone":""}`;
   }
-  if (f & _F_TAGS) s += `,"tags":${JSON.stringify(_tagsJson(x!.tags))}`;
+  if (f & _F_TAGS) s += `,"tags":${JSON.stringify(_tagsJson(x!.tags.slice(0, _LISTED_TAGS)))}`;
+  if (f & _F_TAGS_COUNT) s += `,"tags_count":${x!.tags.length}`;
   return s === "" ? "{}" : `{${s.slice(1)}}`;
 }
 
@@ -1313,9 +1444,9 @@ function _servedMemberJson(
   r: MemberRecord,
   f: number,
   corrupt: ReadonlyMap<string, Record<string, unknown>>,
-  profile: ListProfile,
+  serve: _Serve,
 ): string {
-  const json = _memberJson(r, f, profile);
+  const json = _memberJson(r, f, serve);
   const overrides = corrupt.get(r.id);
   if (overrides === undefined) return json;
   const member = JSON.parse(json) as Record<string, unknown>;
@@ -1376,6 +1507,7 @@ function _toSimMember(r: MemberRecord, profile: ListProfile): SimMember {
     status: r.status,
     merge_fields: { FNAME: r.fname, LNAME: r.lname, ...x.merge },
     tags: _tagsJson(x.tags),
+    tags_count: x.tags.length,
     ...(profile === "retail" || Object.keys(x.interests).length > 0
       ? { interests: { ...x.interests } }
       : {}),

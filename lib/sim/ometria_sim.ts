@@ -1,29 +1,28 @@
 /**
  * A local stand-in for the Ometria Data API (`POST /v2/push`, `GET /v2/push/_errors`) and for
  * the original tool's legacy `POST /record` endpoint. It plays what the real service is known
- * to do (auth, 100-record batches, 60 KB records, per-second rate limit, an ingest queue that
- * backs up, upserts on `@type`/`@collection`/`id`, `@merge` of partial records) and what its
- * docs do not rule out (a lower batch limit answered 413, records rejected one by one behind
- * a 2xx), and lets tests script faults, so that the client and the engine can be proven
- * against it over real HTTP.
+ * to do (docs/API_NOTES.md, "Ometria push": auth answered 403, 100-record batches, 60 KB
+ * records, push and the rest of the Data API paced apart, an ingest queue that backs up,
+ * upserts on `@type`/`@collection`/`id` that merge partial records, validation after the
+ * "OK" with errors at `_errors`) and each answer its docs leave open behind an option (blanks
+ * clearing or not, a record without `@merge` replacing, `_errors` in the richer shape some
+ * clients model, a `skipped` count, a lower batch limit answered 413), and lets tests script
+ * faults, so that the client and the engine can be proven against it over real HTTP.
  *
  * @module
  */
 import { type Clock, systemClock } from "../clock/clock.ts";
 import { droppedResponse, FaultInjector, type FaultPlan } from "./faults.ts";
+import {
+  DEFAULT_RECORD_POLICY,
+  OMETRIA_MAX_RECORD_BYTES,
+  type RecordPolicy,
+  storedRecord,
+  validateRecord,
+} from "./ometria_records.ts";
 
 /** The largest batch Ometria documents for one request (the default `maxBatchRecords`). */
 export const OMETRIA_MAX_BATCH = 100;
-
-/** The largest record, in bytes of its JSON, that Ometria accepts ("Record is too large"). */
-export const OMETRIA_MAX_RECORD_BYTES = 61440;
-
-/** The values Ometria accepts for a contact's `marketing_optin`. */
-export const OMETRIA_MARKETING_OPTINS = [
-  "EXPLICITLY_OPTEDIN",
-  "EXPLICITLY_OPTEDOUT",
-  "NOT_SPECIFIED",
-] as const;
 
 /** How many validation errors `GET /v2/push/_errors` keeps, as the real service does. */
 const _ERRORS_KEPT = 100;
@@ -39,11 +38,48 @@ export interface OmetriaSimulatorOptions {
   /** Port to listen on; 0 picks a free one. @default {0} */
   port?: number;
   /**
-   * Requests allowed in one clock second (`Math.floor(clock.now() / 1000)`); the next ones
-   * get 429. 0 means unlimited.
+   * Push requests allowed in one clock second (`Math.floor(clock.now() / 1000)`); the next
+   * ones get 429. 0 means unlimited. Ometria's newer introduction: "Push endpoint | 8
+   * requests per second" (https://docs.ometria.com/docs/ometria-data-api-introduction).
    * @default {8}
    */
   maxRequestsPerSecond?: number;
+  /**
+   * Requests to the rest of the Data API (`_errors`) allowed in one clock second, counted
+   * apart from pushes ("Data API | 4 requests per second", same page). 0 means unlimited.
+   * @default {4}
+   */
+  maxDataApiRequestsPerSecond?: number;
+  /** How records merge and blanks are taken (see `ometria_records.ts`). @default {DEFAULT_RECORD_POLICY} */
+  records?: Partial<RecordPolicy>;
+  /**
+   * When records are validated: `"async"`, as Ometria documents ("the 'OK' result does not
+   * mean that the records passed validation"): every record counts as accepted, the invalid
+   * ones are then dropped and listed at `_errors`; `"sync"`: the answer already counts them
+   * in `rejected` (the field exists, so some records may be refused at once).
+   * @default {"sync"}
+   */
+  validation?: "sync" | "async";
+  /**
+   * The shape of `_errors` entries: `"documented"`, `{error_message, error_path}`
+   * (https://docs.ometria.com/docs/list-errors); `"rich"`, the row Fivetran's connector
+   * models (`record_id`, `request_id`, `record_type`, `timestamp`, `message: {error,
+   * error_path}`); `"rich-text"`, the same with `message` as text and `error_path` beside it.
+   * @default {"documented"}
+   */
+  errorsShape?: "documented" | "rich" | "rich-text";
+  /** The order of `_errors` ("the 100 most recent": which first is not said). @default {"oldest-first"} */
+  errorsOrder?: "oldest-first" | "newest-first";
+  /**
+   * `"unchanged"`: a record equal to the one stored is counted in a `skipped` field of the
+   * answer instead of `accepted` (undocumented; some accounts may answer so). @default {"never"}
+   */
+  skipped?: "never" | "unchanged";
+  /**
+   * The status of a wrong key: 403, what Ometria's reference pages document ("API key is
+   * not authorised to access this resource"), or 401. @default {403}
+   */
+  badKeyStatus?: 401 | 403;
   /** Records accepted but not yet ingested above which a push gets 429. @default {50000} */
   queueLimit?: number;
   /** Records per clock second the simulated ingest queue drains. @default {20000} */
@@ -62,19 +98,28 @@ export interface OmetriaSimulatorOptions {
   faults?: FaultPlan;
   /**
    * Per-record rejection on `/v2/push`: returns an error message to reject a record that
-   * is otherwise valid. The request is still answered 2xx; the record counts in `rejected`,
-   * is not stored, and is listed at `GET /v2/push/_errors` with path `[index]`. Records over
-   * 60 KB are always rejected ("Record is too large") before this is asked.
+   * is otherwise valid. The request is still answered 2xx; the record is not stored, counts
+   * in `rejected` (with `validation: "sync"`), and is listed at `GET /v2/push/_errors` with
+   * path `root`. Records over 60 KB are always rejected ("Record is too large") before this
+   * is asked.
    */
   reject?: ((record: Record<string, unknown>) => string | undefined) | undefined;
 }
 
-/** One entry of `GET /v2/push/_errors`. */
+/** One validation error the simulator keeps, whatever shape `_errors` serves it in. */
 export interface OmetriaPushError {
-  /** What was wrong, e.g. `"Record is too large"`. */
+  /** What was wrong, e.g. `"not a valid value"`, `"Record is too large"`. */
   error_message: string;
-  /** Where, as an index into the pushed array and a field, e.g. `"[3].email"`. */
+  /** Where, as Ometria writes it: `"root > lastname"`, `"root"`. */
   error_path: string;
+  /** The record's id, when it had one. */
+  record_id: string | null;
+  /** The push request that carried it. */
+  request_id: string;
+  /** The record's `@type`, when it had one. */
+  record_type: string | null;
+  /** When it was validated, ISO 8601. */
+  timestamp: string;
 }
 
 /** A record as the legacy `POST /record` endpoint receives it. */
@@ -103,8 +148,10 @@ export interface OmetriaSimulatorStats {
   recordsReceived: number;
   /** Records stored by `/v2/push`. */
   recordsAccepted: number;
-  /** Records rejected by `/v2/push` validation. */
+  /** Records rejected by `/v2/push` validation, in the answer or afterwards. */
   recordsRejected: number;
+  /** Records counted as `skipped` (equal to the stored record, with `skipped: "unchanged"`). */
+  recordsSkipped: number;
   /** 429 answers, whether from the rate limit, the queue or an injected fault. */
   status429: number;
   /** 413 answers: requests with more than `maxBatchRecords` records. */
@@ -114,17 +161,40 @@ export interface OmetriaSimulatorStats {
   /**
    * Most requests that passed the rate limiter in one clock second. With the limiter on it
    * never exceeds `maxRequestsPerSecond` (look at `status429` instead); with it off (0) it
-   * is the client's peak rate.
+   * is the client's peak rate. Pushes and `/record` only: the Data API is counted apart.
    */
   maxRequestsInOneSecond: number;
+  /** The same for the rest of the Data API (`_errors`). */
+  maxDataApiRequestsInOneSecond: number;
 }
 
 type _Reject = (record: Record<string, unknown>) => string | undefined;
 
-interface _Problem {
-  message: string;
-  path: string;
-}
+type _Settings = Required<
+  Pick<
+    OmetriaSimulatorOptions,
+    "validation" | "errorsShape" | "errorsOrder" | "skipped" | "badKeyStatus"
+  >
+>;
+
+/** The settings {@linkcode OmetriaSimulator.setOptions} changes while serving. */
+export type OmetriaSimulatorSettings = Partial<
+  Pick<
+    OmetriaSimulatorOptions,
+    | "maxRequestsPerSecond"
+    | "maxDataApiRequestsPerSecond"
+    | "latencyMs"
+    | "queueLimit"
+    | "maxBatchRecords"
+    | "reject"
+    | "records"
+    | "validation"
+    | "errorsShape"
+    | "errorsOrder"
+    | "skipped"
+    | "badKeyStatus"
+  >
+>;
 
 /** A push held in flight by {@linkcode OmetriaSimulator.holdPush}. */
 export interface PushHold {
@@ -159,6 +229,9 @@ export class OmetriaSimulator {
   #closed: Promise<void> | undefined;
 
   #maxRequestsPerSecond: number;
+  #maxDataApiRequestsPerSecond: number;
+  #policy: RecordPolicy;
+  #settings: _Settings;
   #queueLimit: number;
   #ingestPerSecond: number;
   #latencyMs: number;
@@ -169,9 +242,8 @@ export class OmetriaSimulator {
   #legacy = new Map<string, LegacyRecord>();
   #errors: OmetriaPushError[] = [];
 
-  #windowSecond = Number.NEGATIVE_INFINITY;
-  #windowArrivals = 0;
-  #windowAllowed = 0;
+  #push = new _Window();
+  #data = new _Window();
 
   #queued = 0;
   #queuedAt: number;
@@ -184,6 +256,19 @@ export class OmetriaSimulator {
     this.#clock = options.clock ?? systemClock;
     this.faults = new FaultInjector(options.faults ?? {});
     this.#maxRequestsPerSecond = _count("maxRequestsPerSecond", options.maxRequestsPerSecond, 8);
+    this.#maxDataApiRequestsPerSecond = _count(
+      "maxDataApiRequestsPerSecond",
+      options.maxDataApiRequestsPerSecond,
+      4,
+    );
+    this.#policy = { ...DEFAULT_RECORD_POLICY, ...options.records };
+    this.#settings = {
+      validation: options.validation ?? "sync",
+      errorsShape: options.errorsShape ?? "documented",
+      errorsOrder: options.errorsOrder ?? "oldest-first",
+      skipped: options.skipped ?? "never",
+      badKeyStatus: options.badKeyStatus ?? 403,
+    };
     this.#queueLimit = _count("queueLimit", options.queueLimit, 50000);
     this.#ingestPerSecond = _count("ingestPerSecond", options.ingestPerSecond, 20000);
     this.#latencyMs = _count("latencyMs", options.latencyMs, 0);
@@ -212,14 +297,19 @@ export class OmetriaSimulator {
   }
 
   /** Changes limits and validation while running; they apply from the next request. */
-  setOptions(
-    partial: Partial<
-      Pick<
-        OmetriaSimulatorOptions,
-        "maxRequestsPerSecond" | "latencyMs" | "queueLimit" | "maxBatchRecords" | "reject"
-      >
-    >,
-  ): void {
+  setOptions(partial: OmetriaSimulatorSettings): void {
+    if (partial.maxDataApiRequestsPerSecond !== undefined) {
+      this.#maxDataApiRequestsPerSecond = _count(
+        "maxDataApiRequestsPerSecond",
+        partial.maxDataApiRequestsPerSecond,
+        4,
+      );
+    }
+    if (partial.records !== undefined) this.#policy = { ...this.#policy, ...partial.records };
+    for (const key of Object.keys(this.#settings) as (keyof _Settings)[]) {
+      const value = partial[key];
+      if (value !== undefined) Object.assign(this.#settings, { [key]: value });
+    }
     if (partial.maxBatchRecords !== undefined) {
       this.#maxBatchRecords = _count("maxBatchRecords", partial.maxBatchRecords, OMETRIA_MAX_BATCH);
     }
@@ -255,7 +345,7 @@ export class OmetriaSimulator {
     return new Map(this.#legacy);
   }
 
-  /** The errors `GET /v2/push/_errors` would list now, oldest first (at most 100). */
+  /** The errors kept now, oldest first (at most 100), whatever shape `_errors` serves. */
   errors(): OmetriaPushError[] {
     return this.#errors.map((e) => ({ ...e }));
   }
@@ -305,7 +395,11 @@ export class OmetriaSimulator {
 
   async #answer(req: Request, requestId: string): Promise<Response> {
     this.#stats.requests++;
-    const ordinal = this.#arrive();
+    // Pushes (and the legacy endpoint) and the rest of the Data API have limits of their own.
+    const path = new URL(req.url).pathname.replace(/\/+$/, "");
+    const second = Math.floor(this.#clock.now() / 1000);
+    const window = path === "/v2/push/_errors" ? this.#data : this.#push;
+    const ordinal = window.arrive(second);
     const fault = this.faults.next();
     if (typeof fault === "number") {
       const headers: Record<string, string> = {};
@@ -322,7 +416,7 @@ export class OmetriaSimulator {
       return _json(503, { status: "error", message: "Simulator closing" });
     }
     await this.#held(req);
-    const response = await this.#route(req, requestId, ordinal);
+    const response = await this.#route(req, path, requestId, ordinal);
     if (fault === "drop") {
       // The work above is done; the client only loses the answer.
       await response.body?.cancel();
@@ -352,54 +446,63 @@ export class OmetriaSimulator {
     await Promise.race([hold!.released.promise, closing]);
   }
 
-  /** Counts the request in its clock second and returns its place in that second. */
-  #arrive(): number {
-    const second = Math.floor(this.#clock.now() / 1000);
-    if (second > this.#windowSecond) {
-      this.#windowSecond = second;
-      this.#windowArrivals = 0;
-      this.#windowAllowed = 0;
-    }
-    return ++this.#windowArrivals;
-  }
-
-  #route(req: Request, requestId: string, ordinal: number): Promise<Response> | Response {
-    const path = new URL(req.url).pathname.replace(/\/+$/, "");
+  #route(
+    req: Request,
+    path: string,
+    requestId: string,
+    ordinal: number,
+  ): Promise<Response> | Response {
+    const denied = _unauthorised(this.#settings.badKeyStatus);
     if (path === "/v2/push") {
       this.#stats.pushRequests++;
       if (req.method !== "POST") return _methodNotAllowed("POST");
-      if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return _unauthorised();
-      return this.#limited(ordinal) ?? this.#push(req, requestId);
+      if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return denied;
+      return this.#limited(ordinal) ?? this.#pushRecords(req, requestId);
     }
     if (path === "/v2/push/_errors") {
       if (req.method !== "GET") return _methodNotAllowed("GET");
-      if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return _unauthorised();
-      return this.#limited(ordinal) ?? _json(200, this.#errors);
+      if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return denied;
+      return this.#dataLimited(ordinal) ?? _json(200, this.#servedErrors());
     }
     if (path === "/record") {
       this.#stats.recordRequests++;
       if (req.method !== "POST") return _methodNotAllowed("POST");
-      if (req.headers.get("Authorization") !== this.apiKey) return _unauthorised();
+      if (req.headers.get("Authorization") !== this.apiKey) return denied;
       return this.#limited(ordinal) ?? this.#record(req);
     }
     return _json(404, { status: "error", message: `No route for ${req.method} ${path || "/"}` });
   }
 
-  /** The 429 for a request beyond the per-second limit, or undefined when it may go on. */
+  /** The 429 for a push beyond the per-second limit, or undefined when it may go on. */
   #limited(ordinal: number): Response | undefined {
     if (this.#maxRequestsPerSecond > 0 && ordinal > this.#maxRequestsPerSecond) {
       return _json(429, { status: "error", message: "Rate limit exceeded" }, {
         "Retry-After": "1",
       });
     }
-    this.#windowAllowed++;
-    if (this.#windowAllowed > this.#stats.maxRequestsInOneSecond) {
-      this.#stats.maxRequestsInOneSecond = this.#windowAllowed;
+    const allowed = this.#push.allow();
+    if (allowed > this.#stats.maxRequestsInOneSecond) {
+      this.#stats.maxRequestsInOneSecond = allowed;
     }
     return undefined;
   }
 
-  async #push(req: Request, requestId: string): Promise<Response> {
+  /** The 429 for a Data API request beyond its own per-second limit. */
+  #dataLimited(ordinal: number): Response | undefined {
+    const max = this.#maxDataApiRequestsPerSecond;
+    if (max > 0 && ordinal > max) {
+      return _json(429, { status: "error", message: "Rate limit exceeded" }, {
+        "Retry-After": "1",
+      });
+    }
+    const allowed = this.#data.allow();
+    if (allowed > this.#stats.maxDataApiRequestsInOneSecond) {
+      this.#stats.maxDataApiRequestsInOneSecond = allowed;
+    }
+    return undefined;
+  }
+
+  async #pushRecords(req: Request, requestId: string): Promise<Response> {
     const body = await _readArray(req);
     if (body instanceof Response) return body;
     this.#seeBatch(body.length);
@@ -417,60 +520,100 @@ export class OmetriaSimulator {
     // A body no larger than the limit cannot hold a record over it: skip the re-serialising.
     const length = Number(req.headers.get("content-length") ?? Number.NaN);
     const checkSize = !(length <= OMETRIA_MAX_RECORD_BYTES);
-    const accepted: Record<string, unknown>[] = [];
-    const problems: _Problem[] = [];
-    for (let i = 0; i < body.length; i++) {
-      const record = body[i];
-      const problem = _validate(record, i, checkSize) ?? this.#rejectedByCallback(record, i);
-      if (problem) problems.push(problem);
-      else accepted.push(record as Record<string, unknown>);
+    const valid: Record<string, unknown>[] = [];
+    const problems: OmetriaPushError[] = [];
+    const at = new Date(this.#clock.now()).toISOString();
+    for (const record of body) {
+      const problem = validateRecord(record, this.#policy, checkSize) ??
+        this.#rejectedByCallback(record);
+      if (!problem) valid.push(record as Record<string, unknown>);
+      else {
+        const r = _isObject(record) ? record : {};
+        problems.push({
+          error_message: problem.message,
+          error_path: problem.path,
+          record_id: typeof r.id === "string" ? r.id : null,
+          request_id: requestId,
+          record_type: typeof r["@type"] === "string" ? r["@type"] : null,
+          timestamp: at,
+        });
+      }
     }
 
     const now = this.#clock.now();
     this.#drain(now);
-    if (this.#queued + accepted.length > this.#queueLimit) {
+    // Asynchronous validation queues every record; the invalid ones are dropped later.
+    const queued = this.#settings.validation === "async" ? body.length : valid.length;
+    if (this.#queued + queued > this.#queueLimit) {
       const headers = this.#queueHeaders();
       if (this.#ingestPerSecond > 0) {
-        const excess = this.#queued + accepted.length - this.#queueLimit;
+        const excess = this.#queued + queued - this.#queueLimit;
         headers["Retry-After"] = String(Math.max(1, Math.ceil(excess / this.#ingestPerSecond)));
       }
       return _json(429, { status: "error", message: "Queue is full" }, headers);
     }
 
-    for (const record of accepted) this.#upsert(record);
-    this.#queued += accepted.length;
-    for (const problem of problems) {
-      this.#errors.push({ error_message: problem.message, error_path: problem.path });
-    }
+    let skipped = 0;
+    for (const record of valid) if (!this.#upsert(record)) skipped++;
+    this.#queued += queued;
+    this.#errors.push(...problems);
     if (this.#errors.length > _ERRORS_KEPT) {
       this.#errors.splice(0, this.#errors.length - _ERRORS_KEPT);
     }
     this.#stats.recordsReceived += body.length;
-    this.#stats.recordsAccepted += accepted.length;
+    this.#stats.recordsAccepted += valid.length - skipped;
     this.#stats.recordsRejected += problems.length;
+    this.#stats.recordsSkipped += skipped;
+    const rejected = this.#settings.validation === "async" ? 0 : problems.length;
     return _json(202, {
       status: "OK",
       request_id: requestId,
-      accepted: accepted.length,
-      rejected: problems.length,
+      accepted: body.length - rejected - skipped,
+      rejected,
+      ...(this.#settings.skipped === "unchanged" ? { skipped } : {}),
     }, this.#queueHeaders());
   }
 
-  #rejectedByCallback(record: unknown, index: number): _Problem | undefined {
-    if (!this.#reject) return undefined;
-    const message = this.#reject(record as Record<string, unknown>);
-    return message === undefined ? undefined : { message, path: `[${index}]` };
+  /** `_errors` as the configured shape and order serve it. */
+  #servedErrors(): unknown[] {
+    const shape = this.#settings.errorsShape;
+    const entries = this.#errors.map((e) =>
+      shape === "documented" ? { error_message: e.error_message, error_path: e.error_path } : {
+        record_id: e.record_id,
+        request_id: e.request_id,
+        record_type: e.record_type,
+        timestamp: e.timestamp,
+        ...(shape === "rich"
+          ? { message: { error: e.error_message, error_path: e.error_path } }
+          : { message: e.error_message, error_path: e.error_path }),
+      }
+    );
+    return this.#settings.errorsOrder === "newest-first" ? entries.reverse() : entries;
   }
 
-  #upsert(record: Record<string, unknown>): void {
+  #rejectedByCallback(record: unknown): { message: string; path: string } | undefined {
+    if (!this.#reject) return undefined;
+    const message = this.#reject(record as Record<string, unknown>);
+    return message === undefined ? undefined : { message, path: "root" };
+  }
+
+  /**
+   * Stores `record` under the record policy; false when, with `skipped: "unchanged"`, it
+   * equals what is stored (nothing to do, counted as skipped).
+   */
+  #upsert(record: Record<string, unknown>): boolean {
     const collection = typeof record["@collection"] === "string" ? record["@collection"] : "";
     const key = `${record["@type"]}\u0000${collection}\u0000${record.id}`;
-    const { "@merge": merge, ...fields } = record;
-    const previous = merge === true ? this.#store.get(key) : undefined;
-    // A shallow merge: Ometria documents "@merge" as keeping the fields a record leaves unset
-    // (an opted-out orphan sent as id + marketing_optin keeps its email and names). The
-    // directive itself is not data, so it is not stored.
-    this.#store.set(key, previous ? { ...previous, ...fields } : fields);
+    const previous = this.#store.get(key);
+    const next = storedRecord(previous, record, this.#policy);
+    if (
+      this.#settings.skipped === "unchanged" && previous !== undefined &&
+      JSON.stringify(previous) === JSON.stringify(next)
+    ) {
+      return false;
+    }
+    this.#store.set(key, next);
+    return true;
   }
 
   #drain(now: number): void {
@@ -535,11 +678,35 @@ function _emptyStats(): OmetriaSimulatorStats {
     recordsReceived: 0,
     recordsAccepted: 0,
     recordsRejected: 0,
+    recordsSkipped: 0,
     status429: 0,
     status413: 0,
     maxBatch: 0,
     maxRequestsInOneSecond: 0,
+    maxDataApiRequestsInOneSecond: 0,
   };
+}
+
+/** Arrivals and allowed requests of one limit in the current clock second. */
+class _Window {
+  #second = Number.NEGATIVE_INFINITY;
+  #arrivals = 0;
+  #allowed = 0;
+
+  /** Counts a request arriving in `second`; its place in that second. */
+  arrive(second: number): number {
+    if (second > this.#second) {
+      this.#second = second;
+      this.#arrivals = 0;
+      this.#allowed = 0;
+    }
+    return ++this.#arrivals;
+  }
+
+  /** Counts a request let through; how many were in this second. */
+  allow(): number {
+    return ++this.#allowed;
+  }
 }
 
 function _count(name: string, value: number | undefined, fallback: number): number {
@@ -554,56 +721,6 @@ function _count(name: string, value: number | undefined, fallback: number): numb
 
 function _isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** The first thing wrong with one pushed record, the way Ometria's validation reports it. */
-function _validate(record: unknown, index: number, checkSize: boolean): _Problem | undefined {
-  const at = (field: string) => `[${index}].${field}`;
-  if (!_isObject(record)) return { message: "Record must be a JSON object", path: `[${index}]` };
-  const type = record["@type"];
-  if (typeof type !== "string" || type === "") {
-    return { message: "@type must be a non-empty string", path: at("@type") };
-  }
-  if (typeof record.id !== "string" || record.id === "") {
-    return { message: "id must be a non-empty string", path: at("id") };
-  }
-  const collection = record["@collection"];
-  // Contacts need a collection (one per source); other types may leave it out.
-  if (
-    (type === "contact" || collection !== undefined) &&
-    (typeof collection !== "string" || collection === "")
-  ) {
-    return { message: "@collection must be a non-empty string", path: at("@collection") };
-  }
-  if (record["@merge"] !== undefined && typeof record["@merge"] !== "boolean") {
-    return { message: "@merge must be a boolean", path: at("@merge") };
-  }
-  if (type === "contact") {
-    if (record.email !== undefined && typeof record.email !== "string") {
-      return { message: "email must be a string", path: at("email") };
-    }
-    const optin = record.marketing_optin;
-    if (
-      optin !== undefined &&
-      !(OMETRIA_MARKETING_OPTINS as readonly unknown[]).includes(optin)
-    ) {
-      return {
-        message: `marketing_optin must be one of ${OMETRIA_MARKETING_OPTINS.join(", ")}`,
-        path: at("marketing_optin"),
-      };
-    }
-  }
-  if (checkSize && _jsonBytes(record) > OMETRIA_MAX_RECORD_BYTES) {
-    return { message: "Record is too large", path: `[${index}]` };
-  }
-  return undefined;
-}
-
-function _jsonBytes(record: Record<string, unknown>): number {
-  const text = JSON.stringify(record);
-  // UTF-8 takes at most 3 bytes per UTF-16 unit, so short texts need no encoding.
-  if (text.length * 3 <= OMETRIA_MAX_RECORD_BYTES) return text.length;
-  return new TextEncoder().encode(text).length;
 }
 
 async function _readArray(req: Request): Promise<unknown[] | Response> {
@@ -628,8 +745,12 @@ function _badRequest(message: string): Response {
   return _json(400, { status: "error", message });
 }
 
-function _unauthorised(): Response {
-  return _json(401, { status: "error", message: "Unauthorised" });
+function _unauthorised(status: 401 | 403): Response {
+  // Ometria's reference pages: "403 Forbidden | API key is not authorised to access this
+  // resource" (e.g. https://docs.ometria.com/reference/get_unsubscribes).
+  return status === 403
+    ? _json(403, { status: "error", message: "API key is not authorised to access this resource" })
+    : _json(401, { status: "error", message: "Unauthorised" });
 }
 
 function _methodNotAllowed(allowed: string): Response {

@@ -1,12 +1,16 @@
 /**
  * The webhook receiver: `POST /webhooks/mailchimp/<connection id>/<secret>` takes one
  * Mailchimp list webhook event, `GET` on the same route answers 200 (Mailchimp checks a URL
- * that way before it registers it). Mailchimp signs nothing, so the secret in the URL is the
- * only proof a request is Mailchimp's: a wrong secret and an unknown connection get the same
- * 404, so neither can be probed, and secrets are compared in constant time. The receiver
- * only validates and appends the event to the connection's inbox in the state store, which
- * is durable when the append resolves (every backend); it answers 200 only then. Acting on
- * the event happens behind the answer, in the connection's writer (writer/writer_pool.ts).
+ * that way before it registers it). The secret in the URL is the first proof a request is
+ * Mailchimp's: a wrong secret and an unknown connection get the same 404, so neither can be
+ * probed, and secrets are compared in constant time. A connection with the webhook's signing
+ * secret also checks every delivery's HMAC signature (`signature.ts`). The receiver only
+ * validates and appends the event to the connection's inbox in the state store, which is
+ * durable when the append resolves (every backend); it answers 200 only then. Acting on the
+ * event happens behind the answer, in the connection's writer (writer/writer_pool.ts). A valid
+ * delivery it does not act on (SMS, campaign, another list…) is answered 200 and counted:
+ * Mailchimp retries anything else for 75 minutes and may disable the webhook
+ * (docs/API_NOTES.md, "Mailchimp list webhooks").
  *
  * It runs on a listener of its own (`WEBHOOK_PORT`), apart from metrics and status, because
  * it is the one thing that must face the internet.
@@ -16,9 +20,11 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
+import type { ConnectionConfig } from "../config/config.ts";
 import { DEFAULT_LISTEN_HOST } from "../config/defaults.ts";
 import type { Inbox } from "../state/store.ts";
-import { parseWebhookEvent, webhookEventKey } from "./event.ts";
+import { type IgnoredKind, parseWebhookEvent, webhookEventKey } from "./event.ts";
+import { SIGNATURE_HEADER, verifyWebhookSignature } from "./signature.ts";
 
 /** The path every webhook route starts with. */
 export const WEBHOOK_PATH_PREFIX = "/webhooks/mailchimp/";
@@ -33,6 +39,8 @@ export type ReceiverOutcome =
   | "check"
   | "not_found"
   | "bad_request"
+  | "bad_signature"
+  | `ignored_${IgnoredKind}`
   | "full";
 
 /** One connection the receiver accepts events for. */
@@ -41,6 +49,31 @@ export interface WebhookRoute {
   listId: string;
   /** The secret in its URL; a connection without one accepts nothing. */
   secret: string | undefined;
+  /**
+   * The webhook's signing secret (shown once when `webhooks register` created it): with it,
+   * every delivery must carry a valid `X-Mailchimp-Signature`; without it, the URL's secret
+   * is the only proof.
+   */
+  signingSecret?: string | undefined;
+}
+
+/**
+ * The receiver's routes for the configured connections: each with the secret of its URL and,
+ * when configured, its webhook's signing secret. Whoever builds the receiver passes these,
+ * so that a configured signing secret is never left out.
+ */
+export function webhookRoutes(
+  connections: readonly Pick<
+    ConnectionConfig,
+    "id" | "listId" | "webhookSecret" | "webhookSigningSecret"
+  >[],
+): WebhookRoute[] {
+  return connections.map((c) => ({
+    id: c.id,
+    listId: c.listId,
+    secret: c.webhookSecret,
+    ...(c.webhookSigningSecret ? { signingSecret: c.webhookSigningSecret } : {}),
+  }));
 }
 
 /** Options of {@linkcode webhookReceiver}. */
@@ -68,11 +101,12 @@ export function isWebhookPath(pathname: string): boolean {
 
 /**
  * Builds the receiver's handler. Answers: 200 for a `GET`/`HEAD` check of a valid route, and
- * for a `POST` once the event is queued or known as a duplicate; 404 (counted) for any other
- * path, an unknown connection or a wrong secret; 405 for other methods; 400 for a body over
- * `maxBodyBytes`, one that is not a webhook event, or one about another list; 503 when the
- * connection's inbox is full (Mailchimp retries; polling reads the change anyway). Log lines never carry the path: it holds
- * the secret.
+ * for a `POST` once the event is queued or known as a duplicate, or once it is known as a
+ * delivery not to act on (counted as `ignored_<kind>`); 404 (counted) for any other path, an
+ * unknown connection or a wrong secret; 405 for other methods; 401 for a delivery without a
+ * valid signature on a route with a signing secret; 400 for a body over `maxBodyBytes` or one
+ * that is not a Mailchimp event at all; 503 when the connection's inbox is full (Mailchimp
+ * retries; polling reads the change anyway). Log lines never carry the path: it holds the secret.
  */
 export function webhookReceiver(
   options: WebhookReceiverOptions,
@@ -114,19 +148,43 @@ export function webhookReceiver(
       });
       return text(`bad request: the body is over ${maxBody} bytes`, 400);
     }
-    const parsed = parseWebhookEvent(new URLSearchParams(body));
-    const problem = "problem" in parsed
-      ? parsed.problem
-      : parsed.event.listId !== null && parsed.event.listId !== route.listId
-      ? `data[list_id] is not this connection's list`
-      : undefined;
-    if ("problem" in parsed || problem !== undefined) {
+    const signed = route.signingSecret
+      ? verifyWebhookSignature(
+        request.headers.get(SIGNATURE_HEADER),
+        body,
+        route.signingSecret,
+        clock.now(),
+      )
+      : "valid";
+    if (signed !== "valid" && signed !== "stale") {
+      count("bad_signature", route.id);
+      logger.warn("Webhook for {connection} refused: signature {verdict}", {
+        connection: route.id,
+        verdict: signed,
+      });
+      return text(`unauthorized: the X-Mailchimp-Signature is ${signed}`, 401);
+    }
+    const form = new URLSearchParams(new TextDecoder().decode(body));
+    const parsed = parseWebhookEvent(form, route.listId);
+    if ("problem" in parsed) {
       count("bad_request", route.id);
       logger.warn("Webhook for {connection} refused: {problem}", {
         connection: route.id,
-        problem,
+        problem: parsed.problem,
       });
-      return text(`bad request: ${problem}`, 400);
+      return text(`bad request: ${parsed.problem}`, 400);
+    }
+    if (signed === "stale" || "ignored" in parsed) {
+      const kind: IgnoredKind = signed !== "stale" && "ignored" in parsed
+        ? parsed.ignored
+        : "stale";
+      count(`ignored_${kind}`, route.id);
+      const props = { connection: route.id, type: form.get("type") ?? "", kind };
+      // A stale signature or another list's event is worth a look; SMS events are routine.
+      if (kind === "stale" || kind === "other_list") {
+        logger.warn("Webhook {type} for {connection} not acted on: {kind}", props);
+      } else logger.debug("Webhook {type} for {connection} not acted on: {kind}", props);
+      return text(`ok: not acted on (${kind})`, 200);
     }
     const event = parsed.event;
     const outcome = await options.inboxFor(route.id).append({
@@ -176,14 +234,17 @@ function _sameSecret(given: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The body as text, or undefined once it passes `max` bytes (the rest is not read). */
-async function _readBody(request: Request, max: number): Promise<string | undefined> {
+/**
+ * The body's bytes (what a signature covers), or undefined once it passes `max` bytes (the
+ * rest is not read).
+ */
+async function _readBody(request: Request, max: number): Promise<Uint8Array | undefined> {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > max) {
     await request.body?.cancel();
     return undefined;
   }
-  if (request.body === null) return "";
+  if (request.body === null) return new Uint8Array();
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -203,7 +264,7 @@ async function _readBody(request: Request, max: number): Promise<string | undefi
     all.set(c, at);
     at += c.length;
   }
-  return new TextDecoder().decode(all);
+  return all;
 }
 
 /** Options of {@linkcode serveWebhooks}. */

@@ -11,7 +11,7 @@ import type { Logger } from "@logtape/logtape";
 import type { ConnectionConfig } from "../config/config.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { StateStore } from "../state/store.ts";
-import { webhookReceiver } from "./receiver.ts";
+import { webhookReceiver, webhookRoutes } from "./receiver.ts";
 
 /** Options of {@linkcode startWebhooks}. */
 export interface StartWebhooksOptions {
@@ -29,7 +29,7 @@ export interface StartWebhooksOptions {
  */
 export function startWebhooks(o: StartWebhooksOptions): (request: Request) => Promise<Response> {
   return webhookReceiver({
-    routes: o.connections.map((c) => ({ id: c.id, listId: c.listId, secret: c.webhookSecret })),
+    routes: webhookRoutes(o.connections),
     inboxFor: (id) => o.store.inbox(id),
     clock: o.clock,
     logger: o.logger,

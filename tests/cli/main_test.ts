@@ -293,7 +293,7 @@ Deno.test("main.ts syncs a connections file: own keys, own accounts, both endpoi
     const state = `${dir}/state.json`;
     const failed = await runCli(["--once", "--connections", file, "--state", state], env);
     assert.equal(failed.code, 1);
-    assert.match(failed.stderr, /Ometria rejected the API key \(401\): check OM_DE/);
+    assert.match(failed.stderr, /Ometria rejected the API key \(403\): check OM_DE/);
     assert.doesNotMatch(failed.stderr, /wrong-key|keyA000|keyB000|ometriaA/);
 
     const result = await runCli(["--once", "--force", "--connections", file, "--state", state], {

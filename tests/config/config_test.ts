@@ -50,6 +50,7 @@ Deno.test("loadConfig() applies the original tool's defaults", async () => {
     mailchimp: { apiKey: KEYS.MAILCHIMP_API_KEY, baseUrl: "https://us9.api.mailchimp.com/3.0" },
     ometria: { apiKey: "om-key", baseUrl: "https://api.ometria.com", endpoint: "push" },
     thresholdSeconds: 7200,
+    webhookSigningSecretName: "MAILCHIMP_WEBHOOK_SIGNING_SECRET",
   }]);
 });
 
@@ -791,4 +792,60 @@ Deno.test("loadConfig() warns of a public http:// webhooks --url, not of https o
       assert.equal(warnings.length, warned ? 1 : 0, warnings.join("\n"));
     });
   }
+});
+
+Deno.test("loadConfig() reads each list's webhook signing secret, and needs it only once registered", async (t) => {
+  const file = JSON.stringify({
+    connections: [{
+      id: "uk-shop",
+      list_id: "a1b2c3d4e5",
+      mailchimp_api_key_env: "MAILCHIMP_KEY_UK",
+      ometria_api_key_env: "OMETRIA_KEY_UK",
+      webhook_signing_secret_env: "SIGNING_UK",
+    }],
+  });
+  const env = { ...CONNECTION_KEYS, MAILCHIMP_WEBHOOK_SECRET: "url-secret-0123456789" };
+  const args = ["--connections", "c.json"];
+  const readTextFile = fileReader({ "c.json": file });
+  await t.step("read from the variable the entry names, and redacted like a key", async () => {
+    const config = await ok({
+      env: { ...env, SIGNING_UK: "whsec-abc/123+XYZ=" },
+      args,
+      readTextFile,
+    });
+    assert.equal(config.connections[0]?.webhookSigningSecret, "whsec-abc/123+XYZ=");
+    assert.equal(config.connections[0]?.webhookSigningSecretName, "SIGNING_UK");
+    const { configSecrets } = await import("../../lib/config/config.ts");
+    assert.ok(configSecrets(config).includes("whsec-abc/123+XYZ="));
+  });
+  await t.step(
+    "unset: an error for the daemon, not for webhooks register, which prints it",
+    async () => {
+      const found = await errors({ env, args, readTextFile });
+      assert.match(found.join("\n"), /SIGNING_UK \(its webhook signing secret\) is not set/);
+      const register = await ok({
+        env,
+        args: ["webhooks", "register", "--url", "https://sync.example.com", ...args],
+        readTextFile,
+      });
+      assert.equal(register.connections[0]?.webhookSigningSecret, undefined);
+      assert.equal(register.connections[0]?.webhookSigningSecretName, "SIGNING_UK");
+    },
+  );
+  await t.step(
+    "MAILCHIMP_WEBHOOK_SIGNING_SECRET fits one list on the command line, not two",
+    async () => {
+      const one = await ok({
+        env: { ...KEYS, MAILCHIMP_WEBHOOK_SIGNING_SECRET: "whsec-0123456789" },
+        args: ["a1b2c3d4e5"],
+      });
+      assert.equal(one.connections[0]?.webhookSigningSecret, "whsec-0123456789");
+      const two = await errors({
+        env: { ...KEYS, MAILCHIMP_WEBHOOK_SIGNING_SECRET: "whsec-0123456789" },
+        args: ["a1b2c3d4e5", "f6g7h8i9j0"],
+      });
+      assert.match(two.join("\n"), /each list's webhook has its own/);
+      assert.doesNotMatch(two.join("\n"), /whsec-0123456789/);
+    },
+  );
 });

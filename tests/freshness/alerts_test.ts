@@ -308,3 +308,25 @@ Deno.test("AlertManager backs off with the jitter source it is given", async () 
   );
   await alerts.close();
 });
+
+Deno.test("AlertManager sends connection.rejected_async with the errors tied to no record", async () => {
+  using logs = captureLogs();
+  await using receiver = startReceiver("ok");
+  const clock = new FakeClock(START, { autoAdvance: true });
+  const alerts = new AlertManager({ clock, logger: logs.logger, webhookUrl: receiver.url });
+  alerts.rejectedAsync(conn, stateFreshAt(conn.id, START), {
+    rejected: 2,
+    errors: ["lastname: not a valid value", "phone_number: not a valid value"],
+  });
+  assert.equal(await alerts.drain(), true);
+  const [event] = logs.events("connection.rejected_async");
+  assert.equal(event?.level, "error");
+  assert.match(event!.message.map(String).join(""), /2 validation error\(s\).*lastname/);
+  assert.equal(receiver.bodies[0]!["event"], "connection.rejected_async");
+  assert.equal(receiver.bodies[0]!["rejected"], 2);
+  assert.deepEqual(receiver.bodies[0]!["errors"], [
+    "lastname: not a valid value",
+    "phone_number: not a valid value",
+  ]);
+  await alerts.close();
+});

@@ -18,6 +18,7 @@ function served(i: number): Record<string, unknown> {
     member_rating: 3,
     location: { latitude: 0, longitude: 0, country_code: "GB", timezone: "" },
     tags: [{ id: 7, name: "news" }],
+    tags_count: 1,
     interests: { abc123: true, def456: false },
     stats: { avg_open_rate: 0.5 },
     _links: [],

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { runCommand } from "../../lib/app/cli.ts";
 import { loadConfig } from "../../lib/config/config.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
-import { compareCopies } from "../../lib/sim/compare.ts";
+import { Metrics } from "../../lib/metrics/metrics.ts";
+import { compareCopies, type TruthMember } from "../../lib/sim/compare.ts";
+import type { MemberExtras } from "../../lib/sim/_member_index.ts";
 import { startWorld, T0, type World } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
@@ -43,7 +45,8 @@ Deno.test("a run ends with every mapped field of a retail list in Ometria", asyn
       unknown
     >;
     const properties = contact.properties as Record<string, unknown>;
-    assert.equal(contact.phone_number, full.merge_fields.PHONE);
+    // E.164: the simulator's numbers are "+44 7700 …".
+    assert.equal(contact.phone_number, String(full.merge_fields.PHONE).replaceAll(" ", ""));
     assert.equal(contact.country_id, full.location.country_code);
     assert.equal(properties.birthday, full.merge_fields.BIRTHDAY);
     assert.equal(properties.address_city, (full.merge_fields.ADDRESS as { city: string }).city);
@@ -71,10 +74,10 @@ Deno.test("a run ends with every mapped field of a retail list in Ometria", asyn
       string,
       unknown
     >;
-    assert.equal(changed.phone_number, "+44 20 7946 0000");
+    assert.equal(changed.phone_number, "+442079460000");
     assert.equal(changed.country_id, "FR");
     assert.deepEqual((changed.properties as Record<string, unknown>).mailchimp_tags, ["Café"]);
-    assert.equal("address_city" in (changed.properties as Record<string, unknown>), false);
+    assert.equal((changed.properties as Record<string, unknown>).address_city ?? null, null);
   } finally {
     await world.close();
   }
@@ -230,4 +233,149 @@ Deno.test("a member whose mapped record is over 60 KB is quarantined, the rest s
   } finally {
     await world.close();
   }
+});
+
+/** Changes a member's fields, then moves the clock past the run's margin for it. */
+function changedBeforeRun(world: World, email: string, extra: Partial<MemberExtras>): void {
+  world.mailchimp.upsertMember(LIST, { email, extra });
+  world.clock.set(world.clock.now() + 30_000);
+}
+
+/** A retail list of 30 synced once; then the member's phone and a property are emptied. */
+async function clearedPhoneRun(world: World) {
+  world.mailchimp.addList(LIST, { members: 30, profile: "retail", lastChangedTo: T0 - 60_000 });
+  const service = world.service([LIST]);
+  assert.equal((await service.runOnce(LIST)).outcome, "ok");
+  const member = world.mailchimp.truth(LIST).find((m) => m.merge_fields.PHONE !== "")!;
+  const before = world.ometria.contacts(collectionFor(LIST)).get(member.id)!;
+  assert.match(String(before.phone_number), /^\+44/);
+  world.clock.set(world.clock.now() + 10_000);
+  changedBeforeRun(world, member.email_address, {
+    merge: { ...member.merge_fields, PHONE: "", SHOESIZE: "" },
+  });
+  const result = await service.runOnce(LIST);
+  return { result, member, after: world.ometria.contacts(collectionFor(LIST)).get(member.id)! };
+}
+
+Deno.test("a field emptied in Mailchimp is cleared in Ometria, which merges what a record leaves out", async (t) => {
+  await t.step("blanks clear (the simulator's default)", async () => {
+    const world = await startWorld();
+    try {
+      const { result, after } = await clearedPhoneRun(world);
+      assert.equal(result.outcome, "ok", result.error);
+      assert.equal("phone_number" in after, false);
+      assert.equal("shoesize" in (after.properties as Record<string, unknown>), false);
+      const c = mappedCopy(world, LIST);
+      assert.deepEqual([c.missing.length, c.stale.length], [0, 0]);
+    } finally {
+      await world.close();
+    }
+  });
+  await t.step(
+    "blanks are ignored: Ometria keeps the old value, and the copy check sees it",
+    async () => {
+      const world = await startWorld({ ometria: { records: { nullFields: "keep" } } });
+      try {
+        const { result, member, after } = await clearedPhoneRun(world);
+        assert.equal(result.outcome, "ok", result.error);
+        assert.match(String(after.phone_number), /^\+44/);
+        assert.deepEqual(mappedCopy(world, LIST).stale, [member.id]);
+      } finally {
+        await world.close();
+      }
+    },
+  );
+  await t.step("blanks are refused: the record is rejected, naming the field", async () => {
+    const world = await startWorld({ ometria: { records: { nullFields: "reject" } } });
+    try {
+      world.mailchimp.addList(LIST, { members: 30, profile: "retail", lastChangedTo: T0 });
+      const result = await world.service([LIST]).runOnce(LIST);
+      assert.equal(result.outcome, "failed");
+      const state = await world.store.get(LIST);
+      assert.ok((state?.quarantine.length ?? 0) > 0);
+      assert.ok(world.ometria.errors().every((e) => /^root > /.test(e.error_path)));
+      // The way out the docs give: leave emptied fields out.
+      const omit = world.service([], {
+        connections: [world.connection(LIST, { fields: { cleared: "omit" } })],
+      });
+      assert.equal((await omit.runOnce(LIST)).outcome, "ok");
+    } finally {
+      await world.close();
+    }
+  });
+});
+
+Deno.test("a list with day-first date formats reaches Ometria with the right days, served either way", async (t) => {
+  for (const mergeDateValues of ["iso", "display"] as const) {
+    await t.step(mergeDateValues, async () => {
+      const world = await startWorld({ mailchimp: { mergeDateValues } });
+      try {
+        world.mailchimp.addList(LIST, {
+          members: 40,
+          profile: "retail",
+          lastChangedTo: T0 - 60_000,
+          formats: { date: "DD/MM/YYYY", birthday: "DD/MM" },
+        });
+        const result = await world.service([LIST]).runOnce(LIST);
+        assert.equal(result.outcome, "ok", result.error);
+        const c = mappedCopy(world, LIST);
+        assert.deepEqual([c.missing.length, c.stale.length], [0, 0], `stale ${c.stale[0]}`);
+      } finally {
+        await world.close();
+      }
+    });
+  }
+});
+
+/**
+ * Runs `fn` in a world with a retail list of 5 members whose first member was just changed
+ * by `extra` (given the member as it was), closing the world after.
+ */
+async function withChangedMember(
+  extra: (member: TruthMember) => Partial<MemberExtras>,
+  fn: (world: World, member: TruthMember) => Promise<void>,
+): Promise<void> {
+  const world = await startWorld();
+  try {
+    world.mailchimp.addList(LIST, { members: 5, profile: "retail", lastChangedTo: T0 - 60_000 });
+    const member = world.mailchimp.truth(LIST)[0]!;
+    changedBeforeRun(world, member.email_address, extra(member));
+    await fn(world, member);
+  } finally {
+    await world.close();
+  }
+}
+
+Deno.test("a member with 60 tags keeps the Ometria lists of the tags past the listing's 50", async () => {
+  const tags = Array.from({ length: 60 }, (_, i) => `Tag ${i}`);
+  await withChangedMember(() => ({ tags }), async (world, member) => {
+    const service = world.service([], {
+      connections: [world.connection(LIST, {
+        fields: { tags: { lists: { "Tag 1": "L1", "Tag 55": "L55", Gone: "L0" } } },
+      })],
+    });
+    assert.equal((await service.runOnce(LIST)).outcome, "ok");
+    const contact = world.ometria.contacts(collectionFor(LIST)).get(member.id)!;
+    assert.deepEqual(contact["@add_to_lists"], ["L1", "L55"]);
+    assert.deepEqual(contact["@remove_from_lists"], ["L0"]);
+  });
+});
+
+Deno.test("a phone that cannot be made E.164 is left out and counted, not sent as typed", async () => {
+  const extra = (m: TruthMember) => ({ merge: { ...m.merge_fields, PHONE: "07700 900123" } });
+  await withChangedMember(extra, async (world, member) => {
+    const metrics = new Metrics();
+    using logs = captureLogs();
+    const service = world.service([LIST], { metrics, logger: logs.logger });
+    assert.equal((await service.runOnce(LIST)).outcome, "ok");
+    const contact = world.ometria.contacts(collectionFor(LIST)).get(member.id)!;
+    assert.equal("phone_number" in contact, false);
+    assert.match(
+      metrics.render(),
+      /sync_fields_dropped_total\{connection="retail0001",field="phone_number",reason="no_country_code"\} 1/,
+    );
+    const warning = logs.text().split("\n").find((l) => l.includes("left out of phone_number"));
+    assert.ok(warning, logs.text());
+    assert.doesNotMatch(warning, /07700/, "a phone number is personal data: never logged");
+  });
 });

@@ -7,7 +7,11 @@ import { loadConfig } from "../../lib/config/config.ts";
 import { type Member, memberSchema } from "../../lib/mailchimp/member.ts";
 import { toLegacyRecord, toOmetriaContact } from "../../lib/mapping/contact.ts";
 import type { MergeFieldDefinition } from "../../lib/mailchimp/list_definitions.ts";
-import { type ContactMapping, resolveMapping } from "../../lib/mapping/field_mapping.ts";
+import {
+  type ContactMapping,
+  type DroppedValue,
+  resolveMapping,
+} from "../../lib/mapping/field_mapping.ts";
 import { type FieldsConfig, fullFieldsConfig } from "../../lib/mapping/fields_config.ts";
 
 const ID = "b642b4217b34b1e8d3bd915fc65c4452";
@@ -77,13 +81,16 @@ Deno.test("toOmetriaContact() maps a full member with the documented default", (
     lastname: "Smith",
     marketing_optin: "EXPLICITLY_OPTEDIN",
     timestamp_subscribed: "2026-10-01T09:30:00+00:00",
-    phone_number: "+44 7700 900123",
+    // E.164, as Ometria validates phone numbers.
+    phone_number: "+447700900123",
     gender: "f",
     timestamp_acquired: "2026-09-30T08:00:00+00:00",
     country_id: "GB",
     properties: {
-      // An address is an object: one property per part, empty parts left out.
+      // An address is an object: one property per part, empty parts cleared.
       address_addr1: "1 High Street",
+      address_addr2: null,
+      address_state: null,
       address_city: "London",
       address_zip: "SW1A 1AA",
       address_country: "GB",
@@ -100,7 +107,7 @@ Deno.test("toOmetriaContact() maps a full member with the documented default", (
   });
 });
 
-Deno.test("toOmetriaContact() stamps the unsubscribe and leaves empty fields out", () => {
+Deno.test("toOmetriaContact() stamps the unsubscribe and sends emptied fields as fields.cleared says", async (t) => {
   const member = fullMember({
     status: "unsubscribed",
     merge_fields: { FNAME: "", LNAME: "", ADDRESS: "", PHONE: "", BIRTHDAY: "", GENDER: "" },
@@ -110,18 +117,40 @@ Deno.test("toOmetriaContact() stamps the unsubscribe and leaves empty fields out
     tags: [],
     interests: {},
   });
-  const contact = toOmetriaContact(member, "l1", mappingFor());
-  assert.equal(contact.timestamp_unsubscribed, "2026-11-01T11:00:00+00:00");
-  // No signup time: the opt-in time is when the member was acquired.
-  assert.equal(contact.timestamp_acquired, "2026-10-01T09:30:00+00:00");
-  for (const field of ["phone_number", "gender", "country_id", "timestamp_subscribed"]) {
-    assert.equal(field in contact, false, field);
+  const address = ["addr1", "addr2", "city", "state", "zip", "country"].map((p) => `address_${p}`);
+  // Ometria merges what a record leaves out (its Push API page), so an emptied field is sent.
+  for (const [cleared, blank] of [["null", null], ["empty", ""]] as const) {
+    await t.step(cleared, () => {
+      const contact = toOmetriaContact(member, "l1", mappingFor({ cleared }));
+      assert.equal(contact.timestamp_unsubscribed, "2026-11-01T11:00:00+00:00");
+      // No signup time: the opt-in time is when the member was acquired.
+      assert.equal(contact.timestamp_acquired, "2026-10-01T09:30:00+00:00");
+      for (const field of ["phone_number", "gender", "country_id"]) {
+        assert.equal(contact[field], blank, field);
+      }
+      assert.equal("timestamp_subscribed" in contact, false);
+      assert.deepEqual(contact.properties, {
+        ...Object.fromEntries(address.map((p) => [p, blank])),
+        birthday: blank,
+        language: blank,
+        vip: true,
+        member_rating: 4,
+        mailchimp_tags: [],
+        mailchimp_interests: [],
+      });
+    });
   }
-  assert.deepEqual(contact.properties, {
-    vip: true,
-    member_rating: 4,
-    mailchimp_tags: [],
-    mailchimp_interests: [],
+  await t.step("omit", () => {
+    const contact = toOmetriaContact(member, "l1", mappingFor({ cleared: "omit" }));
+    for (const field of ["phone_number", "gender", "country_id", "timestamp_subscribed"]) {
+      assert.equal(field in contact, false, field);
+    }
+    assert.deepEqual(contact.properties, {
+      vip: true,
+      member_rating: 4,
+      mailchimp_tags: [],
+      mailchimp_interests: [],
+    });
   });
 });
 
@@ -172,9 +201,12 @@ Deno.test("a custom mapping from the connections file routes every field it name
     // A full date (type "date") may be date_of_birth; GENDER and SHOESIZE are ignored.
     date_of_birth: "2019-06-01",
     properties: {
+      // Only phone_number takes E.164: a property keeps the number as typed.
       mobile: "+44 7700 900123",
       bday: "04/23",
       home_addr1: "1 High Street",
+      home_addr2: null,
+      home_state: null,
       home_city: "London",
       home_zip: "SW1A 1AA",
       home_country: "GB",
@@ -210,10 +242,22 @@ Deno.test("resolveMapping() names every merge tag the list does not have", () =>
   assert.match(resolved.problems[0]!, /does not have: MOBILE, SIZE/);
 });
 
-Deno.test("a date_of_birth that is not YYYY-MM-DD makes the member unmappable, not wrong", () => {
-  const mapping = mappingFor({ merge_fields: { CARDSINCE: "date_of_birth" } });
-  const member = fullMember({ merge_fields: { FNAME: "A", LNAME: "B", CARDSINCE: "01/06/2019" } });
-  assert.throws(() => toOmetriaContact(member, "l1", mapping), /not a date \(YYYY-MM-DD\)/);
+Deno.test("a value that cannot be normalised is left out with its reason, not sent as typed", () => {
+  const dropped: DroppedValue[] = [];
+  const mapping = {
+    ...mappingFor({ merge_fields: { CARDSINCE: "date_of_birth" } }),
+    onDropped: (d: DroppedValue) => dropped.push(d),
+  };
+  const member = fullMember({
+    merge_fields: { FNAME: "A", LNAME: "B", CARDSINCE: "sometime", PHONE: "07700 900123" },
+  });
+  const contact = toOmetriaContact(member, "l1", mapping);
+  assert.equal("date_of_birth" in contact, false);
+  assert.equal("phone_number" in contact, false);
+  assert.deepEqual(dropped, [
+    { target: "date_of_birth", from: "CARDSINCE", reason: "not_a_date" },
+    { target: "phone_number", from: "PHONE", reason: "no_country_code" },
+  ]);
 });
 
 Deno.test("tags go to a property, to lists, or nowhere, as the connection chooses", async (t) => {

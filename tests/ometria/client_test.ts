@@ -113,23 +113,35 @@ Deno.test("OmetriaClient writes the legacy /record format with a raw Authorizati
   }
 });
 
-Deno.test("OmetriaClient reports rejected records with messages from _errors", async () => {
-  const sim = await startSim({
-    reject: (record) => String(record.email).startsWith("bad") ? "email is not valid" : undefined,
-  });
-  try {
-    const result = await client(sim).push([
-      contact("ok1"),
-      contact("bad1", { email: "bad1" }),
-      contact("ok2"),
-    ], { label: "list1 page 2" });
-    assert.equal(result.accepted, 2);
-    assert.equal(result.rejected, 1);
-    assert.deepEqual(result.rejectedRecords, [{ id: "bad1", reason: "email is not valid" }]);
-    assert.deepEqual(result.errors, ["bad1: email is not valid"]);
-    assert.equal(sim.contacts().has("bad1"), false);
-  } finally {
-    await sim.close();
+Deno.test("OmetriaClient reports rejected records with messages from _errors, in either shape", async (t) => {
+  const reasons = {
+    // The documented shape ties an error to no record: it is quoted as such.
+    documented: "rejected by Ometria; its latest push errors, not tied to a record: " +
+      "email is not valid",
+    rich: "rejected by Ometria: email is not valid",
+  };
+  for (const [errorsShape, reason] of Object.entries(reasons)) {
+    await t.step(errorsShape, async () => {
+      const sim = await startSim({
+        errorsShape: errorsShape as "documented" | "rich",
+        reject: (record) =>
+          String(record.email).startsWith("bad") ? "email is not valid" : undefined,
+      });
+      try {
+        const result = await client(sim).push([
+          contact("ok1"),
+          contact("bad1", { email: "bad1" }),
+          contact("ok2"),
+        ], { label: "list1 page 2" });
+        assert.equal(result.accepted, 2);
+        assert.equal(result.rejected, 1);
+        assert.deepEqual(result.rejectedRecords, [{ id: "bad1", reason }]);
+        assert.deepEqual(result.errors, [`bad1: ${reason}`]);
+        assert.equal(sim.contacts().has("bad1"), false);
+      } finally {
+        await sim.close();
+      }
+    });
   }
 });
 
@@ -147,6 +159,7 @@ Deno.test("OmetriaClient does not send a record over maxRecordBytes", async () =
     const only = await client(sim).push([huge]);
     assert.deepEqual(only, {
       accepted: 0,
+      skipped: 0,
       rejected: 1,
       tooLarge: ["huge"],
       rejectedRecords: [{
@@ -251,21 +264,29 @@ Deno.test("OmetriaClient retries a dropped response and the data is stored once"
   }
 });
 
-Deno.test("OmetriaClient explains a wrong API key without retrying", async () => {
-  const sim = await startSim();
-  try {
-    const error = await client({ url: sim.url, apiKey: "wrong" }).push([contact("a")]).then(
-      () => assert.fail("should have thrown"),
-      (e: unknown) => e,
-    );
-    assert.ok(error instanceof OmetriaError);
-    assert.equal(error.status, 401);
-    assert.equal(error.endpoint, "POST /v2/push");
-    assert.match(error.message, /Ometria rejected the API key \(401\): check OMETRIA_API_KEY/);
-    assert.doesNotMatch(error.message, /wrong/, "the key never appears");
-    assert.equal(sim.stats.requests, 1);
-  } finally {
-    await sim.close();
+Deno.test("OmetriaClient explains a wrong API key, 403 as documented or 401, without retrying", async (t) => {
+  for (const badKeyStatus of [403, 401] as const) {
+    await t.step(String(badKeyStatus), async () => {
+      const sim = await startSim({ badKeyStatus });
+      try {
+        const error = await client({ url: sim.url, apiKey: "wrong" }).push([contact("a")]).then(
+          () => assert.fail("should have thrown"),
+          (e: unknown) => e,
+        );
+        assert.ok(error instanceof OmetriaError);
+        assert.equal(error.status, badKeyStatus);
+        assert.equal(error.retryable, false);
+        assert.equal(error.endpoint, "POST /v2/push");
+        assert.match(
+          error.message,
+          new RegExp(`Ometria rejected the API key \\(${badKeyStatus}\\): check OMETRIA_API_KEY`),
+        );
+        assert.doesNotMatch(error.message, /wrong/, "the key never appears");
+        assert.equal(sim.stats.requests, 1);
+      } finally {
+        await sim.close();
+      }
+    });
   }
 });
 
@@ -442,6 +463,7 @@ Deno.test("OmetriaClient measures maxRecordBytes in UTF-8 bytes, not characters"
 Deno.test("OmetriaClient isolates exactly the records Ometria rejected, with their reasons", async () => {
   const bad = new Set(["m7", "m42", "m43"]);
   const sim = await startSim({
+    errorsShape: "rich",
     reject: (record) => bad.has(String(record.id)) ? "email is not valid" : undefined,
   });
   try {
@@ -454,7 +476,9 @@ Deno.test("OmetriaClient isolates exactly the records Ometria rejected, with the
       result.rejectedRecords.map((r) => r.id).sort(),
       [...bad].sort(),
     );
-    for (const r of result.rejectedRecords) assert.equal(r.reason, "email is not valid");
+    for (const r of result.rejectedRecords) {
+      assert.equal(r.reason, "rejected by Ometria: email is not valid");
+    }
     assert.deepEqual(result.tooLarge, []);
     // Bounded: each bisection level costs at most two re-pushes per rejected record, plus
     // one _errors read per isolated group.
@@ -468,14 +492,14 @@ Deno.test("OmetriaClient isolates exactly the records Ometria rejected, with the
 });
 
 Deno.test("OmetriaClient does not bisect a request whose records were all rejected", async () => {
-  const sim = await startSim({ reject: () => "email is not valid" });
+  const sim = await startSim({ errorsShape: "rich", reject: () => "email is not valid" });
   try {
     const result = await client(sim).push([contact("a"), contact("b", { email: 7 as never })]);
     assert.equal(result.accepted, 0);
     assert.equal(result.rejected, 2);
     assert.deepEqual(result.rejectedRecords, [
-      { id: "a", reason: "email is not valid" },
-      { id: "b", reason: "email: email must be a string" },
+      { id: "a", reason: "rejected by Ometria: email is not valid" },
+      { id: "b", reason: "rejected by Ometria: email: not a valid value" },
     ]);
     assert.equal(result.extraRequests, 1, "one _errors read, no re-push");
     assert.equal(sim.stats.pushRequests, 1);
@@ -496,6 +520,7 @@ Deno.test("OmetriaClient gives a generic reason when _errors cannot be read", as
     const result = await client(sim).push([contact("a")]);
     assert.deepEqual(result, {
       accepted: 0,
+      skipped: 0,
       rejected: 1,
       tooLarge: [],
       rejectedRecords: [{ id: "a", reason: "rejected by Ometria (no reason given)" }],

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../_helpers/fake_clock.ts";
 import { OmetriaSimulator, type OmetriaSimulatorOptions } from "../../lib/sim/ometria_sim.ts";
+import type { RecordPolicy } from "../../lib/sim/ometria_records.ts";
 
 interface _Answer {
   status: number;
@@ -60,17 +61,26 @@ async function _withSim(
   }
 }
 
-Deno.test("OmetriaSimulator answers 401 for a missing or wrong key on both endpoints", async () => {
+Deno.test("OmetriaSimulator answers 403 (as documented), or 401, for a missing or wrong key on every endpoint", async () => {
   await _withSim({ apiKey: "right" }, async (sim) => {
     const wrong = await _push(sim, [_contact("a")], "wrong");
-    assert.equal(wrong.status, 401);
-    assert.deepEqual(wrong.body, { status: "error", message: "Unauthorised" });
+    assert.equal(wrong.status, 403);
+    assert.deepEqual(wrong.body, {
+      status: "error",
+      message: "API key is not authorised to access this resource",
+    });
     const missing = await _send(sim, "/v2/push", [_contact("a")], {});
-    assert.equal(missing.status, 401);
+    assert.equal(missing.status, 403);
     const legacy = await _legacy(sim, [], "Bearer right");
-    assert.equal(legacy.status, 401);
+    assert.equal(legacy.status, 403);
     const errors = await _send(sim, "/v2/push/_errors", undefined, {}, "GET");
-    assert.equal(errors.status, 401);
+    assert.equal(errors.status, 403);
+    sim.setOptions({ badKeyStatus: 401 });
+    const other = await _push(sim, [_contact("a")], "wrong");
+    assert.deepEqual([other.status, other.body], [401, {
+      status: "error",
+      message: "Unauthorised",
+    }]);
     assert.equal(sim.contacts().size, 0);
     assert.equal((await _push(sim, [_contact("a")], "right")).status, 202);
     assert.equal(sim.apiKey, "right");
@@ -136,7 +146,7 @@ Deno.test("OmetriaSimulator rejects a record over 60 KB as too large and keeps t
     assert.equal(body.rejected, 1);
     assert.deepEqual([...sim.contacts().keys()], ["small"]);
     const errors = await _errors(sim);
-    assert.deepEqual(errors.body, [{ error_message: "Record is too large", error_path: "[0]" }]);
+    assert.deepEqual(errors.body, [{ error_message: "Record is too large", error_path: "root" }]);
   });
 });
 
@@ -162,17 +172,32 @@ Deno.test("OmetriaSimulator rejects invalid records and lists them at /v2/push/_
     assert.equal(typeof body.request_id, "string");
     assert.equal(body.request_id, res.headers.get("X-Request-Id"));
     assert.deepEqual([...sim.contacts().keys()].sort(), ["ok", "ok2"]);
+    // The documented shape: {"error_message": "not a valid value", "error_path": "root >
+    // lastname"} (https://docs.ometria.com/docs/list-errors), no index into the request.
     const errors = (await _errors(sim)).body as { error_message: string; error_path: string }[];
     assert.deepEqual(errors.map((e) => e.error_path), [
-      "[1].email",
-      "[2].marketing_optin",
-      "[3].id",
-      "[4].@collection",
-      "[5]",
-      "[6]",
+      "root > email",
+      "root > marketing_optin",
+      "root > id",
+      "root > @collection",
+      "root",
+      "root",
     ]);
+    assert.equal(errors[0]?.error_message, "not a valid value");
     assert.equal(errors[5]?.error_message, "Email is blocked");
-    assert.deepEqual(sim.errors(), errors);
+    assert.deepEqual(Object.keys(errors[0]!).sort(), ["error_message", "error_path"]);
+    assert.deepEqual(
+      sim.errors().map((e) => ({ error_message: e.error_message, error_path: e.error_path })),
+      errors,
+    );
+    assert.deepEqual(sim.errors().map((e) => e.record_id), [
+      "bad-email",
+      "bad-optin",
+      "",
+      "no-collection",
+      null,
+      "blocked",
+    ]);
     const stats = sim.stats;
     assert.equal(stats.recordsReceived, 8);
     assert.equal(stats.recordsAccepted, 2);
@@ -189,16 +214,22 @@ Deno.test("OmetriaSimulator keeps only the last 100 errors", async () => {
     const bad = Array.from({ length: 100 }, (_, i) => _contact(`b${i}`, { email: 1 }));
     await _push(sim, bad);
     await _push(sim, bad.slice(0, 5));
-    const errors = (await _errors(sim)).body as { error_path: string }[];
-    assert.equal(errors.length, 100);
-    assert.equal(errors[0]?.error_path, "[5].email");
-    assert.equal(errors[99]?.error_path, "[4].email");
+    assert.equal(((await _errors(sim)).body as unknown[]).length, 100);
+    const kept = sim.errors();
+    assert.equal(kept[0]?.record_id, "b5");
+    assert.equal(kept[99]?.record_id, "b4");
   });
 });
 
-Deno.test("OmetriaSimulator upserts: the latest write wins, @merge keeps unset fields", async () => {
+Deno.test("OmetriaSimulator upserts: a partial record merges, as documented, or replaces (omittedFields)", async () => {
   await _withSim({}, async (sim) => {
+    // "send a partial record and only the supplied fields will be merged" (Push API page).
     await _push(sim, [_contact("a", { firstname: "First", properties: { x: 1 } })]);
+    await _push(sim, [{ "@type": "contact", "@collection": "mailchimp-list1", id: "a" }]);
+    assert.equal(sim.contacts().get("a")?.firstname, "First");
+    assert.deepEqual(sim.contacts().get("a")?.properties, { x: 1 });
+    // The Merge article's other reading: without @merge the record replaces the stored one.
+    sim.setOptions({ records: { omittedFields: "replace" } });
     await _push(sim, [{ "@type": "contact", "@collection": "mailchimp-list1", id: "a" }]);
     assert.deepEqual(sim.contacts().get("a"), {
       "@type": "contact",
@@ -429,8 +460,8 @@ Deno.test("OmetriaSimulator rejects chosen records behind a 2xx, set while servi
     );
     assert.deepEqual([...sim.contacts().keys()], ["kept"]);
     assert.deepEqual((await _errors(sim)).body, [
-      { error_message: "Contact refused by account rules", error_path: "[1]" },
-      { error_message: "Record is too large", error_path: "[2]" },
+      { error_message: "Contact refused by account rules", error_path: "root" },
+      { error_message: "Record is too large", error_path: "root" },
     ]);
   });
 });
@@ -458,7 +489,8 @@ Deno.test("OmetriaSimulator merges a partial opted-out orphan into the stored co
       marketing_optin: "EXPLICITLY_OPTEDOUT",
       properties: { mailchimp_deleted: true },
     });
-    // Without @merge the record replaces the stored one.
+    // Without @merge the record replaces the stored one, where Ometria is played so.
+    sim.setOptions({ records: { omittedFields: "replace" } });
     const { "@merge": _merge, ...whole } = orphan;
     await _push(sim, [whole]);
     assert.equal(sim.contacts().get("gone")?.email, undefined);
@@ -477,4 +509,129 @@ Deno.test("OmetriaSimulator /record stores a deleted status for an orphan", asyn
     assert.equal(res.status, 201);
     assert.deepEqual(sim.legacyRecords().get("m1"), { ...record, status: "deleted" });
   });
+});
+
+Deno.test("OmetriaSimulator plays each answer for blanks: cleared, kept or refused", async (t) => {
+  const stored = { phone_number: "+447700900123", lastname: "Lovelace", properties: { x: 1 } };
+  const blanked = { phone_number: null, lastname: "", properties: { x: null } };
+  const cases: [string, Partial<RecordPolicy>, Record<string, unknown> | "refused"][] = [
+    ['null clears, "" is stored', {}, { lastname: "", properties: {} }],
+    [
+      'null and "" are ignored',
+      { nullFields: "keep", emptyStringFields: "keep", properties: "merge" },
+      { phone_number: "+447700900123", lastname: "Lovelace", properties: { x: 1 } },
+    ],
+    ["null is refused", { nullFields: "reject" }, "refused"],
+  ];
+  for (const [name, records, want] of cases) {
+    await t.step(name, async () => {
+      await _withSim({ records }, async (sim) => {
+        await _push(sim, [_contact("a", stored)]);
+        await _push(sim, [_contact("a", blanked)]);
+        const got = sim.contacts().get("a")!;
+        if (want === "refused") {
+          assert.equal(got.phone_number, "+447700900123");
+          assert.deepEqual(
+            ((await _errors(sim)).body as { error_path: string }[])[0]?.error_path,
+            "root > phone_number",
+          );
+          return;
+        }
+        for (const [field, value] of Object.entries(want)) assert.deepEqual(got[field], value);
+        if (!("phone_number" in want)) assert.equal("phone_number" in got, false);
+      });
+    });
+  }
+  await t.step('"" is refused in a typed field only', async () => {
+    await _withSim({ records: { emptyStringFields: "reject" } }, async (sim) => {
+      const res = await _push(sim, [
+        _contact("a", { lastname: "" }),
+        _contact("b", { date_of_birth: "" }),
+      ]);
+      assert.equal((res.body as { rejected: number }).rejected, 1);
+      assert.deepEqual(sim.errors().map((e) => [e.record_id, e.error_path]), [
+        ["b", "root > date_of_birth"],
+      ]);
+    });
+  });
+  await t.step("properties merge key by key, or are replaced whole", async () => {
+    for (const properties of ["merge", "replace"] as const) {
+      await _withSim({ records: { properties } }, async (sim) => {
+        await _push(sim, [_contact("a", { properties: { x: 1, y: 2 } })]);
+        await _push(sim, [_contact("a", { properties: { y: 3 } })]);
+        assert.deepEqual(
+          sim.contacts().get("a")?.properties,
+          properties === "merge" ? { x: 1, y: 3 } : { y: 3 },
+        );
+      });
+    }
+  });
+});
+
+Deno.test("OmetriaSimulator validates after the OK when asynchronous, and serves _errors in each shape", async (t) => {
+  for (const shape of ["documented", "rich", "rich-text"] as const) {
+    await t.step(shape, async () => {
+      await _withSim({ validation: "async", errorsShape: shape }, async (sim) => {
+        const res = await _push(sim, [_contact("ok"), _contact("bad", { phone_number: "07700" })]);
+        const body = res.body as { accepted: number; rejected: number; request_id: string };
+        assert.deepEqual([body.accepted, body.rejected], [2, 0], "OK is not stored");
+        assert.deepEqual([...sim.contacts().keys()], ["ok"]);
+        const [entry] = (await _errors(sim)).body as Record<string, unknown>[];
+        if (shape === "documented") {
+          assert.deepEqual(entry, {
+            error_message: "not a valid value",
+            error_path: "root > phone_number",
+          });
+        } else {
+          assert.equal(entry?.record_id, "bad");
+          assert.equal(entry?.request_id, body.request_id);
+          assert.deepEqual(
+            entry?.message,
+            shape === "rich"
+              ? { error: "not a valid value", error_path: "root > phone_number" }
+              : "not a valid value",
+          );
+        }
+      });
+    });
+  }
+  await t.step("newest first", async () => {
+    await _withSim({ errorsOrder: "newest-first", errorsShape: "rich" }, async (sim) => {
+      await _push(sim, [_contact("one", { email: 1 }), _contact("two", { email: 1 })]);
+      const entries = (await _errors(sim)).body as { record_id: string }[];
+      assert.deepEqual(entries.map((e) => e.record_id), ["two", "one"]);
+    });
+  });
+});
+
+Deno.test("OmetriaSimulator can count unchanged records as skipped", async () => {
+  await _withSim({ skipped: "unchanged" }, async (sim) => {
+    await _push(sim, [_contact("a"), _contact("b")]);
+    const res = await _push(sim, [_contact("a"), _contact("b", { firstname: "New" })]);
+    assert.deepEqual(res.body, {
+      status: "OK",
+      request_id: (res.body as { request_id: string }).request_id,
+      accepted: 1,
+      rejected: 0,
+      skipped: 1,
+    });
+    assert.equal(sim.stats.recordsSkipped, 1);
+  });
+});
+
+Deno.test("OmetriaSimulator limits pushes and the rest of the Data API apart", async () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1));
+  await _withSim(
+    { clock, maxRequestsPerSecond: 8, maxDataApiRequestsPerSecond: 4 },
+    async (sim) => {
+      const pushes = await Promise.all(
+        Array.from({ length: 8 }, () => _push(sim, [_contact("a")])),
+      );
+      assert.deepEqual(new Set(pushes.map((r) => r.status)), new Set([202]));
+      const reads = await Promise.all(Array.from({ length: 5 }, () => _errors(sim)));
+      assert.deepEqual(reads.map((r) => r.status).sort(), [200, 200, 200, 200, 429]);
+      assert.equal(sim.stats.maxRequestsInOneSecond, 8);
+      assert.equal(sim.stats.maxDataApiRequestsInOneSecond, 4);
+    },
+  );
 });

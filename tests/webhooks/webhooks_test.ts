@@ -77,7 +77,7 @@ async function settled(r: Receiver): Promise<void> {
   await r.service.idle();
 }
 
-Deno.test("receiver answers GET checks, 404s wrong secrets and unknown connections, 400s bad bodies", async () => {
+Deno.test("receiver answers GET checks, 404s wrong secrets and unknown connections, 400s bodies that are no event, 200s events it does not act on", async () => {
   const r = await startReceiver();
   try {
     const get = await fetch(r.url);
@@ -98,14 +98,16 @@ Deno.test("receiver answers GET checks, 404s wrong secrets and unknown connectio
     const bad = await fetch(r.url, { method: "POST", body: "type=nonsense&data[id]=x" });
     assert.equal(bad.status, 400);
     await bad.body?.cancel();
+    // A profile without an address (an SMS-only contact) and another list's event are
+    // Mailchimp's: a 4xx would only make it retry for 75 minutes and disable the webhook.
     const noMember = await fetch(r.url, { method: "POST", body: "type=profile" });
-    assert.equal(noMember.status, 400);
+    assert.equal(noMember.status, 200);
     await noMember.body?.cancel();
     const otherList = await fetch(r.url, {
       method: "POST",
       body: `type=profile&data[list_id]=other&data[email]=a@example.com`,
     });
-    assert.equal(otherList.status, 400);
+    assert.equal(otherList.status, 200);
     await otherList.body?.cancel();
     const big = await fetch(r.url, {
       method: "POST",
@@ -115,7 +117,9 @@ Deno.test("receiver answers GET checks, 404s wrong secrets and unknown connectio
     await big.body?.cancel();
     const text = r.metrics.render();
     assert.match(text, /sync_webhook_events_total\{outcome="not_found"\} 4/);
-    assert.match(text, /sync_webhook_events_total\{outcome="bad_request"\} 4/);
+    assert.match(text, /sync_webhook_events_total\{outcome="bad_request"\} 2/);
+    assert.match(text, /sync_webhook_events_total\{outcome="ignored_no_email"\} 1/);
+    assert.match(text, /sync_webhook_events_total\{outcome="ignored_other_list"\} 1/);
     assert.match(text, /sync_webhook_events_total\{outcome="check"\} 1/);
   } finally {
     await r.close();
@@ -179,6 +183,28 @@ Deno.test("a member pushed from a webhook carries the mapped fields a run would 
   }
 });
 
+Deno.test("SMS, campaign and SMS-only deliveries are answered 200 and counted by type, never acted on", async () => {
+  const r = await startReceiver();
+  try {
+    await r.service.runOnce(LIST);
+    r.world.mailchimp.webhooks.sendTo(LIST, r.url);
+    const before = r.world.mailchimp.stats.memberRequests;
+    r.world.mailchimp.sendSmsEvent(LIST, "sms_subscribe", "+15555550100");
+    r.world.mailchimp.sendSmsEvent(LIST, "upsms", "+15555550101");
+    r.world.mailchimp.sendSmsEvent(LIST, "profile", "+15555550100");
+    r.world.mailchimp.sendCampaign(LIST, "Spring sale");
+    await settled(r);
+    assert.equal(r.world.mailchimp.webhooks.stats.failed, 0, "no delivery refused");
+    assert.equal(r.world.mailchimp.stats.memberRequests, before, "nothing fetched");
+    const text = r.metrics.render();
+    for (const kind of ["sms_subscribe", "upsms", "no_email", "campaign"]) {
+      assert.match(text, new RegExp(`sync_webhook_events_total\\{outcome="ignored_${kind}"\\} 1`));
+    }
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("a delivery retried by Mailchimp is acted on once", async () => {
   const r = await startReceiver();
   try {
@@ -187,7 +213,8 @@ Deno.test("a delivery retried by Mailchimp is acted on once", async () => {
     const body = new URLSearchParams({
       type: "profile",
       fired_at: "2026-11-01 12:00:00",
-      "data[id]": member.id,
+      "data[id]": member.id.slice(3, 13),
+      "data[email]": member.email_address,
       "data[list_id]": LIST,
     }).toString();
     const before = r.world.mailchimp.stats.memberRequests;

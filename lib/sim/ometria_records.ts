@@ -1,0 +1,200 @@
+/**
+ * How the Ometria simulator validates and stores pushed records, with each answer its
+ * documentation leaves open behind an option (docs/API_NOTES.md, "Ometria push"):
+ *
+ * - a partial record merges: "To update an existing record, you can send a partial record
+ *   and only the supplied fields will be merged into the existing record"
+ *   (https://support.ometria.com/hc/en-gb/articles/360011617238-Push-API), or, the Merge
+ *   article's other reading, a record without `@merge` replaces the stored one
+ *   (https://support.ometria.com/support/solutions/articles/7000045353-merge);
+ * - blank data "may or may not result in those field values being removed" (same Merge
+ *   article): a `null` or `""` clears the field, is ignored, or fails validation;
+ * - `properties` merges key by key, or is replaced whole, as product attributes are ("You
+ *   must pass all relevant attributes when using merge");
+ * - validation errors read `{"error_message": "not a valid value", "error_path": "root >
+ *   lastname"}` (https://docs.ometria.com/docs/list-errors).
+ *
+ * @module
+ */
+
+/** The values Ometria accepts for a contact's `marketing_optin`. */
+export const OMETRIA_MARKETING_OPTINS = [
+  "EXPLICITLY_OPTEDIN",
+  "EXPLICITLY_OPTEDOUT",
+  "NOT_SPECIFIED",
+] as const;
+
+/** The largest record, in bytes of its JSON, that Ometria accepts ("Record is too large"). */
+export const OMETRIA_MAX_RECORD_BYTES = 61440;
+
+/** How the simulator treats what a record leaves out or blanks (see the module). */
+export interface RecordPolicy {
+  /** A record without `@merge`: merged into the stored one, or replacing it. */
+  omittedFields: "merge" | "replace";
+  /** A field sent as `null`: removed from the record, ignored (kept), or refused. */
+  nullFields: "clear" | "keep" | "reject";
+  /**
+   * A field sent as `""`: stored as `""`, ignored (kept), or refused. Refusal applies to the
+   * typed fields only (a date, a phone, a timestamp, an enum): `""` is text.
+   */
+  emptyStringFields: "store" | "keep" | "reject";
+  /** `properties` of a merged record: merged key by key, or replaced whole. */
+  properties: "merge" | "replace";
+}
+
+/** The policy unless told otherwise: the Push API page's reading, blanks clearing. */
+export const DEFAULT_RECORD_POLICY: RecordPolicy = {
+  omittedFields: "merge",
+  nullFields: "clear",
+  emptyStringFields: "store",
+  properties: "replace",
+};
+
+/** What is wrong with a record, the way Ometria lists it. */
+export interface RecordProblem {
+  /** Usually "not a valid value", as Ometria's docs say. */
+  message: string;
+  /** `root`, `root > email`, `root > properties > x`. */
+  path: string;
+}
+
+/** Contact fields Ometria parses as something other than text. */
+const _TYPED: Readonly<Record<string, (v: string) => boolean>> = {
+  // E.164, as libphonenumber reads it (Ometria's phone article points there).
+  phone_number: (v) => /^\+[1-9]\d{7,14}$/.test(v),
+  date_of_birth: (v) => /^\d{4}-\d{2}-\d{2}$/.test(v),
+  timestamp_subscribed: _isTime,
+  timestamp_unsubscribed: _isTime,
+  timestamp_acquired: _isTime,
+  gender: (v) => v === "m" || v === "f" || v === "o",
+  marketing_optin: (v) => (OMETRIA_MARKETING_OPTINS as readonly string[]).includes(v),
+};
+
+function _isTime(v: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?$/.test(v);
+}
+
+function _isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The first thing wrong with one pushed record under `policy`, or undefined when Ometria
+ * would take it. `checkSize` measures the record against the 60 KB limit.
+ */
+export function validateRecord(
+  record: unknown,
+  policy: RecordPolicy,
+  checkSize: boolean,
+): RecordProblem | undefined {
+  const at = (field: string) => `root > ${field}`;
+  const invalid = (field: string) => ({ message: "not a valid value", path: at(field) });
+  if (!_isObject(record)) return { message: "not a valid value", path: "root" };
+  const type = record["@type"];
+  if (typeof type !== "string" || type === "") return invalid("@type");
+  if (typeof record.id !== "string" || record.id === "") return invalid("id");
+  const collection = record["@collection"];
+  // Contacts need a collection (one per source); other types may leave it out.
+  if (
+    (type === "contact" || collection !== undefined) &&
+    (typeof collection !== "string" || collection === "")
+  ) {
+    return invalid("@collection");
+  }
+  if (record["@merge"] !== undefined && typeof record["@merge"] !== "boolean") {
+    return invalid("@merge");
+  }
+  if (type === "contact") {
+    const problem = _contactProblem(record, policy);
+    if (problem) return invalid(problem);
+  }
+  if (checkSize && _jsonBytes(record) > OMETRIA_MAX_RECORD_BYTES) {
+    return { message: "Record is too large", path: "root" };
+  }
+  return undefined;
+}
+
+/** The first contact field Ometria would refuse, as its path below `root`. */
+function _contactProblem(record: Record<string, unknown>, policy: RecordPolicy) {
+  for (const [field, value] of Object.entries(record)) {
+    if (value === null) {
+      if (policy.nullFields === "reject" && !field.startsWith("@")) return field;
+      continue;
+    }
+    const check = _TYPED[field];
+    if (field === "email" && typeof value !== "string") return field;
+    if (check === undefined) continue;
+    if (value === "") {
+      if (policy.emptyStringFields === "reject") return field;
+      continue;
+    }
+    if (typeof value !== "string" || !check(value)) return field;
+  }
+  const properties = record.properties;
+  if (properties !== undefined && properties !== null && !_isObject(properties)) {
+    return "properties";
+  }
+  if (_isObject(properties) && policy.nullFields === "reject") {
+    for (const [key, value] of Object.entries(properties)) {
+      if (value === null) return `properties > ${key}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * `record` stored over `previous` (undefined: none yet) under `policy`; `@merge` is a
+ * directive, not data, so it is not stored.
+ */
+export function storedRecord(
+  previous: Record<string, unknown> | undefined,
+  record: Record<string, unknown>,
+  policy: RecordPolicy,
+): Record<string, unknown> {
+  const { "@merge": merge, ...fields } = record;
+  const merging = merge === true || policy.omittedFields === "merge";
+  const base: Record<string, unknown> = merging && previous ? { ...previous } : {};
+  for (const [field, value] of Object.entries(fields)) {
+    if (field === "properties" && _isObject(value)) {
+      const old = _isObject(base.properties) && merging && policy.properties === "merge"
+        ? base.properties
+        : {};
+      base.properties = _blanked(old, value, policy);
+      continue;
+    }
+    _assign(base, field, value, policy);
+  }
+  return base;
+}
+
+/** `incoming` applied to a copy of `old`, blanks as `policy` says. */
+function _blanked(
+  old: Record<string, unknown>,
+  incoming: Record<string, unknown>,
+  policy: RecordPolicy,
+): Record<string, unknown> {
+  const out = { ...old };
+  for (const [key, value] of Object.entries(incoming)) _assign(out, key, value, policy);
+  return out;
+}
+
+function _assign(
+  into: Record<string, unknown>,
+  field: string,
+  value: unknown,
+  policy: RecordPolicy,
+): void {
+  if (value === null) {
+    if (policy.nullFields === "clear") delete into[field];
+    return;
+  }
+  if (value === "" && policy.emptyStringFields === "keep" && field in into) return;
+  into[field] = value;
+}
+
+function _jsonBytes(record: Record<string, unknown>): number {
+  const text = JSON.stringify(record);
+  // UTF-8 takes at most 3 bytes per UTF-16 unit, so short texts need no encoding.
+  if (text.length * 3 <= OMETRIA_MAX_RECORD_BYTES) return text.length;
+  return new TextEncoder().encode(text).length;
+}
