@@ -82,6 +82,11 @@ export interface SyncServiceOptions {
   pushConcurrency?: number;
   /** Slices of one window read at once (see run_connection.ts). @default {2} */
   readSlices?: number;
+  /**
+   * Held members tried again per run (QUARANTINE_RETRIES_PER_RUN), those tried longest ago
+   * first; one Mailchimp request each. @default {DEFAULT_QUARANTINE_RETRIES}
+   */
+  quarantineRetries?: number;
   /** Members per slice when a big window is cut for reading at once. @default {50_000} */
   sliceMembers?: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. @default {60} */
@@ -116,6 +121,15 @@ export interface SyncServiceOptions {
     result: ReconcileResult,
     state: ConnectionState,
   ) => void;
+  /**
+   * Called when a run found records Ometria refused after answering OK that no member can
+   * be tied to (`connection.rejected_async`).
+   */
+  onRejectedAsync?: (
+    connection: ConnectionConfig,
+    result: RunResult,
+    state: ConnectionState,
+  ) => void;
   /** Every configured secret, removed from error texts before they are stored. */
   secrets?: readonly string[];
   /**
@@ -147,6 +161,7 @@ export type ConfiguredServiceOptions = Pick<
   | "ometriaMaxRequestsPerSecond"
   | "ometriaBatchSize"
   | "reconcileEveryHours"
+  | "quarantineRetries"
   | "secrets"
 >;
 
@@ -169,6 +184,7 @@ export function serviceOptionsFromConfig(config: Config): ConfiguredServiceOptio
     mailchimpTimeoutSeconds: config.mailchimpTimeoutSeconds,
     marginSeconds: config.mailchimpClockMarginSeconds,
     runDeadlineMinutes: config.runDeadlineMinutes,
+    quarantineRetries: config.quarantineRetries,
     ometriaMaxRequestsPerSecond: config.ometriaMaxRequestsPerSecond,
     ometriaBatchSize: config.ometriaBatchSize,
     reconcileEveryHours: config.reconcileEveryHours,
@@ -550,6 +566,7 @@ export class SyncService {
         pushConcurrency: o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
         marginSeconds: o.marginSeconds ?? DEFAULT_MAILCHIMP_CLOCK_MARGIN_SECONDS,
         ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),
+        ...(o.quarantineRetries !== undefined ? { quarantineRetries: o.quarantineRetries } : {}),
         ...(o.sliceMembers !== undefined ? { sliceMembers: o.sliceMembers } : {}),
         ...(signal ? { signal } : {}),
         ...(hardSignal ? { hardSignal } : {}),
@@ -565,6 +582,10 @@ export class SyncService {
     const result = done.value;
     if (result.sawArchivedInListing) this.#archivedInListing = true;
     this.#logSummary(w.config, result);
+    if (result.rejectedAsync && o.onRejectedAsync) {
+      const state = await o.store.get(w.config.id);
+      if (state) o.onRejectedAsync(w.config, result, state);
+    }
     o.metrics?.recordRun(w.config.id, {
       pushed: result.pushed,
       durationMs: result.durationMs,

@@ -100,6 +100,8 @@ export interface Config {
   reconcileEveryHours: number;
   /** STATE_LEASE_SECONDS: how long a Deno KV lease lasts without renewal. */
   stateLeaseSeconds: number;
+  /** QUARANTINE_RETRIES_PER_RUN: held members tried again per run. */
+  quarantineRetries: number;
   alertWebhookUrl: string | undefined;
   alertRepeatMinutes: number;
   metricsPort: number | undefined;
@@ -294,6 +296,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       ometriaBatchSize: env.OMETRIA_BATCH_SIZE,
       reconcileEveryHours: env.RECONCILE_EVERY_HOURS,
       stateLeaseSeconds: env.STATE_LEASE_SECONDS,
+      quarantineRetries: env.QUARANTINE_RETRIES_PER_RUN,
       alertWebhookUrl: env.ALERT_WEBHOOK_URL,
       alertRepeatMinutes: env.ALERT_REPEAT_MINUTES,
       metricsPort: env.METRICS_PORT,

@@ -6,6 +6,7 @@
  */
 import type { MemberLookup, MembersQuery, MembersResult } from "../mailchimp/client.ts";
 import type { RecordJson } from "../mapping/contact.ts";
+import type { OmetriaAsyncError } from "../ometria/client.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
 import type { ConnectionWriter } from "../writer/connection_writer.ts";
 
@@ -38,6 +39,8 @@ export interface SinkResult {
   errors?: string[];
   /** Requests beyond the first this push took (a 413 halved, rejections isolated). */
   extraRequests?: number;
+  /** Ometria's `request_id` of the (last) request, when it gave one. */
+  requestId?: string;
 }
 
 /** The part of the Ometria client the engine uses. */
@@ -54,6 +57,11 @@ export interface RecordsSink {
       beforeAttempt?: (() => void) | undefined;
     },
   ): Promise<SinkResult>;
+  /**
+   * The account's latest validation errors (`GET /v2/push/_errors`): what Ometria refused
+   * after answering OK (docs/API_NOTES.md). Absent for a sink that validates as it answers.
+   */
+  recentErrors?(signal?: AbortSignal): Promise<OmetriaAsyncError[]>;
 }
 
 /**

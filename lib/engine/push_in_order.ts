@@ -419,16 +419,28 @@ export async function addBatches(
 
 /**
  * `sink`, counting the Ometria requests its pushes made (those a push added for a 413 or to
- * isolate rejected records included) in `counts`.
+ * isolate rejected records included) in `counts`, and collecting their request ids.
  */
-export function countingSink(sink: GatedSink, counts: { ometriaRequests: number }): GatedSink {
+export function countingSink(
+  sink: GatedSink,
+  counts: { ometriaRequests: number },
+  options: {
+    /** Collects Ometria's request ids (what ties an asynchronous error to this run). */
+    requestIds?: Set<string>;
+    /** Runs once, before the first push (a run's baseline of Ometria's errors). */
+    beforeFirst?: () => Promise<void>;
+  } = {},
+): GatedSink {
+  let first: Promise<void> | undefined;
   return {
     get maxBatchSize() {
       return sink.maxBatchSize;
     },
-    push: async (records, options) => {
-      const result = await sink.push(records, options);
+    push: async (records, pushOptions) => {
+      if (options.beforeFirst) await (first ??= options.beforeFirst());
+      const result = await sink.push(records, pushOptions);
       if (result.sent > 0) counts.ometriaRequests += 1 + (result.extraRequests ?? 0);
+      if (result.requestId !== undefined) options.requestIds?.add(result.requestId);
       return result;
     },
   };

@@ -50,9 +50,15 @@ export class QuarantineBook {
     this.#keys = new Set(options.entries.map(_keyOf));
   }
 
-  /** Held ids with an id, as the run found them: each is tried again at its start. */
+  /**
+   * Held members with an id to try again at a run's start, at most `max`: those tried
+   * longest ago first, so that over successive runs every held member gets its turn.
+   */
   static retryable(entries: readonly QuarantineEntry[], max: number): string[] {
-    return entries.flatMap((e) => e.id === null ? [] : [e.id]).slice(0, max);
+    return entries.filter((e) => e.id !== null)
+      .toSorted((a, b) => Date.parse(a.last_tried_at) - Date.parse(b.last_tried_at))
+      .slice(0, max)
+      .map((e) => e.id!);
   }
 
   /**

@@ -59,6 +59,7 @@ import {
   serializeMembers,
   StoppedError,
 } from "./push_in_order.ts";
+import { checkAsyncRejections, takeErrorBaseline } from "./async_rejections.ts";
 import { QuarantineBook } from "./quarantine_book.ts";
 import { recordOutcome, type RunCounts, type RunResult } from "./run_outcome.ts";
 import { type Slice, SliceBoard } from "./slice_board.ts";
@@ -160,6 +161,12 @@ class _Run {
   /** Readers of the main pass running now, and their promises. */
   #active = 0;
   readonly #workers: Promise<void>[] = [];
+  /** Ometria's request ids of this run's pushes. */
+  readonly #requestIds = new Set<string>();
+  /** Whether this connection's pushes are checked against Ometria's `_errors` (push API). */
+  #checksErrors = false;
+  /** Errors Ometria listed after OK that no member of this connection can be tied to. */
+  #untied: string[] = [];
   /** Whether each pass reached the present in one short answer (no final read needed). */
   readonly #toNow = { main: false, archived: false };
 
@@ -193,7 +200,15 @@ class _Run {
           reason: f.reason,
         }),
     });
-    this.sink = countingSink(o.writer, this.counts);
+    const checksErrors = (o.endpoint ?? "push") === "push";
+    this.sink = countingSink(o.writer, this.counts, {
+      requestIds: this.#requestIds,
+      // A connection's first pushes: the errors Ometria lists already are not its own.
+      ...(checksErrors && state.async_errors_seen === null
+        ? { beforeFirst: () => takeErrorBaseline(o.writer, o.hardSignal).then(() => {}) }
+        : {}),
+    });
+    this.#checksErrors = checksErrors;
     this.reader = new WindowReader({
       listId: connection.listId,
       source: o.mailchimp,
@@ -545,6 +560,31 @@ class _Run {
     }
   }
 
+  /**
+   * After a run that pushed: what Ometria refused after answering OK (async_rejections.ts).
+   * Members it names are held and stop counting as acknowledged; the rest fail the run.
+   */
+  async checkAsyncRejections(): Promise<void> {
+    if (!this.#checksErrors || this.counts.pushed + this.counts.rejected === 0) return;
+    const state = await this.writer.store.get(this.writer.connection.id);
+    const found = await checkAsyncRejections(
+      this.writer,
+      state?.async_errors_seen ?? null,
+      this.#requestIds,
+      this.counts.rejected,
+      this.o.hardSignal,
+    );
+    if (found === undefined) return;
+    if (found.held.length > 0) {
+      this.book.hold(found.held);
+      await this.writer.unacknowledge(found.held.flatMap((h) => h.id ?? []));
+      this.counts.rejected += found.held.length;
+    }
+    this.#untied = found.truncated
+      ? [...found.untied, "more may have been lost: Ometria keeps its latest 100 errors"]
+      : found.untied;
+  }
+
   /** The whole run: retries, window, final read, outcome. */
   async execute(): Promise<RunResult> {
     let outcome: RunResult["outcome"] = "ok";
@@ -571,7 +611,23 @@ class _Run {
     }
     if (!this.writer.fence.signal.aborted) {
       await this.#saving.catch(() => {});
+      // Whatever else happened: what this run sent is checked, so its errors are its own.
+      try {
+        await this.checkAsyncRejections();
+      } catch (e) {
+        if (e instanceof FencedError) throw e;
+        this.log.warn("Cannot check what Ometria refused after OK: {error}", {
+          error: toErrorText(e, this.o.secrets ?? []),
+        });
+      }
       await this.book.flush();
+      if (this.#untied.length > 0 && outcome === "ok") {
+        outcome = "failed";
+        error = `Ometria refused ${this.#untied.length} record(s) after answering OK that ` +
+          `cannot be tied to a member (${this.#untied.slice(0, 3).join("; ")}${
+            this.#untied.length > 3 ? "; …" : ""
+          }): look at the account's data import errors in Ometria`;
+      }
     }
     const upper = this.reader.upper;
     const cursor = this.board.cursor;
@@ -594,6 +650,7 @@ class _Run {
       },
       progress: this.progress(),
       sawArchived: this.reader.sawArchived,
+      untiedRejections: this.#untied,
     });
   }
 }

@@ -35,6 +35,8 @@ export interface RunResult {
   sawArchivedInListing: boolean;
   /** True when the run stopped because this process no longer held the connection's lease. */
   fenced?: boolean;
+  /** Errors Ometria listed after answering OK that no member can be tied to. */
+  rejectedAsync?: string[];
 }
 
 /** The counts a run keeps. */
@@ -65,6 +67,8 @@ export interface RunEnd {
   /** The checkpoint to keep when the run did not complete. */
   progress: RunProgress | null;
   sawArchived: boolean;
+  /** Errors Ometria listed after answering OK that no member can be tied to. */
+  untiedRejections?: readonly string[];
 }
 
 function _iso(ms: number): string {
@@ -91,6 +95,7 @@ export async function recordOutcome(end: RunEnd): Promise<RunResult> {
     ...(end.upperMs !== undefined ? { upper: _iso(end.upperMs) } : {}),
     ...(error !== undefined ? { error } : {}),
     ...(fenced ? { fenced } : {}),
+    ...(end.untiedRejections?.length ? { rejectedAsync: [...end.untiedRejections] } : {}),
   });
   if (writer.fence.signal.aborted) {
     // Another process may be running the connection now: nothing more is written.

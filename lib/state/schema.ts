@@ -166,6 +166,11 @@ export const connectionStateSchema = z.object({
   list_name: z.string().nullable().default(null),
   /** The last webhook event acted on; null when none came. */
   last_webhook: webhookSeenSchema.nullable().default(null),
+  /**
+   * The entries of Ometria's `GET /v2/push/_errors` as last read (fingerprints), so that a
+   * later reading tells which are new (engine/async_rejections.ts); null before the first.
+   */
+  async_errors_seen: z.array(z.string()).nullable().default(null),
 });
 
 /** Everything remembered about one connection. */

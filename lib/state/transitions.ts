@@ -103,6 +103,8 @@ export type ConnectionEvent =
   | { type: "reconciled"; summary: ReconcileSummary }
   /** The list's name was read from Mailchimp. */
   | { type: "list-named"; name: string }
+  /** Ometria's validation errors were read: these are the ones seen now. */
+  | { type: "async-errors-seen"; seen: readonly string[] }
   /** A Mailchimp webhook event was acted on (`firedAt`: its `fired_at`, when readable). */
   | { type: "webhook"; at: number; firedAt: number | null; eventType: string };
 
@@ -138,18 +140,26 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
         run: state.run ? { ...state.run, cursor: lower(state.run.cursor) } : null,
       };
     }
-    case "run-completed":
+    case "run-completed": {
+      // The window is done either way; a run over members still held is a failure all the
+      // same (never "ok" over a member Ometria lacks), so it is retried with backoff: the
+      // held members are tried again at every retry until they go through.
+      const held = event.summary.outcome === "failed";
+      const failures = held ? state.failures + 1 : 0;
       return {
         ..._seen(state, event),
         watermark: _iso(event.upperMs),
         fresh_as_of: _iso(event.upperMs),
         run: null,
-        status: "ok",
-        failures: 0,
-        retry_at: null,
+        status: held ? "failed" : "ok",
+        failures,
+        retry_at: held
+          ? _iso(Date.parse(event.summary.finished_at) + retryDelayMs(failures))
+          : null,
         last_error: event.error,
         last_run: event.summary,
       };
+    }
     case "run-failed": {
       const failures = state.failures + 1;
       return {
@@ -175,6 +185,8 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
       return { ...state, last_reconcile: event.summary };
     case "list-named":
       return state.list_name === event.name ? state : { ...state, list_name: event.name };
+    case "async-errors-seen":
+      return { ...state, async_errors_seen: [...event.seen] };
     case "webhook":
       return {
         ...state,

@@ -16,6 +16,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import type { RecordJson } from "../mapping/contact.ts";
+import type { OmetriaAsyncError } from "../ometria/client.ts";
 import type { RecordsSink, SinkResult } from "../engine/ports.ts";
 import { rejectedRecords } from "../engine/push_in_order.ts";
 import { type LedgerEntry, LedgerTable } from "../state/ledger_table.ts";
@@ -200,6 +201,31 @@ export class ConnectionWriter {
    */
   async appendLedger(records: readonly Uint8Array[]): Promise<void> {
     if (records.length > 0) await this.#append(records);
+  }
+
+  /**
+   * Ometria's latest validation errors for the account, or undefined when the sink cannot
+   * tell (the legacy endpoint validates as it answers).
+   */
+  recentErrors(signal?: AbortSignal): Promise<OmetriaAsyncError[]> | undefined {
+    return this.#o.sink.recentErrors?.(signal);
+  }
+
+  /**
+   * Marks members Ometria refused after acknowledging them as not acknowledged, so that no
+   * later read counts them as unchanged: they are sent again when they are next read.
+   */
+  async unacknowledge(ids: readonly string[]): Promise<void> {
+    const table = await this.table();
+    const wal: Uint8Array[] = [];
+    for (const id of ids) {
+      const entry = table.get(id);
+      if (entry === undefined || !entry.acked) continue;
+      const next = { ...entry, acked: false };
+      table.set(id, next);
+      wal.push(LedgerTable.packRecord(id, next));
+    }
+    if (wal.length > 0) await this.#append(wal);
   }
 
   /** Removes members from the ledger (an erasure). */

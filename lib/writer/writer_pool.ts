@@ -123,7 +123,8 @@ export class WriterPool {
    * process does not hold it (when another does, that holder drains them).
    */
   wake(id: string): void {
-    if (this.#closed || this.#o.sinkFor(id) === undefined) return;
+    // Stopping (the process's signal) or closed: what is left waits for the next start.
+    if (this.#closed || this.#winding.signal.aborted || this.#o.sinkFor(id) === undefined) return;
     const slot = this.#slots.get(id);
     if (slot && slot.released === undefined) {
       this.#startDrainer(id, slot);
@@ -284,7 +285,7 @@ export class WriterPool {
       } finally {
         if (this.#slots.get(id) === slot) this.#slots.delete(id);
       }
-      if (this.#closed) return;
+      if (this.#closed || this.#winding.signal.aborted) return;
       const left = await slot.writer.inbox.peek(1).catch(() => []);
       if (left.length > 0) this.wake(id);
     })();

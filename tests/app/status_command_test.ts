@@ -90,3 +90,17 @@ Deno.test("status takes every configured secret out of its table and its JSON", 
     assert.match(result.out, /\[redacted\]/);
   }
 });
+
+Deno.test("status --check exits 1 while a connection holds members in quarantine, with the count", async () => {
+  const store = new MemoryStore();
+  await synced(store, "held1");
+  await record(store, { id: "held1", listId: "held1" }, {
+    type: "quarantine",
+    at: T0 - MINUTE,
+    add: [{ id: "0".repeat(31) + "a", reason: "Ometria rejected it: invalid email" }],
+    release: [],
+  });
+  const r = await status(store, ["--check", "held1"]);
+  assert.equal(r.code, 1);
+  assert.match(r.logs, /held1 holds 1 member\(s\) in quarantine/);
+});

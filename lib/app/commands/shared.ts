@@ -107,9 +107,32 @@ export function serviceFor(
     clock: deps.clock,
     logger: deps.logger,
     fetch: deps.fetch,
-    ...(extras.alerts ? { onDiverged: _divergedAlert(extras.alerts) } : {}),
+    ...(extras.alerts
+      ? {
+        onDiverged: _divergedAlert(extras.alerts),
+        onRejectedAsync: _rejectedAsyncAlert(extras.alerts),
+      }
+      : {}),
     ...extras,
   });
+}
+
+/** Raises `connection.rejected_async` for a run Ometria refused records of after OK. */
+function _rejectedAsyncAlert(
+  alerts: AlertManager,
+): NonNullable<SyncServiceOptions["onRejectedAsync"]> {
+  return (connection, result, state) => {
+    const errors = result.rejectedAsync ?? [];
+    alerts.rejectedAsync(
+      {
+        id: connection.id,
+        list_id: connection.listId,
+        threshold_seconds: connection.thresholdSeconds,
+      },
+      state,
+      { rejected: errors.length, errors },
+    );
+  };
 }
 
 /** Raises `connection.diverged` for a reconciliation that repaired something. */

@@ -79,5 +79,9 @@ function _checkProblem(
       entry.last_error === null ? "" : `: ${entry.last_error}`
     }).`;
   }
+  if (entry.quarantined > 0) {
+    return `status --check: ${entry.id} holds ${entry.quarantined} member(s) in quarantine, ` +
+      "not in Ometria as they are in Mailchimp (see status for why); every run tries them again.";
+  }
   return undefined;
 }
