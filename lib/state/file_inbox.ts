@@ -48,6 +48,8 @@ export interface FileInboxesOptions {
 export class FileInboxes {
   readonly path: string;
   readonly #items = new Map<string, InboxItem[]>();
+  /** Per connection, appends whose line is being written: they count against the capacity. */
+  readonly #appending = new Map<string, number>();
   readonly #dedupe: Deduper;
   readonly #signals = new InboxSignals();
   readonly #readOnly: boolean;
@@ -153,16 +155,20 @@ export class FileInboxes {
   async #append(id: string, entry: InboxEntry, dedupeKey: string): Promise<AppendOutcome> {
     this.#checkWritable();
     const list = this.#list(id);
-    if (list.length >= this.#capacity) return "full";
+    const appending = this.#appending.get(id) ?? 0;
+    if (list.length + appending >= this.#capacity) return "full";
     const key = `${id}\u0000${dedupeKey}`;
     if (!this.#dedupe.first(key)) return "duplicate";
     const item: InboxItem = { seq: inboxSeq(++this.#seq), entry: structuredClone(entry) };
+    this.#appending.set(id, appending + 1);
     try {
       await this.#write(JSON.stringify({ c: id, s: item.seq, e: item.entry }));
     } catch (error) {
       // Not durable, so not queued: the delivery may come again.
       this.#dedupe.forget(key);
       throw error;
+    } finally {
+      this.#appending.set(id, this.#appending.get(id)! - 1);
     }
     list.push(item);
     this.#signals.appended(id);

@@ -390,10 +390,12 @@ async function _fill(inbox: Inbox, count: number, prefix: string): Promise<void>
 }
 
 function _capacityCases(test: _Test): void {
-  test("a full inbox answers `full` until an entry is removed", async ({ store }) => {
+  test("a full inbox answers `full`, even to appends racing for its last place, until one is removed", async ({ store }) => {
     const inbox = store.inbox("a");
     await _fill(inbox, INBOX_CAPACITY - 1, "k");
-    assert.equal(await inbox.append(event(1), "r1"), "queued");
+    const racing = await Promise.all([1, 2, 3, 4, 5].map((n) => inbox.append(event(n), `r${n}`)));
+    assert.deepEqual(racing.filter((o) => o === "queued").length, 1, `outcomes: ${racing}`);
+    assert.deepEqual(racing.filter((o) => o === "full").length, 4, `outcomes: ${racing}`);
     assert.equal((await inbox.peek(INBOX_CAPACITY + 10)).length, INBOX_CAPACITY);
     assert.equal(await inbox.append(event(0), "late"), "full");
     assert.equal(await store.inbox("b").append(event(0), "late"), "queued", "only `a` is full");
