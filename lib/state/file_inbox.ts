@@ -156,9 +156,13 @@ export class FileInboxes {
     this.#checkWritable();
     const list = this.#list(id);
     const appending = this.#appending.get(id) ?? 0;
-    if (list.length + appending >= this.#capacity) return "full";
     const key = `${id}\u0000${dedupeKey}`;
+    // A delivery already taken is a duplicate even when the inbox is full (200, not 503).
     if (!this.#dedupe.first(key)) return "duplicate";
+    if (list.length + appending >= this.#capacity) {
+      this.#dedupe.forget(key); // not queued: its retry may be
+      return "full";
+    }
     const item: InboxItem = { seq: inboxSeq(++this.#seq), entry: structuredClone(entry) };
     this.#appending.set(id, appending + 1);
     try {

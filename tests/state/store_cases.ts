@@ -398,6 +398,7 @@ function _capacityCases(test: _Test): void {
     assert.deepEqual(racing.filter((o) => o === "full").length, 4, `outcomes: ${racing}`);
     assert.equal((await inbox.peek(INBOX_CAPACITY + 10)).length, INBOX_CAPACITY);
     assert.equal(await inbox.append(event(0), "late"), "full");
+    assert.equal(await inbox.append(event(0), "k7"), "duplicate", "a queued delivery is not 503'd");
     assert.equal(await store.inbox("b").append(event(0), "late"), "queued", "only `a` is full");
     const lease = (await store.acquire("a"))!;
     await inbox.remove([(await inbox.peek(1))[0]!.seq], lease.fence);
