@@ -15,6 +15,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import { errorText } from "../log/error_text.ts";
+import { replaceFileKeepingOpen, writeAll } from "./atomic_file.ts";
 import { Deduper, INBOX_CAPACITY, inboxSeq, InboxSignals } from "./inbox.ts";
 import {
   type AppendOutcome,
@@ -217,7 +218,7 @@ export class FileInboxes {
         await this.#rewrite(group.lines);
       } else {
         const bytes = new TextEncoder().encode(group.lines.map((l) => l + "\n").join(""));
-        await _writeAll(this.#file, bytes);
+        await writeAll(this.#file, bytes);
         await this.#file.syncData();
         this.#bytes += bytes.length;
       }
@@ -234,8 +235,8 @@ export class FileInboxes {
   }
 
   /**
-   * Writes everything held in memory (plus `extra` lines not yet applied) as a new file and
-   * renames it over the old one, then keeps it open for appends.
+   * Writes everything held in memory (plus `extra` lines not yet applied) as a new file that
+   * replaces the old one atomically (atomic_file.ts), then keeps it open for appends.
    */
   async #rewrite(extra: readonly string[]): Promise<void> {
     this.#file?.close();
@@ -246,19 +247,9 @@ export class FileInboxes {
     }
     lines.push(...extra);
     const bytes = new TextEncoder().encode(lines.map((l) => l + "\n").join(""));
-    const temp = `${this.path}.tmp`;
-    const file = await Deno.open(temp, { write: true, create: true, truncate: true });
-    try {
-      await _writeAll(file, bytes);
-      await file.sync();
-      await Deno.rename(temp, this.path);
-    } catch (error) {
-      file.close();
-      await Deno.remove(temp).catch(() => {});
-      throw error;
-    }
-    file.close();
-    this.#file = await Deno.open(this.path, { write: true, append: true });
+    // One fixed temporary name: we hold the store's lock. The folder is synced too, or a crash
+    // could bring back the old file after appends to the new one were acknowledged.
+    this.#file = await replaceFileKeepingOpen(this.path, bytes, { tempPath: `${this.path}.tmp` });
     this.#bytes = bytes.length;
   }
 }
@@ -291,9 +282,4 @@ function _isEntry(e: unknown): e is InboxEntry {
     (x.firedAtMs === null || typeof x.firedAtMs === "number") &&
     (x.action === null || typeof x.action === "string") &&
     Array.isArray(x.memberIds) && x.memberIds.every((id) => typeof id === "string");
-}
-
-async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }
