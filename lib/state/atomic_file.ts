@@ -1,7 +1,7 @@
 /**
  * Replacing a file so that a crash leaves the old one or the new one, whole: write a temporary
- * file beside it, sync it, rename it over, sync the folder. The state document, its journal
- * and the ledger files are all replaced this way.
+ * file beside it, sync it, rename it over, sync the folder. The state document, its journal,
+ * the ledger files and the webhook inbox are all replaced this way.
  *
  * @module
  */

@@ -15,6 +15,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
 import { errorText } from "../log/error_text.ts";
+import { replaceFileKeepingOpen, writeAll } from "./atomic_file.ts";
 import { Deduper, INBOX_CAPACITY, inboxSeq, InboxSignals } from "./inbox.ts";
 import {
   type AppendOutcome,
@@ -48,6 +49,8 @@ export interface FileInboxesOptions {
 export class FileInboxes {
   readonly path: string;
   readonly #items = new Map<string, InboxItem[]>();
+  /** Per connection, appends whose line is being written: they count against the capacity. */
+  readonly #appending = new Map<string, number>();
   readonly #dedupe: Deduper;
   readonly #signals = new InboxSignals();
   readonly #readOnly: boolean;
@@ -153,16 +156,24 @@ export class FileInboxes {
   async #append(id: string, entry: InboxEntry, dedupeKey: string): Promise<AppendOutcome> {
     this.#checkWritable();
     const list = this.#list(id);
-    if (list.length >= this.#capacity) return "full";
+    const appending = this.#appending.get(id) ?? 0;
     const key = `${id}\u0000${dedupeKey}`;
+    // A delivery already taken is a duplicate even when the inbox is full (200, not 503).
     if (!this.#dedupe.first(key)) return "duplicate";
+    if (list.length + appending >= this.#capacity) {
+      this.#dedupe.forget(key); // not queued: its retry may be
+      return "full";
+    }
     const item: InboxItem = { seq: inboxSeq(++this.#seq), entry: structuredClone(entry) };
+    this.#appending.set(id, appending + 1);
     try {
       await this.#write(JSON.stringify({ c: id, s: item.seq, e: item.entry }));
     } catch (error) {
       // Not durable, so not queued: the delivery may come again.
       this.#dedupe.forget(key);
       throw error;
+    } finally {
+      this.#appending.set(id, this.#appending.get(id)! - 1);
     }
     list.push(item);
     this.#signals.appended(id);
@@ -207,7 +218,7 @@ export class FileInboxes {
         await this.#rewrite(group.lines);
       } else {
         const bytes = new TextEncoder().encode(group.lines.map((l) => l + "\n").join(""));
-        await _writeAll(this.#file, bytes);
+        await writeAll(this.#file, bytes);
         await this.#file.syncData();
         this.#bytes += bytes.length;
       }
@@ -224,8 +235,8 @@ export class FileInboxes {
   }
 
   /**
-   * Writes everything held in memory (plus `extra` lines not yet applied) as a new file and
-   * renames it over the old one, then keeps it open for appends.
+   * Writes everything held in memory (plus `extra` lines not yet applied) as a new file that
+   * replaces the old one atomically (atomic_file.ts), then keeps it open for appends.
    */
   async #rewrite(extra: readonly string[]): Promise<void> {
     this.#file?.close();
@@ -236,19 +247,9 @@ export class FileInboxes {
     }
     lines.push(...extra);
     const bytes = new TextEncoder().encode(lines.map((l) => l + "\n").join(""));
-    const temp = `${this.path}.tmp`;
-    const file = await Deno.open(temp, { write: true, create: true, truncate: true });
-    try {
-      await _writeAll(file, bytes);
-      await file.sync();
-      await Deno.rename(temp, this.path);
-    } catch (error) {
-      file.close();
-      await Deno.remove(temp).catch(() => {});
-      throw error;
-    }
-    file.close();
-    this.#file = await Deno.open(this.path, { write: true, append: true });
+    // One fixed temporary name: we hold the store's lock. The folder is synced too, or a crash
+    // could bring back the old file after appends to the new one were acknowledged.
+    this.#file = await replaceFileKeepingOpen(this.path, bytes, { tempPath: `${this.path}.tmp` });
     this.#bytes = bytes.length;
   }
 }
@@ -281,9 +282,4 @@ function _isEntry(e: unknown): e is InboxEntry {
     (x.firedAtMs === null || typeof x.firedAtMs === "number") &&
     (x.action === null || typeof x.action === "string") &&
     Array.isArray(x.memberIds) && x.memberIds.every((id) => typeof id === "string");
-}
-
-async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }

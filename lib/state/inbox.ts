@@ -126,8 +126,13 @@ export class MemoryInboxes {
     return {
       append: (entry: InboxEntry, dedupeKey: string): Promise<AppendOutcome> => {
         const list = items();
-        if (list.length >= this.#capacity) return Promise.resolve("full");
-        if (!this.#dedupe.first(`${id}\u0000${dedupeKey}`)) return Promise.resolve("duplicate");
+        const key = `${id}\u0000${dedupeKey}`;
+        // A delivery already taken is a duplicate even when the inbox is full (200, not 503).
+        if (!this.#dedupe.first(key)) return Promise.resolve("duplicate");
+        if (list.length >= this.#capacity) {
+          this.#dedupe.forget(key); // not queued: its retry may be
+          return Promise.resolve("full");
+        }
         list.push({ seq: inboxSeq(++this.#seq), entry: structuredClone(entry) });
         this.#signals.appended(id);
         return Promise.resolve("queued");

@@ -24,6 +24,11 @@ import {
 /** Lost races in a row before an append gives up. */
 const _ATTEMPTS = 50;
 
+// Numbers this process's appends, whichever Inbox object makes them (the receiver takes one
+// per request): a count per object would start again at 1 for each, and two appends in one
+// millisecond would sort by their random tails instead of in the order they were made.
+let _sequence = 0;
+
 /** What a KV inbox needs from its store. */
 export interface KvInboxDeps {
   kv: Deno.Kv;
@@ -40,7 +45,6 @@ export interface KvInboxDeps {
 export function kvInbox(d: KvInboxDeps, id: string): Inbox {
   const countKey = ["inbox-count", id];
   const capacity = BigInt(d.capacity ?? INBOX_CAPACITY);
-  let sequence = 0;
   const append = async (entry: InboxEntry, dedupeKey: string): Promise<AppendOutcome> => {
     const seenKey = ["webhook-seen", id, dedupeKey];
     for (let attempt = 0; attempt < _ATTEMPTS; attempt++) {
@@ -52,7 +56,7 @@ export function kvInbox(d: KvInboxDeps, id: string): Inbox {
       if ((count.value?.value ?? 0n) >= capacity) return "full";
       // Time first, so entries sort roughly in arrival order across processes; the rest
       // keeps two appends of one millisecond apart.
-      const seq = `${String(now).padStart(15, "0")}-${String(++sequence).padStart(6, "0")}-${
+      const seq = `${String(now).padStart(15, "0")}-${String(++_sequence).padStart(6, "0")}-${
         crypto.randomUUID().slice(0, 8)
       }`;
       const result = await d.retry(() =>
