@@ -17,9 +17,9 @@ Deno.test({
   name: "a process paused past its KV lease sends nothing after it resumes",
   ignore: Deno.build.os === "windows",
   fn: async () => {
-    // The first process's Ometria answers slowly, so that it is paused while it waits for an
-    // answer rather than in the middle of a write to the state (two processes on one local
-    // KV file share SQLite's lock, which a stopped process would keep).
+    // The first process is paused while it waits for Ometria's answers rather than in the
+    // middle of a write to the state: two processes on one local KV file share SQLite's lock,
+    // which a stopped process would keep.
     const world = await startCliWorld({
       prefix: "fencing_test_",
       mailchimp: { latencyMs: 15 },
@@ -47,6 +47,11 @@ Deno.test({
       // second as fast as the simulator takes it.
       one = spawnCli(["--once", "--state", kv, LIST], env(world.ometria.url, "8"));
       await until(() => world.ometria.stats.requests >= 5, "the first process pushing");
+      // Its next pushes are held by Ometria: it waits on them, not on a write to the state,
+      // when it is stopped.
+      const holds = Array.from({ length: 40 }, () => world.ometria.holdPush());
+      await holds[0]!.arrived;
+      await new Promise((resolve) => setTimeout(resolve, 200));
       Deno.kill(one.pid, "SIGSTOP");
       const pushedByOne = world.ometria.stats.requests;
       // Past its lease on every clock: the second process may take over.
@@ -59,6 +64,7 @@ Deno.test({
       });
       Deno.kill(one.pid, "SIGCONT");
       const [first, other] = await Promise.all([one.output(), two.output()]);
+      for (const hold of holds) hold.release();
       const decoder = new TextDecoder();
       const stderrOne = decoder.decode(first.stdout) + decoder.decode(first.stderr);
       assert.equal(other.code, 0, decoder.decode(other.stdout) + decoder.decode(other.stderr));
