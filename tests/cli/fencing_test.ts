@@ -53,9 +53,10 @@ Deno.test({
       await holds[0]!.arrived;
       await new Promise((resolve) => setTimeout(resolve, 200));
       Deno.kill(one.pid, "SIGSTOP");
-      const pushedByOne = world.ometria.stats.requests;
-      // Past its lease on every clock: the second process may take over.
+      // Past its lease on every clock: the second process may take over. A request it had
+      // sent before it stopped (on the wire) arrives meanwhile, and is counted before.
       await new Promise((resolve) => setTimeout(resolve, 2_500));
+      const pushedByOne = world.ometria.stats.requests;
       two = spawnCli(["--once", "--state", kv, LIST], env(second.url, "1000"));
       const early = two;
       await until(() => second.stats.pushRequests >= 3, "the second process pushing", {
