@@ -1,6 +1,6 @@
 /**
  * The commands behind `main.ts`, dispatched by name: sync (once or as a daemon), status,
- * reset, reconcile and webhooks, one module each under `commands/`, as deployctl keeps one
+ * reset, reconcile, webhooks and erase, one module each under `commands/`, as deployctl keeps one
  * module per subcommand. Everything the process provides — fetch, clock, logger, output,
  * cron, signals as AbortSignals — is handed in ({@linkcode CliDeps}), and every command
  * returns its exit code instead of exiting.
@@ -9,6 +9,7 @@
  */
 import type { Config } from "../config/config.ts";
 import type { CliDeps } from "./commands/cli_deps.ts";
+import { eraseCommand } from "./commands/erase.ts";
 import { reconcileCommand } from "./commands/reconcile.ts";
 import { resetCommand } from "./commands/reset.ts";
 import { statusCommand } from "./commands/status.ts";
@@ -32,6 +33,8 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
       return await reconcileCommand(config, deps);
     case "webhooks":
       return await runWebhooksCommand(config, { ...deps, signal: deps.stop });
+    case "erase":
+      return await eraseCommand(config, deps);
     default:
       throw new RangeError(`Cannot run '${config.command}' here: main.ts dispatches it`);
   }

@@ -47,6 +47,16 @@ import type { ConnectionWriter } from "../writer/connection_writer.ts";
 import { type Exclusive, WriterPool } from "../writer/writer_pool.ts";
 import { errorText } from "../log/error_text.ts";
 import { ProgressLog, type ProgressUpdate } from "./progress.ts";
+import { forcingResubscribes } from "../mapping/force_optin.ts";
+import { isOverdue } from "../engine/erasure.ts";
+import {
+  checkEverywhere,
+  type ConsentJobsDeps,
+  consentTick,
+  eraseConfirmedDeletes,
+  eraseEverywhere,
+  type EraseOutcome,
+} from "./consent_jobs.ts";
 
 /** Options of {@linkcode SyncService}. */
 export interface SyncServiceOptions {
@@ -231,7 +241,10 @@ export class SyncService {
       : undefined;
     const limiters = new MailchimpLimiters();
     // Per account, push and the rest of the Data API are limited apart (8/s and 4/s).
-    const rateLimiters = new Map<string, { push: RateLimiter; data: RateLimiter }>();
+    const rateLimiters = new Map<
+      string,
+      { push: RateLimiter; data: RateLimiter; gdpr: RateLimiter }
+    >();
     const fetchFn = options.fetch ?? globalThis.fetch;
     const { clock, logger, metrics } = options;
     this.#wired = options.connections.map((config) => {
@@ -283,6 +296,8 @@ export class SyncService {
           data: rate(
             options.ometriaDataApiRequestsPerSecond ?? DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND,
           ),
+          // "GDPR anonymisation API | 6 requests per minute", apart from the rest.
+          gdpr: new RateLimiter({ perSecond: 6, windowMs: 60_000, clock }),
         };
         rateLimiters.set(accountKey, ometriaRates);
       }
@@ -297,6 +312,7 @@ export class SyncService {
         logger,
         rateLimiter: ometriaRates.push,
         dataApiRateLimiter: ometriaRates.data,
+        gdprRateLimiter: ometriaRates.gdpr,
         maxBatchSize: options.ometriaBatchSize ?? DEFAULT_OMETRIA_BATCH_SIZE,
         ...(metrics ? { onRequest: (e) => metrics.countRequest("ometria", e.status ?? 0) } : {}),
       });
@@ -407,6 +423,16 @@ export class SyncService {
         if (outcomes.some((r) => r.outcome === "failed")) result.failed = true;
       }
     }
+    if (!options.signal?.aborted) {
+      // Ometria's unsubscribes (optout_back) and the open erasures' check, after the runs.
+      const consent = await consentTick(this.#consentDeps(options.signal), this.#wired, {
+        states: new Map((await o.store.list()).map((s) => [s.id, s])),
+        nowMs: o.clock.now(),
+        concurrency: o.maxConcurrentRuns ?? DEFAULT_MAX_CONCURRENT_RUNS,
+        signal: options.signal,
+      });
+      if (consent.failed) result.failed = true;
+    }
     await this.evaluateFreshness();
     return result;
   }
@@ -420,11 +446,7 @@ export class SyncService {
     signal?: AbortSignal,
   ): Promise<(ReconcileResult & { id: string })[]> {
     const o = this.#options;
-    const chosen = ids.length === 0 ? this.#wired : ids.map((id) => {
-      const w = this.#byId.get(id);
-      if (!w) throw new RangeError(`Cannot reconcile '${id}': no such connection`);
-      return w;
-    });
+    const chosen = this.#chosen(ids, "reconcile");
     const results: (ReconcileResult & { id: string })[] = [];
     let next = 0;
     const worker = async () => {
@@ -450,6 +472,50 @@ export class SyncService {
     await Promise.all(Array.from({ length: n }, worker));
     await o.store.flush();
     return results;
+  }
+
+  /**
+   * Erases `emails` (a data-protection request) from the connections `ids` (all when empty):
+   * see engine/erasure.ts. A connection another process holds is reported `held`.
+   */
+  erase(
+    emails: readonly string[],
+    options: { ids?: readonly string[]; mailchimp: boolean; signal?: AbortSignal },
+  ): Promise<EraseOutcome[]> {
+    return eraseEverywhere(
+      this.#consentDeps(options.signal),
+      this.#chosen(options.ids, "erase"),
+      emails,
+      {
+        mailchimp: options.mailchimp,
+        signal: options.signal,
+      },
+    );
+  }
+
+  /** Asks Ometria about the open erasures of the connections `ids` (all when empty) now. */
+  checkErasures(ids: readonly string[] = [], signal?: AbortSignal): Promise<void> {
+    return checkEverywhere(this.#consentDeps(signal), this.#chosen(ids, "check"), signal);
+  }
+
+  /** The connections `ids` name (all when empty); a RangeError for an unknown one. */
+  #chosen(ids: readonly string[] | undefined, what: string): _Wired[] {
+    if (ids === undefined || ids.length === 0) return this.#wired;
+    return ids.map((id) => {
+      const w = this.#byId.get(id);
+      if (!w) throw new RangeError(`Cannot ${what} '${id}': no such connection`);
+      return w;
+    });
+  }
+
+  /** What the consent jobs (consent_jobs.ts) need of this service. */
+  #consentDeps(signal: AbortSignal | undefined): ConsentJobsDeps {
+    return {
+      exclusive: (id, job) => this.#pool.exclusive(id, job),
+      engine: (c, writer) => this.#engine(this.#byId.get(c.config.id)!, writer, signal),
+      logger: this.#options.logger,
+      secrets: this.#options.secrets ?? [],
+    };
   }
 
   /**
@@ -516,6 +582,23 @@ export class SyncService {
         // Only the alert memory changes: a run may have moved the rest on since the listing.
         await store.update(w.config.id, (s) => s && nextState(s, { type: "alert", alert }));
       }
+      const overdue = state.erasures.open.filter((r) => r.alerted_at === null && isOverdue(r, now));
+      if (overdue.length > 0) {
+        alerts.erasureOverdue(
+          {
+            id: w.config.id,
+            list_id: w.config.listId,
+            threshold_seconds: w.config.thresholdSeconds,
+          },
+          state,
+          overdue,
+        );
+        const identities = overdue.map((r) => r.identity);
+        await store.update(
+          w.config.id,
+          (s) => s && nextState(s, { type: "erasures-alerted", at: now, identities }),
+        );
+      }
     }
   }
 
@@ -524,12 +607,19 @@ export class SyncService {
    * mapping's definitions are fetched with `signal` (a run passes its hard stop).
    */
   #engine(w: _Wired, writer: ConnectionWriter, signal: AbortSignal | undefined): EngineContext {
+    const mapping = w.fields?.forRun(signal);
     return {
       writer,
       mailchimp: w.mailchimp,
       endpoint: w.config.ometria.endpoint,
       secrets: this.#options.secrets ?? [],
-      ...(w.fields ? { mapping: w.fields.forRun(signal) } : {}),
+      ...(mapping
+        ? {
+          mapping: w.config.forceOptinOnResubscribe
+            ? forcingResubscribes(mapping, w.config.listId, () => writer.table())
+            : mapping,
+        }
+        : {}),
     };
   }
 
@@ -537,7 +627,14 @@ export class SyncService {
   async #drain(writer: ConnectionWriter, items: InboxItem[], signal: AbortSignal): Promise<number> {
     const w = this.#byId.get(writer.connection.id);
     if (!w) return 0;
-    const outcome = await actOnInbox({ ...this.#engine(w, writer, signal), signal }, items);
+    const onConfirmedDeletes = w.config.eraseOnPermanentDelete
+      ? (deletes: { id: string; sealed: string }[]) =>
+        eraseConfirmedDeletes(this.#consentDeps(signal), w, writer, deletes, signal)
+      : undefined;
+    const outcome = await actOnInbox(
+      { ...this.#engine(w, writer, signal), signal, onConfirmedDeletes },
+      items,
+    );
     for (const item of items) {
       if (item.entry.type === "recheck") continue;
       this.#options.metrics?.recordWebhook(w.config.id, {

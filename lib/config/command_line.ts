@@ -18,6 +18,7 @@ const COMMANDS = [
   "bench",
   "healthcheck",
   "webhooks",
+  "erase",
 ] as const;
 /** One subcommand. */
 export type Command = typeof COMMANDS[number];
@@ -33,6 +34,9 @@ const _OPTIONS = {
   "mailchimp-port": { type: "string" },
   "ometria-port": { type: "string" },
   url: { type: "string" },
+  connection: { type: "string" },
+  mailchimp: { type: "boolean" },
+  status: { type: "boolean" },
 } as const;
 
 /** The flags and arguments of one command line, as given. */
@@ -49,6 +53,12 @@ export interface CommandLine {
   ometriaPort: string | undefined;
   /** `webhooks register --url <public base>`. */
   url: string | undefined;
+  /** `erase --connection <id>`: the one connection to erase from. */
+  connection: string | undefined;
+  /** `erase --mailchimp`: delete the Mailchimp member permanently too. */
+  mailchimp: boolean;
+  /** `erase --status`: list the open erasures. */
+  status: boolean;
   /** Arguments after the subcommand (list or connection ids). */
   positionals: string[];
 }
@@ -104,6 +114,9 @@ export function parseCommandLine(args: string[], errors: string[]): CommandLine 
     mailchimpPort: text("mailchimp-port"),
     ometriaPort: text("ometria-port"),
     url: text("url"),
+    connection: text("connection"),
+    mailchimp: flag("mailchimp"),
+    status: flag("status"),
     positionals: rest,
   };
 }

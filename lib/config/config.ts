@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { z } from "zod";
 import { apiKeyProblem, secretInPlaceOfId } from "./api_key.ts";
 import { type Command, type CommandLine, parseCommandLine } from "./command_line.ts";
 import { type ConnectionEntry, readConnectionsFile } from "./connections_file.ts";
@@ -59,6 +60,21 @@ export interface ConnectionConfig {
   webhookSigningSecretName?: string;
   /** The connections file's `fields` (the documented default when absent). */
   fields?: FieldsConfig;
+  /**
+   * `optout_back` (or OPTOUT_BACK for lists on the command line): unsubscribes made in Ometria
+   * set the Mailchimp member to unsubscribed (engine/optout_back.ts).
+   */
+  optoutBack?: boolean;
+  /**
+   * `erase_on_permanent_delete`: a permanent delete a webhook reports (and Mailchimp confirms)
+   * files Ometria's data deletion request too, not only an opt-out.
+   */
+  eraseOnPermanentDelete?: boolean;
+  /**
+   * `force_optin_on_resubscribe`: a member who opted in again in Mailchimp after this program
+   * had sent them is sent with `@force_optin` (README, "Consent").
+   */
+  forceOptinOnResubscribe?: boolean;
 }
 
 /** Everything the program needs, validated. Holds secrets in memory only. */
@@ -119,6 +135,8 @@ export interface Config {
   webhooksAction: "register" | "list" | undefined;
   /** `webhooks register --url`: the public base URL the receiver is reached at. */
   publicUrl: string | undefined;
+  /** `erase <email…> [--connection id] [--mailchimp]` or `erase --status`; undefined otherwise. */
+  erase: EraseRequest | undefined;
   /**
    * SYNC_ON_BRANCHES: on Deno Deploy, tick outside the production timeline too (branch and
    * preview deployments), which by default do not: see `config/deploy_timeline.ts`.
@@ -135,6 +153,16 @@ export interface Config {
   ometriaPort: number;
   /** Warnings to log once logging is set up (e.g. page size capped). */
   warnings: string[];
+}
+
+/**
+ * What `erase` was asked: the addresses (held in memory only, never shown in messages),
+ * whether to delete the Mailchimp members permanently too, or only to list open erasures.
+ */
+export interface EraseRequest {
+  emails: string[];
+  mailchimp: boolean;
+  status: boolean;
 }
 
 /** The result of {@linkcode loadConfig}: a config, or every problem found. */
@@ -191,6 +219,14 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     errors.push("--url only applies to webhooks register.");
   }
 
+  let erase: EraseRequest | undefined;
+  if (command === "erase") {
+    erase = _eraseRequest(line, positionals, errors);
+    // What follows reads the connection to erase from as the one id given.
+    positionals = line.connection === undefined ? [] : [line.connection];
+  } else if (line.connection !== undefined || line.mailchimp || line.status) {
+    errors.push("--connection, --mailchimp and --status only apply to erase.");
+  }
   _checkIds(positionals, sources.env, errors);
   if (line.state !== undefined && line.state.trim() === "") {
     errors.push("--state needs a value: a file path, kv:, kv:<path> or memory:.");
@@ -201,7 +237,8 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (kvProblem !== undefined) errors.push(kvProblem);
   const { mailchimpPort, ometriaPort } = _simulatorPorts(line, errors);
 
-  const needsConnections = SYNCING.includes(command);
+  const needsConnections = SYNCING.includes(command) ||
+    (command === "erase" && erase?.status === false);
   const thresholdMinutes = env.NUMBER_OF_MINUTES_THAT_OMETRIAS_DATA_IS_BEHIND_MAILCHIMPS_DATA;
   let connections: ConnectionConfig[] = [];
   if (line.connections !== undefined) {
@@ -212,7 +249,9 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       // `webhooks register` is what prints the secret: it cannot need it yet.
       requireSigningSecret: command !== "webhooks",
     })).filter((c) => wanted.size === 0 || wanted.has(c.id) || wanted.has(c.listId));
-  } else if (positionals.length > 0 && (needsConnections || command === "status")) {
+  } else if (
+    positionals.length > 0 && (needsConnections || command === "status" || command === "erase")
+  ) {
     connections = _argumentConnections(positionals, env, errors, {
       requireKeys: needsConnections,
       thresholdMinutes,
@@ -220,6 +259,13 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   }
   _sharedSigningSecret(env, line.connections === undefined ? positionals : [], errors);
 
+  if (command === "erase" && !erase?.status && connections.length === 0 && errors.length === 0) {
+    errors.push(
+      line.connections === undefined
+        ? "erase needs the list to erase from: main.ts erase <email…> --connection <list_id> (or --connections <file>)."
+        : `erase: the connections file has no connection ${line.connection ?? ""}.`,
+    );
+  }
   if (needsConnections && connections.length === 0 && errors.length === 0) {
     errors.push(
       `No lists to ${command}: pass one or more Mailchimp list ids (main.ts ${
@@ -257,6 +303,11 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   ) {
     warnings.push(
       `BULK_MEMBER_COUNT=${env.BULK_MEMBER_COUNT} still decides when a list is due, but Mailchimp pages hold at most ${MAILCHIMP_MAX_PAGE_SIZE} members, so pages are read ${MAILCHIMP_MAX_PAGE_SIZE} at a time.`,
+    );
+  }
+  if (env.OPTOUT_BACK && line.connections !== undefined) {
+    warnings.push(
+      'OPTOUT_BACK applies to lists given as arguments; a connections file says it per connection ("optout_back": true).',
     );
   }
   const polling = cronEvery(env.POLLING_TIME_IN_SECONDS);
@@ -306,6 +357,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       webhookHost: env.WEBHOOK_HOST || DEFAULT_LISTEN_HOST,
       webhooksAction,
       publicUrl,
+      erase,
       syncOnBranches: env.SYNC_ON_BRANCHES,
       requireStateVolume: env.SYNC_REQUIRE_STATE_VOLUME,
       mailchimpPort,
@@ -399,6 +451,34 @@ function _sharedSigningSecret(env: Env, listIds: readonly string[], errors: stri
       "webhook has its own: with several lists, use a connections file and name each one's " +
       'variable in "webhook_signing_secret_env".',
   );
+}
+
+/**
+ * `erase`'s addresses and switches. An address that is not one is named by its position
+ * only: these are personal data, and errors go to the log.
+ */
+function _eraseRequest(
+  line: CommandLine,
+  emails: readonly string[],
+  errors: string[],
+): EraseRequest {
+  const valid: string[] = [];
+  for (const [i, email] of emails.entries()) {
+    if (z.email().safeParse(email.trim()).success) valid.push(email.trim());
+    else {
+      errors.push(
+        `Argument ${i + 1} of erase is not an email address (not shown: it may be personal data).`,
+      );
+    }
+  }
+  if (line.status && (emails.length > 0 || line.mailchimp)) {
+    errors.push("erase --status lists the open erasures: give it no addresses and no --mailchimp.");
+  } else if (!line.status && emails.length === 0) {
+    errors.push(
+      "erase needs the addresses to erase: main.ts erase <email…> [--connection <id>] [--mailchimp], or main.ts erase --status.",
+    );
+  }
+  return { emails: valid, mailchimp: line.mailchimp, status: line.status };
 }
 
 /** `--url`: an http(s) base URL, without a trailing slash, query or fragment. */
@@ -521,6 +601,7 @@ function _argumentConnections(
       endpoint: env.OMETRIA_ENDPOINT,
     },
     thresholdSeconds: options.thresholdMinutes * 60,
+    ...(env.OPTOUT_BACK ? { optoutBack: true } : {}),
     ...(env.MAILCHIMP_WEBHOOK_SECRET
       ? {
         webhookSecret: env.MAILCHIMP_WEBHOOK_SECRET,
@@ -614,11 +695,17 @@ async function _fileConnections(
       ..._fileWebhookSecret(entry.webhook_secret_env, sources, env, where, errors),
       ..._fileSigningSecret(entry.webhook_signing_secret_env, sources, where, errors, options),
       ...(entry.fields ? { fields: entry.fields } : {}),
+      ...(entry.optout_back ? { optoutBack: true } : {}),
+      ...(entry.erase_on_permanent_delete ? { eraseOnPermanentDelete: true } : {}),
+      ...(entry.force_optin_on_resubscribe ? { forceOptinOnResubscribe: true } : {}),
     });
-    if (entry.fields && (entry.ometria_endpoint ?? env.OMETRIA_ENDPOINT) === "record") {
-      errors.push(
-        `${where}: "fields" only applies to the push endpoint; the legacy /record format is fixed. Remove "fields" or use "ometria_endpoint": "push".`,
-      );
+    const legacy = (entry.ometria_endpoint ?? env.OMETRIA_ENDPOINT) === "record";
+    for (const key of ["fields", "force_optin_on_resubscribe"] as const) {
+      if (entry[key] && legacy) {
+        errors.push(
+          `${where}: "${key}" only applies to the push endpoint; the legacy /record format is fixed. Remove "${key}" or use "ometria_endpoint": "push".`,
+        );
+      }
     }
   }
   return out;

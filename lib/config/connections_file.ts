@@ -17,6 +17,11 @@ const httpUrl = z
   .url({ protocol: /^https?$/ })
   .transform((u) => u.replace(/\/+$/, ""));
 
+/** An on/off setting of a connection, off unless it is `true`. */
+function _switch(name: string) {
+  return z.boolean({ error: `${name} must be true or false (without quotes)` }).optional();
+}
+
 /** Schema of one connection entry. */
 const connectionEntrySchema = z.strictObject({
   id: z.string()
@@ -37,6 +42,12 @@ const connectionEntrySchema = z.strictObject({
   webhook_signing_secret_env: envName.optional(),
   /** Mailchimp → Ometria field mapping (README, "Fields"); the default when absent. */
   fields: fieldsConfigSchema.optional(),
+  /** Unsubscribes made in Ometria unsubscribe the Mailchimp member (README, "Consent"). */
+  optout_back: _switch("optout_back"),
+  /** A permanent delete a webhook reports files Ometria's data deletion request too. */
+  erase_on_permanent_delete: _switch("erase_on_permanent_delete"),
+  /** A member who opted in again in Mailchimp is sent with `@force_optin`. */
+  force_optin_on_resubscribe: _switch("force_optin_on_resubscribe"),
 });
 
 /** Schema of the whole file: `{"connections": [ … ]}`. */

@@ -373,6 +373,10 @@ const envSchema = z.object({
     "SYNC_REQUIRE_STATE_VOLUME",
     "refuse to keep the state in a folder that is not a mounted volume; the image sets it",
   ),
+  OPTOUT_BACK: flagVar(
+    "OPTOUT_BACK",
+    "unsubscribes made in Ometria unsubscribe the member in Mailchimp, for the lists given as arguments",
+  ),
   SYNC_ON_BRANCHES: flagVar(
     "SYNC_ON_BRANCHES",
     "Deno Deploy: tick on branch and preview deployments too, not only in production",

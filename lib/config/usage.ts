@@ -12,6 +12,8 @@ export const USAGE = `Usage:
   main.ts reset [--state …] <list_id…>
   main.ts webhooks register [--force] [--state …] [--connections <file>] --url <public base URL> <list_id…>
   main.ts webhooks list [--state …] [--connections <file>] <list_id…>
+  main.ts erase <email…> [--mailchimp] [--state …] (--connection <list_id> | --connections <file> [--connection <id>])
+  main.ts erase --status [--state …] [--connections <file>] [--connection <id>]
   main.ts demo | bench | healthcheck
   main.ts simulate [--mailchimp-port <port>] [--ometria-port <port>]
 

@@ -38,7 +38,15 @@ export interface InboxOutcome {
  * Throws when Mailchimp or Ometria fails: the entries then stay for the next attempt.
  */
 export async function actOnInbox(
-  o: EngineContext & { signal?: AbortSignal },
+  o: EngineContext & {
+    signal?: AbortSignal;
+    /**
+     * Told of the members a delete event names (with its sealed address) that Mailchimp
+     * confirmed gone, once their opt-out is durable (`erase_on_permanent_delete`). A throw
+     * keeps the entries for another attempt.
+     */
+    onConfirmedDeletes?: ((deletes: { id: string; sealed: string }[]) => Promise<void>) | undefined;
+  },
   items: readonly InboxItem[],
 ): Promise<InboxOutcome> {
   const { writer, signal } = o;
@@ -100,6 +108,12 @@ export async function actOnInbox(
   }
   await _recordQuarantine(o, hold, through);
   outcome.quarantined = hold.length;
+  const deletes = items.flatMap(({ entry: { sealed, memberIds } }) =>
+    sealed === undefined
+      ? []
+      : memberIds.filter((id) => gone.includes(id)).map((id) => ({ id, sealed }))
+  );
+  if (deletes.length > 0) await o.onConfirmedDeletes?.(deletes);
   for (const item of items) {
     if (item.entry.type === "recheck") continue;
     await writer.record({

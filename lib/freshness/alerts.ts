@@ -21,6 +21,7 @@ import type { Clock } from "../clock/clock.ts";
 import { DEFAULT_ALERT_REPEAT_MINUTES } from "../config/defaults.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import { freshnessOf } from "./freshness.ts";
+import { erasureLabel } from "../engine/erasure.ts";
 
 /** Stable names of alert events, used in log messages and webhook payloads. */
 export type AlertEvent =
@@ -28,6 +29,7 @@ export type AlertEvent =
   | "connection.recovered"
   | "connection.diverged"
   | "connection.rejected_async"
+  | "erasure.overdue"
   | "state.write_failed";
 
 /** The JSON body POSTed to the webhook for every alert. */
@@ -53,6 +55,12 @@ export interface AlertPayload {
   rejected?: number;
   /** `connection.rejected_async` only: a few of them, `field: message`. */
   errors?: string[];
+  /** `erasure.overdue` only: erasures open past 30 days (newly so: each alerts once). */
+  erasures?: number;
+  /** `erasure.overdue` only: their labels (a hash's first digits, never an address). */
+  erasure_ids?: string[];
+  /** `erasure.overdue` only: when the oldest of them was filed. */
+  oldest_filed_at?: string;
 }
 
 /** Retry policy of webhook deliveries. */
@@ -274,6 +282,25 @@ export class AlertManager {
     }, new Date(this.#clock.now()).toISOString());
   }
 
+  /**
+   * Sends `erasure.overdue` (log line at once, webhook in the background): data deletion
+   * requests Ometria has not reported complete 30 days after they were filed (it promises 14).
+   * Each erasure alerts once; the caller records that it did.
+   */
+  erasureOverdue(
+    conn: AlertConnection,
+    state: ConnectionState,
+    overdue: readonly { identity: string; filed_at: string }[],
+  ): void {
+    const oldest = overdue.map((r) => r.filed_at).sort()[0] ?? "";
+    this.#alert({
+      ...this.#incident("erasure.overdue", conn, state),
+      erasures: overdue.length,
+      erasure_ids: overdue.slice(0, 10).map((r) => erasureLabel(r.identity)),
+      oldest_filed_at: oldest,
+    }, new Date(this.#clock.now()).toISOString());
+  }
+
   /** The payload of an incident that is not about lag: the connection and its last state. */
   #incident(event: AlertEvent, conn: AlertConnection, state: ConnectionState): AlertPayload {
     return {
@@ -375,6 +402,11 @@ export class AlertManager {
       this.#logger.error(
         "connection.diverged {connection} (list {list_id}): reconciliation found {orphans} orphan(s) and {missed} member(s) polling missed, and repaired them",
         properties,
+      );
+    } else if (payload.event === "erasure.overdue") {
+      this.#logger.error(
+        "erasure.overdue {connection} (list {list_id}): {erasures} erasure(s) filed with Ometria 30 days ago or more are not complete (oldest filed {oldest_filed_at}): {erasure_list}",
+        { ...properties, erasure_list: (payload.erasure_ids ?? []).join(", ") },
       );
     } else if (payload.event === "connection.rejected_async") {
       this.#logger.error(

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import type { ConnectionState } from "../state/schema.ts";
 import { freshnessOf } from "./freshness.ts";
+import { isOverdue } from "../engine/erasure.ts";
 
 const isoTime = z.iso.datetime({ offset: true });
 
@@ -75,6 +76,22 @@ export const statusEntrySchema = z.object({
   ),
   webhook_lag_seconds: z.number().nonnegative().nullable().describe(
     "Delivery lag of that event: received − Mailchimp's fired_at; null when unknown.",
+  ),
+  optouts_applied: z.number().int().nonnegative().nullable().describe(
+    "Unsubscribes made in Ometria that set the Mailchimp member to unsubscribed " +
+      "(optout_back); null before the first poll.",
+  ),
+  optouts_polled_at: isoTime.nullable().describe(
+    "When Ometria's unsubscribes were last polled to the end; null before.",
+  ),
+  optouts_error: z.string().nullable().describe(
+    "Why the last poll failed; null after one that completed.",
+  ),
+  open_erasures: z.number().int().nonnegative().describe(
+    "Data-protection erasures filed with Ometria (or that failed to be) and not reported complete.",
+  ),
+  overdue_erasures: z.number().int().nonnegative().describe(
+    "Open erasures filed more than 30 days ago (Ometria promises 14): erasure.overdue.",
   ),
 }).describe("One connection in the status report.");
 
@@ -170,6 +187,11 @@ export function buildStatusReport(rows: readonly StatusRow[], nowMs: number): St
         missed: state?.last_reconcile?.missing ?? null,
         last_webhook_at: state?.last_webhook?.received_at ?? null,
         webhook_lag_seconds: webhookLagSeconds(state),
+        optouts_applied: state?.optout_back?.applied ?? null,
+        optouts_polled_at: state?.optout_back?.last_polled_at ?? null,
+        optouts_error: state?.optout_back?.last_error ?? null,
+        open_erasures: state?.erasures.open.length ?? 0,
+        overdue_erasures: state?.erasures.open.filter((r) => isOverdue(r, nowMs)).length ?? 0,
       };
     }),
   };
@@ -287,6 +309,20 @@ export function formatStatusTable(
       if (e.quarantined > e.quarantine.length) {
         details.push(`  …and ${e.quarantined - e.quarantine.length} more (status --json)`);
       }
+    }
+    if (e.open_erasures > 0) {
+      details.push(
+        `\n${_clean(e.id)}: ${e.open_erasures} erasure(s) open${
+          e.overdue_erasures > 0 ? `, ${e.overdue_erasures} OVERDUE (past 30 days)` : ""
+        }: erase --status`,
+      );
+    }
+    if (e.optouts_error !== null) {
+      details.push(
+        `\n${_clean(e.id)}: polling Ometria's unsubscribes failed: ${
+          _truncate(_clean(e.optouts_error), 120)
+        }`,
+      );
     }
     if (e.last_reconciled_at !== null && (e.orphans! > 0 || e.missed! > 0)) {
       details.push(

@@ -9,8 +9,16 @@ import { DeadlineError } from "./retry.ts";
 
 /** Options of {@linkcode RateLimiter}. */
 export interface RateLimiterOptions {
-  /** Most request starts in any one second (Ometria's default is 8). */
+  /**
+   * Most request starts in any one window (a second unless `windowMs` says otherwise;
+   * Ometria's default for pushes is 8).
+   */
   perSecond: number;
+  /**
+   * The window `perSecond` counts over, for limits stated per minute: Ometria's GDPR API
+   * takes 6 requests a minute (`perSecond: 6, windowMs: 60_000`). @default {1000}
+   */
+  windowMs?: number;
   /** Time of the window and of the waits. */
   clock: Clock;
   /**
@@ -26,7 +34,7 @@ export interface RateLimiterOptions {
    * Largest window that 429 feedback may widen it to: 4000 ms lets the limiter settle on an
    * account set to a quarter of the configured rate (Ometria's older default was 4/s, half
    * of today's, and the window must be able to pass that rate to settle above it).
-   * @default {4000}
+   * @default {4 × windowMs}
    */
   maxWindowMs?: number;
 }
@@ -73,20 +81,21 @@ export class RateLimiter {
   #queue: { wake: () => void }[] = [];
 
   constructor(options: RateLimiterOptions) {
-    const { perSecond, marginMs = 10, maxWindowMs = 4000 } = options;
+    const { perSecond, windowMs = 1000, marginMs = 10 } = options;
+    const maxWindowMs = options.maxWindowMs ?? 4 * windowMs;
     if (!Number.isInteger(perSecond) || perSecond < 1) {
       throw new RangeError(
         `Cannot limit the rate as 'perSecond' must be an integer >= 1: current value ${perSecond}`,
       );
     }
-    if (!(marginMs >= 0) || !(maxWindowMs >= 1000 + marginMs)) {
+    if (!(windowMs >= 1000) || !(marginMs >= 0) || !(maxWindowMs >= windowMs + marginMs)) {
       throw new RangeError(
-        `Cannot limit the rate as 'marginMs' must be >= 0 and 'maxWindowMs' >= 1000 + 'marginMs': current values ${marginMs} and ${maxWindowMs}`,
+        `Cannot limit the rate as 'windowMs' must be >= 1000, 'marginMs' >= 0 and 'maxWindowMs' >= 'windowMs' + 'marginMs': current values ${windowMs}, ${marginMs} and ${maxWindowMs}`,
       );
     }
     this.perSecond = perSecond;
     this.#clock = options.clock;
-    this.#baseWindowMs = 1000 + marginMs;
+    this.#baseWindowMs = windowMs + marginMs;
     this.#windowMs = this.#baseWindowMs;
     this.#maxWindowMs = maxWindowMs;
   }

@@ -231,6 +231,17 @@ const _createdWebhookSchema = _webhookSchema.extend({
   signing_secret: z.string().min(1).nullable().optional(),
 });
 
+/** Options of the member writes ({@linkcode MailchimpClient.unsubscribeMember}, …). */
+export interface MemberWriteOptions {
+  /** Aborting stops the write and its retries. */
+  signal?: AbortSignal | undefined;
+  /**
+   * Called before every attempt; a throw stops the write: the connection's writer checks its
+   * lease there, so no write goes out for a connection this process may no longer write.
+   */
+  beforeAttempt?: (() => void) | undefined;
+}
+
 /** A list webhook as Mailchimp describes it (`/lists/{id}/webhooks`). */
 export type MailchimpWebhook = z.infer<typeof _webhookSchema>;
 
@@ -384,18 +395,45 @@ export class MailchimpClient {
       fields: this.#memberFields.filter((f) => f.startsWith("members.")).map((f) => f.slice(8))
         .join(","),
     });
+    const path = `/lists/${_segment(listId)}/members/${_segment(id)}`;
+    return await _lookup(this.#get(path, query, z.unknown(), signal));
+  }
+
+  /**
+   * `PATCH /lists/{id}/members/{subscriber_hash}` with `{"status":"unsubscribed"}`: opts a
+   * member out in Mailchimp (an unsubscribe made in Ometria), and answers the member as it
+   * is now, or `gone` when Mailchimp has no such member. Retried like a read: setting the
+   * same status twice leaves the member as once. Only ever `unsubscribed`: Mailchimp refuses
+   * to subscribe again through the API someone who unsubscribed ("Member In Compliance
+   * State"), and that decision is the member's (docs/API_NOTES.md, "Consent").
+   */
+  async unsubscribeMember(
+    listId: string,
+    id: string,
+    options: MemberWriteOptions = {},
+  ): Promise<MemberLookup> {
+    const path = `/lists/${_segment(listId)}/members/${_segment(id)}`;
+    return await _lookup(this.#write("PATCH", path, { status: "unsubscribed" }, options));
+  }
+
+  /**
+   * `POST /lists/{id}/members/{subscriber_hash}/actions/delete-permanent`: deletes the member
+   * and all its personal data for good (a data-protection erasure); Mailchimp then refuses
+   * to import the address again ("Forgotten Email Not Subscribed"). Resolves `false` when
+   * Mailchimp had no such member (404: deleted already, or never there). Retried: a second
+   * delete of a deleted member is that 404, which counts as done.
+   */
+  async deleteMemberPermanently(
+    listId: string,
+    id: string,
+    options: MemberWriteOptions = {},
+  ): Promise<boolean> {
+    const path = `/lists/${_segment(listId)}/members/${_segment(id)}/actions/delete-permanent`;
     try {
-      const { value, exchange } = await this.#get(
-        `/lists/${_segment(listId)}/members/${_segment(id)}`,
-        query,
-        z.unknown(),
-        signal,
-      );
-      return { ...parseMember(value), serverTimeMs: _date(exchange.headers) };
+      await this.#write("POST", path, undefined, options);
+      return true;
     } catch (error) {
-      if (error instanceof MailchimpError && error.status === 404) {
-        return { gone: true, serverTimeMs: error.serverTimeMs };
-      }
+      if (error instanceof MailchimpError && error.status === 404) return false;
       throw error;
     }
   }
@@ -586,6 +624,27 @@ export class MailchimpClient {
     });
   }
 
+  /** A write whose answer is JSON (a member) or empty (204); retried as `#get` is. */
+  #write(
+    method: "PATCH" | "POST",
+    path: string,
+    body: unknown,
+    options: MemberWriteOptions,
+  ): Promise<ApiAnswer<unknown>> {
+    return apiRequest(path, z.unknown(), {
+      ...this.#api,
+      method,
+      headers: {
+        Authorization: this.#authorization,
+        Accept: "application/json",
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: options.signal,
+      beforeAttempt: options.beforeAttempt,
+    });
+  }
+
   /** Mailchimp's rule for an error answer: its problem's words and whether to retry. */
   #statusError(answer: ApiErrorAnswer): MailchimpError {
     const { exchange: { status, text }, endpoint, requestId, retryAfterMs } = answer;
@@ -641,6 +700,19 @@ export class MailchimpClient {
       serverTimeMs: _date(answer.exchange.headers),
       ...(bare403 ? { maxAttempts: 2 } : {}),
     });
+  }
+}
+
+/** A member's answer read as a lookup: the member (or malformed), or `gone` for a 404. */
+async function _lookup(answer: Promise<ApiAnswer<unknown>>): Promise<MemberLookup> {
+  try {
+    const { value, exchange } = await answer;
+    return { ...parseMember(value), serverTimeMs: _date(exchange.headers) };
+  } catch (error) {
+    if (error instanceof MailchimpError && error.status === 404) {
+      return { gone: true, serverTimeMs: error.serverTimeMs };
+    }
+    throw error;
   }
 }
 

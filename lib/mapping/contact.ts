@@ -151,6 +151,10 @@ export function toOmetriaContact(
   if (member.status === "subscribed" && member.timestamp_opt) {
     contact.timestamp_subscribed = member.timestamp_opt;
   }
+  // Only ever beside an opt-in, and only where the connection asked for it (README, "Consent").
+  if (member.status === "subscribed" && mapping?.forceOptin?.(member)) {
+    contact["@force_optin"] = true;
+  }
   return contact;
 }
 

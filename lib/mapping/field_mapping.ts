@@ -47,6 +47,11 @@ export interface ContactMapping {
   allTags: ReadonlyMap<string, readonly string[] | Error>;
   /** Told of every value left out because it could not be normalised (counted, logged). */
   onDropped?: ((dropped: DroppedValue) => void) | undefined;
+  /**
+   * Whether a member is sent with `@force_optin` (`force_optin_on_resubscribe`, see
+   * `force_optin.ts`); never, when absent.
+   */
+  forceOptin?: ((member: Member) => boolean) | undefined;
 }
 
 /**

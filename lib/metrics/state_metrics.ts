@@ -11,6 +11,10 @@
  * - `sync_connection_consecutive_failures`, `sync_connection_quarantined_members`
  * - `sync_last_run_success` (1/0), `sync_last_run_finished_timestamp_seconds`,
  *   `sync_last_run_duration_seconds`, `sync_last_run_members{kind}` (read/pushed/rejected)
+ * - `sync_connection_open_erasures`, `sync_connection_overdue_erasures`: erasures filed with
+ *   Ometria and not complete, and those of them past 30 days
+ * - `sync_connection_optouts_applied`: unsubscribes made in Ometria applied to Mailchimp so
+ *   far (optout_back; absent before the first poll)
  * - `sync_connections_behind`: how many connections are behind (no label)
  *
  * Nothing secret is in the state, and error texts are left out on purpose: a label value
@@ -118,6 +122,23 @@ export function renderStateMetrics(rows: readonly StatusRow[], nowMs: number): s
   for (const { entry, label } of entries) {
     if (entry.webhook_lag_seconds !== null) {
       out += `sync_webhook_delivery_lag_seconds{${label}} ${entry.webhook_lag_seconds}\n`;
+    }
+  }
+  family("sync_connection_open_erasures", "Erasures filed with Ometria and not complete.");
+  for (const { entry, label } of entries) {
+    out += `sync_connection_open_erasures{${label}} ${entry.open_erasures}\n`;
+  }
+  family("sync_connection_overdue_erasures", "Open erasures filed more than 30 days ago.");
+  for (const { entry, label } of entries) {
+    out += `sync_connection_overdue_erasures{${label}} ${entry.overdue_erasures}\n`;
+  }
+  family(
+    "sync_connection_optouts_applied",
+    "Unsubscribes made in Ometria that set the Mailchimp member to unsubscribed.",
+  );
+  for (const { entry, label } of entries) {
+    if (entry.optouts_applied !== null) {
+      out += `sync_connection_optouts_applied{${label}} ${entry.optouts_applied}\n`;
     }
   }
   family("sync_connections_behind", "Connections whose lag exceeds their threshold.");

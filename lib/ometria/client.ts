@@ -1,9 +1,12 @@
 /**
  * The Ometria client: pushes batches of records to the Data API (`POST /v2/push`) or to the
  * original tool's legacy endpoint (`POST /record`), within Ometria's batch, record-size and
- * rate limits, retrying transient failures; and reads the asynchronous validation errors
+ * rate limits, retrying transient failures; reads the asynchronous validation errors
  * (`GET /v2/push/_errors`) in both the documented shape and the richer one some clients
- * model (docs/API_NOTES.md, "Ometria push").
+ * model (docs/API_NOTES.md, "Ometria push"); reads the unsubscribes Ometria itself saw
+ * (`GET /v2/unsubscribes`) and files and lists data deletion requests
+ * (`/v2/data-deletion-requests`, on a limiter of their own: docs/API_NOTES.md, "Consent and
+ * erasure").
  *
  * @module
  */
@@ -63,6 +66,12 @@ export interface OmetriaClientOptions {
    * @default {a limiter of its own at 4 requests/s}
    */
   dataApiRateLimiter?: RateLimiter;
+  /**
+   * The account's shared rate limiter for the GDPR API (`/v2/data-deletion-requests`):
+   * "GDPR anonymisation API | 6 requests per minute", apart from the others.
+   * @default {a limiter of its own at 6 requests a minute}
+   */
+  gdprRateLimiter?: RateLimiter;
   /** Retry tuning (attempts, budget, delays, jitter, `onFailedAttempt`). */
   retry?: RetryPolicy;
   /**
@@ -132,6 +141,68 @@ export interface OmetriaAsyncError {
   recordType?: string;
   /** When Ometria validated it, as it wrote it. */
   timestamp?: string;
+}
+
+/**
+ * The email unsubscribe types of `GET /v2/unsubscribes` (Ometria's Unsubscribe API page):
+ * the ones asked for, one request each, so that an SMS stop word (`stopword_unsubscribe_*`,
+ * listed by the newer reference) never opts an email address out.
+ */
+export const OMETRIA_EMAIL_UNSUBSCRIBE_TYPES = [
+  "preferences_centre",
+  "app",
+  "list_unsubscribe",
+  "link_unsubscribe",
+] as const;
+
+/**
+ * One unsubscribe event of `GET /v2/unsubscribes`, documented as `{email_address,
+ * profile_id, reason, timestamp, type}`. Unsubscribes made through the API are not listed
+ * ("API unsubscribes are not available through this endpoint"), so opt-outs this program
+ * pushes never come back here. A listing's collection and contact id are read when an entry
+ * names them (no source shows them; Fivetran models more columns than documented).
+ */
+export interface OmetriaUnsubscribe {
+  /** The address, when the entry carries one (never logged: personal data). */
+  email?: string;
+  /** Ometria's profile id. */
+  profileId?: string;
+  /** Where the contact unsubscribed, e.g. `preferences_centre`. */
+  type: string;
+  /** When, epoch ms; undefined when Ometria wrote a time that cannot be read. */
+  atMs: number | undefined;
+  /** The listing's collection, when named (e.g. `mailchimp-<list_id>`). */
+  collection?: string;
+  /** The listing's contact id in that collection, when named. */
+  contactId?: string;
+}
+
+/**
+ * One data deletion (GDPR anonymisation) request as `GET /v2/data-deletion-requests` lists
+ * it (`id`, `identities: [{hashed_email}]`, `source.api_request_id`, `timestamp_created`,
+ * `timestamp_completed`, `summary`). No status field is documented: a request is complete
+ * once `timestamp_completed` is set.
+ */
+export interface OmetriaDeletionRequest {
+  id: string;
+  /** `<md5 of the email>@anonymous.ometria`, as Ometria names the identities it anonymises. */
+  hashedEmails: string[];
+  /** The API request that filed it (`source.api_request_id`), when named. */
+  apiRequestId?: string;
+  /** When it was filed, epoch ms, when readable. */
+  createdAtMs?: number;
+  /** When Ometria completed it, epoch ms; undefined while open. */
+  completedAtMs?: number;
+  /** Ometria's words about what it anonymised, e.g. "1 contact record anonymised". */
+  summary?: string;
+}
+
+/** What filing a data deletion request answered. */
+export interface FiledDeletionRequest {
+  /** The request's id, when the answer (or the listing that found it) names it. */
+  id: string | undefined;
+  /** The id of the API request that filed it (answer body or `X-Request-Id`). */
+  apiRequestId: string | undefined;
 }
 
 /** What Ometria said about one batch. */
@@ -246,6 +317,7 @@ export class OmetriaClient {
   #logger: Logger;
   #rateLimiter: RateLimiter;
   #dataApi: ApiSettings;
+  #gdprApi: ApiSettings;
   #keyName: string;
   /** The configured batch size: the most `push()` takes. */
   #configuredBatchSize: number;
@@ -302,6 +374,17 @@ export class OmetriaClient {
         await dataLimiter.acquire(signal);
         return await attempt();
       },
+    };
+    const gdprLimiter = options.gdprRateLimiter ??
+      new RateLimiter({ perSecond: 6, windowMs: 60_000, clock: options.clock });
+    this.#gdprApi = {
+      ...this.#api,
+      gate: async (attempt, signal) => {
+        await gdprLimiter.acquire(signal);
+        return await attempt();
+      },
+      // Its 429s pace the GDPR limiter, not the push one.
+      statusError: (answer) => this.#statusError(answer, gdprLimiter),
     };
   }
 
@@ -539,12 +622,15 @@ export class OmetriaClient {
     );
   }
 
-  /** Ometria's rule for an error answer: its wording, and a 429 slows everyone's pace. */
-  #statusError(answer: ApiErrorAnswer): OmetriaError {
+  /**
+   * Ometria's rule for an error answer: its wording, and a 429 slows the pace of everyone
+   * using `limiter` (the push one unless said).
+   */
+  #statusError(answer: ApiErrorAnswer, limiter = this.#rateLimiter): OmetriaError {
     const { exchange: { status, text }, endpoint, context, requestId, retryAfterMs } = answer;
     // The pace is fed back, not stalled: see RateLimiter.throttled.
     if (status === 429) {
-      this.#rateLimiter.throttled(retryAfterMs, `Ometria ${endpoint}${context} answered 429`);
+      limiter.throttled(retryAfterMs, `Ometria ${endpoint}${context} answered 429`);
     }
     const json = parseJson(text);
     const parsed = json.ok ? _errorBodySchema.safeParse(json.value) : undefined;
@@ -595,6 +681,98 @@ export class OmetriaClient {
     });
   }
 
+  /**
+   * `GET /v2/unsubscribes?since=…&before=…&type=…`: the unsubscribe events of one `type`
+   * stamped in `[sinceMs, beforeMs)` (times sent as `YYYY-MM-DDTHH:MM:SS`, UTC, as the
+   * reference asks). Whether Ometria's edges are inclusive is not documented, so entries
+   * outside the range are left out here; an entry whose time cannot be read is kept (it was
+   * served for this range). Paced by the Data API's limiter and retried like any read.
+   */
+  async unsubscribes(
+    q: { sinceMs: number; beforeMs: number; type: string },
+    signal?: AbortSignal,
+  ): Promise<OmetriaUnsubscribe[]> {
+    const query = new URLSearchParams({
+      since: _ometriaQueryTime(q.sinceMs),
+      before: _ometriaQueryTime(q.beforeMs),
+      type: q.type,
+    });
+    const { value } = await apiRequest("/v2/unsubscribes", _listSchema("unsubscribes"), {
+      ...this.#dataApi,
+      query,
+      headers: { "X-Ometria-Auth": this.#apiKey },
+      signal,
+    });
+    return value.flatMap((entry) => {
+      const parsed = _unsubscribeSchema.safeParse(entry);
+      if (!parsed.success) return [];
+      const u = _unsubscribe(parsed.data, q.type);
+      const inRange = u.atMs === undefined || (u.atMs >= q.sinceMs && u.atMs < q.beforeMs);
+      return inRange ? [u] : [];
+    });
+  }
+
+  /**
+   * `POST /v2/data-deletion-requests` with `{"email", "comment"}`: files Ometria's GDPR
+   * anonymisation of everything it holds of `email` (processed within 14 days). Not an
+   * upsert — a second request files a second erasure — so it is retried only after a 429,
+   * which means Ometria did not take it; any other failure throws, and the caller decides.
+   * Paced by the GDPR limiter (6 a minute). What the answer holds is not documented: the
+   * request's `id` when it carries one, else the listing is searched for the request this
+   * API request filed (`source.api_request_id`).
+   */
+  async fileDataDeletionRequest(
+    email: string,
+    options: {
+      comment?: string;
+      signal?: AbortSignal | undefined;
+      beforeAttempt?: (() => void) | undefined;
+    } = {},
+  ): Promise<FiledDeletionRequest> {
+    const { signal, beforeAttempt } = options;
+    const { value, exchange } = await apiRequest("/v2/data-deletion-requests", _filedSchema, {
+      ...this.#gdprApi,
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Ometria-Auth": this.#apiKey },
+      body: JSON.stringify({ email, ...(options.comment ? { comment: options.comment } : {}) }),
+      signal,
+      beforeAttempt,
+      // Only a 429 proves the request was not filed; anything else might have been.
+      newError: (init) => new OmetriaError({ ...init, retryable: false }),
+      statusError: (answer) => {
+        const error = this.#gdprApi.statusError(answer);
+        return error.status === 429 ? error : new OmetriaError({
+          message: error.message,
+          endpoint: error.endpoint,
+          status: error.status,
+          requestId: error.requestId,
+          retryable: false,
+        });
+      },
+    });
+    const apiRequestId = value.request_id ?? exchange.headers.get("x-request-id") ?? undefined;
+    if (value.id !== undefined || apiRequestId === undefined) return { id: value.id, apiRequestId };
+    const listed = await this.dataDeletionRequests(signal);
+    return { id: listed.find((r) => r.apiRequestId === apiRequestId)?.id, apiRequestId };
+  }
+
+  /**
+   * `GET /v2/data-deletion-requests`: every deletion request filed for the account, with
+   * when each was completed. Paced by the GDPR limiter, retried like any read.
+   */
+  async dataDeletionRequests(signal?: AbortSignal): Promise<OmetriaDeletionRequest[]> {
+    const schema = _listSchema("data_deletion_requests");
+    const { value } = await apiRequest("/v2/data-deletion-requests", schema, {
+      ...this.#gdprApi,
+      headers: { "X-Ometria-Auth": this.#apiKey },
+      signal,
+    });
+    return value.flatMap((entry) => {
+      const parsed = _deletionSchema.safeParse(entry);
+      return parsed.success ? [_deletionRequest(parsed.data)] : [];
+    });
+  }
+
   /** {@linkcode OmetriaClient.recentErrors}, or undefined (logged) when it cannot be had. */
   async #recentErrorsOrUndefined(
     label: string | undefined,
@@ -641,6 +819,86 @@ function _fieldOf(path: string): string | undefined {
   if (parts[0] === "root") parts.shift();
   const field = parts.join(".").replace(/^\[\d+\]\.?/, "");
   return field === "" ? undefined : field;
+}
+
+// Listings are read as a bare array (what the reference shows) or wrapped in an object.
+function _listSchema(key: string) {
+  return z.union([
+    z.array(z.unknown()),
+    z.object({ [key]: z.array(z.unknown()) }).transform((v) => v[key] as unknown[]),
+    z.object({ data: z.array(z.unknown()) }).transform((v) => v.data),
+  ]);
+}
+
+const _unsubscribeSchema = z.object({
+  email_address: _text.nullable(),
+  profile_id: _text.nullable(),
+  timestamp: _text.nullable(),
+  time_stamp: _text.nullable(),
+  type: _text.nullable(),
+  collection: _text.nullable(),
+  contact_id: _text.nullable(),
+}).loose();
+
+function _unsubscribe(e: z.output<typeof _unsubscribeSchema>, asked: string): OmetriaUnsubscribe {
+  const out: OmetriaUnsubscribe = {
+    type: e.type ?? asked,
+    atMs: _ometriaTime(e.timestamp ?? e.time_stamp ?? undefined),
+  };
+  if (e.email_address) out.email = e.email_address;
+  if (e.profile_id) out.profileId = e.profile_id;
+  if (e.collection) out.collection = e.collection;
+  if (e.contact_id) out.contactId = e.contact_id;
+  return out;
+}
+
+const _filedSchema = z.object({
+  id: _text.nullable().transform((v) => v ?? undefined),
+  request_id: _text.nullable().transform((v) => v ?? undefined),
+}).loose().catch({ id: undefined, request_id: undefined });
+
+const _deletionSchema = z.object({
+  id: z.union([z.string().min(1), z.number().transform(String)]),
+  identities: z.array(z.object({ hashed_email: _text.nullable() }).loose()).optional()
+    .catch(undefined),
+  source: z.object({ api_request_id: _text.nullable() }).loose().nullable().optional()
+    .catch(undefined),
+  timestamp_created: _text.nullable(),
+  timestamp_completed: _text.nullable(),
+  summary: _text.nullable(),
+}).loose();
+
+function _deletionRequest(e: z.output<typeof _deletionSchema>): OmetriaDeletionRequest {
+  const out: OmetriaDeletionRequest = {
+    id: e.id,
+    hashedEmails: (e.identities ?? []).flatMap((i) => i.hashed_email ? [i.hashed_email] : []),
+  };
+  if (e.source?.api_request_id) out.apiRequestId = e.source.api_request_id;
+  const created = _ometriaTime(e.timestamp_created ?? undefined);
+  if (created !== undefined) out.createdAtMs = created;
+  // Set but unreadable still means done: the field is only written on completion.
+  if (e.timestamp_completed) out.completedAtMs = _ometriaTime(e.timestamp_completed) ?? 0;
+  if (e.summary) out.summary = e.summary;
+  return out;
+}
+
+/** `YYYY-MM-DDTHH:MM:SS` in UTC: the `since`/`before` format of `GET /v2/unsubscribes`. */
+function _ometriaQueryTime(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().slice(0, 19);
+}
+
+/**
+ * A time as Ometria writes it (`2017-05-17 22:08:07+00`, `2017-02-04 10:18:12.833949+00`,
+ * or ISO 8601), epoch ms; undefined when it cannot be read. A time without an offset is UTC,
+ * as the reference says of its parameters.
+ */
+function _ometriaTime(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  let t = text.trim().replace(" ", "T").replace(/(\.\d{3})\d+/, "$1");
+  if (/[+-]\d\d$/.test(t)) t += ":00";
+  else if (!/(Z|[+-]\d\d:?\d\d)$/i.test(t)) t += "Z";
+  const ms = Date.parse(t);
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** What one successful request said. */

@@ -8,7 +8,9 @@
  * changing while they are written, a wrong `total_items`, a clock stepped back, a member
  * re-keyed by an email change or deleted for good, a member served malformed. Lists of a
  * million members are served in O(log n + page) per request while no such fault is active
- * (see `_member_index.ts`).
+ * (see `_member_index.ts`). It takes the member writes this program makes (an unsubscribe's
+ * PATCH, a permanent delete) with Mailchimp's refusals, and tells each change to the
+ * webhooks whose `sources` include who made it.
  *
  * @module
  */
@@ -49,7 +51,12 @@ import {
   servedMergeValue,
 } from "./merge_formats.ts";
 import { seededRandom } from "./random.ts";
-import { SimWebhooks, type SimWebhooksOptions, type SmsEventType } from "./webhook_sender.ts";
+import {
+  SimWebhooks,
+  type SimWebhooksOptions,
+  type SmsEventType,
+  type WebhookSource,
+} from "./webhook_sender.ts";
 
 /** Options of {@linkcode MailchimpSimulator.start}. */
 export interface MailchimpSimulatorOptions {
@@ -274,6 +281,8 @@ export interface MailchimpSimulatorStats {
   membersRequests: number;
   /** Requests received for one member (`GET /lists/{id}/members/{subscriber_hash}`). */
   memberRequests: number;
+  /** Member writes received: `PATCH`, `PUT`, `POST` of members and `delete-permanent`. */
+  memberWrites: number;
   /** Members listing answers that were torn (see `tearPages`). */
   tornPages: number;
   /** The torn pages, oldest first (the last 1000, so a long random run stays small). */
@@ -310,6 +319,12 @@ interface _List {
   nextChangeSeed: number;
   /** Raw field values served instead of the true ones, by member id (`corruptMember`). */
   corrupt: Map<string, Record<string, unknown>>;
+  /**
+   * Ids deleted for good through `actions/delete-permanent`: the API refuses to add them
+   * again ("Forgotten Email Not Subscribed"); only the person, through a signup form
+   * (`upsertMember`), can come back.
+   */
+  forgotten: Set<string>;
   profile: ListProfile;
   formats: ListFormats;
 }
@@ -353,6 +368,7 @@ export class MailchimpSimulator {
     requests: 0,
     membersRequests: 0,
     memberRequests: 0,
+    memberWrites: 0,
     tornPages: 0,
     tears: [],
     inFlight: 0,
@@ -473,6 +489,7 @@ export class MailchimpSimulator {
       index,
       nextChangeSeed: (opts.seed ?? 1) * 7919 + 1,
       corrupt: new Map(),
+      forgotten: new Set(),
       profile: opts.profile ?? "names",
       formats: { ...DEFAULT_LIST_FORMATS, ...opts.formats },
     });
@@ -492,6 +509,12 @@ export class MailchimpSimulator {
       LNAME?: string;
       /** Fields beyond the names; given ones replace the member's (derived or set) ones. */
       extra?: Partial<MemberExtras>;
+      /**
+       * Who made the change, for the webhooks' `sources`: the member (`user`, a signup or
+       * unsubscribe form), an admin in Mailchimp's app (`admin`) or an API client (`api`).
+       * @default {"admin"}
+       */
+      source?: WebhookSource;
     },
   ): SimMember {
     const list = this.#list(listId);
@@ -516,8 +539,10 @@ export class MailchimpSimulator {
     const stored = m.extra === undefined
       ? record
       : { ...record, extra: { ...extrasOf(record, list.profile), ...m.extra } };
+    // The person signing up again through a form is how a forgotten address comes back.
+    list.forgotten.delete(stored.id);
     this.#store(list, stored);
-    this.webhooks.changed(listId, old, stored, this.#now());
+    this.webhooks.changed(listId, old, stored, this.#now(), m.source);
     return _toSimMember(stored, list.profile);
   }
 
@@ -685,6 +710,7 @@ export class MailchimpSimulator {
     s.requests = 0;
     s.membersRequests = 0;
     s.memberRequests = 0;
+    s.memberWrites = 0;
     s.tornPages = 0;
     s.tears = [];
     s.maxInFlight = s.inFlight;
@@ -782,7 +808,8 @@ export class MailchimpSimulator {
     }
     const hooks = /^\/3\.0\/lists\/([^/]+)\/webhooks(?:\/([^/]+))?\/?$/.exec(url.pathname);
     if (hooks) return await this.#webhooksRoute(req, hooks[1]!, hooks[2], requestId);
-    if (req.method !== "GET" || route === undefined) return this.#notFound(requestId);
+    if (req.method !== "GET") return await this.#memberWrite(req, url.pathname, requestId);
+    if (route === undefined) return this.#notFound(requestId);
     if (route.kind === "ping") {
       return this.#json('{"health_status":"Everything\'s Chimpy!"}', requestId);
     }
@@ -875,6 +902,86 @@ export class MailchimpSimulator {
       _pageJson(list, { total, records: result.records }, query.selection, this.#serve(list)),
       requestId,
     );
+  }
+
+  /**
+   * The member writes Mailchimp's API takes (docs/API_NOTES.md, "Consent"), each made as an
+   * `api` change (its webhook goes only to webhooks whose `sources.api` is on):
+   * - `PATCH /lists/{id}/members/{hash}`: a new `status`; 404 for a member Mailchimp lacks,
+   *   400 "Member In Compliance State" for `subscribed` after an unsubscribe or a bounce;
+   * - `PUT /lists/{id}/members/{hash}` and `POST /lists/{id}/members`: add or update, with
+   *   400 "Forgotten Email Not Subscribed" for an address deleted permanently;
+   * - `POST /lists/{id}/members/{hash}/actions/delete-permanent`: 204, then 404 for good.
+   */
+  async #memberWrite(req: Request, pathname: string, requestId: string): Promise<Response> {
+    const route = _writeRoute(req.method, pathname);
+    const list = route && this.#lists.get(route.listId);
+    if (route === undefined || list === undefined) {
+      await req.body?.cancel();
+      return this.#notFound(requestId);
+    }
+    this.stats.memberWrites++;
+    if (route.kind === "delete-permanent") {
+      await req.body?.cancel();
+      const old = list.index.get(route.hash);
+      if (old === undefined) return this.#notFound(requestId);
+      list.index.delete(old.id);
+      list.corrupt.delete(old.id);
+      list.forgotten.add(old.id);
+      this.webhooks.deleted(list.id, old, this.#now(), "api");
+      return this.#stamp(new Response(null, { status: 204 }), requestId);
+    }
+    let body: Record<string, unknown>;
+    try {
+      body = await req.json();
+    } catch {
+      return this.#problem(400, "Invalid Resource", "The request body is not JSON.", requestId);
+    }
+    const email = typeof body.email_address === "string" ? body.email_address : undefined;
+    const id = route.hash ?? (email === undefined ? undefined : memberId(email));
+    const old = id === undefined ? undefined : list.index.get(id);
+    const status = (old === undefined ? body.status_if_new ?? body.status : body.status) ??
+      old?.status;
+    if (!(MEMBER_STATUSES as readonly unknown[]).includes(status) || status === "archived") {
+      return this.#problem(400, "Invalid Resource", "The status is not valid.", requestId);
+    }
+    if (old === undefined) {
+      if (route.kind === "patch" || email === undefined || !email.includes("@")) {
+        return this.#notFound(requestId);
+      }
+      if (list.forgotten.has(memberId(email))) {
+        return this.#problem(
+          400,
+          "Forgotten Email Not Subscribed",
+          `${email} was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.`,
+          requestId,
+        );
+      }
+    } else if (
+      status === "subscribed" && (old.status === "unsubscribed" || old.status === "cleaned")
+    ) {
+      return this.#problem(
+        400,
+        "Member In Compliance State",
+        `${old.email} is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.`,
+        requestId,
+      );
+    }
+    const now = this.#nowSeconds();
+    const record: MemberRecord = old === undefined
+      ? newMember(email!, status as MemberStatus, { fname: "", lname: "" }, now)
+      : {
+        ...old,
+        status: status as MemberStatus,
+        changed: old.status === status ? old.changed : now,
+        opt: status === "subscribed" && old.status !== "subscribed" ? now : old.opt,
+      };
+    this.#store(list, record);
+    if (old?.status !== record.status) {
+      this.webhooks.changed(list.id, old, record, this.#now(), "api");
+    }
+    const json = _servedMemberJson(record, _ALL_MEMBER_FIELDS, list.corrupt, this.#serve(list));
+    return this.#json(json, requestId);
   }
 
   /**
@@ -1120,6 +1227,34 @@ function _quirkRandoms(seed: number): [() => number, () => number] {
   return [seededRandom(seed), seededRandom((seed ^ 0x5bd1e995) >>> 0)];
 }
 
+/** A member write's route (see `#memberWrite`), or undefined for any other path or method. */
+function _writeRoute(
+  method: string,
+  pathname: string,
+):
+  | { kind: "patch" | "put" | "delete-permanent"; listId: string; hash: string }
+  | { kind: "add"; listId: string; hash: undefined }
+  | undefined {
+  const m = /^\/3\.0\/lists\/([^/]+)\/members(?:\/([^/]+)(\/actions\/delete-permanent)?)?\/?$/
+    .exec(pathname);
+  if (m === null) return undefined;
+  try {
+    const listId = decodeURIComponent(m[1]!);
+    if (m[2] === undefined) {
+      return method === "POST" ? { kind: "add", listId, hash: undefined } : undefined;
+    }
+    const raw = decodeURIComponent(m[2]);
+    const hash = raw.includes("@") ? memberId(raw) : raw.toLowerCase();
+    if (m[3] !== undefined) {
+      return method === "POST" ? { kind: "delete-permanent", listId, hash } : undefined;
+    }
+    if (method === "PATCH") return { kind: "patch", listId, hash };
+    return method === "PUT" ? { kind: "put", listId, hash } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function _route(pathname: string): _Route | undefined {
   const d =
     /^\/3\.0\/lists\/([^/]+)\/(merge-fields|interest-categories)(?:\/([^/]+)\/interests)?\/?$/
@@ -1179,6 +1314,8 @@ const _MEMBER_FIELDS = [
   "tags",
   "tags_count",
 ] as const;
+/** A selection of every member field (what a write answers). */
+const _ALL_MEMBER_FIELDS = (1 << _MEMBER_FIELDS.length) - 1;
 const _F_ID = 1 << 0;
 const _F_EMAIL = 1 << 1;
 const _F_UNIQUE = 1 << 2;

@@ -7,12 +7,15 @@
  * "OK" with errors at `_errors`) and each answer its docs leave open behind an option (blanks
  * clearing or not, a record without `@merge` replacing, `_errors` in the richer shape some
  * clients model, a `skipped` count, a lower batch limit answered 413), and lets tests script
- * faults, so that the client and the engine can be proven against it over real HTTP.
+ * faults, so that the client and the engine can be proven against it over real HTTP. The
+ * unsubscribes listing, Ometria's subscription rule and data deletion requests are in
+ * `ometria_privacy.ts` (`privacy`).
  *
  * @module
  */
 import { type Clock, systemClock } from "../clock/clock.ts";
 import { droppedResponse, FaultInjector, type FaultPlan } from "./faults.ts";
+import { SimOmetriaPrivacy, type SimOmetriaPrivacyOptions } from "./ometria_privacy.ts";
 import {
   DEFAULT_RECORD_POLICY,
   OMETRIA_MAX_RECORD_BYTES,
@@ -104,6 +107,11 @@ export interface OmetriaSimulatorOptions {
    * is asked.
    */
   reject?: ((record: Record<string, unknown>) => string | undefined) | undefined;
+  /**
+   * The unsubscribes listing, `@force_optin` and data deletion requests (see
+   * `ometria_privacy.ts`). @default {{}}
+   */
+  privacy?: SimOmetriaPrivacyOptions;
 }
 
 /** One validation error the simulator keeps, whatever shape `_errors` serves it in. */
@@ -222,6 +230,12 @@ export class OmetriaSimulator {
   readonly apiKey: string;
   /** Fault injection: `faults.queue(503, "drop")` scripts the next answers. */
   readonly faults: FaultInjector;
+  /**
+   * Consent and erasure: `privacy.unsubscribe(email)` plays an opt-out made in Ometria,
+   * `privacy.subscription(email)` says what Ometria holds, `privacy.deletionRequests()` what
+   * was filed.
+   */
+  readonly privacy: SimOmetriaPrivacy;
 
   #server: Deno.HttpServer<Deno.NetAddr>;
   #clock: Clock;
@@ -244,6 +258,8 @@ export class OmetriaSimulator {
 
   #push = new _Window();
   #data = new _Window();
+  /** GDPR requests count apart (their limit is per minute, see `ometria_privacy.ts`). */
+  #gdpr = new _Window();
 
   #queued = 0;
   #queuedAt: number;
@@ -274,6 +290,9 @@ export class OmetriaSimulator {
     this.#latencyMs = _count("latencyMs", options.latencyMs, 0);
     this.#maxBatchRecords = _count("maxBatchRecords", options.maxBatchRecords, OMETRIA_MAX_BATCH);
     this.#reject = options.reject;
+    this.privacy = new SimOmetriaPrivacy(this.#clock, {
+      contacts: () => [...this.#store.values()].filter((r) => r["@type"] === "contact"),
+    }, options.privacy);
     this.#queuedAt = this.#clock.now();
     const hostname = options.hostname ?? "127.0.0.1";
     this.#server = Deno.serve({
@@ -398,7 +417,11 @@ export class OmetriaSimulator {
     // Pushes (and the legacy endpoint) and the rest of the Data API have limits of their own.
     const path = new URL(req.url).pathname.replace(/\/+$/, "");
     const second = Math.floor(this.#clock.now() / 1000);
-    const window = path === "/v2/push/_errors" ? this.#data : this.#push;
+    const window = path === "/v2/push/_errors" || path === "/v2/unsubscribes"
+      ? this.#data
+      : path.startsWith("/v2/data-deletion-requests")
+      ? this.#gdpr
+      : this.#push;
     const ordinal = window.arrive(second);
     const fault = this.faults.next();
     if (typeof fault === "number") {
@@ -463,6 +486,14 @@ export class OmetriaSimulator {
       if (req.method !== "GET") return _methodNotAllowed("GET");
       if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return denied;
       return this.#dataLimited(ordinal) ?? _json(200, this.#servedErrors());
+    }
+    if (path === "/v2/unsubscribes") {
+      if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return denied;
+      return this.#dataLimited(ordinal) ?? this.privacy.unsubscribesAnswer(req);
+    }
+    if (path === "/v2/data-deletion-requests" || path.startsWith("/v2/data-deletion-requests/")) {
+      if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return denied;
+      return this.privacy.deletionAnswer(req, path, requestId);
     }
     if (path === "/record") {
       this.#stats.recordRequests++;
@@ -613,6 +644,7 @@ export class OmetriaSimulator {
       return false;
     }
     this.#store.set(key, next);
+    if (record["@type"] === "contact") this.privacy.sawContact(record, next);
     return true;
   }
 

@@ -44,6 +44,13 @@ export interface SimWebhookStats {
   signatures: (string | null)[];
 }
 
+/**
+ * Who made a change, as a webhook's `sources` tell them apart (Mailchimp's SDK,
+ * `AddWebhook.sources`): the member (`user`), an admin in the app (`admin`), an API client
+ * (`api`). A webhook whose source is off is not told of the change.
+ */
+export type WebhookSource = "user" | "admin" | "api";
+
 /** The SMS event types Mailchimp's SDK lists ([BETA]; their fields are undocumented). */
 export type SmsEventType = "sms_subscribe" | "sms_unsubscribe" | "upsms" | "sms_campaign";
 
@@ -69,6 +76,8 @@ export interface SimWebhooksOptions {
 interface _Target {
   url: string;
   secret: string | undefined;
+  /** The sources this target is told of; every one when absent. */
+  sources?: Record<string, boolean> | undefined;
 }
 
 interface _Failed extends _Target {
@@ -103,10 +112,15 @@ export class SimWebhooks {
 
   /**
    * Sends every event of `listId` to `url` too (every type), besides registered webhooks,
-   * signed with `signingSecret` when one is given.
+   * signed with `signingSecret` when one is given, and from the `sources` not switched off
+   * (every one by default).
    */
-  sendTo(listId: string, url: string, options: { signingSecret?: string } = {}): void {
-    const target = { url, secret: options.signingSecret };
+  sendTo(
+    listId: string,
+    url: string,
+    options: { signingSecret?: string; sources?: Record<string, boolean> } = {},
+  ): void {
+    const target = { url, secret: options.signingSecret, sources: options.sources };
     this.#direct.set(listId, [...(this.#direct.get(listId) ?? []), target]);
   }
 
@@ -166,15 +180,25 @@ export class SimWebhooks {
     return true;
   }
 
-  /** Delivers one event of `listId` to every URL that wants its type. */
-  send(listId: string, type: string, data: Record<string, string>, nowMs: number): void {
+  /**
+   * Delivers one event of `listId` to every URL that wants its type and its `source` (a
+   * source a webhook does not name counts as on: what an omitted one means is undocumented).
+   */
+  send(
+    listId: string,
+    type: string,
+    data: Record<string, string>,
+    nowMs: number,
+    source: WebhookSource = "admin",
+  ): void {
     const targets: _Target[] = [
       ...(this.#direct.get(listId) ?? []),
       ...(this.#registered.get(listId) ?? []).filter((w) => w.events[type]).map((w) => ({
         url: w.url,
         secret: w.signing_enabled ? this.#secrets.get(w.id) : undefined,
+        sources: w.sources,
       })),
-    ];
+    ].filter((t) => t.sources?.[source] !== false);
     if (targets.length === 0) return;
     const form = new URLSearchParams({ type, fired_at: formatFiredAt(nowMs) });
     for (const [k, v] of Object.entries({ ...data, list_id: listId })) form.set(`data[${k}]`, v);
@@ -198,32 +222,49 @@ export class SimWebhooks {
     return this.#failed.length;
   }
 
-  /** The event Mailchimp sends for a member changing from `old` (absent: new) to `now`. */
-  changed(listId: string, old: MemberRecord | undefined, now: MemberRecord, nowMs: number): void {
+  /**
+   * The event Mailchimp sends for a member changing from `old` (absent: new) to `now`, made
+   * by `source`.
+   */
+  changed(
+    listId: string,
+    old: MemberRecord | undefined,
+    now: MemberRecord,
+    nowMs: number,
+    source?: WebhookSource,
+  ): void {
     const data = _memberData(now);
     if (old === undefined || (now.status === "subscribed" && old.status !== "subscribed")) {
-      this.send(listId, "subscribe", data, nowMs);
+      this.send(listId, "subscribe", data, nowMs, source);
     } else if (now.status === "unsubscribed" && old.status !== "unsubscribed") {
-      this.send(listId, "unsubscribe", { action: "unsub", reason: "manual", ...data }, nowMs);
+      const unsub = { action: "unsub", reason: "manual", ...data };
+      this.send(listId, "unsubscribe", unsub, nowMs, source);
     } else if (now.status === "cleaned" && old.status !== "cleaned") {
       // The legacy sample: no data[id], a campaign id and "hard" (or "abuse").
-      this.send(listId, "cleaned", {
-        campaign_id: "4fjk2ma9xd",
-        reason: "hard",
-        email: now.email,
-      }, nowMs);
+      this.send(
+        listId,
+        "cleaned",
+        {
+          campaign_id: "4fjk2ma9xd",
+          reason: "hard",
+          email: now.email,
+        },
+        nowMs,
+        source,
+      );
     } else {
-      this.send(listId, "profile", data, nowMs);
+      this.send(listId, "profile", data, nowMs, source);
     }
   }
 
-  /** A member deleted for good: `unsubscribe` with `action=delete`. */
-  deleted(listId: string, old: MemberRecord, nowMs: number): void {
+  /** A member deleted for good: `unsubscribe` with `action=delete`, made by `source`. */
+  deleted(listId: string, old: MemberRecord, nowMs: number, source?: WebhookSource): void {
     this.send(
       listId,
       "unsubscribe",
       { action: "delete", reason: "manual", ..._memberData(old) },
       nowMs,
+      source,
     );
   }
 

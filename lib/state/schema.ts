@@ -117,6 +117,84 @@ export const webhookSeenSchema = z.object({
   count: z.number().int().nonnegative().default(1),
 });
 
+/** An unsubscribe of Ometria's listing this connection acted on (kept for the lookback). */
+export const optoutDoneSchema = z.object({
+  /** The member (subscriber hash). */
+  id: z.string(),
+  /** When the contact unsubscribed, as Ometria stamped it. */
+  at: isoTime,
+  /** Ometria's unsubscribe type, e.g. `preferences_centre`. */
+  type: z.string(),
+  /** What happened: set to unsubscribed, gone from Mailchimp, or refused by it. */
+  outcome: z.enum(["applied", "gone", "refused"]),
+});
+
+/**
+ * Ometria → Mailchimp unsubscribes of a connection with `optout_back` (engine/optout_back.ts):
+ * the watermark of Ometria's unsubscribes listing and what was done with it.
+ */
+export const optoutBackSchema = z.object({
+  /**
+   * Every unsubscribe Ometria stamped before this (Ometria's time) has been acted on; the next
+   * poll reads from here less a lookback, for events listed late.
+   */
+  watermark: isoTime,
+  /** Unsubscribes acted on since the lookback's start: read again, they are not redone. */
+  recent: z.array(optoutDoneSchema).default([]),
+  /** Members set to unsubscribed in Mailchimp, so far. */
+  applied: z.number().int().nonnegative().default(0),
+  /** Unsubscribes of contacts this connection never pushed (another source's). */
+  not_ours: z.number().int().nonnegative().default(0),
+  /** Members Mailchimp no longer had. */
+  gone: z.number().int().nonnegative().default(0),
+  /** Members Mailchimp refused to change (cleaned, archived…). */
+  refused: z.number().int().nonnegative().default(0),
+  /** The last poll that completed (our clock). */
+  last_polled_at: isoTime.nullable().default(null),
+  /** The last member set to unsubscribed (our clock). */
+  last_applied_at: isoTime.nullable().default(null),
+  /** Why the last poll failed; null after one that completed. */
+  last_error: z.string().nullable().default(null),
+});
+
+/**
+ * A data-protection erasure filed with Ometria and not yet reported complete
+ * (engine/erasure.ts). It never holds the address, nor its MD5 (Mailchimp's id, which a list
+ * of addresses reverses): only a salted SHA-256 of it.
+ */
+export const erasureRecordSchema = z.object({
+  /** `sha256:` and the hex SHA-256 of the connection's salt and the lowercased address. */
+  identity: z.string(),
+  /** When it was filed (our clock). */
+  filed_at: isoTime,
+  /** Ometria's id of the deletion request; null when neither its answer nor its listing named one. */
+  request_id: z.string().nullable(),
+  /** The API request that filed it, to find it in Ometria's listing when `request_id` is null. */
+  api_request_id: z.string().nullable().default(null),
+  /** `filed`: Ometria took it; `failed`: it could not be filed (run `erase` again). */
+  status: z.enum(["filed", "failed"]),
+  /** Why it could not be filed (no address in it). */
+  error: z.string().nullable().default(null),
+  /** The Mailchimp member: deleted permanently, not there, or left (no `--mailchimp`). */
+  mailchimp: z.enum(["deleted", "not_found", "kept"]),
+  /** Who asked: the `erase` command, or a permanent delete a webhook reported. */
+  source: z.enum(["command", "webhook"]).default("command"),
+  /** When `erasure.overdue` was raised for it; null before. */
+  alerted_at: isoTime.nullable().default(null),
+});
+
+/** A connection's erasures: the salt of their hashes, the open ones, how many completed. */
+export const erasureStateSchema = z.object({
+  /** Random, per connection, made at its first erasure; null before. */
+  salt: z.string().nullable().default(null),
+  /** Erasures Ometria has not reported complete. */
+  open: z.array(erasureRecordSchema).default([]),
+  /** Erasures Ometria reported complete (their records are dropped). */
+  completed: z.number().int().nonnegative().default(0),
+  /** When Ometria was last asked about the open ones (our clock). */
+  checked_at: isoTime.nullable().default(null),
+});
+
 /** Everything remembered about one connection. */
 export const connectionStateSchema = z.object({
   id: z.string().min(1),
@@ -171,6 +249,10 @@ export const connectionStateSchema = z.object({
    * later reading tells which are new (engine/async_rejections.ts); null before the first.
    */
   async_errors_seen: z.array(z.string()).nullable().default(null),
+  /** Ometria → Mailchimp unsubscribes; null until the first poll (or without `optout_back`). */
+  optout_back: optoutBackSchema.nullable().default(null),
+  /** Data-protection erasures of this connection. */
+  erasures: erasureStateSchema.default({ salt: null, open: [], completed: 0, checked_at: null }),
 });
 
 /** Everything remembered about one connection. */
@@ -187,6 +269,12 @@ export type QuarantineEntry = z.infer<typeof quarantineEntrySchema>;
 export type ReconcileSummary = z.infer<typeof reconcileSummarySchema>;
 /** The last webhook event acted on. */
 export type WebhookSeen = z.infer<typeof webhookSeenSchema>;
+/** Ometria → Mailchimp unsubscribes of a connection. */
+export type OptoutBack = z.infer<typeof optoutBackSchema>;
+/** An unsubscribe acted on. */
+export type OptoutDone = z.infer<typeof optoutDoneSchema>;
+/** An open erasure. */
+export type ErasureRecord = z.infer<typeof erasureRecordSchema>;
 
 /** The whole state document as stored. */
 export const stateDocumentSchema = z.object({

@@ -97,6 +97,11 @@ export interface InboxEntry {
   action: string | null;
   /** Subscriber hashes the event is about. */
   memberIds: string[];
+  /**
+   * A permanent delete's address, sealed (webhooks/sealed_email.ts), for a connection with
+   * `erase_on_permanent_delete` to file its erasure; never the address in clear.
+   */
+  sealed?: string;
 }
 
 /** An inbox entry with its place in the inbox. */

@@ -16,6 +16,12 @@ import {
   type RunSummary,
 } from "./schema.ts";
 import type { Fence, StateStore } from "./store.ts";
+import {
+  type ErasureEvent,
+  nextErasures,
+  nextOptoutBack,
+  type OptoutEvent,
+} from "./consent_transitions.ts";
 
 const _MINUTE = 60_000;
 
@@ -106,7 +112,11 @@ export type ConnectionEvent =
   /** Ometria's validation errors were read: these are the ones seen now. */
   | { type: "async-errors-seen"; seen: readonly string[] }
   /** A Mailchimp webhook event was acted on (`firedAt`: its `fired_at`, when readable). */
-  | { type: "webhook"; at: number; firedAt: number | null; eventType: string };
+  | { type: "webhook"; at: number; firedAt: number | null; eventType: string }
+  /** Ometria → Mailchimp unsubscribes (see `consent_transitions.ts`). */
+  | OptoutEvent
+  /** Data-protection erasures (see `consent_transitions.ts`). */
+  | ErasureEvent;
 
 function _iso(ms: number): string {
   return new Date(ms).toISOString();
@@ -197,6 +207,13 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
           count: (state.last_webhook?.count ?? 0) + 1,
         },
       };
+    case "optouts":
+    case "optout-failed":
+      return { ...state, optout_back: nextOptoutBack(state.optout_back, event) };
+    case "erasure-filed":
+    case "erasures-checked":
+    case "erasures-alerted":
+      return { ...state, erasures: nextErasures(state.erasures, event) };
   }
 }
 

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { sealEmail } from "./sealed_email.ts";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "@logtape/logtape";
 import type { Clock } from "../clock/clock.ts";
@@ -55,6 +56,11 @@ export interface WebhookRoute {
    * is the only proof.
    */
   signingSecret?: string | undefined;
+  /**
+   * With `erase_on_permanent_delete`: the secret the address of a delete is sealed under for
+   * the inbox (the connection's Ometria key, see `sealed_email.ts`).
+   */
+  sealWith?: string | undefined;
 }
 
 /**
@@ -63,16 +69,17 @@ export interface WebhookRoute {
  * so that a configured signing secret is never left out.
  */
 export function webhookRoutes(
-  connections: readonly Pick<
-    ConnectionConfig,
-    "id" | "listId" | "webhookSecret" | "webhookSigningSecret"
-  >[],
+  connections: readonly (
+    & Pick<ConnectionConfig, "id" | "listId" | "webhookSecret" | "webhookSigningSecret">
+    & Partial<Pick<ConnectionConfig, "ometria" | "eraseOnPermanentDelete">>
+  )[],
 ): WebhookRoute[] {
   return connections.map((c) => ({
     id: c.id,
     listId: c.listId,
     secret: c.webhookSecret,
     ...(c.webhookSigningSecret ? { signingSecret: c.webhookSigningSecret } : {}),
+    ...(c.eraseOnPermanentDelete && c.ometria ? { sealWith: c.ometria.apiKey } : {}),
   }));
 }
 
@@ -187,12 +194,19 @@ export function webhookReceiver(
       return text(`ok: not acted on (${kind})`, 200);
     }
     const event = parsed.event;
+    // A delete's address, sealed, is what lets the writer file the erasure it confirms.
+    const email = form.get("data[email]");
+    const sealed = route.sealWith && event.type === "unsubscribe" && event.action === "delete" &&
+        email
+      ? await sealEmail(route.sealWith, email)
+      : undefined;
     const outcome = await options.inboxFor(route.id).append({
       type: event.type,
       receivedAtMs: clock.now(),
       firedAtMs: event.firedAtMs,
       action: event.action,
       memberIds: event.memberIds,
+      ...(sealed ? { sealed } : {}),
     }, webhookEventKey(route.id, event));
     count(outcome, route.id);
     if (outcome === "full") {

@@ -298,3 +298,29 @@ Deno.test("the Deploy entry answers /healthz 503 naming what is wrong, never a k
     await w.close();
   }
 });
+
+Deno.test("the Deploy cron polls Ometria's unsubscribes with OPTOUT_BACK: one made in Ometria reaches Mailchimp in the next invocation", async () => {
+  const w = await world(20);
+  const platform = CronPlatform.start();
+  try {
+    await withApp({ ...w.env, ...platform.env, OPTOUT_BACK: "1" }, async (app) => {
+      await app.url();
+      await until(() => platform.registered.length > 0, "the cron's registration");
+      assert.equal(await invokeCron(platform), true, app.stderr);
+      const member = w.mailchimp.truth(LIST).find((m) => m.status === "subscribed")!;
+      // Made a moment ago: a tick reads Ometria's listing up to its own second.
+      w.ometria.privacy.unsubscribe(member.email_address, { atMs: Date.now() - 2_000 });
+      assert.equal(await invokeCron(platform), true, app.stderr);
+      assert.equal(w.mailchimp.truth(LIST).find((m) => m.id === member.id)?.status, "unsubscribed");
+      assert.equal(w.mailchimp.stats.memberWrites, 1);
+      const contact = w.ometria.contacts(collectionFor(LIST)).get(member.id);
+      assert.equal(contact?.marketing_optin, "EXPLICITLY_OPTEDOUT");
+      assert.ok(!app.stderr.includes(member.email_address), "no address in the log");
+      app.child.kill("SIGINT");
+      assert.equal((await app.exited()).code, 0, app.stderr);
+    });
+  } finally {
+    await platform.close();
+    await w.close();
+  }
+});

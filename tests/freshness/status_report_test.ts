@@ -98,6 +98,11 @@ Deno.test("buildStatusReport() reports status, lag, behind flags and the last ru
     missed: null,
     last_webhook_at: null,
     webhook_lag_seconds: null,
+    optouts_applied: null,
+    optouts_polled_at: null,
+    optouts_error: null,
+    open_erasures: 0,
+    overdue_erasures: 0,
   });
 
   assert.equal(late!.status, "failed");

@@ -13,6 +13,7 @@ import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { FakeClock } from "../_helpers/fake_clock.ts";
 import { until } from "../_helpers/until.ts";
 import * as answers from "../fixtures/ometria_answers.ts";
+import { ometriaClientFor } from "../_helpers/ometria_client.ts";
 
 const ID = "b0149f75fe84c92d0dec9a0b13e6960b";
 
@@ -140,12 +141,7 @@ Deno.test("_errors reads are paced by the Data API's limiter, apart from pushes"
   const clock = new FakeClock(Date.UTC(2026, 0, 1));
   const sim = await OmetriaSimulator.start({ clock, maxDataApiRequestsPerSecond: 4 });
   try {
-    const client = new OmetriaClient({
-      apiKey: sim.apiKey,
-      baseUrl: sim.url,
-      endpoint: "push",
-      clock,
-      rateLimiter: new RateLimiter({ perSecond: 8, clock }),
+    const client = ometriaClientFor(sim, clock, {
       dataApiRateLimiter: new RateLimiter({ perSecond: 4, clock }),
     });
     // Reads are spread at 4 a second: the first goes, the others wait their slots…

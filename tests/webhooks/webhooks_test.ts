@@ -377,7 +377,7 @@ Deno.test("webhooks register creates, then updates, each list's webhook; list ma
     assert.match(out.join(""), /webhook created/);
     const [hook] = r.world.mailchimp.webhooks.list(LIST);
     assert.equal(hook?.url, r.url);
-    assert.deepEqual(hook?.sources, { user: true, admin: true, api: true });
+    assert.deepEqual(hook?.sources, { user: true, admin: true, api: false });
     assert.equal(hook?.events.upemail, true);
     assert.equal(await runWebhooksCommand(config, deps), 0);
     assert.match(out.join(""), /already registered/);

@@ -43,8 +43,13 @@ export const WEBHOOK_EVENTS = {
   sms_campaign: false,
 } as const;
 
-/** Changes by the member, by an admin in Mailchimp, and through the API all count. */
-export const WEBHOOK_SOURCES = { user: true, admin: true, api: true } as const;
+/**
+ * Changes by the member and by an admin in Mailchimp count; those made through the API do
+ * not. This program writes to Mailchimp (an unsubscribe made in Ometria, with `optout_back`;
+ * a permanent delete, with `erase --mailchimp`), and with `api` on each such write would come
+ * back as an event (DOCS-SKILL): a loop. Polling still reads every change, whoever made it.
+ */
+export const WEBHOOK_SOURCES = { user: true, admin: true, api: false } as const;
 
 /** What the command needs from the process. */
 export interface WebhooksCommandDeps {
