@@ -333,28 +333,24 @@ async function _optionalCommand(
       );
       return EXIT.usage;
     }
-    const { runBench } = await import("./lib/app/bench.ts");
+    const { runBench, parseBenchSpec } = await import("./lib/app/bench.ts");
     const baseEnv: Record<string, string> = {};
     for (
       const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"]
     ) {
       if (env[name] !== undefined) baseEnv[name] = env[name]!;
     }
+    const command = {
+      executable: Deno.execPath(),
+      args: ["run", "--allow-net=127.0.0.1", "--allow-env", "--allow-read", "--allow-write", self],
+    };
     return await runBench({
       logger,
       write: (t) => console.log(t),
       baseEnv,
-      command: {
-        executable: Deno.execPath(),
-        args: [
-          "run",
-          "--allow-net=127.0.0.1",
-          "--allow-env",
-          "--allow-read",
-          "--allow-write",
-          self,
-        ],
-      },
+      command,
+      // BENCH="scenarios=4 distribution=bulk baseline=…/main.ts": see parseBenchSpec.
+      ...parseBenchSpec(env.BENCH ?? "", command),
     });
   }
   return undefined;

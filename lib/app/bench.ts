@@ -15,7 +15,10 @@
  * 5. Crashes: a 50,000-member sync with file state, SIGKILLed 4 times mid-run and started
  *    again each time: records Ometria received ÷ 50,000 (1.0 is no resend at all).
  *
- * The child runs with {@linkcode SYNC_V8_FLAGS}, the flags the sync is meant to run with.
+ * The child runs as users run it: plain `deno run`, no V8 flags (`v8Flags` sets some).
+ * With `distribution: "bulk"`, half the members of scenarios 1 and 4 come in bulk imports
+ * of 1,500 sharing one `last_changed` (the simulator's `bulkImports`), and every scenario
+ * reports Mailchimp members served per member and the most Mailchimp connections in use.
  *
  * @module
  */
@@ -28,7 +31,6 @@ import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
-import { SYNC_V8_FLAGS } from "./v8_flags.ts";
 
 /** Options of {@linkcode runBench}. */
 export interface BenchOptions {
@@ -55,8 +57,13 @@ export interface BenchOptions {
   pairMembers?: number;
   /** Members of scenario 5's list. @default {50_000} */
   crashMembers?: number;
-  /** `--v8-flags` of the child (empty: none). @default {SYNC_V8_FLAGS} */
+  /** `--v8-flags` of the child (empty: none). @default {""} */
   v8Flags?: string;
+  /**
+   * How scenarios 1 and 4 spread `last_changed`: one by one, or half the members in bulk
+   * imports of 1,500 sharing one second. @default {"independent"}
+   */
+  distribution?: "independent" | "bulk";
   /** An earlier build to run scenario 4 with too (before/after on one run), and its name. */
   baseline?: { name: string; command: { executable: string; args: string[] } };
 }
@@ -80,6 +87,25 @@ interface _Measured {
   throttled: number;
   /** Seconds from the start to the first Ometria request seen (sampled every 100 ms). */
   firstPushSeconds: number | undefined;
+  /** Mailchimp members served in full, and ids only. */
+  membersServed: number;
+  idsServed: number;
+  /** Most Mailchimp requests in flight at once. */
+  maxConnections: number;
+}
+
+/** The bulk-import distribution of the bench (see {@linkcode BenchOptions.distribution}). */
+const _BULK = { share: 0.5, size: 1500 };
+
+function _spread(options: BenchOptions) {
+  return options.distribution === "bulk" ? { bulkImports: _BULK } : {};
+}
+
+/** "members served 1.02 (+0.10 ids) per member, at most 10 connections". */
+function _reads(run: _Measured, members: number): string {
+  return `Mailchimp served ${(run.membersServed / members).toFixed(2)} members (+${
+    (run.idsServed / members).toFixed(2)
+  } ids only) per member, at most ${run.maxConnections} connections`;
 }
 
 const mib = (bytes: number | undefined) =>
@@ -112,7 +138,7 @@ async function _measure(
   sims.ometria.resetStats();
   const started = performance.now();
   const child = new Deno.Command(command.executable, {
-    args: [..._withFlags(command.args, options.v8Flags ?? SYNC_V8_FLAGS), ...args],
+    args: [..._withFlags(command.args, options.v8Flags ?? ""), ...args],
     env: { ...options.baseEnv, ...env },
     clearEnv: true,
     stdin: "null",
@@ -141,6 +167,9 @@ async function _measure(
     ometriaRequests: sims.ometria.stats.requests,
     throttled: sims.mailchimp.stats.status429 + sims.ometria.stats.status429,
     firstPushSeconds: firstPush === undefined ? undefined : (firstPush - started) / 1000,
+    membersServed: sims.mailchimp.stats.membersServed,
+    idsServed: sims.mailchimp.stats.idsServed,
+    maxConnections: sims.mailchimp.stats.maxInFlight,
   };
 }
 
@@ -176,7 +205,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   write(`deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores`);
   write(
     `Simulators in-process with ${LATENCY_MS} ms Mailchimp latency; the sync runs as the CLI in a child process (--v8-flags=${
-      options.v8Flags ?? SYNC_V8_FLAGS
+      options.v8Flags ?? ""
     })\n`,
   );
   try {
@@ -185,7 +214,12 @@ export async function runBench(options: BenchOptions): Promise<number> {
       const sims = await _sims(rate);
       try {
         const id = "bench00001";
-        sims.mailchimp.addList(id, { members, seed: 11, lastChangedTo: Date.now() - MINUTE });
+        sims.mailchimp.addList(id, {
+          members,
+          seed: 11,
+          lastChangedTo: Date.now() - MINUTE,
+          ..._spread(options),
+        });
         const env = {
           MAILCHIMP_API_KEY: sims.mailchimp.apiKey,
           MAILCHIMP_BASE_URL: sims.mailchimp.url,
@@ -210,6 +244,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
             mib(full.peakRssBytes)
           }, ${full.mailchimpRequests} Mailchimp + ${full.ometriaRequests} Ometria requests (${full.throttled} answered 429)`,
         );
+        write(`                   ${_reads(full, members)}`);
         const idle = await _measure(options, sims, args, env);
         write(
           `  nothing changed: ${idle.mailchimpRequests} Mailchimp + ${idle.ometriaRequests} Ometria requests, ${
@@ -417,7 +452,12 @@ async function _pair(options: BenchOptions, dir: string): Promise<boolean> {
     const sims = await _sims(UNLIMITED);
     try {
       ids.forEach((id, j) =>
-        sims.mailchimp.addList(id, { members, seed: 41 + j, lastChangedTo: Date.now() - MINUTE })
+        sims.mailchimp.addList(id, {
+          members,
+          seed: 41 + j,
+          lastChangedTo: Date.now() - MINUTE,
+          ..._spread(options),
+        })
       );
       const run = await _measure(
         options,
@@ -440,6 +480,7 @@ async function _pair(options: BenchOptions, dir: string): Promise<boolean> {
           mib(run.peakRssBytes)
         }, ${run.mailchimpRequests} Mailchimp + ${run.ometriaRequests} Ometria requests; ${missing} missing`,
       );
+      write(`  ${"".padEnd(16)} ${_reads(run, 2 * members)}`);
       ok &&= run.code === 0 && missing === 0;
     } finally {
       await sims.mailchimp.close();
@@ -467,7 +508,7 @@ async function _crashes(options: BenchOptions, dir: string): Promise<boolean> {
     sims.mailchimp.addList(id, { members, seed: 51, lastChangedTo: Date.now() - MINUTE });
     const env = { ...options.baseEnv, ..._env(sims, 100) };
     const args = [
-      ..._withFlags(options.command.args, options.v8Flags ?? SYNC_V8_FLAGS),
+      ..._withFlags(options.command.args, options.v8Flags ?? ""),
       "--once",
       "--state",
       `${dir}/crash.json`,
@@ -515,4 +556,35 @@ async function _crashes(options: BenchOptions, dir: string): Promise<boolean> {
     await sims.mailchimp.close();
     await sims.ometria.close();
   }
+}
+
+/**
+ * Reads bench options from words like `scenarios=1,4 members=200000 distribution=bulk
+ * baseline=/path/to/main.ts v8flags=…` (main.ts passes its `BENCH` variable). Unknown words
+ * throw a TypeError naming them.
+ */
+export function parseBenchSpec(
+  spec: string,
+  command: BenchOptions["command"],
+): Partial<BenchOptions> {
+  const out: Partial<BenchOptions> = {};
+  for (const word of spec.split(/\s+/).filter((w) => w !== "")) {
+    const [key, value = ""] = word.split("=", 2) as [string, string?];
+    const num = Number(value);
+    if (key === "scenarios") out.scenarios = value.split(",").map(Number);
+    else if (key === "members") out.members = num;
+    else if (key === "pair") out.pairMembers = num;
+    else if (key === "ceiling") out.ceilingMembers = num;
+    else if (key === "crash") out.crashMembers = num;
+    else if (key === "connections") out.connections = num;
+    else if (key === "distribution" && (value === "bulk" || value === "independent")) {
+      out.distribution = value;
+    } else if (key === "v8flags") out.v8Flags = value;
+    else if (key === "baseline") {
+      const args = [...command.args];
+      args[args.length - 1] = value;
+      out.baseline = { name: "baseline", command: { executable: command.executable, args } };
+    } else throw new TypeError(`Cannot read bench option '${word}': see lib/app/bench.ts`);
+  }
+  return out;
 }

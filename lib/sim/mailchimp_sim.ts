@@ -212,6 +212,14 @@ export interface AddListOptions {
   /** Extra members, `size` per group, all sharing `last_changed` = `at` (epoch ms). */
   tieGroups?: { at: number; size: number }[];
   /**
+   * Bulk imports: `share` of `members` (0 to 1) come in groups of `size` that share one
+   * `last_changed`, spread over the range; the rest are spread one by one. Real imports
+   * stamp every member they add or update with the import's second (Mailchimp's import
+   * docs: "Import contacts" updates each contact, and its `last_changed` is the time of
+   * that update), so a list fed by imports has tie groups of thousands. @default {undefined}
+   */
+  bulkImports?: { share: number; size: number };
+  /**
    * `"retail"`: the list has an address, a phone, a birthday, a dropdown, a number and a
    * date merge field, tags, two interest categories, and every member a language, VIP flag,
    * rating and country, derived from its id (some members with most of them empty).
@@ -291,6 +299,13 @@ export interface MailchimpSimulatorStats {
   inFlight: number;
   /** Most requests in flight at once (rejected ones included: what the client attempted). */
   maxInFlight: number;
+  /**
+   * Members served with more than their id and `last_changed` (listing pages and single
+   * members): what reading a list costs in Mailchimp's bandwidth, per member synced.
+   */
+  membersServed: number;
+  /** Members served with only their id (and `last_changed`), as `fields` allows. */
+  idsServed: number;
   /** 429 answers sent (connection limit and injected faults). */
   status429: number;
   /** Requests received by URL path. */
@@ -373,6 +388,8 @@ export class MailchimpSimulator {
     tears: [],
     inFlight: 0,
     maxInFlight: 0,
+    membersServed: 0,
+    idsServed: 0,
     status429: 0,
     byPath: new Map(),
   };
@@ -474,12 +491,32 @@ export class MailchimpSimulator {
       throw new RangeError(`Cannot add list '${listId}' as it already exists`);
     }
     const now = this.#now();
+    const fromMs = opts.lastChangedFrom ?? now - 30 * _DAY_MS;
+    const toMs = opts.lastChangedTo ?? now;
+    const members = opts.members ?? 0;
+    const tieGroups = [...(opts.tieGroups ?? [])];
+    let single = members;
+    if (opts.bulkImports !== undefined) {
+      const { share, size } = opts.bulkImports;
+      if (!(share >= 0 && share <= 1) || !Number.isInteger(size) || size < 1) {
+        throw new RangeError(
+          `Cannot add list '${listId}' as 'bulkImports' needs a share in [0, 1] and a size >= 1: current values ${share} and ${size}`,
+        );
+      }
+      const groups = Math.floor(members * share / size);
+      single = members - groups * size;
+      for (let i = 0; i < groups; i++) {
+        // Evenly spread, at whole seconds strictly inside the range.
+        const at = fromMs + Math.floor((toMs - fromMs) * (i + 0.5) / groups / 1000) * 1000;
+        tieGroups.push({ at, size });
+      }
+    }
     const records = generateMembers({
-      count: opts.members ?? 0,
+      count: single,
       seed: opts.seed ?? 1,
-      fromMs: opts.lastChangedFrom ?? now - 30 * _DAY_MS,
-      toMs: opts.lastChangedTo ?? now,
-      tieGroups: opts.tieGroups ?? [],
+      fromMs,
+      toMs,
+      tieGroups,
     });
     const index = new MemberIndex();
     index.putAll(records);
@@ -714,6 +751,8 @@ export class MailchimpSimulator {
     s.tornPages = 0;
     s.tears = [];
     s.maxInFlight = s.inFlight;
+    s.membersServed = 0;
+    s.idsServed = 0;
     s.status429 = 0;
     s.byPath.clear();
   }
@@ -898,6 +937,11 @@ export class MailchimpSimulator {
     const tear = this.#nextTear(result.records.length);
     if (tear !== undefined) result = this.#tear(list, result, tear);
     const total = this.#reportedTotal(result.total);
+    if (query.selection.top.has("members")) {
+      const idsOnly = (query.selection.memberFields & ~(_F_ID | _F_CHANGED)) === 0;
+      if (idsOnly) this.stats.idsServed += result.records.length;
+      else this.stats.membersServed += result.records.length;
+    }
     return this.#json(
       _pageJson(list, { total, records: result.records }, query.selection, this.#serve(list)),
       requestId,
@@ -1001,6 +1045,7 @@ export class MailchimpSimulator {
     if (selection.top.has("list_id")) extras.push(`"list_id":${JSON.stringify(list.id)}`);
     if (selection.top.has("_links")) extras.push(`"_links":[]`);
     const json = _servedMemberJson(record, selection.memberFields, list.corrupt, this.#serve(list));
+    this.stats.membersServed++;
     const body = extras.length === 0
       ? json
       : json === "{}"

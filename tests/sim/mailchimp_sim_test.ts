@@ -713,3 +713,33 @@ Deno.test("MailchimpSimulator serves a page of a 200,000-member list", async () 
     await sim.close();
   }
 });
+
+Deno.test("MailchimpSimulator addList() with bulkImports puts that share of members in tie groups and counts members served", async () => {
+  const sim = await MailchimpSimulator.start();
+  try {
+    const to = Date.UTC(2026, 0, 2);
+    sim.addList("bulk", {
+      members: 6000,
+      lastChangedFrom: Date.UTC(2026, 0, 1),
+      lastChangedTo: to,
+      bulkImports: { share: 0.5, size: 1500 },
+    });
+    const truth = sim.truth("bulk");
+    assert.equal(truth.length, 6000);
+    const bySecond = Map.groupBy(truth, (m) => m.last_changed);
+    const groups = [...bySecond.values()].filter((g) => g.length === 1500);
+    assert.equal(groups.length, 2);
+    const headers = { Authorization: `Bearer ${sim.apiKey}` };
+    const full = await fetch(`${sim.url}/lists/bulk/members?count=100`, { headers });
+    await full.body?.cancel();
+    const ids = await fetch(
+      `${sim.url}/lists/bulk/members?count=50&fields=members.id,members.last_changed`,
+      { headers },
+    );
+    await ids.body?.cancel();
+    assert.equal(sim.stats.membersServed, 100);
+    assert.equal(sim.stats.idsServed, 50);
+  } finally {
+    await sim.close();
+  }
+});
