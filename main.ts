@@ -143,7 +143,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     : undefined;
   const logger = await _startLogging(config, env, secrets, terminal);
   if (logger === undefined) return EXIT.usage;
-  if (["sync", "reconcile", "webhooks", "erase"].includes(config.command)) {
+  if (["sync", "reconcile", "webhooks", "erase", "explain"].includes(config.command)) {
     for (const warning of config.warnings) logger.warn(warning);
   }
 
@@ -164,8 +164,10 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
   try {
     const optional = await _optionalCommand(config, env, logger, stop.signal);
     if (optional !== undefined) return optional;
-    // webhooks register/list never write the state, and must work beside a running daemon.
-    const readOnly = config.command === "status" || config.command === "webhooks";
+    // webhooks register/list, explain and sync --dry-run never write the state, and must work
+    // beside a running daemon.
+    const readOnly = config.command === "status" || config.command === "webhooks" ||
+      config.command === "explain" || (config.command === "sync" && config.dryRun);
     const denied = _stateAccessProblem(config.state, { readOnly, syncDir: env.SYNC_DIR }) ??
       (config.requireStateVolume && !readOnly ? _stateVolumeCheck(config.state) : undefined);
     if (denied !== undefined) {

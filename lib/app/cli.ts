@@ -1,6 +1,6 @@
 /**
- * The commands behind `main.ts`, dispatched by name: sync (once or as a daemon), status,
- * reset, reconcile, webhooks and erase, one module each under `commands/`, as deployctl keeps one
+ * The commands behind `main.ts`, dispatched by name: sync (once, as a daemon, or a dry run),
+ * status, reset, reconcile, webhooks, erase and explain, one module each under `commands/`, as deployctl keeps one
  * module per subcommand. Everything the process provides — fetch, clock, logger, output,
  * cron, signals as AbortSignals — is handed in ({@linkcode CliDeps}), and every command
  * returns its exit code instead of exiting.
@@ -9,7 +9,9 @@
  */
 import type { Config } from "../config/config.ts";
 import type { CliDeps } from "./commands/cli_deps.ts";
+import { dryRunCommand } from "./commands/dry_run.ts";
 import { eraseCommand } from "./commands/erase.ts";
+import { explainCommand } from "./commands/explain.ts";
 import { reconcileCommand } from "./commands/reconcile.ts";
 import { resetCommand } from "./commands/reset.ts";
 import { statusCommand } from "./commands/status.ts";
@@ -28,13 +30,15 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
     case "reset":
       return await resetCommand(config, deps);
     case "sync":
-      return await syncCommand(config, deps);
+      return config.dryRun ? await dryRunCommand(config, deps) : await syncCommand(config, deps);
     case "reconcile":
       return await reconcileCommand(config, deps);
     case "webhooks":
       return await runWebhooksCommand(config, { ...deps, signal: deps.stop });
     case "erase":
       return await eraseCommand(config, deps);
+    case "explain":
+      return await explainCommand(config, deps);
     default:
       throw new RangeError(`Cannot run '${config.command}' here: main.ts dispatches it`);
   }

@@ -28,6 +28,8 @@ import {
   DEFAULT_RUN_DEADLINE_MINUTES,
 } from "../config/defaults.ts";
 import type { EngineContext } from "../engine/ports.ts";
+import type { MemberReader } from "../engine/dry_run.ts";
+import type { LedgerTable } from "../state/ledger_table.ts";
 import { reconcileConnection, type ReconcileResult } from "../engine/reconcile.ts";
 import { runConnection, type RunResult } from "../engine/run_connection.ts";
 import { actOnInbox } from "../engine/inbox_events.ts";
@@ -360,6 +362,44 @@ export class SyncService {
     return this.#pool.exclusive(id, job);
   }
 
+  /**
+   * `sync --repush`: for each connection `ids` names (all when empty), under its lease, the
+   * reset that makes its next run read the whole list and send every member (see
+   * commands/reset.ts). Resolves with the ids another process holds (not reset).
+   */
+  async requestRepush(ids: readonly string[] = []): Promise<string[]> {
+    const held: string[] = [];
+    for (const w of this.#chosen(ids, "repush")) {
+      const done = await this.#pool.exclusive(
+        w.config.id,
+        (writer) => writer.record({ type: "reset", repush: true }),
+      );
+      if (done.held) held.push(w.config.id);
+    }
+    await this.#options.store.flush();
+    return held;
+  }
+
+  /**
+   * What reading connection `id`'s members without its writer takes (`sync --dry-run`,
+   * `explain`): its Mailchimp client, record format and field mapping, resolved as a run's
+   * (`ledger` is the connection's ledger as saved, for `force_optin_on_resubscribe`). Throws
+   * a RangeError for an unknown connection.
+   */
+  reader(id: string, ledger: () => Promise<LedgerTable>, signal?: AbortSignal): MemberReader {
+    const w = this.#byId.get(id);
+    if (!w) throw new RangeError(`Cannot read '${id}': no such connection`);
+    const mapping = w.fields?.forRun(signal);
+    return {
+      connection: { id: w.config.id, listId: w.config.listId },
+      mailchimp: w.mailchimp,
+      endpoint: w.config.ometria.endpoint,
+      mapping: mapping && w.config.forceOptinOnResubscribe
+        ? forcingResubscribes(mapping, w.config.listId, ledger)
+        : mapping,
+    };
+  }
+
   /** Resolves when no connection's writer is busy (tests: webhook events acted on). */
   idle(): Promise<void> {
     return this.#pool.idle();
@@ -653,9 +693,13 @@ export class SyncService {
   ): Promise<RunResult | undefined> {
     const o = this.#options;
     const deadlineMinutes = o.runDeadlineMinutes ?? DEFAULT_RUN_DEADLINE_MINUTES;
-    const done = await this.#pool.exclusive(w.config.id, (writer) => {
+    const done = await this.#pool.exclusive(w.config.id, async (writer) => {
       w.deadline.at = o.clock.now() + deadlineMinutes * 60_000;
-      return runConnection({
+      // A pending `reset --repush` is consumed by this run: the flag is in the state, read
+      // here under the lease, and cleared by the transition of the run that completes.
+      const state = await o.store.get(w.config.id);
+      writer.setRepushing(state?.repush_pending === true);
+      return await runConnection({
         ...this.#engine(w, writer, hardSignal),
         thresholdSeconds: w.config.thresholdSeconds,
         archivedInListing: this.#archivedInListing,
@@ -671,7 +715,10 @@ export class SyncService {
           this.#progress?.update(w.config.id, p);
           o.onProgress?.(w.config.id, p);
         },
-      }).finally(() => w.deadline.at = undefined);
+      }).finally(() => {
+        w.deadline.at = undefined;
+        writer.setRepushing(false);
+      });
     });
     this.#progress?.finish(w.config.id);
     o.onRunFinished?.(w.config.id);

@@ -19,6 +19,7 @@ const COMMANDS = [
   "healthcheck",
   "webhooks",
   "erase",
+  "explain",
 ] as const;
 /** One subcommand. */
 export type Command = typeof COMMANDS[number];
@@ -37,6 +38,9 @@ const _OPTIONS = {
   connection: { type: "string" },
   mailchimp: { type: "boolean" },
   status: { type: "boolean" },
+  repush: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  ometria: { type: "boolean" },
 } as const;
 
 /** The flags and arguments of one command line, as given. */
@@ -59,6 +63,12 @@ export interface CommandLine {
   mailchimp: boolean;
   /** `erase --status`: list the open erasures. */
   status: boolean;
+  /** `sync --repush`, `reset --repush`: send every member, unchanged ones too. */
+  repush: boolean;
+  /** `sync --dry-run`: say what a run would push, write nothing. */
+  dryRun: boolean;
+  /** `explain --ometria`: what Ometria holds for the member too. */
+  ometria: boolean;
   /** Arguments after the subcommand (list or connection ids). */
   positionals: string[];
 }
@@ -117,6 +127,9 @@ export function parseCommandLine(args: string[], errors: string[]): CommandLine 
     connection: text("connection"),
     mailchimp: flag("mailchimp"),
     status: flag("status"),
+    repush: flag("repush"),
+    dryRun: flag("dry-run"),
+    ometria: flag("ometria"),
     positionals: rest,
   };
 }

@@ -29,6 +29,7 @@ import { cronEvery } from "./schedule.ts";
 import type { FieldsConfig } from "../mapping/fields_config.ts";
 import { MAILCHIMP_MAX_PAGE_SIZE, mailchimpBaseUrlFor } from "../mailchimp/mailchimp_url.ts";
 import { kvConnectUrlProblem } from "../state/kv_connect.ts";
+import { subscriberHash } from "../mailchimp/member.ts";
 
 export type { Command } from "./command_line.ts";
 export type { LogLevel } from "./env_schema.ts";
@@ -137,6 +138,15 @@ export interface Config {
   publicUrl: string | undefined;
   /** `erase <email…> [--connection id] [--mailchimp]` or `erase --status`; undefined otherwise. */
   erase: EraseRequest | undefined;
+  /** `explain <email|subscriber-hash> [--connection id] [--ometria]`; undefined otherwise. */
+  explain: ExplainRequest | undefined;
+  /**
+   * `sync --repush` / `reset --repush`: the next run of each connection reads the whole list
+   * and sends every member, those the ledger calls unchanged too.
+   */
+  repush: boolean;
+  /** `sync --dry-run`: say what a run would push, write nothing. */
+  dryRun: boolean;
   /**
    * SYNC_ON_BRANCHES: on Deno Deploy, tick outside the production timeline too (branch and
    * preview deployments), which by default do not: see `config/deploy_timeline.ts`.
@@ -165,6 +175,20 @@ export interface EraseRequest {
   status: boolean;
 }
 
+/**
+ * What `explain` was asked: the member, by its subscriber hash (Mailchimp's id), and the
+ * address when one was given (held in memory only, never shown in messages: it finds the
+ * member's erasure record).
+ */
+export interface ExplainRequest {
+  /** The subscriber hash: the one given, or the MD5 of the lowercased address. */
+  memberId: string;
+  /** The address given, or undefined when a subscriber hash was. */
+  email: string | undefined;
+  /** `--ometria`: what Ometria holds too. */
+  ometria: boolean;
+}
+
 /** The result of {@linkcode loadConfig}: a config, or every problem found. */
 export type ConfigResult =
   | { ok: true; config: Config }
@@ -181,7 +205,7 @@ export interface ConfigSources {
 const LIST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Commands that sync, so need keys and connections. */
-const SYNCING: readonly Command[] = ["sync", "reconcile", "webhooks"];
+const SYNCING: readonly Command[] = ["sync", "reconcile", "webhooks", "explain"];
 
 /**
  * Reads the command line and the environment into a {@linkcode Config}, collecting every
@@ -220,13 +244,21 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   }
 
   let erase: EraseRequest | undefined;
+  let explain: ExplainRequest | undefined;
   if (command === "erase") {
     erase = _eraseRequest(line, positionals, errors);
     // What follows reads the connection to erase from as the one id given.
     positionals = line.connection === undefined ? [] : [line.connection];
-  } else if (line.connection !== undefined || line.mailchimp || line.status) {
-    errors.push("--connection, --mailchimp and --status only apply to erase.");
+  } else if (command === "explain") {
+    explain = _explainRequest(line, positionals, errors);
+    positionals = line.connection === undefined ? [] : [line.connection];
+  } else if (line.connection !== undefined) {
+    errors.push("--connection only applies to erase and explain.");
   }
+  if (command !== "erase" && (line.mailchimp || line.status)) {
+    errors.push("--mailchimp and --status only apply to erase.");
+  }
+  _modeFlags(line, errors);
   _checkIds(positionals, sources.env, errors);
   if (line.state !== undefined && line.state.trim() === "") {
     errors.push("--state needs a value: a file path, kv:, kv:<path> or memory:.");
@@ -266,6 +298,15 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
         : `erase: the connections file has no connection ${line.connection ?? ""}.`,
     );
   }
+  if (command === "explain" && connections.length === 0 && errors.length === 0) {
+    errors.push(
+      line.connections === undefined
+        ? "explain needs the list the member is in: main.ts explain <email|subscriber-hash> --connection <list_id> (or --connections <file>)."
+        : `explain: the connections file has no connection ${
+          line.connection ?? ""
+        }; see its "id" fields.`,
+    );
+  }
   if (needsConnections && connections.length === 0 && errors.length === 0) {
     errors.push(
       `No lists to ${command}: pass one or more Mailchimp list ids (main.ts ${
@@ -276,11 +317,13 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   if (command === "reset" && positionals.length === 0) {
     errors.push("reset needs the list ids (or connection ids) to reset: main.ts reset <id…>.");
   }
-  if (line.json && command !== "status") errors.push("--json only applies to status.");
+  if (line.json && command !== "status" && command !== "explain" && !line.dryRun) {
+    errors.push("--json only applies to status, explain and sync --dry-run.");
+  }
   if (line.check && command !== "status") errors.push("--check only applies to status.");
 
   const wantsSecrets = webhooksAction === "register" ||
-    (command === "sync" && !line.once && env.WEBHOOK_PORT !== undefined);
+    (command === "sync" && !line.once && !line.dryRun && env.WEBHOOK_PORT !== undefined);
   if (wantsSecrets) {
     for (const c of connections) {
       if (c.webhookSecret === undefined && !errors.some((e) => e.includes(`(${c.id})`))) {
@@ -358,6 +401,9 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       webhooksAction,
       publicUrl,
       erase,
+      explain,
+      repush: line.repush,
+      dryRun: line.dryRun,
       syncOnBranches: env.SYNC_ON_BRANCHES,
       requireStateVolume: env.SYNC_REQUIRE_STATE_VOLUME,
       mailchimpPort,
@@ -479,6 +525,50 @@ function _eraseRequest(
     );
   }
   return { emails: valid, mailchimp: line.mailchimp, status: line.status };
+}
+
+/**
+ * `explain`'s one argument: an address or a subscriber hash (32 hex digits). Neither is
+ * shown in a message: an address is personal data, and errors go to the log.
+ */
+function _explainRequest(
+  line: CommandLine,
+  args: readonly string[],
+  errors: string[],
+): ExplainRequest | undefined {
+  if (args.length !== 1) {
+    errors.push(
+      `explain takes one member, got ${args.length}: main.ts explain <email|subscriber-hash> [--connection <id>] [--ometria] [--json].`,
+    );
+    return undefined;
+  }
+  const given = args[0]!.trim();
+  if (/^[0-9a-fA-F]{32}$/.test(given)) {
+    return { memberId: given.toLowerCase(), email: undefined, ometria: line.ometria };
+  }
+  if (z.email().safeParse(given).success) {
+    return { memberId: subscriberHash(given), email: given, ometria: line.ometria };
+  }
+  errors.push(
+    "The argument of explain is neither an email address nor a subscriber hash (32 hex " +
+      "digits, the MD5 of the lowercased address); it is not shown, as it may be personal data.",
+  );
+  return undefined;
+}
+
+/** `--repush`, `--dry-run` and `--ometria`: which commands take them, and not together. */
+function _modeFlags(line: CommandLine, errors: string[]): void {
+  const { command } = line;
+  if (line.repush && command !== "sync" && command !== "reset") {
+    errors.push("--repush only applies to sync and reset.");
+  }
+  if (line.dryRun && command !== "sync") errors.push("--dry-run only applies to sync.");
+  if (line.dryRun && line.repush) {
+    errors.push(
+      "--dry-run writes nothing, so it cannot --repush: run sync --dry-run to see what would be sent, then sync --repush.",
+    );
+  }
+  if (line.ometria && command !== "explain") errors.push("--ometria only applies to explain.");
 }
 
 /** `--url`: an http(s) base URL, without a trailing slash, query or fragment. */

@@ -253,6 +253,12 @@ export const connectionStateSchema = z.object({
   optout_back: optoutBackSchema.nullable().default(null),
   /** Data-protection erasures of this connection. */
   erasures: erasureStateSchema.default({ salt: null, open: [], completed: 0, checked_at: null }),
+  /**
+   * `reset --repush` (or `sync --repush`) asked that the next full run send every member,
+   * those the ledger calls unchanged too; cleared when that run completes its window. Absent
+   * (rather than false) otherwise, so documents written before it stay byte for byte.
+   */
+  repush_pending: z.literal(true).optional(),
 });
 
 /** Everything remembered about one connection. */

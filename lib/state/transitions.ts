@@ -91,8 +91,11 @@ export type ConnectionEvent =
   | ({ type: "run-aborted"; run: RunProgress | null } & RunFindings)
   /** The freshness evaluation changed the alert memory. */
   | { type: "alert"; alert: AlertState }
-  /** `reset`: the next run reads the whole list. */
-  | { type: "reset" }
+  /**
+   * `reset`: the next run reads the whole list; with `repush`, it sends every member, those
+   * the ledger calls unchanged too (remembered until that run completes its window).
+   */
+  | { type: "reset"; repush?: boolean | undefined }
   /**
    * Members held back (`add`) and members that went through or are gone (`release`, by id).
    * `at` is when this happened; `forgetUnidentifiedBefore` drops entries without an id last
@@ -156,8 +159,10 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
       // held members are tried again at every retry until they go through.
       const held = event.summary.outcome === "failed";
       const failures = held ? state.failures + 1 : 0;
+      // A pending repush is done: this window was read whole and every member in it sent.
+      const { repush_pending: _done, ...rest } = state;
       return {
-        ..._seen(state, event),
+        ..._seen(rest, event),
         watermark: _iso(event.upperMs),
         fresh_as_of: _iso(event.upperMs),
         run: null,
@@ -188,7 +193,12 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
       return { ...state, alert: event.alert };
     case "reset":
       // fresh_as_of stays: Ometria is still complete up to then until the full run ends.
-      return { ...state, watermark: null, run: null };
+      return {
+        ...state,
+        watermark: null,
+        run: null,
+        ...(event.repush ? { repush_pending: true as const } : {}),
+      };
     case "quarantine":
       return { ...state, quarantine: _quarantine(state.quarantine, event) };
     case "reconciled":

@@ -82,6 +82,8 @@ export class ConnectionWriter {
   #appended = 0;
   /** Numbers reads and pushes in the order they start (see gate.ts). */
   #seq = 0;
+  /** Whether unchanged records are sent too (see {@linkcode repushing}). */
+  #repush: boolean;
 
   constructor(options: ConnectionWriterOptions) {
     this.#o = options;
@@ -92,6 +94,24 @@ export class ConnectionWriter {
     this.clock = options.clock;
     this.logger = options.logger;
     this.#ledger = options.store.ledger(options.connection.id);
+    this.#repush = options.repush ?? false;
+  }
+
+  /**
+   * Whether this writer sends records Ometria acknowledged before too: from its options
+   * (`sync --repush` for the whole process), or turned on for one job with
+   * {@linkcode setRepushing} (a run consuming the connection's pending `reset --repush`).
+   */
+  get repushing(): boolean {
+    return this.#repush;
+  }
+
+  /**
+   * Sends unchanged records too (`on`), or goes back to the writer's option; everything this
+   * writer pushes meanwhile (webhook events drained beside the job included) is affected.
+   */
+  setRepushing(on: boolean): void {
+    this.#repush = on || (this.#o.repush ?? false);
   }
 
   /** The lease this writer holds. */
@@ -255,9 +275,7 @@ export class ConnectionWriter {
     let stale = 0;
     for (const r of records) {
       const before = table.get(r.id);
-      const verdict = judge(before, before?.issuedSeq ?? 0, r, {
-        repush: this.#o.repush ?? false,
-      });
+      const verdict = judge(before, before?.issuedSeq ?? 0, r, { repush: this.#repush });
       if (verdict === "unchanged") unchanged++;
       else if (verdict === "stale") stale++;
       else if (verdict === "recheck") recheck.push(r.id);

@@ -1,5 +1,10 @@
 /**
- * `reset <ids…>`: forgets watermarks and checkpoints, so the next run is a full sync.
+ * `reset <ids…> [--repush]`: forgets watermarks and checkpoints, so the next run is a full
+ * sync. The content ledger stays, so that run sends only members whose record differs from
+ * what Ometria acknowledged (the others count as `unchanged`). With `--repush` the state
+ * also remembers (`repush_pending`) that the next run must send every member: whichever
+ * process runs the connection next (`--once`, the daemon, the Deploy cron) reads the flag
+ * under the connection's lease, and the run that completes its window clears it.
  *
  * @module
  */
@@ -30,11 +35,20 @@ export async function resetCommand(config: Config, deps: CliDeps): Promise<numbe
         continue;
       }
       try {
-        await record(deps.store, { id: s.id, listId: s.list_id }, { type: "reset" }, lease.fence);
+        await record(
+          deps.store,
+          { id: s.id, listId: s.list_id },
+          { type: "reset", repush: config.repush },
+          lease.fence,
+        );
       } finally {
         await lease.release();
       }
-      deps.write(`${s.id}: watermark forgotten; the next run reads the whole list.\n`);
+      deps.write(
+        config.repush
+          ? `${s.id}: watermark forgotten; the next run reads the whole list and sends every member (--repush).\n`
+          : `${s.id}: watermark forgotten; the next run reads the whole list and sends the members whose record changed since Ometria acknowledged it (reset --repush sends all).\n`,
+      );
     }
   }
   await deps.store.flush();

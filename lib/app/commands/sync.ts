@@ -97,6 +97,17 @@ async function _sync(config: Config, deps: CliDeps, sync: _Sync): Promise<number
     return EXIT.usage;
   }
   if (!(await _fieldMappingsFit(sync.service, deps))) return EXIT.usage;
+  if (config.repush) {
+    const held = await sync.service.requestRepush();
+    for (const id of held) {
+      deps.logger.error(
+        "{connection} cannot be set to --repush: another process holds it (a daemon or another " +
+          "--once on the same state); run reset --repush {connection} when it is free",
+        { connection: id },
+      );
+    }
+    if (held.length > 0) return EXIT.failed;
+  }
   const runTick = () =>
     sync.service.tick({ force: config.force, signal: deps.stop, hardSignal: deps.hardStop });
   if (config.once) return await _once(deps, runTick, sync.line);
