@@ -15,6 +15,12 @@
  * 5. Crashes: a 50,000-member sync with file state, SIGKILLed 4 times mid-run and started
  *    again each time: records Ometria received ÷ 50,000 (1.0 is no resend at all).
  *
+ * 6. Deep reconcile of an unchanged list (1,000,000 members; `reconcile=N` in `BENCH`): the
+ *    list is synced once, then `reconcile` reads every member, maps and hashes it against the
+ *    content ledger: Mailchimp requests (about one per 1000 members), Ometria requests (0 is
+ *    the target: nothing differs), wall time and peak memory. Not in the default set (it
+ *    repeats scenario 1's full run first): `BENCH="scenarios=6"`.
+ *
  * The child runs as users run it: plain `deno run`, no V8 flags (`v8Flags` sets some).
  * With `distribution: "bulk"`, half the members of scenarios 1 and 4 come in bulk imports
  * of 1,500 sharing one `last_changed` (the simulator's `bulkImports`), and every scenario
@@ -49,7 +55,7 @@ export interface BenchOptions {
    * most the sync can be set to) or more means not limiting. @default {1000}
    */
   ometriaRate?: number;
-  /** Which scenarios to run, by number (1 to 5). @default {[1, 2, 3, 4, 5]} */
+  /** Which scenarios to run, by number (1 to 6). @default {[1, 2, 3, 4, 5]} */
   scenarios?: readonly number[];
   /** Members of each of scenario 3's two lists. @default {10_000} */
   ceilingMembers?: number;
@@ -57,6 +63,8 @@ export interface BenchOptions {
   pairMembers?: number;
   /** Members of scenario 5's list. @default {50_000} */
   crashMembers?: number;
+  /** Members of scenario 6's list (deep reconcile, unchanged). @default {1_000_000} */
+  reconcileMembers?: number;
   /** `--v8-flags` of the child (empty: none). @default {""} */
   v8Flags?: string;
   /**
@@ -339,6 +347,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
     if (scenarios.has(3)) ok = await _ceiling(options, dir) && ok;
     if (scenarios.has(4)) ok = await _pair(options, dir) && ok;
     if (scenarios.has(5)) ok = await _crashes(options, dir) && ok;
+    if (scenarios.has(6)) ok = await _deepReconcile(options, dir) && ok;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -559,6 +568,47 @@ async function _crashes(options: BenchOptions, dir: string): Promise<boolean> {
 }
 
 /**
+ * Scenario 6: the cost of a deep reconcile of a list where nothing changed. One full run
+ * builds the content ledger; then `reconcile` reads every member (1000 a page), maps and
+ * hashes each, and finds every hash equal to the acknowledged one: it should send Ometria
+ * nothing at all.
+ */
+async function _deepReconcile(options: BenchOptions, dir: string): Promise<boolean> {
+  const { write } = options;
+  const members = options.reconcileMembers ?? 1_000_000;
+  const id = "deeprec001";
+  const sims = await _sims(UNLIMITED);
+  try {
+    sims.mailchimp.addList(id, {
+      members,
+      seed: 61,
+      lastChangedTo: Date.now() - MINUTE,
+      ..._spread(options),
+    });
+    const env = { ..._env(sims, UNLIMITED), LOGGING_LEVEL: "INFO" };
+    const state = `${dir}/deep.json`;
+    const full = await _measure(options, sims, ["--once", "--force", "--state", state, id], env);
+    const rec = await _measure(options, sims, ["reconcile", "--state", state, id], env);
+    const pushed = sims.ometria.stats.recordsReceived;
+    write(`Scenario 6: deep reconcile of ${n(members)} unchanged members (file state)`);
+    write(
+      `  full run first:  ${full.seconds.toFixed(1)} s, ${full.mailchimpRequests} Mailchimp + ` +
+        `${full.ometriaRequests} Ometria requests, peak RSS ${mib(full.peakRssBytes)}`,
+    );
+    write(
+      `  reconcile:       ${rec.seconds.toFixed(1)} s (process start included), ${
+        n(Math.round(members / rec.seconds))
+      } members/s, ${n(rec.mailchimpRequests)} Mailchimp + ${rec.ometriaRequests} Ometria ` +
+        `requests (${pushed} records sent), peak RSS ${mib(rec.peakRssBytes)}\n`,
+    );
+    return full.code === 0 && rec.code === 0 && rec.ometriaRequests === 0;
+  } finally {
+    await sims.mailchimp.close();
+    await sims.ometria.close();
+  }
+}
+
+/**
  * Reads bench options from words like `scenarios=1,4 members=200000 distribution=bulk
  * baseline=/path/to/main.ts v8flags=…` (main.ts passes its `BENCH` variable). Unknown words
  * throw a TypeError naming them.
@@ -576,6 +626,7 @@ export function parseBenchSpec(
     else if (key === "pair") out.pairMembers = num;
     else if (key === "ceiling") out.ceilingMembers = num;
     else if (key === "crash") out.crashMembers = num;
+    else if (key === "reconcile") out.reconcileMembers = num;
     else if (key === "connections") out.connections = num;
     else if (key === "distribution" && (value === "bulk" || value === "independent")) {
       out.distribution = value;

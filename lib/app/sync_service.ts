@@ -732,6 +732,7 @@ export class SyncService {
     }
     o.metrics?.recordRun(w.config.id, {
       pushed: result.pushed,
+      unchanged: result.unchanged,
       durationMs: result.durationMs,
       ok: result.outcome === "ok",
     });

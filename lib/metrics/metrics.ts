@@ -9,6 +9,8 @@
  *
  * Families (see {@linkcode PROCESS_FAMILIES}):
  * - `sync_members_synced_total{connection}` counter (members pushed to Ometria)
+ * - `sync_members_unchanged_total{connection}` counter (members read whose record Ometria
+ *   had acknowledged already: not sent, see the content ledger)
  * - `sync_run_duration_seconds{connection}` summary (`_sum` and `_count` only)
  * - `sync_run_failures_total{connection}` counter
  * - `sync_reconcile_orphans_total{connection}`, `sync_reconcile_missed_total{connection}`,
@@ -30,6 +32,7 @@ import { statusRoutes, type StatusSource } from "./routes.ts";
  */
 export const PROCESS_FAMILIES: readonly string[] = [
   "sync_members_synced_total",
+  "sync_members_unchanged_total",
   "sync_run_duration_seconds",
   "sync_run_failures_total",
   "sync_reconcile_orphans_total",
@@ -49,6 +52,7 @@ interface _ConnectionRecord {
   /** `connection="…"`, escaped once when the connection is first seen. */
   label: string;
   synced: number;
+  unchanged: number;
   durationSumSeconds: number;
   runs: number;
   failures: number;
@@ -77,10 +81,17 @@ export class Metrics {
     record.repaired += found.repaired;
   }
 
-  /** Records a finished run: members pushed, how long it took, whether it succeeded. */
-  recordRun(id: string, run: { pushed: number; durationMs: number; ok: boolean }): void {
+  /**
+   * Records a finished run: members pushed, members skipped as unchanged, how long it took,
+   * whether it succeeded.
+   */
+  recordRun(
+    id: string,
+    run: { pushed: number; unchanged?: number; durationMs: number; ok: boolean },
+  ): void {
     const record = this.#record(id);
     record.synced += Math.max(0, run.pushed);
+    record.unchanged += Math.max(0, run.unchanged ?? 0);
     record.durationSumSeconds += Math.max(0, run.durationMs) / 1000;
     record.runs += 1;
     if (!run.ok) record.failures += 1;
@@ -134,6 +145,12 @@ export class Metrics {
 
     family("sync_members_synced_total", "counter", "Members pushed to Ometria.");
     for (const r of records) out += `sync_members_synced_total{${r.label}} ${r.synced}\n`;
+    family(
+      "sync_members_unchanged_total",
+      "counter",
+      "Members read whose record Ometria had acknowledged already (not sent).",
+    );
+    for (const r of records) out += `sync_members_unchanged_total{${r.label}} ${r.unchanged}\n`;
     family("sync_run_duration_seconds", "summary", "Duration of finished runs.");
     for (const r of records) {
       out += `sync_run_duration_seconds_sum{${r.label}} ${_number(r.durationSumSeconds)}\n` +
@@ -186,6 +203,7 @@ export class Metrics {
       record = {
         label: `connection="${_escapeLabel(id)}"`,
         synced: 0,
+        unchanged: 0,
         durationSumSeconds: 0,
         runs: 0,
         failures: 0,

@@ -21,7 +21,7 @@ function parseSamples(text: string): Map<string, number> {
 Deno.test("Metrics.render() writes the process's counters with HELP, TYPE and escaped labels", () => {
   const metrics = new Metrics();
   metrics.recordRun("shop-eu", { pushed: 120, durationMs: 1500, ok: true });
-  metrics.recordRun("shop-eu", { pushed: 30, durationMs: 500, ok: false });
+  metrics.recordRun("shop-eu", { pushed: 30, unchanged: 970, durationMs: 500, ok: false });
   metrics.recordRun('odd "id"\\x\ny', { pushed: 1, durationMs: 1, ok: true });
   metrics.countRequest("mailchimp", 200);
   metrics.countRequest("mailchimp", 200);
@@ -33,6 +33,7 @@ Deno.test("Metrics.render() writes the process's counters with HELP, TYPE and es
 
   assert.equal(samples.get('sync_members_synced_total{connection="shop-eu"}'), 150);
   assert.equal(samples.get('sync_members_synced_total{connection="odd \\"id\\"\\\\x\\ny"}'), 1);
+  assert.equal(samples.get('sync_members_unchanged_total{connection="shop-eu"}'), 970);
   assert.equal(samples.get('sync_run_duration_seconds_sum{connection="shop-eu"}'), 2);
   assert.equal(samples.get('sync_run_duration_seconds_count{connection="shop-eu"}'), 2);
   assert.equal(samples.get('sync_run_failures_total{connection="shop-eu"}'), 1);
