@@ -36,6 +36,21 @@ Deno.test("nextState() backs a failed connection off and a completed run clears 
   ]);
 });
 
+Deno.test("nextState(): reset --repush is remembered until a run completes its window", () => {
+  let s = newConnectionState("c", "l");
+  s = nextState(s, { type: "run-completed", upperMs: T0, error: null, summary });
+  assert.ok(!("repush_pending" in s), "absent, not false: older documents stay as they were");
+  s = nextState(s, { type: "reset", repush: true });
+  assert.deepEqual([s.watermark, s.repush_pending], [null, true]);
+  // A plain reset does not cancel it; a run that fails or stops keeps it for the next one.
+  s = nextState(s, { type: "reset" });
+  s = nextState(s, { type: "run-failed", at: T0, run: null, summary, error: "boom" });
+  s = nextState(s, { type: "run-aborted", run: null });
+  assert.equal(s.repush_pending, true);
+  s = nextState(s, { type: "run-completed", upperMs: T0, error: null, summary });
+  assert.ok(!("repush_pending" in s));
+});
+
 Deno.test("nextState() rewinds the watermark and the cursor, never forwards", () => {
   let s: ConnectionState = {
     ...newConnectionState("c", "l"),
