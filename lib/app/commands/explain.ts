@@ -76,7 +76,7 @@ function _text(e: Explanation): string {
   } else {
     lines.push(
       m.reason === "gone"
-        ? "  Mailchimp: no such member (404): deleted permanently, or its address changed"
+        ? "  Mailchimp: no such member (404): never on this list, deleted permanently, or its address changed"
         : `  Mailchimp: served malformed: ${m.detail}`,
     );
   }
