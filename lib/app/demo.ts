@@ -85,20 +85,19 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       onProgress: (_id, p) => {
         const now = clock.now();
         const seconds = ((now - started) / 1000).toFixed(1);
-        const pct = Math.min(100, Math.floor((p.pushed / Math.max(1, expected)) * 100));
+        const done = p.pushed + (p.unchanged ?? 0);
+        const pct = Math.min(100, Math.floor((done / Math.max(1, expected)) * 100));
         if (options.isTerminal) {
           const width = 30;
           const bar = "█".repeat(Math.round((pct / 100) * width)).padEnd(width, "░");
           write(
-            `\r${phase} ${bar} ${fmt.format(p.pushed)}/${
-              fmt.format(expected)
-            } (${pct}%) ${seconds}s`,
+            `\r${phase} ${bar} ${fmt.format(done)}/${fmt.format(expected)} (${pct}%) ${seconds}s`,
           );
         } else if (now - lastLine >= 2000) {
           lastLine = now;
-          logger.info("{phase}: {pushed} of {expected} pushed ({pct}%) after {seconds}s", {
+          logger.info("{phase}: {done} of {expected} done ({pct}%) after {seconds}s", {
             phase,
-            pushed: p.pushed,
+            done,
             expected,
             pct,
             seconds,

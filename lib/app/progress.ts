@@ -12,19 +12,22 @@ import type { Clock } from "../clock/clock.ts";
 import { DEFAULT_PROGRESS_EVERY_SECONDS } from "../config/defaults.ts";
 
 /**
- * How far one run has got: members read and pushed, and `total`, Mailchimp's count of the
- * window's members when known (a hint for the time left, never a proof of anything).
+ * How far one run has got: members read, pushed and found unchanged (not sent: Ometria had
+ * acknowledged that very record, see the content ledger), and `total`, Mailchimp's count of
+ * the window's members when known (a hint for the time left, never a proof of anything).
  */
 export interface ProgressUpdate {
   read: number;
   pushed: number;
+  /** @default {0} */
+  unchanged?: number;
   total?: number;
 }
 
 /** One connection's progress with what follows from it. */
 export interface ProgressFigures extends ProgressUpdate {
   connection: string;
-  /** Members pushed per second since the run started. */
+  /** Members done (pushed or found unchanged) per second since the run started. */
   rate: number;
   /** Seconds left at that rate, when `total` is known and the rate is not zero. */
   secondsLeft: number | undefined;
@@ -38,14 +41,17 @@ interface _Run {
 
 function _figures(id: string, run: _Run, nowMs: number): ProgressFigures {
   const { read, pushed, total } = run.last;
+  const unchanged = run.last.unchanged ?? 0;
+  const done = pushed + unchanged;
   const seconds = (nowMs - run.startedMs) / 1000;
   // No rate before any time has passed (not members per millisecond of nothing).
-  const rate = seconds > 0 ? pushed / seconds : 0;
-  const left = total === undefined ? undefined : Math.max(0, total - pushed);
+  const rate = seconds > 0 ? done / seconds : 0;
+  const left = total === undefined ? undefined : Math.max(0, total - done);
   const figures: ProgressFigures = {
     connection: id,
     read,
     pushed,
+    unchanged,
     rate,
     secondsLeft: left === undefined || rate <= 0 ? undefined : left / rate,
   };
@@ -70,12 +76,18 @@ function _track(
   return started;
 }
 
-/** A progress line in words: `list_1: read 12,000, pushed 11,900 (of ~50,000), 2,380/s, ~16 s left`. */
+/**
+ * A progress line in words: `list_1: read 12,000, pushed 11,900 (of ~50,000), 2,380/s, ~16 s
+ * left`, with `, unchanged 9,000` after the pushed count once some were.
+ */
 export function formatProgress(f: ProgressFigures): string {
   const n = (v: number) => Math.round(v).toLocaleString("en-US");
   const of = f.total === undefined ? "" : ` (of ~${n(f.total)})`;
   const left = f.secondsLeft === undefined ? "" : `, ~${_duration(f.secondsLeft)} left`;
-  return `${f.connection}: read ${n(f.read)}, pushed ${n(f.pushed)}${of}, ${n(f.rate)}/s${left}`;
+  const same = (f.unchanged ?? 0) > 0 ? `, unchanged ${n(f.unchanged!)}` : "";
+  return `${f.connection}: read ${n(f.read)}, pushed ${n(f.pushed)}${same}${of}, ${
+    n(f.rate)
+  }/s${left}`;
 }
 
 function _duration(seconds: number): string {
@@ -117,6 +129,7 @@ export class ProgressLog {
       connection,
       read: f.read,
       pushed: f.pushed,
+      unchanged: f.unchanged ?? 0,
       total: f.total ?? null,
       rate: Math.round(f.rate),
       seconds_left: f.secondsLeft === undefined ? null : Math.round(f.secondsLeft),
@@ -200,11 +213,13 @@ export function fitProgress(runs: readonly ProgressFigures[], width: number): st
   const full = runs.map(formatProgress).join(" | ");
   if (_length(full) <= width) return full;
   const k = (v: number) => _short(v);
+  // Compact, a run's count is what it has done (pushed or unchanged) against its total.
+  const done = (f: ProgressFigures) => f.pushed + (f.unchanged ?? 0);
   const pushed = runs.reduce((sum, f) => sum + f.pushed, 0);
   const rate = runs.reduce((sum, f) => sum + f.rate, 0);
   const totals = `${runs.length} running, pushed ${k(pushed)}, ${k(rate)}/s`;
   const each = runs.map((f) =>
-    `${f.connection} ${k(f.pushed)}${f.total === undefined ? "" : `/${k(f.total)}`}`
+    `${f.connection} ${k(done(f))}${f.total === undefined ? "" : `/${k(f.total)}`}`
   ).join(" · ");
   const compact = runs.length === 1 ? each : `${totals}: ${each}`;
   if (_length(compact) <= width) return compact;

@@ -101,7 +101,9 @@ export interface RunConnectionOptions extends EngineContext {
   /** Aborts requests in flight (hard stop); progress up to the last checkpoint is kept. */
   hardSignal?: AbortSignal;
   /** Called after every acknowledged batch. */
-  onProgress?: (progress: { read: number; pushed: number; total?: number }) => void;
+  onProgress?: (
+    progress: { read: number; pushed: number; unchanged: number; total?: number },
+  ) => void;
   /**
    * Mailchimp's default listing is known (from another list) to include archived members:
    * skip the separate archived pass. It is the API's behaviour, not a list's.
@@ -315,7 +317,8 @@ class _Run {
         const total = this.reader.totalHint;
         this.o.onProgress?.({
           read: this.counts.read,
-          pushed: this.counts.pushed + this.counts.unchanged,
+          pushed: this.counts.pushed,
+          unchanged: this.counts.unchanged,
           ...(total !== undefined ? { total } : {}),
         });
       },

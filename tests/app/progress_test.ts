@@ -18,9 +18,32 @@ Deno.test("ProgressLog logs a connection's progress at most every interval, with
   assert.equal(lines.length, 4, "20 s of updates, one line per 5 s");
   assert.deepEqual(
     { ...lines[0]!.properties },
-    { connection: "list_1", read: 2500, pushed: 2000, total: 10_000, rate: 400, seconds_left: 20 },
+    {
+      connection: "list_1",
+      read: 2500,
+      pushed: 2000,
+      unchanged: 0,
+      total: 10_000,
+      rate: 400,
+      seconds_left: 20,
+    },
   );
   assert.match(logs.text(), /read 2,500, pushed 2,000 \(of ~10,000\), 400\/s, ~20 s left/);
+});
+
+Deno.test("ProgressLog counts unchanged members apart, and as done for the rate and time left", () => {
+  using logs = captureLogs();
+  const clock = new FakeClock(T0);
+  const progress = new ProgressLog({ logger: logs.logger, clock, intervalMs: 5000 });
+  progress.update("list_1", { read: 0, pushed: 0, unchanged: 0, total: 10_000 });
+  clock.set(T0 + 5000);
+  progress.update("list_1", { read: 2500, pushed: 100, unchanged: 1900, total: 10_000 });
+  assert.match(
+    logs.text(),
+    /read 2,500, pushed 100, unchanged 1,900 \(of ~10,000\), 400\/s, ~20 s left/,
+  );
+  const line = logs.records.find((r) => r.level === "info")!;
+  assert.deepEqual([line.properties.pushed, line.properties.unchanged], [100, 1900]);
 });
 
 Deno.test("ProgressLine redraws one line in place on the terminal", () => {
