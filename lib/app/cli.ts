@@ -1,6 +1,6 @@
 /**
  * The commands behind `main.ts`, dispatched by name: sync (once or as a daemon), status,
- * reset, reconcile, webhooks and erase, one module each under `commands/`, as deployctl keeps one
+ * reset, reconcile, verify, webhooks and erase, one module each under `commands/`, as deployctl keeps one
  * module per subcommand. Everything the process provides — fetch, clock, logger, output,
  * cron, signals as AbortSignals — is handed in ({@linkcode CliDeps}), and every command
  * returns its exit code instead of exiting.
@@ -15,6 +15,7 @@ import { resetCommand } from "./commands/reset.ts";
 import { statusCommand } from "./commands/status.ts";
 import { syncCommand } from "./commands/sync.ts";
 import { runWebhooksCommand } from "./commands/webhooks.ts";
+import { verifyCommand } from "./commands/verify.ts";
 
 /**
  * Runs the command the config names and returns its exit code (`EXIT`, commands/cli_deps.ts).
@@ -35,6 +36,8 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
       return await runWebhooksCommand(config, { ...deps, signal: deps.stop });
     case "erase":
       return await eraseCommand(config, deps);
+    case "verify":
+      return await verifyCommand(config, deps);
     default:
       throw new RangeError(`Cannot run '${config.command}' here: main.ts dispatches it`);
   }

@@ -19,6 +19,7 @@ const COMMANDS = [
   "healthcheck",
   "webhooks",
   "erase",
+  "verify",
 ] as const;
 /** One subcommand. */
 export type Command = typeof COMMANDS[number];
@@ -37,6 +38,8 @@ const _OPTIONS = {
   connection: { type: "string" },
   mailchimp: { type: "boolean" },
   status: { type: "boolean" },
+  sample: { type: "string" },
+  repair: { type: "boolean" },
 } as const;
 
 /** The flags and arguments of one command line, as given. */
@@ -59,6 +62,10 @@ export interface CommandLine {
   mailchimp: boolean;
   /** `erase --status`: list the open erasures. */
   status: boolean;
+  /** `verify --sample N`: members to check at random, as given. */
+  sample: string | undefined;
+  /** `verify --repair`: push what differs. */
+  repair: boolean;
   /** Arguments after the subcommand (list or connection ids). */
   positionals: string[];
 }
@@ -117,6 +124,8 @@ export function parseCommandLine(args: string[], errors: string[]): CommandLine 
     connection: text("connection"),
     mailchimp: flag("mailchimp"),
     status: flag("status"),
+    sample: text("sample"),
+    repair: flag("repair"),
     positionals: rest,
   };
 }

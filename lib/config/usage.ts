@@ -8,6 +8,7 @@
 export const USAGE = `Usage:
   main.ts [--once] [--force] [--state <path|kv:[path]|memory:>] [--connections <file>] <list_id…>
   main.ts reconcile [--once] [--force] [--state …] [--connections <file>] <list_id…>
+  main.ts verify [--sample <N>] [--repair] [--json] [--state …] [--connections <file>] [--connection <id>] <list_id…>
   main.ts status [--json] [--check] [--state …] [--connections <file>] [list_id…]
   main.ts reset [--state …] <list_id…>
   main.ts webhooks register [--force] [--state …] [--connections <file>] --url <public base URL> <list_id…>
@@ -17,7 +18,7 @@ export const USAGE = `Usage:
   main.ts demo | bench | healthcheck
   main.ts simulate [--mailchimp-port <port>] [--ometria-port <port>]
 
-Exit codes: 0 ok, 1 a list failed (status --check: a list is behind), 2 usage, configuration
+Exit codes: 0 ok, 1 a list failed (status --check: a list is behind; verify: Ometria differs), 2 usage, configuration
 or state error, 3 a --once run was stopped by SIGINT/SIGTERM before it finished.
 
 Keys come from MAILCHIMP_API_KEY and OMETRIA_API_KEY (or the variables a connections file

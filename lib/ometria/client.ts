@@ -826,11 +826,17 @@ export class OmetriaClient {
    */
   async *contactsOf(
     collection: string,
-    options: { pageSize?: number; signal?: AbortSignal | undefined } = {},
+    options: {
+      pageSize?: number;
+      signal?: AbortSignal | undefined;
+      /** Called before each page is asked for (counting requests). */
+      onPage?: (() => void) | undefined;
+    } = {},
   ): AsyncGenerator<OmetriaStoredContact[], void, undefined> {
     const limit = options.pageSize ?? OMETRIA_CONTACTS_PAGE;
     let longest = 0;
     for (let offset = 0;;) {
+      options.onPage?.();
       const page = await this.contactsPage(collection, { offset, limit }, options.signal);
       if (page.contacts.length > 0) yield page.contacts;
       if (page.size === 0 || page.size < longest) return;
