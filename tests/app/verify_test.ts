@@ -9,6 +9,12 @@ import assert from "node:assert/strict";
 import { runCommand } from "../../lib/app/cli.ts";
 import { loadConfig } from "../../lib/config/config.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
+import { statusRows } from "../../lib/freshness/status_report.ts";
+import { renderStatusPage } from "../../lib/status_page/status_page.ts";
+import {
+  buildStatusPageView,
+  parseStatusPageQuery,
+} from "../../lib/status_page/status_page_view.ts";
 import { assertExactCopy, assertInSync, startWorld, T0, type World } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
@@ -71,6 +77,21 @@ Deno.test("verify exits 0 when Ometria holds exactly what Mailchimp holds", asyn
     assert.equal(state?.last_verify?.mode, "full");
     assert.equal(state?.last_verify?.checked, 30);
     assert.equal(state?.last_verify?.diverged_since, null);
+    // status --json and the status page show it.
+    const status = await cli(world, ["status", "--json", LIST]);
+    const entry = JSON.parse(status.out).connections[0];
+    assert.equal(entry.last_verify.mode, "full");
+    assert.equal(entry.last_verify.checked, 30);
+    const text = await cli(world, ["status", LIST]);
+    assert.match(text.out, /verified .* \(full of 30\): Ometria matches Mailchimp/);
+    const view = buildStatusPageView(
+      statusRows([state!], { connections: [], thresholdMinutes: 120 }),
+      world.clock.now(),
+      parseStatusPageQuery(new URLSearchParams()),
+    );
+    const html = renderStatusPage(view, { nonce: "n" });
+    assert.match(html, /<th>Verified<\/th>/);
+    assert.match(html, /matches<\/span> .*full of 30/);
   } finally {
     await world.close();
   }
