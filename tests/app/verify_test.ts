@@ -208,6 +208,14 @@ Deno.test("verify refuses bad input with a clear message and exit 2", async () =
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.out}`);
       assert.ok(r.errors.some((e) => message.test(e)), `${args.join(" ")}: ${r.errors.join("; ")}`);
     }
+    for (const value of ["-1", "soon", "9000"]) {
+      const r = await cli(world, [LIST], { VERIFY_EVERY_HOURS: value });
+      assert.equal(r.code, 2);
+      assert.ok(
+        r.errors.some((e) => /VERIFY_EVERY_HOURS must be 0 \(off\) or a number of hours/.test(e)),
+        r.errors.join("; "),
+      );
+    }
     const legacy = await cli(world, ["verify", LIST], { OMETRIA_ENDPOINT: "record" });
     assert.equal(legacy.code, 2);
     assert.ok(legacy.errors.some((e) => /legacy \/record endpoint/.test(e)), legacy.errors.join());
