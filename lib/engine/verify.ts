@@ -9,7 +9,9 @@
  *   (unless Ometria holds it opted out: what an orphan's opt-out leaves); a member whose contact
  *   was not served, a candidate *missing*; a contact whose fields differ, a candidate *stale*.
  * - **sample N**: N members at random (runs of 10 at random offsets, from a count of the list),
- *   each contact read by id. Extras are not looked for (that needs the whole collection).
+ *   each contact read by id. Extras are not looked for (that needs the whole collection). A
+ *   list whose full read costs no more Ometria requests than N lookups (up to about 100 × N
+ *   members) is read in full instead.
  * - A field no contact of the verify carried is "not returned" (the Contact API may not serve
  *   every field: docs/API_NOTES.md), never a difference; one that others carry is.
  * - Both listings are read with offsets while the two sides change, so every candidate (up to
@@ -26,7 +28,7 @@
 import type { Member } from "../mailchimp/member.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
 import { collectionFor } from "../mapping/contact.ts";
-import type { OmetriaStoredContact } from "../ometria/client.ts";
+import { OMETRIA_CONTACTS_PAGE, type OmetriaStoredContact } from "../ometria/client.ts";
 import { type ContactDifference, contactDifference } from "./contact_diff.ts";
 import type { MembersSource } from "./ports.ts";
 import { serializeMembers } from "./push_in_order.ts";
@@ -110,8 +112,25 @@ interface _Found {
 /** Runs one verify. Throws what the APIs throw (the caller reports it). */
 export async function verifyConnection(o: VerifyOptions): Promise<VerifyReport> {
   const counts: _Counts = { mailchimpRequests: 0, ometriaRequests: 0 };
-  const mode = o.sample === undefined ? "full" : "sample";
-  const found = mode === "full" ? await _readFull(o, counts) : await _readSample(o, counts);
+  let total: number | undefined;
+  if (o.sample !== undefined) {
+    counts.mailchimpRequests++;
+    const page = await o.mailchimp.getMembers(
+      o.connection.listId,
+      { count: 1, fieldsOnlyTotal: true },
+      o.signal,
+    );
+    total = page.totalItems;
+  }
+  // A sample costs one Ometria request a member, a full read one per page of contacts: when
+  // the whole list is no dearer, it is read whole (every member, and extras too).
+  const wanted = Math.min(o.sample ?? 0, total ?? 0);
+  const mode = total === undefined || Math.ceil(total / OMETRIA_CONTACTS_PAGE) + 1 <= wanted
+    ? "full"
+    : "sample";
+  const found = mode === "full"
+    ? await _readFull(o, counts)
+    : await _readSample(o, total ?? 0, counts);
   const report: VerifyReport = {
     mode,
     checked: found.checked,
@@ -197,15 +216,9 @@ async function _readFull(o: VerifyOptions, counts: _Counts): Promise<_Found> {
   return found;
 }
 
-/** `o.sample` members at random, each contact read by id. */
-async function _readSample(o: VerifyOptions, counts: _Counts): Promise<_Found> {
+/** `o.sample` members at random of the list's `totalItems`, each contact read by id. */
+async function _readSample(o: VerifyOptions, totalItems: number, counts: _Counts): Promise<_Found> {
   const listId = o.connection.listId;
-  counts.mailchimpRequests++;
-  const { totalItems } = await o.mailchimp.getMembers(
-    listId,
-    { count: 1, fieldsOnlyTotal: true },
-    o.signal,
-  );
   const expected = new Map<string, string>();
   const wanted = Math.min(o.sample ?? 0, totalItems);
   for (const offset of _randomRuns(totalItems, Math.ceil(wanted / _RUN), o.random ?? Math.random)) {

@@ -152,7 +152,8 @@ Deno.test("verify finds a contact changed behind the product's back, and --repai
 });
 
 Deno.test("verify --sample checks members at random by id; --json reports for machines", async () => {
-  const world = await syncedWorld(200);
+  // 3,000 members: a full read (31 requests) costs more than 20 lookups.
+  const world = await syncedWorld(3000);
   try {
     const ids = [...world.ometria.contacts(COLLECTION).keys()];
     for (const id of ids) {
@@ -174,6 +175,13 @@ Deno.test("verify --sample checks members at random by id; --json reports for ma
     const state = await world.store.get(LIST);
     assert.equal(state?.last_verify?.mode, "sample");
     assert.equal(state?.last_verify?.stale, 20);
+    // A sample no cheaper than the whole list reads the whole list (and finds extras).
+    const whole = await cli(world, ["verify", "--sample", "100", "--json", LIST]);
+    const all = JSON.parse(whole.out).connections[0];
+    assert.equal(all.mode, "full");
+    assert.equal(all.checked, 3000);
+    assert.equal(all.stale.count, 3000);
+    assert.equal(all.extra.count, 0);
   } finally {
     await world.close();
   }
