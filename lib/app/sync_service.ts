@@ -563,7 +563,9 @@ export class SyncService {
     const { signal } = options;
     let report: VerifyReport;
     try {
+      const freshAsOf = (await o.store.get(id))?.fresh_as_of;
       report = await verifyConnection({
+        pendingFromMs: freshAsOf ? Date.parse(freshAsOf) : undefined,
         connection: { id, listId: w.config.listId },
         mailchimp: w.mailchimp,
         ometria: w.ometria,

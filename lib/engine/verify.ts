@@ -32,6 +32,7 @@ import { OMETRIA_CONTACTS_PAGE, type OmetriaStoredContact } from "../ometria/cli
 import { type ContactDifference, contactDifference } from "./contact_diff.ts";
 import type { MembersSource } from "./ports.ts";
 import { serializeMembers } from "./push_in_order.ts";
+import { lastChangedOf } from "./window_reader.ts";
 
 /** The part of the Ometria client `verify` reads with. */
 export interface ContactsReader {
@@ -61,6 +62,11 @@ export interface VerifyOptions {
   random?: () => number;
   /** Candidates read again before they are reported. @default {500} */
   confirmAtMost?: number;
+  /**
+   * The connection's `fresh_as_of` (epoch ms): a member changed at or after it is polling's
+   * next window, not a divergence; it is counted `pending`, not reported. Undefined: none.
+   */
+  pendingFromMs?: number | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -81,6 +87,8 @@ export interface VerifyReport {
   notReturned: string[];
   /** Candidates reported as the listings showed them, not read again. */
   unconfirmed: number;
+  /** Differing members changed since the last completed run: polling's next window. */
+  pending: number;
   mailchimpRequests: number;
   ometriaRequests: number;
 }
@@ -140,6 +148,7 @@ export async function verifyConnection(o: VerifyOptions): Promise<VerifyReport> 
     extra: [],
     notReturned: [],
     unconfirmed: 0,
+    pending: 0,
     ...counts,
   };
   const notReturned = new Set<string>();
@@ -153,14 +162,16 @@ export async function verifyConnection(o: VerifyOptions): Promise<VerifyReport> 
       ? await _confirm(o, id, found, counts, notReturned)
       : _listed(id, found, notReturned);
     if (budget.left < 0) report.unconfirmed++;
-    if (verdict === "missing") report.missing.push(id);
+    if (verdict === "pending") report.pending++;
+    else if (verdict === "missing") report.missing.push(id);
     else if (verdict !== "ok" && verdict !== "extra") report.stale.push({ id, fields: verdict });
     else if (verdict === "extra") report.extra.push(id);
   }
   for (const id of found.extra) {
     const verdict = budget.left-- > 0 ? await _confirm(o, id, found, counts, notReturned) : "extra";
     if (budget.left < 0) report.unconfirmed++;
-    if (verdict === "extra") report.extra.push(id);
+    if (verdict === "pending") report.pending++;
+    else if (verdict === "extra") report.extra.push(id);
     else if (verdict === "missing") report.missing.push(id);
     else if (verdict !== "ok") report.stale.push({ id, fields: verdict });
   }
@@ -252,7 +263,8 @@ async function _readSample(o: VerifyOptions, totalItems: number, counts: _Counts
 }
 
 /**
- * Reads one candidate again on both sides: `"ok"` (equal now, or gone from both), `"missing"`,
+ * Reads one candidate again on both sides: `"ok"` (equal now, or gone from both), `"pending"`
+ * (it differs, but changed since the last completed run: polling sends it), `"missing"`,
  * `"extra"` (gone from Mailchimp, held and not opted out by Ometria), or the fields that differ.
  */
 async function _confirm(
@@ -261,7 +273,7 @@ async function _confirm(
   found: _Found,
   counts: _Counts,
   notReturned: Set<string>,
-): Promise<"ok" | "missing" | "extra" | string[]> {
+): Promise<"ok" | "pending" | "missing" | "extra" | string[]> {
   counts.mailchimpRequests++;
   const now = await o.mailchimp.getMember(o.connection.listId, id, o.signal);
   counts.ometriaRequests++;
@@ -275,9 +287,14 @@ async function _confirm(
   await _expect(o, [now.member], fresh);
   const want = fresh.get(id);
   if (want === undefined) return "ok"; // cannot be mapped: the quarantine has it
-  if (contact === undefined) return "missing";
-  const fields = _fields(contactDifference(JSON.parse(want), contact), found.carried, notReturned);
-  return fields.length > 0 ? fields : "ok";
+  const fields = contact === undefined
+    ? undefined
+    : _fields(contactDifference(JSON.parse(want), contact), found.carried, notReturned);
+  if (fields !== undefined && fields.length === 0) return "ok";
+  if (o.pendingFromMs !== undefined && lastChangedOf(now.member) >= o.pendingFromMs) {
+    return "pending";
+  }
+  return fields ?? "missing";
 }
 
 /** A candidate beyond the confirmation budget, as the listing showed it. */

@@ -187,6 +187,19 @@ Deno.test("verify --sample checks members at random by id; --json reports for ma
   }
 });
 
+Deno.test("verify does not count members changed since the last run: polling sends them next", async () => {
+  const world = await syncedWorld(20);
+  try {
+    world.clock.set(world.clock.now() + 60_000);
+    world.mailchimp.changeMembers(LIST, 3, 7);
+    const r = await cli(world, ["verify", LIST]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /3 member\(s\) changed since the last run differ: polling sends them next/);
+  } finally {
+    await world.close();
+  }
+});
+
 Deno.test("verify reports fields the Contact API does not return as not compared, never stale", async () => {
   const world = await syncedWorld(10);
   try {

@@ -73,6 +73,10 @@ function _text(outcomes: readonly VerifyOutcome[]): string {
       out += `  not compared (Ometria's Contact API did not return them): ` +
         `${r.notReturned.join(", ")}\n`;
     }
+    if (r.pending > 0) {
+      out +=
+        `  ${r.pending} member(s) changed since the last run differ: polling sends them next\n`;
+    }
     if (r.unconfirmed > 0) {
       out += `  ${r.unconfirmed} difference(s) as listed, not read again one by one\n`;
     }
@@ -114,6 +118,7 @@ function _json(outcomes: readonly VerifyOutcome[]) {
         fields: o.summary?.fields ?? [],
         not_returned: r?.notReturned ?? [],
         unconfirmed: r?.unconfirmed ?? 0,
+        pending: r?.pending ?? 0,
         repaired: o.repair
           ? { pushed: o.repair.pushed, opted_out: o.repair.optedOut, rejected: o.repair.rejected }
           : null,
