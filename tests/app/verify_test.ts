@@ -151,6 +151,25 @@ Deno.test("verify finds a contact changed behind the product's back, and --repai
   }
 });
 
+Deno.test("verify --repair writes nothing while another process holds the connection's lease", async () => {
+  const world = await syncedWorld(10);
+  try {
+    const id = [...world.ometria.contacts(COLLECTION).keys()][0]!;
+    world.ometria.contactApi.tamper(COLLECTION, id, { firstname: "Hand edit" });
+    const lease = await world.store.acquire(LIST);
+    assert.ok(lease);
+    world.ometria.resetStats();
+    const r = await cli(world, ["verify", "--repair", LIST]);
+    await lease.release();
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /not repaired: another process is running this connection/);
+    assert.equal(world.ometria.stats.pushRequests, 0, "nothing pushed without the lease");
+    assert.equal(world.ometria.contacts(COLLECTION).get(id)?.firstname, "Hand edit");
+  } finally {
+    await world.close();
+  }
+});
+
 Deno.test("verify --sample checks members at random by id; --json reports for machines", async () => {
   // 3,000 members: a full read (31 requests) costs more than 20 lookups.
   const world = await syncedWorld(3000);
