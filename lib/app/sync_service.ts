@@ -250,6 +250,13 @@ export interface VerifyOutcome {
   error?: string;
 }
 
+/** When a connection was last verified (or first seen), epoch ms; 0 when never. */
+function _verifiedAt(state: ConnectionState | undefined): number {
+  const at = state?.last_verify?.at ?? state?.first_seen_at;
+  const ms = at ? Date.parse(at) : 0;
+  return Number.isNaN(ms) ? 0 : ms;
+}
+
 /**
  * Runs ticks over a fixed set of connections. One Mailchimp limiter per key and one
  * Ometria rate limiter per account are shared by every connection using them.
@@ -464,12 +471,16 @@ export class SyncService {
       }
     }
     if (!options.signal?.aborted) {
-      const due = await this.#verifyDue();
-      if (due.length > 0) {
-        await this.verify(due.map((w) => w.config.id), {
+      // Verifies read at the Data API's 4 requests/s: a tick spends at most half its interval
+      // on them (at least one), longest unverified first; the rest wait for the next ticks.
+      const until = o.clock.now() + (o.tickSeconds ?? DEFAULT_POLLING_SECONDS) * 500;
+      for (const w of await this.#verifyDue()) {
+        if (options.signal?.aborted) break;
+        await this.#verifyOne(w, {
           sample: o.verifySample ?? DEFAULT_VERIFY_SAMPLE,
           ...(options.signal ? { signal: options.signal } : {}),
         });
+        if (o.clock.now() >= until) break;
       }
     }
     if (!options.signal?.aborted) {
@@ -728,7 +739,8 @@ export class SyncService {
 
   /**
    * Connections (push endpoint, synced once, not running) whose last verify (or first sight)
-   * is VERIFY_EVERY_HOURS ago; one whose verify failed waits an hour before the next try.
+   * is VERIFY_EVERY_HOURS ago, longest ago first; one whose verify failed waits an hour
+   * before the next try.
    */
   async #verifyDue(): Promise<_Wired[]> {
     const hours = this.#options.verifyEveryHours ?? DEFAULT_VERIFY_EVERY_HOURS;
@@ -743,7 +755,7 @@ export class SyncService {
       if (failed !== undefined && now - failed < 3_600_000) return false;
       const since = s.last_verify?.at ?? s.first_seen_at;
       return since === null || now - Date.parse(since) >= hours * 3_600_000;
-    });
+    }).sort((a, b) => _verifiedAt(states.get(a.config.id)) - _verifiedAt(states.get(b.config.id)));
   }
 
   /**

@@ -156,3 +156,30 @@ Deno.test("the Deploy cron runs the scheduled verify too; VERIFY_EVERY_HOURS=0 t
     });
   }
 });
+
+Deno.test("scheduled verifies take at most half a tick (at least one), longest unverified first", async () => {
+  const world = await startWorld();
+  try {
+    const lists = ["sched00010", "sched00011", "sched00012"];
+    for (const id of lists) {
+      world.mailchimp.addList(id, { members: 5, lastChangedTo: T0 - 60_000 });
+    }
+    const service = world.service(lists, { verifyEveryHours: 1, tickSeconds: 60 });
+    await service.tick({ force: true });
+    const verified = async () =>
+      (await world.store.list()).filter((s) => s.last_verify !== null).map((s) => s.id);
+    assert.deepEqual(await verified(), []);
+    // Every Ometria answer now takes 20 s: one verify (a few requests) outlasts half a tick.
+    world.ometria.setOptions({ latencyMs: 20_000 });
+    world.clock.set(world.clock.now() + HOUR + 60_000);
+    await service.tick();
+    assert.equal((await verified()).length, 1, "one verify, then the tick's half is spent");
+    await service.tick();
+    assert.equal((await verified()).length, 2, "the next tick goes on with another");
+    await service.tick();
+    assert.deepEqual((await verified()).sort(), lists);
+    await service.close();
+  } finally {
+    await world.close();
+  }
+});
