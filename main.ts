@@ -143,7 +143,7 @@ async function main(args: string[], env: Record<string, string | undefined>): Pr
     : undefined;
   const logger = await _startLogging(config, env, secrets, terminal);
   if (logger === undefined) return EXIT.usage;
-  if (["sync", "reconcile", "webhooks", "erase", "explain"].includes(config.command)) {
+  if (["sync", "reconcile", "webhooks", "erase", "explain", "verify"].includes(config.command)) {
     for (const warning of config.warnings) logger.warn(warning);
   }
 

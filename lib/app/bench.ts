@@ -14,12 +14,13 @@
  *    with a baseline build, when one is given, for a before/after on one run).
  * 5. Crashes: a 50,000-member sync with file state, SIGKILLed 4 times mid-run and started
  *    again each time: records Ometria received ÷ 50,000 (1.0 is no resend at all).
- *
  * 6. Deep reconcile of an unchanged list (1,000,000 members; `reconcile=N` in `BENCH`): the
  *    list is synced once, then `reconcile` reads every member, maps and hashes it against the
  *    content ledger: Mailchimp requests (about one per 1000 members), Ometria requests (0 is
  *    the target: nothing differs), wall time and peak memory. Not in the default set (it
  *    repeats scenario 1's full run first): `BENCH="scenarios=6"`.
+ * 7. (optional, `scenarios=7 verify=N`) a full `verify` of 100,000 members at Ometria's
+ *    Data API rate of 4 requests/s, then a 1,000-member sample (bench_verify.ts).
  *
  * The child runs as users run it: plain `deno run`, no V8 flags (`v8Flags` sets some).
  * With `distribution: "bulk"`, half the members of scenarios 1 and 4 come in bulk imports
@@ -37,6 +38,7 @@ import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
+import { benchVerify } from "./bench_verify.ts";
 
 /** Options of {@linkcode runBench}. */
 export interface BenchOptions {
@@ -65,6 +67,8 @@ export interface BenchOptions {
   crashMembers?: number;
   /** Members of scenario 6's list (deep reconcile, unchanged). @default {1_000_000} */
   reconcileMembers?: number;
+  /** Members of scenario 7's list (a full verify at 4 requests/s). @default {100_000} */
+  verifyMembers?: number;
   /** `--v8-flags` of the child (empty: none). @default {""} */
   v8Flags?: string;
   /**
@@ -348,6 +352,14 @@ export async function runBench(options: BenchOptions): Promise<number> {
     if (scenarios.has(4)) ok = await _pair(options, dir) && ok;
     if (scenarios.has(5)) ok = await _crashes(options, dir) && ok;
     if (scenarios.has(6)) ok = await _deepReconcile(options, dir) && ok;
+    if (scenarios.has(7)) {
+      ok = await benchVerify({
+        write,
+        dir,
+        members: options.verifyMembers ?? 100_000,
+        measure: (sims, args, env) => _measure(options, sims, args, env),
+      }) && ok;
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -627,6 +639,7 @@ export function parseBenchSpec(
     else if (key === "ceiling") out.ceilingMembers = num;
     else if (key === "crash") out.crashMembers = num;
     else if (key === "reconcile") out.reconcileMembers = num;
+    else if (key === "verify") out.verifyMembers = num;
     else if (key === "connections") out.connections = num;
     else if (key === "distribution" && (value === "bulk" || value === "independent")) {
       out.distribution = value;

@@ -1,6 +1,6 @@
 /**
  * The commands behind `main.ts`, dispatched by name: sync (once, as a daemon, or a dry run),
- * status, reset, reconcile, webhooks, erase and explain, one module each under `commands/`, as deployctl keeps one
+ * status, reset, reconcile, verify, webhooks, erase and explain, one module each under `commands/`, as deployctl keeps one
  * module per subcommand. Everything the process provides — fetch, clock, logger, output,
  * cron, signals as AbortSignals — is handed in ({@linkcode CliDeps}), and every command
  * returns its exit code instead of exiting.
@@ -17,6 +17,7 @@ import { resetCommand } from "./commands/reset.ts";
 import { statusCommand } from "./commands/status.ts";
 import { syncCommand } from "./commands/sync.ts";
 import { runWebhooksCommand } from "./commands/webhooks.ts";
+import { verifyCommand } from "./commands/verify.ts";
 
 /**
  * Runs the command the config names and returns its exit code (`EXIT`, commands/cli_deps.ts).
@@ -39,6 +40,8 @@ export async function runCommand(config: Config, deps: CliDeps): Promise<number>
       return await eraseCommand(config, deps);
     case "explain":
       return await explainCommand(config, deps);
+    case "verify":
+      return await verifyCommand(config, deps);
     default:
       throw new RangeError(`Cannot run '${config.command}' here: main.ts dispatches it`);
   }

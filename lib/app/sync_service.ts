@@ -26,7 +26,11 @@ import {
   DEFAULT_PUSH_CONCURRENCY,
   DEFAULT_RECONCILE_EVERY_HOURS,
   DEFAULT_RUN_DEADLINE_MINUTES,
+  DEFAULT_VERIFY_EVERY_HOURS,
+  DEFAULT_VERIFY_SAMPLE,
 } from "../config/defaults.ts";
+import { verifyConnection, type VerifyReport } from "../engine/verify.ts";
+import { repairContacts, type RepairResult } from "../engine/verify_repair.ts";
 import type { EngineContext } from "../engine/ports.ts";
 import type { MemberReader } from "../engine/dry_run.ts";
 import type { LedgerTable } from "../state/ledger_table.ts";
@@ -40,7 +44,7 @@ import { RateLimiter } from "../http/rate_limiter.ts";
 import { MailchimpClient } from "../mailchimp/client.ts";
 import { OmetriaClient } from "../ometria/client.ts";
 import { FieldMapper, mappingReporter } from "../mapping/field_mapper.ts";
-import type { ConnectionState } from "../state/schema.ts";
+import type { ConnectionState, VerifySummary } from "../state/schema.ts";
 import type { StateStore } from "../state/store.ts";
 import { nextState } from "../state/transitions.ts";
 import { tick, type TickResult } from "../scheduler/tick.ts";
@@ -127,6 +131,22 @@ export interface SyncServiceOptions {
    * 0 turns them off. @default {24}
    */
   reconcileEveryHours?: number;
+  /**
+   * Hours between scheduled verifies of a connection (VERIFY_EVERY_HOURS), each of
+   * `verifySample` members at random, done by ticks; 0 turns them off. @default {24}
+   */
+  verifyEveryHours?: number;
+  /** Members a scheduled verify checks. @default {1000} */
+  verifySample?: number;
+  /**
+   * Called when a verify finds Ometria differing from Mailchimp and the last verify did not
+   * (`connection.diverged`, once per incident).
+   */
+  onVerifyDiverged?: (
+    connection: ConnectionConfig,
+    summary: VerifySummary,
+    state: ConnectionState,
+  ) => void;
   /** Called when a reconciliation finds the copy had diverged (orphans, missed members). */
   onDiverged?: (
     connection: ConnectionConfig,
@@ -173,6 +193,7 @@ export type ConfiguredServiceOptions = Pick<
   | "ometriaMaxRequestsPerSecond"
   | "ometriaBatchSize"
   | "reconcileEveryHours"
+  | "verifyEveryHours"
   | "quarantineRetries"
   | "secrets"
 >;
@@ -200,6 +221,7 @@ export function serviceOptionsFromConfig(config: Config): ConfiguredServiceOptio
     ometriaMaxRequestsPerSecond: config.ometriaMaxRequestsPerSecond,
     ometriaBatchSize: config.ometriaBatchSize,
     reconcileEveryHours: config.reconcileEveryHours,
+    verifyEveryHours: config.verifyEveryHours,
     secrets: configSecrets(config),
   };
 }
@@ -212,6 +234,29 @@ interface _Wired {
   fields: FieldMapper | undefined;
   /** The deadline of the connection's run in progress, which its clients read. */
   deadline: { at: number | undefined };
+}
+
+/** What {@linkcode SyncService.verify} did for one connection. */
+export interface VerifyOutcome {
+  id: string;
+  /**
+   * `ok`: compared (differences or not); `failed`: an API failed; `held`: another process
+   * holds the connection, so nothing was repaired; `unsupported`: the legacy `/record`
+   * endpoint has no Contact API to read back.
+   */
+  outcome: "ok" | "failed" | "held" | "unsupported";
+  report?: VerifyReport;
+  repair?: RepairResult;
+  /** What was recorded in the state (`status` shows it). */
+  summary?: VerifySummary;
+  error?: string;
+}
+
+/** When a connection was last verified (or first seen), epoch ms; 0 when never. */
+function _verifiedAt(state: ConnectionState | undefined): number {
+  const at = state?.last_verify?.at ?? state?.first_seen_at;
+  const ms = at ? Date.parse(at) : 0;
+  return Number.isNaN(ms) ? 0 : ms;
 }
 
 /**
@@ -234,6 +279,8 @@ export class SyncService {
   /** The connections' writers: every write of a connection goes through its one writer. */
   readonly #pool: WriterPool;
   readonly #progress: ProgressLog | undefined;
+  /** When a scheduled verify of a connection last failed (tried again an hour later). */
+  readonly #verifyFailedAt = new Map<string, number>();
 
   constructor(options: SyncServiceOptions) {
     this.#options = options;
@@ -464,6 +511,19 @@ export class SyncService {
       }
     }
     if (!options.signal?.aborted) {
+      // Verifies read at the Data API's 4 requests/s: a tick spends at most half its interval
+      // on them (at least one), longest unverified first; the rest wait for the next ticks.
+      const until = o.clock.now() + (o.tickSeconds ?? DEFAULT_POLLING_SECONDS) * 500;
+      for (const w of await this.#verifyDue()) {
+        if (options.signal?.aborted) break;
+        await this.#verifyOne(w, {
+          sample: o.verifySample ?? DEFAULT_VERIFY_SAMPLE,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        if (o.clock.now() >= until) break;
+      }
+    }
+    if (!options.signal?.aborted) {
       // Ometria's unsubscribes (optout_back) and the open erasures' check, after the runs.
       const consent = await consentTick(this.#consentDeps(options.signal), this.#wired, {
         states: new Map((await o.store.list()).map((s) => [s.id, s])),
@@ -512,6 +572,127 @@ export class SyncService {
     await Promise.all(Array.from({ length: n }, worker));
     await o.store.flush();
     return results;
+  }
+
+  /**
+   * Verifies the connections `ids` (all when empty) one after another: reads back what
+   * Ometria holds and compares it with Mailchimp (engine/verify.ts), outside the lease (reads
+   * only); with `repair`, pushes the differences through the connection's writer
+   * (engine/verify_repair.ts). Records the result in the state, and calls `onVerifyDiverged`
+   * when differences start.
+   */
+  async verify(
+    ids: readonly string[] = [],
+    options: {
+      sample?: number | undefined;
+      repair?: boolean;
+      random?: () => number;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<VerifyOutcome[]> {
+    const outcomes: VerifyOutcome[] = [];
+    for (const w of this.#chosen(ids, "verify")) {
+      if (options.signal?.aborted) break;
+      outcomes.push(await this.#verifyOne(w, options));
+    }
+    await this.#options.store.flush();
+    return outcomes;
+  }
+
+  async #verifyOne(
+    w: _Wired,
+    options: {
+      sample?: number | undefined;
+      repair?: boolean;
+      random?: () => number;
+      signal?: AbortSignal;
+    },
+  ): Promise<VerifyOutcome> {
+    const o = this.#options;
+    const id = w.config.id;
+    if (w.config.ometria.endpoint !== "push") return { id, outcome: "unsupported" };
+    const { signal } = options;
+    let report: VerifyReport;
+    try {
+      const freshAsOf = (await o.store.get(id))?.fresh_as_of;
+      report = await verifyConnection({
+        pendingFromMs: freshAsOf ? Date.parse(freshAsOf) : undefined,
+        connection: { id, listId: w.config.listId },
+        mailchimp: w.mailchimp,
+        ometria: w.ometria,
+        mapping: w.fields?.forRun(signal),
+        sample: options.sample,
+        ...(options.random ? { random: options.random } : {}),
+        signal,
+      });
+    } catch (error) {
+      const text = errorText(error, o.secrets ?? []);
+      if (!signal?.aborted) {
+        o.logger.error("Verify of {connection} failed: {error}", { connection: id, error: text });
+        this.#verifyFailedAt.set(id, o.clock.now());
+      }
+      return { id, outcome: "failed", error: text };
+    }
+    this.#verifyFailedAt.delete(id);
+    const out: VerifyOutcome = { id, outcome: "ok", report };
+    const wrong = [...report.missing, ...report.stale.map((s) => s.id), ...report.extra];
+    if (options.repair && wrong.length > 0) {
+      try {
+        const done = await this.#pool.exclusive(
+          id,
+          (writer) => repairContacts({ ...this.#engine(w, writer, signal), signal }, wrong),
+        );
+        if (done.held) out.outcome = "held";
+        else out.repair = done.value;
+      } catch (error) {
+        out.outcome = "failed";
+        out.error = errorText(error, o.secrets ?? []);
+      }
+    }
+    const summary = await this.#recordVerify(w, report, out.repair);
+    if (summary) out.summary = summary;
+    return out;
+  }
+
+  /** Records a verify's findings in the state; raises the alert when differences start. */
+  async #recordVerify(
+    w: _Wired,
+    report: VerifyReport,
+    repair: RepairResult | undefined,
+  ): Promise<VerifySummary | undefined> {
+    const o = this.#options;
+    const frequency = new Map<string, number>();
+    for (const s of report.stale) {
+      for (const f of s.fields) frequency.set(f, (frequency.get(f) ?? 0) + 1);
+    }
+    const summary = {
+      at: new Date(o.clock.now()).toISOString(),
+      mode: report.mode,
+      checked: report.checked,
+      missing: report.missing.length,
+      stale: report.stale.length,
+      extra: report.extra.length,
+      fields: [...frequency].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([f]) => f),
+      repaired: repair ? repair.pushed + repair.optedOut : 0,
+    };
+    const before = await o.store.get(w.config.id);
+    // Observation memory, as the alert memory: a run may have moved the rest on meanwhile.
+    const state = await o.store.update(
+      w.config.id,
+      (s) => s && nextState(s, { type: "verified", summary }),
+    );
+    const differs = summary.missing + summary.stale + summary.extra > summary.repaired;
+    const level = differs ? "warn" : "info";
+    o.logger[level](
+      "Verified {connection} ({mode}): {checked} member(s), {missing} missing, {stale} stale " +
+        "({fields}), {extra} extra in Ometria, {repaired} repaired",
+      { connection: w.config.id, ...summary, fields: summary.fields.join(", ") || "none" },
+    );
+    if (!state?.last_verify) return undefined;
+    if (differs && before?.last_verify?.diverged_since == null) {
+      o.onVerifyDiverged?.(w.config, state.last_verify, state);
+    }
+    return state.last_verify;
   }
 
   /**
@@ -594,6 +775,27 @@ export class SyncService {
       const since = s.last_reconcile?.at ?? s.first_seen_at;
       return since === null || now - Date.parse(since) >= hours * 3_600_000;
     });
+  }
+
+  /**
+   * Connections (push endpoint, synced once, not running) whose last verify (or first sight)
+   * is VERIFY_EVERY_HOURS ago, longest ago first; one whose verify failed waits an hour
+   * before the next try.
+   */
+  async #verifyDue(): Promise<_Wired[]> {
+    const hours = this.#options.verifyEveryHours ?? DEFAULT_VERIFY_EVERY_HOURS;
+    if (!(hours > 0)) return [];
+    const states = new Map((await this.#options.store.list()).map((s) => [s.id, s]));
+    const now = this.#options.clock.now();
+    return this.#wired.filter((w) => {
+      const s = states.get(w.config.id);
+      if (!s || s.watermark === null || s.run !== null) return false;
+      if (w.config.ometria.endpoint !== "push") return false;
+      const failed = this.#verifyFailedAt.get(w.config.id);
+      if (failed !== undefined && now - failed < 3_600_000) return false;
+      const since = s.last_verify?.at ?? s.first_seen_at;
+      return since === null || now - Date.parse(since) >= hours * 3_600_000;
+    }).sort((a, b) => _verifiedAt(states.get(a.config.id)) - _verifiedAt(states.get(b.config.id)));
   }
 
   /**

@@ -20,6 +20,7 @@ const COMMANDS = [
   "webhooks",
   "erase",
   "explain",
+  "verify",
 ] as const;
 /** One subcommand. */
 export type Command = typeof COMMANDS[number];
@@ -41,6 +42,8 @@ const _OPTIONS = {
   repush: { type: "boolean" },
   "dry-run": { type: "boolean" },
   ometria: { type: "boolean" },
+  sample: { type: "string" },
+  repair: { type: "boolean" },
 } as const;
 
 /** The flags and arguments of one command line, as given. */
@@ -69,6 +72,10 @@ export interface CommandLine {
   dryRun: boolean;
   /** `explain --ometria`: what Ometria holds for the member too. */
   ometria: boolean;
+  /** `verify --sample N`: members to check at random, as given. */
+  sample: string | undefined;
+  /** `verify --repair`: push what differs. */
+  repair: boolean;
   /** Arguments after the subcommand (list or connection ids). */
   positionals: string[];
 }
@@ -130,6 +137,8 @@ export function parseCommandLine(args: string[], errors: string[]): CommandLine 
     repush: flag("repush"),
     dryRun: flag("dry-run"),
     ometria: flag("ometria"),
+    sample: text("sample"),
+    repair: flag("repair"),
     positionals: rest,
   };
 }

@@ -115,6 +115,10 @@ export interface Config {
   ometriaBatchSize: number;
   /** RECONCILE_EVERY_HOURS: hours between full reconciliations of a connection. */
   reconcileEveryHours: number;
+  /** VERIFY_EVERY_HOURS: hours between scheduled sampled verifies of a connection; 0: none. */
+  verifyEveryHours: number;
+  /** `verify [ids…] [--sample N] [--repair]`; undefined for other commands. */
+  verify: VerifyRequest | undefined;
   /** STATE_LEASE_SECONDS: how long a Deno KV lease lasts without renewal. */
   stateLeaseSeconds: number;
   /** QUARANTINE_RETRIES_PER_RUN: held members tried again per run. */
@@ -165,6 +169,12 @@ export interface Config {
   warnings: string[];
 }
 
+/** What `verify` was asked: members at random (undefined: all), and whether to repair. */
+export interface VerifyRequest {
+  sample: number | undefined;
+  repair: boolean;
+}
+
 /**
  * What `erase` was asked: the addresses (held in memory only, never shown in messages),
  * whether to delete the Mailchimp members permanently too, or only to list open erasures.
@@ -205,7 +215,7 @@ export interface ConfigSources {
 const LIST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Commands that sync, so need keys and connections. */
-const SYNCING: readonly Command[] = ["sync", "reconcile", "webhooks", "explain"];
+const SYNCING: readonly Command[] = ["sync", "reconcile", "webhooks", "explain", "verify"];
 
 /**
  * Reads the command line and the environment into a {@linkcode Config}, collecting every
@@ -252,8 +262,15 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   } else if (command === "explain") {
     explain = _explainRequest(line, positionals, errors);
     positionals = line.connection === undefined ? [] : [line.connection];
-  } else if (line.connection !== undefined) {
-    errors.push("--connection only applies to erase and explain.");
+  } else if (line.connection !== undefined && command !== "verify") {
+    errors.push("--connection only applies to erase, explain and verify.");
+  }
+  let verify: VerifyRequest | undefined;
+  if (command === "verify") {
+    verify = _verifyRequest(line, errors);
+    if (line.connection !== undefined) positionals = [...positionals, line.connection];
+  } else if (line.sample !== undefined || line.repair) {
+    errors.push("--sample and --repair only apply to verify.");
   }
   if (command !== "erase" && (line.mailchimp || line.status)) {
     errors.push("--mailchimp and --status only apply to erase.");
@@ -314,11 +331,24 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       }<list_id…>) or --connections <file>.`,
     );
   }
+  if (command === "verify") {
+    const legacy = connections.filter((c) => c.ometria.endpoint !== "push");
+    if (legacy.length > 0) {
+      errors.push(
+        `Cannot verify ${legacy.map((c) => c.id).join(", ")}: verify reads contacts back ` +
+          "through Ometria's Contact API, which the legacy /record endpoint does not have; " +
+          "verify only the connections that push to /v2/push.",
+      );
+    }
+  }
   if (command === "reset" && positionals.length === 0) {
     errors.push("reset needs the list ids (or connection ids) to reset: main.ts reset <id…>.");
   }
-  if (line.json && command !== "status" && command !== "explain" && !line.dryRun) {
-    errors.push("--json only applies to status, explain and sync --dry-run.");
+  if (
+    line.json && command !== "status" && command !== "explain" && command !== "verify" &&
+    !line.dryRun
+  ) {
+    errors.push("--json only applies to status, explain, verify and sync --dry-run.");
   }
   if (line.check && command !== "status") errors.push("--check only applies to status.");
 
@@ -389,6 +419,8 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       ometriaMaxRequestsPerSecond: env.OMETRIA_MAX_REQUESTS_PER_SECOND,
       ometriaBatchSize: env.OMETRIA_BATCH_SIZE,
       reconcileEveryHours: env.RECONCILE_EVERY_HOURS,
+      verifyEveryHours: env.VERIFY_EVERY_HOURS,
+      verify,
       stateLeaseSeconds: env.STATE_LEASE_SECONDS,
       quarantineRetries: env.QUARANTINE_RETRIES_PER_RUN,
       alertWebhookUrl: env.ALERT_WEBHOOK_URL,
@@ -411,6 +443,22 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       warnings,
     },
   };
+}
+
+/** `verify`'s flags: `--sample N` a whole number from 1 to 1,000,000. */
+function _verifyRequest(line: CommandLine, errors: string[]): VerifyRequest {
+  let sample: number | undefined;
+  if (line.sample !== undefined) {
+    const text = line.sample.trim();
+    const n = /^\d{1,7}$/.test(text) ? Number(text) : Number.NaN;
+    if (!(n >= 1 && n <= 1_000_000)) {
+      const shown = text.length <= 20 ? JSON.stringify(text) : "that value";
+      errors.push(
+        `--sample needs a whole number of members from 1 to 1000000 (e.g. --sample 1000); it is ${shown}.`,
+      );
+    } else sample = n;
+  }
+  return { sample, repair: line.repair };
 }
 
 /**

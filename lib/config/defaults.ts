@@ -95,6 +95,12 @@ export const DEFAULT_MISSING_FETCH_LIMIT = 1000;
 /** RECONCILE_EVERY_HOURS: hours between reconciliations of a connection; once a day. */
 export const DEFAULT_RECONCILE_EVERY_HOURS = 24;
 
+/** VERIFY_EVERY_HOURS: hours between scheduled (sampled) verifies of a connection; 0: none. */
+export const DEFAULT_VERIFY_EVERY_HOURS = 24;
+
+/** Members a scheduled verify checks at random (about four minutes at the Data API's 4/s). */
+export const DEFAULT_VERIFY_SAMPLE = 1000;
+
 /** Seconds between INFO progress lines of a running connection: alive, but not chatty. */
 export const DEFAULT_PROGRESS_EVERY_SECONDS = 5;
 

@@ -25,6 +25,7 @@ import {
   DEFAULT_RUN_DEADLINE_MINUTES,
   DEFAULT_STATE_LEASE_SECONDS,
   DEFAULT_THRESHOLD_MINUTES,
+  DEFAULT_VERIFY_EVERY_HOURS,
 } from "./defaults.ts";
 
 /** A log level as LogTape names it. */
@@ -107,6 +108,28 @@ function positiveNumberVar(name: string, fallback: number, max: number) {
           code: "custom",
           message: `${name} must be a number above 0 and at most ${max} (e.g. 12 or 0.5); ` +
             `it is ${shown(v)}${_notation(v)}. Fix or unset it (default ${fallback}).`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
+}
+
+/** Hours between jobs: 0 turns the job off, otherwise above 0 and at most `max`. */
+function hoursOrOffVar(name: string, fallback: number, max: number) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return fallback;
+      const n = _decimalNumber(v);
+      if (n === undefined || n < 0 || n > max) {
+        ctx.addIssue({
+          code: "custom",
+          message: `${name} must be 0 (off) or a number of hours above 0 and at most ${max} ` +
+            `(e.g. 24 or 0.5); it is ${shown(v)}${
+              _notation(v)
+            }. Fix or unset it (default ${fallback}).`,
         });
         return z.NEVER;
       }
@@ -339,6 +362,7 @@ const envSchema = z.object({
     DEFAULT_RECONCILE_EVERY_HOURS,
     8760,
   ),
+  VERIFY_EVERY_HOURS: hoursOrOffVar("VERIFY_EVERY_HOURS", DEFAULT_VERIFY_EVERY_HOURS, 8760),
   STATE_LEASE_SECONDS: intVar("STATE_LEASE_SECONDS", DEFAULT_STATE_LEASE_SECONDS, 1, 3600),
   QUARANTINE_RETRIES_PER_RUN: intVar(
     "QUARANTINE_RETRIES_PER_RUN",

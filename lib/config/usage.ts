@@ -9,6 +9,7 @@ export const USAGE = `Usage:
   main.ts [--once] [--force] [--repush] [--state <path|kv:[path]|memory:>] [--connections <file>] <list_id…>
   main.ts --dry-run [--json] [--state …] [--connections <file>] <list_id…>
   main.ts reconcile [--once] [--force] [--state …] [--connections <file>] <list_id…>
+  main.ts verify [--sample <N>] [--repair] [--json] [--state …] [--connections <file>] [--connection <id>] <list_id…>
   main.ts status [--json] [--check] [--state …] [--connections <file>] [list_id…]
   main.ts reset [--repush] [--state …] <list_id…>
   main.ts explain <email|subscriber-hash> [--ometria] [--json] [--state …] (--connection <list_id> | --connections <file> [--connection <id>])
@@ -23,7 +24,7 @@ Unchanged members (their record hashes as the one Ometria acknowledged) are not 
 after reset too; --repush sends every member (a repair after Ometria was changed by hand),
 --dry-run says what a run would send and writes nothing, explain tells one member's story.
 
-Exit codes: 0 ok, 1 a list failed (status --check: a list is behind), 2 usage, configuration
+Exit codes: 0 ok, 1 a list failed (status --check: a list is behind; verify: Ometria differs), 2 usage, configuration
 or state error, 3 a --once run was stopped by SIGINT/SIGTERM before it finished.
 
 Keys come from MAILCHIMP_API_KEY and OMETRIA_API_KEY (or the variables a connections file

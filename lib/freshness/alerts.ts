@@ -51,6 +51,18 @@ export interface AlertPayload {
   missed?: number;
   /** `connection.diverged` only: a few of the orphan ids. */
   orphan_ids?: string[];
+  /**
+   * `connection.diverged` from a verify only: what it read back from Ometria, how many
+   * members it compared, and how many differed by kind, with the fields.
+   */
+  verify?: {
+    mode: "full" | "sample";
+    checked: number;
+    missing: number;
+    stale: number;
+    extra: number;
+    fields: string[];
+  };
   /** `connection.rejected_async` only: errors Ometria listed that name no record of ours. */
   rejected?: number;
   /** `connection.rejected_async` only: a few of them, `field: message`. */
@@ -264,6 +276,37 @@ export class AlertManager {
   }
 
   /**
+   * Sends `connection.diverged` for a verify (log line at once, webhook in the background):
+   * what Ometria holds differs from Mailchimp (members missing, fields stale, contacts no
+   * member has). The caller raises it once per incident: when verifies start finding
+   * differences (`diverged_since`), not at every verify that still does.
+   */
+  verifyDiverged(
+    conn: AlertConnection,
+    state: ConnectionState,
+    found: {
+      mode: "full" | "sample";
+      checked: number;
+      missing: number;
+      stale: number;
+      extra: number;
+      fields: readonly string[];
+    },
+  ): void {
+    this.#alert({
+      ...this.#incident("connection.diverged", conn, state),
+      verify: {
+        mode: found.mode,
+        checked: found.checked,
+        missing: found.missing,
+        stale: found.stale,
+        extra: found.extra,
+        fields: found.fields.slice(0, 10),
+      },
+    }, new Date(this.#clock.now()).toISOString());
+  }
+
+  /**
    * Sends `connection.rejected_async` (log line at once, webhook in the background): Ometria
    * listed validation errors after answering "OK" (`GET /v2/push/_errors`) that cannot be
    * tied to a record, so some pushed records may not be stored and none can be named (the
@@ -398,6 +441,11 @@ export class AlertManager {
       );
     } else if (payload.event === "state.write_failed") {
       this.#logger.error("state.write_failed {connection}: {last_error}", properties);
+    } else if (payload.event === "connection.diverged" && payload.verify) {
+      this.#logger.error(
+        "connection.diverged {connection} (list {list_id}): a {mode} verify of {checked} member(s) found {missing} missing, {stale} stale ({fields}) and {extra} extra in Ometria; run verify --repair",
+        { ...properties, ...payload.verify, fields: payload.verify.fields.join(", ") || "none" },
+      );
     } else if (payload.event === "connection.diverged") {
       this.#logger.error(
         "connection.diverged {connection} (list {list_id}): reconciliation found {orphans} orphan(s) and {missed} member(s) polling missed, and repaired them",

@@ -71,6 +71,23 @@ export const statusEntrySchema = z.object({
   missed: z.number().int().nonnegative().nullable().describe(
     "Members the last reconciliation found never pushed (polling should never miss one).",
   ),
+  last_verify: z.object({
+    at: isoTime.describe("When it finished (our clock)."),
+    mode: z.enum(["full", "sample"]).describe(
+      "full: every member and every contact; sample: members at random, looked up by id.",
+    ),
+    checked: z.number().int().nonnegative().describe("Mailchimp members compared."),
+    missing: z.number().int().nonnegative().describe("Members Ometria held no contact for."),
+    stale: z.number().int().nonnegative().describe("Members whose contact held other values."),
+    extra: z.number().int().nonnegative().describe("Contacts no member has (full only)."),
+    fields: z.array(z.string()).describe("The fields found different, most frequent first."),
+    repaired: z.number().int().nonnegative().describe("Differences pushed by --repair."),
+    diverged_since: isoTime.nullable().describe(
+      "Since when verifies keep finding differences; null when the last found none.",
+    ),
+  }).nullable().describe(
+    "What the last verify (read back from Ometria's Contact API) found; null before the first.",
+  ),
   last_webhook_at: isoTime.nullable().describe(
     "When the last Mailchimp webhook event was received (our clock); null when none came.",
   ),
@@ -185,6 +202,7 @@ export function buildStatusReport(rows: readonly StatusRow[], nowMs: number): St
         last_reconciled_at: state?.last_reconcile?.at ?? null,
         orphans: state?.last_reconcile?.orphans ?? null,
         missed: state?.last_reconcile?.missing ?? null,
+        last_verify: state?.last_verify ? { ...state.last_verify } : null,
         last_webhook_at: state?.last_webhook?.received_at ?? null,
         webhook_lag_seconds: webhookLagSeconds(state),
         optouts_applied: state?.optout_back?.applied ?? null,
@@ -321,6 +339,25 @@ export function formatStatusTable(
       details.push(
         `\n${_clean(e.id)}: polling Ometria's unsubscribes failed: ${
           _truncate(_clean(e.optouts_error), 120)
+        }`,
+      );
+    }
+    const v = e.last_verify;
+    if (v !== null) {
+      const differences = v.missing + v.stale + v.extra;
+      details.push(
+        `\n${_clean(e.id)}: verified ${_shortTime(v.at)} (${
+          v.mode === "full" ? "full" : "sample"
+        } of ${v.checked}): ${
+          differences === 0
+            ? "Ometria matches Mailchimp"
+            : `${v.missing} missing, ${v.stale} stale${
+              v.fields.length > 0 ? ` (${v.fields.map(_clean).join(", ")})` : ""
+            }, ${v.extra} extra${v.repaired > 0 ? `, ${v.repaired} repaired` : ""}${
+              v.diverged_since !== null
+                ? `; differs since ${_shortTime(v.diverged_since)}: verify --repair`
+                : ""
+            }`
         }`,
       );
     }

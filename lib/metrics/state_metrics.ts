@@ -15,6 +15,9 @@
  *   Ometria and not complete, and those of them past 30 days
  * - `sync_connection_optouts_applied`: unsubscribes made in Ometria applied to Mailchimp so
  *   far (optout_back; absent before the first poll)
+ * - `sync_last_verify_timestamp_seconds`, `sync_last_verify_differences{kind}`
+ *   (missing/stale/extra), `sync_last_verify_checked_members`: the last verify (absent before
+ *   the first)
  * - `sync_connections_behind`: how many connections are behind (no label)
  *
  * Nothing secret is in the state, and error texts are left out on purpose: a label value
@@ -110,6 +113,27 @@ export function renderStateMetrics(rows: readonly StatusRow[], nowMs: number): s
     out += `sync_last_run_members{${label},kind="read"} ${run.read}\n` +
       `sync_last_run_members{${label},kind="pushed"} ${run.pushed}\n` +
       `sync_last_run_members{${label},kind="rejected"} ${run.rejected}\n`;
+  }
+  family("sync_last_verify_timestamp_seconds", "When the last verify finished.");
+  for (const { entry, label } of entries) {
+    const value = seconds(entry.last_verify?.at);
+    if (value !== undefined) out += `sync_last_verify_timestamp_seconds{${label}} ${value}\n`;
+  }
+  family("sync_last_verify_checked_members", "Members the last verify compared.");
+  for (const { entry, label } of entries) {
+    const v = entry.last_verify;
+    if (v) out += `sync_last_verify_checked_members{${label}} ${v.checked}\n`;
+  }
+  family(
+    "sync_last_verify_differences",
+    "Differences the last verify found between Ometria and Mailchimp, by kind.",
+  );
+  for (const { entry, label } of entries) {
+    const v = entry.last_verify;
+    if (!v) continue;
+    out += `sync_last_verify_differences{${label},kind="missing"} ${v.missing}\n` +
+      `sync_last_verify_differences{${label},kind="stale"} ${v.stale}\n` +
+      `sync_last_verify_differences{${label},kind="extra"} ${v.extra}\n`;
   }
   family("sync_webhook_last_received_timestamp_seconds", "When the last webhook was received.");
   for (const { entry, label } of entries) {

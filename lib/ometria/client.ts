@@ -156,6 +156,15 @@ export const OMETRIA_EMAIL_UNSUBSCRIBE_TYPES = [
 ] as const;
 
 /**
+ * A contact as Ometria's Contact API serves it: its `id` and whatever fields it holds (which
+ * ones are served is not documented: see docs/API_NOTES.md, "Reading contacts back").
+ */
+export interface OmetriaStoredContact {
+  id: string;
+  [field: string]: unknown;
+}
+
+/**
  * One unsubscribe event of `GET /v2/unsubscribes`, documented as `{email_address,
  * profile_id, reason, timestamp, type}`. Unsubscribes made through the API are not listed
  * ("API unsubscribes are not available through this endpoint"), so opt-outs this program
@@ -317,6 +326,7 @@ export class OmetriaClient {
   #logger: Logger;
   #rateLimiter: RateLimiter;
   #dataApi: ApiSettings;
+  #contactsApi: ApiSettings;
   #gdprApi: ApiSettings;
   #keyName: string;
   /** The configured batch size: the most `push()` takes. */
@@ -374,6 +384,12 @@ export class OmetriaClient {
         await dataLimiter.acquire(signal);
         return await attempt();
       },
+    };
+    // Contact reads are the Data API too: its limiter, its 429s pace that limiter alone, so
+    // a verify reading back never slows the push.
+    this.#contactsApi = {
+      ...this.#dataApi,
+      statusError: (answer) => this.#statusError(answer, dataLimiter),
     };
     const gdprLimiter = options.gdprRateLimiter ??
       new RateLimiter({ perSecond: 6, windowMs: 60_000, clock: options.clock });
@@ -773,6 +789,85 @@ export class OmetriaClient {
     });
   }
 
+  /**
+   * `GET /v2/contacts?collection=…&limit=…&offset=…`: one page of the contacts Ometria holds
+   * in `collection` (docs/API_NOTES.md, "Reading contacts back"), each with its `id`; entries
+   * without one are left out. A bare array or one wrapped in `data`/`contacts` is read. Paced
+   * by the Data API's limiter (never the push one) and retried like any read.
+   */
+  async contactsPage(
+    collection: string,
+    page: { offset: number; limit: number },
+    signal?: AbortSignal,
+  ): Promise<{ contacts: OmetriaStoredContact[]; size: number }> {
+    const query = new URLSearchParams({
+      collection,
+      limit: String(page.limit),
+      offset: String(page.offset),
+    });
+    const { value } = await apiRequest("/v2/contacts", _listSchema("contacts"), {
+      ...this.#contactsApi,
+      query,
+      headers: { "X-Ometria-Auth": this.#apiKey },
+      signal,
+    });
+    const contacts = value.flatMap((entry) => {
+      const parsed = _storedContactSchema.safeParse(entry);
+      return parsed.success ? [parsed.data as OmetriaStoredContact] : [];
+    });
+    return { contacts, size: value.length };
+  }
+
+  /**
+   * Every contact of `collection`, page after page of `pageSize`. How Ometria cuts pages is
+   * not documented (a cap below `limit` would make every page look short), so the listing ends
+   * at an empty page or at one shorter than the longest seen: a collection that fits one page
+   * costs a second request, never a contact.
+   */
+  async *contactsOf(
+    collection: string,
+    options: {
+      pageSize?: number;
+      signal?: AbortSignal | undefined;
+      /** Called before each page is asked for (counting requests). */
+      onPage?: (() => void) | undefined;
+    } = {},
+  ): AsyncGenerator<OmetriaStoredContact[], void, undefined> {
+    const limit = options.pageSize ?? OMETRIA_CONTACTS_PAGE;
+    let longest = 0;
+    for (let offset = 0;;) {
+      options.onPage?.();
+      const page = await this.contactsPage(collection, { offset, limit }, options.signal);
+      if (page.contacts.length > 0) yield page.contacts;
+      if (page.size === 0 || page.size < longest) return;
+      longest = Math.max(longest, page.size);
+      offset += page.size;
+    }
+  }
+
+  /**
+   * `GET /v2/contacts/{collection}/{id}`: the contact Ometria holds, or undefined when it
+   * answers 404. Paced by the Data API's limiter and retried like any read.
+   */
+  async contact(
+    collection: string,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<OmetriaStoredContact | undefined> {
+    const path = `/v2/contacts/${encodeURIComponent(collection)}/${encodeURIComponent(id)}`;
+    try {
+      const { value } = await apiRequest(path, _storedContactSchema, {
+        ...this.#contactsApi,
+        headers: { "X-Ometria-Auth": this.#apiKey },
+        signal,
+      });
+      return value as OmetriaStoredContact;
+    } catch (error) {
+      if (error instanceof OmetriaError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
   /** {@linkcode OmetriaClient.recentErrors}, or undefined (logged) when it cannot be had. */
   async #recentErrorsOrUndefined(
     label: string | undefined,
@@ -829,6 +924,13 @@ function _listSchema(key: string) {
     z.object({ data: z.array(z.unknown()) }).transform((v) => v.data),
   ]);
 }
+
+/** Contacts one Contact API page is asked for (Ometria's push limit; its read limit is unknown). */
+export const OMETRIA_CONTACTS_PAGE = 100;
+
+const _storedContactSchema = z.object({
+  id: z.union([z.string().min(1), z.number().transform(String)]),
+}).loose();
 
 const _unsubscribeSchema = z.object({
   email_address: _text.nullable(),

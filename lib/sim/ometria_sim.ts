@@ -16,6 +16,7 @@
 import { type Clock, systemClock } from "../clock/clock.ts";
 import { droppedResponse, FaultInjector, type FaultPlan } from "./faults.ts";
 import { SimOmetriaPrivacy, type SimOmetriaPrivacyOptions } from "./ometria_privacy.ts";
+import { SimOmetriaContacts, type SimOmetriaContactsOptions } from "./ometria_contacts.ts";
 import {
   DEFAULT_RECORD_POLICY,
   OMETRIA_MAX_RECORD_BYTES,
@@ -112,6 +113,8 @@ export interface OmetriaSimulatorOptions {
    * `ometria_privacy.ts`). @default {{}}
    */
   privacy?: SimOmetriaPrivacyOptions;
+  /** The Contact API's paging, shape and fields (see `ometria_contacts.ts`). @default {{}} */
+  contactApi?: SimOmetriaContactsOptions;
 }
 
 /** One validation error the simulator keeps, whatever shape `_errors` serves it in. */
@@ -172,7 +175,7 @@ export interface OmetriaSimulatorStats {
    * is the client's peak rate. Pushes and `/record` only: the Data API is counted apart.
    */
   maxRequestsInOneSecond: number;
-  /** The same for the rest of the Data API (`_errors`). */
+  /** The same for the rest of the Data API (`_errors`, unsubscribes, contacts). */
   maxDataApiRequestsInOneSecond: number;
 }
 
@@ -236,6 +239,12 @@ export class OmetriaSimulator {
    * was filed.
    */
   readonly privacy: SimOmetriaPrivacy;
+  /**
+   * The Contact API (`GET /v2/contacts…`, what `verify` reads): `contactApi.tamper(collection,
+   * id, patch)` changes a stored contact behind the product's back, `contactApi.plant(…)`
+   * adds one no push sent.
+   */
+  readonly contactApi: SimOmetriaContacts;
 
   #server: Deno.HttpServer<Deno.NetAddr>;
   #clock: Clock;
@@ -293,6 +302,13 @@ export class OmetriaSimulator {
     this.privacy = new SimOmetriaPrivacy(this.#clock, {
       contacts: () => [...this.#store.values()].filter((r) => r["@type"] === "contact"),
     }, options.privacy);
+    const key = (collection: string, id: string) => `contact\u0000${collection}\u0000${id}`;
+    this.contactApi = new SimOmetriaContacts({
+      contacts: () => [...this.#store.values()].filter((r) => r["@type"] === "contact"),
+      get: (collection, id) => this.#store.get(key(collection, id)),
+      set: (collection, id, record) => this.#store.set(key(collection, id), record),
+      delete: (collection, id) => this.#store.delete(key(collection, id)),
+    }, options.contactApi);
     this.#queuedAt = this.#clock.now();
     const hostname = options.hostname ?? "127.0.0.1";
     this.#server = Deno.serve({
@@ -417,7 +433,8 @@ export class OmetriaSimulator {
     // Pushes (and the legacy endpoint) and the rest of the Data API have limits of their own.
     const path = new URL(req.url).pathname.replace(/\/+$/, "");
     const second = Math.floor(this.#clock.now() / 1000);
-    const window = path === "/v2/push/_errors" || path === "/v2/unsubscribes"
+    const window = path === "/v2/push/_errors" || path === "/v2/unsubscribes" ||
+        path === "/v2/contacts" || path.startsWith("/v2/contacts/")
       ? this.#data
       : path.startsWith("/v2/data-deletion-requests")
       ? this.#gdpr
@@ -490,6 +507,11 @@ export class OmetriaSimulator {
     if (path === "/v2/unsubscribes") {
       if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return denied;
       return this.#dataLimited(ordinal) ?? this.privacy.unsubscribesAnswer(req);
+    }
+    if (path === "/v2/contacts" || path.startsWith("/v2/contacts/")) {
+      // The Contact API is the Data API: 4 requests/s, apart from pushes (O-INTRO).
+      if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return denied;
+      return this.#dataLimited(ordinal) ?? this.contactApi.answer(req, path);
     }
     if (path === "/v2/data-deletion-requests" || path.startsWith("/v2/data-deletion-requests/")) {
       if (req.headers.get("X-Ometria-Auth") !== this.apiKey) return denied;

@@ -93,6 +93,31 @@ export const reconcileSummarySchema = z.object({
   orphan_ids: z.array(z.string()).default([]),
 });
 
+/** What the last `verify` (read back from Ometria's Contact API) found. */
+export const verifySummarySchema = z.object({
+  /** When it finished (our clock). */
+  at: isoTime,
+  /** `full`: every member and every contact; `sample`: members at random, looked up by id. */
+  mode: z.enum(["full", "sample"]),
+  /** Mailchimp members compared. */
+  checked: z.number().int().nonnegative(),
+  /** Members Ometria held no contact for. */
+  missing: z.number().int().nonnegative(),
+  /** Members whose contact held other values. */
+  stale: z.number().int().nonnegative(),
+  /** Contacts of the collection no member has (not opted out). */
+  extra: z.number().int().nonnegative(),
+  /** The fields found different, most frequent first (at most 10). */
+  fields: z.array(z.string()).default([]),
+  /** Differences pushed by `--repair`. */
+  repaired: z.number().int().nonnegative().default(0),
+  /**
+   * Since when verifies keep finding differences (our clock); null when the last one found
+   * none. `connection.diverged` is raised when this starts, once per incident.
+   */
+  diverged_since: isoTime.nullable().default(null),
+});
+
 /**
  * Mailchimp's clock as last seen, with ours at the same moment: a later run that finds
  * Mailchimp's clock behind where it should be (a step back) can tell how far to read again.
@@ -238,6 +263,8 @@ export const connectionStateSchema = z.object({
   quarantine: z.array(quarantineEntrySchema).default([]),
   /** The last reconciliation; null before the first. */
   last_reconcile: reconcileSummarySchema.nullable().default(null),
+  /** The last verify; null before the first. */
+  last_verify: verifySummarySchema.nullable().default(null),
   /** Mailchimp's clock at the start of the last run (step-back detection). */
   clock_seen: clockSeenSchema.nullable().default(null),
   /** The list's name in Mailchimp, read once (for the status page); null until then. */
@@ -273,6 +300,8 @@ export type AlertState = z.infer<typeof alertStateSchema>;
 export type QuarantineEntry = z.infer<typeof quarantineEntrySchema>;
 /** What a reconciliation found. */
 export type ReconcileSummary = z.infer<typeof reconcileSummarySchema>;
+/** What a verify found. */
+export type VerifySummary = z.infer<typeof verifySummarySchema>;
 /** The last webhook event acted on. */
 export type WebhookSeen = z.infer<typeof webhookSeenSchema>;
 /** Ometria → Mailchimp unsubscribes of a connection. */

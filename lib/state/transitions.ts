@@ -14,6 +14,7 @@ import {
   type ReconcileSummary,
   type RunProgress,
   type RunSummary,
+  type VerifySummary,
 } from "./schema.ts";
 import type { Fence, StateStore } from "./store.ts";
 import {
@@ -110,6 +111,8 @@ export type ConnectionEvent =
   }
   /** A reconciliation finished. */
   | { type: "reconciled"; summary: ReconcileSummary }
+  /** A verify finished (`diverged_since` is carried on from the last one here). */
+  | { type: "verified"; summary: Omit<VerifySummary, "diverged_since"> }
   /** The list's name was read from Mailchimp. */
   | { type: "list-named"; name: string }
   /** Ometria's validation errors were read: these are the ones seen now. */
@@ -203,6 +206,12 @@ export function nextState(state: ConnectionState, event: ConnectionEvent): Conne
       return { ...state, quarantine: _quarantine(state.quarantine, event) };
     case "reconciled":
       return { ...state, last_reconcile: event.summary };
+    case "verified": {
+      const { summary } = event;
+      const differs = summary.missing + summary.stale + summary.extra > summary.repaired;
+      const since = differs ? state.last_verify?.diverged_since ?? summary.at : null;
+      return { ...state, last_verify: { ...summary, diverged_since: since } };
+    }
     case "list-named":
       return state.list_name === event.name ? state : { ...state, list_name: event.name };
     case "async-errors-seen":

@@ -80,7 +80,7 @@ export function renderStatusPage(view: StatusPageView, options: RenderStatusPage
   } else {
     out += `<table><thead><tr><th>Connection</th><th>Status</th><th>Freshness</th>` +
       `<th>Last run</th><th class="num">Held</th><th class="num">Orphans</th>` +
-      `<th>Last webhook</th></tr></thead><tbody>\n`;
+      `<th>Verified</th><th>Last webhook</th></tr></thead><tbody>\n`;
     for (const row of view.rows) out += _row(row, nowMs);
     out += `</tbody></table>`;
   }
@@ -185,6 +185,7 @@ function _row(row: StatusPageRow, nowMs: number): string {
   }
   out += `<td class="num${row.quarantined > 0 ? " warn" : ""}">${row.quarantined}</td>`;
   out += `<td class="num">${row.orphans === null ? "–" : row.orphans}</td>`;
+  out += _verifyCell(row, nowMs);
   const hook = row.webhook;
   out += hook === null
     ? `<td class="sub">none</td>`
@@ -194,6 +195,24 @@ function _row(row: StatusPageRow, nowMs: number): string {
         : `delivered in ${_duration(hook.delivery_lag_seconds)}`
     } · ${hook.count} event${hook.count === 1 ? "" : "s"}</div></td>`;
   return out + `</tr>\n`;
+}
+
+/** The last verify: when, full or sampled, and whether Ometria matched (what differed). */
+function _verifyCell(row: StatusPageRow, nowMs: number): string {
+  const v = row.last_verify;
+  if (v === null) return `<td class="sub">not yet</td>`;
+  const differences = v.missing + v.stale + v.extra;
+  const found = differences === 0
+    ? `<span class="good">matches</span>`
+    : `<span class="bad">${_count(v.missing)} missing · ${_count(v.stale)} stale · ${
+      _count(v.extra)
+    } extra</span>`;
+  const fields = v.fields.length > 0
+    ? `<div class="sub">${_esc(_truncate(v.fields.join(", "), 80))}</div>`
+    : "";
+  return `<td>${found} ${_ago(v.at, nowMs)}<div class="sub">${
+    v.mode === "full" ? "full" : "sample"
+  } of ${_count(v.checked)}</div>${fields}</td>`;
 }
 
 /**
@@ -331,7 +350,8 @@ td{border:0;padding:3px 12px;overflow-wrap:anywhere}
 td+td::before{display:block;font-size:11px;font-weight:600;color:var(--muted)}
 td:nth-child(2)::before{content:"Status"}td:nth-child(3)::before{content:"Freshness"}
 td:nth-child(4)::before{content:"Last run"}td:nth-child(5)::before{content:"Held"}
-td:nth-child(6)::before{content:"Orphans"}td:nth-child(7)::before{content:"Last webhook"}
+td:nth-child(6)::before{content:"Orphans"}td:nth-child(7)::before{content:"Verified"}
+td:nth-child(8)::before{content:"Last webhook"}
 td.num{display:inline-block;width:auto;text-align:left;padding-right:20px}
 .err{max-width:none}
 }

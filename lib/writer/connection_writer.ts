@@ -148,15 +148,21 @@ export class ConnectionWriter {
    * now; those to send are written ahead to the ledger (durably), wait for any request still
    * carrying their member, and go in one request. Records Ometria did not take are reported
    * as a sink reports them (the caller quarantines them); the rest become acknowledged in the
-   * ledger. Throws the sink's failure, or {@linkcode FencedError} when the lease is gone.
+   * ledger. `repush` sends records Ometria acknowledged before too (a `verify --repair` of
+   * contacts changed in Ometria behind this program's back), as the writer's `repush` does for
+   * every push. Throws the sink's failure, or {@linkcode FencedError} when the lease is gone.
    */
   async push(
     records: readonly GatedRecord[],
-    options: { signal?: AbortSignal | undefined; label?: string | undefined } = {},
+    options: {
+      signal?: AbortSignal | undefined;
+      label?: string | undefined;
+      repush?: boolean | undefined;
+    } = {},
   ): Promise<GatedResult> {
     this.fence.assertHeld();
     const table = await this.table();
-    const admitted = this.#admit(table, records);
+    const admitted = this.#admit(table, records, options.repush ?? this.#repush);
     const { send, waits, mine } = admitted;
     const result: GatedResult = {
       accepted: 0,
@@ -264,7 +270,7 @@ export class ConnectionWriter {
    * see each other: the first one's entry is written into the table before the second is
    * judged, and the second waits for the first's request.
    */
-  #admit(table: LedgerTable, records: readonly GatedRecord[]) {
+  #admit(table: LedgerTable, records: readonly GatedRecord[], repush: boolean) {
     const send: GatedRecord[] = [];
     const index = new Map<string, number>();
     const wal: Uint8Array[] = [];
@@ -275,7 +281,7 @@ export class ConnectionWriter {
     let stale = 0;
     for (const r of records) {
       const before = table.get(r.id);
-      const verdict = judge(before, before?.issuedSeq ?? 0, r, { repush: this.#repush });
+      const verdict = judge(before, before?.issuedSeq ?? 0, r, { repush });
       if (verdict === "unchanged") unchanged++;
       else if (verdict === "stale") stale++;
       else if (verdict === "recheck") recheck.push(r.id);

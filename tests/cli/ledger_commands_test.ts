@@ -124,7 +124,10 @@ Deno.test("--repush, --dry-run and --ometria are refused where they do not apply
         [["reconcile", "--dry-run", LIST], /--dry-run only applies to sync/],
         [["--dry-run", "--repush", LIST], /cannot --repush/],
         [["--once", "--ometria", LIST], /--ometria only applies to explain/],
-        [["--once", "--json", LIST], /--json only applies to status, explain and sync --dry-run/],
+        [
+          ["--once", "--json", LIST],
+          /--json only applies to status, explain, verify and sync --dry-run/,
+        ],
       ] as const
     ) {
       const r = await runCli([...args, "--state", w.state], w.env);

@@ -96,6 +96,7 @@ Deno.test("buildStatusReport() reports status, lag, behind flags and the last ru
     last_reconciled_at: null,
     orphans: null,
     missed: null,
+    last_verify: null,
     last_webhook_at: null,
     webhook_lag_seconds: null,
     optouts_applied: null,
@@ -208,4 +209,52 @@ Deno.test("buildStatusReport() and the table show the last webhook and its deliv
   assert.equal(entry.fresh_as_of, iso(NOW - 60_000));
   assert.match(formatStatusTable(report), /LAST WEBHOOK/);
   assert.match(formatStatusTable(report), /\(lag 2s\)/);
+});
+
+Deno.test("status shows the last verify: text, JSON and metrics", async () => {
+  const { renderStateMetrics } = await import("../../lib/metrics/state_metrics.ts");
+  const { newConnectionState } = await import("../../lib/state/schema.ts");
+  const { nextState } = await import("../../lib/state/transitions.ts");
+  const at = "2026-01-01T11:00:00.000Z";
+  const state = nextState(newConnectionState("v1", "L9"), {
+    type: "verified",
+    summary: {
+      at,
+      mode: "sample",
+      checked: 1000,
+      missing: 1,
+      stale: 2,
+      extra: 0,
+      fields: ["firstname"],
+      repaired: 0,
+    },
+  });
+  assert.equal(state.last_verify?.diverged_since, at);
+  const rows = [{ id: "v1", list_id: "L9", threshold_seconds: 3600, state }];
+  const nowMs = Date.parse("2026-01-01T12:00:00Z");
+  const report = buildStatusReport(rows, nowMs);
+  assert.deepEqual(report.connections[0]?.last_verify, state.last_verify);
+  assert.match(
+    formatStatusTable(report),
+    /v1: verified 2026-01-01T11:00:00Z \(sample of 1000\): 1 missing, 2 stale \(firstname\), 0 extra; differs since/,
+  );
+  const metrics = renderStateMetrics(rows, nowMs);
+  assert.match(metrics, /sync_last_verify_timestamp_seconds\{connection="v1"\} 1767265200/);
+  assert.match(metrics, /sync_last_verify_differences\{connection="v1",kind="stale"\} 2/);
+  assert.match(metrics, /sync_last_verify_checked_members\{connection="v1"\} 1000/);
+  // A verify that then finds nothing ends the incident.
+  const equal = nextState(state, {
+    type: "verified",
+    summary: {
+      at,
+      mode: "full",
+      checked: 5,
+      missing: 0,
+      stale: 0,
+      extra: 0,
+      fields: [],
+      repaired: 0,
+    },
+  });
+  assert.equal(equal.last_verify?.diverged_since, null);
 });

@@ -18,7 +18,7 @@ import {
   type Lease,
   type StateStore,
 } from "../../lib/state/store.ts";
-import { record } from "../../lib/state/transitions.ts";
+import { nextState, record } from "../../lib/state/transitions.ts";
 import { put, sampleState } from "./_helpers.ts";
 
 /** Where one backend keeps a store's data; every case gets a new, empty one. */
@@ -419,6 +419,27 @@ function _restartCases(test: _Test): void {
     const again = await restart();
     assert.deepEqual(await again.get("a"), sampleState("a"));
     assert.deepEqual(await again.list(), [sampleState("a"), sampleState("b")]);
+  });
+
+  test("the last verify is kept across a restart, with since when it differs", async ({ store, restart }) => {
+    await put(store, sampleState("a"));
+    const summary = {
+      at: "2026-01-01T00:00:00.000Z",
+      mode: "sample" as const,
+      checked: 1000,
+      missing: 1,
+      stale: 2,
+      extra: 0,
+      fields: ["firstname", "properties.plan"],
+      repaired: 0,
+    };
+    await store.update("a", (s) => s && nextState(s, { type: "verified", summary }));
+    await store.flush();
+    const again = await restart();
+    assert.deepEqual((await again.get("a"))?.last_verify, {
+      ...summary,
+      diverged_since: summary.at,
+    });
   });
 
   test("an inbox keeps its entries across a restart, not removed ones, and goes on after them", async ({ store, clock, restart }) => {

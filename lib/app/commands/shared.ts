@@ -110,6 +110,7 @@ export function serviceFor(
     ...(extras.alerts
       ? {
         onDiverged: _divergedAlert(extras.alerts),
+        onVerifyDiverged: _verifyDivergedAlert(extras.alerts),
         onRejectedAsync: _rejectedAsyncAlert(extras.alerts),
       }
       : {}),
@@ -131,6 +132,23 @@ function _rejectedAsyncAlert(
       },
       state,
       { rejected: errors.length, errors },
+    );
+  };
+}
+
+/** Raises `connection.diverged` for a verify that found Ometria differing (once an incident). */
+function _verifyDivergedAlert(
+  alerts: AlertManager,
+): NonNullable<SyncServiceOptions["onVerifyDiverged"]> {
+  return (connection, summary, state) => {
+    alerts.verifyDiverged(
+      {
+        id: connection.id,
+        list_id: connection.listId,
+        threshold_seconds: connection.thresholdSeconds,
+      },
+      state,
+      summary,
     );
   };
 }
