@@ -441,6 +441,7 @@ export class SyncService {
       connection: { id: w.config.id, listId: w.config.listId },
       mailchimp: w.mailchimp,
       endpoint: w.config.ometria.endpoint,
+      contacts: w.config.ometria.endpoint === "push" ? w.ometria : undefined,
       mapping: mapping && w.config.forceOptinOnResubscribe
         ? forcingResubscribes(mapping, w.config.listId, ledger)
         : mapping,

@@ -38,6 +38,17 @@ export interface MemberReader {
   endpoint: "push" | "record";
   /** The connection's field mapping, resolved as a run resolves it (push endpoint only). */
   mapping?: MappingForMembers | undefined;
+  /**
+   * Ometria's Contact API read of one contact (push endpoint only: `/record` has no
+   * read-back); undefined from Ometria means it holds no such contact.
+   */
+  contacts?: {
+    contact(
+      collection: string,
+      id: string,
+      signal?: AbortSignal,
+    ): Promise<Record<string, unknown> | undefined>;
+  } | undefined;
 }
 
 /** Why a changed member's record differs from the ledger's entry. */

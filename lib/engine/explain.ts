@@ -14,7 +14,9 @@
 import type { Member } from "../mailchimp/member.ts";
 import type { LedgerTable } from "../state/ledger_table.ts";
 import type { ConnectionState, ErasureRecord, QuarantineEntry } from "../state/schema.ts";
+import { collectionFor } from "../mapping/contact.ts";
 import { judge } from "../writer/gate.ts";
+import { contactDifference } from "./contact_diff.ts";
 import { type ChangeCause, changeCause, type MemberReader } from "./dry_run.ts";
 import { erasureIdentity, erasureLabel } from "./erasure.ts";
 import { serializeMembers } from "./push_in_order.ts";
@@ -53,7 +55,15 @@ export interface LedgerSide {
 
 /** What Ometria holds, or why that cannot be said. */
 export type OmetriaSide =
-  | { available: true; record: Record<string, unknown> | null }
+  | {
+    available: true;
+    /** What Ometria holds (address masked); null: no such contact. */
+    record: Record<string, unknown> | null;
+    /** Fields the record a run would send sets that Ometria holds with another value. */
+    differ: string[];
+    /** Fields the record sets that Ometria's answer does not carry. */
+    absent: string[];
+  }
   | { available: false; note: string };
 
 /** Everything known about one member of one connection. */
@@ -99,6 +109,7 @@ export async function explainMember(o: ExplainOptions): Promise<Explanation> {
   let mailchimp: MailchimpSide;
   const mapped: RecordSide = { record: null, hash: null, unmappable: null };
   let now: { versionMs: number; hash: string; gone: boolean; final: boolean } | undefined;
+  let sent: Record<string, unknown> | undefined;
   if ("member" in lookup) {
     mailchimp = { found: true, member: _maskMember(lookup.member), read_at: readAt };
     const { records, unmappable } = await serializeMembers([lookup.member], {
@@ -108,7 +119,8 @@ export async function explainMember(o: ExplainOptions): Promise<Explanation> {
     }, { atMs: lookup.serverTimeMs, seq: 1 });
     const r = records[0];
     if (r !== undefined) {
-      mapped.record = _maskRecord(JSON.parse(r.json));
+      sent = JSON.parse(r.json);
+      mapped.record = _maskRecord(sent!);
       mapped.hash = r.hash;
       now = r;
     } else mapped.unmappable = unmappable[0]?.reason ?? "cannot be mapped";
@@ -125,24 +137,36 @@ export async function explainMember(o: ExplainOptions): Promise<Explanation> {
     quarantine: state?.quarantine.find((e) => e.id === memberId) ?? null,
     erasure: await _erasure(state, o.email),
   };
-  if (o.ometria) explanation.ometria = await ometriaCopy(reader.connection, memberId);
+  if (o.ometria) explanation.ometria = await ometriaCopy(reader, memberId, sent, o.signal);
   return explanation;
 }
 
 /**
- * What Ometria holds for `memberId` in the connection's collection. Not available yet: the
- * Ometria client has no Contact API read (the one `verify` brings); this is the one place to
- * wire it to when it does.
+ * What Ometria holds for `memberId` in the connection's collection (its Contact API, on the
+ * Data API's own limiter), compared field by field with `sent`, the record a run would send
+ * (as `verify` compares: engine/contact_diff.ts).
  */
-export function ometriaCopy(
-  _connection: { id: string; listId: string },
-  _memberId: string,
+export async function ometriaCopy(
+  reader: MemberReader,
+  memberId: string,
+  sent: Record<string, unknown> | undefined,
+  signal?: AbortSignal,
 ): Promise<OmetriaSide> {
-  return Promise.resolve({
-    available: false,
-    note: "not available yet: this release cannot read contacts back from Ometria (its " +
-      "Contact API); the ledger above says what was sent and whether Ometria acknowledged it",
-  });
+  if (reader.contacts === undefined) {
+    return {
+      available: false,
+      note: "not available: this connection sends to Ometria's /record endpoint, which has no " +
+        "read-back; the ledger above says what was sent and whether Ometria acknowledged it",
+    };
+  }
+  const held = await reader.contacts.contact(
+    collectionFor(reader.connection.listId),
+    memberId,
+    signal,
+  );
+  if (held === undefined) return { available: true, record: null, differ: [], absent: [] };
+  const diff = sent === undefined ? { differ: [], absent: [] } : contactDifference(sent, held);
+  return { available: true, record: _maskRecord({ ...held }), ...diff };
 }
 
 function _ledgerSide(

@@ -103,14 +103,20 @@ function _text(e: Explanation): string {
         e.erasure.request_id ?? e.erasure.api_request_id ?? "unnamed"
       }, Mailchimp ${e.erasure.mailchimp}`,
   );
-  if (e.ometria !== undefined) {
-    lines.push(
-      e.ometria.available
-        ? `  Ometria holds: ${JSON.stringify(e.ometria.record)}`
-        : `  Ometria: ${e.ometria.note}`,
-    );
-  }
+  if (e.ometria !== undefined) lines.push(`  Ometria: ${_ometriaText(e.ometria)}`);
   return lines.join("\n") + "\n";
+}
+
+function _ometriaText(o: NonNullable<Explanation["ometria"]>): string {
+  if (!o.available) return o.note;
+  if (o.record === null) return "holds no such contact in the collection (missing)";
+  const same = o.differ.length === 0 && o.absent.length === 0
+    ? "equal to the record a run would send"
+    : [
+      o.differ.length > 0 ? `differs in ${o.differ.join(", ")}` : "",
+      o.absent.length > 0 ? `does not show ${o.absent.join(", ")}` : "",
+    ].filter((t) => t !== "").join("; ") + " (verify --repair sends the record again)";
+  return `holds ${JSON.stringify(o.record)}: ${same}`;
 }
 
 function _ledgerText(e: Explanation): string {
