@@ -767,14 +767,26 @@ export class SyncService {
   /** Connections whose last reconciliation (or first sight) is RECONCILE_EVERY_HOURS ago. */
   async #reconcileDue(): Promise<_Wired[]> {
     const hours = this.#options.reconcileEveryHours ?? DEFAULT_RECONCILE_EVERY_HOURS;
+    return (await this.#due(hours, (s) => s.last_reconcile?.at)).map(({ w }) => w);
+  }
+
+  /**
+   * Connections synced once and not running whose job (its last time from `last`, else the
+   * connection's first sight) is `hours` ago, with their states; none when `hours` is 0.
+   */
+  async #due(
+    hours: number,
+    last: (s: ConnectionState) => string | undefined,
+    eligible: (w: _Wired, now: number) => boolean = () => true,
+  ): Promise<{ w: _Wired; s: ConnectionState }[]> {
     if (!(hours > 0)) return [];
     const states = new Map((await this.#options.store.list()).map((s) => [s.id, s]));
     const now = this.#options.clock.now();
-    return this.#wired.filter((w) => {
+    return this.#wired.flatMap((w) => {
       const s = states.get(w.config.id);
-      if (!s || s.watermark === null || s.run !== null) return false;
-      const since = s.last_reconcile?.at ?? s.first_seen_at;
-      return since === null || now - Date.parse(since) >= hours * 3_600_000;
+      if (!s || s.watermark === null || s.run !== null || !eligible(w, now)) return [];
+      const since = last(s) ?? s.first_seen_at;
+      return since === null || now - Date.parse(since) >= hours * 3_600_000 ? [{ w, s }] : [];
     });
   }
 
@@ -785,18 +797,12 @@ export class SyncService {
    */
   async #verifyDue(): Promise<_Wired[]> {
     const hours = this.#options.verifyEveryHours ?? DEFAULT_VERIFY_EVERY_HOURS;
-    if (!(hours > 0)) return [];
-    const states = new Map((await this.#options.store.list()).map((s) => [s.id, s]));
-    const now = this.#options.clock.now();
-    return this.#wired.filter((w) => {
-      const s = states.get(w.config.id);
-      if (!s || s.watermark === null || s.run !== null) return false;
+    const due = await this.#due(hours, (s) => s.last_verify?.at, (w, now) => {
       if (w.config.ometria.endpoint !== "push") return false;
       const failed = this.#verifyFailedAt.get(w.config.id);
-      if (failed !== undefined && now - failed < 3_600_000) return false;
-      const since = s.last_verify?.at ?? s.first_seen_at;
-      return since === null || now - Date.parse(since) >= hours * 3_600_000;
-    }).sort((a, b) => _verifiedAt(states.get(a.config.id)) - _verifiedAt(states.get(b.config.id)));
+      return failed === undefined || now - failed >= 3_600_000;
+    });
+    return due.sort((a, b) => _verifiedAt(a.s) - _verifiedAt(b.s)).map(({ w }) => w);
   }
 
   /**

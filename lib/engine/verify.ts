@@ -117,6 +117,18 @@ interface _Found {
   checked: number;
 }
 
+/** Nothing found yet about the members `expected` holds. */
+function _found(expected: Map<string, string>): _Found {
+  return {
+    expected,
+    candidates: new Map(),
+    extra: [],
+    carried: new Set(),
+    served: 0,
+    checked: expected.size,
+  };
+}
+
 /** Runs one verify. Throws what the APIs throw (the caller reports it). */
 export async function verifyConnection(o: VerifyOptions): Promise<VerifyReport> {
   const counts: _Counts = { mailchimpRequests: 0, ometriaRequests: 0 };
@@ -195,14 +207,7 @@ async function _readFull(o: VerifyOptions, counts: _Counts): Promise<_Found> {
     if (page.size < _PAGE) break;
     offset += page.size;
   }
-  const found: _Found = {
-    expected,
-    candidates: new Map(),
-    extra: [],
-    carried: new Set(),
-    served: 0,
-    checked: expected.size,
-  };
+  const found = _found(expected);
   const unseen = new Set(expected.keys());
   const collection = collectionFor(o.connection.listId);
   const pages = o.ometria.contactsOf(collection, {
@@ -238,14 +243,7 @@ async function _readSample(o: VerifyOptions, totalItems: number, counts: _Counts
     await _expect(o, page.members.slice(0, wanted - expected.size), expected);
     if (expected.size >= wanted) break;
   }
-  const found: _Found = {
-    expected,
-    candidates: new Map(),
-    extra: [],
-    carried: new Set(),
-    served: 0,
-    checked: expected.size,
-  };
+  const found = _found(expected);
   const collection = collectionFor(listId);
   for (const [id, want] of expected) {
     counts.ometriaRequests++;
