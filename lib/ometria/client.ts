@@ -333,6 +333,10 @@ export class OmetriaClient {
   #configuredBatchSize: number;
   /** The batch size in use, lowered by 413 answers. */
   #maxBatchSize: number;
+  /** The most records one request has carried without a 413: sizes up to it need no probe. */
+  #largestTaken = 0;
+  /** The push probing the size while it is unproven (the others wait for it), and its end. */
+  #probe: { owner: PushResult; done: Promise<void>; end: () => void } | undefined;
   #maxRecordBytes: number;
 
   constructor(options: OmetriaClientOptions) {
@@ -458,17 +462,58 @@ export class OmetriaClient {
       );
     }
     const sentBefore = new Set(result.rejectedRecords);
-    // Sequential on purpose: the batch already holds one slot of the caller's concurrency.
-    // Cut once: a 413 lowers the size while the loop runs, and its halves are sent already.
-    const size = this.#maxBatchSize;
-    for (let i = 0; i < items.length; i += size) {
-      await this.#send(items.slice(i, i + size), result, opts, false);
+    const release = await this.#probeSize(items.length, result);
+    try {
+      // Sequential on purpose: the batch already holds one slot of the caller's concurrency.
+      // Cut once: a 413 lowers the size while the loop runs, and its halves are sent already.
+      const size = this.#maxBatchSize;
+      for (let i = 0; i < items.length; i += size) {
+        await this.#send(items.slice(i, i + size), result, opts, false);
+      }
+    } finally {
+      release();
     }
     const fromOmetria = result.rejectedRecords.filter((r) => !sentBefore.has(r));
     if (fromOmetria.length > 0) {
       result.errors = fromOmetria.slice(0, 5).map((r) => `${r.id}: ${r.reason}`);
     }
     return result;
+  }
+
+  /**
+   * Until a request as large as a push needs has been taken, one push at a time probes the
+   * size and the others wait: concurrent pushes would each meet the same 413s (8 in flight
+   * at 100 records against a 30-record limit cost 24 of them instead of 2). Returns what
+   * ends this push's turn.
+   */
+  async #probeSize(count: number, owner: PushResult): Promise<() => void> {
+    for (;;) {
+      if (Math.min(count, this.#maxBatchSize) <= this.#largestTaken) return () => {};
+      if (this.#probe === undefined) break;
+      await this.#probe.done;
+    }
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const probe = {
+      owner,
+      done: promise,
+      end: () => {
+        if (this.#probe === probe) this.#probe = undefined;
+        resolve();
+      },
+    };
+    this.#probe = probe;
+    return probe.end;
+  }
+
+  /**
+   * Sees each answer to a request of `items` for `owner`: a 2xx proves their count, and the
+   * probe ends at the first answer that is not a 413 (a 429 or a 5xx says nothing of the
+   * size, and its retries must not hold the other pushes back).
+   */
+  #sizeAnswer(owner: PushResult, count: number, status: number): void {
+    if (status === 413) return;
+    if (status >= 200 && status <= 299) this.#largestTaken = Math.max(this.#largestTaken, count);
+    if (this.#probe?.owner === owner) this.#probe.end();
   }
 
   /**
@@ -481,10 +526,18 @@ export class OmetriaClient {
     opts: PushOptions,
     extra: boolean,
   ): Promise<void> {
+    if (items.length > this.#maxBatchSize) {
+      // A 413 met since these were cut lowered the size: cut again rather than meet it too.
+      const size = this.#maxBatchSize;
+      for (let i = 0; i < items.length; i += size) {
+        await this.#send(items.slice(i, i + size), result, opts, extra || i > 0);
+      }
+      return;
+    }
     if (extra) result.extraRequests++;
     let answer: _Answer;
     try {
-      answer = await this.#post(items, opts);
+      answer = await this.#post(items, opts, result);
     } catch (error) {
       if (!(error instanceof OmetriaError) || error.status !== 413) throw error;
       if (items.length === 1) {
@@ -499,6 +552,7 @@ export class OmetriaClient {
         );
         this.#maxBatchSize = half;
       }
+      this.#largestTaken = Math.min(this.#largestTaken, items.length - 1);
       await this.#send(items.slice(0, half), result, opts, true);
       await this.#send(items.slice(half), result, opts, true);
       return;
@@ -531,7 +585,11 @@ export class OmetriaClient {
   }
 
   /** One request (with retries) for `items`; a 413 or other error answer throws. */
-  async #post(items: readonly RecordJson[], opts: PushOptions): Promise<_Answer> {
+  async #post(
+    items: readonly RecordJson[],
+    opts: PushOptions,
+    owner: PushResult,
+  ): Promise<_Answer> {
     const { signal, label, beforeAttempt } = opts;
     const auth = this.#endpoint === "push"
       ? { "X-Ometria-Auth": this.#apiKey }
@@ -546,6 +604,10 @@ export class OmetriaClient {
       context: _batch(label),
       signal,
       beforeAttempt,
+      onAnswer: (exchange: HttpExchange) => {
+        this.#api.onAnswer?.(exchange);
+        this.#sizeAnswer(owner, items.length, exchange.status);
+      },
     };
     if (this.#endpoint === "record") {
       const { exchange } = await apiRequest("/record", _recordSchema, request);

@@ -548,9 +548,10 @@ Deno.test("OmetriaClient halves a batch answered 413 and keeps the smaller size"
     assert.equal(first.accepted, 100);
     assert.equal(first.rejected, 0);
     assert.equal(ometria.maxBatchSize, 25, "100 → 50 → 25, the first size taken");
-    // 100 (413), 50 (413), 25, 25, then the second half: 50 (413), 25, 25.
-    assert.equal(sim.stats.pushRequests, 7);
-    assert.equal(first.extraRequests, 6);
+    // 100 (413), 50 (413), 25, 25, then the second half cut at the size learned: 25, 25.
+    assert.equal(sim.stats.pushRequests, 6);
+    assert.equal(sim.stats.status413, 2);
+    assert.equal(first.extraRequests, 5);
     assert.equal(sim.contacts().size, 100);
 
     sim.resetStats();
@@ -559,6 +560,24 @@ Deno.test("OmetriaClient halves a batch answered 413 and keeps the smaller size"
     assert.equal(second.extraRequests, 0);
     assert.equal(sim.stats.pushRequests, 3, "25 + 25 + 10, no 413 any more");
     assert.equal(sim.stats.maxBatch, 25);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("OmetriaClient learns a 413 once when pushes run concurrently", async () => {
+  const sim = await startSim({ maxBatchRecords: 30 });
+  try {
+    const ometria = client(sim);
+    const batches = Array.from(
+      { length: 8 },
+      (_, b) => Array.from({ length: 100 }, (_, i) => contact(`b${b}m${i}`)),
+    );
+    const results = await Promise.all(batches.map((batch) => ometria.push(batch)));
+    assert.deepEqual(results.map((r) => r.accepted), Array(8).fill(100));
+    assert.equal(sim.stats.status413, 2, "100 and 50 once, not once per push in flight");
+    assert.equal(sim.contacts().size, 800);
+    assert.equal(ometria.maxBatchSize, 25);
   } finally {
     await sim.close();
   }
