@@ -335,8 +335,10 @@ export class OmetriaClient {
   #maxBatchSize: number;
   /** The most records one request has carried without a 413: sizes up to it need no probe. */
   #largestTaken = 0;
-  /** The push probing the size while it is unproven (the others wait for it), and its end. */
-  #probe: { owner: PushResult; done: Promise<void>; end: () => void } | undefined;
+  /** Whether a 413 has been answered: sizes above `#largestTaken` are then probed first. */
+  #sizeInDoubt = false;
+  /** The request probing the size while it is in doubt: the others wait for its answer. */
+  #probe: Promise<void> | undefined;
   #maxRecordBytes: number;
 
   constructor(options: OmetriaClientOptions) {
@@ -462,16 +464,11 @@ export class OmetriaClient {
       );
     }
     const sentBefore = new Set(result.rejectedRecords);
-    const release = await this.#probeSize(items.length, result);
-    try {
-      // Sequential on purpose: the batch already holds one slot of the caller's concurrency.
-      // Cut once: a 413 lowers the size while the loop runs, and its halves are sent already.
-      const size = this.#maxBatchSize;
-      for (let i = 0; i < items.length; i += size) {
-        await this.#send(items.slice(i, i + size), result, opts, false);
-      }
-    } finally {
-      release();
+    // Sequential on purpose: the batch already holds one slot of the caller's concurrency.
+    // Cut once: a 413 lowers the size while the loop runs, and its halves are sent already.
+    const size = this.#maxBatchSize;
+    for (let i = 0; i < items.length; i += size) {
+      await this.#send(items.slice(i, i + size), result, opts, false);
     }
     const fromOmetria = result.rejectedRecords.filter((r) => !sentBefore.has(r));
     if (fromOmetria.length > 0) {
@@ -481,39 +478,39 @@ export class OmetriaClient {
   }
 
   /**
-   * Until a request as large as a push needs has been taken, one push at a time probes the
-   * size and the others wait: concurrent pushes would each meet the same 413s (8 in flight
-   * at 100 records against a 30-record limit cost 24 of them instead of 2). Returns what
-   * ends this push's turn.
+   * A request's turn. Once a 413 has put the size in doubt, requests larger than any taken
+   * since go one at a time, each waiting for the one before to be answered: concurrent
+   * pushes would each meet the same 413s (8 in flight at 100 records against a 30-record
+   * limit cost 24 of them instead of 9). Before any 413 nothing waits (100 records is
+   * Ometria's documented limit), so a slow request never holds the others back. Returns
+   * what ends the turn, which may be called more than once.
    */
-  async #probeSize(count: number, owner: PushResult): Promise<() => void> {
+  async #turn(count: number): Promise<() => void> {
     for (;;) {
-      if (Math.min(count, this.#maxBatchSize) <= this.#largestTaken) return () => {};
+      if (!this.#sizeInDoubt || count <= this.#largestTaken) return () => {};
       if (this.#probe === undefined) break;
-      await this.#probe.done;
+      await this.#probe;
     }
     const { promise, resolve } = Promise.withResolvers<void>();
-    const probe = {
-      owner,
-      done: promise,
-      end: () => {
-        if (this.#probe === probe) this.#probe = undefined;
-        resolve();
-      },
+    this.#probe = promise;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.#probe = undefined;
+      resolve();
     };
-    this.#probe = probe;
-    return probe.end;
   }
 
   /**
-   * Sees each answer to a request of `items` for `owner`: a 2xx proves their count, and the
-   * probe ends at the first answer that is not a 413 (a 429 or a 5xx says nothing of the
-   * size, and its retries must not hold the other pushes back).
+   * Sees each answer to a request of `count` records: a 2xx proves the count, and the turn
+   * ends at the first answer that is not a 413 (a 429 or a 5xx says nothing of the size,
+   * and its retries must not hold the other requests back).
    */
-  #sizeAnswer(owner: PushResult, count: number, status: number): void {
+  #sizeAnswer(end: () => void, count: number, status: number): void {
     if (status === 413) return;
     if (status >= 200 && status <= 299) this.#largestTaken = Math.max(this.#largestTaken, count);
-    if (this.#probe?.owner === owner) this.#probe.end();
+    end();
   }
 
   /**
@@ -526,7 +523,9 @@ export class OmetriaClient {
     opts: PushOptions,
     extra: boolean,
   ): Promise<void> {
+    const end = await this.#turn(items.length);
     if (items.length > this.#maxBatchSize) {
+      end();
       // A 413 met since these were cut lowered the size: cut again rather than meet it too.
       const size = this.#maxBatchSize;
       for (let i = 0; i < items.length; i += size) {
@@ -537,8 +536,9 @@ export class OmetriaClient {
     if (extra) result.extraRequests++;
     let answer: _Answer;
     try {
-      answer = await this.#post(items, opts, result);
+      answer = await this.#post(items, opts, end);
     } catch (error) {
+      end();
       if (!(error instanceof OmetriaError) || error.status !== 413) throw error;
       if (items.length === 1) {
         this.#reject(result, items[0]!.id, `Ometria refused the record alone as too large (413)`);
@@ -553,6 +553,7 @@ export class OmetriaClient {
         this.#maxBatchSize = half;
       }
       this.#largestTaken = Math.min(this.#largestTaken, items.length - 1);
+      this.#sizeInDoubt = true;
       await this.#send(items.slice(0, half), result, opts, true);
       await this.#send(items.slice(half), result, opts, true);
       return;
@@ -588,7 +589,7 @@ export class OmetriaClient {
   async #post(
     items: readonly RecordJson[],
     opts: PushOptions,
-    owner: PushResult,
+    end: () => void,
   ): Promise<_Answer> {
     const { signal, label, beforeAttempt } = opts;
     const auth = this.#endpoint === "push"
@@ -606,7 +607,7 @@ export class OmetriaClient {
       beforeAttempt,
       onAnswer: (exchange: HttpExchange) => {
         this.#api.onAnswer?.(exchange);
-        this.#sizeAnswer(owner, items.length, exchange.status);
+        this.#sizeAnswer(end, items.length, exchange.status);
       },
     };
     if (this.#endpoint === "record") {
