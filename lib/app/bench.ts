@@ -21,6 +21,8 @@
  *    repeats scenario 1's full run first): `BENCH="scenarios=6"`.
  * 7. (optional, `scenarios=7 verify=N`) a full `verify` of 100,000 members at Ometria's
  *    Data API rate of 4 requests/s, then a 1,000-member sample (bench_verify.ts).
+ * 8. (optional, `scenarios=8 python=DIR`) the original Python tool and this build side by
+ *    side on scenario 4's two lists (bench_python.ts).
  *
  * The child runs as users run it: plain `deno run`, no V8 flags (`v8Flags` sets some).
  * With `distribution: "bulk"`, half the members of scenarios 1 and 4 come in bulk imports
@@ -38,6 +40,7 @@ import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
+import { benchPython } from "./bench_python.ts";
 import { benchVerify } from "./bench_verify.ts";
 
 /** Options of {@linkcode runBench}. */
@@ -76,6 +79,8 @@ export interface BenchOptions {
    * imports of 1,500 sharing one second. @default {"independent"}
    */
   distribution?: "independent" | "bulk";
+  /** A checkout of the original Python tool: scenario 8 runs it beside this build. */
+  pythonDir?: string;
   /** An earlier build to run scenario 4 with too (before/after on one run), and its name. */
   baseline?: { name: string; command: { executable: string; args: string[] } };
 }
@@ -359,6 +364,22 @@ export async function runBench(options: BenchOptions): Promise<number> {
         members: options.verifyMembers ?? 100_000,
         measure: (sims, args, env) => _measure(options, sims, args, env),
       }) && ok;
+    }
+    if (scenarios.has(8)) {
+      if (options.pythonDir === undefined) {
+        write("Scenario 8 needs python=DIR: a checkout of github.com/ruipatcheco/data_sync");
+        ok = false;
+      } else {
+        ok = await benchPython({
+          write,
+          dir,
+          pythonDir: options.pythonDir,
+          members: options.pairMembers ?? 100_000,
+          bulkImports: options.distribution === "bulk" ? _BULK : undefined,
+          baseEnv: options.baseEnv,
+          measure: (sims, args, env) => _measure(options, sims, args, env),
+        }) && ok;
+      }
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -644,6 +665,7 @@ export function parseBenchSpec(
     else if (key === "distribution" && (value === "bulk" || value === "independent")) {
       out.distribution = value;
     } else if (key === "v8flags") out.v8Flags = value;
+    else if (key === "python") out.pythonDir = value;
     else if (key === "baseline") {
       const args = [...command.args];
       args[args.length - 1] = value;
