@@ -228,53 +228,11 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   const line = parseCommandLine(sources.args, errors);
   if (line.help) return { ok: false, errors: [], help: true };
   const { command } = line;
-  let positionals = line.positionals;
   const env = parseEnv(sources.env, errors);
 
-  let webhooksAction: Config["webhooksAction"];
-  let publicUrl: string | undefined;
-  if (command === "webhooks") {
-    const action = positionals[0];
-    positionals = positionals.slice(1);
-    if (action === "register" || action === "list") webhooksAction = action;
-    else {
-      errors.push(
-        `webhooks needs "register" or "list": main.ts webhooks register <id…> --url <public base URL>, or main.ts webhooks list.`,
-      );
-    }
-    if (action === "register") {
-      publicUrl = _publicUrl(line.url, errors);
-      const clear = publicUrl === undefined ? undefined : _clearTextWarning(publicUrl);
-      if (clear !== undefined) warnings.push(clear);
-    } else if (line.url !== undefined) {
-      errors.push("--url only applies to webhooks register.");
-    }
-  } else if (line.url !== undefined) {
-    errors.push("--url only applies to webhooks register.");
-  }
-
-  let erase: EraseRequest | undefined;
-  let explain: ExplainRequest | undefined;
-  if (command === "erase") {
-    erase = _eraseRequest(line, positionals, errors);
-    // What follows reads the connection to erase from as the one id given.
-    positionals = line.connection === undefined ? [] : [line.connection];
-  } else if (command === "explain") {
-    explain = _explainRequest(line, positionals, errors);
-    positionals = line.connection === undefined ? [] : [line.connection];
-  } else if (line.connection !== undefined && command !== "verify") {
-    errors.push("--connection only applies to erase, explain and verify.");
-  }
-  let verify: VerifyRequest | undefined;
-  if (command === "verify") {
-    verify = _verifyRequest(line, errors);
-    if (line.connection !== undefined) positionals = [...positionals, line.connection];
-  } else if (line.sample !== undefined || line.repair) {
-    errors.push("--sample and --repair only apply to verify.");
-  }
-  if (command !== "erase" && (line.mailchimp || line.status)) {
-    errors.push("--mailchimp and --status only apply to erase.");
-  }
+  const requests = _commandRequests(line, errors, warnings);
+  const { webhooksAction, publicUrl, erase, explain, verify } = requests;
+  const positionals = requests.positionals;
   _modeFlags(line, errors);
   _checkIds(positionals, sources.env, errors);
   if (line.state !== undefined && line.state.trim() === "") {
@@ -308,6 +266,144 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
   }
   _sharedSigningSecret(env, line.connections === undefined ? positionals : [], errors);
 
+  _connectionProblems(line, env, requests, connections, needsConnections, errors);
+  if (errors.length > 0) return { ok: false, errors };
+  const { pageSize, polling } = _settingWarnings(line, env, sources.env, warnings);
+
+  return {
+    ok: true,
+    config: {
+      command,
+      once: line.once,
+      force: line.force,
+      json: line.json,
+      check: line.check,
+      state: line.state,
+      listIds: [...new Set(positionals)],
+      connections,
+      maxConcurrentRuns: env.MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS,
+      bulkMemberCount: env.BULK_MEMBER_COUNT,
+      pageSize,
+      minutesPerBulk: env.MINUTES_NEEDED_TO_PERFORM_A_PARTIAL_SYNC_OF_A_SINGLE_BULK,
+      thresholdMinutes,
+      pollingSeconds: env.POLLING_TIME_IN_SECONDS,
+      schedule: env.SYNC_SCHEDULE ?? polling.cron,
+      logLevel: env.LOGGING_LEVEL,
+      logFile: env.LOG_FILE === undefined ? "log_file.log" : env.LOG_FILE.trim() || undefined,
+      logFormat: env.LOG_FORMAT,
+      mailchimpMaxConnections: env.MAILCHIMP_MAX_CONNECTIONS,
+      mailchimpRetryMaxSeconds: env.MAILCHIMP_RETRY_MAX_SECONDS,
+      mailchimpTimeoutSeconds: env.MAILCHIMP_TIMEOUT_SECONDS,
+      mailchimpClockMarginSeconds: env.MAILCHIMP_CLOCK_MARGIN_SECONDS,
+      runDeadlineMinutes: env.RUN_DEADLINE_MINUTES,
+      ometriaMaxRequestsPerSecond: env.OMETRIA_MAX_REQUESTS_PER_SECOND,
+      ometriaBatchSize: env.OMETRIA_BATCH_SIZE,
+      reconcileEveryHours: env.RECONCILE_EVERY_HOURS,
+      verifyEveryHours: env.VERIFY_EVERY_HOURS,
+      verify,
+      stateLeaseSeconds: env.STATE_LEASE_SECONDS,
+      quarantineRetries: env.QUARANTINE_RETRIES_PER_RUN,
+      alertWebhookUrl: env.ALERT_WEBHOOK_URL,
+      alertRepeatMinutes: env.ALERT_REPEAT_MINUTES,
+      metricsPort: env.METRICS_PORT,
+      metricsHost: env.METRICS_HOST || DEFAULT_LISTEN_HOST,
+      statusToken: env.STATUS_TOKEN,
+      webhookPort: env.WEBHOOK_PORT,
+      webhookHost: env.WEBHOOK_HOST || DEFAULT_LISTEN_HOST,
+      webhooksAction,
+      publicUrl,
+      erase,
+      explain,
+      repush: line.repush,
+      dryRun: line.dryRun,
+      syncOnBranches: env.SYNC_ON_BRANCHES,
+      requireStateVolume: env.SYNC_REQUIRE_STATE_VOLUME,
+      mailchimpPort,
+      ometriaPort,
+      warnings,
+    },
+  };
+}
+
+/** What a command's own arguments ask, and the ids left to read connections from. */
+interface _CommandRequests {
+  positionals: string[];
+  webhooksAction: Config["webhooksAction"];
+  publicUrl: string | undefined;
+  erase: EraseRequest | undefined;
+  explain: ExplainRequest | undefined;
+  verify: VerifyRequest | undefined;
+}
+
+/**
+ * Reads what belongs to one command (webhooks' action and URL, erase's, explain's and
+ * verify's requests) and refuses those flags on the other commands.
+ */
+function _commandRequests(
+  line: CommandLine,
+  errors: string[],
+  warnings: string[],
+): _CommandRequests {
+  const { command } = line;
+  let positionals = line.positionals;
+  let webhooksAction: Config["webhooksAction"];
+  let publicUrl: string | undefined;
+  let erase: EraseRequest | undefined;
+  let explain: ExplainRequest | undefined;
+  let verify: VerifyRequest | undefined;
+  if (command === "webhooks") {
+    const action = positionals[0];
+    positionals = positionals.slice(1);
+    if (action === "register" || action === "list") webhooksAction = action;
+    else {
+      errors.push(
+        `webhooks needs "register" or "list": main.ts webhooks register <id…> --url <public base URL>, or main.ts webhooks list.`,
+      );
+    }
+    if (action === "register") {
+      publicUrl = _publicUrl(line.url, errors);
+      const clear = publicUrl === undefined ? undefined : _clearTextWarning(publicUrl);
+      if (clear !== undefined) warnings.push(clear);
+    } else if (line.url !== undefined) {
+      errors.push("--url only applies to webhooks register.");
+    }
+  } else if (line.url !== undefined) {
+    errors.push("--url only applies to webhooks register.");
+  }
+
+  if (command === "erase") {
+    erase = _eraseRequest(line, positionals, errors);
+    // What follows reads the connection to erase from as the one id given.
+    positionals = line.connection === undefined ? [] : [line.connection];
+  } else if (command === "explain") {
+    explain = _explainRequest(line, positionals, errors);
+    positionals = line.connection === undefined ? [] : [line.connection];
+  } else if (line.connection !== undefined && command !== "verify") {
+    errors.push("--connection only applies to erase, explain and verify.");
+  }
+  if (command === "verify") {
+    verify = _verifyRequest(line, errors);
+    if (line.connection !== undefined) positionals = [...positionals, line.connection];
+  } else if (line.sample !== undefined || line.repair) {
+    errors.push("--sample and --repair only apply to verify.");
+  }
+  if (command !== "erase" && (line.mailchimp || line.status)) {
+    errors.push("--mailchimp and --status only apply to erase.");
+  }
+  return { positionals, webhooksAction, publicUrl, erase, explain, verify };
+}
+
+/** What the connections found leave wrong for the command: nothing to act on, mismatches. */
+function _connectionProblems(
+  line: CommandLine,
+  env: Env,
+  requests: _CommandRequests,
+  connections: readonly ConnectionConfig[],
+  needsConnections: boolean,
+  errors: string[],
+): void {
+  const { command } = line;
+  const { positionals, erase, webhooksAction } = requests;
   if (command === "erase" && !erase?.status && connections.length === 0 && errors.length === 0) {
     errors.push(
       line.connections === undefined
@@ -365,14 +461,20 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
       }
     }
   }
+}
 
-  if (errors.length > 0) return { ok: false, errors };
-
+/** The page size the key allows, the polling schedule, and warnings on settings kept. */
+function _settingWarnings(
+  line: CommandLine,
+  env: Env,
+  raw: ConfigSources["env"],
+  warnings: string[],
+): { pageSize: number; polling: ReturnType<typeof cronEvery> } {
   const pageSize = Math.min(env.BULK_MEMBER_COUNT, MAILCHIMP_MAX_PAGE_SIZE);
   // The default (5000) is above the page limit too; only a value the user chose is worth a
   // warning.
   if (
-    env.BULK_MEMBER_COUNT > MAILCHIMP_MAX_PAGE_SIZE && sources.env.BULK_MEMBER_COUNT !== undefined
+    env.BULK_MEMBER_COUNT > MAILCHIMP_MAX_PAGE_SIZE && raw.BULK_MEMBER_COUNT !== undefined
   ) {
     warnings.push(
       `BULK_MEMBER_COUNT=${env.BULK_MEMBER_COUNT} still decides when a list is due, but Mailchimp pages hold at most ${MAILCHIMP_MAX_PAGE_SIZE} members, so pages are read ${MAILCHIMP_MAX_PAGE_SIZE} at a time.`,
@@ -390,59 +492,7 @@ export async function loadConfig(sources: ConfigSources): Promise<ConfigResult> 
     );
   }
 
-  return {
-    ok: true,
-    config: {
-      command,
-      once: line.once,
-      force: line.force,
-      json: line.json,
-      check: line.check,
-      state: line.state,
-      listIds: [...new Set(positionals)],
-      connections,
-      maxConcurrentRuns: env.MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS,
-      bulkMemberCount: env.BULK_MEMBER_COUNT,
-      pageSize,
-      minutesPerBulk: env.MINUTES_NEEDED_TO_PERFORM_A_PARTIAL_SYNC_OF_A_SINGLE_BULK,
-      thresholdMinutes,
-      pollingSeconds: env.POLLING_TIME_IN_SECONDS,
-      schedule: env.SYNC_SCHEDULE ?? polling.cron,
-      logLevel: env.LOGGING_LEVEL,
-      logFile: env.LOG_FILE === undefined ? "log_file.log" : env.LOG_FILE.trim() || undefined,
-      logFormat: env.LOG_FORMAT,
-      mailchimpMaxConnections: env.MAILCHIMP_MAX_CONNECTIONS,
-      mailchimpRetryMaxSeconds: env.MAILCHIMP_RETRY_MAX_SECONDS,
-      mailchimpTimeoutSeconds: env.MAILCHIMP_TIMEOUT_SECONDS,
-      mailchimpClockMarginSeconds: env.MAILCHIMP_CLOCK_MARGIN_SECONDS,
-      runDeadlineMinutes: env.RUN_DEADLINE_MINUTES,
-      ometriaMaxRequestsPerSecond: env.OMETRIA_MAX_REQUESTS_PER_SECOND,
-      ometriaBatchSize: env.OMETRIA_BATCH_SIZE,
-      reconcileEveryHours: env.RECONCILE_EVERY_HOURS,
-      verifyEveryHours: env.VERIFY_EVERY_HOURS,
-      verify,
-      stateLeaseSeconds: env.STATE_LEASE_SECONDS,
-      quarantineRetries: env.QUARANTINE_RETRIES_PER_RUN,
-      alertWebhookUrl: env.ALERT_WEBHOOK_URL,
-      alertRepeatMinutes: env.ALERT_REPEAT_MINUTES,
-      metricsPort: env.METRICS_PORT,
-      metricsHost: env.METRICS_HOST || DEFAULT_LISTEN_HOST,
-      statusToken: env.STATUS_TOKEN,
-      webhookPort: env.WEBHOOK_PORT,
-      webhookHost: env.WEBHOOK_HOST || DEFAULT_LISTEN_HOST,
-      webhooksAction,
-      publicUrl,
-      erase,
-      explain,
-      repush: line.repush,
-      dryRun: line.dryRun,
-      syncOnBranches: env.SYNC_ON_BRANCHES,
-      requireStateVolume: env.SYNC_REQUIRE_STATE_VOLUME,
-      mailchimpPort,
-      ometriaPort,
-      warnings,
-    },
-  };
+  return { pageSize, polling };
 }
 
 /** `verify`'s flags: `--sample N` a whole number from 1 to 1,000,000. */
