@@ -132,36 +132,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const second = await run("Incremental sync");
     if (second.outcome !== "ok") return 1;
 
-    // Real time: the simulated Mailchimp sends its webhook to the receiver, which fetches the
-    // member and pushes it, with no polling run in between.
-    const handler = startWebhooks({
-      connections: [connection],
-      store,
-      clock,
-      logger: logger.getChild("demo"),
-    });
-    const server = serveWebhooks({ handler, port: 0 });
-    try {
-      mailchimp.webhooks.sendTo(
-        LIST_ID,
-        `${server.url}/webhooks/mailchimp/${LIST_ID}/${connection.webhookSecret}`,
-      );
-      const member = mailchimp.truth(LIST_ID).find((m) => m.status === "subscribed")!;
-      const sent = clock.now();
-      mailchimp.upsertMember(LIST_ID, { email: member.email_address, FNAME: "Realtime" });
-      await mailchimp.webhooks.settle();
-      await service.idle();
-      const took = clock.now() - sent;
-      const arrived =
-        ometria.contacts(collectionFor(LIST_ID)).get(member.id)?.firstname === "Realtime";
-      write(
-        `\nWebhook: a profile change ${arrived ? "reached" : "did NOT reach"} Ometria in ${
-          Math.round(took)
-        } ms (${took < 2000 ? "under" : "NOT under"} 2 s), without a polling run\n`,
-      );
-      if (!arrived || took >= 2000) return 1;
-    } finally {
-      await server.close();
+    if (!await _webhookStep(options, { mailchimp, ometria, store, connection, service })) {
+      return 1;
     }
 
     // Gone from Mailchimp: polling cannot see it; reconciliation opts the contacts out.
@@ -187,29 +159,88 @@ export async function runDemo(options: DemoOptions): Promise<number> {
         } Ometria requests)\n`,
     );
 
-    const comparison = compareCopies(
-      mailchimp.truth(LIST_ID),
-      ometria.contacts(collectionFor(LIST_ID)),
-      LIST_ID,
-      "push",
-      { defaultFields: mailchimp.fieldDefinitions(LIST_ID) },
-    );
-    const ok = comparison.missing.length === 0 && comparison.stale.length === 0 &&
-      comparison.extraNotOptedOut.length === 0;
-    write(
-      `\n${ok ? "✔" : "✘"} Ometria ${
-        ok ? "holds exactly" : "does NOT hold"
-      } what Mailchimp holds, mapped fields included: ` +
-        `${fmt.format(comparison.expected)} members, ${comparison.missing.length} missing, ` +
-        `${comparison.stale.length} stale, ${comparison.extraOptedOut.length} gone and opted ` +
-        `out, ${comparison.extraNotOptedOut.length} gone but still opted in\n`,
-    );
+    const ok = _reportCopy(write, fmt, mailchimp, ometria);
     await service.close();
     return ok ? 0 : 1;
   } finally {
     await mailchimp.close();
     await ometria.close();
   }
+}
+
+/**
+ * Real time: the simulated Mailchimp sends its webhook to the receiver, which fetches the
+ * member and pushes it, with no polling run in between. True when it arrived within 2 s.
+ */
+async function _webhookStep(
+  options: DemoOptions,
+  world: {
+    mailchimp: MailchimpSimulator;
+    ometria: OmetriaSimulator;
+    store: MemoryStore;
+    connection: Parameters<typeof startWebhooks>[0]["connections"][number];
+    service: SyncService;
+  },
+): Promise<boolean> {
+  const { clock, logger, write } = options;
+  const { mailchimp, ometria, store, connection, service } = world;
+  const handler = startWebhooks({
+    connections: [connection],
+    store,
+    clock,
+    logger: logger.getChild("demo"),
+  });
+  const server = serveWebhooks({ handler, port: 0 });
+  try {
+    mailchimp.webhooks.sendTo(
+      LIST_ID,
+      `${server.url}/webhooks/mailchimp/${LIST_ID}/${connection.webhookSecret}`,
+    );
+    const member = mailchimp.truth(LIST_ID).find((m) => m.status === "subscribed")!;
+    const sent = clock.now();
+    mailchimp.upsertMember(LIST_ID, { email: member.email_address, FNAME: "Realtime" });
+    await mailchimp.webhooks.settle();
+    await service.idle();
+    const took = clock.now() - sent;
+    const arrived =
+      ometria.contacts(collectionFor(LIST_ID)).get(member.id)?.firstname === "Realtime";
+    write(
+      `\nWebhook: a profile change ${arrived ? "reached" : "did NOT reach"} Ometria in ${
+        Math.round(took)
+      } ms (${took < 2000 ? "under" : "NOT under"} 2 s), without a polling run\n`,
+    );
+    if (!arrived || took >= 2000) return false;
+  } finally {
+    await server.close();
+  }
+  return true;
+}
+
+/** Prints how Ometria's copy compares with Mailchimp's; true when it is exact. */
+function _reportCopy(
+  write: (text: string) => void,
+  fmt: Intl.NumberFormat,
+  mailchimp: MailchimpSimulator,
+  ometria: OmetriaSimulator,
+): boolean {
+  const comparison = compareCopies(
+    mailchimp.truth(LIST_ID),
+    ometria.contacts(collectionFor(LIST_ID)),
+    LIST_ID,
+    "push",
+    { defaultFields: mailchimp.fieldDefinitions(LIST_ID) },
+  );
+  const ok = comparison.missing.length === 0 && comparison.stale.length === 0 &&
+    comparison.extraNotOptedOut.length === 0;
+  write(
+    `\n${ok ? "✔" : "✘"} Ometria ${
+      ok ? "holds exactly" : "does NOT hold"
+    } what Mailchimp holds, mapped fields included: ` +
+      `${fmt.format(comparison.expected)} members, ${comparison.missing.length} missing, ` +
+      `${comparison.stale.length} stale, ${comparison.extraOptedOut.length} gone and opted ` +
+      `out, ${comparison.extraNotOptedOut.length} gone but still opted in\n`,
+  );
+  return ok;
 }
 
 /**
