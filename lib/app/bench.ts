@@ -631,7 +631,10 @@ export function parseBenchSpec(
 ): Partial<BenchOptions> {
   const out: Partial<BenchOptions> = {};
   for (const word of spec.split(/\s+/).filter((w) => w !== "")) {
-    const [key, value = ""] = word.split("=", 2) as [string, string?];
+    // At the first "=" only: a value may hold more (`v8flags=--max-old-space-size=48`).
+    const at = word.indexOf("=");
+    const key = at < 0 ? word : word.slice(0, at);
+    const value = at < 0 ? "" : word.slice(at + 1);
     const num = Number(value);
     if (key === "scenarios") out.scenarios = value.split(",").map(Number);
     else if (key === "members") out.members = num;
