@@ -23,6 +23,8 @@
  *    Data API rate of 4 requests/s, then a 1,000-member sample (bench_verify.ts).
  *
  * The child runs as users run it: plain `deno run`, no V8 flags (`v8Flags` sets some).
+ * When the bundle is built (`deno task bench` builds it first), scenario 1's full run is
+ * repeated with `deno run dist/mailchimp-ometria-sync.js`, and both peaks are reported.
  * With `distribution: "bulk"`, half the members of scenarios 1 and 4 come in bulk imports
  * of 1,500 sharing one `last_changed` (the simulator's `bulkImports`), and every scenario
  * reports Mailchimp members served per member and the most Mailchimp connections in use.
@@ -76,6 +78,12 @@ export interface BenchOptions {
    * imports of 1,500 sharing one second. @default {"independent"}
    */
   distribution?: "independent" | "bulk";
+  /**
+   * The bundle (`deno task bundle` → dist/mailchimp-ometria-sync.js) as `deno run …` arguments:
+   * scenario 1's full run is repeated with it, so both ways users run the product report
+   * their peak RSS. Absent (not built): the bench says so.
+   */
+  bundle?: { executable: string; args: string[] };
   /** An earlier build to run scenario 4 with too (before/after on one run), and its name. */
   baseline?: { name: string; command: { executable: string; args: string[] } };
 }
@@ -257,6 +265,21 @@ export async function runBench(options: BenchOptions): Promise<number> {
           }, ${full.mailchimpRequests} Mailchimp + ${full.ometriaRequests} Ometria requests (${full.throttled} answered 429)`,
         );
         write(`                   ${_reads(full, members)}`);
+        if (options.bundle) {
+          const bundled = await _measure(
+            options,
+            sims,
+            ["--once", "--force", "--state", `${dir}/one_bundle.json`, id],
+            env,
+            options.bundle,
+          );
+          write(
+            `  bundle, full:    ${bundled.seconds.toFixed(1)} s, ${
+              n(Math.round(members / bundled.seconds))
+            } members/s, peak RSS ${mib(bundled.peakRssBytes)} (exit ${bundled.code})`,
+          );
+          ok &&= bundled.code === 0;
+        } else write("  bundle:          not built (deno task bundle), not measured");
         const idle = await _measure(options, sims, args, env);
         write(
           `  nothing changed: ${idle.mailchimpRequests} Mailchimp + ${idle.ometriaRequests} Ometria requests, ${
