@@ -346,11 +346,27 @@ async function _optionalCommand(
       executable: Deno.execPath(),
       args: ["run", "--allow-net=127.0.0.1", "--allow-env", "--allow-read", "--allow-write", self],
     };
+    // The bundle, when `deno task bundle` built it: run as its README line runs it.
+    const bundlePath = new URL("./dist/mailchimp-ometria-sync.js", import.meta.url).pathname;
+    const bundle = await Deno.stat(bundlePath).then(() => ({
+      executable: Deno.execPath(),
+      args: [
+        "run",
+        "--unstable-cron",
+        "--unstable-kv",
+        "--allow-net=127.0.0.1",
+        "--allow-env",
+        "--allow-read",
+        "--allow-write",
+        bundlePath,
+      ],
+    }), () => undefined);
     return await runBench({
       logger,
       write: (t) => console.log(t),
       baseEnv,
       command,
+      ...(bundle ? { bundle } : {}),
       // BENCH="scenarios=4 distribution=bulk baseline=…/main.ts": see parseBenchSpec.
       ...parseBenchSpec(env.BENCH ?? "", command),
     });

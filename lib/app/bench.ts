@@ -25,6 +25,8 @@
  *    side on scenario 4's two lists (bench_python.ts).
  *
  * The child runs as users run it: plain `deno run`, no V8 flags (`v8Flags` sets some).
+ * When the bundle is built (`deno task bench` builds it first), scenario 1's full run is
+ * repeated with `deno run dist/mailchimp-ometria-sync.js`, and both peaks are reported.
  * With `distribution: "bulk"`, half the members of scenarios 1 and 4 come in bulk imports
  * of 1,500 sharing one `last_changed` (the simulator's `bulkImports`), and every scenario
  * reports Mailchimp members served per member and the most Mailchimp connections in use.
@@ -81,6 +83,12 @@ export interface BenchOptions {
   distribution?: "independent" | "bulk";
   /** A checkout of the original Python tool: scenario 8 runs it beside this build. */
   pythonDir?: string;
+  /**
+   * The bundle (`deno task bundle` → dist/mailchimp-ometria-sync.js) as `deno run …` arguments:
+   * scenario 1's full run is repeated with it, so both ways users run the product report
+   * their peak RSS. Absent (not built): the bench says so.
+   */
+  bundle?: { executable: string; args: string[] };
   /** An earlier build to run scenario 4 with too (before/after on one run), and its name. */
   baseline?: { name: string; command: { executable: string; args: string[] } };
 }
@@ -262,6 +270,21 @@ export async function runBench(options: BenchOptions): Promise<number> {
           }, ${full.mailchimpRequests} Mailchimp + ${full.ometriaRequests} Ometria requests (${full.throttled} answered 429)`,
         );
         write(`                   ${_reads(full, members)}`);
+        if (options.bundle) {
+          const bundled = await _measure(
+            options,
+            sims,
+            ["--once", "--force", "--state", `${dir}/one_bundle.json`, id],
+            env,
+            options.bundle,
+          );
+          write(
+            `  bundle, full:    ${bundled.seconds.toFixed(1)} s, ${
+              n(Math.round(members / bundled.seconds))
+            } members/s, peak RSS ${mib(bundled.peakRssBytes)} (exit ${bundled.code})`,
+          );
+          ok &&= bundled.code === 0;
+        } else write("  bundle:          not built (deno task bundle), not measured");
         const idle = await _measure(options, sims, args, env);
         write(
           `  nothing changed: ${idle.mailchimpRequests} Mailchimp + ${idle.ometriaRequests} Ometria requests, ${
@@ -652,7 +675,10 @@ export function parseBenchSpec(
 ): Partial<BenchOptions> {
   const out: Partial<BenchOptions> = {};
   for (const word of spec.split(/\s+/).filter((w) => w !== "")) {
-    const [key, value = ""] = word.split("=", 2) as [string, string?];
+    // At the first "=" only: a value may hold more (`v8flags=--max-old-space-size=48`).
+    const at = word.indexOf("=");
+    const key = at < 0 ? word : word.slice(0, at);
+    const value = at < 0 ? "" : word.slice(at + 1);
     const num = Number(value);
     if (key === "scenarios") out.scenarios = value.split(",").map(Number);
     else if (key === "members") out.members = num;
