@@ -22,15 +22,7 @@ import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
-
-/** One measured child run, as bench.ts measures it. */
-export interface PythonBenchRun {
-  code: number;
-  seconds: number;
-  peakRssBytes: number | undefined;
-  mailchimpRequests: number;
-  ometriaRequests: number;
-}
+import type { VerifyBenchDeps } from "./bench_verify.ts";
 
 /** What scenario 8 needs from the bench. */
 export interface PythonBenchDeps {
@@ -43,11 +35,7 @@ export interface PythonBenchDeps {
   /** PATH and HOME for the Python child. */
   baseEnv: Record<string, string>;
   /** Runs this build's CLI once against the simulators (bench.ts's measure). */
-  measure: (
-    sims: { mailchimp: MailchimpSimulator; ometria: OmetriaSimulator },
-    args: string[],
-    env: Record<string, string>,
-  ) => Promise<PythonBenchRun>;
+  measure: VerifyBenchDeps["measure"];
 }
 
 const MINUTE = 60_000;
