@@ -4,7 +4,12 @@
  *
  * @module
  */
-import type { MemberLookup, MembersQuery, MembersResult } from "../mailchimp/client.ts";
+import type {
+  MemberLookup,
+  MembersQuery,
+  MembersResult,
+  MemberStampsResult,
+} from "../mailchimp/client.ts";
 import type { RecordJson } from "../mapping/contact.ts";
 import type { OmetriaAsyncError } from "../ometria/client.ts";
 import type { MappingForMembers } from "../mapping/field_mapper.ts";
@@ -14,6 +19,12 @@ import type { ConnectionWriter } from "../writer/connection_writer.ts";
 export interface MembersSource {
   /** One page of a list's members. */
   getMembers(listId: string, query: MembersQuery, signal?: AbortSignal): Promise<MembersResult>;
+  /** One page of the same listing with only ids and `last_changed` (far smaller). */
+  getMemberStamps(
+    listId: string,
+    query: MembersQuery,
+    signal?: AbortSignal,
+  ): Promise<MemberStampsResult>;
   /** One member as it is now, or `gone` when Mailchimp has none with that id. */
   getMember(listId: string, id: string, signal?: AbortSignal): Promise<MemberLookup>;
   /** The list's details; the engine reads its name once. */

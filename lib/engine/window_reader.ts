@@ -18,7 +18,7 @@ import type { Logger } from "@logtape/logtape";
 import { DEFAULT_MAX_TORN_RETRIES } from "../config/defaults.ts";
 import type { InvalidMember, Member, MemberStatus } from "../mailchimp/member.ts";
 import { formatMailchimpTime, parseMailchimpTime } from "../mailchimp/time.ts";
-import type { MembersQuery, MembersResult } from "../mailchimp/client.ts";
+import type { MembersQuery, MembersResult, MemberStampsResult } from "../mailchimp/client.ts";
 import type { MembersSource } from "./ports.ts";
 
 const SECOND = 1000;
@@ -27,6 +27,9 @@ const SECOND = 1000;
 // second at ordinary request times.
 const _UNBOUNDED_STALLS = 30;
 const _TIE_PAGE = 1000;
+// A run of one second this large (a share of the page) ending a full page is taken for a
+// bulk import's tie group and read as one at once: below it, the next page reads it again.
+const _TIE_RUN = 0.25;
 
 /** A member read with `last_changed` at or after U, with how its answer was read. */
 export interface BeyondMember {
@@ -184,6 +187,8 @@ export class WindowReader {
   serverTimeMs: number | undefined;
   /** True once a response showed that `since_last_changed` is inclusive. */
   sinceInclusive = false;
+  /** True once a response showed that `before_last_changed` is inclusive. */
+  beforeInclusive = false;
   /** True once the default listing returned an archived member. */
   sawArchived = false;
   /**
@@ -194,6 +199,8 @@ export class WindowReader {
   /** Torn answers read again so far. */
   tornPages = 0;
   readonly #o: WindowReaderOptions;
+  /** Whether a tie group's second was asked for with an inclusive `since` (see #learnSince). */
+  #sinceProbed = false;
   /** The latest `Date` of any answer so far: Mailchimp's clock had reached it. */
   #lastAnswerMs: number | undefined;
 
@@ -331,6 +338,9 @@ export class WindowReader {
       if (!this.sinceInclusive && sinceMs !== undefined && times.includes(sinceMs)) {
         this.sinceInclusive = true;
       }
+      if (!this.beforeInclusive && beforeMs !== undefined && times.includes(beforeMs)) {
+        this.beforeInclusive = true;
+      }
       const from = lower ?? -Infinity;
       const inWindow = (t: number) => t >= from && t < upper;
       let members = raw.filter((_, i) => inWindow(times[i]!));
@@ -377,17 +387,27 @@ export class WindowReader {
           if (times.some((t) => t < from)) this.sinceInclusive = true;
           next = request();
           continue;
-        } else if (lastIn > from) {
-          // A full page proves only what lies before its last second: the members sharing
-          // that second may go on in the next page, which starts there.
-          doneBefore = lastIn;
-          members = members.filter((m) => lastChangedOf(m) < lastIn);
         } else {
-          // Nothing but the tie group at the lower edge fills a whole page.
-          const group = await this.#readTieGroup(from, status);
-          members = group.members;
-          invalid = [...invalid, ...group.invalid];
-          doneBefore = from + SECOND;
+          // The run of members of the page's last second at its end, when nothing in the
+          // page can sit among them (a malformed member without a time could).
+          const head = times[times.length - 1] === lastIn &&
+              page.invalid.every((m) => m.lastChangedMs !== undefined && m.lastChangedMs < lastIn)
+            ? raw.slice(times.findIndex((x) => x === lastIn))
+            : undefined;
+          if (lastIn > from && (head === undefined || head.length < o.pageSize * _TIE_RUN)) {
+            // A full page proves only what lies before its last second: the members sharing
+            // that second may go on in the next page, which starts there.
+            doneBefore = lastIn;
+            members = members.filter((m) => lastChangedOf(m) < lastIn);
+          } else {
+            // Nothing but the tie group at the lower edge fills a whole page, or a large run
+            // of one second ends it (a bulk import): that second is read on its own now, the
+            // run being the first page of its first pass rather than read again.
+            const group = await this.#readTieGroup(lastIn, status, head);
+            members = [...members.filter((m) => lastChangedOf(m) < lastIn), ...group.members];
+            invalid = [...invalid, ...group.invalid];
+            doneBefore = lastIn + SECOND;
+          }
         }
       }
       stalled = 0;
@@ -423,95 +443,82 @@ export class WindowReader {
     }
   }
 
-  async #fetch(query: {
-    sinceMs?: number | undefined;
-    beforeMs?: number | undefined;
-    offset?: number;
-    count: number;
-    status?: MemberStatus | undefined;
-  }): Promise<MembersResult & { readSeq: number; tookMs: number }> {
+  async #fetch(query: _Query): Promise<MembersResult & { readSeq: number; tookMs: number }> {
     this.#o.beforeRequest();
     const readSeq = this.#o.readSeq?.() ?? 0;
     const sentAt = this.#o.now?.() ?? 0;
-    const q: MembersQuery = {
-      count: query.count,
-      sortField: "last_changed",
-      sortDir: "ASC",
-    };
-    if (query.offset) q.offset = query.offset;
-    if (query.sinceMs !== undefined) q.sinceMs = query.sinceMs;
-    if (query.beforeMs !== undefined) q.beforeMs = query.beforeMs;
-    if (query.status !== undefined) q.status = query.status;
-    const page = await this.#o.source.getMembers(this.#o.listId, q, this.#o.hardSignal);
+    const page = await this.#o.source.getMembers(
+      this.#o.listId,
+      _membersQuery(query),
+      this.#o.hardSignal,
+    );
     return { ...page, readSeq, tookMs: Math.max(0, (this.#o.now?.() ?? 0) - sentAt) };
   }
 
+  /** The same listing as {@linkcode WindowReader.#fetch}, ids and `last_changed` only. */
+  async #fetchStamps(query: _Query): Promise<MemberStampsResult> {
+    this.#o.beforeRequest();
+    return await this.#o.source.getMemberStamps(
+      this.#o.listId,
+      _membersQuery(query),
+      this.#o.hardSignal,
+    );
+  }
+
   /**
-   * Reads the whole tie group at second `t`, whatever the order of ties. A pass reads pages
-   * at offsets 0, 1000, … until a short page; its positions are what the pages held. Nobody
-   * can join a past second, so the group only shrinks (a member that changes leaves it), and
-   * a pass ending with as many positions as the pass before shows that nobody left between
-   * the two ends: such a pass read an unchanging group. The ids read by consecutive such
-   * passes are all in that group; once they number as many as its positions, every member
-   * has been read. `total_items` is never needed, and a wrong one changes nothing.
+   * Reads the whole tie group at second `t`, whatever the order of ties, reading each member
+   * in full about once. A pass reads the pages of second `t` at offsets 0, 1000, … until a
+   * short page; its positions are what the pages held. Nobody can join a past second, so the
+   * group only shrinks (a member that changes leaves it, stamped past U), and a pass ending
+   * with as many positions as the pass before shows that nobody left between the two ends:
+   * such a pass read an unchanging group. The ids read by consecutive such passes are all in
+   * that group; once they number as many as its positions, and every one of them has been
+   * read in full at `t` by some pass (a member still at `t` is as it was then), every member
+   * has been read. The first pass reads members in full, starting with `head` (the members
+   * of `t` that ended the main pass's page that found the group: the first positions of the
+   * group in a listing, so the pass goes on at that offset, and it counts positions the same
+   * whichever members they held); later passes read ids and `last_changed` only, all their pages at
+   * once since the pass before told how many there are, until one shows an id no full read
+   * has shown (the order of ties is not stable): from then on passes read in full. A pass
+   * that meets a member of another second counts for nothing: the neighbouring second is in
+   * because `since`/`before` are inclusive (now known: later passes ask without it), or the
+   * member changed while the pass ran. `total_items` is never needed, and a wrong one
+   * changes nothing.
    */
   async #readTieGroup(
     t: number,
     status: MemberStatus | undefined,
+    head: readonly Member[] | undefined,
   ): Promise<{ members: Member[]; invalid: InvalidMember[] }> {
-    const tie = new Map<string, Member>();
-    const invalid = new Map<string, InvalidMember>();
+    const got: _TieReads = { full: new Map(), invalid: new Map() };
+    const known = (id: string) => got.full.has(id) || got.invalid.has(id);
     let previous: number | undefined;
+    let expect: number | undefined;
     let seen = new Set<string>();
+    // Once a pass of ids shows one no full read has shown, the order of ties is not stable.
+    let unstable = false;
     let counts = "";
     for (let pass = 1; pass <= this.#o.maxTiePasses; pass++) {
-      const ids = new Set<string>();
-      let positions = 0;
-      let anonymous = 0;
-      let left = false;
-      let total: number | undefined;
-      for (let offset = 0;;) {
-        const page = await this.#fetch({
-          sinceMs: this.sinceInclusive ? t : t - SECOND,
-          beforeMs: t + SECOND,
-          offset,
-          count: _TIE_PAGE,
-          status,
-        });
-        total = page.totalItems;
-        positions += page.size;
-        for (const m of page.members) {
-          const at = lastChangedOf(m);
-          if (at === t) {
-            tie.set(m.id, m);
-            ids.add(m.id);
-          } else if (at > t + SECOND) {
-            // It changed while the pass ran (a torn page): the group did not stand still.
-            left = true;
-            ids.add(m.id);
-          } else positions--; // the second before or after, when an edge is inclusive
-        }
-        for (const m of page.invalid) {
-          if (m.id === null) anonymous++;
-          else {
-            ids.add(m.id);
-            invalid.set(m.id, m);
-          }
-        }
-        if (page.size < _TIE_PAGE) break;
-        offset += page.size;
-      }
-      positions -= anonymous;
-      counts = `${positions} members in pages, total_items ${total}`;
-      if (left || previous !== positions) {
+      const full = pass === 1 || unstable;
+      const read = await this.#tiePass(t, status, got, {
+        full,
+        ...(pass === 1 && head !== undefined ? { head } : {}),
+        ...(expect !== undefined ? { expect } : {}),
+      });
+      const { positions } = read;
+      expect = read.listed;
+      counts = `${read.listed} members in pages, total_items ${read.total}`;
+      if (!full && [...read.ids].some((id) => !known(id))) unstable = true;
+      if (Number.isNaN(positions) || previous !== positions) {
         seen = new Set();
-        previous = left ? undefined : positions;
+        previous = Number.isNaN(positions) ? undefined : positions;
       } else {
-        for (const id of ids) seen.add(id);
-        if (seen.size === positions) {
+        for (const id of read.ids) seen.add(id);
+        if (seen.size === positions && [...seen].every(known)) {
+          await this.#learnSince(t, status);
           return {
-            members: [...tie.values()].filter((m) => seen.has(m.id)),
-            invalid: [...invalid.values()],
+            members: [...got.full.values()].filter((m) => seen.has(m.id)),
+            invalid: [...got.invalid.values()],
           };
         }
       }
@@ -526,4 +533,111 @@ export class WindowReader {
       } was read in ${this.#o.maxTiePasses} passes (${counts}; Mailchimp's order of members sharing one last_changed, or the group itself, kept changing); nothing from that second on is counted as synced, and the run will be retried`,
     );
   }
+
+  /**
+   * One pass over the tie group at `t` (see {@linkcode WindowReader.#readTieGroup}): in full
+   * (members kept in `got`) or ids only. With `expect` (how many the pass before listed),
+   * every page the group should fill is asked for at once; a page short before the last
+   * means the group shrank while they were read, and the pass counts for nothing.
+   * `positions` is NaN for a pass that counts for nothing.
+   */
+  async #tiePass(
+    t: number,
+    status: MemberStatus | undefined,
+    got: _TieReads,
+    how: { full: boolean; head?: readonly Member[]; expect?: number },
+  ): Promise<{ positions: number; ids: Set<string>; listed: number; total: number | undefined }> {
+    const sinceMs = this.sinceInclusive ? t : t - SECOND;
+    const beforeMs = this.beforeInclusive ? t : t + SECOND;
+    const ids = new Set<string>();
+    let anonymous = 0;
+    let broken = false;
+    const take = (id: string | null, at: number | undefined) => {
+      if (at !== undefined && at !== t) {
+        // Learned for the next passes, which ask without the neighbouring second.
+        if (at === sinceMs && at < t) this.sinceInclusive = true;
+        if (at === beforeMs && at > t) this.beforeInclusive = true;
+        broken = true;
+        return false;
+      }
+      if (id === null) anonymous++;
+      else ids.add(id);
+      return id !== null;
+    };
+    const fetchPage = async (offset: number) => {
+      const query = { sinceMs, beforeMs, offset, count: _TIE_PAGE, status };
+      if (!how.full) {
+        const page = await this.#fetchStamps(query);
+        return { ...page, apply: () => page.stamps.forEach((s) => take(s.id, s.lastChangedMs)) };
+      }
+      const page = await this.#fetch(query);
+      const apply = () => {
+        for (const m of page.members) if (take(m.id, lastChangedOf(m))) got.full.set(m.id, m);
+        for (const m of page.invalid) if (take(m.id, m.lastChangedMs)) got.invalid.set(m.id!, m);
+      };
+      return { ...page, apply };
+    };
+    let listed = 0;
+    let total: number | undefined;
+    for (const m of how.head ?? []) if (take(m.id, t)) got.full.set(m.id, m);
+    let offset = how.head?.length ?? 0;
+    listed += offset;
+    // Pages of ids are small: the whole group's at once, as many as the pass before needed.
+    let batch = how.expect === undefined || how.full
+      ? 1
+      : Math.floor(Math.max(0, how.expect - offset) / _TIE_PAGE) + 1;
+    for (;;) {
+      const pages = await Promise.all(
+        Array.from({ length: batch }, (_, i) => fetchPage(offset + i * _TIE_PAGE)),
+      );
+      for (const [i, page] of pages.entries()) {
+        page.apply();
+        listed += page.size;
+        total = page.totalItems;
+        if (page.size < _TIE_PAGE && i < pages.length - 1) broken = true;
+      }
+      if (pages[pages.length - 1]!.size < _TIE_PAGE) break;
+      offset += batch * _TIE_PAGE;
+      batch = 1;
+    }
+    return { positions: broken ? NaN : listed - anonymous, ids, listed, total };
+  }
+
+  /**
+   * After a tie group, while nobody knows whether `since` is inclusive: one member of its
+   * second, ids only, asked with `since` at it. The next page of the window asks from that
+   * second on, and an inclusive `since` would fill it with the group again; this costs one
+   * small answer instead of that full page, once per reader.
+   */
+  async #learnSince(t: number, status: MemberStatus | undefined): Promise<void> {
+    if (this.sinceInclusive || this.#sinceProbed) return;
+    this.#sinceProbed = true;
+    const probe = await this.#fetchStamps({ sinceMs: t, beforeMs: t + SECOND, count: 1, status });
+    if (probe.stamps[0]?.lastChangedMs === t) this.sinceInclusive = true;
+  }
+}
+
+/** The members a tie group's passes read in full, by id. */
+interface _TieReads {
+  full: Map<string, Member>;
+  invalid: Map<string, InvalidMember>;
+}
+
+/** A members query as the reader asks it. */
+interface _Query {
+  sinceMs?: number | undefined;
+  beforeMs?: number | undefined;
+  offset?: number;
+  count: number;
+  status?: MemberStatus | undefined;
+}
+
+/** The client's query for `q`: always sorted by `last_changed`, oldest first. */
+function _membersQuery(query: _Query): MembersQuery {
+  const q: MembersQuery = { count: query.count, sortField: "last_changed", sortDir: "ASC" };
+  if (query.offset) q.offset = query.offset;
+  if (query.sinceMs !== undefined) q.sinceMs = query.sinceMs;
+  if (query.beforeMs !== undefined) q.beforeMs = query.beforeMs;
+  if (query.status !== undefined) q.status = query.status;
+  return q;
 }

@@ -31,7 +31,7 @@ import {
   type MemberStatus,
   parseMember,
 } from "./member.ts";
-import { formatMailchimpTime } from "./time.ts";
+import { formatMailchimpTime, parseMailchimpTime } from "./time.ts";
 import type { InterestDefinition, MergeFieldDefinition } from "./list_definitions.ts";
 
 /**
@@ -145,6 +145,26 @@ export interface MembersResult {
   /** Members in the page, valid or not (a full page has `count`). */
   size: number;
   /** Members matching the query in all pages. */
+  totalItems: number;
+  /** Mailchimp's clock from the `Date` header, epoch ms; undefined when absent. */
+  serverTimeMs: number | undefined;
+}
+
+/** One member of {@linkcode MemberStampsResult}: where it stands in a listing, nothing more. */
+export interface MemberStamp {
+  /** The subscriber hash; null when the answer's was missing or not a string. */
+  id: string | null;
+  /** `last_changed` in epoch ms; undefined when missing or unreadable. */
+  lastChangedMs: number | undefined;
+}
+
+/** A page of {@linkcode MailchimpClient.getMemberStamps}. */
+export interface MemberStampsResult {
+  /** Each member's id and `last_changed`, in the page's order. */
+  stamps: MemberStamp[];
+  /** Members in the page (a full page has `count`). */
+  size: number;
+  /** Members matching the query in all pages (a hint). */
   totalItems: number;
   /** Mailchimp's clock from the `Date` header, epoch ms; undefined when absent. */
   serverTimeMs: number | undefined;
@@ -465,6 +485,58 @@ export class MailchimpClient {
       }),
       size: value.members.length,
       totalItems: value.total_items,
+    };
+  }
+
+  /**
+   * One page of the members listing with only each member's id and `last_changed`
+   * (`fields=members.id,members.last_changed,total_items`; the listing's `fields` parameter,
+   * "A comma-separated list of fields to return. Reference parameters of sub-objects with
+   * dot notation", PY-SDK `get_list_members_info`): the same query as
+   * {@linkcode MailchimpClient.getMembers}, about a tenth of its bytes. What proves a tie
+   * group complete once its members have been read (window_reader.ts). A stamp whose id (a
+   * subscriber hash) or time cannot be read keeps its place with `id: null` or
+   * `lastChangedMs: undefined`.
+   */
+  async getMemberStamps(
+    listId: string,
+    q: MembersQuery,
+    signal?: AbortSignal,
+  ): Promise<MemberStampsResult> {
+    if (!Number.isInteger(q.count) || q.count < 1 || q.count > _MAX_COUNT) {
+      throw new RangeError(
+        `Cannot get member stamps as 'count' must be an integer from 1 to ${_MAX_COUNT}: current value ${q.count}`,
+      );
+    }
+    const query = new URLSearchParams({ count: String(q.count) });
+    if (q.offset) query.set("offset", String(q.offset));
+    if (q.sinceMs !== undefined) query.set("since_last_changed", formatMailchimpTime(q.sinceMs));
+    if (q.beforeMs !== undefined) {
+      query.set("before_last_changed", formatMailchimpTime(q.beforeMs));
+    }
+    if (q.status !== undefined) query.set("status", q.status);
+    if (q.sortField !== undefined) query.set("sort_field", q.sortField);
+    if (q.sortDir !== undefined) query.set("sort_dir", q.sortDir);
+    query.set("fields", "members.id,members.last_changed,total_items");
+    const { value, exchange } = await this.#get(
+      `/lists/${_segment(listId)}/members`,
+      query,
+      _idsSchema,
+      signal,
+    );
+    return {
+      stamps: value.members.map((m) => {
+        const o = typeof m === "object" && m !== null ? m as Record<string, unknown> : {};
+        // As parseMember reads ids: a subscriber hash or nothing.
+        const id = typeof o.id === "string" && /^[0-9a-f]{32}$/.test(o.id) ? o.id : null;
+        const at = typeof o.last_changed === "string"
+          ? parseMailchimpTime(o.last_changed)
+          : undefined;
+        return { id, lastChangedMs: at };
+      }),
+      size: value.members.length,
+      totalItems: value.total_items,
+      serverTimeMs: _date(exchange.headers),
     };
   }
 

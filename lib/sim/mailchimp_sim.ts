@@ -938,6 +938,9 @@ export class MailchimpSimulator {
     if (tear !== undefined) result = this.#tear(list, result, tear);
     const total = this.#reportedTotal(result.total);
     if (query.selection.top.has("members")) {
+      // `fields` ("A comma-separated list of fields to return. Reference parameters of
+      // sub-objects with dot notation", PY-SDK `get_list_members_info`) serves only what is
+      // named: a page of `members.id,members.last_changed` is counted apart, as ids only.
       const idsOnly = (query.selection.memberFields & ~(_F_ID | _F_CHANGED)) === 0;
       if (idsOnly) this.stats.idsServed += result.records.length;
       else this.stats.membersServed += result.records.length;

@@ -159,3 +159,65 @@ Deno.test("WindowReader proves a tie group larger than a page whatever the order
     },
   );
 });
+
+Deno.test("WindowReader reads a bulk import's tie group in full once, proving it with ids only", async () => {
+  // 300 members, then a bulk import of 1,600 sharing one second: the first page ends with
+  // 700 of them. They start the group's one pass in full (the other 900 follow in one page);
+  // a pass of ids and last_changed only (two pages at once) proves it whole.
+  await withReader(
+    {},
+    (sim) => {
+      sim.addList(LIST, {
+        members: 300,
+        seed: 5,
+        lastChangedTo: T0 - 2 * HOUR,
+        tieGroups: [{ at: T0 - HOUR, size: 1_600 }],
+      });
+    },
+    {},
+    async (reader, sim, requests) => {
+      sim.resetStats();
+      const slices = await all(reader.slices(undefined));
+      const ids = slices.flatMap((s) => s.members.map((m) => m.id));
+      assert.equal(ids.length, 1_900);
+      assert.equal(new Set(ids).size, 1_900, "each member once");
+      assert.equal(sim.stats.membersServed, 1_900, "every member served in full once");
+      // The proof (1,600), and one stamp telling whether `since` is inclusive.
+      assert.equal(sim.stats.idsServed, 1_601);
+      assert.equal(requests(), 6);
+    },
+  );
+});
+
+Deno.test("WindowReader proves a tie group with ids while a member leaves it", async () => {
+  // A member of the group changes after the pass in full, as the first pass of ids asks:
+  // that pass disagrees with the one before, so the proof waits for two that agree, and the
+  // member that left (stamped past U, for the next read) is not handed out with the group.
+  let sim: MailchimpSimulator | undefined;
+  let leaver: string | undefined;
+  let stampRequests = 0;
+  await withReader(
+    {
+      onMembersRequest: (_list, params) => {
+        if (params.get("fields") !== "members.id,members.last_changed,total_items") return;
+        if (++stampRequests > 1) return;
+        leaver = sim!.truth(LIST).find((m) => Date.parse(m.last_changed) === T0 - HOUR)!
+          .email_address;
+        sim!.upsertMember(LIST, { email: leaver, FNAME: "Moved" });
+      },
+    },
+    (s) => {
+      sim = s;
+      s.addList(LIST, { tieGroups: [{ at: T0 - HOUR, size: 2_500 }] });
+    },
+    {},
+    async (reader) => {
+      const slices = await all(reader.slices(undefined));
+      const read = slices.flatMap((s) => s.members.map((m) => m.email_address));
+      assert.equal(new Set(read).size, read.length, "each member once");
+      assert.equal(read.length, 2_499);
+      assert.ok(leaver !== undefined && !read.includes(leaver), "the member that left");
+      assert.ok(stampRequests >= 5, "two passes of ids after the one that disagreed");
+    },
+  );
+});

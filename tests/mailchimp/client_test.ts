@@ -471,3 +471,30 @@ Deno.test("MailchimpClient reports a malformed answer clearly, retrying only one
     await server.close();
   }
 });
+
+Deno.test("getMemberStamps() asks the members listing for ids and last_changed only", async () => {
+  const sim = await startSim();
+  try {
+    const sent: Sent[] = [];
+    const c = client(sim, { fetch: recordingFetch(sent) });
+    const query = { count: 20, offset: 10, sortField: "last_changed", sortDir: "ASC" } as const;
+    const full = await c.getMembers("list1", query);
+    sim.resetStats();
+    const stamps = await c.getMemberStamps("list1", query);
+    const url = new URL(sent.at(-1)!.url);
+    assert.equal(url.searchParams.get("fields"), "members.id,members.last_changed,total_items");
+    assert.equal(url.searchParams.get("offset"), "10");
+    assert.equal(url.searchParams.get("sort_field"), "last_changed");
+    // The same listing, in the same order, with nothing but where each member stands.
+    assert.deepEqual(
+      stamps.stamps,
+      full.members.map((m) => ({ id: m.id, lastChangedMs: Date.parse(m.last_changed) })),
+    );
+    assert.equal(stamps.size, 20);
+    assert.equal(stamps.totalItems, 50);
+    assert.ok(stamps.serverTimeMs !== undefined);
+    assert.deepEqual([sim.stats.membersServed, sim.stats.idsServed], [0, 20], "served as ids");
+  } finally {
+    await sim.close();
+  }
+});
