@@ -14,7 +14,7 @@ const SECOND = 1000;
 export interface PlanSlicesOptions {
   /**
    * Members one slice should hold; a range is cut only when it is guessed to hold at least
-   * twice this many, so a small list is read by one reader. @default {50_000}
+   * twice this many, so a small list is read by one reader. @default {20_000}
    */
   sliceMembers?: number;
   /** Most slices one range is cut into. @default {32} */

@@ -19,8 +19,9 @@
  *   recorded before the cursor passes it (quarantine_book.ts) — and tried again by id on
  *   every run until it goes through or is gone; while anything is held the outcome is a failure.
  * - Slices (slice_board.ts). A big window is cut at whole seconds into slices that tile it,
- *   each read by its own reader with every rule above; the cursor is the contiguous
- *   acknowledged prefix of the whole window.
+ *   each read by its own reader with every rule above (several at once within the key's
+ *   connections; the pages they hold are bounded by one `PageBudget`); the cursor is the
+ *   contiguous acknowledged prefix of the whole window.
  * - Past U. Members read at or after U (the first answer reads without an upper bound) are
  *   pushed too; when the first answer did not already reach the present, a final read from
  *   U on follows the window, so a member that changes faster than the margin still reaches
@@ -66,6 +67,7 @@ import { type Slice, SliceBoard } from "./slice_board.ts";
 import {
   type BeyondMember,
   type FirstPage,
+  PageBudget,
   WindowReader,
   type WindowSlice,
 } from "./window_reader.ts";
@@ -90,9 +92,13 @@ export interface RunConnectionOptions extends EngineContext {
   marginSeconds?: number;
   /** Most passes over one tie group before the run gives up. @default {20} */
   maxTiePasses?: number;
-  /** Slices of one window read at once, each by its own reader. @default {2} */
+  /**
+   * Slices of one window read at once, each by its own reader; the key's connection limit
+   * caps their requests with every other run's, and beyond two readers' pages they ask for
+   * more only while the pages read keep being pushed (see `PageBudget`). @default {6}
+   */
   readSlices?: number;
-  /** Members a slice should hold (see plan_slices.ts). @default {50_000} */
+  /** Members a slice should hold (see plan_slices.ts). @default {20_000} */
   sliceMembers?: number;
   /** Quarantined members tried again per run (one Mailchimp request each). @default {200} */
   quarantineRetries?: number;
@@ -113,6 +119,13 @@ export interface RunConnectionOptions extends EngineContext {
 }
 
 class _Aborted extends Error {}
+
+/**
+ * Pages of members in full a run's readers hold whatever the backlog (see `PageBudget`): two
+ * readers' worth, each with a page in hand and one asked for. Beyond it, up to one page in
+ * hand and one asked for per reader, places go only while no page read waits to be pushed.
+ */
+const _BASE_PAGES = 4;
 
 function _iso(ms: number): string {
   return new Date(ms).toISOString();
@@ -211,11 +224,13 @@ class _Run {
         : {}),
     });
     this.#checksErrors = checksErrors;
+    const readSlices = Math.max(1, o.readSlices ?? DEFAULT_READ_SLICES);
     this.reader = new WindowReader({
       listId: connection.listId,
       source: o.mailchimp,
       logger: this.log,
       pageSize,
+      pages: new PageBudget(2 * readSlices, Math.min(2 * readSlices, _BASE_PAGES)),
       marginMs,
       maxTiePasses: o.maxTiePasses ?? DEFAULT_MAX_TIE_PASSES,
       hardSignal: o.hardSignal,
@@ -300,7 +315,7 @@ class _Run {
     return new OrderedPusher({
       sink: this.sink,
       connectionId: this.writer.connection.id,
-      concurrency: this.o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
+      concurrency: this.#pushShare(),
       signal: this.o.signal,
       hardSignal: this.o.hardSignal,
       onAcknowledged: async (reach, c, released) => {
@@ -331,6 +346,17 @@ class _Run {
         });
       },
     });
+  }
+
+  /**
+   * Ometria requests in flight for a stream of batches starting now: the run's push
+   * concurrency shared by the readers running (at least 2 each, never more than the whole).
+   * Ten streams with eight each would hold ten times the records serialised, for little more
+   * speed: Ometria's rate is per account.
+   */
+  #pushShare(): number {
+    const whole = this.o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY;
+    return Math.max(Math.min(whole, 2), Math.ceil(whole / Math.max(1, this.#active)));
   }
 
   /** Members as they are sent (mapped, serialised, hashed); one that cannot be mapped is held. */

@@ -93,6 +93,79 @@ export interface SliceRange {
   split?: (first: FirstPage) => number | undefined;
 }
 
+/**
+ * How many pages of members in full the readers of one run may hold at once: asked for (in
+ * flight), or read and not yet handed on. A reader takes a place before it asks for a page
+ * and gives it back once the slice made of that page has been taken by its consumer, so
+ * however many readers run, the pages they hold stay bounded, and a reader beyond the budget
+ * waits with nothing in hand. Places beyond `base` are handed out only while no page that
+ * came back is waiting to be handed on: more requests at once help while answers are slow
+ * to come, and only hold memory while the pages already read are slow to go. Places go in
+ * the order asked for.
+ */
+export class PageBudget {
+  /** The most pages held at once. */
+  readonly max: number;
+  /** Pages held at once whatever the backlog. */
+  readonly base: number;
+  #held = 0;
+  /** Pages that came back and are not handed on yet. */
+  #backlog = 0;
+  #queue: (() => void)[] = [];
+
+  constructor(max: number, base = max) {
+    if (!Number.isInteger(max) || max < 1 || !Number.isInteger(base) || base < 1 || base > max) {
+      throw new RangeError(
+        `Cannot budget pages as 'max' and 'base' must be integers with 1 <= base <= max: current values ${max} and ${base}`,
+      );
+    }
+    this.max = max;
+    this.base = base;
+  }
+
+  /** Pages held now. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /**
+   * Resolves once a place is free: `arrived` is called when the page came back, `release`
+   * once it is handed on (or when no page will come); both may be called more than once.
+   */
+  async take(): Promise<{ arrived: () => void; release: () => void }> {
+    if (this.#queue.length > 0 || !this.#free()) {
+      await new Promise<void>((resolve) => this.#queue.push(resolve));
+    } else this.#held++;
+    let arrived = false;
+    let released = false;
+    return {
+      arrived: () => {
+        if (arrived || released) return;
+        arrived = true;
+        this.#backlog++;
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#held--;
+        if (arrived) this.#backlog--;
+        this.#grant();
+      },
+    };
+  }
+
+  #free(): boolean {
+    return this.#held < this.base || (this.#held < this.max && this.#backlog === 0);
+  }
+
+  #grant(): void {
+    while (this.#queue.length > 0 && this.#free()) {
+      this.#held++;
+      this.#queue.shift()!();
+    }
+  }
+}
+
 /** Options of {@linkcode WindowReader}. */
 export interface WindowReaderOptions {
   listId: string;
@@ -108,6 +181,8 @@ export interface WindowReaderOptions {
   maxTornRetries?: number;
   /** Aborts requests in flight. */
   hardSignal?: AbortSignal | undefined;
+  /** Bounds the pages in full this reader's slices hold with those of others (none: 2 each). */
+  pages?: PageBudget | undefined;
   /** Called before every request; throws to stop between requests. */
   beforeRequest: () => void;
   /**
@@ -245,7 +320,7 @@ export class WindowReader {
       // Mailchimp's clock had reached the last answer's Date when this request went out: a
       // member stamped before that second did not change while this answer was written.
       const sentAfterMs = this.#lastAnswerMs;
-      const page = this.#fetch({ sinceMs, beforeMs, count: o.pageSize, status });
+      const page = this.#fetchHeld({ sinceMs, beforeMs, count: o.pageSize, status });
       // Marked as handled now: a prefetch may fail while the caller works on the previous
       // slice, and its error is only looked at when the loop gets to it.
       page.catch(() => {});
@@ -266,180 +341,193 @@ export class WindowReader {
       }
     };
     let next = request();
-    for (;;) {
-      const { sinceMs, beforeMs, page: pending, sentAfterMs } = next;
-      const page = await pending;
-      if (page.serverTimeMs !== undefined) {
-        this.#lastAnswerMs = Math.max(this.#lastAnswerMs ?? -Infinity, page.serverTimeMs);
-      }
-      if (this.upper === undefined) {
-        if (page.serverTimeMs === undefined) {
-          // Our own clock may be ahead of Mailchimp's: a bound taken from it could pass
-          // changes that are not stamped yet. No bound is safer than a wrong one.
-          throw new Error(
-            `Mailchimp's answer for list ${o.listId} had no Date header, so the window cannot be bounded safely`,
-          );
+    /** Gives back the budget's place of the page read last (see `PageBudget`). */
+    let release: (() => void) | undefined;
+    try {
+      for (;;) {
+        // The consumer is done with the last page: its slice was taken (or nothing came of it).
+        release?.();
+        const { sinceMs, beforeMs, page: pending, sentAfterMs } = next;
+        const page = await pending;
+        release = page.release;
+        if (page.serverTimeMs !== undefined) {
+          this.#lastAnswerMs = Math.max(this.#lastAnswerMs ?? -Infinity, page.serverTimeMs);
         }
-        this.serverTimeMs = page.serverTimeMs;
-        this.upper = Math.floor((page.serverTimeMs - o.marginMs) / SECOND) * SECOND;
-        const rewound = o.rewind?.(page.serverTimeMs, lower);
-        if (rewound !== undefined && (lower === undefined || rewound < lower)) {
-          lower = rewound;
+        if (this.upper === undefined) {
+          if (page.serverTimeMs === undefined) {
+            // Our own clock may be ahead of Mailchimp's: a bound taken from it could pass
+            // changes that are not stamped yet. No bound is safer than a wrong one.
+            throw new Error(
+              `Mailchimp's answer for list ${o.listId} had no Date header, so the window cannot be bounded safely`,
+            );
+          }
+          this.serverTimeMs = page.serverTimeMs;
+          this.upper = Math.floor((page.serverTimeMs - o.marginMs) / SECOND) * SECOND;
+          const rewound = o.rewind?.(page.serverTimeMs, lower);
+          if (rewound !== undefined && (lower === undefined || rewound < lower)) {
+            lower = rewound;
+            next = request();
+            continue;
+          }
+          // Within the margin (two runs close together): nothing new can be complete yet.
+          if (lower !== undefined && this.upper < lower) this.upper = lower;
+        }
+        const upper = end ?? this.upper;
+        const raw = page.members;
+        const times = raw.map(lastChangedOf);
+        const tear = _tear(page, times, sinceMs, beforeMs);
+        // Whatever an answer shows at or after U is at least as new as Ometria's copy, torn or
+        // not; a torn answer proves nothing, but its members are still worth sending.
+        collectBeyond(page, times);
+        if (tear !== undefined) {
+          this.tornPages++;
+          if (++torn > maxTorn) {
+            throw new Error(
+              `Mailchimp's pages of list ${o.listId} kept changing while being read (${maxTorn} torn answers in a row, last: ${tear}); nothing after ${
+                lower === undefined ? "the beginning" : formatMailchimpTime(lower)
+              } is counted as synced, and the run will be retried`,
+            );
+          }
+          o.logger.debug("A page of list {list} was torn ({tear}): reading it again", {
+            list: o.listId,
+            tear,
+          });
           next = request();
+          if (beyond.length > 0) {
+            // Handed out at once: whether or not a later answer proves anything, they go.
+            const out = beyond;
+            beyond = [];
+            yield {
+              members: [],
+              invalid: [],
+              doneBefore: lower ?? -Infinity,
+              last: false,
+              beyond: out,
+              toNow: false,
+              readAtMs: page.serverTimeMs,
+              readSeq: page.readSeq,
+            };
+          }
           continue;
         }
-        // Within the margin (two runs close together): nothing new can be complete yet.
-        if (lower !== undefined && this.upper < lower) this.upper = lower;
-      }
-      const upper = end ?? this.upper;
-      const raw = page.members;
-      const times = raw.map(lastChangedOf);
-      const tear = _tear(page, times, sinceMs, beforeMs);
-      // Whatever an answer shows at or after U is at least as new as Ometria's copy, torn or
-      // not; a torn answer proves nothing, but its members are still worth sending.
-      collectBeyond(page, times);
-      if (tear !== undefined) {
-        this.tornPages++;
-        if (++torn > maxTorn) {
-          throw new Error(
-            `Mailchimp's pages of list ${o.listId} kept changing while being read (${maxTorn} torn answers in a row, last: ${tear}); nothing after ${
-              lower === undefined ? "the beginning" : formatMailchimpTime(lower)
-            } is counted as synced, and the run will be retried`,
-          );
+        torn = 0;
+        if (firstPage) {
+          firstPage = false;
+          this.totalHint = page.totalItems;
         }
-        o.logger.debug("A page of list {list} was torn ({tear}): reading it again", {
-          list: o.listId,
-          tear,
-        });
-        next = request();
-        if (beyond.length > 0) {
-          // Handed out at once: whether or not a later answer proves anything, they go.
-          const out = beyond;
-          beyond = [];
-          yield {
-            members: [],
-            invalid: [],
-            doneBefore: lower ?? -Infinity,
-            last: false,
-            beyond: out,
-            toNow: false,
-            readAtMs: page.serverTimeMs,
-            readSeq: page.readSeq,
-          };
+        if (status === undefined && raw.some((m) => m.status === "archived")) {
+          this.sawArchived = true;
         }
-        continue;
-      }
-      torn = 0;
-      if (firstPage) {
-        firstPage = false;
-        this.totalHint = page.totalItems;
-      }
-      if (status === undefined && raw.some((m) => m.status === "archived")) this.sawArchived = true;
-      if (!this.sinceInclusive && sinceMs !== undefined && times.includes(sinceMs)) {
-        this.sinceInclusive = true;
-      }
-      if (!this.beforeInclusive && beforeMs !== undefined && times.includes(beforeMs)) {
-        this.beforeInclusive = true;
-      }
-      const from = lower ?? -Infinity;
-      const inWindow = (t: number) => t >= from && t < upper;
-      let members = raw.filter((_, i) => inWindow(times[i]!));
-      let invalid = page.invalid;
-      let doneBefore: number;
-      let toNow = false;
-      if (page.size < o.pageSize) {
-        // A short page: every member of [lower, U) that did not change while it was read is
-        // in it, and one that changed is stamped at or after U: the window is complete.
-        doneBefore = upper;
-        toNow = beforeMs === undefined;
-      } else {
-        // Malformed members with a readable time count too: they are quarantined, and a page
-        // of nothing else must still make progress. Without an upper bound, a member that
-        // changed while the answer was written may show at its new place instead of the next
-        // member (the page still looks sorted): only members stamped before the request went
-        // out can bound what the page proves.
-        const trusted = beforeMs === undefined ? _unchangedBefore(sentAfterMs, page) : Infinity;
-        const proves = (t: number) => inWindow(t) && t < trusted;
-        let lastIn = -Infinity;
-        for (const t of times) if (proves(t) && t > lastIn) lastIn = t;
-        for (const m of page.invalid) {
-          const t = m.lastChangedMs;
-          if (t !== undefined && proves(t) && t > lastIn) lastIn = t;
+        if (!this.sinceInclusive && sinceMs !== undefined && times.includes(sinceMs)) {
+          this.sinceInclusive = true;
         }
-        const lastT = times[times.length - 1]!;
-        if (beforeMs !== undefined && lastT >= upper) {
-          // A bounded full page reaching the range's end (an inclusive `before` shows members
-          // at it): every member before its last second is in it, so the whole range is.
-          // Not so for an unbounded one: a member that changed while it was written may show
-          // at its new place, past U, instead of the next member of the window (it looks
-          // sorted), so only what lies before its last member in the window is proven.
+        if (!this.beforeInclusive && beforeMs !== undefined && times.includes(beforeMs)) {
+          this.beforeInclusive = true;
+        }
+        const from = lower ?? -Infinity;
+        const inWindow = (t: number) => t >= from && t < upper;
+        let members = raw.filter((_, i) => inWindow(times[i]!));
+        let invalid = page.invalid;
+        let doneBefore: number;
+        let toNow = false;
+        if (page.size < o.pageSize) {
+          // A short page: every member of [lower, U) that did not change while it was read is
+          // in it, and one that changed is stamped at or after U: the window is complete.
           doneBefore = upper;
-        } else if (lastIn === -Infinity) {
-          // Without an upper bound, a page of members that all changed since the last answer
-          // proves nothing yet; Mailchimp's clock moves on with every answer, so a few more
-          // tries prove them.
-          if (++stalled > (beforeMs === undefined ? _UNBOUNDED_STALLS : 3)) {
-            throw new Error(`Mailchimp's paging made no progress for list ${o.listId}`);
-          }
-          // A full page without a member of the window: before the lower edge (Mailchimp's
-          // `since` is inclusive, now noted) or at or after U (the first, unbounded request).
-          // The next request is bounded on both sides.
-          if (times.some((t) => t < from)) this.sinceInclusive = true;
-          next = request();
-          continue;
+          toNow = beforeMs === undefined;
         } else {
-          // The run of members of the page's last second at its end, when nothing in the
-          // page can sit among them (a malformed member without a time could).
-          const head = times[times.length - 1] === lastIn &&
-              page.invalid.every((m) => m.lastChangedMs !== undefined && m.lastChangedMs < lastIn)
-            ? raw.slice(times.findIndex((x) => x === lastIn))
-            : undefined;
-          if (lastIn > from && (head === undefined || head.length < o.pageSize * _TIE_RUN)) {
-            // A full page proves only what lies before its last second: the members sharing
-            // that second may go on in the next page, which starts there.
-            doneBefore = lastIn;
-            members = members.filter((m) => lastChangedOf(m) < lastIn);
+          // Malformed members with a readable time count too: they are quarantined, and a page
+          // of nothing else must still make progress. Without an upper bound, a member that
+          // changed while the answer was written may show at its new place instead of the next
+          // member (the page still looks sorted): only members stamped before the request went
+          // out can bound what the page proves.
+          const trusted = beforeMs === undefined ? _unchangedBefore(sentAfterMs, page) : Infinity;
+          const proves = (t: number) => inWindow(t) && t < trusted;
+          let lastIn = -Infinity;
+          for (const t of times) if (proves(t) && t > lastIn) lastIn = t;
+          for (const m of page.invalid) {
+            const t = m.lastChangedMs;
+            if (t !== undefined && proves(t) && t > lastIn) lastIn = t;
+          }
+          const lastT = times[times.length - 1]!;
+          if (beforeMs !== undefined && lastT >= upper) {
+            // A bounded full page reaching the range's end (an inclusive `before` shows members
+            // at it): every member before its last second is in it, so the whole range is.
+            // Not so for an unbounded one: a member that changed while it was written may show
+            // at its new place, past U, instead of the next member of the window (it looks
+            // sorted), so only what lies before its last member in the window is proven.
+            doneBefore = upper;
+          } else if (lastIn === -Infinity) {
+            // Without an upper bound, a page of members that all changed since the last answer
+            // proves nothing yet; Mailchimp's clock moves on with every answer, so a few more
+            // tries prove them.
+            if (++stalled > (beforeMs === undefined ? _UNBOUNDED_STALLS : 3)) {
+              throw new Error(`Mailchimp's paging made no progress for list ${o.listId}`);
+            }
+            // A full page without a member of the window: before the lower edge (Mailchimp's
+            // `since` is inclusive, now noted) or at or after U (the first, unbounded request).
+            // The next request is bounded on both sides.
+            if (times.some((t) => t < from)) this.sinceInclusive = true;
+            next = request();
+            continue;
           } else {
-            // Nothing but the tie group at the lower edge fills a whole page, or a large run
-            // of one second ends it (a bulk import): that second is read on its own now, the
-            // run being the first page of its first pass rather than read again.
-            const group = await this.#readTieGroup(lastIn, status, head);
-            members = [...members.filter((m) => lastChangedOf(m) < lastIn), ...group.members];
-            invalid = [...invalid, ...group.invalid];
-            doneBefore = lastIn + SECOND;
+            // The run of members of the page's last second at its end, when nothing in the
+            // page can sit among them (a malformed member without a time could).
+            const head = times[times.length - 1] === lastIn &&
+                page.invalid.every((m) => m.lastChangedMs !== undefined && m.lastChangedMs < lastIn)
+              ? raw.slice(times.findIndex((x) => x === lastIn))
+              : undefined;
+            if (lastIn > from && (head === undefined || head.length < o.pageSize * _TIE_RUN)) {
+              // A full page proves only what lies before its last second: the members sharing
+              // that second may go on in the next page, which starts there.
+              doneBefore = lastIn;
+              members = members.filter((m) => lastChangedOf(m) < lastIn);
+            } else {
+              // Nothing but the tie group at the lower edge fills a whole page, or a large run
+              // of one second ends it (a bulk import): that second is read on its own now, the
+              // run being the first page of its first pass rather than read again.
+              const group = await this.#readTieGroup(lastIn, status, head);
+              members = [...members.filter((m) => lastChangedOf(m) < lastIn), ...group.members];
+              invalid = [...invalid, ...group.invalid];
+              doneBefore = lastIn + SECOND;
+            }
           }
         }
+        stalled = 0;
+        if (split !== undefined && doneBefore < upper && page.size >= o.pageSize) {
+          // After every full page, what is left may be handed to other readers: a range cut
+          // once may learn from its next page that its own part is still large.
+          const at = split({
+            from: doneBefore,
+            end: upper,
+            firstMs: times[0]!,
+            lastMs: times[times.length - 1]!,
+            size: page.size,
+            totalItems: page.totalItems,
+          });
+          if (at !== undefined && at > doneBefore && at < upper) end = at;
+        }
+        const last = doneBefore >= (end ?? upper);
+        lower = doneBefore;
+        if (!last) next = request();
+        const out = beyond;
+        beyond = [];
+        yield {
+          members,
+          invalid,
+          doneBefore,
+          last,
+          beyond: out,
+          toNow,
+          readAtMs: page.serverTimeMs,
+          readSeq: page.readSeq,
+        };
+        if (last) return;
       }
-      stalled = 0;
-      if (split !== undefined && doneBefore < upper && page.size >= o.pageSize) {
-        // After every full page, what is left may be handed to other readers: a range cut
-        // once may learn from its next page that its own part is still large.
-        const at = split({
-          from: doneBefore,
-          end: upper,
-          firstMs: times[0]!,
-          lastMs: times[times.length - 1]!,
-          size: page.size,
-          totalItems: page.totalItems,
-        });
-        if (at !== undefined && at > doneBefore && at < upper) end = at;
-      }
-      const last = doneBefore >= (end ?? upper);
-      lower = doneBefore;
-      if (!last) next = request();
-      const out = beyond;
-      beyond = [];
-      yield {
-        members,
-        invalid,
-        doneBefore,
-        last,
-        beyond: out,
-        toNow,
-        readAtMs: page.serverTimeMs,
-        readSeq: page.readSeq,
-      };
-      if (last) return;
+    } finally {
+      release?.();
+      // A prefetch nobody will look at keeps no place once it settles.
+      next.page.then((p) => p.release(), () => {});
     }
   }
 
@@ -453,6 +541,24 @@ export class WindowReader {
       this.#o.hardSignal,
     );
     return { ...page, readSeq, tookMs: Math.max(0, (this.#o.now?.() ?? 0) - sentAt) };
+  }
+
+  /**
+   * {@linkcode WindowReader.#fetch} once the budget has a place for the page: with the
+   * release of that place (given back at once when the request fails).
+   */
+  async #fetchHeld(
+    query: _Query,
+  ): Promise<MembersResult & { readSeq: number; tookMs: number; release: () => void }> {
+    const place = await this.#o.pages?.take();
+    try {
+      const page = await this.#fetch(query);
+      place?.arrived();
+      return { ...page, release: place?.release ?? (() => {}) };
+    } catch (error) {
+      place?.release();
+      throw error;
+    }
   }
 
   /** The same listing as {@linkcode WindowReader.#fetch}, ids and `last_changed` only. */

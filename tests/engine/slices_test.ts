@@ -3,6 +3,7 @@ import { planSlices } from "../../lib/engine/plan_slices.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
 import { assertExactCopy, assertInSync, startWorld, T0 } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
+import { until } from "../_helpers/until.ts";
 
 const LIST = "list000001";
 const HOUR = 3_600_000;
@@ -186,3 +187,56 @@ Deno.test("runConnection() reads a small list in one request and an unchanged on
     await world.close();
   }
 });
+
+for (const [readSlices, atOnce] of [[undefined, 6], [10, 10]] as const) {
+  Deno.test(
+    `runConnection() keeps ${atOnce} Mailchimp requests out at once on a large window (${
+      readSlices ?? "default"
+    } readers)`,
+    async () => {
+      // Once the window is cut, every request of the main pass is held until that many are
+      // held at once: the run gets there only when its readers share the key's budget (two
+      // cannot); with ten, every connection the key has.
+      const held: (() => void)[] = [];
+      let holding = false;
+      let main = 0;
+      const world = await startWorld({
+        mailchimp: {
+          onMembersRequest: async (_list, query) => {
+            // The archived pass and the main pass's first page (which cuts the window) go by.
+            if (!holding || query.has("status") || ++main <= 1) return;
+            const go = Promise.withResolvers<void>();
+            held.push(go.resolve);
+            await go.promise;
+          },
+        },
+      });
+      try {
+        world.mailchimp.addList(LIST, { members: 12_000, seed: 34, lastChangedTo: T0 - HOUR });
+        // Small pages and slices, so that a test-sized list is cut.
+        const service = world.service([LIST], {
+          pageSize: 100,
+          sliceMembers: 1_000,
+          ...(readSlices !== undefined ? { readSlices } : {}),
+        });
+        holding = true;
+        const run = service.runOnce(LIST);
+        try {
+          await until(() => held.length >= atOnce, `${atOnce} members requests at once`, {
+            timeoutMs: 5_000,
+            detail: () => `${held.length} held, ${world.mailchimp.stats.requests} requests`,
+          });
+        } finally {
+          holding = false;
+          for (const go of held.splice(0)) go();
+        }
+        const result = await run;
+        assert.equal(result.outcome, "ok", result.error);
+        assert.ok(world.mailchimp.stats.maxInFlight <= 10);
+        assertExactCopy(world, LIST);
+      } finally {
+        await world.close();
+      }
+    },
+  );
+}
