@@ -64,6 +64,28 @@ Deno.test("RateLimiter never lets more than perSecond start in any 1000 ms windo
   assert.ok(grants.at(-1)! - grants[0]! <= 59 * 126.25, `${grants.at(-1)! - grants[0]!} ms`);
 });
 
+Deno.test("RateLimiter with pace burst-until-429 starts a window's requests at once until a 429", async () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1, 0, 0, 0, 700));
+  const limiter = new RateLimiter({ perSecond: 8, clock, pace: "burst-until-429" });
+  assert.equal(limiter.even, false);
+  const grants = await contend(limiter, clock, 24, { stepMs: 5, spreadMs: 0 });
+  // The first window's 8 at once, then 8 more each time the window has passed.
+  assert.deepEqual(grants.slice(0, 8), Array(8).fill(grants[0]));
+  const span = grants.at(-1)! - grants[0]!;
+  assert.ok(span <= 2 * 1010 + 5, `24 starts in ${span} ms (evenly spaced: 23 × 126.25)`);
+  const { perCalendarSecond, perSlidingSecond } = peaks(grants);
+  assert.equal(perSlidingSecond, 8);
+  assert.equal(perCalendarSecond, 8);
+
+  // A 429: the server does not take bursts, so starts are spaced from then on.
+  await clock.tick(5000);
+  limiter.throttled(1000);
+  assert.equal(limiter.even, true);
+  const later = await contend(limiter, clock, 16, { stepMs: 5, spreadMs: 0 });
+  const gaps = later.slice(1).map((g, i) => g - later[i]!);
+  assert.ok(Math.min(...gaps) >= 1111 / 8 * 0.95 - 4, `smallest gap ${Math.min(...gaps)} ms`);
+});
+
 Deno.test("RateLimiter serves waiters first come, first served", async () => {
   const clock = new FakeClock();
   const limiter = new RateLimiter({ perSecond: 2, clock, marginMs: 0 });
