@@ -433,17 +433,22 @@ export function countingSink(
   options: {
     /** Collects Ometria's request ids (what ties an asynchronous error to this run). */
     requestIds?: Set<string>;
-    /** Runs once, before the first push (a run's baseline of Ometria's errors). */
+    /**
+     * Runs once, at once, and every push waits for it (a run's baseline of Ometria's errors):
+     * started beside the run's first reads, it is off the first push's path.
+     */
     beforeFirst?: () => Promise<void>;
   } = {},
 ): GatedSink {
-  let first: Promise<void> | undefined;
+  const first = options.beforeFirst?.();
+  // Its failure is the first push's; a run that never pushes does not fail for it.
+  first?.catch(() => {});
   return {
     get maxBatchSize() {
       return sink.maxBatchSize;
     },
     push: async (records, pushOptions) => {
-      if (options.beforeFirst) await (first ??= options.beforeFirst());
+      if (first) await first;
       const result = await sink.push(records, pushOptions);
       if (result.sent > 0) counts.ometriaRequests += 1 + (result.extraRequests ?? 0);
       if (result.requestId !== undefined) options.requestIds?.add(result.requestId);
