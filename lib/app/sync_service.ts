@@ -339,7 +339,7 @@ export class SyncService {
       if (!ometriaRates) {
         const rate = (perSecond: number) => new RateLimiter({ perSecond, clock });
         ometriaRates = {
-          // Pushes are what a run waits for: the first window's starts go at once, and a
+          // Pushes are what a run waits for: a window's starts go in a 10 ms train, and a
           // 429 turns on even spacing (rate_limiter.ts, `pace`).
           push: new RateLimiter({
             perSecond: options.ometriaMaxRequestsPerSecond ??

@@ -40,13 +40,13 @@ export interface RateLimiterOptions {
   /**
    * `"even"`: starts are spaced `windowMs / perSecond` apart from the first one on.
    * `"burst-until-429"`: starts go as soon as the sliding window allows (up to `perSecond`
-   * at once) until the first `throttled()`, and evenly spaced from then on. Ometria documents
-   * its push limit as "8 requests per second" per account without saying how it counts
-   * (https://docs.ometria.com/docs/ometria-data-api-introduction): a server counting per
-   * calendar second or over a sliding second takes `perSecond` starts at once exactly as it
-   * takes them spaced (the hard window holds either way), and even spacing costs the whole
-   * run `(perSecond - 1)` slots, a second at 8/s, since every later window repeats the first
-   * one's spacing. A server that refills a bucket gradually instead answers 429 to a burst
+   * in a train 10 ms apart) until the first `throttled()`, and evenly spaced from then on.
+   * Ometria documents its push limit as "8 requests per second" per account without saying
+   * how it counts (https://docs.ometria.com/docs/ometria-data-api-introduction): a server
+   * counting per calendar second or over a sliding second takes `perSecond` starts close
+   * together exactly as it takes them spaced (the hard window holds either way), and even
+   * spacing costs the whole run nearly `(perSecond - 1)` slots, a second at 8/s, since every
+   * later window repeats the first one's spacing. A server that refills a bucket gradually instead answers 429 to a burst
    * whose arrivals jitter by more than the margin; that 429 makes the limiter space evenly
    * for good, which such a server tolerates by up to a whole window of jitter.
    * @default {"even"}
@@ -63,6 +63,13 @@ const _RECOVERY_STEP = 0.01;
  * lost, so a few milliseconds of slack keep the pace without allowing a burst at low rates.
  */
 const _TOLERANCE_MS = 4;
+/**
+ * Before the first 429 (`pace: "burst-until-429"`), the least time between two starts (or the
+ * even spacing, when that is shorter): a window's starts come as a train, not all at once, so
+ * a request or two is in flight rather than `perSecond` (what a crash can cost stays as it
+ * was), and the train still takes a small part of the window (8 starts: 70 ms of 1,010).
+ */
+const _TRAIN_GAP_MS = 10;
 /** The longest single sleep: a timer past 2^31 - 1 ms fires at once (and then again…). */
 const _MAX_SLEEP_MS = 2 ** 31 - 1;
 
@@ -218,7 +225,10 @@ export class RateLimiter {
       this.#nextSlot = Number.NEGATIVE_INFINITY;
     }
     if (this.#pausedUntil > now) return this.#pausedUntil - now;
-    let wait = this.#even ? this.#nextSlot - _TOLERANCE_MS - now : Number.NEGATIVE_INFINITY;
+    const last = this.#starts[this.#starts.length - 1] ?? Number.NEGATIVE_INFINITY;
+    let wait = this.#even
+      ? this.#nextSlot - _TOLERANCE_MS - now
+      : Math.min(last + _TRAIN_GAP_MS, this.#nextSlot) - _TOLERANCE_MS - now;
     if (this.#starts.length >= this.perSecond) {
       wait = Math.max(wait, this.#starts[0]! + this.#windowMs - now);
     }
