@@ -339,9 +339,14 @@ export class SyncService {
       if (!ometriaRates) {
         const rate = (perSecond: number) => new RateLimiter({ perSecond, clock });
         ometriaRates = {
-          push: rate(
-            options.ometriaMaxRequestsPerSecond ?? DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
-          ),
+          // Pushes are what a run waits for: a window's starts go in a 10 ms train, and a
+          // 429 turns on even spacing (rate_limiter.ts, `pace`).
+          push: new RateLimiter({
+            perSecond: options.ometriaMaxRequestsPerSecond ??
+              DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
+            clock,
+            pace: "burst-until-429",
+          }),
           data: rate(
             options.ometriaDataApiRequestsPerSecond ?? DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND,
           ),

@@ -37,6 +37,21 @@ export interface RateLimiterOptions {
    * @default {4 × windowMs}
    */
   maxWindowMs?: number;
+  /**
+   * `"even"`: starts are spaced `windowMs / perSecond` apart from the first one on.
+   * `"burst-until-429"`: starts go as soon as the sliding window allows (up to `perSecond`
+   * in a train 10 ms apart) until the first `throttled()`, and evenly spaced from then on.
+   * Ometria documents its push limit as "8 requests per second" per account without saying
+   * how it counts (https://docs.ometria.com/docs/ometria-data-api-introduction): a server
+   * counting per calendar second or over a sliding second takes `perSecond` starts close
+   * together exactly as it takes them spaced (the hard window holds either way), and even
+   * spacing costs the whole run nearly `(perSecond - 1)` slots, a second at 8/s, since every
+   * later window repeats the first one's spacing. A server that refills a bucket gradually instead answers 429 to a burst
+   * whose arrivals jitter by more than the margin; that 429 makes the limiter space evenly
+   * for good, which such a server tolerates by up to a whole window of jitter.
+   * @default {"even"}
+   */
+  pace?: "even" | "burst-until-429";
 }
 
 /** Share of the window added by one 429 (at most one adjustment per window). */
@@ -48,15 +63,23 @@ const _RECOVERY_STEP = 0.01;
  * lost, so a few milliseconds of slack keep the pace without allowing a burst at low rates.
  */
 const _TOLERANCE_MS = 4;
+/**
+ * Before the first 429 (`pace: "burst-until-429"`), the least time between two starts (or the
+ * even spacing, when that is shorter): a window's starts come as a train, not all at once, so
+ * a request or two is in flight rather than `perSecond` (what a crash can cost stays as it
+ * was), and the train still takes a small part of the window (8 starts: 70 ms of 1,010).
+ */
+const _TRAIN_GAP_MS = 10;
 /** The longest single sleep: a timer past 2^31 - 1 ms fires at once (and then again…). */
 const _MAX_SLEEP_MS = 2 ** 31 - 1;
 
 /**
  * Lets at most `perSecond` requests start within any window of `windowMs` (one second plus a
  * margin), and spaces them evenly (one every `windowMs / perSecond`), so that no burst sits
- * on a second boundary where arrival jitter could split it. A hard sliding window over the
- * last `perSecond` starts also holds, so no window of 1000 ms (and no calendar second) ever
- * sees more than `perSecond` starts. Waiters are served first come, first served.
+ * on a second boundary where arrival jitter could split it; with `pace: "burst-until-429"`
+ * the spacing starts only at the first 429 (see {@linkcode RateLimiterOptions.pace}). A
+ * hard sliding window over the last `perSecond` starts also holds, so no window of 1000 ms
+ * (and no calendar second) ever sees more than `perSecond` starts. Waiters are served first come, first served.
  * `throttled()` feeds a 429 back (a wider window for a while, not a stall); `pause(ms)` makes
  * everyone wait, e.g. while Ometria's ingest queue drains. One instance per Ometria account,
  * shared by all its clients.
@@ -79,6 +102,8 @@ export class RateLimiter {
   #throttles = 0;
   /** Waiters in arrival order; only the first one watches the clock. */
   #queue: { wake: () => void }[] = [];
+  /** Whether starts are spaced evenly (always, or since the first 429). */
+  #even: boolean;
 
   constructor(options: RateLimiterOptions) {
     const { perSecond, windowMs = 1000, marginMs = 10 } = options;
@@ -98,6 +123,12 @@ export class RateLimiter {
     this.#baseWindowMs = windowMs + marginMs;
     this.#windowMs = this.#baseWindowMs;
     this.#maxWindowMs = maxWindowMs;
+    this.#even = (options.pace ?? "even") === "even";
+  }
+
+  /** Whether starts are spaced evenly now (see {@linkcode RateLimiterOptions.pace}). */
+  get even(): boolean {
+    return this.#even;
   }
 
   /** Clock time until which `acquire()` waits because of `pause()`, if later than now. */
@@ -174,6 +205,8 @@ export class RateLimiter {
    */
   throttled(retryAfterMs?: number, reason = "The server answered 429 (rate limited)"): void {
     const now = this.#clock.now();
+    // The server does not take bursts (or counts differently): spaced from now on.
+    this.#even = true;
     if (retryAfterMs !== undefined && retryAfterMs > this.#windowMs) {
       this.pause(retryAfterMs, `${reason}, asking every request to wait (Retry-After)`);
     }
@@ -192,7 +225,10 @@ export class RateLimiter {
       this.#nextSlot = Number.NEGATIVE_INFINITY;
     }
     if (this.#pausedUntil > now) return this.#pausedUntil - now;
-    let wait = this.#nextSlot - _TOLERANCE_MS - now;
+    const last = this.#starts[this.#starts.length - 1] ?? Number.NEGATIVE_INFINITY;
+    let wait = this.#even
+      ? this.#nextSlot - _TOLERANCE_MS - now
+      : Math.min(last + _TRAIN_GAP_MS, this.#nextSlot) - _TOLERANCE_MS - now;
     if (this.#starts.length >= this.perSecond) {
       wait = Math.max(wait, this.#starts[0]! + this.#windowMs - now);
     }

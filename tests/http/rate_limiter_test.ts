@@ -64,6 +64,35 @@ Deno.test("RateLimiter never lets more than perSecond start in any 1000 ms windo
   assert.ok(grants.at(-1)! - grants[0]! <= 59 * 126.25, `${grants.at(-1)! - grants[0]!} ms`);
 });
 
+Deno.test("RateLimiter with pace burst-until-429 starts a window's requests in a train until a 429", async () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1, 0, 0, 0, 700));
+  const limiter = new RateLimiter({ perSecond: 8, clock, pace: "burst-until-429" });
+  assert.equal(limiter.even, false);
+  const grants = await contend(limiter, clock, 24, { stepMs: 5, spreadMs: 0 });
+  // The first window's 8 in a train 10 ms apart, then 8 more each time the window has passed.
+  const train = grants.slice(1, 8).map((g, i) => g - grants[i]!);
+  assert.ok(train.every((gap) => gap >= 6 && gap <= 15), `gaps ${train}`);
+  const span = grants.at(-1)! - grants[0]!;
+  assert.ok(span <= 2 * 1010 + 7 * 10 + 10, `24 starts in ${span} ms (evenly: 23 × 126.25)`);
+  const { perCalendarSecond, perSlidingSecond } = peaks(grants);
+  assert.equal(perSlidingSecond, 8);
+  assert.equal(perCalendarSecond, 8);
+
+  // At 100/s even spacing (10.1 ms) is about the train's gap: no faster than that.
+  const fast = new RateLimiter({ perSecond: 100, clock, pace: "burst-until-429" });
+  const quick = await contend(fast, clock, 50, { stepMs: 1, spreadMs: 0 });
+  const quickGaps = quick.slice(1).map((g, i) => g - quick[i]!);
+  assert.ok(Math.min(...quickGaps) >= 10 - 4, `smallest gap at 100/s ${Math.min(...quickGaps)}`);
+
+  // A 429: the server does not take bursts, so starts are spaced from then on.
+  await clock.tick(5000);
+  limiter.throttled(1000);
+  assert.equal(limiter.even, true);
+  const later = await contend(limiter, clock, 16, { stepMs: 5, spreadMs: 0 });
+  const gaps = later.slice(1).map((g, i) => g - later[i]!);
+  assert.ok(Math.min(...gaps) >= 1111 / 8 * 0.95 - 4, `smallest gap ${Math.min(...gaps)} ms`);
+});
+
 Deno.test("RateLimiter serves waiters first come, first served", async () => {
   const clock = new FakeClock();
   const limiter = new RateLimiter({ perSecond: 2, clock, marginMs: 0 });
