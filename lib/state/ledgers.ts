@@ -203,6 +203,12 @@ export class FileLedger implements Ledger {
   }
 }
 
+/** A ledger file's pieces: its header, then the records' pieces as they are packed. */
+function* _withHeader(header: Uint8Array, records: Iterable<Uint8Array>): Generator<Uint8Array> {
+  yield header;
+  yield* records;
+}
+
 function _header(flags: number): Uint8Array {
   const header = new Uint8Array(_HEADER_BYTES);
   header.set(_MAGIC);
