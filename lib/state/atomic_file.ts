@@ -19,14 +19,15 @@ export interface AtomicWriteOptions {
 
 /**
  * Replaces (or creates) the file at `path` with `bytes` atomically and durably: the bytes (or
- * the pieces of an array, one after the other, so a header and a large body need not be
- * copied into one buffer) are written to a temporary file in the same folder and synced, the
+ * the pieces of an array or other iterable, one after the other and each written before the
+ * next is taken, so a header and a large body need not be copied into one buffer, and a
+ * generator may hand out one buffer refilled) are written to a temporary file in the same folder and synced, the
  * temporary file is renamed over `path`, and the folder is synced so the rename survives a
  * crash too. On failure the temporary file is removed and `path` is as it was.
  */
 export async function writeFileAtomically(
   path: string,
-  bytes: Uint8Array | readonly Uint8Array[],
+  bytes: Uint8Array | Iterable<Uint8Array>,
   options: AtomicWriteOptions = {},
 ): Promise<void> {
   (await replaceFileKeepingOpen(path, bytes, options)).close();
@@ -39,7 +40,7 @@ export async function writeFileAtomically(
  */
 export async function replaceFileKeepingOpen(
   path: string,
-  bytes: Uint8Array | readonly Uint8Array[],
+  bytes: Uint8Array | Iterable<Uint8Array>,
   options: AtomicWriteOptions = {},
 ): Promise<Deno.FsFile> {
   const temp = options.tempPath ?? `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;

@@ -290,17 +290,51 @@ export class LedgerTable {
     const dropGone = options?.dropGone ?? false;
     const out = new Uint8Array((dropGone ? this.#live : this.#size) * LEDGER_RECORD_BYTES);
     let at = 0;
-    for (let b = 0; b < _BUCKETS; b++) {
-      this.#visit(b, true, (words, flags, i) => {
-        const f = flags[i]!;
-        if (dropGone && (f & _GONE) !== 0) return;
-        const c = flags.length;
-        const h = 4 * c + 2 * i;
-        _writeRecord(out, at, words, i, c, words[h]!, words[h + 1]!, words[6 * c + i]!, f);
-        at += LEDGER_RECORD_BYTES;
-      });
-    }
+    for (let b = 0; b < _BUCKETS; b++) at = this.#packBucket(b, out, at, dropGone);
     return out;
+  }
+
+  /**
+   * Every entry as packed records, sorted by id, as {@linkcode LedgerTable.toRecords} gives
+   * them, but in pieces of about `chunkBytes` (whole buckets, so at least one bucket) packed
+   * into one buffer used again for every piece: a piece is valid only until the next is asked
+   * for. Writing a compaction this way takes one small buffer instead of a second copy of the
+   * whole table (32 MB at a million members, the peak of a full run's end). Each bucket is
+   * packed at once, so the table may change between pieces (a writer's pushes go on while its
+   * ledger is compacted): a bucket still to come is packed as it is then, and a change to one
+   * already packed is in an append that follows the compaction.
+   */
+  *recordChunks(chunkBytes = 1 << 20): Generator<Uint8Array, void, void> {
+    let buffer = new Uint8Array(Math.max(chunkBytes, LEDGER_RECORD_BYTES));
+    let at = 0;
+    for (let b = 0; b < _BUCKETS; b++) {
+      if (at > 0 && at + this.#count[b]! * LEDGER_RECORD_BYTES > buffer.length) {
+        yield buffer.subarray(0, at);
+        at = 0;
+      }
+      // Counted again after the yield: the bucket may have grown meanwhile.
+      const bytes = this.#count[b]! * LEDGER_RECORD_BYTES;
+      if (at + bytes > buffer.length) {
+        const grown = new Uint8Array(at + bytes);
+        grown.set(buffer.subarray(0, at));
+        buffer = grown;
+      }
+      at = this.#packBucket(b, buffer, at, false);
+    }
+    if (at > 0) yield buffer.subarray(0, at);
+  }
+
+  /** Packs bucket `b`'s entries into `out` from `at`, in id order; returns where it ended. */
+  #packBucket(b: number, out: Uint8Array, at: number, dropGone: boolean): number {
+    this.#visit(b, true, (words, flags, i) => {
+      const f = flags[i]!;
+      if (dropGone && (f & _GONE) !== 0) return;
+      const c = flags.length;
+      const h = 4 * c + 2 * i;
+      _writeRecord(out, at, words, i, c, words[h]!, words[h + 1]!, words[6 * c + i]!, f);
+      at += LEDGER_RECORD_BYTES;
+    });
+    return at;
   }
 
   /** Calls `visit` with each entry of bucket `b`, in id order when `sorted`. */

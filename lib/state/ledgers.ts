@@ -120,7 +120,8 @@ export class FileLedger implements Ledger {
       const folder = dirname(this.path);
       await Deno.mkdir(folder, { recursive: true });
       // A failed write leaves the old file in place, whole: nothing to check again.
-      await writeFileAtomically(this.path, [_header(_COMPLETE), table.toRecords()]);
+      // In pieces from one small buffer, not the whole table copied at once (recordChunks).
+      await writeFileAtomically(this.path, _withHeader(_header(_COMPLETE), table.recordChunks()));
       this.#checked = true;
       // The new file says it is complete, so removing the id-only one only tidies up.
       try {
@@ -201,6 +202,12 @@ export class FileLedger implements Ledger {
       );
     }
   }
+}
+
+/** A ledger file's pieces: its header, then the records' pieces as they are packed. */
+function* _withHeader(header: Uint8Array, records: Iterable<Uint8Array>): Generator<Uint8Array> {
+  yield header;
+  yield* records;
 }
 
 function _header(flags: number): Uint8Array {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { memberSchema, parseMember } from "../../lib/mailchimp/member.ts";
+import { memberSchema, membersPageSchema, parseMember } from "../../lib/mailchimp/member.ts";
 import { generateMembers } from "../../lib/sim/member_data.ts";
 import { seededRandom } from "../../lib/sim/random.ts";
 
@@ -23,6 +23,27 @@ function served(i: number): Record<string, unknown> {
     stats: { avg_open_rate: 0.5 },
     _links: [],
   };
+}
+
+/** `raw` reduced to the fields memberSchema knows, `location` and `tags` to what it keeps. */
+function exactly(raw: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(memberSchema.shape)) {
+    if (Object.hasOwn(raw, key)) out[key] = raw[key];
+  }
+  const { location, tags } = out;
+  if (typeof location === "object" && location !== null && !Array.isArray(location)) {
+    const code = (location as Record<string, unknown>).country_code;
+    out.location = code === undefined ? {} : { country_code: code };
+  }
+  if (Array.isArray(tags)) {
+    out.tags = tags.map((t) =>
+      typeof t === "object" && t !== null && !Array.isArray(t)
+        ? { name: (t as { name?: unknown }).name }
+        : t
+    );
+  }
+  return out;
 }
 
 const ODD_VALUES: unknown[] = [
@@ -81,6 +102,9 @@ Deno.test("parseMember() answers exactly as memberSchema does, for well-formed a
       }
     }
     raws.push(i % 10 === 0 ? served(i) : raw);
+    // The same with only the fields the schema knows (what a `fields=` answer serves), which
+    // parseMember takes as it is: its answer must still be zod's.
+    if (i % 2 === 0) raws.push(exactly(i % 20 === 0 ? served(i) : raw));
   }
   let accepted = 0;
   for (const raw of raws) {
@@ -96,4 +120,39 @@ Deno.test("parseMember() answers exactly as memberSchema does, for well-formed a
   }
   // Both sides of the question were asked many times.
   assert.ok(accepted > 500 && accepted < raws.length - 500, `${accepted} of ${raws.length}`);
+});
+
+Deno.test("parseMember() takes a member served with only the fields asked for as it is, not a copy", () => {
+  // What `GET /lists/{id}/members?fields=…` serves: nothing but the fields asked for. Copying
+  // it was garbage made for every member read (docs: README, "What holds memory").
+  const raw: Record<string, unknown> = exactly(served(1));
+  raw.timestamp_opt = null;
+  delete raw.merge_fields;
+  const parsed = parseMember(raw);
+  assert.ok("member" in parsed);
+  assert.equal(parsed.member, raw);
+  // Completed as zod completes it: a null timestamp_opt is "", merge_fields defaults to {}.
+  assert.equal(parsed.member.timestamp_opt, "");
+  assert.deepStrictEqual(parsed.member.merge_fields, {});
+  // A member with fields the sync does not use is still reduced to what it uses.
+  const more = served(2);
+  const reduced = parseMember(more);
+  assert.ok("member" in reduced);
+  assert.notEqual(reduced.member, more);
+  assert.equal("stats" in reduced.member, false);
+  assert.deepStrictEqual(reduced.member.location, { country_code: "GB" });
+  assert.deepStrictEqual(reduced.member.tags, [{ name: "news" }]);
+});
+
+Deno.test("membersPageSchema hands the page's members on as they are and rejects a page without an array", () => {
+  const page = { members: [exactly(served(1)), { odd: true }], total_items: 2 };
+  const parsed = membersPageSchema.parse(page);
+  assert.equal(parsed.members, page.members);
+  assert.equal(parsed.total_items, 2);
+  for (const members of [undefined, {}, "x", null]) {
+    const result = membersPageSchema.safeParse({ members, total_items: 2 });
+    assert.equal(result.success, false);
+    assert.deepStrictEqual(result.error?.issues.map((i) => i.path), [["members"]]);
+  }
+  assert.equal(membersPageSchema.safeParse({ members: [], total_items: -1 }).success, false);
 });

@@ -209,3 +209,45 @@ Deno.test("LedgerTable holds 1,000,000 entries in at most 40 MB", () => {
     `a million entries take ${table.byteSize} bytes`,
   );
 });
+
+Deno.test("LedgerTable.recordChunks() gives toRecords() in pieces of one bounded buffer", () => {
+  const random = seededRandom(19);
+  const table = LedgerTable.empty();
+  // Random ids: buckets of a few entries each, all far below a piece.
+  for (let i = 0; i < 5_000; i++) table.set(randomHex(random, 32), randomEntry(random));
+  const whole = table.toRecords();
+  const chunkBytes = 4096;
+  const pieces: Uint8Array[] = [];
+  const buffers = new Set<ArrayBufferLike>();
+  for (const piece of table.recordChunks(chunkBytes)) {
+    // A piece is valid until the next is asked for: copied here, as a writer writes it.
+    pieces.push(piece.slice());
+    buffers.add(piece.buffer);
+    assert.equal(piece.length % LEDGER_RECORD_BYTES, 0);
+    // Whole buckets up to the chunk's size (a bucket of this table is far below 4 KiB).
+    assert.ok(piece.length <= chunkBytes, `${piece.length} bytes`);
+  }
+  assert.ok(pieces.length > 10, `${pieces.length} pieces`);
+  // One buffer for every piece, not a copy of the whole table.
+  assert.equal(buffers.size, 1);
+  const joined = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of pieces) joined.set(p, (at += p.length) - p.length);
+  assert.deepEqual(joined, whole);
+});
+
+Deno.test("LedgerTable.recordChunks() packs whole buckets, so the table may change between pieces", () => {
+  const table = LedgerTable.empty();
+  const entry: LedgerEntry = { versionMs: 1000, hash: "", acked: true, gone: false, final: false };
+  // Two entries in each of the first and last buckets (a bucket is an id's first 12 bits).
+  for (const id of ["000a", "000b", "fffa", "fffb"]) table.set(id + "0".repeat(28), entry);
+  const pieces = table.recordChunks(2 * LEDGER_RECORD_BYTES);
+  const first = LedgerTable.fromRecords(pieces.next().value!.slice());
+  assert.deepEqual([...first.entries()].map(([id]) => id.slice(0, 4)), ["000a", "000b"]);
+  // Changed while the compaction is being written: one in a bucket already packed, one still
+  // to come. The first is in an append after the compaction; the second is packed as it is.
+  table.set("000c" + "0".repeat(28), entry);
+  table.set("fffc" + "0".repeat(28), entry);
+  const rest = [...pieces].map((p) => [...LedgerTable.fromRecords(p.slice()).entries()]).flat();
+  assert.deepEqual(rest.map(([id]) => id.slice(0, 4)), ["fffa", "fffb", "fffc"]);
+});
