@@ -169,6 +169,8 @@ interface _Batch {
   reach: number;
   label: string;
   release: readonly string[];
+  /** Told once Ometria answered the batch, with the ids it did not take (held already). */
+  onSent?: ((refused: ReadonlySet<string>) => void) | undefined;
   done?: BatchCounts & { released: string[] };
 }
 
@@ -211,12 +213,14 @@ export class OrderedPusher {
   /**
    * Adds a batch (at most the sink's `maxBatchSize` records; none to move the reach alone).
    * `reach`: acknowledging it and everything before means every member before `reach` is
-   * acknowledged. Resolves once there is room for more; throws the first failure.
+   * acknowledged. `onSent` learns when Ometria answered this batch (see
+   * {@linkcode TailCarry}). Resolves once there is room for more; throws the first failure.
    */
   async add(
     records: readonly OutgoingRecord[],
     reach: number,
     release: readonly string[] = [],
+    onSent?: (refused: ReadonlySet<string>) => void,
   ): Promise<void> {
     this.#throwIfFailed();
     const index = ++this.#added;
@@ -225,6 +229,7 @@ export class OrderedPusher {
       records,
       reach,
       release,
+      onSent,
       label: `${this.#o.connectionId} batch ${index}${from ? ` (from ${from})` : ""}`,
     });
     this.#pump();
@@ -344,6 +349,7 @@ export class OrderedPusher {
       this.#o.onRejected(label, rejected);
     }
     batch.records = [];
+    batch.onSent?.(refused);
     batch.done = {
       pushed: result.sent - refused.size,
       rejected: refused.size,
@@ -474,4 +480,124 @@ export function rejectedRecords(
     for (const r of records) if (!tooLarge.has(r.id)) out.push({ id: r.id, reason: why });
   }
   return out;
+}
+
+interface _Offer {
+  records: readonly OutgoingRecord[];
+  /** Index of the first record not taken yet. */
+  next: number;
+  /** Records taken whose batch Ometria has not answered yet. */
+  unsent: number;
+  settled: boolean;
+  done: PromiseWithResolvers<OutgoingRecord[]>;
+}
+
+/**
+ * Hands the partial last batch of one stream of a connection's pushes to another stream of
+ * the same connection that is still pushing, so that both fill whole requests: Ometria
+ * limits requests, not records (8 a second of up to 100 records), and a connection's
+ * archived pass and main pass each end in a partial batch otherwise. The records only ride
+ * in the taker's requests; the offering stream keeps its own reach, moving it past them once
+ * {@linkcode TailCarry.offer} resolves (every record taken was answered; the rest come
+ * back to be pushed by the offerer). Which request carries a member's record changes
+ * nothing the writer's gate guarantees: every record still passes the gate, and a batch
+ * never takes a member it holds already.
+ */
+export class TailCarry {
+  #takers = 0;
+  #offers: _Offer[] = [];
+
+  /** A stream that may take offered records starts; {@linkcode TailCarry.close} ends it. */
+  open(): void {
+    this.#takers++;
+  }
+
+  /**
+   * A taker ended: after a failure, the offers whose taken records were not all answered
+   * reject with `failure` (nothing may count them as sent); once no taker is left, every
+   * offer gets back what was not taken.
+   */
+  close(failure?: { error: unknown }): void {
+    this.#takers--;
+    for (const o of this.#offers) {
+      if (failure !== undefined && o.unsent > 0) {
+        o.settled = true;
+        o.done.reject(failure.error);
+      }
+    }
+    this.#check();
+  }
+
+  /**
+   * Offers `records` (the end of a stream, in any order) to the streams open now. Resolves
+   * with the records no taker took, once every taken one was answered; at once with all of
+   * them when no taker is open.
+   */
+  offer(records: readonly OutgoingRecord[]): Promise<OutgoingRecord[]> {
+    if (this.#takers === 0 || records.length === 0) return Promise.resolve([...records]);
+    const offer: _Offer = {
+      records,
+      next: 0,
+      unsent: 0,
+      settled: false,
+      done: Promise.withResolvers(),
+    };
+    this.#offers.push(offer);
+    return offer.done.promise;
+  }
+
+  /** Records offered and not taken yet. */
+  get available(): number {
+    let count = 0;
+    for (const o of this.#offers) if (!o.settled) count += o.records.length - o.next;
+    return count;
+  }
+
+  /**
+   * Takes up to `count` offered records whose members are not in `exclude`, for one batch;
+   * `onSent` is that batch's {@linkcode OrderedPusher.add} `onSent`.
+   */
+  take(
+    count: number,
+    exclude: ReadonlySet<string>,
+  ): { records: OutgoingRecord[]; onSent: () => void } | undefined {
+    const records: OutgoingRecord[] = [];
+    const from: { offer: _Offer; count: number }[] = [];
+    for (const o of this.#offers) {
+      if (o.settled || records.length >= count) continue;
+      const taken = { offer: o, count: 0 };
+      while (o.next < o.records.length && records.length < count) {
+        const r = o.records[o.next]!;
+        // A member once per request: its two versions in one batch would race in Ometria.
+        if (exclude.has(r.id)) break;
+        records.push(r);
+        o.next++;
+        taken.count++;
+      }
+      if (taken.count > 0) {
+        o.unsent += taken.count;
+        from.push(taken);
+      }
+    }
+    if (records.length === 0) return undefined;
+    return {
+      records,
+      onSent: () => {
+        for (const { offer, count } of from) offer.unsent -= count;
+        this.#check();
+      },
+    };
+  }
+
+  /** Resolves the offers that are done: all taken and answered, or no taker left. */
+  #check(): void {
+    for (const o of this.#offers) {
+      if (o.settled || o.unsent > 0) continue;
+      if (o.next >= o.records.length || this.#takers === 0) {
+        o.settled = true;
+        o.done.resolve(o.records.slice(o.next));
+      }
+    }
+    this.#offers = this.#offers.filter((o) => !o.settled);
+  }
 }

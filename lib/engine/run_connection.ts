@@ -59,6 +59,7 @@ import {
   type ReadStamp,
   serializeMembers,
   StoppedError,
+  TailCarry,
 } from "./push_in_order.ts";
 import { checkAsyncRejections, takeErrorBaseline } from "./async_rejections.ts";
 import { QuarantineBook } from "./quarantine_book.ts";
@@ -397,38 +398,95 @@ class _Run {
    * Pushes the members of `parts` (a reader's slices, in last_changed order) through one
    * pusher. Members that do not fill a whole batch wait for the next page, so requests carry
    * full batches (Ometria limits requests, not records); the reach then stops at the first
-   * member left waiting: everything before it is acknowledged.
+   * member left waiting: everything before it is acknowledged. The archived pass's last
+   * partial batch rides in the main pass's partial batches instead (`#carry`): its reach
+   * moves past those records once they were answered.
    */
   async pushParts(
     parts: AsyncIterable<WindowSlice>,
     pusher: OrderedPusher,
     pass: "main" | "archived",
     onPart?: (part: WindowSlice) => void,
+    onReadDone?: () => void,
   ): Promise<void> {
     let waiting: OutgoingRecord[] = [];
-    await pusher.feed(async () => {
-      for await (const part of parts) {
-        // The archived pass sends every archived member it reads: the main pass's reads (the
-        // final read's too) leave them out rather than send them twice.
-        const members = pass === "main" && this.#archivedPassRan
-          ? part.members.filter((m) => m.status !== "archived")
-          : part.members;
-        this.counts.read += members.length;
-        this.book.holdInvalid(part.invalid);
-        if (part.last && part.toNow) this.#toNow[pass] = true;
-        onPart?.(part);
-        await this.pushBeyond(part.beyond);
-        const records = await this.outgoing(members, { atMs: part.readAtMs, seq: part.readSeq });
-        waiting = waiting.length === 0 ? records : waiting.concat(records);
-        const size = this.writer.maxBatchSize;
-        const full = part.last ? waiting.length : waiting.length - waiting.length % size;
-        const now = waiting.slice(0, full);
-        waiting = waiting.slice(full);
-        const reach = waiting.length > 0 ? waiting[0]!.versionMs : part.doneBefore;
-        await addBatches(pusher, now, size, reach, (b) => this.book.heldIn(b));
+    const size = this.writer.maxBatchSize;
+    // Records of the archived pass riding at the front of `waiting` (see `#carry`): they go
+    // in the next batch, and the reach counts this stream's own records only.
+    let carried: { count: number; onSent: () => void } | undefined;
+    const addWaiting = async (upTo: number, doneBefore: number) => {
+      while (waiting.length > 0 && waiting.length >= upTo) {
+        let batch = waiting.slice(0, size);
+        // A member once per request: two of its versions in one would race in Ometria.
+        if (carried && new Set(batch.map((r) => r.id)).size < batch.length) {
+          batch = batch.slice(0, carried.count);
+        }
+        waiting = waiting.slice(batch.length);
+        const onSent = carried?.onSent;
+        carried = undefined;
+        const reach = waiting.length > 0 ? waiting[0]!.versionMs : doneBefore;
+        await pusher.add(batch, reach, this.book.heldIn(batch), onSent);
       }
-    });
+    };
+    /** The archived pass's end, when its last partial batch is offered to the main pass. */
+    let tail: number | undefined;
+    if (pass === "main") this.#carry.open();
+    let failure: { error: unknown } | undefined;
+    try {
+      await pusher.feed(async () => {
+        for await (const part of parts) {
+          // The archived pass sends every archived member it reads: the main pass's reads (the
+          // final read's too) leave them out rather than send them twice.
+          const members = pass === "main" && this.#archivedPassRan
+            ? part.members.filter((m) => m.status !== "archived")
+            : part.members;
+          this.counts.read += members.length;
+          this.book.holdInvalid(part.invalid);
+          if (part.last && part.toNow) this.#toNow[pass] = true;
+          onPart?.(part);
+          await this.pushBeyond(part.beyond);
+          const records = await this.outgoing(members, { atMs: part.readAtMs, seq: part.readSeq });
+          if (pass === "main" && carried === undefined && this.#carry.available > 0) {
+            const ids = new Set([...waiting, ...records].map((r) => r.id));
+            const taken = this.#carry.take(size - Math.min(waiting.length, size - 1), ids);
+            if (taken !== undefined) {
+              carried = { count: taken.records.length, onSent: taken.onSent };
+              waiting = taken.records.concat(waiting);
+            }
+          }
+          waiting = waiting.length === 0 ? records : waiting.concat(records);
+          if (part.last && pass === "archived" && waiting.length % size > 0) {
+            // The main pass may take these into its batches: no partial request of their own.
+            // Offered once the reader is done, so that its last page goes back to the run's
+            // page budget first: the main pass's batch that carries them may need that place.
+            await addWaiting(size, part.doneBefore);
+            tail = part.doneBefore;
+            continue;
+          }
+          // Members that do not fill a whole batch wait for the next page, but not past the last.
+          await addWaiting(part.last ? 1 : size, part.doneBefore);
+          const own = waiting.slice(carried?.count ?? 0);
+          await pusher.add([], own.length > 0 ? own[0]!.versionMs : part.doneBefore);
+        }
+        if (tail !== undefined) {
+          // Nothing is left to read: the reader's place goes to the main pass's slices while
+          // the offer waits for one of their batches.
+          onReadDone?.();
+          waiting = await this.#carry.offer(waiting);
+          await addWaiting(1, tail);
+          await pusher.add([], tail);
+        }
+      });
+    } catch (error) {
+      failure = { error };
+      throw error;
+    } finally {
+      if (pass === "main") this.#carry.close(failure);
+    }
   }
+
+  /** The archived pass's last partial batch, offered to the main pass (see pushParts). */
+  readonly #carry = new TailCarry();
 
   #archivedPassRan = false;
 
@@ -550,21 +608,28 @@ class _Run {
     this.#archivedPassRan = true;
     this.board.startArchivedPass();
     this.#active++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.#active--;
+      // Its reader goes to the main pass's slices waiting for one.
+      if (this.#mainStarted) this.spawn();
+    };
     return this.pushParts(
       this.reader.slices(this.board.cursor, "archived"),
       this.newPusher((reach) => this.board.archivedReached(reach)),
       "archived",
       () => this.#archivedFirstPage.resolve(),
+      release,
     ).then(
       () => this.board.archivedDone(),
       (error) => {
         this.failure ??= error;
       },
     ).finally(() => {
-      this.#active--;
       this.#archivedFirstPage.resolve();
-      // Its reader goes to the main pass's slices waiting for one.
-      if (this.#mainStarted) this.spawn();
+      release();
     });
   }
 
