@@ -96,14 +96,14 @@ export interface SyncServiceOptions {
   ometriaBatchSize?: number;
   /** Ometria requests in flight per stream of batches of a run (see run_connection.ts). @default {8} */
   pushConcurrency?: number;
-  /** Slices of one window read at once (see run_connection.ts). @default {2} */
+  /** Slices of one window read at once (see run_connection.ts). @default {DEFAULT_READ_SLICES} (6) */
   readSlices?: number;
   /**
    * Held members tried again per run (QUARANTINE_RETRIES_PER_RUN), those tried longest ago
    * first; one Mailchimp request each. @default {DEFAULT_QUARANTINE_RETRIES}
    */
   quarantineRetries?: number;
-  /** Members per slice when a big window is cut for reading at once. @default {50_000} */
+  /** Members per slice when a big window is cut for reading at once. @default {DEFAULT_SLICE_MEMBERS} (20,000) */
   sliceMembers?: number;
   /** Seconds taken off Mailchimp's clock for a window's upper bound. @default {60} */
   marginSeconds?: number;
