@@ -353,25 +353,7 @@ export class MailchimpClient {
    * uses.
    */
   async getMembers(listId: string, q: MembersQuery, signal?: AbortSignal): Promise<MembersResult> {
-    if (!Number.isInteger(q.count) || q.count < 1 || q.count > _MAX_COUNT) {
-      throw new RangeError(
-        `Cannot get members as 'count' must be an integer from 1 to ${_MAX_COUNT}: current value ${q.count}`,
-      );
-    }
-    if (q.offset !== undefined && (!Number.isInteger(q.offset) || q.offset < 0)) {
-      throw new RangeError(
-        `Cannot get members as 'offset' must be an integer >= 0: current value ${q.offset}`,
-      );
-    }
-    const query = new URLSearchParams({ count: String(q.count) });
-    if (q.offset !== undefined) query.set("offset", String(q.offset));
-    if (q.sinceMs !== undefined) query.set("since_last_changed", formatMailchimpTime(q.sinceMs));
-    if (q.beforeMs !== undefined) {
-      query.set("before_last_changed", formatMailchimpTime(q.beforeMs));
-    }
-    if (q.status !== undefined) query.set("status", q.status);
-    if (q.sortField !== undefined) query.set("sort_field", q.sortField);
-    if (q.sortDir !== undefined) query.set("sort_dir", q.sortDir);
+    const query = _listingQuery(q, "members");
     const path = `/lists/${_segment(listId)}/members`;
     if (q.fieldsOnlyTotal) {
       query.set("fields", "total_items");
@@ -503,20 +485,7 @@ export class MailchimpClient {
     q: MembersQuery,
     signal?: AbortSignal,
   ): Promise<MemberStampsResult> {
-    if (!Number.isInteger(q.count) || q.count < 1 || q.count > _MAX_COUNT) {
-      throw new RangeError(
-        `Cannot get member stamps as 'count' must be an integer from 1 to ${_MAX_COUNT}: current value ${q.count}`,
-      );
-    }
-    const query = new URLSearchParams({ count: String(q.count) });
-    if (q.offset) query.set("offset", String(q.offset));
-    if (q.sinceMs !== undefined) query.set("since_last_changed", formatMailchimpTime(q.sinceMs));
-    if (q.beforeMs !== undefined) {
-      query.set("before_last_changed", formatMailchimpTime(q.beforeMs));
-    }
-    if (q.status !== undefined) query.set("status", q.status);
-    if (q.sortField !== undefined) query.set("sort_field", q.sortField);
-    if (q.sortDir !== undefined) query.set("sort_dir", q.sortDir);
+    const query = _listingQuery(q, "member stamps");
     query.set("fields", "members.id,members.last_changed,total_items");
     const { value, exchange } = await this.#get(
       `/lists/${_segment(listId)}/members`,
@@ -805,4 +774,30 @@ function _date(headers: Headers): number | undefined {
   if (!value) return undefined;
   const ms = Date.parse(value);
   return Number.isNaN(ms) ? undefined : ms;
+}
+
+/**
+ * The query of a members listing (`GET /lists/{id}/members`) without `fields`: what
+ * {@linkcode MailchimpClient.getMembers} and {@linkcode MailchimpClient.getMemberStamps}
+ * share. `what` names the call in the message of a bad `count` or `offset`.
+ */
+function _listingQuery(q: MembersQuery, what: string): URLSearchParams {
+  if (!Number.isInteger(q.count) || q.count < 1 || q.count > _MAX_COUNT) {
+    throw new RangeError(
+      `Cannot get ${what} as 'count' must be an integer from 1 to ${_MAX_COUNT}: current value ${q.count}`,
+    );
+  }
+  if (q.offset !== undefined && (!Number.isInteger(q.offset) || q.offset < 0)) {
+    throw new RangeError(
+      `Cannot get ${what} as 'offset' must be an integer >= 0: current value ${q.offset}`,
+    );
+  }
+  const query = new URLSearchParams({ count: String(q.count) });
+  if (q.offset) query.set("offset", String(q.offset));
+  if (q.sinceMs !== undefined) query.set("since_last_changed", formatMailchimpTime(q.sinceMs));
+  if (q.beforeMs !== undefined) query.set("before_last_changed", formatMailchimpTime(q.beforeMs));
+  if (q.status !== undefined) query.set("status", q.status);
+  if (q.sortField !== undefined) query.set("sort_field", q.sortField);
+  if (q.sortDir !== undefined) query.set("sort_dir", q.sortDir);
+  return query;
 }
