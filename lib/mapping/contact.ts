@@ -107,6 +107,16 @@ export function collectionFor(listId: string): string {
   return `mailchimp-${listId}`;
 }
 
+// One list's members are mapped one after another: its collection name is made once.
+let _lastCollection = { listId: "", collection: "" };
+
+function _collection(listId: string): string {
+  if (_lastCollection.listId !== listId) {
+    _lastCollection = { listId, collection: collectionFor(listId) };
+  }
+  return _lastCollection.collection;
+}
+
 const OPTIN: Record<MemberStatus, MarketingOptin> = {
   subscribed: "EXPLICITLY_OPTEDIN",
   unsubscribed: "EXPLICITLY_OPTEDOUT",
@@ -142,7 +152,7 @@ export function toOmetriaContact(
   // mapped target names a fixed field (see OMETRIA_CONTACT_FIELDS), so none is overridden.
   const contact = (mapping ? mappedFields(member, mapping) : {}) as OmetriaContact;
   contact["@type"] = "contact";
-  contact["@collection"] = collectionFor(listId);
+  contact["@collection"] = _collection(listId);
   contact.id = member.id;
   contact.email = member.email_address;
   contact.firstname = _name(member, "FNAME");

@@ -158,54 +158,98 @@ export function defaultTarget(
  * could not be read: the member is then quarantined rather than taken off lists it is on.
  */
 export function mappedFields(member: Member, mapping: ContactMapping): Record<string, unknown> {
-  const top: Record<string, unknown> = {};
-  const properties: Record<string, unknown> = {};
-  const blank = mapping.cleared === "null" ? null : "";
-  const put = (target: FieldTarget, value: unknown, from: string, route?: MergeFieldRoute) => {
-    // Undefined: the answer did not carry the field, which says nothing about its value.
-    if (target === null || value === undefined) return;
-    let out: unknown;
-    if (value === null || value === "") {
-      if (mapping.cleared === "omit") return;
-      out = blank;
-    } else {
-      const normalised = _ometriaValue(target, value, route);
-      if ("reason" in normalised) {
-        mapping.onDropped?.({ target, from, reason: normalised.reason });
-        return;
-      }
-      out = normalised.value;
-    }
-    if (target.startsWith("properties.")) properties[target.slice(11)] = out;
-    else top[target] = out;
-  };
-  _mergeFields(member, mapping, put);
+  const fields = new _Fields(mapping);
+  _mergeFields(member, mapping, fields);
   const m = mapping.member;
-  put(m.language, member.language, "language");
-  put(m.vip, member.vip, "vip");
-  put(m.member_rating, member.member_rating, "member_rating");
-  put(m.timestamp_signup, member.timestamp_signup || member.timestamp_opt, "timestamp_signup");
-  put(m.country, member.location?.country_code?.toUpperCase(), "location.country_code");
+  fields.put(m.language, member.language, "language");
+  fields.put(m.vip, member.vip, "vip");
+  fields.put(m.member_rating, member.member_rating, "member_rating");
+  fields.put(
+    m.timestamp_signup,
+    member.timestamp_signup || member.timestamp_opt,
+    "timestamp_signup",
+  );
+  fields.put(m.country, member.location?.country_code?.toUpperCase(), "location.country_code");
   // An unsubscribe time is history, not a field a later subscribe empties: it is only sent.
   if (member.status === "unsubscribed" || member.status === "cleaned") {
-    put(m.unsubscribed_at, member.last_changed, "last_changed");
+    fields.put(m.unsubscribed_at, member.last_changed, "last_changed");
   }
-  _tagFields(member, mapping, top, properties);
+  _tagFields(member, mapping, fields);
   if (mapping.interests !== null && member.interests != null) {
     const names = Object.entries(member.interests)
       .filter(([, on]) => on)
       .map(([id]) => mapping.interestNames.get(id) ?? id)
       .sort();
-    properties[mapping.interests.slice(11)] = names;
+    fields.property(_propertyKey(mapping.interests)!, names);
   }
-  if (Object.keys(properties).length > 0) top.properties = properties;
-  return top;
+  return fields.done();
 }
 
-type _Put = (target: FieldTarget, value: unknown, from: string, route?: MergeFieldRoute) => void;
+/**
+ * The fields of one contact being mapped: Ometria's own at the top, the rest in `properties`
+ * (made once the first one is put), which goes last, after every top-level field.
+ */
+class _Fields {
+  readonly top: Record<string, unknown> = {};
+  #properties: Record<string, unknown> | undefined;
+  readonly #mapping: ContactMapping;
+
+  constructor(mapping: ContactMapping) {
+    this.#mapping = mapping;
+  }
+
+  /** Puts `value` of Mailchimp's field `from` where `target` says, in Ometria's form. */
+  put(target: FieldTarget, value: unknown, from: string, route?: MergeFieldRoute): void {
+    // Undefined: the answer did not carry the field, which says nothing about its value.
+    if (target === null || value === undefined) return;
+    const key = _propertyKey(target);
+    let out: unknown;
+    if (value === null || value === "") {
+      if (this.#mapping.cleared === "omit") return;
+      out = this.#mapping.cleared === "null" ? null : "";
+    } else if (key !== undefined && route?.type !== "birthday" && route?.type !== "date") {
+      // A property keeps its value as served (what _ometriaValue gives it), without a detour.
+      out = value;
+    } else {
+      const normalised = _ometriaValue(target, value, route);
+      if ("reason" in normalised) {
+        this.#mapping.onDropped?.({ target, from, reason: normalised.reason });
+        return;
+      }
+      out = normalised.value;
+    }
+    if (key !== undefined) this.property(key, out);
+    else this.top[target] = out;
+  }
+
+  /** Sets property `key` (a target without its `properties.`). */
+  property(key: string, value: unknown): void {
+    (this.#properties ??= {})[key] = value;
+  }
+
+  /** The fields, `properties` last when there are any. */
+  done(): Record<string, unknown> {
+    if (this.#properties !== undefined) this.top.properties = this.#properties;
+    return this.top;
+  }
+}
+
+// Targets are a connection's few, met for every member: each one's property name is cut once.
+const _keys = new Map<string, string | null>();
+
+/** The property name of `target` (`properties.<name>`), or undefined for a contact field. */
+function _propertyKey(target: string): string | undefined {
+  let key = _keys.get(target);
+  if (key === undefined) {
+    if (_keys.size >= 10_000) _keys.clear();
+    key = target.startsWith("properties.") ? target.slice(11) : null;
+    _keys.set(target, key);
+  }
+  return key ?? undefined;
+}
 
 /** Every merge field but the names, by its route (an address split into its parts). */
-function _mergeFields(member: Member, mapping: ContactMapping, put: _Put): void {
+function _mergeFields(member: Member, mapping: ContactMapping, fields: _Fields): void {
   const merge = member.merge_fields;
   for (const tag in merge) {
     if (tag === "FNAME" || tag === "LNAME" || !Object.hasOwn(merge, tag)) continue;
@@ -221,42 +265,42 @@ function _mergeFields(member: Member, mapping: ContactMapping, put: _Put): void 
       // segments on flat values, each cleared with the rest.
       const parts = isObject ? value as Record<string, unknown> : {};
       for (const part of ADDRESS_PARTS) {
-        put(`${route.target}_${part}` as FieldTarget, _text(parts[part]) ?? "", `${tag}.${part}`);
+        fields.put(
+          `${route.target}_${part}` as FieldTarget,
+          _text(parts[part]) ?? "",
+          `${tag}.${part}`,
+        );
       }
       continue;
     }
-    put(route.target, isObject ? undefined : value, tag, route);
+    fields.put(route.target, isObject ? undefined : value, tag, route);
   }
 }
 
 /** Tags as a property, or as the lists to add the member to and take it off. */
-function _tagFields(
-  member: Member,
-  mapping: ContactMapping,
-  top: Record<string, unknown>,
-  properties: Record<string, unknown>,
-): void {
+function _tagFields(member: Member, mapping: ContactMapping, fields: _Fields): void {
   if (mapping.tags === null || member.tags == null) return;
-  const all = mapping.allTags.get(member.id);
+  const all = mapping.allTags.size === 0 ? undefined : mapping.allTags.get(member.id);
   if (all instanceof Error || (all === undefined && needsAllTags(member))) {
     throw new TypeError(
       `its ${member.tags_count ?? "50 or more"} tags could not all be read ` +
         `(the listing serves 50): ${all instanceof Error ? all.message : "not fetched"}`,
     );
   }
-  const names = all ?? member.tags.map((t) => t.name);
   if (typeof mapping.tags === "string") {
-    properties[mapping.tags.slice(11)] = [...names].sort();
+    // Sorted in place: a copy of the tags read, or of the full set (which others hold).
+    const names = all === undefined ? member.tags.map((t) => t.name) : [...all];
+    fields.property(_propertyKey(mapping.tags)!, names.sort());
     return;
   }
-  const has = new Set(names);
+  const has = new Set(all ?? member.tags.map((t) => t.name));
   const add: string[] = [];
   const remove: string[] = [];
   for (const [tag, list] of Object.entries(mapping.tags.lists)) {
     (has.has(tag) ? add : remove).push(list);
   }
-  if (add.length > 0) top["@add_to_lists"] = add;
-  if (remove.length > 0) top["@remove_from_lists"] = remove;
+  if (add.length > 0) fields.top["@add_to_lists"] = add;
+  if (remove.length > 0) fields.top["@remove_from_lists"] = remove;
 }
 
 function _text(value: unknown): string | undefined {
