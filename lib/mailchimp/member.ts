@@ -126,7 +126,6 @@ export function parseMember(raw: unknown): { member: Member } | { invalid: Inval
   };
 }
 
-const _HEX32 = /^[0-9a-f]{32}$/;
 const _STATUSES: ReadonlySet<string> = new Set(MEMBER_STATUSES);
 
 /** A plain JSON object (what `JSON.parse` makes), not an array, null or anything else. */
@@ -146,14 +145,15 @@ const _KNOWN: ReadonlySet<string> = new Set(Object.keys(memberSchema.shape));
  * What {@linkcode memberSchema} makes of `raw` when every field is plainly valid, or
  * undefined when anything is unusual (zod then decides). Gives the same object zod does:
  * known fields only, `merge_fields` defaulted to `{}`, a null `timestamp_opt` as `""`,
- * `location` and `tags` reduced to the fields asked for. When `raw` holds nothing else (what
- * a `fields=` answer serves), `raw` itself is completed and returned instead of a copy: a
- * copy was about 270 bytes a member read, made and dropped on every page of a run.
+ * `location` and `tags` reduced to the fields asked for. When `raw` holds no other field (what
+ * a `fields=` answer serves), `raw` itself is completed and returned instead of a copy (a
+ * copy was about 270 bytes a member read, made and dropped on every page of a run), only a
+ * `location` or tags served with more than their asked-for field being replaced.
  */
 function _wellFormed(raw: unknown): Member | undefined {
   if (!_plain(raw)) return undefined;
   const { id, email_address, status, last_changed } = raw;
-  if (typeof id !== "string" || !_HEX32.test(id)) return undefined;
+  if (typeof id !== "string" || !_subscriberHash(id)) return undefined;
   if (typeof email_address !== "string" || !email_address.includes("@")) return undefined;
   if (typeof status !== "string" || !_STATUSES.has(status)) return undefined;
   if (typeof last_changed !== "string" || parseMailchimpTime(last_changed) === undefined) {
@@ -178,30 +178,56 @@ function _wellFormed(raw: unknown): Member | undefined {
   ) {
     return undefined;
   }
+  // Keys beyond memberSchema's: at the top, the member is copied; in `location` or a tag,
+  // only that object is reduced (the sub-fields asked for may come with others).
   let exact = true;
   for (const key in raw) if (!_KNOWN.has(key)) exact = false;
+  let locationExact = true;
   if (location != null) {
     if (!_plain(location) || !_nullableString(location.country_code)) return undefined;
-    for (const key in location) if (key !== "country_code") exact = false;
+    for (const key in location) if (key !== "country_code") locationExact = false;
   }
+  let tagsExact = true;
   if (tags != null) {
     if (!Array.isArray(tags)) return undefined;
     for (const tag of tags) {
       if (!_plain(tag) || typeof tag.name !== "string") return undefined;
-      for (const key in tag) if (key !== "name") exact = false;
+      for (const key in tag) if (key !== "name") tagsExact = false;
     }
   }
   if (interests != null) {
     if (!_plain(interests)) return undefined;
     for (const key in interests) if (typeof interests[key] !== "boolean") return undefined;
   }
-  if (exact) {
-    // Nothing else holds the raw page once it is read: its objects are taken as they are.
-    if (merge === undefined) raw.merge_fields = {};
-    if (typeof timestamp_opt !== "string") raw.timestamp_opt = "";
-    return raw as Member;
+  if (!exact) return _copy(raw);
+  // Nothing else holds the raw page once it is read: its objects are taken as they are.
+  if (merge === undefined) raw.merge_fields = {};
+  if (typeof timestamp_opt !== "string") raw.timestamp_opt = "";
+  if (!locationExact) raw.location = _location(location as Record<string, unknown>);
+  if (!tagsExact) raw.tags = _tags(tags as { name: string }[]);
+  return raw as Member;
+}
+
+/** A served `location` reduced to what memberSchema keeps. */
+function _location(location: { country_code?: unknown }): Member["location"] {
+  return Object.hasOwn(location, "country_code")
+    ? { country_code: location.country_code as string | null | undefined }
+    : {};
+}
+
+/** Served tags reduced to what memberSchema keeps. */
+function _tags(tags: readonly { name: string }[]): { name: string }[] {
+  return tags.map((tag) => ({ name: tag.name }));
+}
+
+/** Whether `id` is a subscriber hash, as memberSchema's RegExp says, read without one. */
+function _subscriberHash(id: string): boolean {
+  if (id.length !== 32) return false;
+  for (let i = 0; i < 32; i++) {
+    const c = id.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
   }
-  return _copy(raw);
+  return true;
 }
 
 /** The member of a well-formed `raw` that holds more than memberSchema keeps: a reduced copy. */
@@ -224,15 +250,11 @@ function _copy(raw: Record<string, unknown>): Member {
   if (Object.hasOwn(raw, "tags_count")) member.tags_count = raw.tags_count as number | null;
   if (Object.hasOwn(raw, "location")) {
     const location = raw.location as { country_code?: string | null } | null | undefined;
-    member.location = location == null
-      ? location
-      : Object.hasOwn(location, "country_code")
-      ? { country_code: location.country_code }
-      : {};
+    member.location = location == null ? location : _location(location);
   }
   if (Object.hasOwn(raw, "tags")) {
     const tags = raw.tags as { name: string }[] | null | undefined;
-    member.tags = tags == null ? tags : tags.map((tag) => ({ name: tag.name }));
+    member.tags = tags == null ? tags : _tags(tags);
   }
   if (Object.hasOwn(raw, "interests")) {
     member.interests = raw.interests as Record<string, boolean> | null | undefined;

@@ -134,6 +134,12 @@ Deno.test("parseMember() takes a member served with only the fields asked for as
   // Completed as zod completes it: a null timestamp_opt is "", merge_fields defaults to {}.
   assert.equal(parsed.member.timestamp_opt, "");
   assert.deepStrictEqual(parsed.member.merge_fields, {});
+  // One whose location (or tags) come with more than was asked for: only those are reduced.
+  const located: Record<string, unknown> = { ...exactly(served(3)), location: { latitude: 0 } };
+  const taken = parseMember(located);
+  assert.ok("member" in taken);
+  assert.equal(taken.member, located);
+  assert.deepStrictEqual(taken.member.location, {});
   // A member with fields the sync does not use is still reduced to what it uses.
   const more = served(2);
   const reduced = parseMember(more);
@@ -155,4 +161,56 @@ Deno.test("membersPageSchema hands the page's members on as they are and rejects
     assert.deepStrictEqual(result.error?.issues.map((i) => i.path), [["members"]]);
   }
   assert.equal(membersPageSchema.safeParse({ members: [], total_items: -1 }).success, false);
+});
+
+Deno.test("parseMember() answers as memberSchema does for ids a hand-written check could misread", () => {
+  const hex = "0123456789abcdef0123456789abcdef";
+  const ids: unknown[] = [
+    hex,
+    hex.toUpperCase(),
+    hex.slice(1),
+    `${hex}0`,
+    `${hex}\n`,
+    `\n${hex.slice(1)}`,
+    `${hex.slice(0, 31)}g`,
+    `${hex.slice(0, 31)}/`,
+    `${hex.slice(0, 31)}:`,
+    `${hex.slice(0, 31)}\``,
+    `${hex.slice(0, 31)}０`,
+    `${hex.slice(0, 31)}\u0130`,
+    "f".repeat(32),
+    "0".repeat(32),
+    "",
+  ];
+  for (const id of ids) {
+    const raw = { ...exactly(served(1)), id };
+    const zod = memberSchema.safeParse(structuredClone(raw));
+    const ours = parseMember(raw);
+    assert.equal("member" in ours, zod.success, JSON.stringify(id));
+  }
+});
+
+Deno.test("parseMember() reduces a location or tags served with more than asked, as memberSchema does", () => {
+  // Only the top level is what `fields=` asked for: `location` comes with latitude and the
+  // like, tags with their ids. The member is still zod's, field for field.
+  const locations: unknown[] = [
+    { latitude: 0, longitude: 0, country_code: "GB", timezone: "" },
+    { latitude: 0 },
+    { country_code: null, gmtoff: 0 },
+    { country_code: "GB" },
+    {},
+    null,
+    undefined,
+  ];
+  const tagLists: unknown[] = [[{ id: 7, name: "news" }, { name: "vip" }], [{ name: "a" }], []];
+  for (const location of locations) {
+    for (const tags of tagLists) {
+      const raw: Record<string, unknown> = { ...exactly(served(1)), location, tags };
+      if (location === undefined) delete raw.location;
+      const zod = memberSchema.safeParse(structuredClone(raw));
+      const ours = parseMember(raw);
+      assert.ok(zod.success && "member" in ours, JSON.stringify(raw));
+      assert.deepStrictEqual({ ...ours.member }, { ...zod.data }, JSON.stringify(raw));
+    }
+  }
 });
