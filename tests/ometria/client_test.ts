@@ -447,6 +447,28 @@ Deno.test("OmetriaClient sends the batch as one JSON array of the records", asyn
   }
 });
 
+Deno.test("OmetriaClient sends each batch's JSON in UTF-8 whatever characters its records hold", async () => {
+  // Records are encoded one by one into the body: plain ASCII, Latin-1 (one byte a character
+  // in the string, two in UTF-8), astral characters, escapes, alone or mixed in one batch.
+  const names = ["Ada", "José Weiß", "李 🚀", 'a "b" \\ c\n', "\ud800", "", "é".repeat(300)];
+  const batches = [
+    [contact("a")],
+    names.map((firstname, i) => contact(`m${i}`, { firstname })),
+    names.map((lastname, i) => contact(`n${i}`, { lastname, email: `${lastname}@x` })).reverse(),
+  ];
+  for (const records of batches) {
+    const server = fixture(() =>
+      Response.json({ status: "OK", accepted: records.length, rejected: 0 })
+    );
+    try {
+      await client(server).push(records);
+      assert.deepEqual(server.bodies, [JSON.stringify(records)]);
+    } finally {
+      await server.close();
+    }
+  }
+});
+
 Deno.test("OmetriaClient measures maxRecordBytes in UTF-8 bytes, not characters", async () => {
   const server = fixture(() => Response.json({ status: "OK", accepted: 1, rejected: 0 }));
   try {
