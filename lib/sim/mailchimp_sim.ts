@@ -1047,7 +1047,13 @@ export class MailchimpSimulator {
     const extras: string[] = [];
     if (selection.top.has("list_id")) extras.push(`"list_id":${JSON.stringify(list.id)}`);
     if (selection.top.has("_links")) extras.push(`"_links":[]`);
-    const json = _servedMemberJson(record, selection.memberFields, list.corrupt, this.#serve(list));
+    const json = _servedMemberJson(
+      record,
+      selection.memberFields,
+      list.corrupt,
+      this.#serve(list),
+      selection.location,
+    );
     this.stats.membersServed++;
     const body = extras.length === 0
       ? json
@@ -1389,6 +1395,12 @@ const _TOP_FIELDS = ["members", "list_id", "total_items", "_links"] as const;
 interface _Selection {
   top: Set<string>;
   memberFields: number;
+  /**
+   * The keys of `location` asked for with dot notation (`members.location.country_code`), or
+   * undefined for the whole object. The listing's `fields`: "Reference parameters of
+   * sub-objects with dot notation" (PY-SDK `get_list_members_info`; docs/API_NOTES.md).
+   */
+  location?: readonly string[] | undefined;
 }
 
 interface _MembersQuery {
@@ -1484,7 +1496,21 @@ function _selection(fields: string[] | undefined, exclude: string[]): _Selection
     const path = `members.${name}`;
     if ((wholeMembers || asked(path)) && !excluded.has(path)) memberFields |= 1 << bit;
   });
-  return { top, memberFields };
+  return {
+    top,
+    memberFields,
+    location: wholeMembers ? undefined : _subKeys(fields, "members.location"),
+  };
+}
+
+/**
+ * The keys below `path` that `fields` names with dot notation, or undefined when it names
+ * `path` itself (or nothing below it): the whole object is served then.
+ */
+function _subKeys(fields: string[] | undefined, path: string): string[] | undefined {
+  if (fields === undefined || fields.includes(path)) return undefined;
+  const keys = fields.filter((f) => f.startsWith(path + ".")).map((f) => f.slice(path.length + 1));
+  return keys.length === 0 ? undefined : keys;
 }
 
 /**
@@ -1500,7 +1526,7 @@ function _memberSelection(fields: string[] | undefined, exclude: string[]): _Sel
     if (asked(name) && !excluded.has(name)) memberFields |= 1 << bit;
   });
   const top = new Set(["list_id", "_links"].filter((f) => asked(f) && !excluded.has(f)));
-  return { top, memberFields };
+  return { top, memberFields, location: _subKeys(fields, "location") };
 }
 
 /**
@@ -1573,8 +1599,8 @@ function _pageJson(list: _List, page: RecordPage, selection: _Selection, serve: 
     const f = selection.memberFields;
     const corrupt = list.corrupt;
     const members = corrupt.size === 0
-      ? page.records.map((r) => _memberJson(r, f, serve))
-      : page.records.map((r) => _servedMemberJson(r, f, corrupt, serve));
+      ? page.records.map((r) => _memberJson(r, f, serve, selection.location))
+      : page.records.map((r) => _servedMemberJson(r, f, corrupt, serve, selection.location));
     parts.push(`"members":[${members.join(",")}]`);
   }
   if (selection.top.has("list_id")) parts.push(`"list_id":${JSON.stringify(list.id)}`);
@@ -1584,7 +1610,12 @@ function _pageJson(list: _List, page: RecordPage, selection: _Selection, serve: 
 }
 
 /** One member as JSON, built by hand: ids and times need no escaping, strings use JSON.stringify. */
-function _memberJson(r: MemberRecord, f: number, serve: _Serve): string {
+function _memberJson(
+  r: MemberRecord,
+  f: number,
+  serve: _Serve,
+  location?: readonly string[],
+): string {
   let s = "";
   const profile = serve.profile;
   const x = (f & _F_EXTRAS) === 0 ? undefined : extrasOf(r, profile);
@@ -1611,7 +1642,9 @@ function _memberJson(r: MemberRecord, f: number, serve: _Serve): string {
   if (f & _F_LANGUAGE) s += `,"language":${JSON.stringify(x!.language)}`;
   if (f & _F_VIP) s += `,"vip":${x!.vip}`;
   if (f & _F_RATING) s += `,"member_rating":${x!.member_rating}`;
-  if (f & _F_LOCATION) {
+  if (f & _F_LOCATION && location !== undefined) {
+    s += `,"location":${JSON.stringify(_locationOf(x!, location))}`;
+  } else if (f & _F_LOCATION) {
     s += `,"location":{"latitude":0,"longitude":0,"gmtoff":0,"dstoff":0,"country_code":${
       JSON.stringify(x!.country_code)
     },"timezone":""}`;
@@ -1619,6 +1652,19 @@ function _memberJson(r: MemberRecord, f: number, serve: _Serve): string {
   if (f & _F_TAGS) s += `,"tags":${JSON.stringify(_tagsJson(x!.tags.slice(0, _LISTED_TAGS)))}`;
   if (f & _F_TAGS_COUNT) s += `,"tags_count":${x!.tags.length}`;
   return s === "" ? "{}" : `{${s.slice(1)}}`;
+}
+
+/** The member's `location`, only the keys asked for (unknown keys are left out, as Mailchimp does). */
+function _locationOf(x: MemberExtras, keys: readonly string[]): Record<string, unknown> {
+  const whole: Record<string, unknown> = {
+    latitude: 0,
+    longitude: 0,
+    gmtoff: 0,
+    dstoff: 0,
+    country_code: x.country_code,
+    timezone: "",
+  };
+  return Object.fromEntries(keys.filter((k) => k in whole).map((k) => [k, whole[k]]));
 }
 
 /**
@@ -1630,8 +1676,9 @@ function _servedMemberJson(
   f: number,
   corrupt: ReadonlyMap<string, Record<string, unknown>>,
   serve: _Serve,
+  location?: readonly string[],
 ): string {
-  const json = _memberJson(r, f, serve);
+  const json = _memberJson(r, f, serve, location);
   const overrides = corrupt.get(r.id);
   if (overrides === undefined) return json;
   const member = JSON.parse(json) as Record<string, unknown>;

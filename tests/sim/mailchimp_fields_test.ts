@@ -141,3 +141,27 @@ Deno.test("MailchimpSimulator webhooks: 10-hex ids, SMS and campaign events only
     await sim.close();
   }
 });
+
+Deno.test("MailchimpSimulator serves only the location keys named with dot notation", async () => {
+  // "Reference parameters of sub-objects with dot notation" (the listing's `fields`).
+  const sim = await start();
+  try {
+    sim.addList(LIST, { profile: "retail" });
+    const m = sim.upsertMember(LIST, { email: "where@example.com" });
+    const narrow = await json(
+      sim,
+      `lists/${LIST}/members?fields=members.id,members.location.country_code`,
+    );
+    const served = narrow.body.members.find((x: { id: string }) => x.id === m.id);
+    assert.deepEqual(Object.keys(served.location), ["country_code"]);
+    const whole = await json(sim, `lists/${LIST}/members?fields=members.id,members.location`);
+    assert.deepEqual(
+      Object.keys(whole.body.members[0].location).sort(),
+      ["country_code", "dstoff", "gmtoff", "latitude", "longitude", "timezone"],
+    );
+    const one = await json(sim, `lists/${LIST}/members/${m.id}?fields=id,location.country_code`);
+    assert.deepEqual(one.body.location, { country_code: served.location.country_code });
+  } finally {
+    await sim.close();
+  }
+});
