@@ -70,7 +70,9 @@ const _TAIL_MAX = 32;
 // buckets double instead, up to `_DOUBLE_BELOW`: growing a bucket of 4 by a quarter at a time
 // would take eight copies to reach 32, and the slack that saves is a few entries a bucket.
 const _GROWTH = 1.25;
-const _MIN_CAPACITY = 4;
+// A bucket's first entry makes room for eight: the slack of a small table stays under 1 MB
+// (4,096 buckets × 8 × 33 bytes), and a table of 100,000 grows each bucket twice, not thrice.
+const _MIN_CAPACITY = 8;
 const _DOUBLE_BELOW = 64;
 // A bucket of capacity c keeps its words in one array, a section per field: [0, c) each id's
 // first word (the one searched, dense so a search touches few cache lines), [c, 4c) the
@@ -539,19 +541,28 @@ export class LedgerTable {
     this.#sorted[b] = this.#sorted[b]! - 1;
   }
 
+  /**
+   * Moves bucket `b` to arrays of the next capacity: one allocation (words and flags share a
+   * buffer) and plain loops, which for buckets of a few dozen beat a subarray and a `set` per
+   * section.
+   */
   #grow(b: number): void {
     const from = this.#words[b]!;
-    const old = this.#flags[b]!.length;
+    const fromFlags = this.#flags[b]!;
+    const old = fromFlags.length;
     const c = Math.max(_MIN_CAPACITY, old < _DOUBLE_BELOW ? 2 * old : Math.ceil(old * _GROWTH));
     const n = this.#count[b]!;
-    const words = new Uint32Array(_WORDS * c);
-    words.set(from.subarray(0, n));
-    words.set(from.subarray(old, old + 3 * n), c);
-    words.set(from.subarray(4 * old, 4 * old + 2 * n), 4 * c);
-    words.set(from.subarray(6 * old, 6 * old + n), 6 * c);
-    words.set(from.subarray(7 * old, 7 * old + n), 7 * c);
-    const flags = new Uint8Array(c);
-    flags.set(this.#flags[b]!.subarray(0, n));
+    const buffer = new ArrayBuffer(_ENTRY_BYTES * c);
+    const words = new Uint32Array(buffer, 0, _WORDS * c);
+    const flags = new Uint8Array(buffer, 4 * _WORDS * c, c);
+    for (let i = 0; i < n; i++) {
+      words[i] = from[i]!;
+      words[6 * c + i] = from[6 * old + i]!;
+      words[7 * c + i] = from[7 * old + i]!;
+      flags[i] = fromFlags[i]!;
+    }
+    for (let i = 0; i < 3 * n; i++) words[c + i] = from[old + i]!;
+    for (let i = 0; i < 2 * n; i++) words[4 * c + i] = from[4 * old + i]!;
     this.#words[b] = words;
     this.#flags[b] = flags;
     this.#capacity += c - old;
