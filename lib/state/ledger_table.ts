@@ -66,9 +66,14 @@ const _BUCKETS = 1 << (32 - _BUCKET_SHIFT);
 // New ids wait unsorted at a bucket's end until there are more than this many: a scan of a few
 // dozen is as fast as a search, and merging them in at once moves the bucket once, not each time.
 const _TAIL_MAX = 32;
-// Arrays grow by a quarter (not double): the slack stays about an eighth of the table.
+// Arrays grow by a quarter (not double): the slack stays about an eighth of the table. Small
+// buckets double instead, up to `_DOUBLE_BELOW`: growing a bucket of 4 by a quarter at a time
+// would take eight copies to reach 32, and the slack that saves is a few entries a bucket.
 const _GROWTH = 1.25;
-const _MIN_CAPACITY = 4;
+// A bucket's first entry makes room for eight: the slack of a small table stays under 1 MB
+// (4,096 buckets × 8 × 33 bytes), and a table of 100,000 grows each bucket twice, not thrice.
+const _MIN_CAPACITY = 8;
+const _DOUBLE_BELOW = 64;
 // A bucket of capacity c keeps its words in one array, a section per field: [0, c) each id's
 // first word (the one searched, dense so a search touches few cache lines), [c, 4c) the
 // id's other three, [4c, 6c) the hash's two, [6c, 7c) the version, [7c, 8c) when the writer
@@ -109,6 +114,13 @@ export class LedgerTable {
   #capacity = 0;
   #size = 0;
   #live = 0;
+  // The last lookup by `get`: its id ("" for none), the words it parsed, and where it found
+  // the entry (-1: absent), so that a `set` of the same id right after (the writer's gate
+  // judges an entry, then replaces it) neither parses the id nor searches again. Forgotten at
+  // every change that can move entries or add one.
+  #lastId = "";
+  #lastAt = -1;
+  readonly #lastWords = new Uint32Array(4);
 
   private constructor() {}
 
@@ -171,12 +183,7 @@ export class LedgerTable {
     into: Uint8Array,
     offset: number,
   ): void {
-    if (offset < 0 || offset + LEDGER_RECORD_BYTES > into.length) {
-      throw new RangeError(
-        `Cannot pack a ledger record at offset ${offset}: it needs ${LEDGER_RECORD_BYTES} ` +
-          `bytes of a buffer of ${into.length}`,
-      );
-    }
+    _checkRoom(into, offset);
     if (entry === undefined) {
       _parseId(id);
       _writeRecord(into, offset, _probe, 0, 1, 0, 0, 0, _REMOVED);
@@ -210,19 +217,63 @@ export class LedgerTable {
     if (!_tryParseId(id)) return undefined;
     const b = _probe[0]! >>> _BUCKET_SHIFT;
     const i = this.#find(b);
+    this.#lastId = id;
+    this.#lastAt = i;
+    this.#lastWords[0] = _probe[0]!;
+    this.#lastWords[1] = _probe[1]!;
+    this.#lastWords[2] = _probe[2]!;
+    this.#lastWords[3] = _probe[3]!;
     return i < 0 ? undefined : _entryAt(this.#words[b]!, this.#flags[b]!, i);
   }
 
   /** Sets the entry of `id`. Throws a TypeError when `id` is not a subscriber hash. */
   set(id: string, entry: LedgerEntry): void {
-    // Everything is checked before anything changes: a refused entry leaves the table as it was.
-    const flags = _flagsOf(entry);
-    const hi = _hashWord(entry.hash, 0);
-    const lo = _hashWord(entry.hash, 8);
-    const seconds = _seconds(entry.versionMs);
-    const issued = _issued(entry.issuedSeq);
-    _parseId(id);
-    this.#put(hi, lo, seconds, flags, issued);
+    this.#set(id, entry);
+  }
+
+  /**
+   * Sets the entry of `id` as {@linkcode set} does, and packs the record of that change into
+   * `into` at `offset` (32 bytes) as {@linkcode LedgerTable.packRecordInto} does: what the
+   * append that makes it durable takes, without reading the id again. Nothing changes when it
+   * throws.
+   */
+  setAndPack(id: string, entry: LedgerEntry, into: Uint8Array, offset: number): void {
+    _checkRoom(into, offset);
+    const at = this.#set(id, entry);
+    const b = _probe[0]! >>> _BUCKET_SHIFT;
+    this.#packEntry(b, at, into, offset);
+  }
+
+  /**
+   * Marks the entry of `id` acknowledged (Ometria took the request that carried it), in
+   * place, when it is still the one `sent` describes (same version, hash and gone; a newer
+   * push may have replaced it meanwhile) and not acknowledged yet; then packs its record into
+   * `into` at `offset` (32 bytes) and returns true. Returns false, changing and packing
+   * nothing, otherwise.
+   */
+  acknowledge(
+    id: string,
+    sent: Pick<LedgerEntry, "versionMs" | "hash" | "gone">,
+    into: Uint8Array,
+    offset: number,
+  ): boolean {
+    _checkRoom(into, offset);
+    if (!_tryParseId(id)) return false;
+    const b = _probe[0]! >>> _BUCKET_SHIFT;
+    const i = this.#find(b);
+    if (i < 0) return false;
+    const words = this.#words[b]!;
+    const flags = this.#flags[b]!;
+    const c = flags.length;
+    const f = flags[i]!;
+    if (
+      (f & _ACKED) !== 0 || ((f & _GONE) !== 0) !== sent.gone ||
+      words[6 * c + i]! * 1000 !== sent.versionMs || !_sameHash(sent.hash, words, 4 * c + 2 * i)
+    ) return false;
+    // Only a flag changes: nothing moves, so a remembered lookup stays right.
+    flags[i] = f | _ACKED;
+    this.#packEntry(b, i, into, offset);
+    return true;
   }
 
   /** Deletes the entry of `id` (nothing when it has none). */
@@ -324,6 +375,46 @@ export class LedgerTable {
     if (at > 0) yield buffer.subarray(0, at);
   }
 
+  /**
+   * Sets the entry of `id`, parsing and finding it unless the last `get` just did; returns
+   * where it is in its bucket (the id's, left in `_probe`).
+   */
+  #set(id: string, entry: LedgerEntry): number {
+    // Everything is checked before anything changes: a refused entry leaves the table as it was.
+    const flags = _flagsOf(entry);
+    const hi = _hashWord(entry.hash, 0);
+    const lo = _hashWord(entry.hash, 8);
+    const seconds = _seconds(entry.versionMs);
+    const issued = _issued(entry.issuedSeq);
+    if (id === this.#lastId) {
+      _probe[0] = this.#lastWords[0]!;
+      _probe[1] = this.#lastWords[1]!;
+      _probe[2] = this.#lastWords[2]!;
+      _probe[3] = this.#lastWords[3]!;
+      return this.#put(hi, lo, seconds, flags, issued, this.#lastAt);
+    }
+    _parseId(id);
+    return this.#put(hi, lo, seconds, flags, issued);
+  }
+
+  /** Packs entry `i` of bucket `b` into `out` at `at`. */
+  #packEntry(b: number, i: number, out: Uint8Array, at: number): void {
+    const words = this.#words[b]!;
+    const c = this.#flags[b]!.length;
+    const h = 4 * c + 2 * i;
+    _writeRecord(
+      out,
+      at,
+      words,
+      i,
+      c,
+      words[h]!,
+      words[h + 1]!,
+      words[6 * c + i]!,
+      this.#flags[b]![i]!,
+    );
+  }
+
   /** Packs bucket `b`'s entries into `out` from `at`, in id order; returns where it ended. */
   #packBucket(b: number, out: Uint8Array, at: number, dropGone: boolean): number {
     this.#visit(b, true, (words, flags, i) => {
@@ -379,10 +470,21 @@ export class LedgerTable {
     return -1;
   }
 
-  /** Sets the entry of the id in `_probe`. */
-  #put(hi: number, lo: number, seconds: number, flags: number, issued = 0): void {
+  /**
+   * Sets the entry of the id in `_probe`; `found` is where it is when the caller knows
+   * (-1: absent). Returns where it is now.
+   */
+  #put(
+    hi: number,
+    lo: number,
+    seconds: number,
+    flags: number,
+    issued = 0,
+    found?: number,
+  ): number {
+    this.#lastId = "";
     const b = _probe[0]! >>> _BUCKET_SHIFT;
-    let i = this.#find(b);
+    let i = found ?? this.#find(b);
     if (i >= 0) {
       const before = this.#flags[b]![i]!;
       this.#live += ((before & _GONE) !== 0 ? 1 : 0) - ((flags & _GONE) !== 0 ? 1 : 0);
@@ -406,11 +508,14 @@ export class LedgerTable {
     words[6 * c + i] = seconds;
     words[7 * c + i] = issued;
     this.#flags[b]![i] = flags;
-    if (this.#count[b]! - this.#sorted[b]! > _TAIL_MAX) this.#merge(b);
+    if (this.#count[b]! - this.#sorted[b]! <= _TAIL_MAX) return i;
+    this.#merge(b);
+    return this.#find(b);
   }
 
   /** Deletes the entry of the id in `_probe`, if any. */
   #remove(): void {
+    this.#lastId = "";
     const b = _probe[0]! >>> _BUCKET_SHIFT;
     const i = this.#find(b);
     if (i < 0) return;
@@ -436,19 +541,28 @@ export class LedgerTable {
     this.#sorted[b] = this.#sorted[b]! - 1;
   }
 
+  /**
+   * Moves bucket `b` to arrays of the next capacity: one allocation (words and flags share a
+   * buffer) and plain loops, which for buckets of a few dozen beat a subarray and a `set` per
+   * section.
+   */
   #grow(b: number): void {
     const from = this.#words[b]!;
-    const old = this.#flags[b]!.length;
-    const c = Math.max(_MIN_CAPACITY, Math.ceil(old * _GROWTH));
+    const fromFlags = this.#flags[b]!;
+    const old = fromFlags.length;
+    const c = Math.max(_MIN_CAPACITY, old < _DOUBLE_BELOW ? 2 * old : Math.ceil(old * _GROWTH));
     const n = this.#count[b]!;
-    const words = new Uint32Array(_WORDS * c);
-    words.set(from.subarray(0, n));
-    words.set(from.subarray(old, old + 3 * n), c);
-    words.set(from.subarray(4 * old, 4 * old + 2 * n), 4 * c);
-    words.set(from.subarray(6 * old, 6 * old + n), 6 * c);
-    words.set(from.subarray(7 * old, 7 * old + n), 7 * c);
-    const flags = new Uint8Array(c);
-    flags.set(this.#flags[b]!.subarray(0, n));
+    const buffer = new ArrayBuffer(_ENTRY_BYTES * c);
+    const words = new Uint32Array(buffer, 0, _WORDS * c);
+    const flags = new Uint8Array(buffer, 4 * _WORDS * c, c);
+    for (let i = 0; i < n; i++) {
+      words[i] = from[i]!;
+      words[6 * c + i] = from[6 * old + i]!;
+      words[7 * c + i] = from[7 * old + i]!;
+      flags[i] = fromFlags[i]!;
+    }
+    for (let i = 0; i < 3 * n; i++) words[c + i] = from[old + i]!;
+    for (let i = 0; i < 2 * n; i++) words[4 * c + i] = from[4 * old + i]!;
     this.#words[b] = words;
     this.#flags[b] = flags;
     this.#capacity += c - old;
@@ -462,6 +576,7 @@ export class LedgerTable {
     const s = this.#sorted[b]!;
     const n = this.#count[b]!;
     if (s === n) return;
+    this.#lastId = "";
     const words = this.#words[b]!;
     const flags = this.#flags[b]!;
     const m = n - s;
@@ -545,14 +660,15 @@ function _entryAt(words: Uint32Array, flags: Uint8Array, i: number): LedgerEntry
   const c = flags.length;
   const f = flags[i]!;
   const issued = words[7 * c + i]!;
-  return {
-    versionMs: words[6 * c + i]! * 1000,
-    hash: _hashText(words[4 * c + 2 * i]!, words[4 * c + 2 * i + 1]!),
-    acked: (f & _ACKED) !== 0,
-    gone: (f & _GONE) !== 0,
-    final: (f & _FINAL) !== 0,
-    ...(issued > 0 ? { issuedSeq: issued } : {}),
-  };
+  const versionMs = words[6 * c + i]! * 1000;
+  const hash = _hashText(words[4 * c + 2 * i]!, words[4 * c + 2 * i + 1]!);
+  const acked = (f & _ACKED) !== 0;
+  const gone = (f & _GONE) !== 0;
+  const final = (f & _FINAL) !== 0;
+  // Two literals, not a spread: no object made and thrown away per entry.
+  return issued > 0
+    ? { versionMs, hash, acked, gone, final, issuedSeq: issued }
+    : { versionMs, hash, acked, gone, final };
 }
 
 /**
@@ -584,16 +700,22 @@ function _writeRecord(
   out[at + _FLAGS_AT + 3] = 0;
 }
 
+// Each ASCII code's value as a lowercase hex digit, -1 for any other.
+const _HEX_VALUE = new Int8Array(128).fill(-1);
+for (let d = 0; d < 16; d++) _HEX_VALUE["0123456789abcdef".charCodeAt(d)] = d;
+
 /** Eight hex digits of `text` at `at` as a word, or -1 when one is not lowercase hex. */
 function _word(text: string, at: number): number {
+  // Branch-free: a digit that is not one (a code past 127 included) makes `bad` negative.
   let w = 0;
+  let bad = 0;
   for (let k = at; k < at + 8; k++) {
     const c = text.charCodeAt(k);
-    const n = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
-    if (n < 0) return -1;
+    const n = _HEX_VALUE[c & 127]!;
+    bad |= n | (127 - c);
     w = (w << 4) | n;
   }
-  return w >>> 0;
+  return bad < 0 ? -1 : w >>> 0;
 }
 
 /** Reads `id` into `_probe`; false when it is not a subscriber hash. */
@@ -632,6 +754,24 @@ function _hashWord(hash: string, at: number): number {
     );
   }
   return w;
+}
+
+function _checkRoom(into: Uint8Array, offset: number): void {
+  if (!(offset >= 0 && offset + LEDGER_RECORD_BYTES <= into.length)) {
+    throw new RangeError(
+      `Cannot pack a ledger record at offset ${offset}: it needs ${LEDGER_RECORD_BYTES} ` +
+        `bytes of a buffer of ${into.length}`,
+    );
+  }
+}
+
+/** Whether `hash` is the one whose two words are at `at` of `words` (false for no hash). */
+function _sameHash(hash: string, words: Uint32Array, at: number): boolean {
+  if (hash === "") return words[at] === 0 && words[at + 1] === 0;
+  if (hash.length !== 16) return false;
+  const hi = _word(hash, 0);
+  // -1 (not hex) is never a stored word: words are unsigned.
+  return hi === words[at] && _word(hash, 8) === words[at + 1];
 }
 
 function _seconds(versionMs: number): number {
@@ -689,5 +829,23 @@ function _hashText(hi: number, lo: number): string {
   if (hi === 0 && lo === 0) return "";
   _wordCodes(_hashCodes, 0, hi);
   _wordCodes(_hashCodes, 8, lo);
-  return String.fromCharCode.apply(null, _hashCodes);
+  const h = _hashCodes;
+  return String.fromCharCode(
+    h[0]!,
+    h[1]!,
+    h[2]!,
+    h[3]!,
+    h[4]!,
+    h[5]!,
+    h[6]!,
+    h[7]!,
+    h[8]!,
+    h[9]!,
+    h[10]!,
+    h[11]!,
+    h[12]!,
+    h[13]!,
+    h[14]!,
+    h[15]!,
+  );
 }

@@ -57,11 +57,19 @@ const _HEADER_BYTES = 16;
 // crash can leave between the compaction's rename and its removal) is stale.
 const _COMPLETE = 1;
 
+/** Appends waiting for the next write of a {@linkcode FileLedger}, each with its caller. */
+interface _AppendGroup {
+  items: { records: Uint8Array; fence: Fence; done: PromiseWithResolvers<void> }[];
+}
+
 /**
  * A ledger in one file, `<folder>/<encodeURIComponent(id)>.ledger`: a 16-byte header naming
- * the format, then packed records, each append synced before it resolves. A crash during an
- * append can leave part of a record at the end: loading ignores it and the next append first
- * cuts it off. `compact` writes the table as a new file and renames it over (see
+ * the format, then packed records, each append synced before it resolves. Appends that arrive
+ * while a write is in flight go together in the next one (one write, one sync: group commit),
+ * and the file stays open while appends keep coming; it is closed once none is waiting (so a
+ * ledger holds no file between bursts), before a compaction and after a failed write. A crash
+ * during an append can leave part of a record at the end: loading ignores it and the next
+ * append first cuts it off. `compact` writes the table as a new file and renames it over (see
  * `atomic_file.ts`). A connection synced by an earlier release has an id-only ledger
  * `<id>.ids` beside it (16 bytes an id, appended): it is read as legacy entries under the
  * records until the first compaction, which removes it.
@@ -76,6 +84,11 @@ export class FileLedger implements Ledger {
   // The file's header has been checked and its torn end cut off since this process last
   // failed to write it: appends go straight to its end.
   #checked = false;
+  /** The file, open for appending, while appends keep coming. */
+  #file: Deno.FsFile | undefined;
+  /** Appends for the next write: it is queued (in `#serial`) but has not begun. */
+  #group: _AppendGroup | undefined;
+  #syncs = 0;
 
   /** The ledger of connection `connectionId` in `folder` (FileStore's `<state>.ledger`). */
   constructor(folder: string, connectionId: string) {
@@ -97,25 +110,85 @@ export class FileLedger implements Ledger {
     });
   }
 
+  /**
+   * Number of syncs of the ledger file by appends since this ledger was made; with group
+   * commit far fewer than the appends when they arrive together.
+   */
+  get syncs(): number {
+    return this.#syncs;
+  }
+
   append(records: Uint8Array, fence: Fence): Promise<void> {
-    return _append(this.#serial, records, fence, async () => {
-      const file = await this.#openAtEnd();
-      try {
-        fence.assertHeld();
-        await writeAll(file, records);
-        await file.sync();
-      } catch (error) {
-        // The file may now end in part of these records: checked (and cut) again next time.
-        this.#checked = false;
-        throw error;
-      } finally {
-        file.close();
+    return Promise.try(() => {
+      fence.assertHeld();
+      _checkRecords(records);
+      if (!this.#group) {
+        const group: _AppendGroup = { items: [] };
+        this.#group = group;
+        void this.#serial.run(() => this.#write(group));
       }
+      const done = Promise.withResolvers<void>();
+      this.#group.items.push({ records, fence, done });
+      return done.promise;
     });
   }
 
+  /**
+   * Writes a group of appends at the file's end in one write and one sync, then settles each
+   * caller: resolved once its records are synced, rejected when its fence no longer holds
+   * (its records are left out) or when the write fails (every caller of the group).
+   */
+  async #write(group: _AppendGroup): Promise<void> {
+    if (this.#group === group) this.#group = undefined;
+    let items = group.items;
+    try {
+      const file = items.some((item) => item.records.length > 0)
+        ? await this.#openAtEnd()
+        : undefined;
+      // Right before the write: a caller whose lease went meanwhile writes nothing.
+      items = items.filter(({ fence, done }) => {
+        try {
+          fence.assertHeld();
+          return true;
+        } catch (error) {
+          done.reject(error);
+          return false;
+        }
+      });
+      const bytes = _concat(items.map((item) => item.records));
+      if (file && bytes.length > 0) {
+        try {
+          await writeAll(file, bytes);
+          await file.sync();
+          this.#syncs++;
+        } catch (error) {
+          // The file may now end in part of these records: checked (and cut) again next time.
+          this.#checked = false;
+          this.#closeFile();
+          throw error;
+        }
+      }
+      for (const item of items) item.done.resolve();
+    } catch (error) {
+      for (const item of items) item.done.reject(error);
+    } finally {
+      // Nobody waiting: the file is closed before any caller goes on (they resume later).
+      if (this.#group === undefined) this.#closeFile();
+    }
+  }
+
+  #closeFile(): void {
+    this.#file?.close();
+    this.#file = undefined;
+  }
+
   compact(table: LedgerTable, fence: Fence): Promise<void> {
+    // Appends from now on go in a write after the compaction (LedgerTable.recordChunks: a
+    // change to a bucket already written is in such an append).
+    this.#group = undefined;
     return this.#serial.run(async () => {
+      // The file is about to be replaced: appends open the new one.
+      this.#closeFile();
       fence.assertHeld();
       const folder = dirname(this.path);
       await Deno.mkdir(folder, { recursive: true });
@@ -133,17 +206,21 @@ export class FileLedger implements Ledger {
     });
   }
 
-  /** The file open for writing at its end, created (with its header) when missing. */
+  /**
+   * The file open for appending (every write goes to its end), created (with its header)
+   * when missing; the one already open when there is one.
+   */
   async #openAtEnd(): Promise<Deno.FsFile> {
+    if (this.#file) return this.#file;
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(this.path, { read: true, write: true });
+      file = await Deno.open(this.path, { read: true, append: true });
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       // Created whole, header and all, so no crash can leave a file with half a header.
       await Deno.mkdir(dirname(this.path), { recursive: true });
       await writeFileAtomically(this.path, _header(0));
-      file = await Deno.open(this.path, { read: true, write: true });
+      file = await Deno.open(this.path, { read: true, append: true });
       this.#checked = true;
     }
     try {
@@ -161,7 +238,7 @@ export class FileLedger implements Ledger {
         if (whole < size) await file.truncate(whole);
         this.#checked = true;
       }
-      await file.seek(0, Deno.SeekMode.End);
+      this.#file = file;
       return file;
     } catch (error) {
       file.close();
@@ -410,6 +487,18 @@ function _append(
     _checkRecords(records);
     if (records.length > 0) await write();
   });
+}
+
+/** The arrays one after the other (the one itself when there is one). */
+function _concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  return bytes;
 }
 
 function _checkRecords(records: Uint8Array): void {

@@ -19,7 +19,7 @@ import type { RecordJson } from "../mapping/contact.ts";
 import type { OmetriaAsyncError } from "../ometria/client.ts";
 import type { RecordsSink, SinkResult } from "../engine/ports.ts";
 import { rejectedRecords } from "../engine/push_in_order.ts";
-import { type LedgerEntry, LedgerTable } from "../state/ledger_table.ts";
+import { LEDGER_RECORD_BYTES, type LedgerEntry, LedgerTable } from "../state/ledger_table.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { Fence, Inbox, Lease, Ledger, StateStore } from "../state/store.ts";
 import { type ConnectionEvent, record } from "../state/transitions.ts";
@@ -58,6 +58,7 @@ export interface ConnectionWriterOptions {
 
 /** Bytes of acknowledgement records kept in memory before they are appended on their own. */
 const _ACK_FLUSH_BYTES = 64 * 1024;
+const _NO_RECORDS = new Uint8Array(0);
 
 /** One connection's writer. Built by the writer pool when it takes the lease. */
 export class ConnectionWriter {
@@ -70,13 +71,17 @@ export class ConnectionWriter {
   readonly #o: ConnectionWriterOptions;
   readonly #ledger: Ledger;
   #table: Promise<LedgerTable> | undefined;
-  /** Per member, the settling of the request that carries it now. */
+  /**
+   * Per member, the settling of the push whose request carries it now: one promise per push,
+   * shared by its members.
+   */
   readonly #inflight = new Map<string, Promise<void>>();
   /**
-   * Acknowledgements not yet appended: they only let a later run skip unchanged members, so
-   * losing them in a crash costs a resend, never a member. They go out with the next append.
+   * Acknowledgements not yet appended, packed in the first `#ackBytes` bytes: they only let a
+   * later run skip unchanged members, so losing them in a crash costs a resend, never a
+   * member. They go out with the next append.
    */
-  #acks: Uint8Array[] = [];
+  #acks: Uint8Array = _NO_RECORDS;
   #ackBytes = 0;
   /** Records appended since the ledger was loaded (what compaction would save). */
   #appended = 0;
@@ -163,7 +168,7 @@ export class ConnectionWriter {
     this.fence.assertHeld();
     const table = await this.table();
     const admitted = this.#admit(table, records, options.repush ?? this.#repush);
-    const { send, waits, mine } = admitted;
+    const { send, waits, settled } = admitted;
     const result: GatedResult = {
       accepted: 0,
       rejected: 0,
@@ -196,16 +201,13 @@ export class ConnectionWriter {
         sent: send.length,
       };
     } finally {
-      for (const { id, settled } of mine) {
-        settled.resolve();
-        if (this.#inflight.get(id) === settled.promise) this.#inflight.delete(id);
-      }
+      if (settled) this.#settle(send, settled);
     }
   }
 
   /** Appends the acknowledgements still in memory (at a checkpoint, and before closing). */
   async flushAcks(): Promise<void> {
-    if (this.#acks.length > 0) await this.#append([]);
+    if (this.#ackBytes > 0) await this.#append(_NO_RECORDS);
   }
 
   /**
@@ -226,7 +228,14 @@ export class ConnectionWriter {
    * unknown), already applied to {@linkcode table}.
    */
   async appendLedger(records: readonly Uint8Array[]): Promise<void> {
-    if (records.length > 0) await this.#append(records);
+    if (records.length === 0) return;
+    const bytes = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
+    let at = 0;
+    for (const r of records) {
+      bytes.set(r, at);
+      at += r.length;
+    }
+    await this.#append(bytes);
   }
 
   /**
@@ -243,24 +252,25 @@ export class ConnectionWriter {
    */
   async unacknowledge(ids: readonly string[]): Promise<void> {
     const table = await this.table();
-    const wal: Uint8Array[] = [];
+    const wal = new Uint8Array(ids.length * LEDGER_RECORD_BYTES);
+    let at = 0;
     for (const id of ids) {
       const entry = table.get(id);
       if (entry === undefined || !entry.acked) continue;
-      const next = { ...entry, acked: false };
-      table.set(id, next);
-      wal.push(LedgerTable.packRecord(id, next));
+      table.setAndPack(id, { ...entry, acked: false }, wal, at);
+      at += LEDGER_RECORD_BYTES;
     }
-    if (wal.length > 0) await this.#append(wal);
+    if (at > 0) await this.#append(wal.subarray(0, at));
   }
 
   /** Removes members from the ledger (an erasure). */
   async forget(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     const table = await this.table();
-    const wal = ids.map((id) => {
+    const wal = new Uint8Array(ids.length * LEDGER_RECORD_BYTES);
+    ids.forEach((id, i) => {
       table.delete(id);
-      return LedgerTable.packRecord(id, undefined);
+      LedgerTable.packRecordInto(id, undefined, wal, i * LEDGER_RECORD_BYTES);
     });
     await this.#append(wal);
   }
@@ -268,51 +278,80 @@ export class ConnectionWriter {
   /**
    * Judges every record now, synchronously, so that two pushes of one member issued at once
    * see each other: the first one's entry is written into the table before the second is
-   * judged, and the second waits for the first's request.
+   * judged, and the second waits for the first's request. The records to send are written
+   * ahead into one buffer (`wal`), and they share one promise in `#inflight` (`settled`).
    */
   #admit(table: LedgerTable, records: readonly GatedRecord[], repush: boolean) {
     const send: GatedRecord[] = [];
-    const index = new Map<string, number>();
-    const wal: Uint8Array[] = [];
+    const wal = new Uint8Array(records.length * LEDGER_RECORD_BYTES);
+    let walBytes = 0;
     const waits: Promise<void>[] = [];
-    const mine: { id: string; settled: PromiseWithResolvers<void> }[] = [];
     const recheck: string[] = [];
+    let settled: PromiseWithResolvers<void> | undefined;
     let unchanged = 0;
     let stale = 0;
-    for (const r of records) {
-      const before = table.get(r.id);
-      const verdict = judge(before, before?.issuedSeq ?? 0, r, { repush });
-      if (verdict === "unchanged") unchanged++;
-      else if (verdict === "stale") stale++;
-      else if (verdict === "recheck") recheck.push(r.id);
-      else {
-        const entry: LedgerEntry = {
-          versionMs: r.versionMs,
-          hash: r.hash,
-          acked: false,
-          gone: r.gone,
-          final: r.final,
-          issuedSeq: this.nextSeq(),
-        };
-        table.set(r.id, entry);
-        wal.push(LedgerTable.packRecord(r.id, entry));
-        const at = index.get(r.id);
-        if (at !== undefined) {
-          // Twice in one push: only the later one goes (one request must not carry both).
-          send[at] = r;
-          stale++;
-          continue;
+    // Entries issued by this admission have a later number than this.
+    const issuedAfter = this.#seq;
+    // Filled for each record sent, then copied into the table.
+    const entry: LedgerEntry = {
+      versionMs: 0,
+      hash: "",
+      acked: false,
+      gone: false,
+      final: false,
+      issuedSeq: 0,
+    };
+    try {
+      for (const r of records) {
+        const before = table.get(r.id);
+        const issued = before?.issuedSeq ?? 0;
+        const verdict = judge(before, issued, r, { repush });
+        if (verdict === "unchanged") unchanged++;
+        else if (verdict === "stale") stale++;
+        else if (verdict === "recheck") recheck.push(r.id);
+        else {
+          entry.versionMs = r.versionMs;
+          entry.hash = r.hash;
+          entry.gone = r.gone;
+          entry.final = r.final;
+          entry.issuedSeq = this.nextSeq();
+          table.setAndPack(r.id, entry, wal, walBytes);
+          walBytes += LEDGER_RECORD_BYTES;
+          if (issued > issuedAfter) {
+            // Twice in one push: only the later one goes (one request must not carry both).
+            send[send.findIndex((s) => s.id === r.id)] = r;
+            stale++;
+            continue;
+          }
+          send.push(r);
+          settled ??= Promise.withResolvers<void>();
+          const carrying = this.#inflight.get(r.id);
+          if (carrying !== undefined && carrying !== waits.at(-1)) waits.push(carrying);
+          this.#inflight.set(r.id, settled.promise);
         }
-        index.set(r.id, send.length);
-        send.push(r);
-        const carrying = this.#inflight.get(r.id);
-        if (carrying) waits.push(carrying);
-        const settled = Promise.withResolvers<void>();
-        this.#inflight.set(r.id, settled.promise);
-        mine.push({ id: r.id, settled });
       }
+    } catch (error) {
+      // A record the table refused: none of this push goes, and none of it stays in flight.
+      if (settled) this.#settle(send, settled);
+      throw error;
     }
-    return { send, wal, waits, mine, recheck, unchanged, stale };
+    return {
+      send,
+      wal: wal.subarray(0, walBytes),
+      waits,
+      settled,
+      recheck,
+      unchanged,
+      stale,
+    };
+  }
+
+  /** Ends a push: its members are no longer carried by it. */
+  #settle(sent: readonly GatedRecord[], settled: PromiseWithResolvers<void>): void {
+    settled.resolve();
+    for (const r of sent) {
+      if (this.#inflight.get(r.id) === settled.promise) this.#inflight.delete(r.id);
+    }
   }
 
   /** Marks what Ometria took as acknowledged, unless a newer push has replaced the entry. */
@@ -320,18 +359,12 @@ export class ConnectionWriter {
     const refused = answer.rejected > 0 || (answer.tooLarge?.length ?? 0) > 0
       ? new Set(rejectedRecords(sent, answer).map((r) => r.id))
       : undefined;
+    this.#roomForAcks(sent.length);
     for (const r of sent) {
       if (refused?.has(r.id)) continue;
-      const entry = table.get(r.id);
-      if (
-        entry === undefined || entry.acked || entry.versionMs !== r.versionMs ||
-        entry.hash !== r.hash || entry.gone !== r.gone
-      ) continue;
-      const acked = { ...entry, acked: true };
-      table.set(r.id, acked);
-      const packed = LedgerTable.packRecord(r.id, acked);
-      this.#acks.push(packed);
-      this.#ackBytes += packed.length;
+      if (table.acknowledge(r.id, r, this.#acks, this.#ackBytes)) {
+        this.#ackBytes += LEDGER_RECORD_BYTES;
+      }
     }
     if (this.#ackBytes >= _ACK_FLUSH_BYTES) {
       // Appended on the next write of the ledger, or here when none comes soon.
@@ -339,25 +372,41 @@ export class ConnectionWriter {
     }
   }
 
-  async #append(records: readonly Uint8Array[]): Promise<void> {
-    const parts = this.#acks.length > 0 ? [...this.#acks, ...records] : records;
-    const acks = this.#acks;
-    this.#acks = [];
-    this.#ackBytes = 0;
-    const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      bytes.set(p, at);
-      at += p.length;
+  /** Makes room for `count` more acknowledgements in `#acks`. */
+  #roomForAcks(count: number): void {
+    const needed = this.#ackBytes + count * LEDGER_RECORD_BYTES;
+    if (needed <= this.#acks.length) return;
+    const grown = new Uint8Array(Math.max(needed, 2 * this.#acks.length, 4096));
+    grown.set(this.#acks.subarray(0, this.#ackBytes));
+    this.#acks = grown;
+  }
+
+  /** Appends `records` (whole packed records), after the acknowledgements still in memory. */
+  async #append(records: Uint8Array): Promise<void> {
+    const ackBytes = this.#ackBytes;
+    let bytes = records;
+    if (ackBytes > 0) {
+      bytes = new Uint8Array(ackBytes + records.length);
+      bytes.set(this.#acks.subarray(0, ackBytes));
+      bytes.set(records, ackBytes);
+      this.#ackBytes = 0;
     }
     try {
       await this.#ledger.append(bytes, this.fence);
     } catch (error) {
-      // Acknowledgements wait for the next append; the records of this push are not sent.
-      this.#acks = [...acks, ...this.#acks];
+      // Acknowledgements wait for the next append (before those gathered meanwhile); the
+      // records of this push are not sent.
+      if (ackBytes > 0) {
+        const later = this.#acks.slice(0, this.#ackBytes);
+        this.#ackBytes = 0;
+        this.#roomForAcks((ackBytes + later.length) / LEDGER_RECORD_BYTES);
+        this.#acks.set(bytes.subarray(0, ackBytes));
+        this.#acks.set(later, ackBytes);
+        this.#ackBytes = ackBytes + later.length;
+      }
       throw error;
     }
-    this.#appended += parts.length;
+    this.#appended += bytes.length / LEDGER_RECORD_BYTES;
   }
 
   /** Queues members to be read again once their second is surely over (gate.ts). */

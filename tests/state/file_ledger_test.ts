@@ -4,7 +4,7 @@ import { FileStore } from "../../lib/state/file_store.ts";
 import { packIds } from "../../lib/state/id_set.ts";
 import { LEDGER_RECORD_BYTES } from "../../lib/state/ledger_table.ts";
 import { FileLedger } from "../../lib/state/ledgers.ts";
-import { StateError } from "../../lib/state/store.ts";
+import { FencedError, StateError } from "../../lib/state/store.ts";
 import { testFence } from "./_fence.ts";
 import { withTempDir } from "./_helpers.ts";
 import {
@@ -124,5 +124,56 @@ Deno.test("FileStore keeps each connection's ledger in <state>.ledger/<id>.ledge
     } finally {
       await store.close();
     }
+  });
+});
+
+Deno.test("FileLedger writes appends issued together in one write and one sync", async () => {
+  await withFixture(fileFixture, async (f) => {
+    const appends = Array.from(
+      { length: 20 },
+      (_, i) => f.ledger.append(records([i, entry(i + 1)]), fence),
+    );
+    await Promise.all(appends);
+    assert.equal(f.ledger.syncs, 1, "twenty appends, one sync");
+    // Each awaited before the next: each synced on its own.
+    await f.ledger.append(records([20, entry(21)]), fence);
+    await f.ledger.append(records([21, entry(22)]), fence);
+    assert.equal(f.ledger.syncs, 3);
+    const expected = Array.from({ length: 22 }, (_, i) => [ID(i), entry(i + 1)]);
+    assert.deepEqual(entriesOf(await (await f.reopen()).load()), expected);
+  });
+});
+
+Deno.test("FileLedger leaves out the appends whose fence went before their group is written", async () => {
+  await withFixture(fileFixture, async (f) => {
+    const lost = testFence(LEDGER_ID);
+    const a = f.ledger.append(records([1, entry(1)]), fence);
+    const b = assert.rejects(f.ledger.append(records([2, entry(2)]), lost), FencedError);
+    const c = f.ledger.append(records([3, entry(3)]), fence);
+    lost.lose();
+    await Promise.all([a, b, c]);
+    assert.deepEqual(entriesOf(await (await f.reopen()).load()), [
+      [ID(1), entry(1)],
+      [ID(3), entry(3)],
+    ]);
+  });
+});
+
+Deno.test("FileLedger rejects every append of a group whose write fails, and goes on after", async () => {
+  await withFixture(fileFixture, async (f) => {
+    await f.ledger.append(records([1, entry(1)]), fence);
+    // The file cannot be opened for writing now: a folder stands in its place.
+    await Deno.remove(f.ledger.path);
+    await Deno.mkdir(f.ledger.path);
+    const group = [
+      f.ledger.append(records([2, entry(2)]), fence),
+      f.ledger.append(records([3, entry(3)]), fence),
+      f.ledger.append(new Uint8Array(0), fence),
+    ];
+    const settled = await Promise.allSettled(group);
+    assert.deepEqual(settled.map((s) => s.status), ["rejected", "rejected", "rejected"]);
+    await Deno.remove(f.ledger.path);
+    await f.ledger.append(records([4, entry(4)]), fence);
+    assert.deepEqual(entriesOf(await (await f.reopen()).load()), [[ID(4), entry(4)]]);
   });
 });

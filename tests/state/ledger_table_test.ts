@@ -82,11 +82,52 @@ Deno.test("LedgerTable agrees with a Map over random sets, deletes and applied r
       const reference = new Map<string, LedgerEntry>();
       for (let step = 0; step < 6000; step++) {
         const kind = random();
-        if (kind < 0.6) {
+        if (kind < 0.3) {
           const id = pick();
           const entry = randomEntry(random);
           table.set(id, entry);
           reference.set(id, entry);
+        } else if (kind < 0.45) {
+          // As the writer's gate does: look the entry up, then replace it and pack the change,
+          // sometimes with another change in between (which the table must not mistake).
+          const id = pick();
+          assert.deepEqual(table.get(id), reference.get(id), id);
+          const other = random();
+          if (other < 0.2) {
+            const id2 = pick();
+            table.delete(id2);
+            reference.delete(id2);
+          } else if (other < 0.4) {
+            // Another id, or the same one (which the table may have had no entry for).
+            const [id2, entry2] = [random() < 0.3 ? id : pick(), randomEntry(random)];
+            table.set(id2, entry2);
+            reference.set(id2, entry2);
+          } else if (other < 0.5) {
+            table.get(pick());
+          }
+          const entry = randomEntry(random);
+          const out = new Uint8Array(3 * LEDGER_RECORD_BYTES);
+          table.setAndPack(id, entry, out, LEDGER_RECORD_BYTES);
+          reference.set(id, entry);
+          assert.deepEqual(
+            out.subarray(LEDGER_RECORD_BYTES, 2 * LEDGER_RECORD_BYTES),
+            LedgerTable.packRecord(id, entry),
+          );
+        } else if (kind < 0.6) {
+          // An acknowledgement: of the entry as it is (mostly), or of one replaced since.
+          const id = pick();
+          const now = reference.get(id);
+          const sent = now !== undefined && random() < 0.7 ? now : randomEntry(random);
+          const expected = now !== undefined && !now.acked && now.versionMs === sent.versionMs &&
+            now.hash === sent.hash && now.gone === sent.gone;
+          const out = new Uint8Array(LEDGER_RECORD_BYTES);
+          assert.equal(table.acknowledge(id, sent, out, 0), expected);
+          if (expected) {
+            reference.set(id, { ...now, acked: true });
+            assert.deepEqual(out, LedgerTable.packRecord(id, { ...now, acked: true }));
+          } else {
+            assert.deepEqual(out, new Uint8Array(LEDGER_RECORD_BYTES), "nothing packed");
+          }
         } else if (kind < 0.8) {
           const id = pick();
           table.delete(id);
@@ -192,6 +233,50 @@ Deno.test("LedgerTable refuses what it cannot store, and changes nothing then", 
   assert.equal(table.liveSize, 0);
   table.set(id, entry);
   assert.equal(table.liveSize, 1);
+});
+
+Deno.test("LedgerTable.acknowledge() marks only the entry that was sent, and keeps the rest of it", () => {
+  const table = LedgerTable.empty();
+  const id = "0123456789abcdef0123456789abcdef";
+  const sent = { versionMs: 5000, hash: "00000000000000a1", gone: false };
+  const entry = { ...sent, acked: false, final: true, issuedSeq: 7 };
+  table.set(id, entry);
+  const out = new Uint8Array(LEDGER_RECORD_BYTES);
+  for (
+    const other of [
+      { ...sent, versionMs: 6000 },
+      { ...sent, hash: "00000000000000a2" },
+      { ...sent, hash: "" },
+      { ...sent, hash: "not a hash at all" },
+      { ...sent, gone: true },
+    ]
+  ) {
+    assert.equal(table.acknowledge(id, other, out, 0), false, JSON.stringify(other));
+  }
+  assert.equal(table.acknowledge("f".repeat(32), sent, out, 0), false, "no entry");
+  assert.equal(table.acknowledge("not-an-id", sent, out, 0), false);
+  assert.deepEqual(table.get(id), entry);
+  assert.deepEqual(out, new Uint8Array(LEDGER_RECORD_BYTES));
+  assert.equal(table.acknowledge(id, sent, out, 0), true);
+  assert.deepEqual(table.get(id), { ...entry, acked: true });
+  assert.deepEqual(out, LedgerTable.packRecord(id, { ...entry, acked: true }));
+  assert.equal(table.acknowledge(id, sent, out, 0), false, "acknowledged already");
+  assert.throws(() => table.acknowledge(id, sent, out, 1), RangeError);
+});
+
+Deno.test("LedgerTable.setAndPack() refuses what set() refuses, or a buffer too short, changing nothing", () => {
+  const table = LedgerTable.empty();
+  const id = "0".repeat(32);
+  const entry = { versionMs: 1000, hash: "", acked: true, gone: false, final: false };
+  const out = new Uint8Array(LEDGER_RECORD_BYTES);
+  table.get(id); // a remembered lookup must not let a refused entry in either
+  assert.throws(() => table.setAndPack(id, { ...entry, versionMs: 1500 }, out, 0), RangeError);
+  assert.throws(() => table.setAndPack(id, entry, out, 1), RangeError);
+  assert.throws(() => table.setAndPack("A".repeat(32), entry, out, 0), TypeError);
+  assert.equal(table.size, 0);
+  assert.deepEqual(out, new Uint8Array(LEDGER_RECORD_BYTES));
+  table.setAndPack(id, entry, out, 0);
+  assert.deepEqual(table.get(id), entry);
 });
 
 Deno.test("LedgerTable holds 1,000,000 entries in at most 40 MB", () => {
