@@ -391,21 +391,12 @@ export class ConnectionWriter {
       bytes.set(records, ackBytes);
       this.#ackBytes = 0;
     }
-    try {
-      await this.#ledger.append(bytes, this.fence);
-    } catch (error) {
-      // Acknowledgements wait for the next append (before those gathered meanwhile); the
-      // records of this push are not sent.
-      if (ackBytes > 0) {
-        const later = this.#acks.slice(0, this.#ackBytes);
-        this.#ackBytes = 0;
-        this.#roomForAcks((ackBytes + later.length) / LEDGER_RECORD_BYTES);
-        this.#acks.set(bytes.subarray(0, ackBytes));
-        this.#acks.set(later, ackBytes);
-        this.#ackBytes = ackBytes + later.length;
-      }
-      throw error;
-    }
+    // A failed append drops the acknowledgements it carried. Appending them later would put
+    // them after whatever was appended meanwhile (a newer write-ahead record of the same
+    // member), so a restart would load the older version as acknowledged. Without them the
+    // ledger holds the write-ahead record, not acknowledged: a lost acknowledgement costs one
+    // resend, never a member. The records of this push are not sent.
+    await this.#ledger.append(bytes, this.fence);
     this.#appended += bytes.length / LEDGER_RECORD_BYTES;
   }
 
