@@ -68,6 +68,7 @@ import { type Slice, SliceBoard } from "./slice_board.ts";
 import {
   type BeyondMember,
   type FirstPage,
+  lastChangedOf,
   PageBudget,
   WindowReader,
   type WindowSlice,
@@ -445,16 +446,26 @@ class _Run {
           if (part.last && part.toNow) this.#toNow[pass] = true;
           onPart?.(part);
           await this.pushBeyond(part.beyond);
-          const records = await this.outgoing(members, { atMs: part.readAtMs, seq: part.readSeq });
-          if (pass === "main" && carried === undefined && this.#carry.available > 0) {
-            const ids = new Set([...waiting, ...records].map((r) => r.id));
-            const taken = this.#carry.take(size - Math.min(waiting.length, size - 1), ids);
-            if (taken !== undefined) {
-              carried = { count: taken.records.length, onSent: taken.onSent };
-              waiting = taken.records.concat(waiting);
+          const read = { atMs: part.readAtMs, seq: part.readSeq };
+          // Serialised a batch at a time, as the pusher takes them: a record then lives from
+          // its batch's turn to Ometria's answer, not while the rest of its page goes out
+          // (what outlives two scavenges is what fills the old generation: README, "What
+          // holds memory"). The reach stops at the first member not serialised yet.
+          for (let i = 0; i < members.length;) {
+            const chunk = members.slice(i, i + Math.max(1, size - waiting.length));
+            i += chunk.length;
+            const records = await this.outgoing(chunk, read);
+            if (pass === "main" && carried === undefined && this.#carry.available > 0) {
+              const ids = new Set([...waiting, ...records].map((r) => r.id));
+              const taken = this.#carry.take(size - Math.min(waiting.length, size - 1), ids);
+              if (taken !== undefined) {
+                carried = { count: taken.records.length, onSent: taken.onSent };
+                waiting = taken.records.concat(waiting);
+              }
             }
+            waiting = waiting.length === 0 ? records : waiting.concat(records);
+            if (i < members.length) await addWaiting(size, lastChangedOf(members[i]!));
           }
-          waiting = waiting.length === 0 ? records : waiting.concat(records);
           if (part.last && pass === "archived" && waiting.length % size > 0) {
             // The main pass may take these into its batches: no partial request of their own.
             // Offered once the reader is done, so that its last page goes back to the run's
