@@ -23,11 +23,11 @@ import {
   DEFAULT_PAGE_SIZE,
   DEFAULT_POLLING_SECONDS,
   DEFAULT_PROGRESS_EVERY_SECONDS,
-  DEFAULT_PUSH_CONCURRENCY,
   DEFAULT_RECONCILE_EVERY_HOURS,
   DEFAULT_RUN_DEADLINE_MINUTES,
   DEFAULT_VERIFY_EVERY_HOURS,
   DEFAULT_VERIFY_SAMPLE,
+  pushConcurrencyFor,
 } from "../config/defaults.ts";
 import { verifyConnection, type VerifyReport } from "../engine/verify.ts";
 import { repairContacts, type RepairResult } from "../engine/verify_repair.ts";
@@ -94,7 +94,10 @@ export interface SyncServiceOptions {
   ometriaDataApiRequestsPerSecond?: number;
   /** Records per Ometria request (OMETRIA_BATCH_SIZE, ≤ 100; a 413 lowers it). @default {100} */
   ometriaBatchSize?: number;
-  /** Ometria requests in flight per stream of batches of a run (see run_connection.ts). @default {8} */
+  /**
+   * Ometria requests in flight per stream of batches of a run (see run_connection.ts).
+   * @default {pushConcurrencyFor(ometriaMaxRequestsPerSecond)} (8 at Ometria's default rate)
+   */
   pushConcurrency?: number;
   /** Slices of one window read at once (see run_connection.ts). @default {DEFAULT_READ_SLICES} (6) */
   readSlices?: number;
@@ -561,7 +564,10 @@ export class SyncService {
         const done = await this.#pool.exclusive(w.config.id, (writer) =>
           reconcileConnection({
             ...this.#engine(w, writer, signal),
-            pushConcurrency: o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
+            pushConcurrency: o.pushConcurrency ??
+              pushConcurrencyFor(
+                o.ometriaMaxRequestsPerSecond ?? DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
+              ),
             ...(signal ? { signal } : {}),
           }));
         if (done.held) continue;
@@ -918,7 +924,10 @@ export class SyncService {
         thresholdSeconds: w.config.thresholdSeconds,
         archivedInListing: this.#archivedInListing,
         pageSize: o.pageSize ?? DEFAULT_PAGE_SIZE,
-        pushConcurrency: o.pushConcurrency ?? DEFAULT_PUSH_CONCURRENCY,
+        pushConcurrency: o.pushConcurrency ??
+          pushConcurrencyFor(
+            o.ometriaMaxRequestsPerSecond ?? DEFAULT_OMETRIA_MAX_REQUESTS_PER_SECOND,
+          ),
         marginSeconds: o.marginSeconds ?? DEFAULT_MAILCHIMP_CLOCK_MARGIN_SECONDS,
         ...(o.readSlices !== undefined ? { readSlices: o.readSlices } : {}),
         ...(o.quarantineRetries !== undefined ? { quarantineRetries: o.quarantineRetries } : {}),

@@ -74,6 +74,22 @@ export const DEFAULT_OMETRIA_BATCH_SIZE = 100;
 /** Ometria requests in flight per stream of batches; twice as many may start past the cursor. */
 export const DEFAULT_PUSH_CONCURRENCY = 8;
 
+/** The most push requests a run keeps in flight, however high the account's rate. */
+export const MAX_PUSH_CONCURRENCY = 32;
+
+/**
+ * Push requests a run keeps in flight when the account allows `perSecond` (what
+ * OMETRIA_MAX_REQUESTS_PER_SECOND says): enough to hold that rate through round trips of a
+ * quarter of a second, {@linkcode DEFAULT_PUSH_CONCURRENCY} at least (Ometria's default 8
+ * requests/s gets 8, as before) and {@linkcode MAX_PUSH_CONCURRENCY} at most. A fixed 8 capped
+ * an account allowed 1000 a second at 8 requests per round trip: 40,000 records/s at 20 ms,
+ * the pace of the whole run in the bench beside the Python tool (issue 19).
+ */
+export function pushConcurrencyFor(perSecond: number): number {
+  const covering = Math.ceil(perSecond / 4);
+  return Math.min(MAX_PUSH_CONCURRENCY, Math.max(DEFAULT_PUSH_CONCURRENCY, covering));
+}
+
 /**
  * Slices of one window read at once. Measured (README, issue 19): 10 fill the key's 10
  * connections but peak about 85 MiB above 2 readers on 200,000 members; 6 reach 8 connections

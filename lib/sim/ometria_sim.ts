@@ -177,6 +177,8 @@ export interface OmetriaSimulatorStats {
   maxRequestsInOneSecond: number;
   /** The same for the rest of the Data API (`_errors`, unsubscribes, contacts). */
   maxDataApiRequestsInOneSecond: number;
+  /** Most requests being answered at once (latency included): the client's window. */
+  maxInFlight: number;
 }
 
 type _Reject = (record: Record<string, unknown>) => string | undefined;
@@ -274,6 +276,7 @@ export class OmetriaSimulator {
   #queuedAt: number;
 
   #stats: OmetriaSimulatorStats = _emptyStats();
+  #inFlight = 0;
   #holds: _Hold[] = [];
 
   private constructor(options: OmetriaSimulatorOptions) {
@@ -422,7 +425,14 @@ export class OmetriaSimulator {
 
   async #handle(req: Request): Promise<Response> {
     const requestId = crypto.randomUUID();
-    const response = await this.#answer(req, requestId);
+    this.#inFlight++;
+    if (this.#inFlight > this.#stats.maxInFlight) this.#stats.maxInFlight = this.#inFlight;
+    let response: Response;
+    try {
+      response = await this.#answer(req, requestId);
+    } finally {
+      this.#inFlight--;
+    }
     response.headers.set("X-Request-Id", requestId);
     if (response.status === 429) this.#stats.status429++;
     return response;
@@ -738,6 +748,7 @@ function _emptyStats(): OmetriaSimulatorStats {
     maxBatch: 0,
     maxRequestsInOneSecond: 0,
     maxDataApiRequestsInOneSecond: 0,
+    maxInFlight: 0,
   };
 }
 
