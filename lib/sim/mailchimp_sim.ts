@@ -1654,9 +1654,9 @@ function _memberJson(
   return s === "" ? "{}" : `{${s.slice(1)}}`;
 }
 
-/** The member's `location`, only the keys asked for (unknown keys are left out, as Mailchimp does). */
-function _locationOf(x: MemberExtras, keys: readonly string[]): Record<string, unknown> {
-  const whole: Record<string, unknown> = {
+/** The member's whole `location`, as a member's answer serves it. */
+function _wholeLocation(x: MemberExtras): SimMember["location"] {
+  return {
     latitude: 0,
     longitude: 0,
     gmtoff: 0,
@@ -1664,6 +1664,11 @@ function _locationOf(x: MemberExtras, keys: readonly string[]): Record<string, u
     country_code: x.country_code,
     timezone: "",
   };
+}
+
+/** The member's `location`, only the keys asked for (unknown keys are left out, as Mailchimp does). */
+function _locationOf(x: MemberExtras, keys: readonly string[]): Record<string, unknown> {
+  const whole: Record<string, unknown> = _wholeLocation(x);
   return Object.fromEntries(keys.filter((k) => k in whole).map((k) => [k, whole[k]]));
 }
 
@@ -1746,14 +1751,7 @@ function _toSimMember(r: MemberRecord, profile: ListProfile): SimMember {
     language: x.language,
     vip: x.vip,
     member_rating: x.member_rating,
-    location: {
-      latitude: 0,
-      longitude: 0,
-      gmtoff: 0,
-      dstoff: 0,
-      country_code: x.country_code,
-      timezone: "",
-    },
+    location: _wholeLocation(x),
     last_changed: _formatSeconds(r.changed),
     timestamp_opt: _formatOptional(r.opt),
     timestamp_signup: _formatOptional(r.signup),

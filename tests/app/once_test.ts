@@ -3,36 +3,19 @@
  * because of trouble (a backoff after a failure, another process holding it).
  */
 import assert from "node:assert/strict";
-import { runCommand } from "../../lib/app/cli.ts";
-import { loadConfig } from "../../lib/config/config.ts";
-import { simulatorEnv } from "../_helpers/cli.ts";
+import { runInProcess } from "../_helpers/in_process.ts";
 import { startWorld, T0, type World } from "../_helpers/world.ts";
 import { captureLogs } from "../freshness/_helpers.ts";
 
 const LIST = "oncelist01";
 
 async function once(world: World, env: Record<string, string> = {}) {
-  const loaded = await loadConfig({
-    env: {
-      ...simulatorEnv(world.mailchimp, world.ometria),
-      MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
-      RECONCILE_EVERY_HOURS: "8760",
-      ...env,
-    },
-    args: ["--once", LIST],
-  });
-  assert.ok(loaded.ok, loaded.ok ? "" : loaded.errors.join("\n"));
   using logs = captureLogs();
-  const code = await runCommand(loaded.config, {
-    clock: world.clock,
-    logger: logs.logger,
-    fetch,
-    store: world.store,
-    write: () => {},
-    cron: () => Promise.reject(new Error("--once schedules nothing")),
-    stop: new AbortController().signal,
-    hardStop: new AbortController().signal,
-  });
+  const code = await runInProcess(world, ["--once", LIST], {
+    MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
+    RECONCILE_EVERY_HOURS: "8760",
+    ...env,
+  }, logs.logger);
   return { code, logs: logs.records.map((r) => r.message.join("")).join("\n") };
 }
 

@@ -3,40 +3,23 @@
  * (`pushConcurrencyFor`), not a fixed 8 whatever the account allows (issue 19).
  */
 import assert from "node:assert/strict";
-import { runCommand } from "../../lib/app/cli.ts";
-import { loadConfig } from "../../lib/config/config.ts";
 import {
   DEFAULT_PUSH_CONCURRENCY,
   MAX_PUSH_CONCURRENCY,
   pushConcurrencyFor,
 } from "../../lib/config/defaults.ts";
 import { collectionFor } from "../../lib/mapping/contact.ts";
-import { simulatorEnv } from "../_helpers/cli.ts";
+import { runInProcess } from "../_helpers/in_process.ts";
 import { startWorld, T0, type World } from "../_helpers/world.ts";
 import { quietLogger } from "../../lib/log/logging.ts";
 
 const LIST = "window0001";
 
-async function once(world: World, rate: string) {
-  const loaded = await loadConfig({
-    env: {
-      ...simulatorEnv(world.mailchimp, world.ometria),
-      MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
-      OMETRIA_MAX_REQUESTS_PER_SECOND: rate,
-    },
-    args: ["--once", LIST],
-  });
-  assert.ok(loaded.ok, loaded.ok ? "" : loaded.errors.join("\n"));
-  return await runCommand(loaded.config, {
-    clock: world.clock,
-    logger: quietLogger(),
-    fetch,
-    store: world.store,
-    write: () => {},
-    cron: () => Promise.reject(new Error("--once schedules nothing")),
-    stop: new AbortController().signal,
-    hardStop: new AbortController().signal,
-  });
+function once(world: World, rate: string) {
+  return runInProcess(world, ["--once", LIST], {
+    MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
+    OMETRIA_MAX_REQUESTS_PER_SECOND: rate,
+  }, quietLogger());
 }
 
 Deno.test("an account allowed 1000 pushes a second gets more than 8 in flight", async () => {
