@@ -87,7 +87,10 @@ export async function serializeMembers(
       const record = options.endpoint === "push"
         ? toOmetriaContact(m, options.listId, mapping)
         : toLegacyRecord(m);
-      const { id, json } = toRecordJson(record);
+      // Stringified here rather than through toRecordJson (the same JSON.stringify): no
+      // {id, json} pair made and dropped per member.
+      const id = record.id;
+      const json = JSON.stringify(record);
       const versionMs = lastChangedOf(m);
       records.push({
         id,

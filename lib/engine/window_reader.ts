@@ -236,18 +236,59 @@ function _tear(
   sinceMs: number | undefined,
   beforeMs: number | undefined,
 ): string | undefined {
-  const ids = new Set<string>();
+  const members = page.members;
+  const seen = _seenTable(members.length);
   for (let i = 0; i < times.length; i++) {
     const t = times[i]!;
     if (i > 0 && t < times[i - 1]!) return "members out of last_changed order";
     if (sinceMs !== undefined && t < sinceMs) return "a member changed before since_last_changed";
     // `before` may be inclusive: a member exactly at it is not a tear.
     if (beforeMs !== undefined && t > beforeMs) return "a member changed after before_last_changed";
-    const id = page.members[i]!.id;
-    if (ids.has(id)) return `member ${id} twice`;
-    ids.add(id);
+    const id = members[i]!.id;
+    if (_seenBefore(seen, members, i)) return `member ${id} twice`;
   }
   return undefined;
+}
+
+/**
+ * The table {@linkcode _tear} finds a member twice with: open addressing over the members'
+ * indexes, in typed arrays kept from page to page (a `Set` of a page's ids was made, grown
+ * and dropped on every page read). A slot is in use for this page when its stamp is the
+ * page's.
+ */
+interface SeenTable {
+  stamp: number;
+  stamps: Int32Array;
+  slots: Int32Array;
+  mask: number;
+}
+
+let _seen: SeenTable = { stamp: 0, stamps: new Int32Array(0), slots: new Int32Array(0), mask: 0 };
+
+/** The table, emptied, with room for `n` ids at most half full. */
+function _seenTable(n: number): SeenTable {
+  if (_seen.stamps.length < 2 * n || _seen.stamp === 0x7fffffff) {
+    let size = 16;
+    while (size < 2 * n) size *= 2;
+    _seen = { stamp: 0, stamps: new Int32Array(size), slots: new Int32Array(size), mask: size - 1 };
+  }
+  _seen.stamp++;
+  return _seen;
+}
+
+/** Whether member `i`'s id is one of an earlier member's in this page (and notes it if not). */
+function _seenBefore(seen: SeenTable, members: readonly { id: string }[], i: number): boolean {
+  const id = members[i]!.id;
+  let h = 0x811c9dc5;
+  for (let k = 0; k < id.length; k++) h = Math.imul(h ^ id.charCodeAt(k), 0x01000193);
+  let slot = (h ^ (h >>> 15)) & seen.mask;
+  while (seen.stamps[slot] === seen.stamp) {
+    if (members[seen.slots[slot]!]!.id === id) return true;
+    slot = (slot + 1) & seen.mask;
+  }
+  seen.stamps[slot] = seen.stamp;
+  seen.slots[slot] = i;
+  return false;
 }
 
 /**

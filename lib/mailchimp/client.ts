@@ -30,6 +30,7 @@ import {
   membersPageSchema,
   type MemberStatus,
   parseMember,
+  parseMemberInto,
 } from "./member.ts";
 import { formatMailchimpTime, parseMailchimpTime } from "./time.ts";
 import type { InterestDefinition, MergeFieldDefinition } from "./list_definitions.ts";
@@ -370,11 +371,7 @@ export class MailchimpClient {
     const { value, exchange } = await this.#get(path, query, membersPageSchema, signal);
     const members: Member[] = [];
     const invalid: InvalidMember[] = [];
-    for (const raw of value.members) {
-      const parsed = parseMember(raw);
-      if ("member" in parsed) members.push(parsed.member);
-      else invalid.push(parsed.invalid);
-    }
+    for (const raw of value.members) parseMemberInto(raw, members, invalid);
     return {
       members,
       invalid,
