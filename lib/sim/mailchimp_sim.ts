@@ -181,9 +181,11 @@ export type MailchimpSimulatorSettings = Pick<
  *   `last_changed`-sorted page is out of order, and a bounded window can hold a member
  *   stamped at or after its `before_last_changed`);
  * - `"move"`: left out at its old position and appended at the end of the page with its
- *   new state (as if the writer met it again after its change).
+ *   new state (as if the writer met it again after its change);
+ * - `"twice"`: at its old position with its old state, and again at the end of the page with
+ *   its new state (the writer met it before and after its change: one member twice in a page).
  */
-export type TornPageMode = "stamp" | "move";
+export type TornPageMode = "stamp" | "move" | "twice";
 
 /** One torn page, as recorded in {@linkcode MailchimpSimulatorStats.tears}. */
 export interface TornPage {
@@ -1111,6 +1113,8 @@ export class MailchimpSimulator {
     this.#store(list, changed);
     if (mode === "stamp") {
       records[position] = changed;
+    } else if (mode === "twice") {
+      records.push(changed);
     } else {
       records.splice(position, 1);
       records.push(changed);
@@ -1253,9 +1257,9 @@ function _settings(
       `Cannot configure the simulator as 'tornPageRate' must be in [0, 1]: current value ${next.tornPageRate}`,
     );
   }
-  if (next.tornPageMode !== "stamp" && next.tornPageMode !== "move") {
+  if (!["stamp", "move", "twice"].includes(next.tornPageMode)) {
     throw new RangeError(
-      `Cannot configure the simulator as 'tornPageMode' must be "stamp" or "move": current value ${next.tornPageMode}`,
+      `Cannot configure the simulator as 'tornPageMode' must be "stamp", "move" or "twice": current value ${next.tornPageMode}`,
     );
   }
   for (const key of ["totalItemsError", "totalItemsJitter", "clockOffsetMs"] as const) {

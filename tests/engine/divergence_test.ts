@@ -15,7 +15,7 @@ const LIST = "list000001";
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
 
-for (const mode of ["stamp", "move"] as const) {
+for (const mode of ["stamp", "move", "twice"] as const) {
   Deno.test(`runConnection() loses nobody to pages torn mid-response (${mode})`, async () => {
     const world = await startWorld({ mailchimp: { tornPageRate: 0.4, tornPageMode: mode } });
     try {

@@ -114,6 +114,22 @@ Deno.test("MailchimpSimulator tearPages move appends the changed member at the e
   }
 });
 
+Deno.test("MailchimpSimulator tearPages twice shows the changed member at its place and again at the end", async () => {
+  const { sim, now } = await windowed(40);
+  try {
+    const before = (await members(sim, "l1", WINDOW)).body.members as SimMember[];
+    sim.tearPages(1, { mode: "twice" });
+    const torn = (await members(sim, "l1", WINDOW)).body.members as SimMember[];
+    const tear = sim.stats.tears[0]!;
+    assert.equal(tear.mode, "twice");
+    assert.deepEqual(torn.slice(0, -1), before, "the page as it was, the old state included");
+    assert.equal(torn.at(-1)!.id, tear.id);
+    assert.equal(torn.at(-1)!.last_changed, now);
+  } finally {
+    await sim.close();
+  }
+});
+
 Deno.test("MailchimpSimulator tears a member anywhere in the page, deterministically from quirkSeed", async () => {
   const positions = async (quirkSeed: number) => {
     const { sim } = await windowed(30, { quirkSeed, tornPageMode: "move" });
