@@ -4,10 +4,8 @@
  * held back while pushing is behind, and stops.
  */
 import assert from "node:assert/strict";
-import { InstantClock } from "../_helpers/instant_clock.ts";
+import { instantPushClient } from "../_helpers/instant_sink.ts";
 import { FakeClock } from "../_helpers/fake_clock.ts";
-import { RateLimiter } from "../../lib/http/rate_limiter.ts";
-import { OmetriaClient } from "../../lib/ometria/client.ts";
 import {
   OrderedPusher,
   type OutgoingRecord,
@@ -31,14 +29,7 @@ async function world() {
     maxRequestsPerSecond: 0,
     faults: { slowMs: SLOW_MS },
   });
-  const instant = new InstantClock(60_000);
-  const ometria = new OmetriaClient({
-    apiKey: sim.apiKey,
-    baseUrl: sim.url,
-    endpoint: "push",
-    clock: instant,
-    rateLimiter: new RateLimiter({ perSecond: 1000, clock: instant }),
-  });
+  const ometria = instantPushClient(sim);
   // Batches go through the connection's writer, as every push does.
   const store = new MemoryStore({ clock });
   const lease = (await store.acquire("list1"))!;

@@ -4,30 +4,21 @@
  * its first, and which entry an acknowledgement marks.
  */
 import assert from "node:assert/strict";
+import { instantPushClient } from "../_helpers/instant_sink.ts";
 import { collectionFor, toRecordJson } from "../../lib/mapping/contact.ts";
-import { RateLimiter } from "../../lib/http/rate_limiter.ts";
 import { quietLogger } from "../../lib/log/logging.ts";
-import { OmetriaClient } from "../../lib/ometria/client.ts";
 import { OmetriaSimulator } from "../../lib/sim/ometria_sim.ts";
 import { MemoryStore } from "../../lib/state/memory_store.ts";
 import { recordHash } from "../../lib/state/record_hash.ts";
 import { ConnectionWriter, type GatedRecord } from "../../lib/writer/connection_writer.ts";
 import { FakeClock } from "../_helpers/fake_clock.ts";
-import { InstantClock } from "../_helpers/instant_clock.ts";
 
 const LIST = "list1";
 
 async function world() {
   const clock = new FakeClock(Date.UTC(2026, 10, 1));
   const sim = await OmetriaSimulator.start({ clock, maxRequestsPerSecond: 0 });
-  const instant = new InstantClock(60_000);
-  const sink = new OmetriaClient({
-    apiKey: sim.apiKey,
-    baseUrl: sim.url,
-    endpoint: "push",
-    clock: instant,
-    rateLimiter: new RateLimiter({ perSecond: 1000, clock: instant }),
-  });
+  const sink = instantPushClient(sim);
   const store = new MemoryStore({ clock });
   const lease = (await store.acquire(LIST))!;
   const writer = new ConnectionWriter({
