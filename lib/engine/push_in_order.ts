@@ -12,6 +12,7 @@
 import type { Member } from "../mailchimp/member.ts";
 import { formatMailchimpTime } from "../mailchimp/time.ts";
 import {
+  recordJson,
   toLegacyRecord,
   toOmetriaContact,
   toOrphanRecord,
@@ -87,10 +88,9 @@ export async function serializeMembers(
       const record = options.endpoint === "push"
         ? toOmetriaContact(m, options.listId, mapping)
         : toLegacyRecord(m);
-      // Stringified here rather than through toRecordJson (the same JSON.stringify): no
-      // {id, json} pair made and dropped per member.
+      // recordJson rather than toRecordJson: no {id, json} pair made and dropped per member.
       const id = record.id;
-      const json = JSON.stringify(record);
+      const json = recordJson(record);
       const versionMs = lastChangedOf(m);
       records.push({
         id,

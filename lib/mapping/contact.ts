@@ -75,7 +75,15 @@ export interface RecordJson {
 
 /** `record` as it is sent. */
 export function toRecordJson(record: OmetriaRecord): RecordJson {
-  return { id: record.id, json: JSON.stringify(record) };
+  return { id: record.id, json: recordJson(record) };
+}
+
+/**
+ * The JSON a record is sent (and hashed) as: the one serialisation, so that every path's
+ * record hash agrees with the ledger's.
+ */
+export function recordJson(record: OmetriaRecord): string {
+  return JSON.stringify(record);
 }
 
 /**

@@ -20,6 +20,18 @@ import { ID_BYTES, IdSet } from "./id_set.ts";
 /** Bytes of one packed ledger record. */
 export const LEDGER_RECORD_BYTES = 32;
 
+/** Byte arrays (packed records) one after the other, in one array; the one itself when alone. */
+export function concatRecords(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  return bytes;
+}
+
 /** What this program last sent Ometria for one member. */
 export interface LedgerEntry {
   /**

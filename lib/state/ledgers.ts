@@ -12,7 +12,7 @@ import { errorText } from "../log/error_text.ts";
 import { syncFolder, writeAll, writeFileAtomically } from "./atomic_file.ts";
 import { commitFenced } from "./fence.ts";
 import { ID_BYTES, IdSet } from "./id_set.ts";
-import { LEDGER_RECORD_BYTES, LedgerTable } from "./ledger_table.ts";
+import { concatRecords, LEDGER_RECORD_BYTES, LedgerTable } from "./ledger_table.ts";
 import { type Fence, type Ledger, StateError } from "./store.ts";
 
 /** A ledger that lives and dies with the process: its appended records in one buffer. */
@@ -155,7 +155,7 @@ export class FileLedger implements Ledger {
           return false;
         }
       });
-      const bytes = _concat(items.map((item) => item.records));
+      const bytes = concatRecords(items.map((item) => item.records));
       if (file && bytes.length > 0) {
         try {
           await writeAll(file, bytes);
@@ -487,18 +487,6 @@ function _append(
     _checkRecords(records);
     if (records.length > 0) await write();
   });
-}
-
-/** The arrays one after the other (the one itself when there is one). */
-function _concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    bytes.set(p, at);
-    at += p.length;
-  }
-  return bytes;
 }
 
 function _checkRecords(records: Uint8Array): void {

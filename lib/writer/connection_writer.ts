@@ -19,7 +19,12 @@ import type { RecordJson } from "../mapping/contact.ts";
 import type { OmetriaAsyncError } from "../ometria/client.ts";
 import type { RecordsSink, SinkResult } from "../engine/ports.ts";
 import { rejectedRecords } from "../engine/push_in_order.ts";
-import { LEDGER_RECORD_BYTES, type LedgerEntry, LedgerTable } from "../state/ledger_table.ts";
+import {
+  concatRecords,
+  LEDGER_RECORD_BYTES,
+  type LedgerEntry,
+  LedgerTable,
+} from "../state/ledger_table.ts";
 import type { ConnectionState } from "../state/schema.ts";
 import type { Fence, Inbox, Lease, Ledger, StateStore } from "../state/store.ts";
 import { type ConnectionEvent, record } from "../state/transitions.ts";
@@ -228,14 +233,7 @@ export class ConnectionWriter {
    * unknown), already applied to {@linkcode table}.
    */
   async appendLedger(records: readonly Uint8Array[]): Promise<void> {
-    if (records.length === 0) return;
-    const bytes = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
-    let at = 0;
-    for (const r of records) {
-      bytes.set(r, at);
-      at += r.length;
-    }
-    await this.#append(bytes);
+    if (records.length > 0) await this.#append(concatRecords(records));
   }
 
   /**
@@ -384,13 +382,11 @@ export class ConnectionWriter {
   /** Appends `records` (whole packed records), after the acknowledgements still in memory. */
   async #append(records: Uint8Array): Promise<void> {
     const ackBytes = this.#ackBytes;
-    let bytes = records;
-    if (ackBytes > 0) {
-      bytes = new Uint8Array(ackBytes + records.length);
-      bytes.set(this.#acks.subarray(0, ackBytes));
-      bytes.set(records, ackBytes);
-      this.#ackBytes = 0;
-    }
+    // Copied out of #acks (which fills again from its start while this append is written).
+    const bytes = ackBytes > 0
+      ? concatRecords([this.#acks.subarray(0, ackBytes), records])
+      : records;
+    this.#ackBytes = 0;
     // A failed append drops the acknowledgements it carried. Appending them later would put
     // them after whatever was appended meanwhile (a newer write-ahead record of the same
     // member), so a restart would load the older version as acknowledged. Without them the
