@@ -46,7 +46,12 @@ Deno.test({
       // The first pushes at Ometria's default pace (it is still running when paused), the
       // second as fast as the simulator takes it.
       one = spawnCli(["--once", "--state", kv, LIST], env(world.ometria.url, "8"));
-      await until(() => world.ometria.stats.requests >= 5, "the first process pushing");
+      const started = one;
+      // Under a loaded machine this once timed out: the child's exit (if it stopped) says why.
+      await until(() => world.ometria.stats.requests >= 5, "the first process pushing", {
+        detail: () => `exit: ${JSON.stringify(started.status)}`,
+        timeoutMs: 30_000,
+      });
       // Its next pushes are held by Ometria: it waits on them, not on a write to the state,
       // when it is stopped.
       const holds = Array.from({ length: 40 }, () => world.ometria.holdPush());
