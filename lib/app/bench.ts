@@ -44,6 +44,7 @@ import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
+import process from "node:process";
 import { benchPython } from "./bench_python.ts";
 import { benchVerify } from "./bench_verify.ts";
 
@@ -218,6 +219,12 @@ async function _sims(ometriaRate: number, ometriaLatencyMs = 0) {
     latencyMs: ometriaLatencyMs,
   });
   return { mailchimp, ometria };
+}
+
+/** CPU seconds (user + system) of this process so far: the simulators' share of the machine. */
+function _cpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 /** Runs both scenarios and prints their numbers; returns 0, or 1 if anything failed. */
@@ -403,6 +410,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
           bulkImports: options.distribution === "bulk" ? _BULK : undefined,
           baseEnv: options.baseEnv,
           measure: (sims, args, env) => _measure(options, sims, args, env),
+          cpuSeconds: _cpuSeconds,
         }) && ok;
       }
     }

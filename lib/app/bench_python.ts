@@ -13,7 +13,8 @@
  * its first round ends when it logs "Persisting sync jobs", and it is stopped there.
  *
  * Members/s counts members Ometria holds at the end over each process's wall time, start
- * included. The Python tool starts its pages at offset `count` (page 1 × count), so it never
+ * included. Each side's line also gives the CPU the simulators took meanwhile: they share the
+ * machine's cores with the side being measured (real APIs cost the client no CPU). The Python tool starts its pages at offset `count` (page 1 × count), so it never
  * sends each list's first 1000 members: its count is what it delivered, and it is printed.
  *
  * @module
@@ -36,6 +37,11 @@ export interface PythonBenchDeps {
   baseEnv: Record<string, string>;
   /** Runs this build's CLI once against the simulators (bench.ts's measure). */
   measure: VerifyBenchDeps["measure"];
+  /**
+   * CPU seconds (user + system) this process has used so far: the simulators run in it, so
+   * the difference over a side's run is what the doubles took of the machine's cores then.
+   */
+  cpuSeconds: () => number;
 }
 
 const MINUTE = 60_000;
@@ -124,6 +130,10 @@ async function _runPython(deps: PythonBenchDeps, tool: string, env: Record<strin
   return seconds;
 }
 
+function _cpu(seconds: number): string {
+  return `the simulators took ${seconds.toFixed(1)} s of CPU meanwhile`;
+}
+
 /** Runs scenario 8; false when either side failed. */
 export async function benchPython(deps: PythonBenchDeps): Promise<boolean> {
   const { write, members } = deps;
@@ -145,6 +155,7 @@ export async function benchPython(deps: PythonBenchDeps): Promise<boolean> {
         mailchimp: sims.mailchimp.url,
         ometria: sims.ometria.url,
       });
+      const cpuBefore = deps.cpuSeconds();
       const seconds = await _runPython(deps, tool, {
         // The tool sends the key as Basic's whole value: "user:key" in base64 is what it needs.
         MAILCHIMP_API_KEY: btoa(`python:${sims.mailchimp.apiKey}`),
@@ -154,13 +165,16 @@ export async function benchPython(deps: PythonBenchDeps): Promise<boolean> {
         LOGGING_LEVEL: "INFO",
         LOG_FILE: `${deps.dir}/python.log`,
       });
+      const doublesCpu = deps.cpuSeconds() - cpuBefore;
       python = { seconds, held: sims.ometria.legacyRecords().size };
       write(
         `  Python tool      ${seconds.toFixed(1)} s, ${python.held.toLocaleString("en-US")} of ${
           total.toLocaleString("en-US")
         } members delivered, ${
           Math.round(python.held / seconds).toLocaleString("en-US")
-        } members/s; ${sims.mailchimp.stats.requests} Mailchimp + ${sims.ometria.stats.requests} Ometria requests`,
+        } members/s; ${sims.mailchimp.stats.requests} Mailchimp + ${sims.ometria.stats.requests} Ometria requests; ${
+          _cpu(doublesCpu)
+        }`,
       );
     } catch (error) {
       write(`  Python tool      failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -172,6 +186,7 @@ export async function benchPython(deps: PythonBenchDeps): Promise<boolean> {
   {
     const sims = await _sims(deps);
     try {
+      const cpuBefore = deps.cpuSeconds();
       const run = await deps.measure(
         sims,
         ["--once", "--state", `${deps.dir}/pycmp.json`, ...IDS],
@@ -186,6 +201,7 @@ export async function benchPython(deps: PythonBenchDeps): Promise<boolean> {
           LOG_FILE: "",
         },
       );
+      const doublesCpu = deps.cpuSeconds() - cpuBefore;
       let held = 0;
       let missing = 0;
       for (const id of IDS) {
@@ -201,7 +217,7 @@ export async function benchPython(deps: PythonBenchDeps): Promise<boolean> {
           Math.round(held / run.seconds).toLocaleString("en-US")
         } members/s; ${run.mailchimpRequests} Mailchimp + ${run.ometriaRequests} Ometria requests; peak RSS ${
           run.peakRssBytes === undefined ? "n/a" : `${Math.round(run.peakRssBytes / 1048576)} MiB`
-        }`,
+        }; ${_cpu(doublesCpu)}`,
       );
     } finally {
       await sims.mailchimp.close();
