@@ -314,10 +314,13 @@ class _Run {
    * reaches (absent: the cursor stays, as for past-U members and quarantine retries).
    */
   newPusher(onReach?: (reach: number) => void): OrderedPusher {
+    // A stream of the window keeps its share, and takes a larger one as other streams end,
+    // so the last slices drain with the run's whole window rather than a sixth of it.
+    const share = this.#pushShare();
     return new OrderedPusher({
       sink: this.sink,
       connectionId: this.writer.connection.id,
-      concurrency: this.#pushShare(),
+      concurrency: onReach === undefined ? share : () => Math.max(share, this.#pushShare()),
       signal: this.o.signal,
       hardSignal: this.o.hardSignal,
       onAcknowledged: async (reach, c, released) => {
@@ -519,9 +522,19 @@ class _Run {
 
   /** Cuts what is left of `slice` after its first page into slices for other readers. */
   cut(slice: Slice, first: FirstPage): number | undefined {
-    const edges = planSlices(first, {
+    let edges = planSlices(first, {
       ...(this.o.sliceMembers !== undefined ? { sliceMembers: this.o.sliceMembers } : {}),
     });
+    // Readers that would find no slice to take (the end of a window already cut): what is
+    // left here too small to cut is cut for them in pieces of about a page, so the last
+    // slices are not read one page after another by one reader while the others wait. (Not a
+    // window too small to cut at all: every slice ends in a partial batch, and Ometria limits
+    // requests, not records.)
+    const readSlices = Math.max(1, this.o.readSlices ?? DEFAULT_READ_SLICES);
+    const idle = readSlices - this.#active - this.board.waiting;
+    if (edges.length === 0 && idle > 0 && this.board.slices.length > 1) {
+      edges = planSlices(first, { sliceMembers: first.size, maxSlices: idle + 1 });
+    }
     if (edges.length === 0) return undefined;
     const end = this.board.cut(slice, edges, first.end);
     this.log.debug("Reading {from} to {to} as {count} slices at once", {
@@ -654,15 +667,18 @@ class _Run {
     const passes: ("main" | "archived")[] = [];
     if (!this.#toNow.main) passes.push("main");
     if (this.#archivedPassRan && !this.#toNow.archived) passes.push("archived");
-    for (const pass of passes) {
-      await this.pushParts(
+    // Both at once: neither bounds the other. Both settle before a failure goes on, so no
+    // push of either lands after the run recorded its end.
+    const done = await Promise.allSettled(passes.map((pass) =>
+      this.pushParts(
         this.reader.slices(upper, pass === "archived" ? "archived" : undefined, {
           unbounded: true,
         }),
         this.newPusher(),
         pass,
-      );
-    }
+      )
+    ));
+    for (const d of done) if (d.status === "rejected") throw d.reason;
   }
 
   /**

@@ -317,6 +317,8 @@ export class WindowReader {
   readonly #o: WindowReaderOptions;
   /** Whether a tie group's second was asked for with an inclusive `since` (see #learnSince). */
   #sinceProbed = false;
+  /** Whether that answer came: `sinceInclusive` is then what Mailchimp does. */
+  #sinceSettled = false;
   /** The latest `Date` of any answer so far: Mailchimp's clock had reached it. */
   #lastAnswerMs: number | undefined;
 
@@ -551,6 +553,8 @@ export class WindowReader {
         const last = doneBefore >= (end ?? upper);
         lower = doneBefore;
         const stamp = { readAtMs: page.serverTimeMs, readSeq: page.readSeq };
+        /** Whether the next page was asked for already (beside a tie group's proof). */
+        let asked = false;
         if (tie !== undefined) {
           // What the page proves before the group goes first, and the group's members as its
           // passes read them in full; only its last part, once the group is proven, ends
@@ -570,6 +574,12 @@ export class WindowReader {
           invalid = [];
           for await (const part of this.#readTieGroup(at, status, head)) {
             if (!part.proven) {
+              // The page after the group goes out beside the passes that prove it, once
+              // whether `since` is inclusive is settled (else it might be filled with the group).
+              if (!last && !asked && (this.sinceInclusive || this.#sinceSettled)) {
+                next = request();
+                asked = true;
+              }
               yield { ...part, doneBefore: at, last: false, beyond: [], toNow: false, ...stamp };
               continue;
             }
@@ -577,7 +587,7 @@ export class WindowReader {
             invalid = part.invalid;
           }
         }
-        if (!last) next = request();
+        if (!last && !asked) next = request();
         const out = beyond;
         beyond = [];
         yield { members, invalid, doneBefore, last, beyond: out, toNow, ...stamp };
@@ -804,6 +814,7 @@ export class WindowReader {
     this.#sinceProbed = true;
     const probe = await this.#fetchStamps({ sinceMs: t, beforeMs: t + SECOND, count: 1, status });
     if (probe.stamps[0]?.lastChangedMs === t) this.sinceInclusive = true;
+    this.#sinceSettled = true;
   }
 }
 
