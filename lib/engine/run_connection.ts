@@ -522,19 +522,9 @@ class _Run {
 
   /** Cuts what is left of `slice` after its first page into slices for other readers. */
   cut(slice: Slice, first: FirstPage): number | undefined {
-    let edges = planSlices(first, {
+    const edges = planSlices(first, {
       ...(this.o.sliceMembers !== undefined ? { sliceMembers: this.o.sliceMembers } : {}),
     });
-    // Readers that would find no slice to take (the end of a window already cut): what is
-    // left here too small to cut is cut for them in pieces of about a page, so the last
-    // slices are not read one page after another by one reader while the others wait. (Not a
-    // window too small to cut at all: every slice ends in a partial batch, and Ometria limits
-    // requests, not records.)
-    const readSlices = Math.max(1, this.o.readSlices ?? DEFAULT_READ_SLICES);
-    const idle = readSlices - this.#active - this.board.waiting;
-    if (edges.length === 0 && idle > 0 && this.board.slices.length > 1) {
-      edges = planSlices(first, { sliceMembers: first.size, maxSlices: idle + 1 });
-    }
     if (edges.length === 0) return undefined;
     const end = this.board.cut(slice, edges, first.end);
     this.log.debug("Reading {from} to {to} as {count} slices at once", {
