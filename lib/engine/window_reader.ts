@@ -566,10 +566,8 @@ export class WindowReader {
           if (members.length > 0 || invalid.length > 0 || out.length > 0) {
             yield { members, invalid, doneBefore: at, last: false, beyond: out, toNow, ...stamp };
           }
-          // Its slice was taken: the page's place goes back before the group is read (the
-          // group's pages are outside the budget).
-          release?.();
-          release = undefined;
+          // The page's place is kept while the group is read: the group's pages are outside
+          // the budget, and this place is what counts the group in it.
           members = [];
           invalid = [];
           for await (const part of this.#readTieGroup(at, status, head)) {
