@@ -340,7 +340,6 @@ export class SyncService {
       const accountKey = `${config.ometria.baseUrl}\u0000${config.ometria.apiKey}`;
       let ometriaRates = rateLimiters.get(accountKey);
       if (!ometriaRates) {
-        const rate = (perSecond: number) => new RateLimiter({ perSecond, clock });
         ometriaRates = {
           // Pushes are what a run waits for: a window's starts go in a 10 ms train, and a
           // 429 turns on even spacing (rate_limiter.ts, `pace`).
@@ -350,9 +349,15 @@ export class SyncService {
             clock,
             pace: "burst-until-429",
           }),
-          data: rate(
-            options.ometriaDataApiRequestsPerSecond ?? DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND,
-          ),
+          // Burst as pushes do: a tick's connections each read `_errors` before their first
+          // push and after their last, and even spacing kept the second of two connections of
+          // one account waiting a quarter of a second at both ends of its run.
+          data: new RateLimiter({
+            perSecond: options.ometriaDataApiRequestsPerSecond ??
+              DEFAULT_OMETRIA_DATA_API_REQUESTS_PER_SECOND,
+            clock,
+            pace: "burst-until-429",
+          }),
           // "GDPR anonymisation API | 6 requests per minute", apart from the rest.
           gdpr: new RateLimiter({ perSecond: 6, windowMs: 60_000, clock }),
         };

@@ -140,8 +140,11 @@ export interface OrderedPusherOptions {
   sink: GatedSink;
   /** Names batches in logs: `<connectionId> batch 3 (from …)`. */
   connectionId: string;
-  /** Most requests of this pusher in flight at once. */
-  concurrency: number;
+  /**
+   * Most requests of this pusher in flight at once; a function is asked again before every
+   * start (a run's share of its push window grows as its other streams end).
+   */
+  concurrency: number | (() => number);
   /**
    * Batches added but not yet started before `add` waits: how far reading may run ahead of
    * pushing. @default {2 × concurrency}
@@ -189,8 +192,6 @@ interface _Batch {
  */
 export class OrderedPusher {
   readonly #o: OrderedPusherOptions;
-  readonly #window: number;
-  readonly #queued: number;
   /** Batches from the acknowledged prefix on; `#base` is the index of the first. */
   #batches: _Batch[] = [];
   #base = 0;
@@ -209,8 +210,6 @@ export class OrderedPusher {
 
   constructor(options: OrderedPusherOptions) {
     this.#o = options;
-    this.#window = 2 * options.concurrency;
-    this.#queued = options.queued ?? 2 * options.concurrency;
   }
 
   /**
@@ -237,7 +236,7 @@ export class OrderedPusher {
     });
     this.#pump();
     while (
-      this.#failure === undefined && !this.#stopped && this.#end - this.#next > this.#queued
+      this.#failure === undefined && !this.#stopped && this.#end - this.#next > this.#queued()
     ) {
       await this.#sleep();
     }
@@ -316,11 +315,22 @@ export class OrderedPusher {
     wake.resolve();
   }
 
+  /** Requests in flight at once now. */
+  #concurrency(): number {
+    const c = this.#o.concurrency;
+    return typeof c === "number" ? c : c();
+  }
+
+  /** Batches that may wait to start before `add` waits. */
+  #queued(): number {
+    return this.#o.queued ?? 2 * this.#concurrency();
+  }
+
   #pump(): void {
     while (
       this.#failure === undefined && !this.#stopped && !this.#closed &&
-      this.#active < this.#o.concurrency &&
-      this.#next < this.#end && this.#next < this.#reported + this.#window
+      this.#active < this.#concurrency() &&
+      this.#next < this.#end && this.#next < this.#reported + 2 * this.#concurrency()
     ) {
       const index = this.#next++;
       this.#active++;

@@ -314,10 +314,13 @@ class _Run {
    * reaches (absent: the cursor stays, as for past-U members and quarantine retries).
    */
   newPusher(onReach?: (reach: number) => void): OrderedPusher {
+    // A stream of the window keeps its share, and takes a larger one as other streams end,
+    // so the last slices drain with the run's whole window rather than a sixth of it.
+    const share = this.#pushShare();
     return new OrderedPusher({
       sink: this.sink,
       connectionId: this.writer.connection.id,
-      concurrency: this.#pushShare(),
+      concurrency: onReach === undefined ? share : () => Math.max(share, this.#pushShare()),
       signal: this.o.signal,
       hardSignal: this.o.hardSignal,
       onAcknowledged: async (reach, c, released) => {
@@ -654,15 +657,18 @@ class _Run {
     const passes: ("main" | "archived")[] = [];
     if (!this.#toNow.main) passes.push("main");
     if (this.#archivedPassRan && !this.#toNow.archived) passes.push("archived");
-    for (const pass of passes) {
-      await this.pushParts(
+    // Both at once: neither bounds the other. Both settle before a failure goes on, so no
+    // push of either lands after the run recorded its end.
+    const done = await Promise.allSettled(passes.map((pass) =>
+      this.pushParts(
         this.reader.slices(upper, pass === "archived" ? "archived" : undefined, {
           unbounded: true,
         }),
         this.newPusher(),
         pass,
-      );
-    }
+      )
+    ));
+    for (const d of done) if (d.status === "rejected") throw d.reason;
   }
 
   /**

@@ -317,6 +317,8 @@ export class WindowReader {
   readonly #o: WindowReaderOptions;
   /** Whether a tie group's second was asked for with an inclusive `since` (see #learnSince). */
   #sinceProbed = false;
+  /** Whether that answer came: `sinceInclusive` is then what Mailchimp does. */
+  #sinceSettled = false;
   /** The latest `Date` of any answer so far: Mailchimp's clock had reached it. */
   #lastAnswerMs: number | undefined;
 
@@ -382,6 +384,8 @@ export class WindowReader {
       }
     };
     let next = request();
+    /** The tie group a full page ended in, read once the page's own members are handed out. */
+    let tie: { at: number; head: readonly Member[] | undefined } | undefined;
     /** Gives back the budget's place of the page read last (see `PageBudget`). */
     let release: (() => void) | undefined;
     try {
@@ -518,18 +522,16 @@ export class WindowReader {
                 page.invalid.every((m) => m.lastChangedMs !== undefined && m.lastChangedMs < lastIn)
               ? raw.slice(times.findIndex((x) => x === lastIn))
               : undefined;
+            // A full page proves only what lies before its last second: the members sharing
+            // that second may go on in the next page, which starts there.
+            members = members.filter((m) => lastChangedOf(m) < lastIn);
             if (lastIn > from && (head === undefined || head.length < o.pageSize * _TIE_RUN)) {
-              // A full page proves only what lies before its last second: the members sharing
-              // that second may go on in the next page, which starts there.
               doneBefore = lastIn;
-              members = members.filter((m) => lastChangedOf(m) < lastIn);
             } else {
               // Nothing but the tie group at the lower edge fills a whole page, or a large run
-              // of one second ends it (a bulk import): that second is read on its own now, the
+              // of one second ends it (a bulk import): that second is read on its own next, the
               // run being the first page of its first pass rather than read again.
-              const group = await this.#readTieGroup(lastIn, status, head);
-              members = [...members.filter((m) => lastChangedOf(m) < lastIn), ...group.members];
-              invalid = [...invalid, ...group.invalid];
+              tie = { at: lastIn, head };
               doneBefore = lastIn + SECOND;
             }
           }
@@ -550,19 +552,43 @@ export class WindowReader {
         }
         const last = doneBefore >= (end ?? upper);
         lower = doneBefore;
-        if (!last) next = request();
+        const stamp = { readAtMs: page.serverTimeMs, readSeq: page.readSeq };
+        /** Whether the next page was asked for already (beside a tie group's proof). */
+        let asked = false;
+        if (tie !== undefined) {
+          // What the page proves before the group goes first, and the group's members as its
+          // passes read them in full; only its last part, once the group is proven, ends
+          // after its second (the parts before end at it, so no reach passes it earlier).
+          const { at, head } = tie;
+          tie = undefined;
+          const out = beyond;
+          beyond = [];
+          if (members.length > 0 || invalid.length > 0 || out.length > 0) {
+            yield { members, invalid, doneBefore: at, last: false, beyond: out, toNow, ...stamp };
+          }
+          // The page's place is kept while the group is read: the group's pages are outside
+          // the budget, and this place is what counts the group in it.
+          members = [];
+          invalid = [];
+          for await (const part of this.#readTieGroup(at, status, head)) {
+            if (!part.proven) {
+              // The page after the group goes out beside the passes that prove it, once
+              // whether `since` is inclusive is settled (else it might be filled with the group).
+              if (!last && !asked && (this.sinceInclusive || this.#sinceSettled)) {
+                next = request();
+                asked = true;
+              }
+              yield { ...part, doneBefore: at, last: false, beyond: [], toNow: false, ...stamp };
+              continue;
+            }
+            members = part.members;
+            invalid = part.invalid;
+          }
+        }
+        if (!last && !asked) next = request();
         const out = beyond;
         beyond = [];
-        yield {
-          members,
-          invalid,
-          doneBefore,
-          last,
-          beyond: out,
-          toNow,
-          readAtMs: page.serverTimeMs,
-          readSeq: page.readSeq,
-        };
+        yield { members, invalid, doneBefore, last, beyond: out, toNow, ...stamp };
         if (last) return;
       }
     } finally {
@@ -630,15 +656,31 @@ export class WindowReader {
    * that meets a member of another second counts for nothing: the neighbouring second is in
    * because `since`/`before` are inclusive (now known: later passes ask without it), or the
    * member changed while the pass ran. `total_items` is never needed, and a wrong one
-   * changes nothing.
+   * changes nothing. Yields what each pass in full read first (`proven: false`: the caller
+   * pushes it without moving its reach past `t`), then, once the group is proven, the proven
+   * members not yet yielded (`proven: true`).
    */
-  async #readTieGroup(
+  async *#readTieGroup(
     t: number,
     status: MemberStatus | undefined,
     head: readonly Member[] | undefined,
-  ): Promise<{ members: Member[]; invalid: InvalidMember[] }> {
+  ): AsyncGenerator<{ members: Member[]; invalid: InvalidMember[]; proven: boolean }> {
     const got: _TieReads = { full: new Map(), invalid: new Map() };
     const known = (id: string) => got.full.has(id) || got.invalid.has(id);
+    // The ids handed out already: a pass in full hands out the members it read first, so
+    // pushing starts while the group is being proven. A member read again at `t` is as it
+    // was (one that changes leaves the second), so once is enough.
+    const handed = new Set<string>();
+    const fresh = <T extends Member | InvalidMember>(reads: Iterable<T>, only?: Set<string>) => {
+      const out: T[] = [];
+      for (const r of reads) {
+        const id = r.id!;
+        if (handed.has(id) || (only !== undefined && !only.has(id))) continue;
+        handed.add(id);
+        out.push(r);
+      }
+      return out;
+    };
     let previous: number | undefined;
     let expect: number | undefined;
     let seen = new Set<string>();
@@ -663,11 +705,20 @@ export class WindowReader {
         for (const id of read.ids) seen.add(id);
         if (seen.size === positions && [...seen].every(known)) {
           await this.#learnSince(t, status);
-          return {
-            members: [...got.full.values()].filter((m) => seen.has(m.id)),
-            invalid: [...got.invalid.values()],
+          yield {
+            members: fresh(got.full.values(), seen),
+            invalid: fresh(got.invalid.values()),
+            proven: true,
           };
+          return;
         }
+      }
+      if (full) {
+        // Pushed now (their reach stays at `t`): pushing an older read of a member that has
+        // left the group since is what any read does, and its newer version follows it.
+        const members = fresh(got.full.values());
+        const invalid = fresh(got.invalid.values());
+        if (members.length > 0 || invalid.length > 0) yield { members, invalid, proven: false };
       }
       this.#o.logger.debug(
         "Tie group at {at}: pass {pass} has {positions} positions, {seen} ids proven; reading again",
@@ -761,6 +812,7 @@ export class WindowReader {
     this.#sinceProbed = true;
     const probe = await this.#fetchStamps({ sinceMs: t, beforeMs: t + SECOND, count: 1, status });
     if (probe.stamps[0]?.lastChangedMs === t) this.sinceInclusive = true;
+    this.#sinceSettled = true;
   }
 }
 
