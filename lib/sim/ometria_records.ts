@@ -87,26 +87,24 @@ export function validateRecord(
   policy: RecordPolicy,
   checkSize: boolean,
 ): RecordProblem | undefined {
-  const at = (field: string) => `root > ${field}`;
-  const invalid = (field: string) => ({ message: "not a valid value", path: at(field) });
   if (!_isObject(record)) return { message: "not a valid value", path: "root" };
   const type = record["@type"];
-  if (typeof type !== "string" || type === "") return invalid("@type");
-  if (typeof record.id !== "string" || record.id === "") return invalid("id");
+  if (typeof type !== "string" || type === "") return _invalid("@type");
+  if (typeof record.id !== "string" || record.id === "") return _invalid("id");
   const collection = record["@collection"];
   // Contacts need a collection (one per source); other types may leave it out.
   if (
     (type === "contact" || collection !== undefined) &&
     (typeof collection !== "string" || collection === "")
   ) {
-    return invalid("@collection");
+    return _invalid("@collection");
   }
   if (record["@merge"] !== undefined && typeof record["@merge"] !== "boolean") {
-    return invalid("@merge");
+    return _invalid("@merge");
   }
   if (type === "contact") {
     const problem = _contactProblem(record, policy);
-    if (problem) return invalid(problem);
+    if (problem) return _invalid(problem);
   }
   if (checkSize && _jsonBytes(record) > OMETRIA_MAX_RECORD_BYTES) {
     return { message: "Record is too large", path: "root" };
@@ -114,9 +112,20 @@ export function validateRecord(
   return undefined;
 }
 
-/** The first contact field Ometria would refuse, as its path below `root`. */
+function _invalid(field: string): RecordProblem {
+  return { message: "not a valid value", path: `root > ${field}` };
+}
+
+/**
+ * The first contact field Ometria would refuse, as its path below `root`. The fields are
+ * walked by `Object.keys` (the order and the fields of `Object.entries`, without an array
+ * per field: a run validates some 200,000 records).
+ */
 function _contactProblem(record: Record<string, unknown>, policy: RecordPolicy) {
-  for (const [field, value] of Object.entries(record)) {
+  const fields = Object.keys(record);
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    const value = record[field];
     if (value === null) {
       if (policy.nullFields === "reject" && !field.startsWith("@")) return field;
       continue;
@@ -151,10 +160,15 @@ export function storedRecord(
   record: Record<string, unknown>,
   policy: RecordPolicy,
 ): Record<string, unknown> {
-  const { "@merge": merge, ...fields } = record;
-  const merging = merge === true || policy.omittedFields === "merge";
+  // One walk of the record's own fields (what `{ "@merge": merge, ...fields }` and
+  // `Object.entries(fields)` would visit, in the same order) and no copy of it.
+  const merging = record["@merge"] === true || policy.omittedFields === "merge";
   const base: Record<string, unknown> = merging && previous ? { ...previous } : {};
-  for (const [field, value] of Object.entries(fields)) {
+  const fields = Object.keys(record);
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    if (field === "@merge") continue;
+    const value = record[field];
     if (field === "properties" && _isObject(value)) {
       const old = _isObject(base.properties) && merging && policy.properties === "merge"
         ? base.properties
@@ -174,7 +188,11 @@ function _blanked(
   policy: RecordPolicy,
 ): Record<string, unknown> {
   const out = { ...old };
-  for (const [key, value] of Object.entries(incoming)) _assign(out, key, value, policy);
+  const keys = Object.keys(incoming);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    _assign(out, key, incoming[key], policy);
+  }
   return out;
 }
 
