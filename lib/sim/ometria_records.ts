@@ -203,7 +203,8 @@ function _assign(
   policy: RecordPolicy,
 ): void {
   if (value === null) {
-    if (policy.nullFields === "clear") delete into[field];
+    // `delete` of a field the record lacks (most blanks, sent every time) is a no-op.
+    if (policy.nullFields === "clear" && Object.hasOwn(into, field)) delete into[field];
     return;
   }
   if (value === "" && policy.emptyStringFields === "keep" && field in into) return;
