@@ -163,6 +163,9 @@ export function storedRecord(
   // One walk of the record's own fields (what `{ "@merge": merge, ...fields }` and
   // `Object.entries(fields)` would visit, in the same order) and no copy of it.
   const merging = record["@merge"] === true || policy.omittedFields === "merge";
+  // A sync pushes the same records again and again: one that changes nothing gives back the
+  // stored record itself (equal, field for field and in order, to the copy made below).
+  if (merging && previous && _changesNothing(previous, record, policy)) return previous;
   const base: Record<string, unknown> = merging && previous ? { ...previous } : {};
   const fields = Object.keys(record);
   for (let i = 0; i < fields.length; i++) {
@@ -179,6 +182,69 @@ export function storedRecord(
     _assign(base, field, value, policy);
   }
   return base;
+}
+
+/**
+ * Whether merging `record` into a copy of `previous` (what `storedRecord` does) would leave
+ * the copy equal to `previous`: every field kept, in the same order, with equal values.
+ * Anything unusual (a `__proto__` field, a record with another prototype) answers false,
+ * and the copy is made.
+ */
+function _changesNothing(
+  previous: Record<string, unknown>,
+  record: Record<string, unknown>,
+  policy: RecordPolicy,
+): boolean {
+  if (Object.getPrototypeOf(previous) !== Object.prototype) return false;
+  const fields = Object.keys(record);
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    if (field === "@merge") continue;
+    if (field === "__proto__") return false;
+    const value = record[field];
+    if (field === "properties" && _isObject(value)) {
+      const old = _isObject(previous.properties) && policy.properties === "merge"
+        ? previous.properties
+        : {};
+      const properties = _blanked(old, value, policy);
+      if (!Object.hasOwn(previous, field) || !_same(previous.properties, properties)) return false;
+      continue;
+    }
+    if (value === null) {
+      if (policy.nullFields === "clear" && Object.hasOwn(previous, field)) return false;
+      continue;
+    }
+    // `field in previous` is `field in` its copy: same own fields, same prototype.
+    if (value === "" && policy.emptyStringFields === "keep" && field in previous) continue;
+    if (!Object.hasOwn(previous, field) || !_same(previous[field], value)) return false;
+  }
+  return true;
+}
+
+/** Whether two JSON values are the same: equal primitives (`Object.is`), or alike throughout. */
+function _same(a: unknown, b: unknown): boolean {
+  if (Object.is(a, b)) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!_same(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  if (
+    Object.getPrototypeOf(a) !== Object.prototype || Object.getPrototypeOf(b) !== Object.prototype
+  ) {
+    return false;
+  }
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  for (let i = 0; i < ka.length; i++) {
+    if (ka[i] !== kb[i] || !_same(ra[ka[i]!], rb[kb[i]!])) return false;
+  }
+  return true;
 }
 
 /** `incoming` applied to a copy of `old`, blanks as `policy` says. */
