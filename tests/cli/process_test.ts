@@ -82,6 +82,10 @@ Deno.test("main.ts: a second process on the same state file exits 2; SIGTERM sto
   try {
     const daemon = spawnCli(["--state", w.state, LIST], w.env);
     await until(() => w.ometria.stats.recordsReceived >= 1_000, "the daemon to push");
+    // Its next pushes are held where they arrive, so the run is still in its middle when the
+    // signal comes, however fast it would otherwise end. Let go once the stop is asked: the
+    // graceful stop finishes what is in flight (a hold no push reached then holds nothing).
+    const holds = Array.from({ length: 64 }, () => w.ometria.holdPush());
 
     const second = await runCli(["--once", "--state", w.state, LIST], w.env);
     assert.equal(second.code, 2);
@@ -89,6 +93,7 @@ Deno.test("main.ts: a second process on the same state file exits 2; SIGTERM sto
 
     const stopAsked = Date.now();
     daemon.kill("SIGTERM");
+    for (const hold of holds) hold.release();
     const status = await daemon.status;
     const stderr = new TextDecoder().decode(
       await new Response(daemon.stderr).arrayBuffer(),
