@@ -70,3 +70,101 @@ Deno.test("main.ts with the image's environment refuses a state folder that is n
     await w.close();
   }
 });
+
+/**
+ * A memory cgroup this process may create children in, or why not: the test needs root and a
+ * writable cgroup v1 `memory` or cgroup v2 hierarchy (a container's usually is read-only).
+ */
+function childCgroup(): { dir: string; limitFile: string } | string {
+  let lines: string[];
+  try {
+    lines = Deno.readTextFileSync("/proc/self/cgroup").trim().split("\n");
+  } catch {
+    return "no /proc/self/cgroup (not Linux)";
+  }
+  const v1 = lines.find((l) => l.split(":")[1] === "memory");
+  const v2 = lines.find((l) => l.startsWith("0::"));
+  const candidates = [
+    ...(v1
+      ? [{ root: "/sys/fs/cgroup/memory", path: v1.split(":")[2]!, file: "memory.limit_in_bytes" }]
+      : []),
+    ...(v2
+      ? ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].map((root) => ({
+        root,
+        path: v2.slice(3),
+        file: "memory.max",
+      }))
+      : []),
+  ];
+  for (const c of candidates) {
+    const dir = `${c.root}${c.path === "/" ? "" : c.path}/dockerfile_test_${Deno.pid}`;
+    try {
+      Deno.mkdirSync(dir);
+    } catch {
+      continue;
+    }
+    // A probe only: the test makes it again, so a filtered run leaves nothing behind.
+    let usable = false;
+    try {
+      usable = Deno.statSync(`${dir}/${c.file}`).isFile;
+    } catch {
+      // Not a memory controller's folder.
+    }
+    Deno.removeSync(dir);
+    if (usable) return { dir, limitFile: `${dir}/${c.file}` };
+  }
+  return "no writable memory cgroup here (needs root and a writable cgroup hierarchy)";
+}
+
+const CGROUP = Deno.build.os === "linux" ? childCgroup() : "not Linux";
+
+/** V8's heap limit in MiB of `deno eval` run inside `cgroup` (or outside, when undefined). */
+async function heapLimitMiB(env: Record<string, string>, cgroup?: string): Promise<number> {
+  const script =
+    'import("node:v8").then((v8) => console.log(v8.getHeapStatistics().heap_size_limit))';
+  const deno = Deno.execPath();
+  const out = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      cgroup ? `echo $$ > ${cgroup}/cgroup.procs && exec "$0" eval "$1"` : `exec "$0" eval "$1"`,
+      deno,
+      script,
+    ],
+    env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return Math.round(Number(new TextDecoder().decode(out.stdout).trim()) / 1048576);
+}
+
+// A fact about Deno the image relies on (README, "Container"), checked on this Deno: with the
+// image's DENO_USE_CGROUPS, V8's heap is sized from the cgroup's memory limit (at least
+// 256 MiB of heap limit for a small one), not from the host's memory. A misspelt variable or a
+// Deno that ignores it would leave a container's heap sized to the host, the OOM kill the
+// image's ENV is there to avoid.
+Deno.test({
+  name: `the image's DENO_USE_CGROUPS sizes V8's heap to the container's memory limit${
+    typeof CGROUP === "string" ? ` (ignored: ${CGROUP})` : ""
+  }`,
+  ignore: typeof CGROUP === "string",
+  fn: async () => {
+    const { dir, limitFile } = CGROUP as { dir: string; limitFile: string };
+    Deno.mkdirSync(dir);
+    try {
+      Deno.writeTextFileSync(limitFile, String(256 * 1048576));
+      const base = { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" };
+      const set = imageEnv().DENO_USE_CGROUPS;
+      const image = set === undefined ? base : { ...base, DENO_USE_CGROUPS: set };
+      const host = await heapLimitMiB(base, dir);
+      const contained = await heapLimitMiB(image, dir);
+      assert.equal(imageEnv().DENO_USE_CGROUPS, "1");
+      assert.ok(contained <= 300, `heap limit in a 256 MiB cgroup: ${contained} MiB`);
+      assert.ok(host > contained, `without it the heap is sized to the host: ${host} MiB`);
+    } finally {
+      // The children have exited, so the cgroup is empty and can go.
+      Deno.removeSync(dir);
+    }
+  },
+});
