@@ -24,7 +24,8 @@
  * 7. (optional, `scenarios=7 verify=N`) a full `verify` of 100,000 members at Ometria's
  *    Data API rate of 4 requests/s, then a 1,000-member sample (bench_verify.ts).
  * 8. (optional, `scenarios=8 python=DIR`) the original Python tool and this build side by
- *    side on scenario 4's two lists (bench_python.ts).
+ *    side on scenario 4's two lists, in `rounds=N` interleaved pairs (3 by default; which
+ *    side runs first alternates), each pair's ratio and the median (bench_python.ts).
  *
  * The child runs as users run it: plain `deno run`, no V8 flags (`v8Flags` sets some).
  * When the bundle is built (`deno task bench` builds it first), scenario 1's full run is
@@ -46,6 +47,7 @@ import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
 import process from "node:process";
 import { benchPython } from "./bench_python.ts";
+import { roundOrders } from "./bench_rounds.ts";
 import { benchVerify } from "./bench_verify.ts";
 
 /** Options of {@linkcode runBench}. */
@@ -86,6 +88,12 @@ export interface BenchOptions {
   distribution?: "independent" | "bulk";
   /** A checkout of the original Python tool: scenario 8 runs it beside this build. */
   pythonDir?: string;
+  /**
+   * Interleaved pairs of scenario 8 (a whole number ≥ 1): each round runs both sides once on
+   * fresh simulators, the Python tool first in odd rounds and this build first in even ones,
+   * and the scenario reports the median ratio. @default {3}
+   */
+  rounds?: number;
   /**
    * The bundle (`deno task bundle` → dist/mailchimp-ometria-sync.js) as `deno run …` arguments:
    * scenario 1's full run is repeated with it, so both ways users run the product report
@@ -411,6 +419,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
           baseEnv: options.baseEnv,
           measure: (sims, args, env) => _measure(options, sims, args, env),
           cpuSeconds: _cpuSeconds,
+          orders: roundOrders(options.rounds),
         }) && ok;
       }
     }
@@ -684,8 +693,9 @@ async function _deepReconcile(options: BenchOptions, dir: string): Promise<boole
 
 /**
  * Reads bench options from words like `scenarios=1,4 members=200000 distribution=bulk
- * baseline=/path/to/main.ts v8flags=…` (main.ts passes its `BENCH` variable). Unknown words
- * throw a TypeError naming them.
+ * baseline=/path/to/main.ts v8flags=…` or `scenarios=8 python=DIR rounds=5` (main.ts passes
+ * its `BENCH` variable). Unknown words, and a `rounds` that is not a whole number ≥ 1, throw a
+ * TypeError naming them.
  */
 export function parseBenchSpec(
   spec: string,
@@ -710,7 +720,15 @@ export function parseBenchSpec(
       out.distribution = value;
     } else if (key === "v8flags") out.v8Flags = value;
     else if (key === "python") out.pythonDir = value;
-    else if (key === "baseline") {
+    else if (key === "rounds") {
+      // Number("") is 0 and Number("x") NaN: both fail here, as do 0, negatives and fractions.
+      if (value === "" || !Number.isInteger(num) || num < 1) {
+        throw new TypeError(
+          `Cannot read bench option '${word}': rounds must be a whole number ≥ 1`,
+        );
+      }
+      out.rounds = num;
+    } else if (key === "baseline") {
       const args = [...command.args];
       args[args.length - 1] = value;
       out.baseline = { name: "baseline", command: { executable: command.executable, args } };

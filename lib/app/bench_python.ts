@@ -6,6 +6,16 @@
  * build sends its own ≤ 100 to `/v2/push`). With `distribution=bulk`, half the members come in
  * bulk imports of 1,500 sharing one `last_changed`.
  *
+ * One pair swings by a fifth on a shared 2-core machine, so the scenario runs `rounds=N`
+ * interleaved pairs (3 by default): each round runs both sides once, the Python tool first in
+ * odd rounds and this build first in even ones, so neither side always runs on a machine
+ * the other has just left (bench_rounds.ts holds the order and the median). Every run starts
+ * on fresh simulators and a fresh state (a fresh copy of the tool for its `sync_jobs.json`, a
+ * fresh state file for this build). Each round prints both sides' lines and its ratio; the
+ * scenario ends with the median ratio over the pairs, every pair's ratio, and each side's
+ * median seconds. It fails when a side failed, or this build left members missing, in any
+ * round.
+ *
  * `DIR` is a checkout of the original tool (github.com/ruipatcheco/data_sync). Nothing of it is
  * in this repository: the bench copies it to a temporary folder and points its two hard-coded
  * base URLs at the simulators, then runs `python3 syncModule.py <list ids>` (it needs Python 3
@@ -13,9 +23,11 @@
  * its first round ends when it logs "Persisting sync jobs", and it is stopped there.
  *
  * Members/s counts members Ometria holds at the end over each process's wall time, start
- * included. Each side's line also gives the CPU the simulators took meanwhile: they share the
- * machine's cores with the side being measured (real APIs cost the client no CPU). The Python tool starts its pages at offset `count` (page 1 × count), so it never
- * sends each list's first 1000 members: its count is what it delivered, and it is printed.
+ * included; a round's ratio is this build's members/s over the tool's. Each side's line also
+ * gives the CPU the simulators took meanwhile: they share the machine's cores with the side
+ * being measured (real APIs cost the client no CPU). The Python tool starts its pages at
+ * offset `count` (page 1 × count), so it never sends each list's first 1000 members: its
+ * count is what it delivered, and it is printed.
  *
  * @module
  */
@@ -23,6 +35,13 @@ import { collectionFor } from "../mapping/contact.ts";
 import { compareCopies } from "../sim/compare.ts";
 import { MailchimpSimulator } from "../sim/mailchimp_sim.ts";
 import { OmetriaSimulator } from "../sim/ometria_sim.ts";
+import {
+  type BenchSide,
+  roundRatio,
+  type RoundResult,
+  type SideResult,
+  summarizeRounds,
+} from "./bench_rounds.ts";
 import type { VerifyBenchDeps } from "./bench_verify.ts";
 
 /** What scenario 8 needs from the bench. */
@@ -42,6 +61,8 @@ export interface PythonBenchDeps {
    * the difference over a side's run is what the doubles took of the machine's cores then.
    */
   cpuSeconds: () => number;
+  /** Each round's order of the two sides (bench_rounds.ts's `roundOrders`). */
+  orders: readonly (readonly BenchSide[])[];
 }
 
 const MINUTE = 60_000;
@@ -134,100 +155,147 @@ function _cpu(seconds: number): string {
   return `the simulators took ${seconds.toFixed(1)} s of CPU meanwhile`;
 }
 
-/** Runs scenario 8; false when either side failed. */
+const _message = (error: unknown) => error instanceof Error ? error.message : String(error);
+
+/**
+ * The Python tool once, on fresh simulators and a fresh copy of the tool (its
+ * `sync_jobs.json` lands in the copy: an earlier round's would make it sync only what
+ * changed since). Writes its line; undefined when it failed.
+ */
+async function _pythonSide(
+  deps: PythonBenchDeps,
+  round: number,
+  label: string,
+): Promise<SideResult | undefined> {
+  const sims = await _sims(deps);
+  try {
+    const tool = `${deps.dir}/python-tool-${round}`;
+    await _copyTool(deps.pythonDir, tool, {
+      mailchimp: sims.mailchimp.url,
+      ometria: sims.ometria.url,
+    });
+    const cpuBefore = deps.cpuSeconds();
+    const seconds = await _runPython(deps, tool, {
+      // The tool sends the key as Basic's whole value: "user:key" in base64 is what it needs.
+      MAILCHIMP_API_KEY: btoa(`python:${sims.mailchimp.apiKey}`),
+      OMETRIA_API_KEY: sims.ometria.apiKey,
+      BULK_MEMBER_COUNT: "1000",
+      MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS: "2",
+      LOGGING_LEVEL: "INFO",
+      LOG_FILE: `${deps.dir}/python-${round}.log`,
+    });
+    const doublesCpu = deps.cpuSeconds() - cpuBefore;
+    const held = sims.ometria.legacyRecords().size;
+    deps.write(
+      `${label}Python tool      ${seconds.toFixed(1)} s, ${held.toLocaleString("en-US")} of ${
+        (2 * deps.members).toLocaleString("en-US")
+      } members delivered, ${
+        Math.round(held / seconds).toLocaleString("en-US")
+      } members/s; ${sims.mailchimp.stats.requests} Mailchimp + ${sims.ometria.stats.requests} Ometria requests; ${
+        _cpu(doublesCpu)
+      }`,
+    );
+    return { seconds, held };
+  } catch (error) {
+    deps.write(`${label}Python tool      failed: ${_message(error)}`);
+    return undefined;
+  } finally {
+    await sims.mailchimp.close();
+    await sims.ometria.close();
+  }
+}
+
+/**
+ * This build once, on fresh simulators and a fresh state file (an earlier round's would
+ * make it sync only what changed since). Writes its line; `result` is undefined when the
+ * run failed, and `missing` counts members Ometria lacks at the end.
+ */
+async function _ourSide(
+  deps: PythonBenchDeps,
+  round: number,
+  label: string,
+): Promise<{ result: SideResult | undefined; missing: number }> {
+  const sims = await _sims(deps);
+  try {
+    const cpuBefore = deps.cpuSeconds();
+    const run = await deps.measure(
+      sims,
+      ["--once", "--state", `${deps.dir}/pycmp-${round}.json`, ...IDS],
+      {
+        MAILCHIMP_API_KEY: sims.mailchimp.apiKey,
+        MAILCHIMP_BASE_URL: sims.mailchimp.url,
+        OMETRIA_API_KEY: sims.ometria.apiKey,
+        OMETRIA_BASE_URL: sims.ometria.url,
+        OMETRIA_MAX_REQUESTS_PER_SECOND: "1000",
+        MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
+        LOGGING_LEVEL: "ERROR",
+        LOG_FILE: "",
+      },
+    );
+    const doublesCpu = deps.cpuSeconds() - cpuBefore;
+    let held = 0;
+    let missing = 0;
+    for (const id of IDS) {
+      const copy = sims.ometria.contacts(collectionFor(id));
+      held += copy.size;
+      missing += compareCopies(sims.mailchimp.truth(id), copy, id).missing.length;
+    }
+    deps.write(
+      `${label}this build       ${run.seconds.toFixed(1)} s, ${held.toLocaleString("en-US")} of ${
+        (2 * deps.members).toLocaleString("en-US")
+      } members delivered (${missing} missing), ${
+        Math.round(held / run.seconds).toLocaleString("en-US")
+      } members/s; ${run.mailchimpRequests} Mailchimp + ${run.ometriaRequests} Ometria requests; peak RSS ${
+        run.peakRssBytes === undefined ? "n/a" : `${Math.round(run.peakRssBytes / 1048576)} MiB`
+      }; ${_cpu(doublesCpu)}${run.code === 0 ? "" : `; exit code ${run.code}`}`,
+    );
+    return { result: run.code === 0 ? { seconds: run.seconds, held } : undefined, missing };
+  } finally {
+    await sims.mailchimp.close();
+    await sims.ometria.close();
+  }
+}
+
+/**
+ * Runs scenario 8: `deps.orders`' rounds, each side once per round in the round's order.
+ * False when a side failed in any round or this build left members missing in any round.
+ */
 export async function benchPython(deps: PythonBenchDeps): Promise<boolean> {
-  const { write, members } = deps;
-  const total = 2 * members;
+  const { write, members, orders } = deps;
   write(
     `Scenario 8: the original Python tool beside this build, 2 lists × ${
       members.toLocaleString("en-US")
     } members${
       deps.bulkImports ? " (half in bulk imports of 1,500)" : ""
-    }, Mailchimp 50 ms, Ometria 20 ms`,
+    }, Mailchimp 50 ms, Ometria 20 ms; ${orders.length} interleaved round${
+      orders.length === 1 ? "" : "s"
+    }, the Python tool first in odd rounds and this build first in even ones, fresh simulators for every run`,
   );
-  let python: { seconds: number; held: number } | undefined;
-  let ours: { seconds: number; held: number; missing: number } | undefined;
-  {
-    const sims = await _sims(deps);
-    try {
-      const tool = `${deps.dir}/python-tool`;
-      await _copyTool(deps.pythonDir, tool, {
-        mailchimp: sims.mailchimp.url,
-        ometria: sims.ometria.url,
-      });
-      const cpuBefore = deps.cpuSeconds();
-      const seconds = await _runPython(deps, tool, {
-        // The tool sends the key as Basic's whole value: "user:key" in base64 is what it needs.
-        MAILCHIMP_API_KEY: btoa(`python:${sims.mailchimp.apiKey}`),
-        OMETRIA_API_KEY: sims.ometria.apiKey,
-        BULK_MEMBER_COUNT: "1000",
-        MAX_NUMBER_OF_CONCURRENT_RUNNING_THREADS: "2",
-        LOGGING_LEVEL: "INFO",
-        LOG_FILE: `${deps.dir}/python.log`,
-      });
-      const doublesCpu = deps.cpuSeconds() - cpuBefore;
-      python = { seconds, held: sims.ometria.legacyRecords().size };
-      write(
-        `  Python tool      ${seconds.toFixed(1)} s, ${python.held.toLocaleString("en-US")} of ${
-          total.toLocaleString("en-US")
-        } members delivered, ${
-          Math.round(python.held / seconds).toLocaleString("en-US")
-        } members/s; ${sims.mailchimp.stats.requests} Mailchimp + ${sims.ometria.stats.requests} Ometria requests; ${
-          _cpu(doublesCpu)
-        }`,
-      );
-    } catch (error) {
-      write(`  Python tool      failed: ${error instanceof Error ? error.message : String(error)}`);
-    } finally {
-      await sims.mailchimp.close();
-      await sims.ometria.close();
-    }
-  }
-  {
-    const sims = await _sims(deps);
-    try {
-      const cpuBefore = deps.cpuSeconds();
-      const run = await deps.measure(
-        sims,
-        ["--once", "--state", `${deps.dir}/pycmp.json`, ...IDS],
-        {
-          MAILCHIMP_API_KEY: sims.mailchimp.apiKey,
-          MAILCHIMP_BASE_URL: sims.mailchimp.url,
-          OMETRIA_API_KEY: sims.ometria.apiKey,
-          OMETRIA_BASE_URL: sims.ometria.url,
-          OMETRIA_MAX_REQUESTS_PER_SECOND: "1000",
-          MAILCHIMP_CLOCK_MARGIN_SECONDS: "2",
-          LOGGING_LEVEL: "ERROR",
-          LOG_FILE: "",
-        },
-      );
-      const doublesCpu = deps.cpuSeconds() - cpuBefore;
-      let held = 0;
-      let missing = 0;
-      for (const id of IDS) {
-        const copy = sims.ometria.contacts(collectionFor(id));
-        held += copy.size;
-        missing += compareCopies(sims.mailchimp.truth(id), copy, id).missing.length;
+  let ok = true;
+  const rounds: RoundResult[] = [];
+  const width = String(orders.length).length;
+  for (const [i, order] of orders.entries()) {
+    const round = i + 1;
+    const label = `  round ${String(round).padStart(width)}  `;
+    const result: RoundResult = {};
+    for (const side of order) {
+      if (side === "python") {
+        const python = await _pythonSide(deps, round, label);
+        if (python) result.python = python;
+        else ok = false;
+      } else {
+        const ours = await _ourSide(deps, round, label);
+        if (ours.result) result.ours = ours.result;
+        ok &&= ours.result !== undefined && ours.missing === 0;
       }
-      if (run.code === 0) ours = { seconds: run.seconds, held, missing };
-      write(
-        `  this build       ${run.seconds.toFixed(1)} s, ${held.toLocaleString("en-US")} of ${
-          total.toLocaleString("en-US")
-        } members delivered (${missing} missing), ${
-          Math.round(held / run.seconds).toLocaleString("en-US")
-        } members/s; ${run.mailchimpRequests} Mailchimp + ${run.ometriaRequests} Ometria requests; peak RSS ${
-          run.peakRssBytes === undefined ? "n/a" : `${Math.round(run.peakRssBytes / 1048576)} MiB`
-        }; ${_cpu(doublesCpu)}`,
-      );
-    } finally {
-      await sims.mailchimp.close();
-      await sims.ometria.close();
     }
+    const ratio = roundRatio(result);
+    if (ratio !== undefined) {
+      write(`${label}members/s, this build ÷ Python tool: ${ratio.toFixed(2)}×`);
+    }
+    rounds.push(result);
   }
-  if (python && ours) {
-    const ratio = (ours.held / ours.seconds) / (python.held / python.seconds);
-    write(`  members/s, this build ÷ Python tool: ${ratio.toFixed(2)}×`);
-  }
+  for (const line of summarizeRounds(rounds)) write(line);
   write("");
-  return python !== undefined && ours !== undefined && ours.missing === 0;
+  return ok;
 }
