@@ -335,7 +335,7 @@ async function _optionalCommand(
       );
       return EXIT.usage;
     }
-    const { runBench, parseBenchSpec } = await import("./lib/app/bench.ts");
+    const { runBench, parseBenchSpec, BenchSpecError } = await import("./lib/app/bench.ts");
     const baseEnv: Record<string, string> = {};
     for (
       const name of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"]
@@ -346,6 +346,15 @@ async function _optionalCommand(
       executable: Deno.execPath(),
       args: ["run", "--allow-net=127.0.0.1", "--allow-env", "--allow-read", "--allow-write", self],
     };
+    let spec: ReturnType<typeof parseBenchSpec>;
+    try {
+      // BENCH="scenarios=4 distribution=bulk baseline=…/main.ts": see parseBenchSpec.
+      spec = parseBenchSpec(env.BENCH ?? "", command);
+    } catch (error) {
+      if (!(error instanceof BenchSpecError)) throw error;
+      console.error(`BENCH="${env.BENCH}": ${error.message}.`);
+      return EXIT.usage;
+    }
     // The bundle, when `deno task bundle` built it: run as its README line runs it.
     const bundlePath = new URL("./dist/mailchimp-ometria-sync.js", import.meta.url).pathname;
     const bundle = await Deno.stat(bundlePath).then(() => ({
@@ -367,8 +376,7 @@ async function _optionalCommand(
       baseEnv,
       command,
       ...(bundle ? { bundle } : {}),
-      // BENCH="scenarios=4 distribution=bulk baseline=…/main.ts": see parseBenchSpec.
-      ...parseBenchSpec(env.BENCH ?? "", command),
+      ...spec,
     });
   }
   return undefined;

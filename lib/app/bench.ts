@@ -707,32 +707,76 @@ export function parseBenchSpec(
     const at = word.indexOf("=");
     const key = at < 0 ? word : word.slice(0, at);
     const value = at < 0 ? "" : word.slice(at + 1);
-    const num = Number(value);
-    if (key === "scenarios") out.scenarios = value.split(",").map(Number);
-    else if (key === "members") out.members = num;
-    else if (key === "pair") out.pairMembers = num;
-    else if (key === "ceiling") out.ceilingMembers = num;
-    else if (key === "crash") out.crashMembers = num;
-    else if (key === "reconcile") out.reconcileMembers = num;
-    else if (key === "verify") out.verifyMembers = num;
-    else if (key === "connections") out.connections = num;
+    const count = _COUNT_WORDS[key];
+    if (count !== undefined) out[count] = _wholeNumber(word, key, value);
+    else if (key === "scenarios") out.scenarios = _scenarios(word, value);
     else if (key === "distribution" && (value === "bulk" || value === "independent")) {
       out.distribution = value;
     } else if (key === "v8flags") out.v8Flags = value;
-    else if (key === "python") out.pythonDir = value;
-    else if (key === "rounds") {
-      // Number("") is 0 and Number("x") NaN: both fail here, as do 0, negatives and fractions.
-      if (value === "" || !Number.isInteger(num) || num < 1) {
-        throw new TypeError(
-          `Cannot read bench option '${word}': rounds must be a whole number ≥ 1`,
-        );
-      }
-      out.rounds = num;
-    } else if (key === "baseline") {
+    else if (key === "python" && value !== "") out.pythonDir = value;
+    else if (key === "baseline" && value !== "") {
       const args = [...command.args];
       args[args.length - 1] = value;
       out.baseline = { name: "baseline", command: { executable: command.executable, args } };
-    } else throw new TypeError(`Cannot read bench option '${word}': see lib/app/bench.ts`);
+    } else {
+      throw new BenchSpecError(
+        `Cannot read bench option '${word}': the words are ${_WORDS} (README, "Simulators, demo and benchmark")`,
+      );
+    }
   }
   return out;
+}
+
+/** A `BENCH` word the bench cannot read; its message says which and what it takes. */
+export class BenchSpecError extends TypeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "BenchSpecError";
+  }
+}
+
+/** The words that take a count (a whole number ≥ 1), and the option each sets. */
+const _COUNT_WORDS: Record<
+  string,
+  | "members"
+  | "pairMembers"
+  | "ceilingMembers"
+  | "crashMembers"
+  | "reconcileMembers"
+  | "verifyMembers"
+  | "connections"
+  | "rounds"
+> = {
+  members: "members",
+  pair: "pairMembers",
+  ceiling: "ceilingMembers",
+  crash: "crashMembers",
+  reconcile: "reconcileMembers",
+  verify: "verifyMembers",
+  connections: "connections",
+  rounds: "rounds",
+};
+const _WORDS = `scenarios=1,…,8, ${
+  Object.keys(_COUNT_WORDS).map((k) => `${k}=N`).join(", ")
+}, distribution=bulk|independent, v8flags=…, python=DIR, baseline=…/main.ts`;
+
+function _wholeNumber(word: string, key: string, value: string): number {
+  const num = Number(value);
+  // Number("") is 0 and Number("x") NaN: both fail here, as do 0, negatives and fractions.
+  if (value === "" || !Number.isSafeInteger(num) || num < 1) {
+    throw new BenchSpecError(
+      `Cannot read bench option '${word}': ${key} must be a whole number ≥ 1`,
+    );
+  }
+  return num;
+}
+
+function _scenarios(word: string, value: string): number[] {
+  const list = value.split(",").map(Number);
+  if (value === "" || list.some((n) => !Number.isInteger(n) || n < 1 || n > 8)) {
+    throw new BenchSpecError(
+      `Cannot read bench option '${word}': scenarios are numbers from 1 to 8, separated by commas`,
+    );
+  }
+  return list;
 }

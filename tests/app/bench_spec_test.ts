@@ -3,6 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { parseBenchSpec } from "../../lib/app/bench.ts";
+import { runCli } from "../_helpers/cli.ts";
 import { roundOrders } from "../../lib/app/bench_rounds.ts";
 
 const COMMAND = { executable: "deno", args: ["run", "main.ts"] };
@@ -37,13 +38,52 @@ Deno.test("parseBenchSpec() without rounds leaves scenario 8 its 3 alternating p
   ]);
 });
 
-Deno.test("parseBenchSpec() throws a TypeError saying what rounds must be", async (t) => {
+Deno.test("parseBenchSpec() throws a BenchSpecError saying what rounds must be", async (t) => {
   for (const bad of ["rounds=0", "rounds=x", "rounds=-2", "rounds=1.5", "rounds=", "rounds"]) {
     await t.step(bad, () => {
       assert.throws(() => parseBenchSpec(`scenarios=8 ${bad}`, COMMAND), {
-        name: "TypeError",
+        name: "BenchSpecError",
         message: `Cannot read bench option '${bad}': rounds must be a whole number ≥ 1`,
       });
     });
   }
+});
+
+Deno.test("parseBenchSpec() refuses a count that is not a whole number ≥ 1, naming the word", async (t) => {
+  // Each once became NaN or 0 and ran a bench of no members, or of NaN.
+  for (const key of ["members", "pair", "ceiling", "crash", "reconcile", "verify", "connections"]) {
+    for (const bad of [`${key}=x`, `${key}=0`, `${key}=`, `${key}=2.5`]) {
+      await t.step(bad, () => {
+        assert.throws(() => parseBenchSpec(bad, COMMAND), {
+          name: "BenchSpecError",
+          message: `Cannot read bench option '${bad}': ${key} must be a whole number ≥ 1`,
+        });
+      });
+    }
+  }
+  assert.equal(parseBenchSpec("pair=20000", COMMAND).pairMembers, 20_000);
+});
+
+Deno.test("parseBenchSpec() refuses a scenario that does not exist", () => {
+  for (const bad of ["scenarios=9", "scenarios=", "scenarios=1,,3", "scenarios=one"]) {
+    assert.throws(() => parseBenchSpec(bad, COMMAND), {
+      name: "BenchSpecError",
+      message:
+        `Cannot read bench option '${bad}': scenarios are numbers from 1 to 8, separated by commas`,
+    });
+  }
+  assert.deepEqual(parseBenchSpec("scenarios=1,3,8", COMMAND).scenarios, [1, 3, 8]);
+});
+
+Deno.test("an unreadable BENCH word stops `main.ts bench` with its message and exit 2, not as a bug", async () => {
+  const run = await runCli(["bench"], { BENCH: "scenarios=8 rounds=0" });
+  assert.equal(run.code, 2, run.stderr);
+  assert.equal(
+    run.stderr.trim(),
+    `BENCH="scenarios=8 rounds=0": Cannot read bench option 'rounds=0': rounds must be a whole number ≥ 1.`,
+  );
+  const unknown = await runCli(["bench"], { BENCH: "speed=9" });
+  assert.equal(unknown.code, 2, unknown.stderr);
+  assert.match(unknown.stderr, /Cannot read bench option 'speed=9': the words are scenarios=/);
+  assert.doesNotMatch(unknown.stderr, /bug|at .*\.ts:\d+/);
 });
