@@ -71,100 +71,81 @@ Deno.test("main.ts with the image's environment refuses a state folder that is n
   }
 });
 
-/**
- * A memory cgroup this process may create children in, or why not: the test needs root and a
- * writable cgroup v1 `memory` or cgroup v2 hierarchy (a container's usually is read-only).
- */
-function childCgroup(): { dir: string; limitFile: string } | string {
-  let lines: string[];
+// Deno lets only --allow-all into /proc and /sys, so the cgroup is found, made and used by
+// sh: the memory controller's folder of this process (cgroup v1 or v2) where a child group
+// can be made and given a limit, or nothing (not Linux, not root, a read-only hierarchy).
+const _PROBE = `
+v1=$(grep -E '^[0-9]+:memory:' /proc/self/cgroup | cut -d: -f3)
+v2=$(grep -E '^0::' /proc/self/cgroup | cut -d: -f3)
+for c in "/sys/fs/cgroup/memory$v1:memory.limit_in_bytes" "/sys/fs/cgroup$v2:memory.max" \\
+         "/sys/fs/cgroup/unified$v2:memory.max"; do
+  dir="\${c%:*}"; file="\${c##*:}"; t="$dir/dockerfile_test_probe_$$"
+  if mkdir "$t" 2>/dev/null; then
+    ok=0; [ -f "$t/$file" ] && ok=1; rmdir "$t"
+    [ $ok = 1 ] && { echo "$dir $file"; exit 0; }
+  fi
+done
+exit 1`;
+
+// Makes a child group of 256 MiB and prints V8's heap limit of `deno eval` in it, without
+// and then with DENO_USE_CGROUPS set to the image's value; removes the group.
+const _MEASURE = `
+g="$1/dockerfile_test_$$"; mkdir "$g" || exit 3
+echo 268435456 > "$g/$2"
+a=$(sh -c 'echo $$ > "$0/cgroup.procs"; unset DENO_USE_CGROUPS; exec "$1" eval "$2"' "$g" "$3" "$4")
+b=$(sh -c 'echo $$ > "$0/cgroup.procs"; DENO_USE_CGROUPS="$3"; export DENO_USE_CGROUPS; exec "$1" eval "$2"' "$g" "$3" "$4" "$5")
+rmdir "$g"
+echo "$a $b"`;
+
+function _cgroup(): { dir: string; file: string } | string {
+  if (Deno.build.os !== "linux") return "not Linux";
   try {
-    lines = Deno.readTextFileSync("/proc/self/cgroup").trim().split("\n");
+    const out = new Deno.Command("sh", { args: ["-c", _PROBE], stderr: "null" }).outputSync();
+    const [dir, file] = new TextDecoder().decode(out.stdout).trim().split(" ");
+    if (out.success && dir && file) return { dir, file };
   } catch {
-    return "no /proc/self/cgroup (not Linux)";
-  }
-  const v1 = lines.find((l) => l.split(":")[1] === "memory");
-  const v2 = lines.find((l) => l.startsWith("0::"));
-  const candidates = [
-    ...(v1
-      ? [{ root: "/sys/fs/cgroup/memory", path: v1.split(":")[2]!, file: "memory.limit_in_bytes" }]
-      : []),
-    ...(v2
-      ? ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].map((root) => ({
-        root,
-        path: v2.slice(3),
-        file: "memory.max",
-      }))
-      : []),
-  ];
-  for (const c of candidates) {
-    const dir = `${c.root}${c.path === "/" ? "" : c.path}/dockerfile_test_${Deno.pid}`;
-    try {
-      Deno.mkdirSync(dir);
-    } catch {
-      continue;
-    }
-    // A probe only: the test makes it again, so a filtered run leaves nothing behind.
-    let usable = false;
-    try {
-      usable = Deno.statSync(`${dir}/${c.file}`).isFile;
-    } catch {
-      // Not a memory controller's folder.
-    }
-    Deno.removeSync(dir);
-    if (usable) return { dir, limitFile: `${dir}/${c.file}` };
+    return "no sh";
   }
   return "no writable memory cgroup here (needs root and a writable cgroup hierarchy)";
 }
 
-const CGROUP = Deno.build.os === "linux" ? childCgroup() : "not Linux";
-
-/** V8's heap limit in MiB of `deno eval` run inside `cgroup` (or outside, when undefined). */
-async function heapLimitMiB(env: Record<string, string>, cgroup?: string): Promise<number> {
-  const script =
-    'import("node:v8").then((v8) => console.log(v8.getHeapStatistics().heap_size_limit))';
-  const deno = Deno.execPath();
-  const out = await new Deno.Command("sh", {
-    args: [
-      "-c",
-      cgroup ? `echo $$ > ${cgroup}/cgroup.procs && exec "$0" eval "$1"` : `exec "$0" eval "$1"`,
-      deno,
-      script,
-    ],
-    env,
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  return Math.round(Number(new TextDecoder().decode(out.stdout).trim()) / 1048576);
-}
+const CGROUP = _cgroup();
 
 // A fact about Deno the image relies on (README, "Container"), checked on this Deno: with the
-// image's DENO_USE_CGROUPS, V8's heap is sized from the cgroup's memory limit (at least
-// 256 MiB of heap limit for a small one), not from the host's memory. A misspelt variable or a
-// Deno that ignores it would leave a container's heap sized to the host, the OOM kill the
-// image's ENV is there to avoid.
+// image's DENO_USE_CGROUPS, V8's heap is sized from the cgroup's memory limit (about 262 MiB
+// of heap limit for a small one), not from the host's memory. A misspelt variable or a Deno
+// that ignores it would leave a container's heap sized to the host, the OOM kill the image's
+// ENV is there to avoid.
 Deno.test({
   name: `the image's DENO_USE_CGROUPS sizes V8's heap to the container's memory limit${
     typeof CGROUP === "string" ? ` (ignored: ${CGROUP})` : ""
   }`,
   ignore: typeof CGROUP === "string",
   fn: async () => {
-    const { dir, limitFile } = CGROUP as { dir: string; limitFile: string };
-    Deno.mkdirSync(dir);
-    try {
-      Deno.writeTextFileSync(limitFile, String(256 * 1048576));
-      const base = { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" };
-      const set = imageEnv().DENO_USE_CGROUPS;
-      const image = set === undefined ? base : { ...base, DENO_USE_CGROUPS: set };
-      const host = await heapLimitMiB(base, dir);
-      const contained = await heapLimitMiB(image, dir);
-      assert.equal(imageEnv().DENO_USE_CGROUPS, "1");
-      assert.ok(contained <= 300, `heap limit in a 256 MiB cgroup: ${contained} MiB`);
-      assert.ok(host > contained, `without it the heap is sized to the host: ${host} MiB`);
-    } finally {
-      // The children have exited, so the cgroup is empty and can go.
-      Deno.removeSync(dir);
-    }
+    const { dir, file } = CGROUP as { dir: string; file: string };
+    assert.equal(imageEnv().DENO_USE_CGROUPS, "1");
+    const script =
+      'import("node:v8").then((v8) => console.log(v8.getHeapStatistics().heap_size_limit))';
+    const out = await new Deno.Command("sh", {
+      args: [
+        "-c",
+        _MEASURE,
+        "sh",
+        dir,
+        file,
+        Deno.execPath(),
+        script,
+        imageEnv().DENO_USE_CGROUPS!,
+      ],
+      env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "" },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const [host, contained] = new TextDecoder().decode(out.stdout).trim().split(" ")
+      .map((bytes) => Math.round(Number(bytes) / 1048576));
+    assert.ok(contained! <= 300, `heap limit in a 256 MiB cgroup: ${contained} MiB`);
+    assert.ok(host! > 1024, `without it the heap is sized to the host: ${host} MiB`);
   },
 });
