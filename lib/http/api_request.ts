@@ -96,7 +96,7 @@ export interface ApiRequestOptions extends ApiSettings {
   /** Request headers (auth included: they never appear in messages). */
   headers?: Record<string, string>;
   /** Request body. */
-  body?: string;
+  body?: string | Uint8Array<ArrayBuffer>;
   /** Words after the endpoint in messages, e.g. ` for batch "list1 page 3"`. @default {""} */
   context?: string;
   /** Aborting stops the request and its retries with the signal's reason. */

@@ -47,7 +47,7 @@ export interface RequestTextOptions {
   /** Request headers. */
   headers?: HeadersInit;
   /** Request body. */
-  body?: string;
+  body?: string | Uint8Array<ArrayBuffer>;
 }
 
 /**

@@ -37,6 +37,7 @@ import { ThrottleLog } from "../http/throttle_log.ts";
 import { quietLogger } from "../log/logging.ts";
 import { type OmetriaRecord, type RecordJson, toRecordJson } from "../mapping/contact.ts";
 import { errorText } from "../log/error_text.ts";
+import { jsonArrayBody } from "./push_body.ts";
 
 /** Which Ometria endpoint a client writes to. */
 export type OmetriaEndpoint = "push" | "record";
@@ -601,7 +602,7 @@ export class OmetriaClient {
       ...this.#api,
       method: "POST",
       headers: { "Content-Type": "application/json", ...auth },
-      body: `[${items.map((item) => item.json).join(",")}]`,
+      body: jsonArrayBody(items),
       context: _batch(label),
       signal,
       beforeAttempt,

@@ -25,10 +25,12 @@ Deno.test("consent both ways for several ticks: each unsubscribe costs one Mailc
   const pushed: string[] = [];
   const service = w.service([connection], {
     reconcileEveryHours: 0,
-    fetch: (input, init) => {
+    fetch: async (input, init) => {
       const request = new Request(input, init);
-      if (new URL(request.url).pathname === "/v2/push" && typeof init?.body === "string") {
-        for (const r of JSON.parse(init.body) as { id: string }[]) pushed.push(r.id);
+      if (new URL(request.url).pathname === "/v2/push") {
+        // Read as Ometria reads it: the body is bytes (lib/ometria/push_body.ts).
+        const records = await request.clone().json() as { id: string }[];
+        for (const r of records) pushed.push(r.id);
       }
       return fetch(request);
     },

@@ -17,11 +17,11 @@ async function resubscribeFlow(overrides: Partial<ConnectionConfig>) {
   const sent: Record<string, unknown>[] = [];
   const service = w.service([w.connection(LIST, { optoutBack: true, ...overrides })], {
     reconcileEveryHours: 0,
-    fetch: (input, init) => {
-      if (String(input).endsWith("/v2/push") && typeof init?.body === "string") {
-        sent.push(...JSON.parse(init.body));
-      }
-      return fetch(input, init);
+    fetch: async (input, init) => {
+      const request = new Request(input, init);
+      // Read as Ometria reads it: the body is bytes (lib/ometria/push_body.ts).
+      if (request.url.endsWith("/v2/push")) sent.push(...await request.clone().json());
+      return fetch(request);
     },
   });
   // Forced: every tick runs the list, as one whose changes came due would.
