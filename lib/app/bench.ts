@@ -694,8 +694,9 @@ async function _deepReconcile(options: BenchOptions, dir: string): Promise<boole
 /**
  * Reads bench options from words like `scenarios=1,4 members=200000 distribution=bulk
  * baseline=/path/to/main.ts v8flags=…` or `scenarios=8 python=DIR rounds=5` (main.ts passes
- * its `BENCH` variable). Unknown words, and a `rounds` that is not a whole number ≥ 1, throw a
- * TypeError naming them.
+ * its `BENCH` variable). A word it cannot read throws a {@linkcode BenchSpecError} naming it and
+ * what it takes: an unknown word, a count that is not a whole number ≥ 1, a scenario outside 1
+ * to 8, an empty `python=` or `baseline=`. main.ts prints it and exits 2.
  */
 export function parseBenchSpec(
   spec: string,
@@ -707,7 +708,8 @@ export function parseBenchSpec(
     const at = word.indexOf("=");
     const key = at < 0 ? word : word.slice(0, at);
     const value = at < 0 ? "" : word.slice(at + 1);
-    const count = _COUNT_WORDS[key];
+    // Own keys only: `constructor=5` must not find Object.prototype's.
+    const count = Object.hasOwn(_COUNT_WORDS, key) ? _COUNT_WORDS[key] : undefined;
     if (count !== undefined) out[count] = _wholeNumber(word, key, value);
     else if (key === "scenarios") out.scenarios = _scenarios(word, value);
     else if (key === "distribution" && (value === "bulk" || value === "independent")) {

@@ -20,6 +20,15 @@ Deno.test("parseBenchSpec() keeps every '=' of a v8flags value", () => {
 
 Deno.test("parseBenchSpec() throws a TypeError naming an unknown word", () => {
   assert.throws(() => parseBenchSpec("speed=9", COMMAND), TypeError);
+  // Not even one Object.prototype has: those were taken for counts.
+  for (
+    const word of ["constructor=5", "toString=1", "hasOwnProperty=3", "valueOf=2", "__proto__=1"]
+  ) {
+    assert.throws(() => parseBenchSpec(word, COMMAND), {
+      name: "BenchSpecError",
+      message: new RegExp(`^Cannot read bench option '${word}': the words are scenarios=`),
+    }, word);
+  }
 });
 
 Deno.test("parseBenchSpec() reads rounds=N, scenario 8's interleaved pairs", () => {
