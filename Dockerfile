@@ -15,9 +15,9 @@ RUN deno install --frozen
 COPY main.ts ./
 COPY lib ./lib
 # deno compile type-checks main.ts itself; no separate deno check.
-# The V8 flags keep the heap near what is live (lib/app/v8_flags.ts): 110–210 MB instead of
-# 330+ (209 MB for a list of 1,000,000, measured with `deno run` and the same flags; README,
-# "Container"). --no-prompt: a missing permission fails at once, with
+# The V8 flags keep the heap near what is live (lib/app/v8_flags.ts): about 200–210 MB (scenario
+# 8's lists, or one of 1,000,000, measured with `deno run` and the same flags) instead of
+# 280–370 MiB plain (README, "Measured"). --no-prompt: a missing permission fails at once, with
 # Deno's message naming it, instead of asking a terminal nobody watches.
 RUN deno compile --frozen --no-prompt \
       --v8-flags=--max-semi-space-size=2,--heap-growing-percent=25 \
@@ -43,11 +43,12 @@ COPY --from=build --chown=nonroot:nonroot /out/app /app
 # which a single-file bind mount does not allow.
 WORKDIR /app
 ENV SYNC_REQUIRE_STATE_VOLUME=1
-# V8 sizes its heap from the memory it is told the machine has: the host's, unless Deno is
-# asked to read the container's limit (cgroups v1 or v2) instead. With it, a container given
-# `--memory` gets a heap sized to that limit, which collects harder near it instead of
-# growing past it into the kernel's OOM kill (README, "Container": measured with and
-# without). Deno's own images set the same; a distroless image has to say it itself.
+# V8 sizes its heap from the memory Deno says the machine has: the host's, unless this is set
+# (to anything: Deno only checks that it is), and then the container's limit (cgroups v1 or
+# v2). A container given `--memory` then gets a heap sized for it (a 262 MiB heap limit up to
+# 512 MiB, half the limit above) instead of one sized for the host, which grew past the limit
+# into the kernel's OOM kill (README, "Container": measured with and without). Not a cap: a
+# live set over the limit is still killed. Deno's own images set it; distroless must say it.
 ENV DENO_USE_CGROUPS=1
 # The log goes to standard error only, which `docker logs` keeps (and the log driver
 # rotates); a log file in the volume would grow for ever. -e LOG_FILE=log_file.log brings
