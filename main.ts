@@ -376,6 +376,10 @@ async function _optionalCommand(
       baseEnv,
       command,
       ...(bundle ? { bundle } : {}),
+      // V8's own collector, present when the bench runs with --v8-flags=--expose-gc.
+      ...(typeof (globalThis as { gc?: unknown }).gc === "function"
+        ? { collectGarbage: (globalThis as unknown as { gc: () => void }).gc }
+        : {}),
       ...spec,
     });
   }

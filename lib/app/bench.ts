@@ -82,6 +82,14 @@ export interface BenchOptions {
   /** `--v8-flags` of the child (empty: none). @default {""} */
   v8Flags?: string;
   /**
+   * A full garbage collection of this process, run before each measured child starts (and
+   * before each run of the Python tool): the simulators of earlier runs are garbage, and
+   * their collection (a heap of about 1 GB collected 48 s into scenario 8) otherwise lands
+   * inside whichever run comes next, on the cores it shares. main.ts passes V8's `gc` when
+   * the bench runs with `--v8-flags=--expose-gc` (`deno task bench` does); absent, none.
+   */
+  collectGarbage?: () => void;
+  /**
    * How scenarios 1 and 4 spread `last_changed`: one by one, or half the members in bulk
    * imports of 1,500 sharing one second. @default {"independent"}
    */
@@ -128,6 +136,8 @@ interface _Measured {
   idsServed: number;
   /** Most Mailchimp requests in flight at once. */
   maxConnections: number;
+  /** CPU seconds of this process (the simulators) while the child ran. */
+  hostCpuSeconds: number;
 }
 
 /** The bulk-import distribution of the bench (see {@linkcode BenchOptions.distribution}). */
@@ -170,8 +180,10 @@ async function _measure(
   env: Record<string, string>,
   command = options.command,
 ): Promise<_Measured> {
+  options.collectGarbage?.();
   sims.mailchimp.resetStats();
   sims.ometria.resetStats();
+  const cpuBefore = _cpuSeconds();
   const started = performance.now();
   const child = new Deno.Command(command.executable, {
     args: [..._withFlags(command.args, options.v8Flags ?? ""), ...args],
@@ -193,6 +205,7 @@ async function _measure(
     await Promise.race([status, new Promise((r) => setTimeout(r, 100))]);
   }
   const { code } = await status;
+  const hostCpuSeconds = _cpuSeconds() - cpuBefore;
   const stderr = await errors;
   if (code !== 0) options.write(`  (exit ${code}) ${stderr.split("\n").slice(-4).join(" | ")}`);
   return {
@@ -206,6 +219,7 @@ async function _measure(
     membersServed: sims.mailchimp.stats.membersServed,
     idsServed: sims.mailchimp.stats.idsServed,
     maxConnections: sims.mailchimp.stats.maxInFlight,
+    hostCpuSeconds,
   };
 }
 
@@ -248,7 +262,11 @@ export async function runBench(options: BenchOptions): Promise<number> {
   write(
     `Simulators in-process with ${LATENCY_MS} ms Mailchimp latency; the sync runs as the CLI in a child process (--v8-flags=${
       options.v8Flags ?? ""
-    })\n`,
+    }); ${
+      options.collectGarbage
+        ? "the simulators' process collects its garbage before each measured run"
+        : "the simulators' process cannot collect its garbage between runs (run it with --v8-flags=--expose-gc, as deno task bench does)"
+    }\n`,
   );
   try {
     // Scenario 1: one big list.
@@ -419,6 +437,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
           baseEnv: options.baseEnv,
           measure: (sims, args, env) => _measure(options, sims, args, env),
           cpuSeconds: _cpuSeconds,
+          ...(options.collectGarbage ? { collectGarbage: options.collectGarbage } : {}),
           orders: roundOrders(options.rounds),
         }) && ok;
       }

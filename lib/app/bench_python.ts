@@ -61,6 +61,8 @@ export interface PythonBenchDeps {
    * the difference over a side's run is what the doubles took of the machine's cores then.
    */
   cpuSeconds: () => number;
+  /** This process's full garbage collection before the tool runs (bench.ts's option). */
+  collectGarbage?: () => void;
   /** Each round's order of the two sides (bench_rounds.ts's `roundOrders`). */
   orders: readonly (readonly BenchSide[])[];
 }
@@ -174,6 +176,7 @@ async function _pythonSide(
       mailchimp: sims.mailchimp.url,
       ometria: sims.ometria.url,
     });
+    deps.collectGarbage?.();
     const cpuBefore = deps.cpuSeconds();
     const seconds = await _runPython(deps, tool, {
       // The tool sends the key as Basic's whole value: "user:key" in base64 is what it needs.
@@ -217,7 +220,6 @@ async function _ourSide(
 ): Promise<{ result: SideResult | undefined; missing: number }> {
   const sims = await _sims(deps);
   try {
-    const cpuBefore = deps.cpuSeconds();
     const run = await deps.measure(
       sims,
       ["--once", "--state", `${deps.dir}/pycmp-${round}.json`, ...IDS],
@@ -232,7 +234,7 @@ async function _ourSide(
         LOG_FILE: "",
       },
     );
-    const doublesCpu = deps.cpuSeconds() - cpuBefore;
+    const doublesCpu = run.hostCpuSeconds;
     let held = 0;
     let missing = 0;
     for (const id of IDS) {

@@ -18,6 +18,11 @@ export interface VerifyBenchRun {
   mailchimpRequests: number;
   ometriaRequests: number;
   throttled: number;
+  /**
+   * CPU seconds this process (the simulators) used while the child ran, from after the
+   * garbage collection that precedes each run (see `BenchOptions.collectGarbage`).
+   */
+  hostCpuSeconds: number;
 }
 
 /** What scenario 7 needs from the bench: how to run and measure the CLI, how to print. */
